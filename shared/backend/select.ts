@@ -1,0 +1,82 @@
+// Picks the TF.js backend at run time. tfjs-node(-gpu) are optional dependencies (their install needs
+// the internet), WebGPU needs a hardware adapter, so `auto` walks an ordered list and records why
+// each candidate that failed did so; explicit choices fail loudly with that reason.
+import { createRequire } from 'node:module';
+import { WolfpackError } from '../errors.js';
+import type { Logger } from '../log.js';
+import { tf } from './tf.js';
+import { registerWasmConv2dBackpropFilter } from './wasm-conv2d-backprop-filter.js';
+
+export const BACKENDS = ['auto', 'tensorflow-gpu', 'webgpu', 'tensorflow', 'wasm', 'cpu'] as const;
+export type BackendChoice = (typeof BACKENDS)[number];
+export type ConcreteBackend = Exclude<BackendChoice, 'auto'>;
+
+/** The order `auto` tries, fastest first. */
+export const AUTO_ORDER: readonly ConcreteBackend[] = ['tensorflow-gpu', 'webgpu', 'tensorflow', 'wasm', 'cpu'];
+
+export interface BackendSelection {
+  backend: ConcreteBackend;
+  /** tf.getBackend() after selection ('tensorflow', 'webgpu', 'wasm', 'cpu'). */
+  tfName: string;
+  /** Why each earlier candidate was passed over. */
+  skipped: { backend: ConcreteBackend; reason: string }[];
+}
+
+const require = createRequire(import.meta.url);
+
+function message(e: unknown): string {
+  const text = e instanceof Error ? e.message : String(e);
+  return text.split('\n')[0].slice(0, 300);
+}
+
+async function activate(name: ConcreteBackend, opts: { allowSoftwareGpu: boolean; gpuIndex?: number }): Promise<string> {
+  switch (name) {
+    case 'tensorflow-gpu':
+      require('@tensorflow/tfjs-node-gpu');
+      if (!(await tf.setBackend('tensorflow'))) throw new Error('tfjs-node-gpu loaded but its backend did not initialise');
+      return 'tensorflow';
+    case 'tensorflow':
+      require('@tensorflow/tfjs-node');
+      if (!(await tf.setBackend('tensorflow'))) throw new Error('tfjs-node loaded but its backend did not initialise');
+      return 'tensorflow';
+    case 'webgpu': {
+      const { activateWebGpu } = await import('./webgpu.js');
+      await activateWebGpu(opts);
+      return 'webgpu';
+    }
+    case 'wasm':
+      await import('@tensorflow/tfjs-backend-wasm');
+      registerWasmConv2dBackpropFilter();
+      if (!(await tf.setBackend('wasm'))) throw new Error('the wasm backend did not initialise');
+      return 'wasm';
+    case 'cpu':
+      if (!(await tf.setBackend('cpu'))) throw new Error('the cpu backend did not initialise');
+      return 'cpu';
+  }
+}
+
+/**
+ * Selects and initialises a backend. `auto` tries AUTO_ORDER and logs which one it took and why the
+ * others failed; a named backend that cannot start is an E_BACKEND error carrying the reason.
+ */
+export async function selectBackend(choice: BackendChoice, logger?: Logger,
+  opts: { gpuIndex?: number } = {}): Promise<BackendSelection> {
+  tf.env().set('PROD', true); // no debug checks, no "install tfjs-node" banner
+  const skipped: BackendSelection['skipped'] = [];
+  const candidates = choice === 'auto' ? AUTO_ORDER : [choice];
+  for (const name of candidates) {
+    try {
+      // `auto` never takes a software (fallback) WebGPU adapter: it would be slower than wasm.
+      const tfName = await activate(name, { allowSoftwareGpu: choice !== 'auto', gpuIndex: opts.gpuIndex });
+      logger?.info({ backend: name, skipped }, `backend: ${name}`);
+      return { backend: name, tfName, skipped };
+    } catch (e) {
+      skipped.push({ backend: name, reason: message(e) });
+      if (choice !== 'auto') {
+        throw new WolfpackError('E_BACKEND', `backend ${name} is not available: ${message(e)}`, { backend: name });
+      }
+      logger?.debug({ backend: name, reason: message(e) }, 'backend unavailable');
+    }
+  }
+  throw new WolfpackError('E_BACKEND', `no TF.js backend could start: ${skipped.map((s) => `${s.backend}: ${s.reason}`).join('; ')}`);
+}

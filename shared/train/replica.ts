@@ -1,0 +1,186 @@
+// One data-parallel replica of the model: computes its part of a step's gradient into the reduce
+// buffer, and, once the buffer holds the sum over all replicas, applies the identical update.
+import { tf } from '../backend/tf.js';
+import { backbone, forward, head, type ForwardOptions } from '../model/forward.js';
+import type { BnSpec } from '../model/spec.js';
+import { BN_MOVING_MOMENTUM } from '../model/spec.js';
+import type { Freeze, ModelState, Slot } from '../model/state.js';
+import { ParamTensors } from '../model/tensors.js';
+import { argmaxRows } from './loss.js';
+import { sparseSoftmaxCrossEntropy } from './loss.js';
+import { momentumStep, movingAverage, type MomentumConfig } from './momentum.js';
+import { METRIC, ReduceLayout, type BnMode } from './reduce-buffer.js';
+
+export interface TrainOptions extends MomentumConfig {
+  freeze: Freeze;
+  bn: BnMode;
+}
+
+/** Images in NHWC float32 (already normalised), with their labels. */
+export interface Batch {
+  images: Float32Array;
+  labels: Int32Array;
+  count: number;
+  size: number;
+}
+
+export interface StepMetrics {
+  /** Mean loss over the global batch. */
+  loss: number;
+  correct: number;
+  samples: number;
+  /** True when some replica produced a non-finite loss or gradient: the update was skipped. */
+  skipped: boolean;
+}
+
+export class Replica {
+  readonly state: ModelState;
+  readonly options: TrainOptions;
+  readonly reduce: ReduceLayout;
+  /** accum of Momentum, one per trainable parameter (flat, like state.params). */
+  readonly accum: Float32Array;
+  /** The all-reduce buffer for the current step. */
+  readonly buffer: Float32Array;
+  private readonly tensors: ParamTensors;
+  private readonly trained: Slot[];
+  private readonly bnIndex = new Map<string, Slot>();
+
+  constructor(state: ModelState, options: TrainOptions, accum?: Float32Array) {
+    this.state = state;
+    this.options = options;
+    this.reduce = new ReduceLayout(state.layout, options.freeze, options.bn);
+    this.accum = accum ?? new Float32Array(state.layout.paramCount);
+    this.buffer = new Float32Array(this.reduce.size);
+    this.tensors = new ParamTensors(state);
+    this.trained = state.layout.trainableFor(options.freeze);
+    for (const slot of state.layout.stats) this.bnIndex.set(slot.spec.name, slot);
+  }
+
+  private input(batch: Batch): { x: tf.Tensor4D; y: tf.Tensor1D } {
+    return {
+      x: tf.tensor4d(batch.images.subarray(0, batch.count * batch.size * batch.size * 3), [batch.count, batch.size, batch.size, 3]),
+      y: tf.tensor1d(batch.labels.subarray(0, batch.count), 'int32'),
+    };
+  }
+
+  /**
+   * Fills `buffer` with this replica's share of the step: gradients of the mean loss over the GLOBAL
+   * batch restricted to its samples, its batch statistics weighted by count/globalBatch, and metrics.
+   */
+  computeGradients(batch: Batch, globalBatch: number): void {
+    const buf = this.buffer;
+    buf.fill(0);
+    if (batch.count === 0) return;
+    const net = this.state.layout.net;
+    const kept: tf.Tensor[] = [];
+    const statsOut: { bn: BnSpec; mean: tf.Tensor; variance: tf.Tensor }[] = [];
+    const fwd: ForwardOptions = {
+      bnTrain: this.options.bn === 'train',
+      onBatchStats: (bn, mean, variance) => { statsOut.push({ bn, mean: tf.keep(mean), variance: tf.keep(variance) }); },
+    };
+    const { x, y } = this.input(batch);
+    const lookupWith = (override: Map<string, tf.Tensor>) => (name: string) => override.get(name) ?? this.tensors.get(name);
+    let logitsKept: tf.Tensor | undefined;
+    let result: { value: tf.Scalar; grads: tf.Tensor[] };
+    try {
+      const params = this.trained.map((s) => this.tensors.get(s.spec.name));
+      if (this.options.freeze === 'backbone') {
+        const features = tf.tidy(() => backbone(net, this.tensors.lookup, x, fwd));
+        kept.push(features);
+        result = tf.valueAndGrads((...ps: tf.Tensor[]) => {
+          const m = new Map(this.trained.map((s, i) => [s.spec.name, ps[i]]));
+          const logits = head(net, lookupWith(m), features);
+          logitsKept = tf.keep(logits);
+          return sparseSoftmaxCrossEntropy(logits, y, globalBatch);
+        })(params);
+      } else {
+        result = tf.valueAndGrads((...ps: tf.Tensor[]) => {
+          const m = new Map(this.trained.map((s, i) => [s.spec.name, ps[i]]));
+          const logits = forward(net, lookupWith(m), x, fwd);
+          logitsKept = tf.keep(logits);
+          return sparseSoftmaxCrossEntropy(logits, y, globalBatch);
+        })(params);
+      }
+      kept.push(result.value, ...result.grads);
+      if (logitsKept) kept.push(logitsKept);
+      for (const s of statsOut) kept.push(s.mean, s.variance);
+
+      let finite = true;
+      const grads = this.reduce.grads(buf);
+      const base = this.reduce.gradBegin;
+      this.trained.forEach((slot, i) => {
+        const g = result.grads[i].dataSync() as Float32Array;
+        grads.set(g, slot.offset - base);
+      });
+      for (let i = 0; i < grads.length; i++) if (!Number.isFinite(grads[i])) { finite = false; break; }
+      if (this.reduce.statsSize > 0) {
+        const stats = this.reduce.stats(buf);
+        const w = batch.count / globalBatch;
+        for (const s of statsOut) {
+          const meanSlot = this.bnIndex.get(s.bn.mean)!;
+          const varSlot = this.bnIndex.get(s.bn.variance)!;
+          const mean = s.mean.dataSync();
+          const variance = s.variance.dataSync();
+          for (let c = 0; c < mean.length; c++) {
+            stats[meanSlot.offset + c] = mean[c] * w;
+            stats[varSlot.offset + c] = variance[c] * w;
+          }
+        }
+      }
+      const lossSum = result.value.dataSync()[0];
+      const predicted = argmaxRows(logitsKept!.dataSync() as Float32Array, net.config.numClasses);
+      let correct = 0;
+      for (let i = 0; i < batch.count; i++) if (predicted[i] === batch.labels[i]) correct++;
+      const m = this.reduce.metrics(buf);
+      m[METRIC.lossSum] = lossSum;
+      m[METRIC.correct] = correct;
+      m[METRIC.samples] = batch.count;
+      m[METRIC.nonFinite] = finite && Number.isFinite(lossSum) ? 0 : 1;
+    } finally {
+      x.dispose();
+      y.dispose();
+      for (const t of kept) t.dispose();
+    }
+  }
+
+  /** Applies the summed buffer: Momentum on the trained parameters and the moving statistics. */
+  applyReduced(): StepMetrics {
+    const buf = this.buffer;
+    const m = this.reduce.metrics(buf);
+    const metrics: StepMetrics = {
+      loss: m[METRIC.lossSum], correct: Math.round(m[METRIC.correct]), samples: Math.round(m[METRIC.samples]),
+      skipped: m[METRIC.nonFinite] !== 0,
+    };
+    if (metrics.skipped) return metrics; // every replica sees the same flag and skips together
+    momentumStep(this.state.params, this.accum, this.reduce.grads(buf), this.reduce.gradBegin, this.reduce.gradEnd, this.options);
+    this.tensors.refresh(this.trained, 'params');
+    if (this.reduce.statsSize > 0) {
+      movingAverage(this.state.stats, this.reduce.stats(buf), BN_MOVING_MOMENTUM);
+      this.tensors.refresh(this.state.layout.stats, 'stats');
+    }
+    return metrics;
+  }
+
+  /** Logits in evaluation mode (moving statistics), [count, K] row-major. */
+  predict(batch: Batch): Float32Array {
+    const { x, y } = this.input(batch);
+    try {
+      const logits = tf.tidy(() => forward(this.state.layout.net, this.tensors.lookup, x, { bnTrain: false }));
+      const out = logits.dataSync() as Float32Array;
+      logits.dispose();
+      return out;
+    } finally {
+      x.dispose();
+      y.dispose();
+    }
+  }
+
+  /** Re-reads all tensors from the state (after weights were replaced from outside). */
+  reload(): void {
+    this.tensors.refreshAll();
+  }
+
+  dispose(): void {
+    this.tensors.dispose();
+  }
+}
