@@ -1,0 +1,36 @@
+// `wolfpack train`: single-node mode, a coordinator plus N local worker processes.
+import { runJob, type JobOptions } from '../../coordinator/job.js';
+import { LocalWorkers } from '../../coordinator/local-workers.js';
+import type { Command } from '../wolfpack.js';
+import { parse } from '../args.js';
+import { jobOptionsFrom, loggerFrom, TRAIN_FLAGS, TRAIN_USAGE } from './train-flags.js';
+
+/** Runs a job with its workers as local processes; used by `train` and `demo`. */
+export async function trainLocally(argv: string[], defaults: Partial<JobOptions> = {}): Promise<number> {
+  const { values } = parse(argv, TRAIN_FLAGS);
+  const o = jobOptionsFrom(values, defaults);
+  const logger = loggerFrom(values, {});
+  const workers = new LocalWorkers(logger);
+  const stop = () => { void workers.stop(0); };
+  process.once('SIGINT', stop);
+  process.once('SIGTERM', stop);
+  try {
+    await runJob({
+      ...o, logger, print: (line) => process.stdout.write(line + '\n'),
+      onListening: (port) => workers.start(o.workers, `ws://127.0.0.1:${port}`, o.backend,
+        values['log-format'] ? { WOLFPACK_LOG_FORMAT: String(values['log-format']) } : {}),
+    });
+    await workers.stop();
+    return 0;
+  } finally {
+    await workers.stop(0);
+    process.off('SIGINT', stop);
+    process.off('SIGTERM', stop);
+  }
+}
+
+export const train: Command = {
+  summary: 'Train on one machine: a coordinator plus N local worker processes (ring all-reduce over WebSockets).',
+  usage: `wolfpack train ${TRAIN_USAGE}`,
+  run: (argv) => trainLocally(argv),
+};

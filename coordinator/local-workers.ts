@@ -1,0 +1,41 @@
+// Single-node mode: N worker processes on this machine, started from the CLI entry point and
+// stopped by process id however the job ends.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { cliPath } from '../shared/paths.js';
+import type { Logger } from '../shared/log.js';
+
+export class LocalWorkers {
+  private readonly procs: ChildProcess[] = [];
+  private readonly logger: Logger;
+
+  constructor(logger: Logger) {
+    this.logger = logger.child({ component: 'local-workers' });
+  }
+
+  start(n: number, url: string, backend: string, extraEnv: Record<string, string> = {}): void {
+    for (let i = 0; i < n; i++) {
+      const p = spawn(process.execPath, [cliPath, 'worker', '--connect', url, '--backend', backend], {
+        stdio: ['ignore', 'inherit', 'inherit'],
+        env: { ...process.env, ...extraEnv },
+      });
+      p.on('exit', (code, signal) => {
+        if (code !== 0) this.logger.warn({ pid: p.pid, code, signal }, 'local worker exited');
+      });
+      this.procs.push(p);
+    }
+    this.logger.info({ pids: this.procs.map((p) => p.pid) }, `started ${n} local worker(s)`);
+  }
+
+  get pids(): number[] {
+    return this.procs.map((p) => p.pid!).filter((x) => x !== undefined);
+  }
+
+  /** Waits up to `graceMs` for the workers to exit by themselves, then kills what is left. */
+  async stop(graceMs = 5000): Promise<void> {
+    const alive = this.procs.filter((p) => p.exitCode === null && p.signalCode === null);
+    await Promise.all(alive.map((p) => new Promise<void>((resolve) => {
+      const t = setTimeout(() => { p.kill('SIGKILL'); }, graceMs);
+      p.once('exit', () => { clearTimeout(t); resolve(); });
+    })));
+  }
+}
