@@ -80,8 +80,11 @@ export function softmax(logits: ArrayLike<number>): number[] {
   return e.map((v) => v / sum);
 }
 
-/** Eval-mode logits [count, K] row-major, `batchSize` images at a time. */
-export function predictLogits(state: ModelState, inputs: PredictInputs, batchSize: number): Float32Array {
+/**
+ * Eval-mode logits [count, K] row-major, `batchSize` images at a time. Reads results with the async
+ * data(): the webgpu backend in Node cannot read synchronously (its readSync needs OffscreenCanvas).
+ */
+export async function predictLogits(state: ModelState, inputs: PredictInputs, batchSize: number): Promise<Float32Array> {
   const net = state.layout.net;
   const k = net.config.numClasses;
   const per = inputs.height * inputs.width * 3;
@@ -94,8 +97,11 @@ export function predictLogits(state: ModelState, inputs: PredictInputs, batchSiz
         const x = tf.tensor4d(inputs.images.subarray(begin * per, (begin + n) * per), [n, inputs.height, inputs.width, 3]);
         return forward(net, tensors.lookup, x, { bnTrain: false });
       });
-      out.set(logits.dataSync() as Float32Array, begin * k);
-      logits.dispose();
+      try {
+        out.set(await logits.data() as Float32Array, begin * k);
+      } finally {
+        logits.dispose();
+      }
     }
   } finally {
     tensors.dispose();
@@ -178,7 +184,7 @@ export const predict: Command = {
     await selectBackend(backend, logger);
 
     const started = performance.now();
-    const logits = predictLogits(state, inputs, batchSize);
+    const logits = await predictLogits(state, inputs, batchSize);
     logger.info({ images: inputs.count, height: inputs.height, width: inputs.width, seconds: +((performance.now() - started) / 1000).toFixed(3) }, 'predicted');
 
     const names = classNames ?? Array.from({ length: k }, (_, i) => String(i));
