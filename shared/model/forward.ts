@@ -61,7 +61,7 @@ function batchNormTrain(x: tf.Tensor4D, gamma: tf.Tensor1D, beta: tf.Tensor1D, e
       },
     };
   };
-  const op = tf.customGrad(fn as unknown as tf.CustomGradientFunc<tf.Tensor>);
+  const op = tf.customGrad(fn as unknown as Parameters<typeof tf.customGrad>[0]);
   return op(x, gamma, beta) as tf.Tensor4D;
 }
 
