@@ -97,12 +97,12 @@ function syntheticBatch(count: number, size: number): Batch {
 }
 
 /** Runs fn once untimed, then `reps` times; returns the wall times in seconds. */
-function timeRuns(fn: () => void, reps: number): number[] {
-  fn();
+async function timeRuns(fn: () => Promise<void>, reps: number): Promise<number[]> {
+  await fn();
   const times: number[] = [];
   for (let r = 0; r < reps; r++) {
     const t0 = performance.now();
-    fn();
+    await fn();
     times.push((performance.now() - t0) / 1000);
   }
   return times;
@@ -157,13 +157,13 @@ export async function benchModel(opts: ModelBenchOptions = {}): Promise<ModelBen
   // restored between phases so that every phase starts from the same initialised model.
   const params0 = Float32Array.from(state.params);
   const stats0 = Float32Array.from(state.stats);
-  const phase = (name: string, f: Freeze, bn: 'train' | 'frozen', step: (r: Replica) => void): number[] => {
+  const phase = async (name: string, f: Freeze, bn: 'train' | 'frozen', step: (r: Replica) => Promise<void>): Promise<number[]> => {
     state.params.set(params0);
     state.stats.set(stats0);
     const replica = new Replica(state, { lr: 1e-3, momentum: 0.9, freeze: f, bn });
     try {
       log?.debug({ phase: name, batch: batchSize, imageSize, reps }, 'bench model: timing');
-      const times = timeRuns(() => step(replica), reps);
+      const times = await timeRuns(() => step(replica), reps);
       log?.debug({ phase: name, times }, 'bench model: done');
       return times;
     } finally {
@@ -171,10 +171,10 @@ export async function benchModel(opts: ModelBenchOptions = {}): Promise<ModelBen
     }
   };
 
-  result.times_s.forward = phase('forward', 'none', 'frozen', (r) => { r.predict(batch); });
+  result.times_s.forward = await phase('forward', 'none', 'frozen', async (r) => { await r.predict(batch); });
   result.forward_img_s = batchSize / median(result.times_s.forward);
-  const train = (b: Batch) => (r: Replica): void => {
-    r.computeGradients(b, b.count);
+  const train = (b: Batch) => async (r: Replica): Promise<void> => {
+    await r.computeGradients(b, b.count);
     const m = r.applyReduced();
     if (m.samples !== b.count) throw new Error(`bench model: step saw ${m.samples} samples, expected ${b.count}`);
   };
@@ -189,13 +189,13 @@ export async function benchModel(opts: ModelBenchOptions = {}): Promise<ModelBen
     }
     if (fits > 0) {
       const small = fits === batchSize ? batch : { ...batch, count: fits };
-      result.times_s.full_finetune = phase('full_finetune', 'none', 'train', train(small));
+      result.times_s.full_finetune = await phase('full_finetune', 'none', 'train', train(small));
       result.full_finetune_img_s = fits / median(result.times_s.full_finetune);
       result.full_finetune_batch = fits;
     }
   }
   if (freeze.includes('backbone')) {
-    result.times_s.frozen_backbone = phase('frozen_backbone', 'backbone', 'frozen', train(batch));
+    result.times_s.frozen_backbone = await phase('frozen_backbone', 'backbone', 'frozen', train(batch));
     result.frozen_backbone_img_s = batchSize / median(result.times_s.frozen_backbone);
   }
   if (tf.memory().numTensors !== startTensors) {

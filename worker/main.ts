@@ -160,7 +160,7 @@ async function runStep(msg: MessageOf<'step'>, decoding: Map<number, Promise<Bat
   const batch = await (decoding.get(msg.step) ?? Promise.reject(new Error(`step ${msg.step} was never decoded`)));
   decoding.delete(msg.step);
   const t1 = performance.now();
-  replica.computeGradients(batch, config.globalBatch);
+  await replica.computeGradients(batch, config.globalBatch);
   const t2 = performance.now();
   if (link) await ringAllReduce(replica.buffer, rank, world, link, { step: collective, chunkElems: config.chunkElems });
   const t3 = performance.now();
@@ -177,7 +177,7 @@ async function runEval(epoch: number, samples: SampleRef[], replica: Replica, ca
   for (let i = 0; i < samples.length; i += EVAL_CHUNK) {
     const part = samples.slice(i, i + EVAL_CHUNK);
     const batch = await loadBatch(cache, part, { size: config.imageSize, seed: config.seed, epoch, train: false });
-    const predicted = argmaxRows(replica.predict(batch), config.numClasses);
+    const predicted = argmaxRows(await replica.predict(batch), config.numClasses);
     for (let k = 0; k < part.length; k++) if (predicted[k] === part[k].l) correct++;
   }
   await ch.send({ type: 'evalResult', rank, epoch, correct, total: samples.length, checksum: stateChecksum(replica.state) });

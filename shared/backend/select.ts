@@ -6,6 +6,7 @@ import { WolfpackError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { tf } from './tf.js';
 import { registerWasmConv2dBackpropFilter } from './wasm-conv2d-backprop-filter.js';
+import { registerWasmConv2dBackpropInput } from './wasm-conv2d-backprop-input.js';
 
 export const BACKENDS = ['auto', 'tensorflow-gpu', 'webgpu', 'tensorflow', 'wasm', 'cpu'] as const;
 export type BackendChoice = (typeof BACKENDS)[number];
@@ -47,6 +48,7 @@ async function activate(name: ConcreteBackend, opts: { allowSoftwareGpu: boolean
     case 'wasm':
       await import('@tensorflow/tfjs-backend-wasm');
       registerWasmConv2dBackpropFilter();
+      registerWasmConv2dBackpropInput();
       if (!(await tf.setBackend('wasm'))) throw new Error('the wasm backend did not initialise');
       return 'wasm';
     case 'cpu':

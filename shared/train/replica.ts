@@ -67,7 +67,7 @@ export class Replica {
    * Fills `buffer` with this replica's share of the step: gradients of the mean loss over the GLOBAL
    * batch restricted to its samples, its batch statistics weighted by count/globalBatch, and metrics.
    */
-  computeGradients(batch: Batch, globalBatch: number): void {
+  async computeGradients(batch: Batch, globalBatch: number): Promise<void> {
     const buf = this.buffer;
     buf.fill(0);
     if (batch.count === 0) return;
@@ -108,10 +108,9 @@ export class Replica {
       let finite = true;
       const grads = this.reduce.grads(buf);
       const base = this.reduce.gradBegin;
-      this.trained.forEach((slot, i) => {
-        const g = result.grads[i].dataSync() as Float32Array;
-        grads.set(g, slot.offset - base);
-      });
+      // data() rather than dataSync(): GPU backends (webgpu) can only read back asynchronously.
+      const read = await Promise.all(result.grads.map((g) => g.data() as Promise<Float32Array>));
+      this.trained.forEach((slot, i) => grads.set(read[i], slot.offset - base));
       for (let i = 0; i < grads.length; i++) if (!Number.isFinite(grads[i])) { finite = false; break; }
       if (this.reduce.statsSize > 0) {
         const stats = this.reduce.stats(buf);
@@ -119,16 +118,15 @@ export class Replica {
         for (const s of statsOut) {
           const meanSlot = this.bnIndex.get(s.bn.mean)!;
           const varSlot = this.bnIndex.get(s.bn.variance)!;
-          const mean = s.mean.dataSync();
-          const variance = s.variance.dataSync();
+          const [mean, variance] = await Promise.all([s.mean.data(), s.variance.data()]);
           for (let c = 0; c < mean.length; c++) {
             stats[meanSlot.offset + c] = mean[c] * w;
             stats[varSlot.offset + c] = variance[c] * w;
           }
         }
       }
-      const lossSum = result.value.dataSync()[0];
-      const predicted = argmaxRows(logitsKept!.dataSync() as Float32Array, net.config.numClasses);
+      const lossSum = (await result.value.data())[0];
+      const predicted = argmaxRows((await logitsKept!.data()) as Float32Array, net.config.numClasses);
       let correct = 0;
       for (let i = 0; i < batch.count; i++) if (predicted[i] === batch.labels[i]) correct++;
       const m = this.reduce.metrics(buf);
@@ -162,11 +160,11 @@ export class Replica {
   }
 
   /** Logits in evaluation mode (moving statistics), [count, K] row-major. */
-  predict(batch: Batch): Float32Array {
+  async predict(batch: Batch): Promise<Float32Array> {
     const { x, y } = this.input(batch);
     try {
       const logits = tf.tidy(() => forward(this.state.layout.net, this.tensors.lookup, x, { bnTrain: false }));
-      const out = logits.dataSync() as Float32Array;
+      const out = (await logits.data()) as Float32Array;
       logits.dispose();
       return out;
     } finally {

@@ -39,14 +39,14 @@ for (const freeze of ['none', 'backbone'] as Freeze[]) {
       const counts: number[] = [];
       for (let step = 0; step < STEPS; step++) {
         // A short last batch too: a worker's share can be smaller than its usual batch.
-        replica.computeGradients(batch(step === STEPS - 1 ? 1 : 3, step), 3);
+        await replica.computeGradients(batch(step === STEPS - 1 ? 1 : 3, step), 3);
         counts.push(tf.memory().numTensors);
         const m = replica.applyReduced();
         t.notOk(m.skipped, `step ${step} applied`);
         counts.push(tf.memory().numTensors);
       }
       t.same(counts, new Array(counts.length).fill(afterInit), 'no tensor is created or lost by a step');
-      replica.computeGradients({ ...batch(2, 99), count: 0 }, 3);
+      await replica.computeGradients({ ...batch(2, 99), count: 0 }, 3);
       t.equal(tf.memory().numTensors, afterInit, 'an empty share makes no tensors');
       replica.dispose();
       t.equal(tf.memory().numTensors, start, 'dispose() frees every tensor');
@@ -61,7 +61,7 @@ t.test('numTensors is flat across predict calls', async (t) => {
   const afterInit = tf.memory().numTensors;
   const bytes = tf.memory().numBytes;
   for (let i = 0; i < 10; i++) {
-    const logits = replica.predict(batch(1 + (i % 3), i));
+    const logits = await replica.predict(batch(1 + (i % 3), i));
     t.equal(logits.length, (1 + (i % 3)) * 3);
     t.equal(tf.memory().numTensors, afterInit, `after predict ${i}`);
   }

@@ -45,13 +45,13 @@ for (const backend of ['wasm', 'cpu'] as const) {
         t.equal(config.flavour, flavour);
         t.equal(config.width, 4);
         const r = new Replica(state, { lr: 0.1, momentum: 0.9, freeze: 'none', bn: 'train' });
-        const logits = r.predict(batch);
+        const logits = await r.predict(batch);
         const ref = (await readNpy(join(dir, 'logits_eval.npy'))).data as Float32Array;
         t.ok(maxRelToScale(logits, ref) < 1e-4, `logits max rel ${maxRelToScale(logits, ref).toExponential(2)}`);
         if (flavour === 'mindspore') {
           const b40 = await nchwToBatch(join(dir, 'x40.npy'));
           const ref40 = (await readNpy(join(dir, 'logits_eval40.npy'))).data as Float32Array;
-          const l40 = r.predict(b40);
+          const l40 = await r.predict(b40);
           t.ok(maxRelToScale(l40, ref40) < 1e-4, `40x40 (asymmetric SAME) max rel ${maxRelToScale(l40, ref40).toExponential(2)}`);
         }
         r.dispose();
@@ -64,7 +64,7 @@ for (const backend of ['wasm', 'cpu'] as const) {
         const { state, accum } = modelFromTensors(merged, 'weights+momentum', { withMomentum: true });
         const step = JSON.parse(await readFile(join(dir, 'step.json'), 'utf8')) as { loss: number; lr: number; momentum: number };
         const r = new Replica(state, { lr: step.lr, momentum: step.momentum, freeze: 'none', bn: 'train' }, accum);
-        r.computeGradients(batch, batch.count);
+        await r.computeGradients(batch, batch.count);
         const got = tensorsFromModel(state); // before the update: check gradients through the buffer
         const grads = (await readSafetensors(join(dir, 'grads.safetensors'))).tensors;
         const metrics = r.applyReduced();
@@ -102,7 +102,7 @@ for (const backend of ['wasm', 'cpu'] as const) {
         const statsBefore = Float32Array.from(state.stats);
         const step = JSON.parse(await readFile(join(dir, 'frozen_step.json'), 'utf8')) as { loss: number; lr: number; momentum: number };
         const r = new Replica(state, { lr: step.lr, momentum: step.momentum, freeze: 'backbone', bn: 'frozen' }, accum);
-        r.computeGradients(batch, batch.count);
+        await r.computeGradients(batch, batch.count);
         t.equal(r.buffer.length, 128 * 2 + 2 + 4, 'reduce buffer holds only the head (+ 4 metrics)');
         const metrics = r.applyReduced();
         t.ok(Math.abs(metrics.loss - step.loss) / step.loss < 1e-4, `loss ${metrics.loss} vs ${step.loss}`);

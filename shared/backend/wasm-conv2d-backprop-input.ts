@@ -1,0 +1,88 @@
+// A faster Conv2DBackpropInput for the wasm backend. Its native kernel is a direct loop, 3-4x slower
+// than the forward convolution it differentiates, and made up most of a full fine-tuning step. The
+// input gradient is itself a forward computation, done here with kernels wasm runs fast:
+//  - 1x1, stride 1: dx = dy . W^T, one matrix product;
+//  - any kernel, stride s: dy is spread onto a stride-s grid (zeros between), then a stride-1
+//    convolution with the filter rotated by 180 degrees and its channels swapped ("full" padding).
+// Anything else (dilations, NCHW) falls back to the native kernel.
+import { tf } from './tf.js';
+
+type Info = tf.TensorInfo;
+type KernelArgs = { inputs: tf.NamedTensorInfoMap; backend: tf.KernelBackend; attrs?: tf.NamedAttrMap };
+type KernelFn = (args: KernelArgs) => Info;
+interface DisposableBackend extends tf.KernelBackend { disposeData(dataId: object, force?: boolean): boolean }
+
+interface BackpropInputAttrs {
+  strides: number | [number, number];
+  pad: 'valid' | 'same' | number | tf.backend_util.ExplicitPadding;
+  dataFormat: 'NHWC' | 'NCHW';
+  dimRoundingMode?: 'floor' | 'round' | 'ceil';
+  inputShape: [number, number, number, number];
+}
+
+function kernel(name: string): KernelFn {
+  const k = tf.getKernel(name, 'wasm');
+  if (!k) throw new Error(`wasm backend has no ${name} kernel`);
+  return k.kernelFunc as unknown as KernelFn;
+}
+
+let native: KernelFn | undefined;
+
+export function conv2dBackpropInputWasm(args: KernelArgs): Info {
+  const backend = args.backend as DisposableBackend;
+  const { dy, filter } = args.inputs as { dy: Info; filter: Info };
+  const attrs = args.attrs as unknown as BackpropInputAttrs;
+  if (attrs.dataFormat !== 'NHWC' || !native) return native!(args);
+  const info = tf.backend_util.computeConv2DInfo(attrs.inputShape, filter.shape as [number, number, number, number],
+    attrs.strides, 1, attrs.pad, attrs.dimRoundingMode, false, 'channelsLast');
+  const [N, H, W, Ci] = attrs.inputShape;
+  const { filterHeight: KH, filterWidth: KW, strideHeight: sh, strideWidth: sw, outHeight: OH, outWidth: OW, outChannels: Co } = info;
+  const { top, left } = info.padInfo;
+  const temps: Info[] = [];
+  const keep = (t: Info): Info => { temps.push(t); return t; };
+  const reshape = (x: Info, shape: number[]) => keep(kernel('Reshape')({ inputs: { x }, backend, attrs: { shape } }));
+  const transpose = (x: Info, perm: number[]) => keep(kernel('Transpose')({ inputs: { x }, backend, attrs: { perm } }));
+  try {
+    if (KH === 1 && KW === 1 && sh === 1 && sw === 1 && top === 0 && left === 0 && OH === H && OW === W) {
+      const wT = reshape(transpose(reshape(filter, [Ci, Co]), [1, 0]), [1, Co, Ci]);
+      const prod = keep(kernel('BatchMatMul')({ inputs: { a: reshape(dy, [1, N * OH * OW, Co]), b: wT }, backend,
+        attrs: { transposeA: false, transposeB: false } }));
+      return kernel('Reshape')({ inputs: { x: prod }, backend, attrs: { shape: [N, H, W, Ci] } });
+    }
+    // Spread dy onto the stride grid: [N,OH,OW,Co] -> [N,(OH-1)*sh+1,(OW-1)*sw+1,Co].
+    let spread = dy;
+    const Hd = (OH - 1) * sh + 1;
+    const Wd = (OW - 1) * sw + 1;
+    if (sh > 1 || sw > 1) {
+      const six = reshape(dy, [N, OH, 1, OW, 1, Co]);
+      const padded = keep(kernel('PadV2')({ inputs: { x: six }, backend,
+        attrs: { paddings: [[0, 0], [0, 0], [0, sh - 1], [0, 0], [0, sw - 1], [0, 0]], constantValue: 0 } }));
+      const grid = reshape(padded, [N, OH * sh, OW * sw, Co]);
+      spread = keep(kernel('Slice')({ inputs: { x: grid }, backend, attrs: { begin: [0, 0, 0, 0], size: [N, Hd, Wd, Co] } }));
+    }
+    const pt = KH - 1 - top;
+    const pl = KW - 1 - left;
+    const pb = H - Hd + top;
+    const pr = W - Wd + left;
+    if (pt < 0 || pl < 0 || pb < 0 || pr < 0) return native(args);
+    const flipped = keep(kernel('Reverse')({ inputs: { x: filter }, backend, attrs: { dims: [0, 1] } }));
+    const swapped = transpose(flipped, [0, 1, 3, 2]); // [KH,KW,Co,Ci]
+    return kernel('Conv2D')({ inputs: { x: spread, filter: swapped }, backend,
+      attrs: { strides: [1, 1], pad: [[0, 0], [pt, pb], [pl, pr], [0, 0]], dataFormat: 'NHWC', dilations: [1, 1] } as unknown as tf.NamedAttrMap });
+  } finally {
+    for (const t of temps) backend.disposeData(t.dataId);
+  }
+}
+
+let registered = false;
+
+/** Replaces wasm's native Conv2DBackpropInput (kept as the fallback) with the one above. */
+export function registerWasmConv2dBackpropInput(): void {
+  if (registered) return;
+  const k = tf.getKernel('Conv2DBackpropInput', 'wasm');
+  if (!k) return;
+  native = k.kernelFunc as unknown as KernelFn;
+  tf.unregisterKernel('Conv2DBackpropInput', 'wasm');
+  tf.registerKernel({ ...k, kernelFunc: conv2dBackpropInputWasm as unknown as tf.KernelFunc });
+  registered = true;
+}
