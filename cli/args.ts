@@ -1,13 +1,14 @@
 // Flag parsing shared by the commands: node:util parseArgs with errors turned into E_USAGE, and
 // typed readers that name the flag in their error.
 import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { resolveArgv } from '../shared/config/config-file.js';
 import { WolfpackError } from '../shared/errors.js';
 
 export type Options = NonNullable<ParseArgsConfig['options']>;
 
 export function parse(argv: string[], options: Options, allowPositionals = false): { values: Record<string, string | boolean | string[] | undefined>; positionals: string[] } {
   try {
-    const r = parseArgs({ args: argv, options, allowPositionals, strict: true });
+    const r = parseArgs({ args: resolveArgv(argv, options, process.env), options, allowPositionals, strict: true });
     return { values: r.values as Record<string, string | boolean | string[] | undefined>, positionals: r.positionals };
   } catch (e) {
     throw new WolfpackError('E_USAGE', (e as Error).message);

@@ -15,6 +15,7 @@ const COMMANDS: Record<string, () => Promise<Command>> = {
   predict: async () => (await import('./commands/predict.js')).predict,
   preview: async () => (await import('./commands/preview.js')).preview,
   bench: async () => (await import('./commands/bench.js')).bench,
+  fetch: async () => (await import('./commands/fetch.js')).fetch,
 };
 
 function help(): string {

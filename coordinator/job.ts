@@ -14,6 +14,7 @@ import type { ModelState } from '../shared/model/state.js';
 import { DEFAULT_CHUNK_ELEMS } from '../shared/allreduce/ring.js';
 import type { JobConfig, SampleRef, Timings } from '../shared/protocol/messages.js';
 import { payloadFloats } from '../shared/protocol/codec.js';
+import { renderCurves } from '../shared/report/curves.js';
 import { BlobStore } from './blob-store.js';
 import { RunOutput, type EpochMetrics, type TrainState } from './checkpoints.js';
 import { epochBatches, rankShare } from './data-plan.js';
@@ -227,6 +228,8 @@ export async function runJob(opts: JobOptions): Promise<JobResult> {
     }
     opts.print('='.repeat(20));
     opts.print(`End training, the best Accuracy is: ${result.bestAccuracy.toFixed(4)}, the best Accuracy epoch is ${result.bestEpoch}`);
+    await renderCurves(join(opts.out, 'metrics.jsonl'), join(opts.out, 'curves.png'))
+      .catch((e: Error) => log.warn({ reason: e.message }, 'curves.png not drawn'));
     log.info({ out: opts.out, best: join(opts.out, 'best.ckpt') }, 'training finished');
     await Promise.all(members.map((m) => m.channel.send({ type: 'shutdown', reason: 'training finished' }).catch(() => undefined)));
     return result;

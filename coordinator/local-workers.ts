@@ -4,6 +4,11 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { cliPath } from '../shared/paths.js';
 import type { Logger } from '../shared/log.js';
 
+function withoutConfig(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
+  const { WOLFPACK_CONFIG: _config, ...rest } = env;
+  return rest;
+}
+
 export class LocalWorkers {
   private readonly procs: ChildProcess[] = [];
   private readonly logger: Logger;
@@ -16,7 +21,8 @@ export class LocalWorkers {
     for (let i = 0; i < n; i++) {
       const p = spawn(process.execPath, [cliPath, 'worker', '--connect', url, '--backend', backend], {
         stdio: ['ignore', 'inherit', 'inherit'],
-        env: { ...process.env, ...extraEnv },
+        // A training config file (WOLFPACK_CONFIG) holds training flags a worker does not take.
+        env: { ...withoutConfig(process.env), ...extraEnv },
       });
       p.on('exit', (code, signal) => {
         if (code !== 0) this.logger.warn({ pid: p.pid, code, signal }, 'local worker exited');

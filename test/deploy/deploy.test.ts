@@ -1,0 +1,412 @@
+// The deployment files in deploy/, checked without a Docker engine or a cluster (none runs where wolfpack
+// is tested): every compose file and Kubernetes manifest parses; the services, GPU reservations, health
+// checks, volumes and the token secret are there; every command is a wolfpack subcommand whose flags the
+// CLI accepts (the real parse options of each command, captured by mocking cli/args.js) and whose paths
+// `wolfpack fetch` produces; every environment variable is one wolfpack reads; every compose variable is
+// documented; the Dockerfiles copy what exists and run as a non-root user. Where Docker Compose is
+// installed (`docker compose`, or Debian's `docker-compose`), `config` validates each compose file too.
+import t, { type Test } from 'tap';
+import { spawnSync } from 'node:child_process';
+import { existsSync, readFileSync, readdirSync } from 'node:fs';
+import { createServer, connect, type AddressInfo, type Socket } from 'node:net';
+import { join } from 'node:path';
+import { parse as parseYaml, parseAllDocuments } from 'yaml';
+import { packageRoot } from '../../shared/paths.js';
+import { envName } from '../../shared/config/config-file.js';
+import { DATASETS, WEIGHTS } from '../../cli/commands/fetch.js';
+import type { Options } from '../../cli/args.js';
+
+const deploy = join(packageRoot, 'deploy');
+const read = (rel: string) => readFileSync(join(packageRoot, rel), 'utf8');
+type Obj = Record<string, unknown>;
+const obj = (v: unknown): Obj => (v && typeof v === 'object' ? v as Obj : {});
+const list = (v: unknown): unknown[] => (Array.isArray(v) ? v : []);
+
+// Flags that another part of issue 6 adds to the CLI (authentication): the files already pass them.
+// Until the CLI accepts one, its check is a TODO rather than a failure.
+const PENDING_FLAGS = new Set(['token-file']);
+const TOKEN_PATH = '/run/secrets/wolfpack_token';
+
+// ---- what the CLI accepts ----
+
+/** Subcommand names registered in cli/wolfpack.ts. */
+const registered = new Set([...read('cli/wolfpack.ts').matchAll(/^\s+'?([a-z-]+)'?: async \(\) =>/gm)].map((m) => m[1]));
+
+/** The exact options a command passes to parse(), captured by mocking cli/args.js. */
+async function commandOptions(t: Test, name: string): Promise<Options> {
+  const real = await import('../../cli/args.js');
+  let captured: Options | undefined;
+  const mod = await t.mockImport<Record<string, { run(argv: string[]): Promise<number> }>>(`../../cli/commands/${name}.js`, {
+    '../../cli/args.js': { ...real, parse: (_argv: string[], options: Options) => { captured = options; throw new Error('options captured'); } },
+  });
+  const cmd = mod[name];
+  await cmd.run([]).catch(() => undefined);
+  if (!captured) throw new Error(`cli/commands/${name}.ts did not call parse()`);
+  return captured;
+}
+
+/** Environment variables the code reads directly (process.env.WOLFPACK_X) in the shipped sources. */
+function codeEnv(): Set<string> {
+  const found = new Set<string>();
+  const walk = (dir: string) => {
+    for (const e of readdirSync(join(packageRoot, dir), { withFileTypes: true })) {
+      const rel = join(dir, e.name);
+      if (e.isDirectory()) walk(rel);
+      else if (e.name.endsWith('.ts')) for (const m of read(rel).matchAll(/process\.env\.(WOLFPACK_[A-Z0-9_]+)/g)) found.add(m[1]);
+    }
+  };
+  for (const dir of ['cli', 'shared', 'coordinator', 'worker']) walk(dir);
+  return found;
+}
+
+// ---- reading commands out of compose services and pod specs ----
+
+/** Shell words of `script`, split into simple commands at ; && || and newlines; quotes and $(...) kept whole. */
+function shellCommands(script: string): string[][] {
+  const cmds: string[][] = [[]];
+  let word = '';
+  let inWord = false;
+  const end = () => { if (inWord) cmds[cmds.length - 1].push(word); word = ''; inWord = false; };
+  for (let i = 0; i < script.length; i++) {
+    const c = script[i];
+    if (c === "'") {
+      const j = script.indexOf("'", i + 1);
+      word += script.slice(i + 1, j);
+      inWord = true;
+      i = j;
+    } else if (c === '"') {
+      let j = i + 1;
+      for (let depth = 0; j < script.length && (script[j] !== '"' || depth > 0); j++) {
+        if (script.startsWith('$(', j)) depth++;
+        else if (script[j] === ')' && depth > 0) depth--;
+      }
+      word += script.slice(i + 1, j);
+      inWord = true;
+      i = j;
+    } else if (c === ';' || c === '\n' || script.startsWith('&&', i) || script.startsWith('||', i)) {
+      end();
+      if (c === '&' || c === '|') i++;
+      cmds.push([]);
+    } else if (c === '>' || (c === '2' && script[i + 1] === '>')) {
+      // a redirection: skip it and its target
+      end();
+      const m = /^2?>>?(&[0-9-]+|\s*[^\s;&|]+)/.exec(script.slice(i));
+      i += (m ? m[0].length : 1) - 1;
+    } else if (/\s/.test(c)) {
+      end();
+    } else {
+      word += c;
+      inWord = true;
+    }
+  }
+  end();
+  return cmds.filter((c) => c.length > 0).map((c) => (c[0] === 'exec' ? c.slice(1) : c));
+}
+
+/** The wolfpack argv(s) a container runs: the image's ENTRYPOINT is `wolfpack`, unless replaced by a shell. */
+function wolfpackRuns(entrypoint: unknown, command: unknown): string[][] {
+  const ep = list(entrypoint).map(String);
+  const cmd = typeof command === 'string' ? [command] : list(command).map(String);
+  if (ep.length === 0) return [typeof command === 'string' ? shellCommands(command)[0] : cmd];
+  if (ep[0] === '/bin/sh' && ep[1] === '-c') {
+    return shellCommands(cmd.join(' ')).filter((c) => c[0] === 'wolfpack').map((c) => c.slice(1));
+  }
+  return [];
+}
+
+interface Run { where: string; argv: string[] }
+
+/** Flags of an argv: name -> value (undefined for a flag with no value). */
+function flagsOf(argv: string[], options: Options): Map<string, string | undefined> {
+  const flags = new Map<string, string | undefined>();
+  for (let i = 1; i < argv.length; i++) {
+    const m = /^--([a-z0-9-]+)(?:=(.*))?$/.exec(argv[i]);
+    if (!m) continue;
+    const takesValue = options[m[1]]?.type !== 'boolean';
+    flags.set(m[1], m[2] ?? (takesValue ? argv[++i] : undefined));
+  }
+  return flags;
+}
+
+const optionsCache = new Map<string, Options>();
+
+/** Checks one wolfpack invocation: a registered subcommand, and flags that it accepts (with values). */
+async function checkRun(t: Test, run: Run): Promise<Map<string, string | undefined>> {
+  const [sub] = run.argv;
+  t.ok(existsSync(join(packageRoot, 'cli', 'commands', `${sub}.ts`)), `${run.where}: 'wolfpack ${sub}' is a command`);
+  const isRegistered = registered.has(sub);
+  t.ok(isRegistered, `${run.where}: '${sub}' is registered in cli/wolfpack.ts`, isRegistered ? {} : { todo: `register '${sub}' in COMMANDS` });
+  if (!optionsCache.has(sub)) optionsCache.set(sub, await commandOptions(t, sub));
+  const options = optionsCache.get(sub)!;
+  const flags = flagsOf(run.argv, options);
+  for (const [name, value] of flags) {
+    const known = Object.hasOwn(options, name);
+    if (!known && PENDING_FLAGS.has(name)) {
+      t.ok(known, `${run.where}: wolfpack ${sub} accepts --${name}`, { todo: `--${name} comes with the authentication work of issue 6` });
+    } else {
+      t.ok(known, `${run.where}: wolfpack ${sub} accepts --${name}`);
+    }
+    if (known && options[name].type === 'string') t.ok(value !== undefined && !value.startsWith('--'), `${run.where}: --${name} has a value`);
+  }
+  for (const w of run.argv.slice(1).filter((a) => !a.startsWith('--'))) {
+    // every other word must be the value of the flag before it
+    const i = run.argv.indexOf(w);
+    t.ok(run.argv[i - 1]?.startsWith('--'), `${run.where}: '${w}' is a flag's value, not a stray argument`);
+  }
+  return flags;
+}
+
+/** Environment keys must be read by wolfpack: directly, or as WOLFPACK_<FLAG> of the container's command. */
+function checkEnv(t: Test, where: string, keys: string[], sub: string | undefined, direct: Set<string>, referenced: Set<string> = new Set()) {
+  const options = sub ? optionsCache.get(sub) ?? {} : {};
+  const asFlag = new Map(Object.keys(options).map((f) => [envName(f), f]));
+  for (const key of keys) {
+    const ok = direct.has(key) || asFlag.has(key) || referenced.has(key);
+    t.ok(ok, `${where}: environment variable ${key} is read by wolfpack${asFlag.has(key) ? ` (as --${asFlag.get(key)})` : ''}`);
+  }
+}
+
+/** Compose `${VAR...}` references in a file's text ($$ is an escaped dollar). */
+function composeVars(text: string): Set<string> {
+  return new Set([...text.replace(/\$\$/g, '').matchAll(/\$\{([A-Z0-9_]+)/g)].map((m) => m[1]));
+}
+
+// ---- the tests ----
+
+const COMPOSE_FILES = ['compose.yaml', 'compose.coordinator.yaml', 'compose.workers.yaml'];
+const readme = readFileSync(join(deploy, 'README.md'), 'utf8');
+const direct = codeEnv();
+const argsUsesResolve = read('cli/args.ts').includes('resolveArgv');
+
+t.test('every deploy file is there', async (t) => {
+  for (const f of ['Dockerfile.gpu', 'Dockerfile.cpu', ...COMPOSE_FILES, 'README.md', 'healthcheck.mjs',
+    'k8s/coordinator.yaml', 'k8s/workers.yaml', 'k8s/secret.yaml', 'k8s/volumes.yaml', 'k8s/fetch-job.yaml', 'k8s/kustomization.yaml']) {
+    t.ok(existsSync(join(deploy, f)), `deploy/${f}`);
+  }
+  t.match(readme, /no Docker engine[^.]*runs on the machines/i, 'the README says the images were validated by tests, not run');
+});
+
+t.test('WOLFPACK_<FLAG> variables reach the commands once the CLI resolves them', async (t) => {
+  t.ok(argsUsesResolve, 'cli/args.ts calls resolveArgv (shared/config/config-file.ts)',
+    argsUsesResolve ? {} : { todo: 'the lead wires resolveArgv into cli/args.ts parse()' });
+});
+
+for (const file of COMPOSE_FILES) {
+  t.test(`deploy/${file}`, async (t) => {
+    const text = readFileSync(join(deploy, file), 'utf8');
+    const doc = obj(parseYaml(text, { merge: true }));
+    const services = obj(doc.services);
+    const secrets = obj(doc.secrets);
+    t.ok(obj(secrets.wolfpack_token).file, 'the token is a file-backed compose secret');
+    const runs: { svc: string; flags: Map<string, string | undefined>; sub: string }[] = [];
+
+    for (const [name, raw] of Object.entries(services)) {
+      const svc = obj(raw);
+      const where = `${file} ${name}`;
+      t.match(String(svc.image), /wolfpack/, `${where}: runs the wolfpack image`);
+      const found = wolfpackRuns(svc.entrypoint, svc.command);
+      t.equal(found.length, 1, `${where}: runs one wolfpack command`);
+      for (const argv of found) {
+        const flags = await checkRun(t, { where, argv });
+        runs.push({ svc: name, flags, sub: argv[0] });
+        checkEnv(t, where, Object.keys(obj(svc.environment)), argv[0], direct);
+        if (flags.has('token-file')) {
+          t.equal(flags.get('token-file'), TOKEN_PATH, `${where}: --token-file is the compose secret's path`);
+          t.ok(list(svc.secrets).includes('wolfpack_token'), `${where}: mounts the wolfpack_token secret`);
+        }
+      }
+      const isFetch = list(svc.profiles).length > 0;
+      if (!isFetch) {
+        const test = list(obj(svc.healthcheck).test).map(String);
+        t.same(test.slice(0, 3), ['CMD', 'node', '/app/deploy/healthcheck.mjs'], `${where}: has a health check`);
+        t.ok(['listening', 'connected'].includes(test[3]), `${where}: health check mode '${test[3]}'`);
+      }
+    }
+
+    const coordinator = runs.find((r) => r.sub === 'coordinator');
+    const worker = runs.find((r) => r.sub === 'worker');
+    const fetch = runs.find((r) => r.sub === 'fetch');
+    if (file !== 'compose.workers.yaml') {
+      t.ok(coordinator, 'has a coordinator service');
+      const c = coordinator!.flags;
+      t.equal(c.get('host'), '0.0.0.0', 'the coordinator listens on every interface of its container');
+      t.equal(c.get('port'), '7070');
+      t.ok(obj(services[coordinator!.svc]).deploy === undefined, 'the coordinator reserves no GPU');
+      // the paths it trains on are the ones `wolfpack fetch --dir /data` writes
+      t.ok(fetch, 'has a fetch service');
+      t.equal(fetch!.flags.get('dir'), '/data');
+      t.equal(c.get('data'), `/data/${DATASETS.canidae.folder}`);
+      t.equal(c.get('weights'), `/data/${WEIGHTS.resnet50.file}`);
+      const vols = list(obj(services[coordinator!.svc]).volumes).map(String);
+      t.ok(vols.some((v) => /:\/data(:ro)?$/.test(v)), 'the coordinator mounts the data volume at /data');
+      t.ok(vols.some((v) => /:\/runs$/.test(v)) && c.get('out')!.startsWith('/runs/'), 'and writes its results to the runs volume');
+      t.ok(list(obj(services[fetch!.svc]).volumes).map(String).some((v) => /:\/data$/.test(v)), 'fetch writes into the same data volume');
+    }
+    if (file !== 'compose.coordinator.yaml') {
+      t.ok(worker, 'has a worker service');
+      const w = obj(services[worker!.svc]);
+      const devices = list(obj(obj(obj(w.deploy).resources).reservations).devices).map(obj);
+      t.equal(devices.length, 1, 'the worker reserves a device');
+      t.equal(devices[0]?.driver, 'nvidia');
+      t.equal(devices[0]?.count, 1, 'one GPU per worker');
+      t.ok(list(devices[0]?.capabilities).includes('gpu'), 'capabilities: [gpu]');
+      t.equal(worker!.flags.get('ring-bind'), '0.0.0.0', 'ring listeners are reachable from other containers');
+      t.ok(worker!.flags.get('advertise'), 'workers advertise an address their neighbour can reach');
+    }
+    if (file === 'compose.yaml') {
+      t.equal(obj(obj(obj(services.worker).depends_on).coordinator).condition, 'service_healthy', 'workers start once the coordinator listens');
+      t.equal(worker!.flags.get('connect'), 'ws://coordinator:7070', 'workers reach the coordinator service');
+      t.equal(String(obj(obj(services.worker).deploy).replicas), coordinator!.flags.get('workers'), 'worker containers = --workers');
+    }
+    if (file === 'compose.workers.yaml') {
+      t.match(worker!.flags.get('connect'), /^\$\{WOLFPACK_COORDINATOR[:}]/, 'workers are pointed at the coordinator by WOLFPACK_COORDINATOR');
+      t.equal(obj(services.worker).network_mode, 'host', 'ring ports are reachable from other hosts');
+    }
+    if (file === 'compose.coordinator.yaml') {
+      t.ok(list(obj(services.coordinator).ports).map(String).some((p) => p.endsWith(':7070')), 'the coordinator port is published');
+    }
+    for (const v of composeVars(text)) t.match(readme, new RegExp('`' + v + '`'), `${file}: \${${v}} is documented in deploy/README.md`);
+  });
+}
+
+t.test('deploy/k8s', async (t) => {
+  const docs = readdirSync(join(deploy, 'k8s')).filter((f) => f.endsWith('.yaml')).flatMap((f) =>
+    parseAllDocuments(readFileSync(join(deploy, 'k8s', f), 'utf8')).map((d) => {
+      t.same(d.errors, [], `${f} parses`);
+      return { file: f, doc: obj(d.toJS()) };
+    }));
+  const find = (kind: string, name: string) => docs.find((d) => d.doc.kind === kind && obj(d.doc.metadata).name === name)?.doc;
+  const kust = docs.find((d) => d.doc.kind === 'Kustomization')!.doc;
+  for (const r of list(kust.resources).map(String)) t.ok(existsSync(join(deploy, 'k8s', r)), `kustomization resource ${r} exists`);
+
+  const secret = find('Secret', 'wolfpack-token');
+  t.ok(secret && obj(secret.stringData).token, 'a Secret holds the token');
+  const deployment = find('Deployment', 'wolfpack-coordinator');
+  const service = find('Service', 'wolfpack-coordinator');
+  const job = find('Job', 'wolfpack-workers');
+  t.ok(deployment && service && job, 'coordinator Deployment + Service and workers Job');
+  t.equal(obj(job!.spec).completionMode, 'Indexed', 'the workers are an Indexed Job');
+
+  const podLabels = obj(obj(obj(obj(deployment!.spec).template).metadata).labels);
+  for (const [k, v] of Object.entries(obj(obj(service!.spec).selector))) t.equal(podLabels[k], v, `the Service selects the coordinator pod (${k})`);
+  t.equal(list(obj(service!.spec).ports).map(obj)[0]?.port, 7070);
+
+  const podOf = (d: Obj) => obj(obj(obj(d.spec).template).spec);
+  const check = async (where: string, d: Obj) => {
+    const pod = podOf(d);
+    const c = obj(list(pod.containers)[0]);
+    t.match(String(c.image), /wolfpack/, `${where}: runs the wolfpack image`);
+    t.equal(obj(pod.securityContext).runAsNonRoot, true, `${where}: runs as non-root`);
+    const found = wolfpackRuns(c.command, c.args);
+    t.equal(found.length, 1, `${where}: runs one wolfpack command`);
+    const flags = await checkRun(t, { where, argv: found[0] });
+    const envNames = list(c.env).map((e) => String(obj(e).name));
+    const referenced = new Set([...JSON.stringify(c.args ?? []).matchAll(/\$\(([A-Z_]+)\)/g)].map((m) => m[1]));
+    checkEnv(t, where, envNames, found[0][0], direct, referenced);
+    for (const r of referenced) t.ok(envNames.includes(r), `${where}: $(${r}) is defined in env`);
+    if (flags.has('token-file')) {
+      t.equal(flags.get('token-file'), TOKEN_PATH, `${where}: --token-file is the mounted Secret`);
+      const mount = list(c.volumeMounts).map(obj).find((m) => TOKEN_PATH.startsWith(String(m.mountPath) + '/'));
+      const vol = list(pod.volumes).map(obj).find((v) => v.name === mount?.name);
+      t.equal(obj(vol?.secret).secretName, 'wolfpack-token', `${where}: the token volume is the Secret`);
+      t.ok(list(obj(vol?.secret).items).map(obj).some((i) => `${mount?.mountPath}/${i.path}` === TOKEN_PATH), `${where}: at ${TOKEN_PATH}`);
+    }
+    return { flags, container: c };
+  };
+  const coord = await check('k8s coordinator', deployment!);
+  const work = await check('k8s workers', job!);
+  t.equal(coord.flags.get('host'), '0.0.0.0');
+  t.equal(coord.flags.get('port'), '7070');
+  t.equal(coord.flags.get('data'), `/data/${DATASETS.canidae.folder}`);
+  t.equal(coord.flags.get('weights'), `/data/${WEIGHTS.resnet50.file}`);
+  t.equal(Number(coord.flags.get('workers')), obj(job!.spec).completions, '--workers = the Job\'s completions');
+  t.equal(obj(job!.spec).parallelism, obj(job!.spec).completions, 'all workers run at once');
+  t.equal(work.flags.get('connect'), `ws://${obj(service!.metadata).name}:7070`, 'workers reach the coordinator Service');
+  t.equal(work.flags.get('advertise'), '$(POD_IP)', 'workers advertise their pod IP');
+  t.equal(obj(obj(work.container.resources).limits)['nvidia.com/gpu'], 1, 'each worker has one GPU');
+  t.notOk(obj(obj(coord.container.resources).limits)['nvidia.com/gpu'], 'the coordinator has none');
+  const fetchJob = find('Job', 'wolfpack-fetch');
+  const fetchRun = await check('k8s fetch', fetchJob!);
+  t.equal(fetchRun.flags.get('dir'), '/data');
+});
+
+t.test('Dockerfiles', async (t) => {
+  const pkg = JSON.parse(read('package.json')) as { optionalDependencies?: Record<string, string> };
+  t.match(pkg.optionalDependencies?.['@tensorflow/tfjs-node-gpu'] ?? '', /^\^?4\./, 'tfjs-node-gpu is 4.x (libtensorflow 2.9: CUDA 11.2, cuDNN 8)');
+  for (const [file, base] of [['Dockerfile.gpu', /nvidia\/cuda:11\.2[.\d]*-cudnn8-runtime-ubuntu20\.04/], ['Dockerfile.cpu', /node:20-bookworm-slim/]] as const) {
+    const text = readFileSync(join(deploy, file), 'utf8');
+    t.match(text, base, `${file}: base image`);
+    t.match(text, /node:20/, `${file}: Node 20`);
+    t.match(text, /npm ci --include=optional/, `${file}: npm ci with the optional (TensorFlow) backends`);
+    const users = [...text.matchAll(/^USER\s+(\S+)/gm)].map((m) => m[1]);
+    t.ok(users.length > 0 && !['root', '0'].includes(users.at(-1)!), `${file}: runs as a non-root user (${users.at(-1)})`);
+    t.match(text, /^ENTRYPOINT \["wolfpack"\]$/m, `${file}: ENTRYPOINT wolfpack`);
+    t.match(text, /COPY deploy\/healthcheck\.mjs deploy\/healthcheck\.mjs/, `${file}: ships the health check at /app/deploy`);
+    for (const m of text.matchAll(/^COPY (?!--from)(.+) (\S+)$/gm)) {
+      for (const src of m[1].split(/\s+/).filter((s) => !s.startsWith('--'))) t.ok(existsSync(join(packageRoot, src)), `${file}: COPY ${src} exists`);
+    }
+  }
+});
+
+t.test('the health check script', async (t) => {
+  const server = createServer((s) => s.on('error', () => undefined));
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const port = (server.address() as AddressInfo).port;
+  const client: Socket = connect(port, '127.0.0.1');
+  await new Promise((resolve) => client.once('connect', resolve));
+  const hc = (...args: string[]) => spawnSync(process.execPath, [join(deploy, 'healthcheck.mjs'), ...args], { encoding: 'utf8', timeout: 10_000 });
+  t.equal(hc('listening', String(port)).status, 0, 'listening: a port that accepts');
+  t.equal(hc('connected', `ws://127.0.0.1:${port}`).status, 0, 'connected: an established connection to that port');
+  client.destroy();
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  const down = hc('listening', String(port));
+  t.equal(down.status, 1, 'listening: nothing there');
+  t.match(down.stderr, /unhealthy: nothing listens/);
+  t.equal(hc('connected', String(port)).status, 1, 'connected: no connection');
+  t.equal(hc('bogus').status, 1);
+});
+
+t.test('shell command parsing used above', async (t) => {
+  t.same(shellCommands(`exec wolfpack worker --advertise "$(hostname -i | cut -d' ' -f1)" --x 'a b'`),
+    [['wolfpack', 'worker', '--advertise', "$(hostname -i | cut -d' ' -f1)", '--x', 'a b']]);
+  t.same(shellCommands('wolfpack a --b c || exit $?; echo "done" >&2; exec sleep infinity'),
+    [['wolfpack', 'a', '--b', 'c'], ['exit', '$?'], ['echo', 'done'], ['sleep', 'infinity']]);
+});
+
+// ---- docker compose config, where a Compose is installed ----
+
+function composeTool(): string[] | undefined {
+  for (const cmd of [['docker', 'compose'], ['docker-compose']]) {
+    const r = spawnSync(cmd[0], [...cmd.slice(1), 'version'], { encoding: 'utf8', timeout: 20_000 });
+    if (r.status === 0) return cmd;
+  }
+  return undefined;
+}
+
+const tool = composeTool();
+t.test('docker compose config', { skip: tool ? false : 'neither `docker compose` nor `docker-compose` is installed (apt-get install docker-compose)' }, async (t) => {
+  const dir = t.testdir({ token: 'test-token\n' });
+  const baseEnv = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('WOLFPACK_')));
+  const env = {
+    ...baseEnv, WOLFPACK_TOKEN_FILE: join(dir, 'token'), WOLFPACK_WORKERS: '3',
+    WOLFPACK_COORDINATOR: 'ws://10.0.0.1:7070', WOLFPACK_ADVERTISE: '10.0.0.2', WOLFPACK_EPOCHS: '5',
+  };
+  const config = (file: string, e: NodeJS.ProcessEnv) =>
+    spawnSync(tool![0], [...tool!.slice(1), '-f', join(deploy, file), 'config'], { encoding: 'utf8', env: e, timeout: 30_000, cwd: dir });
+  for (const file of COMPOSE_FILES) {
+    const r = config(file, env);
+    t.equal(r.status, 0, `${tool!.join(' ')} config: ${file} is valid${r.status ? `\n${r.stderr}` : ''}`);
+    const out = obj(parseYaml(r.stdout));
+    const services = obj(out.services);
+    if (services.coordinator) {
+      t.ok(list(obj(services.coordinator).command).map(String).includes('3'), `${file}: WOLFPACK_WORKERS reaches --workers`);
+      t.equal(obj(obj(services.coordinator).environment).WOLFPACK_EPOCHS, '5', `${file}: WOLFPACK_EPOCHS passes through`);
+    }
+    if (file === 'compose.workers.yaml') {
+      t.ok(list(obj(services.worker).command).includes('ws://10.0.0.1:7070'), 'WOLFPACK_COORDINATOR reaches --connect');
+    }
+  }
+  const missing = config('compose.workers.yaml', { ...baseEnv, WOLFPACK_TOKEN_FILE: join(dir, 'token') });
+  t.not(missing.status, 0, 'compose.workers.yaml without WOLFPACK_COORDINATOR is refused');
+  t.match(missing.stderr, /WOLFPACK_COORDINATOR/, 'with a message naming the variable');
+});
