@@ -15,7 +15,7 @@ export function hashBytes(bytes: Uint8Array): string {
 
 export class BlobStore {
   private readonly byHash = new Map<string, { path: string; bytes: Uint8Array }>();
-  private readonly sent = new Map<number, Set<string>>();
+  private readonly sent = new Map<string, Set<string>>();
 
   /** Reads and hashes every file once (data sets of this lab's size fit in memory). */
   async add(paths: string[]): Promise<string[]> {
@@ -35,10 +35,10 @@ export class BlobStore {
     return b.bytes;
   }
 
-  /** The hashes among `wanted` that `rank` does not hold yet; marks them as held. */
-  missing(rank: number, wanted: Iterable<string>): string[] {
-    let held = this.sent.get(rank);
-    if (!held) this.sent.set(rank, (held = new Set()));
+  /** The hashes among `wanted` that worker `memberId` does not hold yet; marks them as held. */
+  missing(memberId: string, wanted: Iterable<string>): string[] {
+    let held = this.sent.get(memberId);
+    if (!held) this.sent.set(memberId, (held = new Set()));
     const out: string[] = [];
     for (const h of wanted) {
       if (!held.has(h)) {
@@ -49,8 +49,8 @@ export class BlobStore {
     return out;
   }
 
-  /** Forget what a rank holds (it was replaced by a new process). */
-  forget(rank: number): void {
-    this.sent.delete(rank);
+  /** Forget what a worker holds (it left). */
+  forget(memberId: string): void {
+    this.sent.delete(memberId);
   }
 }

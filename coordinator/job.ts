@@ -1,29 +1,41 @@
-// The coordinator's job: scan the data, load the pretrained weights and drop their head, admit N
-// workers and give them ranks and ring neighbours, hand the weights to rank 0 (which relays them
-// along the ring), then drive the epochs: each step's global batch is split over the ranks and the
-// image bytes they lack are sent with it; at each epoch end the validation set is split over the
-// workers, replicas' checksums are compared, and best/last checkpoints and metrics are written.
+// The coordinator's job: scan the data, load the pretrained weights and drop their head (or resume
+// a saved run), admit workers, form the ring (the weights go to rank 0 only, which relays them), then
+// drive the epochs: each step's global batch is split over the ranks and the image bytes they lack
+// are sent with it; at each epoch end the validation set is split over the workers, the replicas'
+// checksums are compared, and best/last checkpoints and metrics are written.
+//
+// Faults: a worker that dies, freezes or is cut off is lost (coordinator/cluster.ts). The step in
+// flight is aborted on the survivors, the ring is re-formed without the lost worker (the survivor
+// that got furthest relays its state to the others), the global batch is re-split over the new ring,
+// and training goes on from the last completed step: no sample of the epoch is lost. Workers that
+// join later are admitted at a step boundary and get the current state from a peer.
 import { randomBytes } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { WolfpackError } from '../shared/errors.js';
 import type { Logger } from '../shared/log.js';
 import { scanSplit } from '../shared/data/imagefolder.js';
 import { readWeightsFile } from '../shared/weights/read.js';
+import { readCkpt } from '../shared/weights/ckpt.js';
 import { modelFromTensors } from '../shared/model/weights.js';
 import type { ModelState } from '../shared/model/state.js';
 import { DEFAULT_CHUNK_ELEMS } from '../shared/allreduce/ring.js';
-import type { JobConfig, SampleRef, Timings } from '../shared/protocol/messages.js';
+import type { CoordinatorSecurity } from '../shared/auth/config.js';
+import type { JobConfig, SampleRef } from '../shared/protocol/messages.js';
 import { payloadFloats } from '../shared/protocol/codec.js';
 import { renderCurves } from '../shared/report/curves.js';
 import { BlobStore } from './blob-store.js';
 import { RunOutput, type EpochMetrics, type TrainState } from './checkpoints.js';
-import { epochBatches, rankShare } from './data-plan.js';
+import { Cluster, describe, MemberLost } from './cluster.js';
+import { epochBatches, rankShare, stepsPerEpoch } from './data-plan.js';
 import { CoordinatorServer, type Member } from './server.js';
 
 export interface JobOptions {
   data: string;
-  weights: string;
+  weights?: string;
   workers: number;
+  /** Below this many workers, wait for replacements before going on (default 1). */
+  minWorkers?: number;
   epochs: number;
   batchSize: number;
   lr: number;
@@ -33,15 +45,26 @@ export interface JobOptions {
   imageSize: number;
   seed: number;
   out: string;
+  /** Continue the run saved in this directory (last.ckpt + train-state.json). */
+  resume?: string;
   host: string;
   port: number;
-  /** Per-wait limit for worker replies (ms). */
+  /** A worker silent this long (no heartbeat, no reply) is lost (ms). */
   timeoutMs: number;
+  /** Longest wait for a step, an evaluation or a state transfer (ms; default 10 x timeoutMs). */
+  stepTimeoutMs?: number;
+  /** Longest wait for workers to join (ms; default 10 minutes). */
+  joinTimeoutMs?: number;
+  /** Stop after this many non-finite steps in a row (default 5). */
+  maxBadSteps?: number;
   /** Steps sent ahead of the one being computed, so workers decode while they compute. */
   lookahead?: number;
+  security?: CoordinatorSecurity;
   logger: Logger;
   /** The lab's human-readable lines (stdout). */
   print: (line: string) => void;
+  /** A transient progress line (a terminal's status line); undefined when not on a terminal. */
+  progress?: (line: string) => void;
   /** Called once the server listens (single-node mode starts its workers then). */
   onListening?: (port: number) => void | Promise<void>;
 }
@@ -55,144 +78,230 @@ export interface JobResult {
 const WEIGHTS_CHUNK = 4 * 1024 * 1024; // floats per weightsPart frame (16 MiB)
 const BLOBS_MAX_BYTES = 32 * 1024 * 1024;
 
-async function sendBlobs(m: Member, store: BlobStore, rank: number, hashes: string[]): Promise<void> {
-  const missing = store.missing(rank, hashes);
-  let items: { h: string; n: number }[] = [];
-  let parts: Uint8Array[] = [];
-  let bytes = 0;
-  const flush = async () => {
-    if (items.length === 0) return;
-    await m.channel.send({ type: 'blobs', items }, Buffer.concat(parts));
-    items = [];
-    parts = [];
-    bytes = 0;
-  };
-  for (const h of missing) {
-    const b = store.bytes(h);
-    if (bytes + b.length > BLOBS_MAX_BYTES) await flush();
-    items.push({ h, n: b.length });
-    parts.push(b);
-    bytes += b.length;
-  }
-  await flush();
-}
-
 function floatsAsBytes(f: Float32Array): Uint8Array {
   return new Uint8Array(f.buffer, f.byteOffset, f.byteLength);
 }
 
-async function sendWeights(m: Member, bufs: Record<'params' | 'stats' | 'accum', Float32Array>): Promise<void> {
-  for (const kind of ['params', 'stats', 'accum'] as const) {
-    const buf = bufs[kind];
-    for (let off = 0; off < buf.length; off += WEIGHTS_CHUNK) {
-      await m.channel.send({ type: 'weightsPart', kind, offset: off, total: buf.length }, floatsAsBytes(buf.subarray(off, off + WEIGHTS_CHUNK)));
-    }
-  }
+/** Per-epoch training figures; survives a re-formed ring within the epoch. */
+class EpochAccumulator {
+  lossSum = 0;
+  lastLoss = NaN;
+  steps = 0;
+  skipped = 0;
+  allreduceMs = 0;
+  totalMs = 0;
+  readonly t0 = performance.now();
 }
 
-async function fetchState(m: Member, state: ModelState, accum: Float32Array, epoch: number, timeoutMs: number): Promise<void> {
-  await m.channel.send({ type: 'stateRequest', epoch });
-  const bufs = { params: state.params, stats: state.stats, accum };
-  const left = { params: state.params.length, stats: state.stats.length, accum: accum.length };
-  while (left.params + left.stats + left.accum > 0) {
-    const { msg, payload } = await m.channel.expect('statePart', timeoutMs);
-    const data = payloadFloats(payload);
-    const dst = bufs[msg.kind];
-    if (msg.total !== dst.length || msg.offset + data.length > dst.length) {
-      throw new WolfpackError('E_PROTOCOL', `statePart ${msg.kind} from rank ${msg.rank}: ${data.length} floats at ${msg.offset} do not fit ${dst.length}`);
-    }
-    dst.set(data, msg.offset);
-    left[msg.kind] -= data.length;
-  }
+interface Prepared {
+  state: ModelState;
+  accum: Float32Array;
+  config: JobConfig;
+  trainRefs: SampleRef[];
+  valRefs: SampleRef[];
+  store: BlobStore;
+  start: { epoch: number; bestAccuracy: number; bestEpoch: number };
 }
 
-export async function runJob(opts: JobOptions): Promise<JobResult> {
-  const log = opts.logger.child({ component: 'coordinator' });
+async function prepare(opts: JobOptions, log: Logger): Promise<Prepared> {
   const split = await scanSplit(opts.data, { logger: log });
   if (split.train.samples.length < opts.batchSize) {
     throw new WolfpackError('E_DATA', `${opts.data}/train has ${split.train.samples.length} images, fewer than one batch of ${opts.batchSize}`);
   }
-  const { tensors } = await readWeightsFile(opts.weights);
-  const model = modelFromTensors(tensors, opts.weights, { dropHead: true, numClasses: split.classes.length, seed: opts.seed });
-  const { state } = model;
-  const accum = new Float32Array(state.layout.paramCount);
-  log.info({ flavour: model.config.flavour, width: model.config.width, classes: split.classes, train: split.train.samples.length, val: split.val.samples.length }, 'job prepared');
+  let state: ModelState;
+  let accum: Float32Array;
+  let flavour: JobConfig['flavour'];
+  let width: number;
+  const start = { epoch: 0, bestAccuracy: -1, bestEpoch: -1 };
+  if (opts.resume) {
+    const r = await readResume(opts.resume, opts, split.classes);
+    ({ state, accum } = r);
+    flavour = r.flavour;
+    width = r.width;
+    Object.assign(start, r.start);
+    log.info({ from: opts.resume, epoch: start.epoch, best: start.bestAccuracy }, 'resuming');
+  } else {
+    if (!opts.weights) throw new WolfpackError('E_USAGE', '--weights is required (or --resume DIR)');
+    const { tensors } = await readWeightsFile(opts.weights);
+    const model = modelFromTensors(tensors, opts.weights, { dropHead: true, numClasses: split.classes.length, seed: opts.seed });
+    state = model.state;
+    accum = new Float32Array(state.layout.paramCount);
+    ({ flavour, width } = model.config);
+  }
+  log.info({ flavour, width, classes: split.classes, train: split.train.samples.length, val: split.val.samples.length }, 'job prepared');
 
   const store = new BlobStore();
   const trainHashes = await store.add(split.train.samples.map((s) => s.path));
   const valHashes = await store.add(split.val.samples.map((s) => s.path));
-  const trainRefs: SampleRef[] = split.train.samples.map((s, i) => ({ h: trainHashes[i], l: s.label, i }));
-  const valRefs: SampleRef[] = split.val.samples.map((s, i) => ({ h: valHashes[i], l: s.label, i }));
-
   const config: JobConfig = {
-    jobId: randomBytes(8).toString('hex'), flavour: model.config.flavour, width: model.config.width,
+    jobId: randomBytes(8).toString('hex'), flavour, width,
     numClasses: split.classes.length, classes: split.classes, imageSize: opts.imageSize, freeze: opts.freeze, bn: opts.bn,
     lr: opts.lr, momentum: opts.momentum, seed: opts.seed, globalBatch: opts.batchSize, chunkElems: DEFAULT_CHUNK_ELEMS,
   };
+  return {
+    state, accum, config, store, start,
+    trainRefs: split.train.samples.map((s, i) => ({ h: trainHashes[i], l: s.label, i })),
+    valRefs: split.val.samples.map((s, i) => ({ h: valHashes[i], l: s.label, i })),
+  };
+}
+
+/** Reads a run directory to resume, checking it belongs to this job's model, data and settings. */
+async function readResume(dir: string, opts: JobOptions, classes: string[]) {
+  const statePath = join(dir, 'train-state.json');
+  let saved: TrainState;
+  try {
+    saved = JSON.parse(await readFile(statePath, 'utf8')) as TrainState;
+  } catch (e) {
+    throw new WolfpackError('E_RESUME', `--resume ${dir}: cannot read ${statePath}: ${(e as Error).message}`);
+  }
+  const c = saved.config;
+  const want: [string, unknown, unknown][] = [
+    ['classes', JSON.stringify(c?.classes), JSON.stringify(classes)],
+    ['batch size', c?.globalBatch, opts.batchSize], ['seed', saved.seed, opts.seed], ['image size', c?.imageSize, opts.imageSize],
+    ['freeze', c?.freeze, opts.freeze], ['bn', c?.bn, opts.bn],
+  ];
+  const diffs = want.filter(([, a, b]) => a !== b).map(([k, a, b]) => `${k}: saved ${String(a)}, now ${String(b)}`);
+  if (diffs.length > 0) throw new WolfpackError('E_RESUME', `--resume ${dir} is from a different job (${diffs.join('; ')})`);
+  const ckptPath = join(dir, 'last.ckpt');
+  const model = modelFromTensors(await readCkpt(ckptPath), ckptPath, { withMomentum: true });
+  if (model.config.flavour !== c.flavour || model.config.width !== c.width || model.config.numClasses !== classes.length) {
+    throw new WolfpackError('E_RESUME', `--resume ${dir}: last.ckpt is a ${model.config.flavour} ResNet-50 (width ${model.config.width}, ${model.config.numClasses} classes), ` +
+      `train-state.json says ${c.flavour} (width ${c.width}, ${classes.length} classes)`);
+  }
+  return { state: model.state, accum: model.accum!, flavour: model.config.flavour, width: model.config.width,
+    start: { epoch: saved.epoch, bestAccuracy: saved.bestAccuracy, bestEpoch: saved.bestEpoch } };
+}
+
+export async function runJob(opts: JobOptions): Promise<JobResult> {
+  const log = opts.logger.child({ component: 'coordinator' });
+  const p = await prepare(opts, log);
+  const { state, accum, config, store } = p;
   const output = new RunOutput(opts.out);
   await output.init();
+  const stepTimeout = opts.stepTimeoutMs ?? opts.timeoutMs * 10;
+  const joinTimeout = opts.joinTimeoutMs ?? 10 * 60_000;
+  const minWorkers = opts.minWorkers ?? 1;
+  const maxBadSteps = opts.maxBadSteps ?? 5;
+  const S = stepsPerEpoch(p.trainRefs.length, opts.batchSize);
 
-  const server = await CoordinatorServer.listen(opts.host, opts.port, log);
+  const server = await CoordinatorServer.listen(opts.host, opts.port, log, opts.security ? { security: opts.security } : undefined);
   log.info({ host: opts.host, port: server.port, workers: opts.workers }, 'listening for workers');
+  const cluster = new Cluster(server, config, opts.timeoutMs, log);
   try {
     await opts.onListening?.(server.port);
-    const members = await server.members(opts.workers, opts.timeoutMs);
-    const world = members.length;
-    await Promise.all(members.map((m, rank) => {
-      const right = members[(rank + 1) % world].hello;
-      return m.channel.send({ type: 'welcome', rank, world, config, rightUrl: `ws://${right.ringHost}:${right.ringPort}`, leftRank: (rank + world - 1) % world });
-    }));
-    log.info({ ring: members.map((m, r) => ({ rank: r, host: m.hello.host, pid: m.hello.pid, ring: `${m.hello.ringHost}:${m.hello.ringPort}` })) }, 'ring formed');
-    await sendWeights(members[0], { params: state.params, stats: state.stats, accum });
-    await Promise.all(members.map((m) => m.channel.expect('ready', opts.timeoutMs)));
-    log.info('all workers ready');
+    await server.members(opts.workers, joinTimeout);
+    const first = server.takeArrivals(opts.workers);
+    await cluster.admit(first);
+    cluster.members = first;
 
-    const result: JobResult = { bestAccuracy: -1, bestEpoch: -1, epochs: [] };
-    let globalStep = 0;
-    const lookahead = opts.lookahead ?? 1;
-    for (let epoch = 0; epoch < opts.epochs; epoch++) {
-      const t0 = performance.now();
-      const batches = epochBatches(trainRefs.length, opts.batchSize, opts.seed, epoch);
-      const sendStep = async (s: number) => {
-        await Promise.all(members.map(async (m, rank) => {
-          const samples = rankShare(batches[s], world, rank).map((i) => trainRefs[i]);
-          await sendBlobs(m, store, rank, samples.map((x) => x.h));
-          await m.channel.send({ type: 'step', epoch, step: globalStep + s, samples });
-        }));
-      };
-      let lossSum = 0;
-      let lastLoss = NaN;
-      let skipped = 0;
-      const share = { allreduce: 0, total: 0 };
-      for (let s = 0; s < Math.min(lookahead + 1, batches.length); s++) await sendStep(s);
-      for (let s = 0; s < batches.length; s++) {
-        const done = await Promise.all(members.map((m) => m.channel.expect('stepDone', opts.timeoutMs)));
-        if (s + lookahead + 1 < batches.length) await sendStep(s + lookahead + 1);
-        const d = done[0].msg;
-        for (const r of done) {
-          if (r.msg.step !== globalStep + s) throw new WolfpackError('E_PROTOCOL', `rank ${r.msg.rank} finished step ${r.msg.step}, expected ${globalStep + s}`);
-          const t: Timings = r.msg.timings;
-          share.allreduce += t.allreduce;
-          share.total += t.data + t.compute + t.allreduce + t.update;
+    const result: JobResult = { bestAccuracy: p.start.bestAccuracy, bestEpoch: p.start.bestEpoch, epochs: [] };
+    let epoch = p.start.epoch;
+    let done = epoch * S; // global steps completed
+    let source: 'coordinator' | 'peer' = 'coordinator';
+    let needRing = true;
+    let badInARow = 0;
+    let acc = new EpochAccumulator();
+
+    const sendBlobs = async (m: Member, hashes: string[]) => {
+      const missing = store.missing(m.hello.memberId, hashes);
+      for (let i = 0; i < missing.length;) {
+        const items: { h: string; n: number }[] = [];
+        const parts: Uint8Array[] = [];
+        let bytes = 0;
+        while (i < missing.length && (items.length === 0 || bytes + store.bytes(missing[i]).length <= BLOBS_MAX_BYTES)) {
+          const b = store.bytes(missing[i]);
+          items.push({ h: missing[i], n: b.length });
+          parts.push(b);
+          bytes += b.length;
+          i++;
         }
-        if (d.skipped) {
-          skipped++;
-          log.warn({ step: globalStep + s }, 'non-finite loss or gradient: step skipped on every replica');
-        } else {
-          lossSum += d.loss;
-          lastLoss = d.loss;
-        }
-        log.debug({ epoch, step: s + 1, of: batches.length, loss: d.loss }, 'step');
+        await cluster.send(m, { type: 'blobs', items }, Buffer.concat(parts));
       }
-      globalStep += batches.length;
-      const trainTime = (performance.now() - t0) / 1000;
+    };
 
-      // Validation, split over the workers, and the replicas' checksums.
-      const evals = await Promise.all(members.map(async (m, rank) => {
-        const samples = rankShare(valRefs.map((_, i) => i), world, rank).map((i) => valRefs[i]);
-        await sendBlobs(m, store, rank, samples.map((x) => x.h));
-        await m.channel.send({ type: 'eval', epoch, samples });
-        return (await m.channel.expect('evalResult', opts.timeoutMs)).msg;
+    const formRing = async () => {
+      const world = cluster.members.length;
+      const g = cluster.generation;
+      await Promise.all(cluster.members.map((m, rank) => {
+        const left = cluster.members[(rank + world - 1) % world].hello;
+        return cluster.send(m, { type: 'ring', generation: g, rank, world, leftUrl: `ws://${left.ringHost}:${left.ringPort}`,
+          rightRank: (rank + 1) % world, source, lastStep: done - 1 });
+      }));
+      if (source === 'coordinator') {
+        const m0 = cluster.members[0];
+        for (const [kind, buf] of [['params', state.params], ['stats', state.stats], ['accum', accum]] as const) {
+          for (let off = 0; off < buf.length; off += WEIGHTS_CHUNK) {
+            await cluster.send(m0, { type: 'weightsPart', kind, offset: off, total: buf.length }, floatsAsBytes(buf.subarray(off, off + WEIGHTS_CHUNK)));
+          }
+        }
+      }
+      await cluster.all('ready', stepTimeout);
+      log.info({ generation: g, ring: cluster.members.map((m, r) => ({ rank: r, worker: describe(m) })), from: source === 'coordinator' ? 'coordinator' : 'rank 0 (a peer)' }, 'ring formed');
+      source = 'peer';
+    };
+
+    /** Runs the rest of the epoch's steps; returns early (false) when joiners wait at a boundary. */
+    const runSteps = async (): Promise<boolean> => {
+      const batches = epochBatches(p.trainRefs.length, opts.batchSize, opts.seed, epoch);
+      const world = cluster.members.length;
+      const g = cluster.generation;
+      let sent = done;
+      const sendStep = async (global: number) => {
+        const s = global - epoch * S;
+        await Promise.all(cluster.members.map(async (m, rank) => {
+          const samples = rankShare(batches[s], world, rank).map((i) => p.trainRefs[i]);
+          await sendBlobs(m, samples.map((x) => x.h));
+          await cluster.send(m, { type: 'step', generation: g, epoch, step: global, samples });
+        }));
+        sent = global + 1;
+      };
+      const end = (epoch + 1) * S;
+      const lookahead = opts.lookahead ?? 1;
+      while (sent < Math.min(end, done + lookahead + 1)) await sendStep(sent);
+      while (done < end) {
+        const replies = await cluster.all('stepDone', stepTimeout);
+        for (const r of replies) {
+          if (r.msg.step !== done || r.msg.generation !== g) throw new WolfpackError('E_PROTOCOL', `rank ${r.msg.rank} finished step ${r.msg.step} (generation ${r.msg.generation}), expected ${done} (${g})`);
+          acc.allreduceMs += r.msg.timings.allreduce;
+          acc.totalMs += r.msg.timings.data + r.msg.timings.compute + r.msg.timings.allreduce + r.msg.timings.update;
+        }
+        const d = replies[0].msg;
+        done++;
+        if (d.skipped) {
+          acc.skipped++;
+          badInARow++;
+          const ranks = replies.filter((r) => r.msg.nonFinite).map((r) => r.msg.rank);
+          log.warn({ step: d.step, ranks }, `non-finite loss or gradient on rank(s) ${ranks.join(', ')}: step skipped on every replica`);
+          if (badInARow >= maxBadSteps) {
+            throw new WolfpackError('E_DIVERGED', `training diverged: ${badInARow} steps in a row had a non-finite loss or gradient (last on rank(s) ${ranks.join(', ')}); ` +
+              'lower --lr or check the data', { step: d.step, ranks });
+          }
+        } else {
+          badInARow = 0;
+          acc.lossSum += d.loss;
+          acc.lastLoss = d.loss;
+          acc.steps++;
+        }
+        opts.progress?.(`epoch ${epoch + 1}/${opts.epochs} step ${done - epoch * S}/${S} loss ${d.loss.toFixed(4)}`);
+        log.debug({ epoch: epoch + 1, step: done - epoch * S, of: S, loss: d.loss }, 'step');
+        // Joiners are admitted at a step boundary: stop sending, let the steps in flight finish.
+        if (server.waiting > 0) {
+          if (sent === done) return false;
+          continue;
+        }
+        if (sent < end) await sendStep(sent);
+      }
+      return true;
+    };
+
+    const evaluate = async (): Promise<number> => {
+      const world = cluster.members.length;
+      const g = cluster.generation;
+      const evals = await Promise.all(cluster.members.map(async (m, rank) => {
+        const samples = rankShare(p.valRefs.map((_, i) => i), world, rank).map((i) => p.valRefs[i]);
+        await sendBlobs(m, samples.map((x) => x.h));
+        await cluster.send(m, { type: 'eval', generation: g, epoch, samples });
+        return (await cluster.expect(m, 'evalResult', stepTimeout)).msg;
       }));
       const sums = new Set(evals.map((e) => e.checksum));
       if (sums.size > 1) {
@@ -201,39 +310,108 @@ export async function runJob(opts: JobOptions): Promise<JobResult> {
       }
       const correct = evals.reduce((a, e) => a + e.correct, 0);
       const total = evals.reduce((a, e) => a + e.total, 0);
-      const acc = total > 0 ? correct / total : 0;
-      const epochTime = (performance.now() - t0) / 1000;
-      const steps = batches.length - skipped;
+      return total > 0 ? correct / total : 0;
+    };
+
+    const fetchState = async () => {
+      const m = cluster.members[0];
+      await cluster.send(m, { type: 'stateRequest', epoch });
+      const bufs = { params: state.params, stats: state.stats, accum };
+      const left = { params: state.params.length, stats: state.stats.length, accum: accum.length };
+      while (left.params + left.stats + left.accum > 0) {
+        const { msg, payload } = await cluster.expect(m, 'statePart', stepTimeout);
+        const data = payloadFloats(payload);
+        const dst = bufs[msg.kind];
+        if (msg.total !== dst.length || msg.offset + data.length > dst.length) {
+          throw new WolfpackError('E_PROTOCOL', `statePart ${msg.kind} from rank ${msg.rank}: ${data.length} floats at ${msg.offset} do not fit ${dst.length}`);
+        }
+        dst.set(data, msg.offset);
+        left[msg.kind] -= data.length;
+      }
+    };
+
+    const endEpoch = async () => {
+      const accuracy = await evaluate();
+      await fetchState();
+      const trainTime = (performance.now() - acc.t0) / 1000;
       const metrics: EpochMetrics = {
-        epoch: epoch + 1, train_loss: steps > 0 ? lossSum / steps : NaN, last_loss: lastLoss, val_accuracy: acc,
-        images_per_s: (batches.length * opts.batchSize) / trainTime, step_time_s: trainTime / batches.length,
-        allreduce_share: share.total > 0 ? share.allreduce / share.total : 0, skipped_steps: skipped, epoch_time_s: epochTime, workers: world,
+        epoch: epoch + 1, train_loss: acc.steps > 0 ? acc.lossSum / acc.steps : NaN, last_loss: acc.lastLoss, val_accuracy: accuracy,
+        images_per_s: (S * opts.batchSize) / trainTime, step_time_s: trainTime / S,
+        allreduce_share: acc.totalMs > 0 ? acc.allreduceMs / acc.totalMs : 0, skipped_steps: acc.skipped, epoch_time_s: trainTime, workers: cluster.members.length,
       };
       result.epochs.push(metrics);
-
-      await fetchState(members[0], state, accum, epoch, opts.timeoutMs);
-      const improved = acc >= result.bestAccuracy;
+      const improved = accuracy >= result.bestAccuracy;
       if (improved) {
-        result.bestAccuracy = acc;
+        result.bestAccuracy = accuracy;
         result.bestEpoch = epoch + 1;
         await output.saveBest(state);
       }
       const { jobId: _jobId, ...persisted } = config;
-      const train: TrainState = { epoch: epoch + 1, step: globalStep, seed: opts.seed, bestAccuracy: result.bestAccuracy, bestEpoch: result.bestEpoch, config: persisted };
-      await output.saveLast(state, accum, train);
+      await output.saveLast(state, accum, { epoch: epoch + 1, step: done, seed: opts.seed, bestAccuracy: result.bestAccuracy, bestEpoch: result.bestEpoch, config: persisted });
       await output.appendMetrics(metrics);
       opts.print('-'.repeat(20));
-      opts.print(`Epoch: ${epoch + 1}/${opts.epochs}, train Loss: ${metrics.train_loss.toFixed(4)} (last step ${lastLoss.toFixed(4)}), val Acc: ${acc.toFixed(4)}${improved ? ' (best, saved best.ckpt)' : ''}`);
-      opts.print(`epoch time: ${epochTime.toFixed(1)} s, per step time: ${metrics.step_time_s.toFixed(2)} s, images/s: ${metrics.images_per_s.toFixed(1)}, all-reduce share: ${(metrics.allreduce_share * 100).toFixed(1)}%`);
+      opts.print(`Epoch: ${epoch + 1}/${opts.epochs}, train Loss: ${metrics.train_loss.toFixed(4)} (last step ${acc.lastLoss.toFixed(4)}), val Acc: ${accuracy.toFixed(4)}${improved ? ' (best, saved best.ckpt)' : ''}`);
+      opts.print(`epoch time: ${trainTime.toFixed(1)} s, per step time: ${metrics.step_time_s.toFixed(2)} s, images/s: ${metrics.images_per_s.toFixed(1)}, ` +
+        `all-reduce share: ${(metrics.allreduce_share * 100).toFixed(1)}%, workers: ${cluster.members.length}`);
+      epoch++;
+      acc = new EpochAccumulator();
+    };
+
+    while (epoch < opts.epochs) {
+      try {
+        if (server.waiting > 0) {
+          const joiners = server.takeArrivals();
+          await cluster.admit(joiners);
+          cluster.members.push(...joiners);
+          cluster.generation++;
+          needRing = true;
+          log.info({ joined: joiners.map(describe) }, 'workers joined at a step boundary');
+        }
+        if (needRing) {
+          await formRing();
+          needRing = false;
+        }
+        if (done < (epoch + 1) * S) {
+          if (!(await runSteps())) continue;
+        }
+        await endEpoch();
+      } catch (e) {
+        if (!(e instanceof MemberLost)) throw e;
+        await recover(e);
+      }
     }
+
+    async function recover(e: MemberLost): Promise<void> {
+      for (const m of cluster.prune()) log.warn({ worker: describe(m), reason: e.message }, 'worker lost');
+      const reports = await cluster.abort(e.message, stepTimeout);
+      for (const m of cluster.prune()) log.warn({ worker: describe(m) }, 'worker lost while aborting');
+      // The survivor that applied the most steps is the new rank 0 and relays its state to the others.
+      reports.sort((a, b) => b.lastStep - a.lastStep || cluster.members.indexOf(a.member) - cluster.members.indexOf(b.member));
+      const alive = reports.filter((r) => cluster.members.includes(r.member)).map((r) => r.member);
+      cluster.members = alive;
+      if (reports.length > 0) done = Math.max(reports[0].lastStep + 1, epoch * S);
+      while (cluster.members.length < Math.max(1, minWorkers)) {
+        log.warn({ have: cluster.members.length, need: Math.max(1, minWorkers) }, 'waiting for workers to (re)join');
+        if (server.waiting === 0) await server.arrival(joinTimeout);
+        if (server.waiting === 0) throw new WolfpackError('E_WORKER', `only ${cluster.members.length} worker(s) left and none joined within ${joinTimeout / 1000} s (--min-workers ${minWorkers})`);
+        const joiners = server.takeArrivals();
+        await cluster.admit(joiners);
+        cluster.members.push(...joiners);
+      }
+      cluster.generation++;
+      needRing = true;
+      log.warn({ workers: cluster.members.length, resumeAtStep: done, epoch: epoch + 1 }, 'ring will be re-formed; training continues from the last completed step');
+    }
+
     opts.print('='.repeat(20));
     opts.print(`End training, the best Accuracy is: ${result.bestAccuracy.toFixed(4)}, the best Accuracy epoch is ${result.bestEpoch}`);
     await renderCurves(join(opts.out, 'metrics.jsonl'), join(opts.out, 'curves.png'))
       .catch((e: Error) => log.warn({ reason: e.message }, 'curves.png not drawn'));
     log.info({ out: opts.out, best: join(opts.out, 'best.ckpt') }, 'training finished');
-    await Promise.all(members.map((m) => m.channel.send({ type: 'shutdown', reason: 'training finished' }).catch(() => undefined)));
+    await Promise.all(cluster.members.map((m) => m.channel.send({ type: 'shutdown', reason: 'training finished' }).catch(() => undefined)));
     return result;
   } finally {
+    cluster.close();
     await server.close();
   }
 }

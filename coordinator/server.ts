@@ -1,13 +1,26 @@
-// The coordinator's WebSocket endpoint: accepts worker connections, reads each one's hello, and
-// hands out the first N as members. Without a shared secret it listens on loopback only.
+// The coordinator's WebSocket endpoint: accepts worker connections, authenticates each one with the shared
+// token (mutual HMAC challenge-response, shared/auth/handshake.ts), reads its hello, and hands out the first
+// N as members. Serves wss:// when given a certificate (shared/transport/tls.ts). Without a shared secret
+// it listens on loopback only and says so (shared/auth/bind-policy.ts). A connection that fails its
+// handshake or sends a bad frame is closed alone, with the reason logged; the server keeps serving.
+import type { IncomingMessage, Server as HttpServer } from 'node:http';
+import type { Server as HttpsServer } from 'node:https';
+import type { AddressInfo } from 'node:net';
 import { WebSocketServer, type WebSocket } from 'ws';
+import { checkBind } from '../shared/auth/bind-policy.js';
+import { coordinatorSecurity, type CoordinatorSecurity } from '../shared/auth/config.js';
+import { authenticateWorker, CLOSE_AUTH, HANDSHAKE_TIMEOUT_MS } from '../shared/auth/handshake.js';
+import type { SharedSecret } from '../shared/auth/secret.js';
 import { WolfpackError } from '../shared/errors.js';
 import type { Logger } from '../shared/log.js';
-import { Channel } from '../shared/protocol/channel.js';
+import { Channel, CLOSE_PROTOCOL } from '../shared/protocol/channel.js';
 import type { MessageOf } from '../shared/protocol/messages.js';
+import { createCoordinatorHttpServer } from '../shared/transport/tls.js';
 
 /** Largest frame the coordinator accepts from a worker (a state part is 16 MiB). */
 export const COORDINATOR_MAX_PAYLOAD = 64 * 1024 * 1024;
+/** Connections allowed in their handshake at once; more are closed (1013, try again later). */
+export const MAX_PENDING_HANDSHAKES = 64;
 
 export interface Member {
   channel: Channel;
@@ -15,39 +28,139 @@ export interface Member {
   address: string;
 }
 
+export interface CoordinatorListenOptions {
+  /** Token and TLS. Default: from the environment (shared/auth/config.ts: WOLFPACK_TOKEN, WOLFPACK_TLS_CERT, ...). */
+  security?: CoordinatorSecurity;
+  /** Bound on a connection's authentication and hello, ms (default HANDSHAKE_TIMEOUT_MS). */
+  handshakeTimeoutMs?: number;
+}
+
 export class CoordinatorServer {
   readonly wss: WebSocketServer;
   readonly port: number;
   readonly host: string;
+  /** 'wss' with TLS, else 'ws'. */
+  readonly scheme: 'ws' | 'wss';
+  private readonly http: HttpServer | HttpsServer;
+  private readonly secret: SharedSecret | undefined;
+  private readonly handshakeTimeoutMs: number;
   private readonly arrivals: Member[] = [];
   private readonly waiters: (() => void)[] = [];
   private readonly logger: Logger;
+  private pending = 0;
 
-  private constructor(wss: WebSocketServer, host: string, logger: Logger) {
+  private constructor(http: HttpServer | HttpsServer, wss: WebSocketServer, host: string, logger: Logger, security: CoordinatorSecurity, handshakeTimeoutMs: number) {
+    this.http = http;
     this.wss = wss;
     this.host = host;
-    this.port = (wss.address() as { port: number }).port;
+    this.port = (http.address() as AddressInfo).port;
+    this.scheme = security.tls ? 'wss' : 'ws';
+    this.secret = security.secret;
+    this.handshakeTimeoutMs = handshakeTimeoutMs;
     this.logger = logger;
-    wss.on('connection', (ws: WebSocket, req) => this.accept(ws, req.socket.remoteAddress ?? '?'));
+    wss.on('connection', (ws: WebSocket, req: IncomingMessage) => this.accept(ws, req));
   }
 
-  static listen(host: string, port: number, logger: Logger): Promise<CoordinatorServer> {
-    return new Promise((resolve, reject) => {
-      const wss = new WebSocketServer({ host, port, maxPayload: COORDINATOR_MAX_PAYLOAD, perMessageDeflate: false });
-      wss.once('listening', () => resolve(new CoordinatorServer(wss, host, logger)));
-      wss.once('error', (e) => reject(new WolfpackError('E_IO', `cannot listen on ${host}:${port}: ${e.message}`)));
+  /**
+   * Listens on host:port. Refuses (E_USAGE) a non-loopback host without a shared secret; E_IO when the
+   * port cannot be bound.
+   */
+  static async listen(host: string, port: number, logger: Logger, opts: CoordinatorListenOptions = {}): Promise<CoordinatorServer> {
+    const security = opts.security ?? coordinatorSecurity({}, process.env);
+    checkBind(host, security.secret, 'coordinator --host');
+    const http = createCoordinatorHttpServer(security.tls);
+    const wss = new WebSocketServer({ server: http, maxPayload: COORDINATOR_MAX_PAYLOAD, perMessageDeflate: false });
+    await new Promise<void>((resolve, reject) => {
+      http.once('error', (e: Error) => reject(new WolfpackError('E_IO', `cannot listen on ${host}:${port}: ${e.message}`)));
+      http.listen(port, host, () => resolve());
     });
+    http.on('error', (e: Error) => logger.error({ err: e.message }, 'coordinator server error'));
+    http.on('tlsClientError', (e: Error, socket: { remoteAddress?: string }) => {
+      logger.warn({ address: socket.remoteAddress, reason: e.message }, 'TLS handshake failed');
+    });
+    wss.on('error', (e: Error) => logger.error({ err: e.message }, 'coordinator server error'));
+    const server = new CoordinatorServer(http, wss, host, logger, security, opts.handshakeTimeoutMs ?? HANDSHAKE_TIMEOUT_MS);
+    const where = { host, port: server.port, scheme: server.scheme };
+    if (security.secret) {
+      logger.info({ ...where, token: security.secret.source }, 'workers must prove the shared token (mutual HMAC challenge-response)');
+    } else {
+      logger.info(where, 'no shared token (WOLFPACK_TOKEN or --token-file): listening on loopback only; workers on other hosts cannot join');
+    }
+    if (security.tls) logger.info({ cert: security.tls.certPath }, 'TLS: workers connect with wss://');
+    return server;
   }
 
-  private accept(ws: WebSocket, address: string): void {
-    const ch = new Channel(ws, `worker@${address}`, this.logger, COORDINATOR_MAX_PAYLOAD);
-    ch.expect('hello', 10_000).then(({ msg }) => {
-      this.logger.info({ address, host: msg.host, backend: msg.backend, pid: msg.pid }, 'worker connected');
+  private accept(ws: WebSocket, req: IncomingMessage): void {
+    const address = req.socket.remoteAddress ?? '?';
+    const peer = `worker@${address}:${req.socket.remotePort ?? '?'}`;
+    if (this.pending >= MAX_PENDING_HANDSHAKES) {
+      this.logger.warn({ peer }, `connection refused: ${MAX_PENDING_HANDSHAKES} connections already in their handshake`);
+      ws.close(1013, 'too many connections in handshake');
+      setTimeout(() => ws.terminate(), 1000).unref();
+      return;
+    }
+    this.pending++;
+    const ch = new Channel(ws, peer, this.logger, COORDINATOR_MAX_PAYLOAD);
+    const deadline = Date.now() + this.handshakeTimeoutMs;
+    // After authentication a connection is either a worker's control channel (hello) or its
+    // heartbeat channel (beat), which a thread of the worker keeps alive while the main thread computes.
+    const handshake = async (): Promise<MessageOf<'hello'> | MessageOf<'beat'>> => {
+      await authenticateWorker(ch, this.secret, peer, deadline);
+      const { msg } = await ch.next(Math.max(1, deadline - Date.now()));
+      if (msg.type !== 'hello' && msg.type !== 'beat') throw new WolfpackError('E_PROTOCOL', `${peer}: expected hello or beat, got ${msg.type}`);
+      return msg;
+    };
+    handshake().then((msg) => {
+      if (msg.type === 'beat') {
+        this.trackBeats(msg.memberId, ch);
+        return;
+      }
+      this.logger.info({ peer, host: msg.host, backend: msg.backend, pid: msg.pid }, 'worker connected');
       this.arrivals.push({ channel: ch, hello: msg, address });
       for (const w of this.waiters.splice(0)) w();
     }, (e: Error) => {
-      this.logger.warn({ address, reason: e.message }, 'connection refused: no valid hello');
-      ch.close(4002, 'expected hello');
+      const code = e instanceof WolfpackError ? e.code : 'E_PROTOCOL';
+      this.logger.warn({ peer, code, reason: e.message }, code === 'E_AUTH' ? 'connection refused: authentication failed' : 'connection refused: no valid handshake');
+      if (!ch.closed) ch.close(code === 'E_AUTH' ? CLOSE_AUTH : CLOSE_PROTOCOL, e.message.slice(0, 120));
+    }).finally(() => {
+      this.pending--;
+    });
+  }
+
+  private readonly beats = new Map<string, { last: number; closed: boolean }>();
+
+  private trackBeats(memberId: string, ch: Channel): void {
+    const rec = { last: Date.now(), closed: false };
+    this.beats.set(memberId, rec);
+    ch.onMessage = (r) => {
+      if (r.msg.type === 'beat') rec.last = Date.now();
+      return true;
+    };
+    ch.ws.once('close', () => { rec.closed = true; });
+  }
+
+  /** Heartbeat state of a member: when it last beat, and whether its heartbeat connection closed. */
+  heartbeat(memberId: string): { last: number; closed: boolean } | undefined {
+    return this.beats.get(memberId);
+  }
+
+  /** Workers that said hello and were not taken yet, in arrival order (closed ones dropped). */
+  takeArrivals(max = Infinity): Member[] {
+    const open = this.arrivals.filter((m) => !m.channel.closed);
+    const taken = open.slice(0, max);
+    this.arrivals.splice(0, this.arrivals.length, ...open.slice(taken.length));
+    return taken;
+  }
+
+  get waiting(): number {
+    return this.arrivals.filter((m) => !m.channel.closed).length;
+  }
+
+  /** Resolves when a new worker arrives or after `ms`. */
+  arrival(ms: number): Promise<void> {
+    return new Promise<void>((resolve) => {
+      const t = setTimeout(resolve, ms);
+      this.waiters.push(() => { clearTimeout(t); resolve(); });
     });
   }
 
@@ -69,6 +182,11 @@ export class CoordinatorServer {
 
   close(): Promise<void> {
     for (const c of this.wss.clients) c.terminate();
-    return new Promise((resolve) => this.wss.close(() => resolve()));
+    return new Promise((resolve) => {
+      this.wss.close(() => {
+        this.http.close(() => resolve());
+        this.http.closeAllConnections();
+      });
+    });
   }
 }

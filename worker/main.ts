@@ -1,9 +1,13 @@
-// A worker: joins the coordinator, opens its ring links, receives the weights (from the coordinator
-// if it is rank 0, else relayed along the ring), then runs the coordinator's steps: decode its share
-// of the batch, compute gradients, ring all-reduce them with its peers, apply the same Momentum
-// update as every other replica, and report. Evaluates its share of the validation set on request.
+// A worker: joins the coordinator, then follows its orders. `ring` (re)forms the ring: links to the
+// new neighbours, and the state (weights, moving statistics, Momentum) relayed from the new rank 0 --
+// which got it from the coordinator at the start, or is the most advanced survivor after a failure,
+// so a joining worker gets its state from a peer, not from disk. `step`: decode its share of the
+// batch, compute gradients, ring all-reduce them, apply the same Momentum update as every other
+// replica, report. `eval`: its share of the validation set. `abort`: drop the step in flight (a peer
+// was lost) and say how far it got. A heartbeat thread tells the coordinator the process is alive.
 import { hostname } from 'node:os';
 import { performance } from 'node:perf_hooks';
+import { randomBytes } from 'node:crypto';
 import WebSocket from 'ws';
 import { selectBackend, type BackendChoice } from '../shared/backend/select.js';
 import { chainBroadcast } from '../shared/allreduce/broadcast.js';
@@ -14,13 +18,18 @@ import type { Logger } from '../shared/log.js';
 import { resnet50Spec } from '../shared/model/spec.js';
 import { ParamLayout, type ModelState } from '../shared/model/state.js';
 import { Channel, type Received } from '../shared/protocol/channel.js';
-import type { JobConfig, MessageOf, SampleRef } from '../shared/protocol/messages.js';
+import type { JobConfig, MessageOf } from '../shared/protocol/messages.js';
 import { payloadFloats } from '../shared/protocol/codec.js';
 import { connectRing, listenRing, wsLink, type RingListener } from '../shared/transport/ws-link.js';
+import { checkBind } from '../shared/auth/bind-policy.js'; // auth
+import type { SecurityFlags, WorkerSecurity } from '../shared/auth/config.js'; // auth
+import { authenticateToCoordinator } from '../shared/auth/handshake.js'; // auth
+import { RingHelloVerifier, ringHelloAuth } from '../shared/auth/ring-auth.js'; // auth
 import { argmaxRows } from '../shared/train/loss.js';
 import { stateChecksum } from '../shared/train/checksum.js';
 import { Replica, type Batch } from '../shared/train/replica.js';
 import { ImageCache, loadBatch } from './batch-loader.js';
+import { Heartbeat } from './heartbeat.js';
 
 export interface WorkerOptions {
   connect: string;
@@ -31,6 +40,12 @@ export interface WorkerOptions {
   advertise?: string;
   /** Give up on any single wait after this long (ms). */
   timeoutMs?: number;
+  /** Shared token and TLS trust (shared/auth/config.ts); none: loopback ring only, no authentication. */
+  security?: WorkerSecurity;
+  /** The flags `security` came from, for the heartbeat thread to authenticate the same way. */
+  securityFlags?: SecurityFlags;
+  /** Heartbeat interval (ms); the coordinator's --timeout should be several of these. */
+  heartbeatMs?: number;
   logger: Logger;
 }
 
@@ -41,10 +56,21 @@ const EVAL_CHUNK = 16;
 /** Floats per statePart frame. */
 const STATE_CHUNK = 4 * 1024 * 1024;
 
-function openSocket(url: string, timeoutMs: number): Promise<WebSocket> {
+// --- auth: the connection to the coordinator (ws:// or wss://, verified against `ca` when given). The
+// Channel is made in the 'open' handler: the coordinator speaks first (authChallenge), and its first frame
+// may arrive with the upgrade response, before a promise continuation could attach a listener. ---
+function openSocket(url: string, timeoutMs: number, log: Logger, ca?: Buffer): Promise<Channel> {
+  let u: URL;
+  try {
+    u = new URL(url);
+  } catch {
+    return Promise.reject(new WolfpackError('E_USAGE', `--connect: bad URL ${JSON.stringify(url)} (expected ws://HOST:PORT or wss://HOST:PORT)`));
+  }
+  if (u.protocol !== 'ws:' && u.protocol !== 'wss:') return Promise.reject(new WolfpackError('E_USAGE', `--connect: ${url} is not a ws:// or wss:// URL`));
+  if (ca !== undefined && u.protocol !== 'wss:') return Promise.reject(new WolfpackError('E_USAGE', `--tls-ca is set but --connect ${url} is not wss://`));
   return new Promise((resolve, reject) => {
-    const ws = new WebSocket(url, { maxPayload: WORKER_MAX_PAYLOAD, perMessageDeflate: false, handshakeTimeout: timeoutMs });
-    ws.once('open', () => resolve(ws));
+    const ws = new WebSocket(url, { maxPayload: WORKER_MAX_PAYLOAD, perMessageDeflate: false, handshakeTimeout: timeoutMs, ...(ca ? { ca } : {}) });
+    ws.once('open', () => resolve(new Channel(ws, 'coordinator', log, WORKER_MAX_PAYLOAD)));
     ws.once('error', (e) => reject(new WolfpackError('E_WORKER', `cannot reach the coordinator at ${url}: ${e.message}`)));
   });
 }
@@ -68,117 +94,212 @@ export async function runWorker(opts: WorkerOptions): Promise<void> {
   const timeoutMs = opts.timeoutMs ?? 120_000;
   const sel = await selectBackend(opts.backend, opts.logger);
   const ringBind = opts.ringBind ?? '127.0.0.1';
-  const listener: RingListener = await listenRing({ host: ringBind, port: 0, logger: opts.logger });
-  const ws = await openSocket(opts.connect, timeoutMs);
+  const secret = opts.security?.secret; // auth
+  checkBind(ringBind, secret, 'worker --ring-bind'); // auth
+  const ringGuard = secret ? new RingHelloVerifier(secret) : undefined; // auth
+  const listener: RingListener = await listenRing({ host: ringBind, port: 0, logger: opts.logger, ...(ringGuard ? { verifyHello: ringGuard.verify } : {}) });
   let log = opts.logger.child({ component: 'worker' });
-  const ch = new Channel(ws, 'coordinator', log, WORKER_MAX_PAYLOAD);
-  const cache = new ImageCache();
-  let link: Link | undefined;
-  let replica: Replica | undefined;
-  let myRank = 0;
+  const ch = await openSocket(opts.connect, timeoutMs, log, opts.security?.ca).catch(async (e: unknown) => { await listener.close(); throw e; });
+  const memberId = randomBytes(16).toString('hex');
+  let heartbeat: Heartbeat | undefined;
+  const w = new WorkerSession(ch, listener, log, timeoutMs, secret, ringGuard);
   try {
-    await ch.send({ type: 'hello', host: hostname(), ringHost: opts.advertise ?? (ringBind === '0.0.0.0' ? '127.0.0.1' : ringBind), ringPort: listener.port, backend: sel.backend, pid: process.pid });
+    await authenticateToCoordinator(ch, secret, opts.connect, timeoutMs); // auth
+    await ch.send({ type: 'hello', host: hostname(), ringHost: opts.advertise ?? (ringBind === '0.0.0.0' ? '127.0.0.1' : ringBind), ringPort: listener.port, backend: sel.backend, pid: process.pid, memberId });
+    heartbeat = new Heartbeat({ url: opts.connect, memberId, intervalMs: opts.heartbeatMs ?? 1000, timeoutMs, flags: opts.securityFlags ?? {} }, log);
     const { msg: welcome } = await ch.expect('welcome', timeoutMs);
-    const { rank, world, config } = welcome;
-    myRank = rank;
-    log = log.child({ rank });
-    log.info({ world, right: welcome.rightUrl, backend: sel.backend }, 'joined');
-
-    if (world > 1) {
-      const [outgoing, incoming] = await Promise.all([
-        connectRing(welcome.rightUrl, { rank, size: world, jobId: config.jobId }, { timeoutMs, logger: log }),
-        listener.accept({ rank: welcome.leftRank, jobId: config.jobId }, timeoutMs),
-      ]);
-      link = wsLink(outgoing, incoming);
-    }
-    await listener.close();
-
-    const layout = new ParamLayout(resnet50Spec({ flavour: config.flavour, width: config.width, numClasses: config.numClasses }));
-    const state: ModelState = { layout, params: new Float32Array(layout.paramCount), stats: new Float32Array(layout.statCount) };
-    const accum = new Float32Array(layout.paramCount);
-    let collective = 0; // numbers every collective on the ring, so tags never collide
-    if (rank === 0) await receiveWeights(ch, { params: state.params, stats: state.stats, accum }, timeoutMs);
-    for (const buf of [state.params, state.stats, accum]) {
-      if (link) await chainBroadcast(buf, rank, world, link, { step: collective++, chunkElems: config.chunkElems });
-    }
-    replica = new Replica(state, { lr: config.lr, momentum: config.momentum, freeze: config.freeze, bn: config.bn }, accum);
-    await ch.send({ type: 'ready', rank });
-    log.info({ params: layout.paramCount, reduceFloats: replica.reduce.size }, 'weights received; ready');
-
-    // Steps are decoded as soon as they arrive, so decoding overlaps the previous step's compute.
-    const decoding = new Map<number, Promise<Batch>>();
-    ch.onMessage = (r: Received) => {
-      if (r.msg.type === 'blobs') {
-        cache.addAll(r.msg.items, r.payload);
-        return true;
-      }
-      if (r.msg.type === 'step') {
-        const p = loadBatch(cache, r.msg.samples, { size: config.imageSize, seed: config.seed, epoch: r.msg.epoch, train: true });
-        p.catch(() => undefined); // surfaced when the step is run
-        decoding.set(r.msg.step, p);
-      }
-      return false;
-    };
-
-    for (;;) {
-      const { msg } = await ch.next(timeoutMs * 10);
-      if (msg.type === 'shutdown') {
-        log.info({ reason: msg.reason }, 'shutdown');
-        break;
-      }
-      if (msg.type === 'step') {
-        await runStep(msg, decoding, replica, link, rank, world, config, collective++, ch);
-      } else if (msg.type === 'eval') {
-        await runEval(msg.epoch, msg.samples, replica, cache, config, rank, ch);
-      } else if (msg.type === 'stateRequest') {
-        for (const [kind, buf] of [['params', state.params], ['stats', state.stats], ['accum', replica.accum]] as const) {
-          for (let off = 0; off < buf.length || (off === 0 && buf.length === 0); off += STATE_CHUNK) {
-            const part = buf.subarray(off, Math.min(buf.length, off + STATE_CHUNK));
-            await ch.send({ type: 'statePart', rank, kind, offset: off, total: buf.length }, new Uint8Array(part.buffer, part.byteOffset, part.byteLength));
-            if (buf.length === 0) break;
-          }
-        }
-      } else {
-        throw new WolfpackError('E_PROTOCOL', `unexpected message ${msg.type} from the coordinator`);
-      }
-    }
+    w.config = welcome.config;
+    log = log.child({ memberId: memberId.slice(0, 8) });
+    w.log = log;
+    log.info({ backend: sel.backend, job: welcome.config.jobId }, 'admitted');
+    await w.serve();
   } catch (e) {
     log.error({ err: (e as Error).message }, 'worker failed');
-    if (!ch.closed) await ch.send({ type: 'failure', rank: myRank, message: (e as Error).message }).catch(() => undefined);
+    if (!ch.closed) await ch.send({ type: 'failure', rank: w.rank, message: (e as Error).message }).catch(() => undefined);
     throw e;
   } finally {
-    replica?.dispose();
-    link?.close();
+    await heartbeat?.stop();
+    w.dispose();
     await listener.close().catch(() => undefined);
     ch.close();
   }
 }
 
-async function runStep(msg: MessageOf<'step'>, decoding: Map<number, Promise<Batch>>, replica: Replica, link: Link | undefined,
-  rank: number, world: number, config: JobConfig, collective: number, ch: Channel): Promise<void> {
-  const t0 = performance.now();
-  const batch = await (decoding.get(msg.step) ?? Promise.reject(new Error(`step ${msg.step} was never decoded`)));
-  decoding.delete(msg.step);
-  const t1 = performance.now();
-  await replica.computeGradients(batch, config.globalBatch);
-  const t2 = performance.now();
-  if (link) await ringAllReduce(replica.buffer, rank, world, link, { step: collective, chunkElems: config.chunkElems });
-  const t3 = performance.now();
-  const m = replica.applyReduced();
-  const t4 = performance.now();
-  await ch.send({
-    type: 'stepDone', rank, step: msg.step, loss: m.loss, correct: m.correct, samples: m.samples, skipped: m.skipped,
-    timings: { data: t1 - t0, compute: t2 - t1, allreduce: t3 - t2, update: t4 - t3 },
-  });
-}
+/** A worker's life after admission: ring generations, steps, evaluations. */
+class WorkerSession {
+  config!: JobConfig;
+  log: Logger;
+  rank = 0;
+  private world = 1;
+  private generation = -1;
+  private link: Link | undefined;
+  private collective = 0; // numbers the collectives of the current ring, so tags never collide
+  private state: ModelState | undefined;
+  private replica: Replica | undefined;
+  /** Global index of the last step this replica applied (-1: none). */
+  private lastStep = -1;
+  private readonly cache = new ImageCache();
+  private readonly decoding = new Map<number, Promise<Batch>>();
 
-async function runEval(epoch: number, samples: SampleRef[], replica: Replica, cache: ImageCache, config: JobConfig, rank: number, ch: Channel): Promise<void> {
-  let correct = 0;
-  for (let i = 0; i < samples.length; i += EVAL_CHUNK) {
-    const part = samples.slice(i, i + EVAL_CHUNK);
-    const batch = await loadBatch(cache, part, { size: config.imageSize, seed: config.seed, epoch, train: false });
-    const predicted = argmaxRows(await replica.predict(batch), config.numClasses);
-    for (let k = 0; k < part.length; k++) if (predicted[k] === part[k].l) correct++;
+  constructor(private readonly ch: Channel, private readonly listener: RingListener, log: Logger, private readonly timeoutMs: number,
+    private readonly secret: WorkerSecurity['secret'], private readonly ringGuard: RingHelloVerifier | undefined) {
+    this.log = log;
   }
-  await ch.send({ type: 'evalResult', rank, epoch, correct, total: samples.length, checksum: stateChecksum(replica.state) });
+
+  async serve(): Promise<void> {
+    // Runs as frames arrive, even while a step is in flight: images are stored, steps start decoding
+    // (overlapping the previous step's compute), and an abort cuts the ring at once so a collective
+    // waiting on a lost peer fails now rather than after a timeout.
+    this.ch.onMessage = (r: Received) => {
+      const m = r.msg;
+      if (m.type === 'blobs') {
+        this.cache.addAll(m.items, r.payload);
+        return true;
+      }
+      if (m.type === 'step' && m.generation === this.generation) {
+        const p = loadBatch(this.cache, m.samples, { size: this.config.imageSize, seed: this.config.seed, epoch: m.epoch, train: true });
+        p.catch(() => undefined); // surfaced when the step runs
+        this.decoding.set(m.step, p);
+      }
+      if (m.type === 'abort') this.cutRing();
+      return false;
+    };
+    for (;;) {
+      const { msg } = await this.ch.next(this.timeoutMs * 10);
+      switch (msg.type) {
+        case 'shutdown':
+          this.log.info({ reason: msg.reason }, 'shutdown');
+          return;
+        case 'ring':
+          await this.guard('ring', () => this.formRing(msg));
+          break;
+        case 'abort':
+          this.generation = msg.generation;
+          this.cutRing();
+          this.decoding.clear();
+          this.log.warn({ reason: msg.reason, lastStep: this.lastStep }, 'step aborted by the coordinator');
+          await this.ch.send({ type: 'aborted', rank: this.rank, generation: msg.generation, lastStep: this.lastStep });
+          break;
+        case 'step':
+          if (msg.generation === this.generation) await this.guard('step', () => this.runStep(msg));
+          break;
+        case 'eval':
+          if (msg.generation === this.generation) await this.guard('eval', () => this.runEval(msg));
+          break;
+        case 'stateRequest':
+          await this.sendState();
+          break;
+        default:
+          throw new WolfpackError('E_PROTOCOL', `unexpected message ${msg.type} from the coordinator`);
+      }
+    }
+  }
+
+  /**
+   * Ring work fails when a peer is lost; the coordinator then aborts and re-forms the ring, so the
+   * worker logs the failure and waits for orders. Anything else is the worker's own failure.
+   */
+  private async guard(what: string, fn: () => Promise<void>): Promise<void> {
+    try {
+      await fn();
+    } catch (e) {
+      const err = e as WolfpackError;
+      if (err.code !== 'E_WORKER' && err.code !== 'E_PROTOCOL' && err.code !== 'E_AUTH') throw e;
+      this.cutRing();
+      this.log.warn({ what, reason: err.message }, 'ring operation failed; waiting for the coordinator');
+    }
+  }
+
+  private cutRing(): void {
+    this.link?.close();
+    this.link = undefined;
+  }
+
+  private async formRing(msg: MessageOf<'ring'>): Promise<void> {
+    this.cutRing();
+    this.decoding.clear();
+    const { rank, world, generation, config } = { ...msg, config: this.config };
+    this.rank = rank;
+    this.world = world;
+    this.generation = generation;
+    this.collective = 0;
+    this.log = this.log.child({ rank, generation });
+    // auth: ring links are bound to the job, the rank and the ring generation (shared/auth/ring-auth.ts)
+    const jobId = `${config.jobId}/g${generation}`;
+    this.ringGuard?.expect(jobId, generation);
+    if (world > 1) {
+      // Data flows server -> client on a ring connection, so a rank connects to its LEFT neighbour
+      // (whose server sends to it) and accepts its RIGHT neighbour (to which it sends).
+      const ringHello = { rank, size: world, jobId };
+      const [incoming, outgoing] = await Promise.all([
+        connectRing(msg.leftUrl, this.secret ? { ...ringHello, auth: ringHelloAuth(this.secret, ringHello, generation) } : ringHello, { timeoutMs: this.timeoutMs, logger: this.log }),
+        this.listener.accept({ rank: msg.rightRank, jobId }, this.timeoutMs),
+      ]);
+      this.link = wsLink(outgoing, incoming);
+    }
+    if (!this.state) {
+      const layout = new ParamLayout(resnet50Spec({ flavour: config.flavour, width: config.width, numClasses: config.numClasses }));
+      this.state = { layout, params: new Float32Array(layout.paramCount), stats: new Float32Array(layout.statCount) };
+    }
+    const state = this.state;
+    const accum = this.replica?.accum ?? new Float32Array(state.layout.paramCount);
+    if (rank === 0 && msg.source === 'coordinator') await receiveWeights(this.ch, { params: state.params, stats: state.stats, accum }, this.timeoutMs);
+    for (const buf of [state.params, state.stats, accum]) {
+      if (this.link) await chainBroadcast(buf, rank, world, this.link, { step: this.collective++, chunkElems: config.chunkElems });
+    }
+    this.replica?.dispose();
+    this.replica = new Replica(state, { lr: config.lr, momentum: config.momentum, freeze: config.freeze, bn: config.bn }, accum);
+    this.lastStep = msg.lastStep;
+    await this.ch.send({ type: 'ready', rank, generation });
+    this.log.info({ world, params: state.layout.paramCount, reduceFloats: this.replica.reduce.size, source: rank === 0 ? msg.source : 'rank 0' }, 'ring formed; state in place');
+  }
+
+  private async runStep(msg: MessageOf<'step'>): Promise<void> {
+    const replica = this.replica!;
+    const t0 = performance.now();
+    const pending = this.decoding.get(msg.step) ?? loadBatch(this.cache, msg.samples, { size: this.config.imageSize, seed: this.config.seed, epoch: msg.epoch, train: true });
+    const batch = await pending;
+    this.decoding.delete(msg.step);
+    const t1 = performance.now();
+    await replica.computeGradients(batch, this.config.globalBatch);
+    const nonFinite = replica.localNonFinite;
+    if (nonFinite) this.log.warn({ step: msg.step }, 'non-finite loss or gradient on this replica');
+    const t2 = performance.now();
+    if (this.link) await ringAllReduce(replica.buffer, this.rank, this.world, this.link, { step: this.collective++, chunkElems: this.config.chunkElems });
+    const t3 = performance.now();
+    const m = replica.applyReduced();
+    this.lastStep = msg.step;
+    const t4 = performance.now();
+    await this.ch.send({
+      type: 'stepDone', rank: this.rank, generation: msg.generation, step: msg.step, loss: m.loss, correct: m.correct, samples: m.samples,
+      skipped: m.skipped, nonFinite, timings: { data: t1 - t0, compute: t2 - t1, allreduce: t3 - t2, update: t4 - t3 },
+    });
+  }
+
+  private async runEval(msg: MessageOf<'eval'>): Promise<void> {
+    const replica = this.replica!;
+    let correct = 0;
+    for (let i = 0; i < msg.samples.length; i += EVAL_CHUNK) {
+      const part = msg.samples.slice(i, i + EVAL_CHUNK);
+      const batch = await loadBatch(this.cache, part, { size: this.config.imageSize, seed: this.config.seed, epoch: msg.epoch, train: false });
+      const predicted = argmaxRows(await replica.predict(batch), this.config.numClasses);
+      for (let k = 0; k < part.length; k++) if (predicted[k] === part[k].l) correct++;
+    }
+    await this.ch.send({ type: 'evalResult', rank: this.rank, generation: msg.generation, epoch: msg.epoch, correct, total: msg.samples.length, checksum: stateChecksum(replica.state) });
+  }
+
+  private async sendState(): Promise<void> {
+    const state = this.state!;
+    for (const [kind, buf] of [['params', state.params], ['stats', state.stats], ['accum', this.replica!.accum]] as const) {
+      for (let off = 0; off < buf.length; off += STATE_CHUNK) {
+        const part = buf.subarray(off, Math.min(buf.length, off + STATE_CHUNK));
+        await this.ch.send({ type: 'statePart', rank: this.rank, kind, offset: off, total: buf.length }, new Uint8Array(part.buffer, part.byteOffset, part.byteLength));
+      }
+    }
+  }
+
+  dispose(): void {
+    this.replica?.dispose();
+    this.cutRing();
+  }
 }

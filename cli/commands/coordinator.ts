@@ -1,19 +1,27 @@
-// `wolfpack coordinator`: the coordinator alone, for workers on other hosts.
+// `wolfpack coordinator`: the coordinator alone, for workers on other hosts. With a shared token
+// (--token-file or WOLFPACK_TOKEN) it may listen beyond loopback (--host 0.0.0.0); with --tls-cert and
+// --tls-key workers connect with wss://.
 import { runJob } from '../../coordinator/job.js';
+import { checkBind } from '../../shared/auth/bind-policy.js';
+import { coordinatorSecurity } from '../../shared/auth/config.js';
 import { WolfpackError } from '../../shared/errors.js';
 import type { Command } from '../wolfpack.js';
 import { parse } from '../args.js';
-import { jobOptionsFrom, loggerFrom, TRAIN_FLAGS, TRAIN_USAGE } from './train-flags.js';
+import { COORDINATOR_SECURITY_FLAGS, COORDINATOR_SECURITY_USAGE, jobOptionsFrom, loggerFrom, securityFlagsFrom, terminalProgress, TRAIN_FLAGS, TRAIN_USAGE } from './train-flags.js';
 
 export const coordinator: Command = {
-  summary: 'Run the coordinator; workers join with `wolfpack worker --connect ws://HOST:PORT`.',
-  usage: `wolfpack coordinator --workers N [--host 127.0.0.1] [--port 7070] ${TRAIN_USAGE}`,
+  summary: 'Run the coordinator; workers join with `wolfpack worker --connect ws://HOST:PORT` (wss:// with TLS).',
+  usage: `wolfpack coordinator --workers N [--host 127.0.0.1] [--port 7070] ${COORDINATOR_SECURITY_USAGE} ${TRAIN_USAGE}`,
   async run(argv) {
-    const { values } = parse(argv, TRAIN_FLAGS);
+    const { values } = parse(argv, { ...TRAIN_FLAGS, ...COORDINATOR_SECURITY_FLAGS });
     if (values.workers === undefined) throw new WolfpackError('E_USAGE', '--workers is required');
     const o = jobOptionsFrom(values, { port: 7070 });
+    // Check token, certificate and bind address before the (slow) data scan and weights load.
+    const flags = securityFlagsFrom(values);
+    const security = coordinatorSecurity(flags);
+    checkBind(o.host, security.secret, 'coordinator --host');
     const logger = loggerFrom(values, {});
-    await runJob({ ...o, logger, print: (line) => process.stdout.write(line + '\n') });
+    await runJob({ ...o, security, logger, print: (line) => process.stdout.write(line + '\n'), progress: terminalProgress() });
     return 0;
   },
 };

@@ -1,11 +1,19 @@
 // `wolfpack demo` (what `npm start` runs): the embedded default. Generates, deterministically, a
 // small two-class ImageFolder data set and a starting ResNet-50 checkpoint in MindSpore format (with
 // a 10-class head, like the lab's CIFAR-10 resnet50.ckpt, which training drops), then trains with
-// two local workers at a reduced image size and prints the lab's lines.
+// two local workers at a reduced image size and prints the lab's lines. No pretrained weights can be
+// downloaded where the demo must run, so the starting network is a random ResNet-50 whose BatchNorm
+// statistics are calibrated on training images (well-scaled features, as a pretrained network has),
+// and the demo trains the lab's "fixed features" variant: a new head on the frozen backbone.
 import { existsSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
+import { readFile } from 'node:fs/promises';
+import { selectBackend } from '../../shared/backend/select.js';
+import { scanSplit } from '../../shared/data/imagefolder.js';
 import { generateSyntheticCanidae } from '../../shared/data/synthetic.js';
+import { evalTransform } from '../../shared/data/transforms.js';
+import { calibrateBatchNorm } from '../../shared/model/calibrate.js';
 import { initModel, tensorsFromModel } from '../../shared/model/weights.js';
 import { writeCkpt } from '../../shared/weights/ckpt.js';
 import type { Command } from '../wolfpack.js';
@@ -14,7 +22,7 @@ import { trainLocally } from './train.js';
 export const DEMO_DIR = 'runs/demo';
 
 export const DEMO_DEFAULTS = {
-  workers: 2, epochs: 20, batchSize: 18, imageSize: 64, freeze: 'backbone', bn: 'train', lr: 0.01,
+  workers: 2, epochs: 20, batchSize: 18, imageSize: 64, freeze: 'backbone', bn: 'frozen', lr: 0.001,
 } as const;
 
 export const demo: Command = {
@@ -25,12 +33,20 @@ export const demo: Command = {
     const weights = join(DEMO_DIR, 'resnet50.ckpt');
     if (!existsSync(join(data, 'train'))) {
       process.stdout.write(`generating the demo data set in ${data}\n`);
-      await generateSyntheticCanidae(data, { trainPerClass: 60, valPerClass: 20, seed: 0 });
+      await generateSyntheticCanidae(data, { trainPerClass: 120, valPerClass: 30, seed: 0 });
     }
     if (!existsSync(weights)) {
       process.stdout.write(`writing a starting checkpoint (ResNet-50, MindSpore format, 10-class head) to ${weights}\n`);
       await mkdir(DEMO_DIR, { recursive: true });
-      await writeCkpt(weights, tensorsFromModel(initModel({ flavour: 'mindspore', width: 64, numClasses: 10 }, 0)));
+      const state = initModel({ flavour: 'mindspore', width: 64, numClasses: 10 }, 0);
+      await selectBackend('auto');
+      const { train } = await scanSplit(data);
+      const picks = train.samples.filter((_, i) => i % 2 === 0);
+      const size = DEMO_DEFAULTS.imageSize;
+      const images = new Float32Array(picks.length * size * size * 3);
+      for (const [k, s] of picks.entries()) images.set(await evalTransform(await readFile(s.path), size, s.path), k * size * size * 3);
+      await calibrateBatchNorm(state, images, picks.length, size);
+      await writeCkpt(weights, tensorsFromModel(state));
     }
     return trainLocally(argv, { data, weights, out: join(DEMO_DIR, 'out'), ...DEMO_DEFAULTS });
   },

@@ -3,7 +3,8 @@ import { BACKENDS, type BackendChoice } from '../../shared/backend/select.js';
 import { WolfpackError } from '../../shared/errors.js';
 import { createLogger, type LogFormat } from '../../shared/log.js';
 import type { JobOptions } from '../../coordinator/job.js';
-import { num, oneOf, str, type Options } from '../args.js';
+import { num, oneOf, optStr, str, type Options } from '../args.js';
+import type { SecurityFlags } from '../../shared/auth/config.js';
 
 export const TRAIN_FLAGS: Options = {
   data: { type: 'string' },
@@ -22,13 +23,47 @@ export const TRAIN_FLAGS: Options = {
   host: { type: 'string' },
   port: { type: 'string' },
   timeout: { type: 'string' },
+  'min-workers': { type: 'string' },
+  'max-bad-steps': { type: 'string' },
+  resume: { type: 'string' },
   'log-format': { type: 'string' },
   'log-level': { type: 'string' },
 };
 
+// --- security flags (shared/auth/config.ts; each has an environment form, e.g. WOLFPACK_TOKEN_FILE) ---
+/** Flags of a process that serves workers: the coordinator, and `train` when it passes them on. */
+export const COORDINATOR_SECURITY_FLAGS: Options = {
+  'token-file': { type: 'string' },
+  'tls-cert': { type: 'string' },
+  'tls-key': { type: 'string' },
+};
+/** Flags of a worker. */
+export const WORKER_SECURITY_FLAGS: Options = {
+  'token-file': { type: 'string' },
+  'tls-ca': { type: 'string' },
+};
+export const COORDINATOR_SECURITY_USAGE = '[--token-file FILE] [--tls-cert PEM --tls-key PEM]';
+export const WORKER_SECURITY_USAGE = '[--token-file FILE] [--tls-ca PEM]';
+
+/** The security flags among parsed `values`. */
+export function securityFlagsFrom(values: Record<string, unknown>): SecurityFlags {
+  const flags: SecurityFlags = {};
+  const tokenFile = optStr(values, 'token-file');
+  const tlsCert = optStr(values, 'tls-cert');
+  const tlsKey = optStr(values, 'tls-key');
+  const tlsCa = optStr(values, 'tls-ca');
+  if (tokenFile !== undefined) flags.tokenFile = tokenFile;
+  if (tlsCert !== undefined) flags.tlsCert = tlsCert;
+  if (tlsKey !== undefined) flags.tlsKey = tlsKey;
+  if (tlsCa !== undefined) flags.tlsCa = tlsCa;
+  return flags;
+}
+// --- end security flags ---
+
 export const TRAIN_USAGE = '--data DIR --weights FILE [--workers N] [--epochs 20] [--batch-size 18] [--lr 0.001] ' +
   '[--momentum 0.9] [--freeze none|backbone] [--bn train|frozen] [--image-size 224] [--seed 0] [--out DIR] ' +
-  '[--backend auto|tensorflow-gpu|webgpu|tensorflow|wasm|cpu] [--timeout SECONDS] [--log-format pretty|json]';
+  '[--backend auto|tensorflow-gpu|webgpu|tensorflow|wasm|cpu] [--timeout SECONDS] [--min-workers M] [--max-bad-steps 5] ' +
+  '[--resume OUT] [--config FILE] [--log-format pretty|json]';
 
 export function loggerFrom(values: Record<string, unknown>, base: Record<string, unknown>) {
   const format = values['log-format'] === undefined ? undefined : oneOf<LogFormat>(values, 'log-format', ['pretty', 'json'], 'json');
@@ -41,7 +76,10 @@ export function jobOptionsFrom(values: Record<string, unknown>, defaults: Partia
   if (batchSize < workers) throw new WolfpackError('E_USAGE', `--batch-size ${batchSize} is smaller than --workers ${workers}: every worker needs a sample`);
   return {
     data: str(values, 'data', defaults.data),
-    weights: str(values, 'weights', defaults.weights),
+    weights: values.weights === undefined ? defaults.weights : String(values.weights),
+    resume: optStr(values, 'resume'),
+    minWorkers: num(values, 'min-workers', 1, { int: true, min: 1 }),
+    maxBadSteps: num(values, 'max-bad-steps', 5, { int: true, min: 1 }),
     workers,
     epochs: num(values, 'epochs', defaults.epochs ?? 20, { int: true, min: 1 }),
     batchSize,
@@ -54,7 +92,13 @@ export function jobOptionsFrom(values: Record<string, unknown>, defaults: Partia
     out: str(values, 'out', defaults.out ?? 'runs/latest'),
     host: str(values, 'host', defaults.host ?? '127.0.0.1'),
     port: num(values, 'port', defaults.port ?? 0, { int: true, min: 0, max: 65535 }),
-    timeoutMs: num(values, 'timeout', 600, { min: 1 }) * 1000,
+    timeoutMs: num(values, 'timeout', 30, { min: 1 }) * 1000,
     backend: oneOf(values, 'backend', BACKENDS, 'auto'),
   };
+}
+
+/** A status line rewritten in place on a terminal; nothing when stdout is not one. */
+export function terminalProgress(): ((line: string) => void) | undefined {
+  if (!process.stdout.isTTY) return undefined;
+  return (line: string) => { process.stdout.write(`\r\x1b[K${line}`); };
 }

@@ -2,13 +2,18 @@
 import { runJob, type JobOptions } from '../../coordinator/job.js';
 import { LocalWorkers } from '../../coordinator/local-workers.js';
 import type { Command } from '../wolfpack.js';
+import { coordinatorSecurity, localCoordinatorUrl, securityEnv } from '../../shared/auth/config.js';
 import { parse } from '../args.js';
-import { jobOptionsFrom, loggerFrom, TRAIN_FLAGS, TRAIN_USAGE } from './train-flags.js';
+import { COORDINATOR_SECURITY_FLAGS, COORDINATOR_SECURITY_USAGE, jobOptionsFrom, loggerFrom, securityFlagsFrom, terminalProgress, TRAIN_FLAGS, TRAIN_USAGE } from './train-flags.js';
 
 /** Runs a job with its workers as local processes; used by `train` and `demo`. */
 export async function trainLocally(argv: string[], defaults: Partial<JobOptions> = {}): Promise<number> {
-  const { values } = parse(argv, TRAIN_FLAGS);
+  const { values } = parse(argv, { ...TRAIN_FLAGS, ...COORDINATOR_SECURITY_FLAGS, 'tls-ca': { type: 'string' } });
   const o = jobOptionsFrom(values, defaults);
+  const flags = securityFlagsFrom(values);
+  const security = coordinatorSecurity(flags);
+  // The local workers read the same token / CA from the environment they inherit.
+  Object.assign(process.env, securityEnv(flags));
   const logger = loggerFrom(values, {});
   const workers = new LocalWorkers(logger);
   const stop = () => { void workers.stop(0); };
@@ -16,8 +21,8 @@ export async function trainLocally(argv: string[], defaults: Partial<JobOptions>
   process.once('SIGTERM', stop);
   try {
     await runJob({
-      ...o, logger, print: (line) => process.stdout.write(line + '\n'),
-      onListening: (port) => workers.start(o.workers, `ws://127.0.0.1:${port}`, o.backend,
+      ...o, security, logger, print: (line) => process.stdout.write(line + '\n'), progress: terminalProgress(),
+      onListening: (port) => workers.start(o.workers, localCoordinatorUrl(port, security), o.backend,
         values['log-format'] ? { WOLFPACK_LOG_FORMAT: String(values['log-format']) } : {}),
     });
     await workers.stop();
@@ -31,6 +36,6 @@ export async function trainLocally(argv: string[], defaults: Partial<JobOptions>
 
 export const train: Command = {
   summary: 'Train on one machine: a coordinator plus N local worker processes (ring all-reduce over WebSockets).',
-  usage: `wolfpack train ${TRAIN_USAGE}`,
+  usage: `wolfpack train ${TRAIN_USAGE} ${COORDINATOR_SECURITY_USAGE} [--tls-ca PEM]`,
   run: (argv) => trainLocally(argv),
 };

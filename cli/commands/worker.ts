@@ -1,23 +1,33 @@
 // `wolfpack worker`: one worker process; it gets its rank, ring neighbours and data from the coordinator.
+// The shared token (--token-file, WOLFPACK_TOKEN_FILE or WOLFPACK_TOKEN) authenticates it to the coordinator
+// and to its ring neighbours; --tls-ca (or WOLFPACK_TLS_CA) is the CA a wss:// coordinator must chain to.
 import { runWorker } from '../../worker/main.js';
+import { checkBind } from '../../shared/auth/bind-policy.js';
+import { workerSecurity } from '../../shared/auth/config.js';
 import { BACKENDS } from '../../shared/backend/select.js';
 import type { Command } from '../wolfpack.js';
 import { num, oneOf, optStr, parse, str } from '../args.js';
-import { loggerFrom } from './train-flags.js';
+import { loggerFrom, securityFlagsFrom, WORKER_SECURITY_FLAGS, WORKER_SECURITY_USAGE } from './train-flags.js';
 
 export const worker: Command = {
   summary: 'Join a coordinator as a worker.',
-  usage: 'wolfpack worker --connect ws://HOST:PORT [--backend auto|...] [--ring-bind 127.0.0.1] [--advertise HOST] [--timeout SECONDS]',
+  usage: 'wolfpack worker --connect ws://HOST:PORT|wss://HOST:PORT [--backend auto|...] [--ring-bind 127.0.0.1] [--advertise HOST] ' +
+    `[--timeout SECONDS] ${WORKER_SECURITY_USAGE}`,
   async run(argv) {
     const { values } = parse(argv, {
       connect: { type: 'string' }, backend: { type: 'string' }, 'ring-bind': { type: 'string' }, advertise: { type: 'string' },
-      timeout: { type: 'string' }, 'log-format': { type: 'string' }, 'log-level': { type: 'string' },
+      timeout: { type: 'string' }, 'log-format': { type: 'string' }, 'log-level': { type: 'string' }, ...WORKER_SECURITY_FLAGS,
     });
+    const securityFlags = securityFlagsFrom(values);
+    const security = workerSecurity(securityFlags);
+    const ringBind = optStr(values, 'ring-bind');
+    if (ringBind !== undefined) checkBind(ringBind, security.secret, 'worker --ring-bind');
     const logger = loggerFrom(values, {});
+    if (!security.secret) logger.info('no shared token (WOLFPACK_TOKEN or --token-file): unauthenticated, ring listener on loopback only');
     await runWorker({
       connect: str(values, 'connect'), backend: oneOf(values, 'backend', BACKENDS, 'auto'),
-      ringBind: optStr(values, 'ring-bind'), advertise: optStr(values, 'advertise'),
-      timeoutMs: num(values, 'timeout', 600, { min: 1 }) * 1000, logger,
+      ringBind, advertise: optStr(values, 'advertise'),
+      timeoutMs: num(values, 'timeout', 600, { min: 1 }) * 1000, security, securityFlags, logger,
     });
     return 0;
   },

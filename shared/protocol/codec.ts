@@ -6,6 +6,7 @@
 import { Packr } from 'msgpackr';
 import { WolfpackError } from '../errors.js';
 import { PROTOCOL_VERSION, SCHEMAS, WITH_PAYLOAD, type Message } from './messages.js';
+import { validateMessage } from './validate.js';
 
 export const FRAME_MAGIC = 0x57;
 export const PREFIX_BYTES = 8;
@@ -91,7 +92,7 @@ export function decodeFrame(frame: Uint8Array, maxPayload = Number.MAX_SAFE_INTE
   const type = (msg as Message).type;
   if (payload.length > 0 && !WITH_PAYLOAD.has(type)) throw protocolError(`message ${type} must not carry a payload (${payload.length} bytes)`);
   if (payload.length > maxPayload) throw protocolError(`message ${type}: payload of ${payload.length} bytes exceeds ${maxPayload}`);
-  return { msg: msg as Message, payload };
+  return { msg: validateMessage(msg as Message, payload.length), payload };
 }
 
 /** A Float32Array over a payload, copying only when it is not 4-byte aligned. */

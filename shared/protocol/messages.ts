@@ -29,20 +29,32 @@ export interface Timings { data: number; compute: number; allreduce: number; upd
 
 export type Message =
   // worker -> coordinator
-  | { type: 'hello'; host: string; ringHost: string; ringPort: number; backend: string; pid: number }
-  | { type: 'ready'; rank: number }
-  | { type: 'stepDone'; rank: number; step: number; loss: number; correct: number; samples: number; skipped: boolean; timings: Timings }
-  | { type: 'evalResult'; rank: number; epoch: number; correct: number; total: number; checksum: string }
+  | { type: 'hello'; host: string; ringHost: string; ringPort: number; backend: string; pid: number; memberId: string }
+  | { type: 'beat'; memberId: string }
+  | { type: 'ready'; rank: number; generation: number }
+  | { type: 'stepDone'; rank: number; generation: number; step: number; loss: number; correct: number; samples: number; skipped: boolean; nonFinite: boolean; timings: Timings }
+  | { type: 'evalResult'; rank: number; generation: number; epoch: number; correct: number; total: number; checksum: string }
   | { type: 'statePart'; rank: number; kind: 'params' | 'stats' | 'accum'; offset: number; total: number }
+  | { type: 'aborted'; rank: number; generation: number; lastStep: number }
   | { type: 'failure'; rank: number; message: string }
   // coordinator -> worker
-  | { type: 'welcome'; rank: number; world: number; config: JobConfig; rightUrl: string; leftRank: number }
+  | { type: 'welcome'; config: JobConfig }
+  | { type: 'ring'; generation: number; rank: number; world: number; leftUrl: string; rightRank: number; source: 'coordinator' | 'peer'; lastStep: number }
   | { type: 'weightsPart'; kind: 'params' | 'stats' | 'accum'; offset: number; total: number }
   | { type: 'blobs'; items: { h: string; n: number }[] }
-  | { type: 'step'; epoch: number; step: number; samples: SampleRef[] }
-  | { type: 'eval'; epoch: number; samples: SampleRef[] }
+  | { type: 'step'; generation: number; epoch: number; step: number; samples: SampleRef[] }
+  | { type: 'eval'; generation: number; epoch: number; samples: SampleRef[] }
   | { type: 'stateRequest'; epoch: number }
-  | { type: 'shutdown'; reason: string };
+  | { type: 'abort'; generation: number; reason: string }
+  | { type: 'shutdown'; reason: string }
+  // --- auth (shared/auth/handshake.ts): the first messages on every connection, before hello ---
+  // coordinator -> worker: 'none' when the coordinator has no token, else a fresh 32-byte nonce (hex)
+  | { type: 'authChallenge'; scheme: 'none' | 'hmac-sha256'; nonce: string }
+  // worker -> coordinator: the worker's nonce and HMAC(token, client transcript)
+  | { type: 'authProof'; nonce: string; proof: string }
+  // coordinator -> worker: HMAC(token, server transcript), the coordinator's half of the mutual proof
+  | { type: 'authOk'; proof: string };
+  // --- end auth ---
 
 export type MessageType = Message['type'];
 export type MessageOf<T extends MessageType> = Extract<Message, { type: T }>;
@@ -51,22 +63,32 @@ type FieldKind = 'string' | 'int' | 'number' | 'boolean' | 'object' | 'array';
 type Schema = Record<string, FieldKind | readonly string[]>;
 
 const PART_KINDS = ['params', 'stats', 'accum'] as const;
+const AUTH_SCHEMES = ['none', 'hmac-sha256'] as const; // auth
 
 /** Field schemas, checked by codec.ts on every decoded message. */
 export const SCHEMAS: Record<MessageType, Schema> = {
-  hello: { host: 'string', ringHost: 'string', ringPort: 'int', backend: 'string', pid: 'int' },
-  ready: { rank: 'int' },
-  stepDone: { rank: 'int', step: 'int', loss: 'number', correct: 'int', samples: 'int', skipped: 'boolean', timings: 'object' },
-  evalResult: { rank: 'int', epoch: 'int', correct: 'int', total: 'int', checksum: 'string' },
+  hello: { host: 'string', ringHost: 'string', ringPort: 'int', backend: 'string', pid: 'int', memberId: 'string' },
+  beat: { memberId: 'string' },
+  ready: { rank: 'int', generation: 'int' },
+  stepDone: { rank: 'int', generation: 'int', step: 'int', loss: 'number', correct: 'int', samples: 'int', skipped: 'boolean', nonFinite: 'boolean', timings: 'object' },
+  evalResult: { rank: 'int', generation: 'int', epoch: 'int', correct: 'int', total: 'int', checksum: 'string' },
   statePart: { rank: 'int', kind: PART_KINDS, offset: 'int', total: 'int' },
+  aborted: { rank: 'int', generation: 'int', lastStep: 'number' },
   failure: { rank: 'int', message: 'string' },
-  welcome: { rank: 'int', world: 'int', config: 'object', rightUrl: 'string', leftRank: 'int' },
+  welcome: { config: 'object' },
+  ring: { generation: 'int', rank: 'int', world: 'int', leftUrl: 'string', rightRank: 'int', source: ['coordinator', 'peer'], lastStep: 'number' },
   weightsPart: { kind: PART_KINDS, offset: 'int', total: 'int' },
   blobs: { items: 'array' },
-  step: { epoch: 'int', step: 'int', samples: 'array' },
-  eval: { epoch: 'int', samples: 'array' },
+  step: { generation: 'int', epoch: 'int', step: 'int', samples: 'array' },
+  eval: { generation: 'int', epoch: 'int', samples: 'array' },
   stateRequest: { epoch: 'int' },
+  abort: { generation: 'int', reason: 'string' },
   shutdown: { reason: 'string' },
+  // --- auth ---
+  authChallenge: { scheme: AUTH_SCHEMES, nonce: 'string' },
+  authProof: { nonce: 'string', proof: 'string' },
+  authOk: { proof: 'string' },
+  // --- end auth ---
 };
 
 /** Messages that carry a binary payload (and how it is interpreted). */

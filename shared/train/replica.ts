@@ -41,6 +41,8 @@ export class Replica {
   readonly accum: Float32Array;
   /** The all-reduce buffer for the current step. */
   readonly buffer: Float32Array;
+  /** Whether THIS replica's last computeGradients produced a non-finite loss or gradient. */
+  localNonFinite = false;
   private readonly tensors: ParamTensors;
   private readonly trained: Slot[];
   private readonly bnIndex = new Map<string, Slot>();
@@ -70,6 +72,7 @@ export class Replica {
   async computeGradients(batch: Batch, globalBatch: number): Promise<void> {
     const buf = this.buffer;
     buf.fill(0);
+    this.localNonFinite = false;
     if (batch.count === 0) return;
     const net = this.state.layout.net;
     const kept: tf.Tensor[] = [];
@@ -134,6 +137,7 @@ export class Replica {
       m[METRIC.correct] = correct;
       m[METRIC.samples] = batch.count;
       m[METRIC.nonFinite] = finite && Number.isFinite(lossSum) ? 0 : 1;
+      this.localNonFinite = m[METRIC.nonFinite] !== 0;
     } finally {
       x.dispose();
       y.dispose();

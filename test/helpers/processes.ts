@@ -38,3 +38,46 @@ export function startCli(args: string[], env: Record<string, string> = {}): Chil
   p.on('exit', () => live.delete(p));
   return p;
 }
+
+/** Collects a child's stdout+stderr and resolves when `pattern` appears (rejects after timeoutMs). */
+export class Output {
+  text = '';
+  private waiters: { re: RegExp; resolve: (m: RegExpMatchArray) => void }[] = [];
+
+  constructor(p: ChildProcess) {
+    const on = (d: Buffer) => {
+      this.text += d.toString();
+      for (const w of [...this.waiters]) {
+        const m = this.text.match(w.re);
+        if (m) {
+          this.waiters.splice(this.waiters.indexOf(w), 1);
+          w.resolve(m);
+        }
+      }
+    };
+    p.stdout?.on('data', on);
+    p.stderr?.on('data', on);
+  }
+
+  waitFor(re: RegExp, timeoutMs: number): Promise<RegExpMatchArray> {
+    const m = this.text.match(re);
+    if (m) return Promise.resolve(m);
+    return new Promise((resolve, reject) => {
+      const w = { re, resolve: (x: RegExpMatchArray) => { clearTimeout(t); resolve(x); } };
+      const t = setTimeout(() => {
+        this.waiters.splice(this.waiters.indexOf(w), 1);
+        reject(new Error(`timed out after ${timeoutMs} ms waiting for ${re}; output tail:\n${this.text.slice(-3000)}`));
+      }, timeoutMs);
+      this.waiters.push(w);
+    });
+  }
+}
+
+/** Resolves with the exit code when the child exits (kills it after timeoutMs). */
+export function exited(p: ChildProcess, timeoutMs: number): Promise<number | null> {
+  if (p.exitCode !== null) return Promise.resolve(p.exitCode);
+  return new Promise((resolve) => {
+    const t = setTimeout(() => p.kill('SIGKILL'), timeoutMs);
+    p.once('exit', (code) => { clearTimeout(t); resolve(code); });
+  });
+}

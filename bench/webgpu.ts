@@ -1,0 +1,331 @@
+// ResNet-50 (width 64, 224x224, batch 32 by default) on TF.js's webgpu backend: forward and training
+// images/s, dispatches a step, GPU time per kernel (timestamp queries) and where the CPU time goes
+// (V8's sampling profiler), for
+//   forward  stock   Replica.predict: forward.ts in TF.js ops (BatchNorm, ReLU, add as separate kernels)
+//            fused   WebGpuReplica.predict: BatchNorm + ReLU (+ shortcut) in one dispatch
+//   train    stock   Replica: TF.js ops and autodiff, wolfpack's convolution-gradient kernels, ~270
+//                    tensor reads, Momentum in JS, parameters re-uploaded tensor by tensor
+//            fused   WebGpuReplica ('ddp': gradients read back for the ring all-reduce, Momentum on the
+//                    GPU; 'single': no read-back, one worker; 'host': Momentum in JS, bit-identical
+//                    to other backends)
+// Timed like bench/model.ts and the PyTorch peer: warm-up runs, then the median of `reps` runs.
+//   node --import tsx bench/webgpu.ts [--batch 32] [--image-size 224] [--reps 5] [--phases LIST]
+//        [--classes 1000] [--software] [--out FILE] [--dx-mm] [--submit-batch N]
+// --dx-mm uses TF.js's tiled Conv2DBackpropInput (WEBGPU_USE_NAIVE_CONV2D_TRANSPOSE=false) for the
+// convolutions that are not 1x1 stride 1; --submit-batch sets WEBGPU_DEFERRED_SUBMIT_BATCH_SIZE.
+// prints one JSON object (and writes it to FILE after every phase, so a cut-off run keeps its part).
+import { writeFileSync } from 'node:fs';
+import { Session } from 'node:inspector/promises';
+import { pathToFileURL } from 'node:url';
+import { parseArgs } from 'node:util';
+import { tf } from '../shared/backend/tf.js';
+import { activateWebGpu, type WebGpuAdapterReport } from '../shared/backend/webgpu.js';
+import { profileGpu, type GpuProfile } from '../shared/backend/webgpu-profile.js';
+import { countTfjsDispatches, dispatchStats, resetDispatchStats } from '../shared/backend/webgpu-raw.js';
+import { WebGpuReplica, type WebGpuReplicaOptions } from '../shared/backend/webgpu-replica.js';
+import type { WebGpuBackend } from '../shared/backend/webgpu-types.js';
+import type { ModelState } from '../shared/model/state.js';
+import { initModel } from '../shared/model/weights.js';
+import { Replica, type Batch } from '../shared/train/replica.js';
+
+/** In the order they run: the slow stock training step last, so a time limit cuts it first. */
+export const PHASES = ['forward-stock', 'forward-fused', 'train-fused-ddp', 'train-fused-single', 'train-fused-host',
+  'profile-gpu', 'profile-cpu', 'train-stock'] as const;
+export type Phase = (typeof PHASES)[number];
+
+export interface WebGpuBenchOptions {
+  batch?: number;
+  imageSize?: number;
+  reps?: number;
+  classes?: number;
+  phases?: readonly Phase[];
+  /** Accept a software adapter (lavapipe), for trying the bench without a GPU. */
+  software?: boolean;
+  /** Write the partial result here after every phase. */
+  out?: string;
+  /** TF.js's tiled (matrix-product) Conv2DBackpropInput instead of its direct one. */
+  dxMatMul?: boolean;
+  /** Dispatches per submitted command buffer (TF.js default 15). */
+  submitBatch?: number;
+  progress?: (line: string) => void;
+}
+
+export interface PhaseResult {
+  img_s: number;
+  median_s: number;
+  times_s: number[];
+  /** Dispatches in one run (a forward pass or a training step). */
+  dispatches: number;
+  /** Synchronous and asynchronous read-backs in one run. */
+  reads?: number;
+  /** Dispatches by program, one run. */
+  by_program?: Record<string, number>;
+  /** WebGpuReplica's split of the step: recording GPU work, waiting for the read-back, the update (ms, median). */
+  split_ms?: { record: number; read: number; update: number };
+}
+
+export interface CpuProfileSummary { wall_ms: number; sampled_ms: number; top: { fn: string; ms: number; pct: number }[] }
+
+export interface WebGpuBenchResult {
+  bench: 'wolfpack_resnet50_webgpu';
+  adapter?: WebGpuAdapterReport;
+  batch: number;
+  image_size: number;
+  classes: number;
+  reps: number;
+  flags: Record<string, unknown>;
+  forward: Partial<Record<'stock' | 'fused', PhaseResult>>;
+  train: Partial<Record<'stock' | 'fused_ddp' | 'fused_single' | 'fused_host', PhaseResult>>;
+  gpu_profile?: { fused_step?: GpuProfile; fused_forward?: GpuProfile; stock_step?: GpuProfile };
+  cpu_profile?: { fused_step?: CpuProfileSummary };
+  errors: string[];
+  notes: string[];
+}
+
+function median(xs: readonly number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 === 1 ? s[m] : (s[m - 1] + s[m]) / 2;
+}
+
+function syntheticBatch(count: number, size: number, classes: number): Batch {
+  const images = new Float32Array(count * size * size * 3);
+  let s = 12345;
+  for (let i = 0; i < images.length; i++) {
+    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
+    images[i] = (s / 2147483648 - 1) * 1.7;
+  }
+  return { images, labels: Int32Array.from({ length: count }, (_, i) => i % classes), count, size };
+}
+
+async function timeRuns(fn: () => Promise<void>, reps: number, warmup: number): Promise<number[]> {
+  for (let i = 0; i < warmup; i++) await fn();
+  const times: number[] = [];
+  for (let r = 0; r < reps; r++) {
+    const t0 = performance.now();
+    await fn();
+    times.push((performance.now() - t0) / 1000);
+  }
+  return times;
+}
+
+/** Counts dispatches and reads of one more run of fn. */
+async function countOne(fn: () => Promise<void>): Promise<Pick<PhaseResult, 'dispatches' | 'reads' | 'by_program'>> {
+  resetDispatchStats();
+  await fn();
+  dispatchStats.enabled = false;
+  return { dispatches: dispatchStats.total, reads: dispatchStats.syncReads, by_program: Object.fromEntries([...dispatchStats.byName].sort((a, b) => b[1] - a[1])) };
+}
+
+/** Self time by function of a V8 CPU profile, largest first. */
+export function summarizeCpuProfile(profile: { nodes: { id: number; callFrame: { functionName: string; url: string; lineNumber: number } }[]; samples?: number[]; timeDeltas?: number[] }, top = 25): Omit<CpuProfileSummary, 'wall_ms'> {
+  const byId = new Map(profile.nodes.map((n) => [n.id, n]));
+  const self = new Map<string, number>();
+  const samples = profile.samples ?? [];
+  const deltas = profile.timeDeltas ?? [];
+  let total = 0;
+  for (let i = 0; i < samples.length; i++) {
+    const n = byId.get(samples[i]);
+    if (!n) continue;
+    const f = n.callFrame;
+    const file = f.url.split('/').slice(-1)[0] || '';
+    const key = `${f.functionName || '(anonymous)'} ${file}${file ? `:${f.lineNumber + 1}` : ''}`;
+    const us = deltas[i] ?? 0;
+    self.set(key, (self.get(key) ?? 0) + us);
+    total += us;
+  }
+  return {
+    sampled_ms: total / 1000,
+    top: [...self].sort((a, b) => b[1] - a[1]).slice(0, top).map(([fn, us]) => ({ fn, ms: us / 1000, pct: total ? (100 * us) / total : 0 })),
+  };
+}
+
+export async function benchWebGpu(opts: WebGpuBenchOptions = {}): Promise<WebGpuBenchResult> {
+  const batchSize = opts.batch ?? 32;
+  const imageSize = opts.imageSize ?? 224;
+  const reps = opts.reps ?? 5;
+  const classes = opts.classes ?? 1000;
+  const phases = new Set(opts.phases ?? PHASES);
+  const say = opts.progress ?? ((l: string) => process.stderr.write(`bench webgpu: ${l}\n`));
+  const result: WebGpuBenchResult = {
+    bench: 'wolfpack_resnet50_webgpu', batch: batchSize, image_size: imageSize, classes, reps, flags: {},
+    forward: {}, train: {}, errors: [], notes: [],
+  };
+  const save = (): void => { if (opts.out) writeFileSync(opts.out, JSON.stringify(result, null, 1)); };
+  tf.env().set('PROD', true);
+  result.adapter = await activateWebGpu({ allowSoftwareGpu: opts.software ?? false });
+  if (opts.dxMatMul) tf.env().set('WEBGPU_USE_NAIVE_CONV2D_TRANSPOSE', false);
+  if (opts.submitBatch) tf.env().set('WEBGPU_DEFERRED_SUBMIT_BATCH_SIZE', opts.submitBatch);
+  const backend = tf.backend() as WebGpuBackend;
+  countTfjsDispatches(backend);
+  result.flags = {
+    WEBGPU_DEFERRED_SUBMIT_BATCH_SIZE: tf.env().get('WEBGPU_DEFERRED_SUBMIT_BATCH_SIZE'),
+    WEBGPU_CPU_FORWARD: tf.env().get('WEBGPU_CPU_FORWARD'),
+    WEBGPU_USE_NAIVE_CONV2D_TRANSPOSE: tf.env().get('WEBGPU_USE_NAIVE_CONV2D_TRANSPOSE'),
+    timestamp_query: backend.supportTimestampQuery,
+    limits: Object.fromEntries(['maxStorageBufferBindingSize', 'maxBufferSize', 'maxComputeWorkgroupStorageSize']
+      .map((k) => [k, backend.device.limits[k]])),
+  };
+  say(`adapter ${result.adapter.description}; batch ${batchSize}, ${imageSize}x${imageSize}, ${reps} reps`);
+  const config = { flavour: 'torchvision' as const, width: 64, numClasses: classes };
+  const state0 = initModel(config, 0);
+  const fresh = (): ModelState => ({ layout: state0.layout, params: Float32Array.from(state0.params), stats: Float32Array.from(state0.stats) });
+  const batch = syntheticBatch(batchSize, imageSize, classes);
+  const trainOpts = { lr: 1e-3, momentum: 0.9, freeze: 'none' as const, bn: 'train' as const };
+
+  const phase = async (name: Phase, f: () => Promise<void>): Promise<void> => {
+    if (!phases.has(name)) return;
+    say(`${name} ...`);
+    const t0 = performance.now();
+    try {
+      await f();
+    } catch (e) {
+      result.errors.push(`${name}: ${(e as Error).stack ?? String(e)}`.slice(0, 2000));
+      say(`${name} failed: ${(e as Error).message}`);
+    }
+    say(`${name} done in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+    save();
+  };
+  const measure = async (run: () => Promise<void>, warmup: number, n = reps): Promise<PhaseResult> => {
+    const times = await timeRuns(run, n, warmup);
+    const counts = await countOne(run);
+    const m = median(times);
+    return { img_s: batchSize / m, median_s: m, times_s: times, ...counts };
+  };
+
+  await phase('forward-stock', async () => {
+    const r = new Replica(fresh(), trainOpts);
+    try {
+      result.forward.stock = await measure(async () => { await r.predict(batch); }, 2);
+    } finally {
+      r.dispose();
+    }
+  });
+  await phase('forward-fused', async () => {
+    const r = new WebGpuReplica(fresh(), trainOpts);
+    try {
+      result.forward.fused = await measure(async () => { await r.predict(batch); }, 2);
+    } finally {
+      r.dispose();
+    }
+  });
+  const fusedTrain = async (key: 'fused_ddp' | 'fused_single' | 'fused_host', o: WebGpuReplicaOptions): Promise<void> => {
+    const r = new WebGpuReplica(fresh(), trainOpts, undefined, o);
+    const splits: { record: number; read: number; update: number }[] = [];
+    try {
+      const step = async (): Promise<void> => {
+        await r.computeGradients(batch, batchSize);
+        if (r.applyReduced().skipped) throw new Error('non-finite step');
+        splits.push({ ...r.timings });
+      };
+      result.train[key] = await measure(step, 2);
+      const tail = splits.slice(2, 2 + reps);
+      result.train[key]!.split_ms = {
+        record: median(tail.map((s) => s.record)), read: median(tail.map((s) => s.read)), update: median(tail.map((s) => s.update)),
+      };
+    } finally {
+      r.dispose();
+    }
+  };
+  await phase('train-fused-ddp', () => fusedTrain('fused_ddp', { optimizer: 'gpu', hostGradients: true }));
+  await phase('train-fused-single', () => fusedTrain('fused_single', { optimizer: 'gpu', hostGradients: false }));
+  await phase('train-fused-host', () => fusedTrain('fused_host', { optimizer: 'host', hostGradients: true }));
+  await phase('profile-gpu', async () => {
+    result.gpu_profile = {};
+    if (!backend.supportTimestampQuery) result.notes.push('no timestamp-query: GPU times are zero');
+    const r = new WebGpuReplica(fresh(), trainOpts, undefined, { optimizer: 'gpu', hostGradients: true });
+    try {
+      await r.computeGradients(batch, batchSize); // compile outside the timed run
+      r.applyReduced();
+      result.gpu_profile.fused_step = await profileGpu(async () => {
+        await r.computeGradients(batch, batchSize);
+        r.applyReduced();
+      });
+      result.gpu_profile.fused_forward = await profileGpu(async () => { await r.predict(batch); });
+    } finally {
+      r.dispose();
+    }
+    if (phases.has('train-stock')) {
+      const s = new Replica(fresh(), trainOpts);
+      try {
+        result.gpu_profile.stock_step = await profileGpu(async () => {
+          await s.computeGradients(batch, batchSize);
+          s.applyReduced();
+        });
+      } finally {
+        s.dispose();
+      }
+    }
+  });
+  await phase('profile-cpu', async () => {
+    const r = new WebGpuReplica(fresh(), trainOpts, undefined, { optimizer: 'gpu', hostGradients: true });
+    const session = new Session();
+    session.connect();
+    try {
+      for (let i = 0; i < 2; i++) {
+        await r.computeGradients(batch, batchSize);
+        r.applyReduced();
+      }
+      await session.post('Profiler.enable');
+      await session.post('Profiler.setSamplingInterval', { interval: 200 });
+      await session.post('Profiler.start');
+      const t0 = performance.now();
+      const steps = 3;
+      for (let i = 0; i < steps; i++) {
+        await r.computeGradients(batch, batchSize);
+        r.applyReduced();
+      }
+      const wall = (performance.now() - t0) / steps;
+      const { profile } = await session.post('Profiler.stop');
+      const summary = summarizeCpuProfile(profile as Parameters<typeof summarizeCpuProfile>[0]);
+      result.cpu_profile = { fused_step: { wall_ms: wall, sampled_ms: summary.sampled_ms / steps, top: summary.top.map((t) => ({ ...t, ms: t.ms / steps })) } };
+    } finally {
+      session.disconnect();
+      r.dispose();
+    }
+  });
+  await phase('train-stock', async () => {
+    const r = new Replica(fresh(), trainOpts);
+    try {
+      result.train.stock = await measure(async () => {
+        await r.computeGradients(batch, batchSize);
+        r.applyReduced();
+      }, 1, Math.min(reps, 2));
+    } finally {
+      r.dispose();
+    }
+  });
+  return result;
+}
+
+async function main(argv: string[]): Promise<void> {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      batch: { type: 'string' }, 'image-size': { type: 'string' }, reps: { type: 'string' }, classes: { type: 'string' },
+      phases: { type: 'string' }, software: { type: 'boolean' }, out: { type: 'string' },
+      'dx-mm': { type: 'boolean' }, 'submit-batch': { type: 'string' },
+    },
+  });
+  const int = (v: string | undefined, name: string): number | undefined => {
+    if (v === undefined) return undefined;
+    const n = Number(v);
+    if (!Number.isSafeInteger(n) || n < 1) throw new Error(`--${name} must be a positive integer, got ${v}`);
+    return n;
+  };
+  const phases = values.phases?.split(',').map((p) => p.trim()).filter(Boolean);
+  for (const p of phases ?? []) if (!(PHASES as readonly string[]).includes(p)) throw new Error(`unknown phase ${p}; phases: ${PHASES.join(',')}`);
+  const r = await benchWebGpu({
+    batch: int(values.batch, 'batch'), imageSize: int(values['image-size'], 'image-size'), reps: int(values.reps, 'reps'),
+    classes: int(values.classes, 'classes'), phases: phases as Phase[] | undefined, software: values.software, out: values.out,
+    dxMatMul: values['dx-mm'], submitBatch: int(values['submit-batch'], 'submit-batch'),
+  });
+  process.stdout.write(`${JSON.stringify(r)}\n`);
+}
+
+if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
+  main(process.argv.slice(2)).then(() => process.exit(0), (e: unknown) => {
+    process.stderr.write(`bench webgpu: ${(e as Error).stack ?? String(e)}\n`);
+    process.exit(1);
+  });
+}

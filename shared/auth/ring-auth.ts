@@ -1,0 +1,144 @@
+// Authentication of ring links (shared/transport/ws-link.ts): the `auth` field of the ring hello and the
+// listener's `verifyHello` hook.
+//
+// The ring hello is the first frame the connecting rank sends, before the listener says anything, so the
+// listener cannot hand out a nonce to sign. Instead the hello carries a proof bound to everything that
+// identifies the link, under a key of this job only:
+//
+//   K_job = HMAC(K, 'wolfpack-v1|ring-key|' + jobId)                     (K: the shared secret, secret.ts)
+//   auth  = {v: 1, gen, ts, nonce, proof}
+//   proof = HMAC(K_job, 'wolfpack-v1|ring|jobId|rank|size|gen|ts|nonce')
+//
+// The listener recomputes the proof for the hello's jobId, rank and size and its own generation, compares in
+// constant time, requires |now - ts| <= RING_AUTH_WINDOW_MS, and remembers each accepted nonce until it
+// falls out of that window (a replay cache), so a captured hello cannot be replayed to it. A worker of
+// another job fails (other key), a stale worker from before a re-formed ring fails (other generation), a
+// hello re-labelled with another rank fails (the proof covers the rank), and ws-link's accept() then admits
+// only the expected neighbour's rank. Limits: the listener does not prove itself to the connecting rank
+// (ws-link's welcome has no field for it; the connecting rank got the listener's address from the
+// authenticated coordinator), and ring frames are not encrypted (ring URLs are ws:// only).
+import { randomBytes } from 'node:crypto';
+import type { IncomingMessage } from 'node:http';
+import type { RingHello } from '../transport/ws-link.js';
+import { authError, AUTH_LABEL, proofsEqual } from './handshake.js';
+import { TOKEN_HELP, type SharedSecret } from './secret.js';
+
+/** How far a ring hello's timestamp may be from the listener's clock, ms (clock skew between hosts). */
+export const RING_AUTH_WINDOW_MS = 5 * 60_000;
+/** Most nonces a listener remembers; past it, hellos are refused until old ones expire (fail closed). */
+export const RING_REPLAY_CACHE_MAX = 10_000;
+/** How long a hello may wait for its listener to learn the job (its welcome), ms. */
+export const RING_JOB_WAIT_MS = 10_000;
+
+/** The `auth` field of a ring hello. */
+export interface RingAuth {
+  v: 1;
+  /** Generation of the ring (re-formed rings count up). */
+  gen: number;
+  /** Sender's clock, ms since the epoch. */
+  ts: number;
+  /** 16 random bytes, hex. */
+  nonce: string;
+  /** HMAC-SHA256 under the job's ring key, hex. */
+  proof: string;
+}
+
+/** The key of one job's ring links: HMAC(K, 'wolfpack-v1|ring-key|jobId'). */
+export function ringKey(secret: SharedSecret, jobId: string): SharedSecret {
+  return secret.derive(`ring key of job ${jobId}`, AUTH_LABEL, 'ring-key', jobId);
+}
+
+function ringProof(key: SharedSecret, hello: Pick<RingHello, 'jobId' | 'rank' | 'size'>, gen: number, ts: number, nonce: string): string {
+  return key.hmac(AUTH_LABEL, 'ring', hello.jobId, String(hello.rank), String(hello.size ?? ''), String(gen), String(ts), nonce).toString('hex');
+}
+
+/** The `auth` field for a ring hello of `hello.rank` in job `hello.jobId`, ring generation `generation`. */
+export function ringHelloAuth(secret: SharedSecret, hello: Pick<RingHello, 'jobId' | 'rank' | 'size'>, generation = 0, now = Date.now()): RingAuth {
+  const nonce = randomBytes(16).toString('hex');
+  return { v: 1, gen: generation, ts: now, nonce, proof: ringProof(ringKey(secret, hello.jobId), hello, generation, now, nonce) };
+}
+
+function parseAuth(v: unknown): RingAuth | string {
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) return 'carries no proof';
+  const a = v as Record<string, unknown>;
+  if (a.v !== 1) return `auth version ${JSON.stringify(a.v)?.slice(0, 20)} is not supported`;
+  if (!Number.isSafeInteger(a.gen) || (a.gen as number) < 0) return 'auth.gen must be a non-negative integer';
+  if (!Number.isSafeInteger(a.ts) || (a.ts as number) < 0) return 'auth.ts must be a non-negative integer';
+  if (typeof a.nonce !== 'string' || !/^[0-9a-f]{32}$/.test(a.nonce)) return 'auth.nonce must be 32 hex digits';
+  if (typeof a.proof !== 'string' || !/^[0-9a-f]{64}$/.test(a.proof)) return 'auth.proof must be 64 hex digits';
+  return a as unknown as RingAuth;
+}
+
+export interface RingVerifierOptions {
+  windowMs?: number;
+  /** How long a hello may wait for expect() (the listener's own welcome), ms. */
+  jobWaitMs?: number;
+  /** Clock (tests). */
+  now?: () => number;
+}
+
+/**
+ * The listener's side: `verify` is ws-link's `verifyHello` hook. The listener is opened before its worker
+ * knows the job, so hellos wait (bounded) until expect() names the job and ring generation.
+ */
+export class RingHelloVerifier {
+  private readonly secret: SharedSecret;
+  private readonly windowMs: number;
+  private readonly jobWaitMs: number;
+  private readonly now: () => number;
+  private expected: { jobId: string; generation: number; key: SharedSecret } | undefined;
+  private readonly known: Promise<void>;
+  private resolveKnown!: () => void;
+  /** nonce -> time it may be forgotten (ms). */
+  private readonly seen = new Map<string, number>();
+
+  constructor(secret: SharedSecret, opts: RingVerifierOptions = {}) {
+    this.secret = secret;
+    this.windowMs = opts.windowMs ?? RING_AUTH_WINDOW_MS;
+    this.jobWaitMs = opts.jobWaitMs ?? RING_JOB_WAIT_MS;
+    this.now = opts.now ?? Date.now;
+    this.known = new Promise<void>((resolve) => { this.resolveKnown = resolve; });
+  }
+
+  /** From now on accept only hellos of `jobId`, ring generation `generation`. */
+  expect(jobId: string, generation = 0): void {
+    this.expected = { jobId, generation, key: ringKey(this.secret, jobId) };
+    this.seen.clear();
+    this.resolveKnown();
+  }
+
+  /** ws-link's verifyHello: throws E_AUTH naming the peer and the reason. */
+  readonly verify = async (hello: RingHello, req?: IncomingMessage): Promise<void> => {
+    const peer = `ring hello from rank ${hello.rank}${req?.socket.remoteAddress ? ` at ${req.socket.remoteAddress}` : ''}`;
+    const auth = parseAuth(hello.auth);
+    if (typeof auth === 'string') throw authError(peer, `${auth}; ${TOKEN_HELP}`);
+    if (this.expected === undefined) {
+      let timer: NodeJS.Timeout | undefined;
+      const late = new Promise<'late'>((resolve) => { timer = setTimeout(() => resolve('late'), this.jobWaitMs); });
+      const r = await Promise.race([this.known, late]);
+      clearTimeout(timer);
+      if (r === 'late' || this.expected === undefined) throw authError(peer, `this worker did not learn its job within ${this.jobWaitMs} ms`);
+    }
+    const exp = this.expected;
+    const now = this.now();
+    if (Math.abs(now - auth.ts) > this.windowMs) {
+      throw authError(peer, `its timestamp is ${Math.round((now - auth.ts) / 1000)} s off this host's clock (limit ${this.windowMs / 1000} s): stale, replayed, or clocks out of sync`);
+    }
+    // Constant-time check of the proof before anything that depends on the claimed job or generation.
+    if (!proofsEqual(auth.proof, ringProof(exp.key, hello, auth.gen, auth.ts, auth.nonce))) {
+      if (hello.jobId !== exp.jobId) throw authError(peer, `it belongs to another job (${JSON.stringify(hello.jobId.slice(0, 40))})`);
+      throw authError(peer, 'wrong token: its proof does not match this worker\'s token for this job and rank (or the hello was altered)');
+    }
+    if (auth.gen !== exp.generation) {
+      throw authError(peer, `it is from ring generation ${auth.gen}, this ring is generation ${exp.generation} (a stale worker)`);
+    }
+    this.expire(now);
+    if (this.seen.has(auth.nonce)) throw authError(peer, 'replayed hello (its nonce was used before)');
+    if (this.seen.size >= RING_REPLAY_CACHE_MAX) throw authError(peer, 'too many ring hellos in the replay window');
+    this.seen.set(auth.nonce, auth.ts + this.windowMs);
+  };
+
+  private expire(now: number): void {
+    for (const [nonce, until] of this.seen) if (until < now) this.seen.delete(nonce);
+  }
+}
