@@ -1,0 +1,232 @@
+// A data-parallel replica for the webgpu backend, with shared/train/replica.ts's interface and
+// results, arranged for a GPU:
+//  - the forward pass fuses each BatchNorm with its ReLU / shortcut addition (webgpu-resnet.ts);
+//  - trained parameters live in one flat GPU buffer (webgpu-flat.ts): gradients are gathered there by
+//    buffer copies and read back for the ring all-reduce in ONE transfer together with the loss, the
+//    logits, the batch statistics and a non-finite flag (Replica reads ~270 tensors one by one);
+//  - the update is either one Momentum dispatch over the whole model ('gpu', the default; the host's
+//    params are refreshed by syncHost()) or Replica's JS loop followed by one upload ('host': the same
+//    bits as replicas on other backends).
+import { tf } from './tf.js';
+import type { ForwardOptions } from '../model/forward.js';
+import { head } from '../model/forward.js';
+import type { BnSpec } from '../model/spec.js';
+import { BN_MOVING_MOMENTUM } from '../model/spec.js';
+import type { ModelState, Slot } from '../model/state.js';
+import { ParamTensors } from '../model/tensors.js';
+import { argmaxRows, sparseSoftmaxCrossEntropy } from '../train/loss.js';
+import { momentumStep, movingAverage } from '../train/momentum.js';
+import { METRIC, ReduceLayout } from '../train/reduce-buffer.js';
+import type { Batch, StepMetrics, TrainOptions } from '../train/replica.js';
+import { FlatGpuParams } from './webgpu-flat.js';
+import { backboneWebGpu, forwardWebGpu } from './webgpu-resnet.js';
+import type { ReadPart } from './webgpu-sync-read.js';
+
+export interface WebGpuReplicaOptions {
+  /**
+   * 'gpu': one Momentum dispatch over the flat buffers; state.params and accum are refreshed by
+   * syncHost(). 'host': Momentum in JS on the host (bit-identical to Replica), then one upload.
+   */
+  optimizer?: 'gpu' | 'host';
+  /**
+   * Read the gradients back into `buffer` for the ring all-reduce (default true). With one worker,
+   * false skips the transfer and the update uses the GPU's gradients directly (optimizer 'gpu').
+   */
+  hostGradients?: boolean;
+}
+
+export class WebGpuReplica {
+  readonly state: ModelState;
+  readonly options: TrainOptions;
+  readonly gpu: Required<WebGpuReplicaOptions>;
+  readonly reduce: ReduceLayout;
+  readonly accum: Float32Array;
+  readonly buffer: Float32Array;
+  private readonly tensors: ParamTensors;
+  private readonly flat: FlatGpuParams;
+  private readonly trained: Slot[];
+  private readonly bnIndex = new Map<string, Slot>();
+  private hostStale = false;
+  private statsStale = false;
+  /** Milliseconds of the last step: recording the GPU work, waiting for the read-back, the update. */
+  readonly timings = { record: 0, read: 0, update: 0 };
+
+  constructor(state: ModelState, options: TrainOptions, accum?: Float32Array, gpu: WebGpuReplicaOptions = {}) {
+    this.state = state;
+    this.options = options;
+    this.gpu = { optimizer: gpu.optimizer ?? 'gpu', hostGradients: gpu.hostGradients ?? true };
+    if (this.gpu.optimizer === 'host' && !this.gpu.hostGradients) throw new Error("WebGpuReplica: optimizer 'host' needs hostGradients");
+    this.reduce = new ReduceLayout(state.layout, options.freeze, options.bn);
+    this.accum = accum ?? new Float32Array(state.layout.paramCount);
+    this.buffer = new Float32Array(this.reduce.size);
+    this.tensors = new ParamTensors(state);
+    this.trained = state.layout.trainableFor(options.freeze);
+    this.flat = new FlatGpuParams(this.trained.map((s) => ({ name: s.spec.name, shape: s.spec.shape, offset: s.offset, size: s.size })),
+      state.params, this.accum);
+    for (const slot of state.layout.stats) this.bnIndex.set(slot.spec.name, slot);
+  }
+
+  private readonly lookup = (name: string): tf.Tensor => this.flat.get(name) ?? this.tensors.get(name);
+
+  private input(batch: Batch): { x: tf.Tensor4D; y: tf.Tensor1D } {
+    return {
+      x: tf.tensor4d(batch.images.subarray(0, batch.count * batch.size * batch.size * 3), [batch.count, batch.size, batch.size, 3]),
+      y: tf.tensor1d(batch.labels.subarray(0, batch.count), 'int32'),
+    };
+  }
+
+  /** As Replica.computeGradients: fills `buffer` (gradients only when hostGradients). */
+  async computeGradients(batch: Batch, globalBatch: number): Promise<void> {
+    const buf = this.buffer;
+    buf.subarray(this.reduce.statsOffset).fill(0);
+    if (batch.count === 0) {
+      this.reduce.grads(buf).fill(0);
+      if (!this.gpu.hostGradients) this.flat.writeGrads(this.reduce.grads(buf));
+      return;
+    }
+    const net = this.state.layout.net;
+    const kept: tf.Tensor[] = [];
+    const statsOut: { bn: BnSpec; mean: tf.Tensor; variance: tf.Tensor }[] = [];
+    const fwd: ForwardOptions = {
+      bnTrain: this.options.bn === 'train',
+      onBatchStats: (bn, mean, variance) => { statsOut.push({ bn, mean: tf.keep(mean), variance: tf.keep(variance) }); },
+    };
+    const t0 = performance.now();
+    const { x, y } = this.input(batch);
+    let logits: tf.Tensor | undefined;
+    try {
+      const params = this.trained.map((s) => this.flat.get(s.spec.name)!);
+      const lookupWith = (m: Map<string, tf.Tensor>) => (name: string) => m.get(name) ?? this.lookup(name);
+      let features: tf.Tensor2D | undefined;
+      if (this.options.freeze === 'backbone') {
+        features = tf.tidy(() => backboneWebGpu(net, this.lookup, x, fwd));
+        kept.push(features);
+      }
+      const result = tf.valueAndGrads((...ps: tf.Tensor[]) => {
+        const m = new Map(this.trained.map((s, i) => [s.spec.name, ps[i]]));
+        const out = features ? head(net, lookupWith(m), features) : forwardWebGpu(net, lookupWith(m), x, fwd);
+        logits = tf.keep(out);
+        return sparseSoftmaxCrossEntropy(out, y, globalBatch);
+      })(params);
+      kept.push(result.value, ...result.grads, logits!);
+      for (const s of statsOut) kept.push(s.mean, s.variance);
+      this.flat.gather(result.grads);
+
+      const { grads: gradPart, flags: flagPart } = this.flat.gradParts();
+      const parts: ReadPart[] = [flagPart, this.flat.tensorPart(result.value), this.flat.tensorPart(logits!)];
+      for (const s of statsOut) parts.push(this.flat.tensorPart(s.mean), this.flat.tensorPart(s.variance));
+      if (this.gpu.hostGradients) parts.push(gradPart);
+      const classes = net.config.numClasses;
+      const t1 = performance.now();
+      this.timings.record = t1 - t0;
+      await this.flat.readParts(parts, (bytes) => {
+        let off = 0;
+        const take = (n: number): Float32Array => {
+          const v = new Float32Array(bytes, off, n);
+          off += n * 4;
+          return v;
+        };
+        const flags = take(flagPart.size / 4);
+        const lossSum = take(1)[0];
+        const predicted = argmaxRows(take(batch.count * classes), classes);
+        if (this.reduce.statsSize > 0) {
+          const stats = this.reduce.stats(buf);
+          const w = batch.count / globalBatch;
+          for (const s of statsOut) {
+            const meanSlot = this.bnIndex.get(s.bn.mean)!;
+            const varSlot = this.bnIndex.get(s.bn.variance)!;
+            const mean = take(s.mean.size);
+            const variance = take(s.variance.size);
+            for (let c = 0; c < mean.length; c++) {
+              stats[meanSlot.offset + c] = mean[c] * w;
+              stats[varSlot.offset + c] = variance[c] * w;
+            }
+          }
+        } else {
+          off += statsOut.reduce((n, s) => n + (s.mean.size + s.variance.size) * 4, 0);
+        }
+        if (this.gpu.hostGradients) this.reduce.grads(buf).set(take(this.flat.count));
+        let correct = 0;
+        for (let i = 0; i < batch.count; i++) if (predicted[i] === batch.labels[i]) correct++;
+        const finite = flags.every((f) => f === 0);
+        const m = this.reduce.metrics(buf);
+        m[METRIC.lossSum] = lossSum;
+        m[METRIC.correct] = correct;
+        m[METRIC.samples] = batch.count;
+        m[METRIC.nonFinite] = finite && Number.isFinite(lossSum) ? 0 : 1;
+      });
+      this.timings.read = performance.now() - t1;
+    } finally {
+      x.dispose();
+      y.dispose();
+      for (const t of kept) t.dispose();
+    }
+  }
+
+  /** As Replica.applyReduced: Momentum on the trained parameters, moving averages of the statistics. */
+  applyReduced(): StepMetrics {
+    const buf = this.buffer;
+    const m = this.reduce.metrics(buf);
+    const metrics: StepMetrics = {
+      loss: m[METRIC.lossSum], correct: Math.round(m[METRIC.correct]), samples: Math.round(m[METRIC.samples]),
+      skipped: m[METRIC.nonFinite] !== 0,
+    };
+    if (metrics.skipped) return metrics;
+    const t0 = performance.now();
+    const { lr, momentum } = this.options;
+    if (this.gpu.optimizer === 'gpu') {
+      if (this.gpu.hostGradients) this.flat.writeGrads(this.reduce.grads(buf));
+      this.flat.momentumStep(lr, momentum);
+      this.flat.scatter();
+      this.hostStale = true;
+    } else {
+      momentumStep(this.state.params, this.accum, this.reduce.grads(buf), this.reduce.gradBegin, this.reduce.gradEnd, this.options);
+      this.flat.writeParams(this.state.params);
+    }
+    if (this.reduce.statsSize > 0) {
+      movingAverage(this.state.stats, this.reduce.stats(buf), BN_MOVING_MOMENTUM);
+      this.statsStale = true;
+    }
+    this.timings.update = performance.now() - t0;
+    return metrics;
+  }
+
+  /** Brings state.params and accum up to date with the GPU (after 'gpu' updates). Blocking. */
+  syncHost(): void {
+    if (!this.hostStale) return;
+    this.flat.download(this.state.params, this.accum);
+    this.hostStale = false;
+  }
+
+  /** Logits in evaluation mode (moving statistics), [count, K] row-major. */
+  async predict(batch: Batch): Promise<Float32Array> {
+    if (this.statsStale) {
+      this.tensors.refresh(this.state.layout.stats, 'stats');
+      this.statsStale = false;
+    }
+    const { x, y } = this.input(batch);
+    try {
+      const logits = tf.tidy(() => forwardWebGpu(this.state.layout.net, this.lookup, x, { bnTrain: false }));
+      const out = (await logits.data()) as Float32Array;
+      logits.dispose();
+      return out;
+    } finally {
+      x.dispose();
+      y.dispose();
+    }
+  }
+
+  /** Re-reads all tensors from the state (after weights were replaced from outside). */
+  reload(): void {
+    this.tensors.refreshAll();
+    this.flat.upload(this.state.params, this.accum);
+    this.flat.scatter();
+    this.hostStale = false;
+    this.statsStale = false;
+  }
+
+  dispose(): void {
+    this.tensors.dispose();
+    this.flat.dispose();
+  }
+}
