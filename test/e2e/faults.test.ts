@@ -57,7 +57,8 @@ t.test('a frozen worker (SIGSTOP) is evicted after --timeout', async (t) => {
   workers[2].kill('SIGSTOP');
   await co.waitFor(/no heartbeat for [\d.]+ s/, 30_000);
   const waited = (Date.now() - stoppedAt) / 1000;
-  t.ok(waited >= 2 && waited < 20, `evicted after ${waited.toFixed(1)} s (timeout 3 s, heartbeat every 1 s)`);
+  // The clock starts at the last heartbeat received, up to an interval or two (under load) before the stop.
+  t.ok(waited >= 1 && waited < 20, `evicted after ${waited.toFixed(1)} s (timeout 3 s, heartbeat every 1 s)`);
   t.equal(await exited(coord, 120_000), 0, 'the coordinator finishes');
   t.same(metrics(out).map((x) => x.epoch), [1, 2]);
 });

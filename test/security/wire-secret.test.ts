@@ -30,7 +30,7 @@ t.test('an authenticated job end to end; the token is never on the wire', async 
   t.equal(code, 0, `the coordinator finishes the job${code === 0 ? '' : `: ${coord.stderr().slice(-3000)}`}`);
   t.match(coord.stdout(), /End training, the best Accuracy is/);
   for (const [i, w] of workers.entries()) t.equal(await w.exit(10_000), 0, `worker ${i} exits 0`);
-  t.equal(proxy.connections(), 2, 'both workers went through the proxy');
+  t.equal(proxy.connections(), 4, 'both workers went through the proxy (a control and a heartbeat connection each)');
 
   const wire = proxy.bytes();
   const payloads = Buffer.concat(proxy.payloads());
