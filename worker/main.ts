@@ -28,6 +28,11 @@ import { RingHelloVerifier, ringHelloAuth } from '../shared/auth/ring-auth.js'; 
 import { argmaxRows } from '../shared/train/loss.js';
 import { stateChecksum } from '../shared/train/checksum.js';
 import { Replica, type Batch } from '../shared/train/replica.js';
+import { tf } from '../shared/backend/tf.js';
+import { WebGpuReplica } from '../shared/backend/webgpu-replica.js';
+
+/** Replica on every backend; on webgpu the flat-buffer, fused-kernel one (shared/backend/webgpu-replica.ts). */
+type AnyReplica = Replica | WebGpuReplica;
 import { ImageCache, loadBatch } from './batch-loader.js';
 import { Heartbeat } from './heartbeat.js';
 
@@ -40,6 +45,8 @@ export interface WorkerOptions {
   advertise?: string;
   /** Give up on any single wait after this long (ms). */
   timeoutMs?: number;
+  /** Which GPU adapter (webgpu) this worker uses, on a host with several. */
+  gpuIndex?: number;
   /** Shared token and TLS trust (shared/auth/config.ts); none: loopback ring only, no authentication. */
   security?: WorkerSecurity;
   /** The flags `security` came from, for the heartbeat thread to authenticate the same way. */
@@ -92,7 +99,7 @@ async function receiveWeights(ch: Channel, bufs: Record<'params' | 'stats' | 'ac
 
 export async function runWorker(opts: WorkerOptions): Promise<void> {
   const timeoutMs = opts.timeoutMs ?? 120_000;
-  const sel = await selectBackend(opts.backend, opts.logger);
+  const sel = await selectBackend(opts.backend, opts.logger, { gpuIndex: opts.gpuIndex });
   const ringBind = opts.ringBind ?? '127.0.0.1';
   const secret = opts.security?.secret; // auth
   checkBind(ringBind, secret, 'worker --ring-bind'); // auth
@@ -135,7 +142,7 @@ class WorkerSession {
   private link: Link | undefined;
   private collective = 0; // numbers the collectives of the current ring, so tags never collide
   private state: ModelState | undefined;
-  private replica: Replica | undefined;
+  private replica: AnyReplica | undefined;
   /** Global index of the last step this replica applied (-1: none). */
   private lastStep = -1;
   private readonly cache = new ImageCache();
@@ -248,7 +255,12 @@ class WorkerSession {
       if (this.link) await chainBroadcast(buf, rank, world, this.link, { step: this.collective++, chunkElems: config.chunkElems });
     }
     this.replica?.dispose();
-    this.replica = new Replica(state, { lr: config.lr, momentum: config.momentum, freeze: config.freeze, bn: config.bn }, accum);
+    const trainOptions = { lr: config.lr, momentum: config.momentum, freeze: config.freeze, bn: config.bn };
+    // On webgpu the optimizer runs on the host ('host'): bit-identical to the other backends' replicas,
+    // so a ring may mix backends and the epoch checksums still agree.
+    this.replica = tf.getBackend() === 'webgpu'
+      ? new WebGpuReplica(state, trainOptions, accum, { optimizer: 'host' })
+      : new Replica(state, trainOptions, accum);
     this.lastStep = msg.lastStep;
     await this.ch.send({ type: 'ready', rank, generation });
     this.log.info({ world, params: state.layout.paramCount, reduceFloats: this.replica.reduce.size, source: rank === 0 ? msg.source : 'rank 0' }, 'ring formed; state in place');
@@ -285,11 +297,13 @@ class WorkerSession {
       const predicted = argmaxRows(await replica.predict(batch), this.config.numClasses);
       for (let k = 0; k < part.length; k++) if (predicted[k] === part[k].l) correct++;
     }
+    if (replica instanceof WebGpuReplica) replica.syncHost();
     await this.ch.send({ type: 'evalResult', rank: this.rank, generation: msg.generation, epoch: msg.epoch, correct, total: msg.samples.length, checksum: stateChecksum(replica.state) });
   }
 
   private async sendState(): Promise<void> {
     const state = this.state!;
+    if (this.replica instanceof WebGpuReplica) this.replica.syncHost();
     for (const [kind, buf] of [['params', state.params], ['stats', state.stats], ['accum', this.replica!.accum]] as const) {
       for (let off = 0; off < buf.length; off += STATE_CHUNK) {
         const part = buf.subarray(off, Math.min(buf.length, off + STATE_CHUNK));

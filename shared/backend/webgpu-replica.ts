@@ -50,6 +50,8 @@ export class WebGpuReplica {
   private statsStale = false;
   /** Milliseconds of the last step: recording the GPU work, waiting for the read-back, the update. */
   readonly timings = { record: 0, read: 0, update: 0 };
+  /** Whether this replica's last computeGradients produced a non-finite loss or gradient. */
+  localNonFinite = false;
 
   constructor(state: ModelState, options: TrainOptions, accum?: Float32Array, gpu: WebGpuReplicaOptions = {}) {
     this.state = state;
@@ -154,6 +156,7 @@ export class WebGpuReplica {
         m[METRIC.correct] = correct;
         m[METRIC.samples] = batch.count;
         m[METRIC.nonFinite] = finite && Number.isFinite(lossSum) ? 0 : 1;
+        this.localNonFinite = m[METRIC.nonFinite] !== 0;
       });
       this.timings.read = performance.now() - t1;
     } finally {
