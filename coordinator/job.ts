@@ -29,6 +29,7 @@ import { RunOutput, type EpochMetrics, type TrainState } from './checkpoints.js'
 import { Cluster, describe, MemberLost } from './cluster.js';
 import { epochBatches, rankShare, stepsPerEpoch } from './data-plan.js';
 import { CoordinatorServer, type Member } from './server.js';
+import { joinedEvent, lostEvent, memberInfos, stepEvent, type JobEvents } from './dashboard/events.js'; // issue 6: events
 
 export interface JobOptions {
   data: string;
@@ -60,6 +61,12 @@ export interface JobOptions {
   /** Steps sent ahead of the one being computed, so workers decode while they compute. */
   lookahead?: number;
   security?: CoordinatorSecurity;
+  // --- feature cache (JobConfig fields, worker/feature-cache.ts); absent: augment train, views 0, no cache ---
+  augment?: 'train' | 'none';
+  views?: number;
+  cacheFeatures?: boolean;
+  featureCacheMb?: number;
+  // --- end feature cache ---
   logger: Logger;
   /** The lab's human-readable lines (stdout). */
   print: (line: string) => void;
@@ -67,6 +74,8 @@ export interface JobOptions {
   progress?: (line: string) => void;
   /** Called once the server listens (single-node mode starts its workers then). */
   onListening?: (port: number) => void | Promise<void>;
+  /** Live progress for a dashboard or a program (coordinator/dashboard/events.ts); must not throw. */
+  events?: JobEvents; // issue 6: events
 }
 
 export interface JobResult {
@@ -137,6 +146,10 @@ async function prepare(opts: JobOptions, log: Logger): Promise<Prepared> {
     jobId: randomBytes(8).toString('hex'), flavour, width,
     numClasses: split.classes.length, classes: split.classes, imageSize: opts.imageSize, freeze: opts.freeze, bn: opts.bn,
     lr: opts.lr, momentum: opts.momentum, seed: opts.seed, globalBatch: opts.batchSize, chunkElems: DEFAULT_CHUNK_ELEMS,
+    // feature cache: only the fields that were set, so a default job's config is unchanged
+    ...(opts.augment !== undefined ? { augment: opts.augment } : {}), ...(opts.views !== undefined ? { views: opts.views } : {}),
+    ...(opts.cacheFeatures !== undefined ? { cacheFeatures: opts.cacheFeatures } : {}),
+    ...(opts.featureCacheMb !== undefined ? { featureCacheMb: opts.featureCacheMb } : {}),
   };
   return {
     state, accum, config, store, start,
@@ -188,10 +201,12 @@ export async function runJob(opts: JobOptions): Promise<JobResult> {
   log.info({ host: opts.host, port: server.port, workers: opts.workers }, 'listening for workers');
   const cluster = new Cluster(server, config, opts.timeoutMs, log);
   try {
+    opts.events?.listening?.({ port: server.port, heartbeat: (id) => server.heartbeat(id) }); // issue 6: events
     await opts.onListening?.(server.port);
     await server.members(opts.workers, joinTimeout);
     const first = server.takeArrivals(opts.workers);
     await cluster.admit(first);
+    opts.events?.event?.(joinedEvent(first)); // issue 6: events
     cluster.members = first;
 
     const result: JobResult = { bestAccuracy: p.start.bestAccuracy, bestEpoch: p.start.bestEpoch, epochs: [] };
@@ -237,6 +252,7 @@ export async function runJob(opts: JobOptions): Promise<JobResult> {
       }
       await cluster.all('ready', stepTimeout);
       log.info({ generation: g, ring: cluster.members.map((m, r) => ({ rank: r, worker: describe(m) })), from: source === 'coordinator' ? 'coordinator' : 'rank 0 (a peer)' }, 'ring formed');
+      opts.events?.members?.(memberInfos(cluster.members), g); // issue 6: events
       source = 'peer';
     };
 
@@ -283,6 +299,7 @@ export async function runJob(opts: JobOptions): Promise<JobResult> {
           acc.steps++;
         }
         opts.progress?.(`epoch ${epoch + 1}/${opts.epochs} step ${done - epoch * S}/${S} loss ${d.loss.toFixed(4)}`);
+        opts.events?.step?.(stepEvent({ epoch: epoch + 1, step: done - epoch * S, steps: S, global_step: done }, replies.map((r) => r.msg))); // issue 6: events
         log.debug({ epoch: epoch + 1, step: done - epoch * S, of: S, loss: d.loss }, 'step');
         // Joiners are admitted at a step boundary: stop sending, let the steps in flight finish.
         if (server.waiting > 0) {
@@ -340,11 +357,13 @@ export async function runJob(opts: JobOptions): Promise<JobResult> {
         allreduce_share: acc.totalMs > 0 ? acc.allreduceMs / acc.totalMs : 0, skipped_steps: acc.skipped, epoch_time_s: trainTime, workers: cluster.members.length,
       };
       result.epochs.push(metrics);
+      opts.events?.epoch?.(metrics); // issue 6: events
       const improved = accuracy >= result.bestAccuracy;
       if (improved) {
         result.bestAccuracy = accuracy;
         result.bestEpoch = epoch + 1;
         await output.saveBest(state);
+        opts.events?.event?.({ kind: 'best', text: `epoch ${epoch + 1}: val accuracy ${accuracy.toFixed(4)}, saved best.ckpt` }); // issue 6: events
       }
       const { jobId: _jobId, ...persisted } = config;
       await output.saveLast(state, accum, { epoch: epoch + 1, step: done, seed: opts.seed, bestAccuracy: result.bestAccuracy, bestEpoch: result.bestEpoch, config: persisted });
@@ -366,6 +385,7 @@ export async function runJob(opts: JobOptions): Promise<JobResult> {
           cluster.generation++;
           needRing = true;
           log.info({ joined: joiners.map(describe) }, 'workers joined at a step boundary');
+          opts.events?.event?.(joinedEvent(joiners)); // issue 6: events
         }
         if (needRing) {
           await formRing();
@@ -382,9 +402,15 @@ export async function runJob(opts: JobOptions): Promise<JobResult> {
     }
 
     async function recover(e: MemberLost): Promise<void> {
-      for (const m of cluster.prune()) log.warn({ worker: describe(m), reason: e.message }, 'worker lost');
+      for (const m of cluster.prune()) {
+        log.warn({ worker: describe(m), reason: e.message }, 'worker lost');
+        opts.events?.event?.(lostEvent(m, e)); // issue 6: events
+      }
       const reports = await cluster.abort(e.message, stepTimeout);
-      for (const m of cluster.prune()) log.warn({ worker: describe(m) }, 'worker lost while aborting');
+      for (const m of cluster.prune()) {
+        log.warn({ worker: describe(m) }, 'worker lost while aborting');
+        opts.events?.event?.(lostEvent(m, 'while the step in flight was aborted')); // issue 6: events
+      }
       // The survivor that applied the most steps is the new rank 0 and relays its state to the others.
       reports.sort((a, b) => b.lastStep - a.lastStep || cluster.members.indexOf(a.member) - cluster.members.indexOf(b.member));
       const alive = reports.filter((r) => cluster.members.includes(r.member)).map((r) => r.member);
@@ -397,6 +423,7 @@ export async function runJob(opts: JobOptions): Promise<JobResult> {
         const joiners = server.takeArrivals();
         await cluster.admit(joiners);
         cluster.members.push(...joiners);
+        opts.events?.event?.(joinedEvent(joiners)); // issue 6: events
       }
       cluster.generation++;
       needRing = true;

@@ -18,7 +18,7 @@ import type { Logger } from '../shared/log.js';
 import { resnet50Spec } from '../shared/model/spec.js';
 import { ParamLayout, type ModelState } from '../shared/model/state.js';
 import { Channel, type Received } from '../shared/protocol/channel.js';
-import type { JobConfig, MessageOf } from '../shared/protocol/messages.js';
+import type { JobConfig, MessageOf, SampleRef } from '../shared/protocol/messages.js';
 import { payloadFloats } from '../shared/protocol/codec.js';
 import { connectRing, listenRing, wsLink, type RingListener } from '../shared/transport/ws-link.js';
 import { checkBind } from '../shared/auth/bind-policy.js'; // auth
@@ -35,6 +35,7 @@ import { WebGpuReplica } from '../shared/backend/webgpu-replica.js';
 type AnyReplica = Replica | WebGpuReplica;
 import { ImageCache, loadBatch } from './batch-loader.js';
 import { Heartbeat } from './heartbeat.js';
+import { stepLoadOptions, StepFeatureCache, type StepBatch } from './feature-cache.js'; // feature cache
 
 export interface WorkerOptions {
   connect: string;
@@ -164,7 +165,7 @@ class WorkerSession {
         return true;
       }
       if (m.type === 'step' && m.generation === this.generation) {
-        const p = loadBatch(this.cache, m.samples, { size: this.config.imageSize, seed: this.config.seed, epoch: m.epoch, train: true });
+        const p = this.loadStep(m.samples, m.epoch); // feature cache: the step's view; only uncached images
         p.catch(() => undefined); // surfaced when the step runs
         this.decoding.set(m.step, p);
       }
@@ -266,14 +267,39 @@ class WorkerSession {
     this.log.info({ world, params: state.layout.paramCount, reduceFloats: this.replica.reduce.size, source: rank === 0 ? msg.source : 'rank 0' }, 'ring formed; state in place');
   }
 
+  // --- feature cache (worker/feature-cache.ts): --augment / --views pick the step's transform and draw;
+  // with --cache-features only the images whose backbone features are not cached are decoded. ---
+  private features: StepFeatureCache | undefined;
+
+  private featureCache(): StepFeatureCache | undefined {
+    if (this.config.cacheFeatures !== true || !(this.replica instanceof Replica)) return undefined;
+    this.features ??= new StepFeatureCache(this.config, this.cache, this.replica.featureDim);
+    return this.features;
+  }
+
+  private loadStep(samples: SampleRef[], epoch: number): Promise<StepBatch> {
+    return this.featureCache()?.load(samples, epoch) ?? loadBatch(this.cache, samples, stepLoadOptions(this.config, epoch));
+  }
+  // --- end feature cache ---
+
   private async runStep(msg: MessageOf<'step'>): Promise<void> {
     const replica = this.replica!;
     const t0 = performance.now();
-    const pending = this.decoding.get(msg.step) ?? loadBatch(this.cache, msg.samples, { size: this.config.imageSize, seed: this.config.seed, epoch: msg.epoch, train: true });
+    const pending = this.decoding.get(msg.step) ?? this.loadStep(msg.samples, msg.epoch); // feature cache
     const batch = await pending;
     this.decoding.delete(msg.step);
     const t1 = performance.now();
-    await replica.computeGradients(batch, this.config.globalBatch);
+    // --- feature cache: the head alone on cached + newly computed features ---
+    const fc = this.featureCache();
+    let cached = 0;
+    if (fc !== undefined && replica instanceof Replica) {
+      const f = await fc.features(replica, msg.samples, msg.epoch, batch);
+      cached = f.cached;
+      await replica.computeHeadGradients(f.features, f.labels, msg.samples.length, this.config.globalBatch);
+    } else {
+      await replica.computeGradients(batch, this.config.globalBatch);
+    }
+    // --- end feature cache ---
     const nonFinite = replica.localNonFinite;
     if (nonFinite) this.log.warn({ step: msg.step }, 'non-finite loss or gradient on this replica');
     const t2 = performance.now();
@@ -282,6 +308,9 @@ class WorkerSession {
     const m = replica.applyReduced();
     this.lastStep = msg.step;
     const t4 = performance.now();
+    // bench (bench/scaling.ts, bench/memory.ts): per-step timings and memory, at debug level
+    this.log.debug({ step: msg.step, epoch: msg.epoch, samples: msg.samples.length, cached, timings: { data: t1 - t0, compute: t2 - t1, allreduce: t3 - t2, update: t4 - t3 },
+      numTensors: tf.memory().numTensors, rss: process.memoryUsage.rss() }, 'step timings');
     await this.ch.send({
       type: 'stepDone', rank: this.rank, generation: msg.generation, step: msg.step, loss: m.loss, correct: m.correct, samples: m.samples,
       skipped: m.skipped, nonFinite, timings: { data: t1 - t0, compute: t2 - t1, allreduce: t3 - t2, update: t4 - t3 },

@@ -1,35 +1,40 @@
 // `wolfpack bench`: the benchmarks beside their PyTorch peers, each printing the commands it ran and
 // its figures. `bench model` times ResNet-50 on a TF.js backend against torchvision on the CPU,
-// `bench allreduce` the WebSocket ring all-reduce, `bench all` both plus PyTorch's Gloo all-reduce, as a
-// markdown table with ratios (speed of wolfpack / speed of the peer: above 1, wolfpack is faster).
-import { runAllreduceBench, type AllreduceBenchResult } from '../../bench/allreduce.js';
-import { benchModel, benchPeer, runPeerScript, type ModelBenchResult, type PeerModelResult, type PeerRun } from '../../bench/model.js';
+// `bench allreduce` the WebSocket ring all-reduce alone, `bench allreduce-vs-gloo` it against PyTorch's
+// Gloo and raw TCP, `bench curve` busbw against message size for both (table and PNG), `bench scaling`
+// the real trainer's images/s with N workers, `bench tta` the demo's time to accuracy with and without the
+// feature cache, `bench memory` the workers' peak RSS and growth, and `bench all` every one of them as
+// markdown (bench/results/latest.md, .json, and the curve's PNG). Ratios are wolfpack's speed over the
+// peer's: above 1, wolfpack is faster.
+import { mkdir, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { runAllreduceBench, runRawTcpBench, type AllreduceBenchResult } from '../../bench/allreduce.js';
+import { allreduceCurve, compareAllreduce, CURVE_SIZES } from '../../bench/allreduce-compare.js';
+import { demoFixture } from '../../bench/fixture.js';
+import { machineInfo, waitQuiet } from '../../bench/machine.js';
+import { benchMemory } from '../../bench/memory.js';
+import { benchModel, benchPeer, type ModelBenchResult, type PeerModelResult, type PeerRun } from '../../bench/model.js';
+import { allreduceSection, curveSection, machineLine, memorySection, quietLine, scalingSection, ttaSection } from '../../bench/report.js';
+import { benchScaling, type ScalingResult } from '../../bench/scaling.js';
+import { benchTimeToAccuracy, TTA_VARIANTS, type TtaVariant } from '../../bench/time-to-accuracy.js';
+import { packageRoot } from '../../shared/paths.js';
 import { BACKENDS } from '../../shared/backend/select.js';
 import { WolfpackError } from '../../shared/errors.js';
 import { createLogger } from '../../shared/log.js';
 import type { Command } from '../wolfpack.js';
-import { num, oneOf, parse } from '../args.js';
+import { num, oneOf, parse, str } from '../args.js';
 
 const USAGE = [
   `wolfpack bench model [--backend ${BACKENDS.join('|')}] [--image-size 224] [--batch 8] [--reps 3] [--threads 2] [--no-peer] [--json]`,
   '       wolfpack bench allreduce --workers N --elements E [--reps 5] [--warmup 2] [--json]',
-  '       wolfpack bench all [--backend B] [--json]   (model at batch 4, 224x224, 2 reps; all-reduce N=2,3,4 at 25,557,032 and 4,098 floats; both peers)',
+  '       wolfpack bench allreduce-vs-gloo [--rounds 3] [--json]   (N=2,3,4 at 25,557,032 and 4,098 floats, Gloo, raw TCP)',
+  '       wolfpack bench rawtcp [--bytes 102228128] [--duplex] [--json]',
+  '       wolfpack bench curve [--procs 2,4] [--png bench/results/allreduce-curve.png] [--json]',
+  '       wolfpack bench scaling [--freeze backbone|none] [--repeats 2] [--image-size 64] [--batch-per-worker 9] [--json]',
+  `       wolfpack bench tta [--target 0.7] [--max-epochs 12] [--views 2] [--variants ${TTA_VARIANTS.join(',')}] [--no-peer] [--json]`,
+  '       wolfpack bench memory [--skip-peak] [--json]',
+  '       wolfpack bench all [--quick] [--out bench/results]   (every benchmark above with its peer; markdown, JSON and PNG in --out)',
 ].join('\n');
-
-/** ResNet-50's parameter count (torchvision, 1000 classes) and the lab's 2-class head (2048*2+2). */
-export const ALLREDUCE_SIZES = [25_557_032, 4_098] as const;
-export const ALLREDUCE_WORKERS = [2, 3, 4] as const;
-
-/** What the Gloo peer prints per (N, size) (a subset of its fields). */
-export interface GlooResult {
-  bench: 'torch_gloo_allreduce';
-  procs: number;
-  elems: number;
-  reps: number;
-  median_s: number;
-  algbw_MBps: number;
-  busbw_MBps: number;
-}
 
 export interface ModelComparison {
   wolfpack: ModelBenchResult;
@@ -101,16 +106,6 @@ function stripRanks(r: AllreduceBenchResult): Omit<AllreduceBenchResult, 'ranks'
   return rest;
 }
 
-function allreduceTable(ours: AllreduceBenchResult[], gloo: GlooResult[], markdown: boolean): string {
-  const head = ['all-reduce (float32 SUM, loopback)', 'wolfpack median ms', 'wolfpack busbw MB/s', 'Gloo median ms', 'Gloo busbw MB/s', 'wolfpack / Gloo'];
-  const rows = ours.map((o) => {
-    const g = gloo.find((x) => x.procs === o.procs && x.elems === o.elems);
-    return [`N=${o.procs}, ${o.elems.toLocaleString('en-US')} floats`, fmt(o.median_s * 1e3, 3), fmt(o.busbw_MBps, 1),
-      fmt(g ? g.median_s * 1e3 : undefined, 3), fmt(g?.busbw_MBps, 1), fmt(g ? g.median_s / o.median_s : undefined, 3)];
-  });
-  return renderTable(head, rows, markdown);
-}
-
 async function runModel(argv: string[]): Promise<number> {
   const { values } = parse(argv, {
     backend: { type: 'string' }, 'image-size': { type: 'string' }, batch: { type: 'string' }, reps: { type: 'string' },
@@ -155,53 +150,172 @@ async function runAllreduce(argv: string[]): Promise<number> {
   return r.verified ? 0 : 1;
 }
 
-async function runAll(argv: string[]): Promise<number> {
-  const { values } = parse(argv, { backend: { type: 'string' }, json: { type: 'boolean' } });
-  const started = performance.now();
-  const model = await compareModel({ backend: oneOf(values, 'backend', BACKENDS, 'auto'), imageSize: 224, batch: 4, reps: 2, threads: 2, peer: true });
+function emit(json: boolean, value: unknown, text: string): void {
+  process.stdout.write(json ? JSON.stringify(value) + '\n' : text);
+}
 
-  const ours: AllreduceBenchResult[] = [];
-  for (const workers of ALLREDUCE_WORKERS) {
-    for (const elements of ALLREDUCE_SIZES) {
-      progress(`ring all-reduce: N=${workers}, ${elements} floats`);
-      ours.push(await runAllreduceBench({ workers, elements, reps: 5, warmup: 2 }));
-    }
+async function runAllreduceVsGloo(argv: string[]): Promise<number> {
+  const { values } = parse(argv, { rounds: { type: 'string' }, json: { type: 'boolean' } });
+  const rounds = num(values, 'rounds', 3, { int: true, min: 1, max: 50 });
+  const c = await compareAllreduce({ rounds, progress });
+  emit(values.json === true, { machine: machineInfo(), ...c }, `${machineLine(machineInfo())}\n${allreduceSection(c)}`);
+  return c.figures.every((f) => f.verified) ? 0 : 1;
+}
+
+async function runRawTcp(argv: string[]): Promise<number> {
+  const { values } = parse(argv, { bytes: { type: 'string' }, duplex: { type: 'boolean' }, json: { type: 'boolean' } });
+  const bytes = num(values, 'bytes', 25_557_032 * 4, { int: true, min: 1, max: 2 ** 32 });
+  const r = await runRawTcpBench(bytes, { duplex: values.duplex === true });
+  emit(values.json === true, r, `$ ${commandLine(['rawtcp', ...argv])}\n${(bytes / 1e6).toFixed(2)} MB over loopback TCP${r.duplex ? ', both ways at once' : ''}: ` +
+    `${(r.seconds * 1e3).toFixed(1)} ms, ${r.MBps.toFixed(0)} MB/s${r.duplex ? ' per direction' : ''}\n`);
+  return 0;
+}
+
+function intList(values: Record<string, unknown>, name: string, fallback: number[]): number[] {
+  const raw = values[name];
+  if (raw === undefined) return fallback;
+  const xs = String(raw).split(',').map(Number);
+  if (xs.some((x) => !Number.isSafeInteger(x) || x < 1)) throw new WolfpackError('E_USAGE', `--${name}: expected a comma-separated list of positive integers, got '${String(raw)}'`);
+  return xs;
+}
+
+async function runCurve(argv: string[]): Promise<number> {
+  const { values } = parse(argv, { procs: { type: 'string' }, png: { type: 'string' }, json: { type: 'boolean' } });
+  const c = await allreduceCurve({ procs: intList(values, 'procs', [2, 4]), sizes: CURVE_SIZES, png: str(values, 'png', join('bench', 'results', 'allreduce-curve.png')), progress });
+  emit(values.json === true, { machine: machineInfo(), ...c }, `${machineLine(machineInfo())}\n${curveSection(c)}`);
+  return 0;
+}
+
+async function runScaling(argv: string[]): Promise<number> {
+  const { values } = parse(argv, {
+    freeze: { type: 'string' }, repeats: { type: 'string' }, 'image-size': { type: 'string' }, 'batch-per-worker': { type: 'string' }, workers: { type: 'string' }, json: { type: 'boolean' },
+  });
+  const fixture = await demoFixture(progress);
+  const modes = values.freeze === undefined ? (['backbone', 'none'] as const) : [oneOf(values, 'freeze', ['backbone', 'none'] as const, 'backbone')];
+  const results: ScalingResult[] = [];
+  for (const freeze of modes) {
+    results.push(await benchScaling({
+      fixture, freeze, workers: intList(values, 'workers', [1, 2]), repeats: num(values, 'repeats', 2, { int: true, min: 1, max: 20 }),
+      imageSize: num(values, 'image-size', 64, { int: true, min: 16, max: 1024 }), batchPerWorker: num(values, 'batch-per-worker', 9, { int: true, min: 1, max: 256 }), progress,
+    }));
   }
-  progress('Gloo all-reduce peer: N=2,3,4');
-  const glooArgs = ['--procs', ALLREDUCE_WORKERS.join(','), '--elems', ALLREDUCE_SIZES.join(','), '--reps', '5', '--warmup', '2'];
-  const gloo = await runPeerScript<GlooResult>('peer_allreduce.py', glooArgs, 600_000);
-  if (!gloo.ok) progress(`Gloo peer skipped: ${gloo.skipped}`);
-  const glooResults = gloo.ok ? gloo.result : [];
+  emit(values.json === true, { machine: machineInfo(), scaling: results }, `${machineLine(machineInfo())}\n${scalingSection(results)}`);
+  return 0;
+}
+
+async function runTta(argv: string[]): Promise<number> {
+  const { values } = parse(argv, {
+    target: { type: 'string' }, 'max-epochs': { type: 'string' }, views: { type: 'string' }, variants: { type: 'string' }, 'no-peer': { type: 'boolean' }, json: { type: 'boolean' },
+  });
+  const variants = values.variants === undefined ? TTA_VARIANTS : String(values.variants).split(',').map((v) => {
+    if (!TTA_VARIANTS.includes(v as TtaVariant)) throw new WolfpackError('E_USAGE', `--variants: expected some of ${TTA_VARIANTS.join(', ')}, got '${v}'`);
+    return v as TtaVariant;
+  });
+  const t = await benchTimeToAccuracy({
+    fixture: await demoFixture(progress), target: num(values, 'target', 0.7, { min: 0, max: 1 }), maxEpochs: num(values, 'max-epochs', 12, { int: true, min: 1, max: 200 }),
+    views: num(values, 'views', 2, { int: true, min: 1, max: 1000 }), variants, peer: values['no-peer'] !== true, progress,
+  });
+  emit(values.json === true, { machine: machineInfo(), ...t }, `${machineLine(machineInfo())}\n${ttaSection(t)}`);
+  return 0;
+}
+
+async function runMemory(argv: string[]): Promise<number> {
+  const { values } = parse(argv, { 'skip-peak': { type: 'boolean' }, json: { type: 'boolean' } });
+  const m = await benchMemory({ fixture: await demoFixture(progress), skipPeak: values['skip-peak'] === true, progress });
+  emit(values.json === true, { machine: machineInfo(), ...m }, `${machineLine(machineInfo())}\n${memorySection(m)}`);
+  return 0;
+}
+
+/**
+ * Every benchmark, each beside its peer, in one run (about 12 minutes on 2 cores): markdown to stdout and
+ * to OUT/latest.md, everything measured to OUT/latest.json, and the all-reduce curve to OUT/allreduce-curve.png.
+ * --quick: one round / repeat each (a smoke run, not for quoting).
+ */
+async function runAll(argv: string[]): Promise<number> {
+  const { values } = parse(argv, { backend: { type: 'string' }, quick: { type: 'boolean' }, out: { type: 'string' }, json: { type: 'boolean' } });
+  const quick = values.quick === true;
+  const outDir = str(values, 'out', join(packageRoot, 'bench', 'results'));
+  await mkdir(outDir, { recursive: true });
+  const started = performance.now();
+  const machine = machineInfo();
+  const at = new Date().toISOString();
+  const phase: Record<string, number> = {};
+  const timed = async <T>(name: string, fn: () => Promise<T>): Promise<T> => {
+    const t0 = performance.now();
+    try {
+      return await fn();
+    } finally {
+      phase[name] = Math.round((performance.now() - t0) / 100) / 10;
+      progress(`${name}: ${phase[name]} s`);
+    }
+  };
+  const fixture = await demoFixture(progress);
+
+  const allreduce = await timed('all-reduce vs Gloo', () => compareAllreduce({ rounds: quick ? 1 : 3, progress }));
+  const curve = await timed('all-reduce curve', () => allreduceCurve({ procs: [2, 4], sizes: CURVE_SIZES, png: join(outDir, 'allreduce-curve.png'), progress }));
+  const modelQuiet = await waitQuiet();
+  const model = await timed('model', () => compareModel({ backend: oneOf(values, 'backend', BACKENDS, 'wasm'), imageSize: 224, batch: 4, reps: 2, threads: 2, peer: true }));
+  const scaling: ScalingResult[] = [];
+  for (const freeze of ['backbone', 'none'] as const) {
+    scaling.push(await timed(`scaling ${freeze}`, () => benchScaling({ fixture, freeze, repeats: quick ? 1 : 2, progress })));
+  }
+  const tta = await timed('time to accuracy', () => benchTimeToAccuracy({ fixture, target: 0.7, maxEpochs: 12, views: 2, progress }));
+  const memory = await timed('memory', () => benchMemory({ fixture, peakSteps: quick ? 2 : 3, growthEpochs: quick ? 2 : 4, progress }));
   const seconds = (performance.now() - started) / 1000;
 
-  if (values.json === true) {
-    process.stdout.write(JSON.stringify({ model, allreduce: ours.map(stripRanks), gloo, seconds }) + '\n');
-  } else {
-    const out = [
-      `$ ${commandLine(['all', ...argv])}`,
-      ...(model.peer.command ? [`$ ${model.peer.command}${model.peer.ok ? '' : `   (skipped: ${model.peer.skipped})`}`] : []),
-      `$ ${gloo.command}${gloo.ok ? '' : `   (skipped: ${gloo.skipped})`}`,
-      '',
-      modelTable(model, true),
-      allreduceTable(ours, glooResults, true),
-      `Ratios are wolfpack's speed over the peer's (above 1: wolfpack is faster). Medians; ${seconds.toFixed(0)} s in all.`,
-    ];
-    process.stdout.write(out.join('\n') + '\n');
-  }
-  return ours.every((r) => r.verified) ? 0 : 1;
+  const md = [
+    `# wolfpack benchmarks (${at})`,
+    '',
+    `$ ${commandLine(['all', ...argv])}   (${seconds.toFixed(0)} s: ${Object.entries(phase).map(([k, v]) => `${k} ${v.toFixed(0)} s`).join(', ')})`,
+    '',
+    machineLine(machine),
+    '',
+    '## All-reduce against PyTorch Gloo',
+    '',
+    allreduceSection(allreduce),
+    '## All-reduce busbw against message size',
+    '',
+    curveSection(curve),
+    '## ResNet-50 compute against PyTorch (224x224)',
+    '',
+    ...(model.peer.command ? [`$ ${model.peer.command}${model.peer.ok ? '' : `   (skipped: ${model.peer.skipped})`}`, ''] : []),
+    modelTable(model, true) + quietLine([modelQuiet]),
+    '',
+    '## Scaling with N local workers',
+    '',
+    scalingSection(scaling),
+    '## Time to accuracy (the demo) and the feature cache',
+    '',
+    ttaSection(tta),
+    '## Memory per worker',
+    '',
+    memorySection(memory),
+  ].join('\n');
+  const all = { at, command: commandLine(['all', ...argv]), seconds, phase, machine, allreduce, curve, model: { ...model, quiet: modelQuiet }, scaling, tta, memory };
+  await writeFile(join(outDir, 'latest.md'), md + '\n');
+  await writeFile(join(outDir, 'latest.json'), JSON.stringify(all, null, 1) + '\n');
+  emit(values.json === true, all, md + '\n');
+  progress(`wrote ${join(outDir, 'latest.md')}, latest.json and allreduce-curve.png`);
+  return allreduce.figures.every((f) => f.verified) ? 0 : 1;
 }
 
 export const bench: Command = {
-  summary: 'Benchmarks beside their PyTorch peers: ResNet-50 images/s, ring all-reduce, or all of them.',
+  summary: 'Benchmarks beside their PyTorch peers: all-reduce, compute, scaling, time to accuracy, memory, or all of them.',
   usage: USAGE,
   async run(argv: string[]): Promise<number> {
     const [sub, ...rest] = argv;
     switch (sub) {
       case 'model': return runModel(rest);
       case 'allreduce': return runAllreduce(rest);
+      case 'allreduce-vs-gloo': return runAllreduceVsGloo(rest);
+      case 'rawtcp': return runRawTcp(rest);
+      case 'curve': return runCurve(rest);
+      case 'scaling': return runScaling(rest);
+      case 'tta': return runTta(rest);
+      case 'memory': return runMemory(rest);
       case 'all': return runAll(rest);
       default:
-        throw new WolfpackError('E_USAGE', `expected a benchmark (model, allreduce or all), got ${sub === undefined ? 'nothing' : `'${sub}'`}\nusage: ${USAGE}`);
+        throw new WolfpackError('E_USAGE', `expected a benchmark (model, allreduce, allreduce-vs-gloo, rawtcp, curve, scaling, tta, memory or all), got ${sub === undefined ? 'nothing' : `'${sub}'`}\nusage: ${USAGE}`);
     }
   },
 };

@@ -7,11 +7,12 @@ import { coordinatorSecurity } from '../../shared/auth/config.js';
 import { WolfpackError } from '../../shared/errors.js';
 import type { Command } from '../wolfpack.js';
 import { parse } from '../args.js';
-import { COORDINATOR_SECURITY_FLAGS, COORDINATOR_SECURITY_USAGE, jobOptionsFrom, loggerFrom, securityFlagsFrom, terminalProgress, TRAIN_FLAGS, TRAIN_USAGE } from './train-flags.js';
+import { runWithDashboard } from '../../coordinator/dashboard/server.js'; // dashboard (issue 6)
+import { COORDINATOR_SECURITY_FLAGS, COORDINATOR_SECURITY_USAGE, DASHBOARD_USAGE, dashboardFrom, jobOptionsFrom, loggerFrom, securityFlagsFrom, terminalProgress, TRAIN_FLAGS, TRAIN_USAGE } from './train-flags.js';
 
 export const coordinator: Command = {
   summary: 'Run the coordinator; workers join with `wolfpack worker --connect ws://HOST:PORT` (wss:// with TLS).',
-  usage: `wolfpack coordinator --workers N [--host 127.0.0.1] [--port 7070] ${COORDINATOR_SECURITY_USAGE} ${TRAIN_USAGE}`,
+  usage: `wolfpack coordinator --workers N [--host 127.0.0.1] [--port 7070] ${COORDINATOR_SECURITY_USAGE} ${TRAIN_USAGE} ${DASHBOARD_USAGE}`,
   async run(argv) {
     const { values } = parse(argv, { ...TRAIN_FLAGS, ...COORDINATOR_SECURITY_FLAGS });
     if (values.workers === undefined) throw new WolfpackError('E_USAGE', '--workers is required');
@@ -21,7 +22,8 @@ export const coordinator: Command = {
     const security = coordinatorSecurity(flags);
     checkBind(o.host, security.secret, 'coordinator --host');
     const logger = loggerFrom(values, {});
-    await runJob({ ...o, security, logger, print: (line) => process.stdout.write(line + '\n'), progress: terminalProgress() });
+    const dashboard = await dashboardFrom(values, o, security, logger); // dashboard (issue 6)
+    await runWithDashboard(dashboard, (events) => runJob({ ...o, security, logger, print: (line) => process.stdout.write(line + '\n'), progress: terminalProgress(), events }));
     return 0;
   },
 };

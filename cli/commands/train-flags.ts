@@ -5,6 +5,9 @@ import { createLogger, type LogFormat } from '../../shared/log.js';
 import type { JobOptions } from '../../coordinator/job.js';
 import { num, oneOf, optStr, str, type Options } from '../args.js';
 import type { SecurityFlags } from '../../shared/auth/config.js';
+import type { CoordinatorSecurity } from '../../shared/auth/config.js'; // dashboard (issue 6)
+import type { Logger } from '../../shared/log.js'; // dashboard (issue 6)
+import { DashboardServer } from '../../coordinator/dashboard/server.js'; // dashboard (issue 6)
 
 export const TRAIN_FLAGS: Options = {
   data: { type: 'string' },
@@ -28,6 +31,13 @@ export const TRAIN_FLAGS: Options = {
   resume: { type: 'string' },
   'log-format': { type: 'string' },
   'log-level': { type: 'string' },
+  'dashboard-port': { type: 'string' }, // dashboard (issue 6)
+  // --- feature cache (worker/feature-cache.ts) ---
+  augment: { type: 'string' },
+  views: { type: 'string' },
+  'cache-features': { type: 'boolean' },
+  'feature-cache-mb': { type: 'string' },
+  // --- end feature cache ---
 };
 
 // --- security flags (shared/auth/config.ts; each has an environment form, e.g. WOLFPACK_TOKEN_FILE) ---
@@ -63,7 +73,7 @@ export function securityFlagsFrom(values: Record<string, unknown>): SecurityFlag
 export const TRAIN_USAGE = '--data DIR --weights FILE [--workers N] [--epochs 20] [--batch-size 18] [--lr 0.001] ' +
   '[--momentum 0.9] [--freeze none|backbone] [--bn train|frozen] [--image-size 224] [--seed 0] [--out DIR] ' +
   '[--backend auto|tensorflow-gpu|webgpu|tensorflow|wasm|cpu] [--timeout SECONDS] [--min-workers M] [--max-bad-steps 5] ' +
-  '[--resume OUT] [--config FILE] [--log-format pretty|json]';
+  '[--resume OUT] [--config FILE] [--log-format pretty|json] [--augment train|none] [--views K] [--cache-features] [--feature-cache-mb 1024]';
 
 export function loggerFrom(values: Record<string, unknown>, base: Record<string, unknown>) {
   const format = values['log-format'] === undefined ? undefined : oneOf<LogFormat>(values, 'log-format', ['pretty', 'json'], 'json');
@@ -74,7 +84,9 @@ export function jobOptionsFrom(values: Record<string, unknown>, defaults: Partia
   const workers = num(values, 'workers', defaults.workers ?? 2, { int: true, min: 1, max: 256 });
   const batchSize = num(values, 'batch-size', defaults.batchSize ?? 18, { int: true, min: 1 });
   if (batchSize < workers) throw new WolfpackError('E_USAGE', `--batch-size ${batchSize} is smaller than --workers ${workers}: every worker needs a sample`);
+  const features = featureCacheFrom(values, defaults); // feature cache
   return {
+    ...features, // feature cache
     data: str(values, 'data', defaults.data),
     weights: values.weights === undefined ? defaults.weights : String(values.weights),
     resume: optStr(values, 'resume'),
@@ -96,6 +108,42 @@ export function jobOptionsFrom(values: Record<string, unknown>, defaults: Partia
     backend: oneOf(values, 'backend', BACKENDS, 'auto'),
   };
 }
+
+// --- feature cache: --augment, --views, --cache-features, --feature-cache-mb (worker/feature-cache.ts) ---
+export function featureCacheFrom(values: Record<string, unknown>, defaults: Partial<JobOptions> = {}): Pick<JobOptions, 'augment' | 'views' | 'cacheFeatures' | 'featureCacheMb'> {
+  const augment = oneOf(values, 'augment', ['train', 'none'] as const, defaults.augment ?? 'train');
+  const views = num(values, 'views', defaults.views ?? 0, { int: true, min: 0, max: 1 << 20 });
+  const cacheFeatures = values['cache-features'] === undefined ? defaults.cacheFeatures ?? false : values['cache-features'] === true;
+  const featureCacheMb = num(values, 'feature-cache-mb', defaults.featureCacheMb ?? 1024, { min: 1, max: 1 << 24 });
+  if (augment === 'none' && views > 0) throw new WolfpackError('E_USAGE', '--views K applies to --augment train (K augmentation draws per sample); with --augment none every epoch sees the same view');
+  if (cacheFeatures) {
+    const freeze = oneOf(values, 'freeze', ['none', 'backbone'] as const, defaults.freeze ?? 'none');
+    const bn = oneOf(values, 'bn', ['train', 'frozen'] as const, defaults.bn ?? 'train');
+    if (freeze !== 'backbone' || bn !== 'frozen') {
+      throw new WolfpackError('E_USAGE', `--cache-features needs --freeze backbone and --bn frozen (got --freeze ${freeze} --bn ${bn}): otherwise the backbone's output changes every step`);
+    }
+    if (augment === 'train' && views === 0) {
+      throw new WolfpackError('E_USAGE', '--cache-features with --augment train needs --views K (K augmentation draws per sample, reused every K epochs) or --augment none: otherwise no feature is ever seen twice');
+    }
+  }
+  return { augment, views, cacheFeatures, featureCacheMb };
+}
+// --- end feature cache ---
+
+// --- dashboard (issue 6): --dashboard-port P serves coordinator/dashboard/ on the coordinator's --host ---
+export const DASHBOARD_USAGE = '[--dashboard-port P]';
+
+/** Starts the live dashboard when --dashboard-port is given (0: an ephemeral port); logs its URL. */
+export async function dashboardFrom(values: Record<string, unknown>, o: Omit<JobOptions, 'logger' | 'print'>,
+  security: CoordinatorSecurity, logger: Logger): Promise<DashboardServer | undefined> {
+  if (values['dashboard-port'] === undefined) return undefined;
+  const port = num(values, 'dashboard-port', 0, { int: true, min: 0, max: 65535 });
+  return DashboardServer.start({ host: o.host, port, security, logger, job: {
+    epochs: o.epochs, batchSize: o.batchSize, workers: o.workers, lr: o.lr, momentum: o.momentum, imageSize: o.imageSize,
+    freeze: o.freeze, bn: o.bn, out: o.out, data: o.data,
+  } });
+}
+// --- end dashboard ---
 
 /** A status line rewritten in place on a terminal; nothing when stdout is not one. */
 export function terminalProgress(): ((line: string) => void) | undefined {

@@ -4,7 +4,8 @@ import { LocalWorkers } from '../../coordinator/local-workers.js';
 import type { Command } from '../wolfpack.js';
 import { coordinatorSecurity, localCoordinatorUrl, securityEnv } from '../../shared/auth/config.js';
 import { parse } from '../args.js';
-import { COORDINATOR_SECURITY_FLAGS, COORDINATOR_SECURITY_USAGE, jobOptionsFrom, loggerFrom, securityFlagsFrom, terminalProgress, TRAIN_FLAGS, TRAIN_USAGE } from './train-flags.js';
+import { runWithDashboard } from '../../coordinator/dashboard/server.js'; // dashboard (issue 6)
+import { COORDINATOR_SECURITY_FLAGS, COORDINATOR_SECURITY_USAGE, DASHBOARD_USAGE, dashboardFrom, jobOptionsFrom, loggerFrom, securityFlagsFrom, terminalProgress, TRAIN_FLAGS, TRAIN_USAGE } from './train-flags.js';
 
 /** Runs a job with its workers as local processes; used by `train` and `demo`. */
 export async function trainLocally(argv: string[], defaults: Partial<JobOptions> = {}): Promise<number> {
@@ -15,16 +16,17 @@ export async function trainLocally(argv: string[], defaults: Partial<JobOptions>
   // The local workers read the same token / CA from the environment they inherit.
   Object.assign(process.env, securityEnv(flags));
   const logger = loggerFrom(values, {});
+  const dashboard = await dashboardFrom(values, o, security, logger); // dashboard (issue 6)
   const workers = new LocalWorkers(logger);
   const stop = () => { void workers.stop(0); };
   process.once('SIGINT', stop);
   process.once('SIGTERM', stop);
   try {
-    await runJob({
-      ...o, security, logger, print: (line) => process.stdout.write(line + '\n'), progress: terminalProgress(),
+    await runWithDashboard(dashboard, (events) => runJob({ // dashboard (issue 6)
+      ...o, security, logger, print: (line) => process.stdout.write(line + '\n'), progress: terminalProgress(), events,
       onListening: (port) => workers.start(o.workers, localCoordinatorUrl(port, security), o.backend,
         values['log-format'] ? { WOLFPACK_LOG_FORMAT: String(values['log-format']) } : {}),
-    });
+    }));
     await workers.stop();
     return 0;
   } finally {
@@ -36,6 +38,6 @@ export async function trainLocally(argv: string[], defaults: Partial<JobOptions>
 
 export const train: Command = {
   summary: 'Train on one machine: a coordinator plus N local worker processes (ring all-reduce over WebSockets).',
-  usage: `wolfpack train ${TRAIN_USAGE} ${COORDINATOR_SECURITY_USAGE} [--tls-ca PEM]`,
+  usage: `wolfpack train ${TRAIN_USAGE} ${COORDINATOR_SECURITY_USAGE} [--tls-ca PEM] ${DASHBOARD_USAGE}`,
   run: (argv) => trainLocally(argv),
 };

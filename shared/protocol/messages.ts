@@ -20,6 +20,16 @@ export interface JobConfig {
   seed: number;
   globalBatch: number;
   chunkElems: number;
+  // --- feature cache (worker/feature-cache.ts); absent means the defaults in brackets ---
+  /** Training transform: 'train' (RandomResizedCrop + flip) or 'none' (the eval transform) ['train']. */
+  augment?: 'train' | 'none';
+  /** With augment 'train': K > 0 draws the augmentation from epoch % K (K views per sample); 0: every epoch new [0]. */
+  views?: number;
+  /** Reuse the frozen backbone's features per (sample, view); needs freeze 'backbone' and bn 'frozen' [false]. */
+  cacheFeatures?: boolean;
+  /** Bound on each worker's feature cache, MiB [1024]. */
+  featureCacheMb?: number;
+  // --- end feature cache ---
 }
 
 /** A sample assigned to a worker: image content hash, label, index in the data set (for its draws). */

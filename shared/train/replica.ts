@@ -1,6 +1,7 @@
 // One data-parallel replica of the model: computes its part of a step's gradient into the reduce
 // buffer, and, once the buffer holds the sum over all replicas, applies the identical update.
 import { tf } from '../backend/tf.js';
+import { WolfpackError } from '../errors.js'; // feature cache
 import { backbone, forward, head, type ForwardOptions } from '../model/forward.js';
 import type { BnSpec } from '../model/spec.js';
 import { BN_MOVING_MOMENTUM } from '../model/spec.js';
@@ -144,6 +145,94 @@ export class Replica {
       for (const t of kept) t.dispose();
     }
   }
+
+  // --- feature cache (worker/feature-cache.ts): the frozen backbone's output computed once per (sample,
+  // view), and a step of the head alone on such features. Valid only with --freeze backbone --bn frozen. ---
+
+  /** Width of the backbone's pooled features (the head's input). */
+  get featureDim(): number {
+    return this.state.layout.net.fc.inF;
+  }
+
+  private requireFrozenFeatures(what: string): void {
+    if (this.options.freeze !== 'backbone' || this.options.bn !== 'frozen') {
+      throw new WolfpackError('E_USAGE', `Replica.${what}: needs --freeze backbone and --bn frozen (got freeze ${this.options.freeze}, bn ${this.options.bn})`);
+    }
+  }
+
+  /**
+   * The frozen backbone's pooled features of `batch`, [count, featureDim] row-major: exactly what
+   * computeGradients feeds the head with --freeze backbone --bn frozen (moving statistics, no tape).
+   */
+  async computeFeatures(batch: Batch): Promise<Float32Array> {
+    this.requireFrozenFeatures('computeFeatures');
+    if (batch.count === 0) return new Float32Array(0);
+    const { x, y } = this.input(batch);
+    try {
+      const f = tf.tidy(() => backbone(this.state.layout.net, this.tensors.lookup, x, { bnTrain: false }));
+      const out = (await f.data()) as Float32Array;
+      f.dispose();
+      return out;
+    } finally {
+      x.dispose();
+      y.dispose();
+    }
+  }
+
+  /**
+   * computeGradients on features the backbone already produced (computeFeatures): fills `buffer` with
+   * the head's gradients of sum(loss)/globalBatch over these `count` samples and the step's metrics,
+   * the same values computeGradients gives for the images the features came from.
+   */
+  async computeHeadGradients(features: Float32Array, labels: Int32Array, count: number, globalBatch: number): Promise<void> {
+    this.requireFrozenFeatures('computeHeadGradients');
+    const buf = this.buffer;
+    buf.fill(0);
+    this.localNonFinite = false;
+    if (count === 0) return;
+    const net = this.state.layout.net;
+    const dim = this.featureDim;
+    if (features.length < count * dim || labels.length < count) {
+      throw new WolfpackError('E_USAGE', `Replica.computeHeadGradients: ${count} samples need ${count * dim} features and ${count} labels, got ${features.length} and ${labels.length}`);
+    }
+    const f = tf.tensor2d(features.subarray(0, count * dim), [count, dim]);
+    const y = tf.tensor1d(labels.subarray(0, count), 'int32');
+    const kept: tf.Tensor[] = [];
+    try {
+      const lookupWith = (override: Map<string, tf.Tensor>) => (name: string) => override.get(name) ?? this.tensors.get(name);
+      let logitsKept: tf.Tensor | undefined;
+      const params = this.trained.map((s) => this.tensors.get(s.spec.name));
+      const result = tf.valueAndGrads((...ps: tf.Tensor[]) => {
+        const m = new Map(this.trained.map((s, i) => [s.spec.name, ps[i]]));
+        const logits = head(net, lookupWith(m), f);
+        logitsKept = tf.keep(logits);
+        return sparseSoftmaxCrossEntropy(logits, y, globalBatch);
+      })(params);
+      kept.push(result.value, ...result.grads);
+      if (logitsKept) kept.push(logitsKept);
+      const grads = this.reduce.grads(buf);
+      const base = this.reduce.gradBegin;
+      const read = await Promise.all(result.grads.map((g) => g.data() as Promise<Float32Array>));
+      this.trained.forEach((slot, i) => grads.set(read[i], slot.offset - base));
+      let finite = true;
+      for (let i = 0; i < grads.length; i++) if (!Number.isFinite(grads[i])) { finite = false; break; }
+      const lossSum = (await result.value.data())[0];
+      const predicted = argmaxRows((await logitsKept!.data()) as Float32Array, net.config.numClasses);
+      let correct = 0;
+      for (let i = 0; i < count; i++) if (predicted[i] === labels[i]) correct++;
+      const m = this.reduce.metrics(buf);
+      m[METRIC.lossSum] = lossSum;
+      m[METRIC.correct] = correct;
+      m[METRIC.samples] = count;
+      m[METRIC.nonFinite] = finite && Number.isFinite(lossSum) ? 0 : 1;
+      this.localNonFinite = m[METRIC.nonFinite] !== 0;
+    } finally {
+      f.dispose();
+      y.dispose();
+      for (const t of kept) t.dispose();
+    }
+  }
+  // --- end feature cache ---
 
   /** Applies the summed buffer: Momentum on the trained parameters and the moving statistics. */
   applyReduced(): StepMetrics {

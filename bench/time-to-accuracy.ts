@@ -1,0 +1,153 @@
+// Time to accuracy: how long the demo (`wolfpack demo`'s settings: 2 local workers, global batch 18,
+// 64x64, frozen backbone, frozen BatchNorm, lr 0.0002, on the demo's generated data set and calibrated
+// checkpoint) takes to reach a target validation accuracy, with and without the feature cache, and its
+// training images/s against PyTorch's for the same model, batch and image size.
+//
+// Variants (each run until the target is reached, then stopped; at most `maxEpochs`):
+//   demo                 the demo as `npm start` runs it (training augmentation, a new draw every epoch)
+//   augment-none         --augment none: the eval transform for training too (no cache)
+//   augment-none+cache   --augment none --cache-features: backbone features computed once per sample
+//   views+cache          --views K --cache-features: K augmentation draws per sample, each cached
+// The time is the wall time from starting `wolfpack train` (process start, weights, ring) until the
+// epoch's metrics line that first meets the target; the training-only time (sum of epoch_time_s, no
+// evaluation or checkpoints) is given beside it. Step throughput is from the coordinator's step
+// completions, the first step of each epoch left out.
+import { rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { DEMO_DEFAULTS } from '../cli/commands/demo.js';
+import { packageRoot } from '../shared/paths.js';
+import type { Fixture } from './fixture.js';
+import { round, waitQuiet, type QuietRecord } from './machine.js';
+import type { PeerRun } from './model.js';
+import { runBenchPeer } from './peers.js';
+import { runTrain, type TrainRun } from './train-run.js';
+
+export type TtaVariant = 'demo' | 'augment-none' | 'augment-none+cache' | 'views+cache';
+export const TTA_VARIANTS: readonly TtaVariant[] = ['demo', 'augment-none', 'augment-none+cache', 'views+cache'];
+
+export interface TtaEpoch {
+  epoch: number;
+  val_accuracy: number;
+  images_per_s: number;
+  epoch_time_s: number;
+  wall_s: number;
+  /** Share of the epoch's samples whose features came from the cache (0 without one). */
+  cache_hit_rate: number;
+}
+
+export interface TtaRun {
+  variant: TtaVariant;
+  flags: string[];
+  reached: boolean;
+  /** First epoch whose validation accuracy met the target (1-based), or null. */
+  epoch: number | null;
+  wall_s: number | null;
+  train_s: number | null;
+  epochs: TtaEpoch[];
+  /** Median step throughput over the run's steps (first step of each epoch left out), images/s. */
+  step_images_per_s: number;
+  /** The same over the last epoch run only (for the cache: its warmest epoch). */
+  last_epoch_step_images_per_s: number;
+  quiet: QuietRecord;
+}
+
+export interface PeerStepResult {
+  mode: string;
+  threads: number;
+  batch: number;
+  size: number;
+  img_s: number;
+  median_s: number;
+}
+
+export interface TtaResult {
+  bench: 'wolfpack_time_to_accuracy';
+  target: number;
+  max_epochs: number;
+  views: number;
+  command: string;
+  runs: TtaRun[];
+  peer: PeerRun<PeerStepResult>;
+  /** Step images/s over PyTorch's frozen-backbone step (above 1: wolfpack is faster). */
+  ratio: Partial<Record<TtaVariant, number>>;
+}
+
+export function ttaFlags(variant: TtaVariant, views: number): string[] {
+  switch (variant) {
+    case 'demo': return [];
+    case 'augment-none': return ['--augment', 'none'];
+    case 'augment-none+cache': return ['--augment', 'none', '--cache-features'];
+    case 'views+cache': return ['--views', String(views), '--cache-features'];
+  }
+}
+
+export function demoArgs(fixture: Fixture, maxEpochs: number): string[] {
+  const d = DEMO_DEFAULTS;
+  return ['--data', fixture.data, '--weights', fixture.weights, '--workers', String(d.workers), '--epochs', String(maxEpochs), '--batch-size', String(d.batchSize),
+    '--image-size', String(d.imageSize), '--freeze', d.freeze, '--bn', d.bn, '--lr', String(d.lr), '--backend', 'wasm', '--timeout', '120'];
+}
+
+function stepRate(run: TrainRun, batch: number, epochs?: number[]): number {
+  const byEpoch = new Map<number, number[]>();
+  for (const s of run.coordinatorSteps) {
+    if (epochs && !epochs.includes(s.epoch)) continue;
+    byEpoch.set(s.epoch, [...(byEpoch.get(s.epoch) ?? []), s.time_ms]);
+  }
+  const intervals: number[] = [];
+  for (const ts of byEpoch.values()) {
+    ts.sort((a, b) => a - b);
+    for (let i = 1; i < ts.length; i++) intervals.push(ts[i] - ts[i - 1]);
+  }
+  const total = intervals.reduce((a, b) => a + b, 0);
+  return intervals.length > 0 && total > 0 ? (intervals.length * batch) / (total / 1000) : NaN;
+}
+
+export async function benchTimeToAccuracy(opts: { fixture: Fixture; target?: number; maxEpochs?: number; views?: number; variants?: readonly TtaVariant[]; peer?: boolean; progress?: (l: string) => void }): Promise<TtaResult> {
+  const target = opts.target ?? 0.7;
+  const maxEpochs = opts.maxEpochs ?? 12;
+  const views = opts.views ?? 2;
+  const batch = DEMO_DEFAULTS.batchSize;
+  const runs: TtaRun[] = [];
+  for (const variant of opts.variants ?? TTA_VARIANTS) {
+    const flags = ttaFlags(variant, views);
+    const out = join(packageRoot, 'runs', 'bench', `tta-${variant.replace('+', '-')}`);
+    rmSync(out, { recursive: true, force: true });
+    const quiet = await waitQuiet({ onWait: (b) => opts.progress?.(`waiting for the machine to quieten (CPU ${(b * 100).toFixed(0)}% busy)`) });
+    opts.progress?.(`time to accuracy ${target}: ${variant}${flags.length ? ` (${flags.join(' ')})` : ''}, at most ${maxEpochs} epochs`);
+    const run = await runTrain({ args: [...demoArgs(opts.fixture, maxEpochs), ...flags], out, timeoutMs: 900_000, stopWhen: (e) => e.val_accuracy >= target });
+    const epochs: TtaEpoch[] = run.epochs.map((e) => {
+      const steps = run.steps.filter((s) => s.epoch === e.epoch - 1);
+      const samples = steps.reduce((a, s) => a + s.samples, 0);
+      return { epoch: e.epoch, val_accuracy: round(e.val_accuracy, 4), images_per_s: round(e.images_per_s, 1), epoch_time_s: round(e.epoch_time_s, 2), wall_s: round(e.wall_s, 1),
+        cache_hit_rate: samples > 0 ? round(steps.reduce((a, s) => a + s.cached, 0) / samples, 3) : 0 };
+    });
+    const hit = epochs.find((e) => e.val_accuracy >= target);
+    const last = epochs.length > 0 ? epochs[epochs.length - 1].epoch : 1;
+    runs.push({
+      variant, flags, reached: hit !== undefined, epoch: hit?.epoch ?? null, wall_s: hit?.wall_s ?? null,
+      train_s: hit ? round(epochs.filter((e) => e.epoch <= hit.epoch).reduce((a, e) => a + e.epoch_time_s, 0), 2) : null,
+      epochs, step_images_per_s: round(stepRate(run, batch), 1), last_epoch_step_images_per_s: round(stepRate(run, batch, [last]), 1), quiet,
+    });
+  }
+  let peer: PeerRun<PeerStepResult>;
+  if (opts.peer === false) {
+    peer = { ok: false, command: '', skipped: '--no-peer' };
+  } else {
+    await waitQuiet();
+    opts.progress?.(`PyTorch peer: frozen-backbone step, 2 threads, batch ${batch}, ${DEMO_DEFAULTS.imageSize}x${DEMO_DEFAULTS.imageSize}`);
+    peer = await torchStep({ mode: 'frozen', threads: 2, batch, size: DEMO_DEFAULTS.imageSize, reps: 7 });
+  }
+  const ratio: Partial<Record<TtaVariant, number>> = {};
+  if (peer.ok) for (const r of runs) ratio[r.variant] = round(r.last_epoch_step_images_per_s / peer.result.img_s, 3);
+  return {
+    bench: 'wolfpack_time_to_accuracy', target, max_epochs: maxEpochs, views,
+    command: `WOLFPACK_LOG_LEVEL=debug wolfpack train ${demoArgs(opts.fixture, maxEpochs).join(' ')} [variant flags] --out runs/bench/tta-...`, runs, peer, ratio,
+  };
+}
+
+/** bench/peers/torch_resnet50_step.py: PyTorch images/s of one kind of step at any size and batch. */
+export async function torchStep(o: { mode: 'forward' | 'frozen' | 'full'; threads: number; batch: number; size: number; reps?: number }): Promise<PeerRun<PeerStepResult>> {
+  const args = ['--threads', String(o.threads), '--batch', String(o.batch), '--size', String(o.size), '--mode', o.mode, '--reps', String(o.reps ?? 5)];
+  const r = await runBenchPeer<PeerStepResult>('torch_resnet50_step.py', args, 600_000);
+  return r.ok ? { ok: true, command: r.command, result: r.result[0] } : r;
+}

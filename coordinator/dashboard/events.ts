@@ -1,0 +1,135 @@
+// What a running job reports as it goes, for a live view (the dashboard, ./server.ts) or a program (the
+// `train()` API, shared/api/train.ts): one call per completed step, per epoch, per ring formed, per
+// notable event (joins, losses, best checkpoint). runJob (coordinator/job.ts) calls an optional
+// `JobEvents` sink; every method is optional. A sink runs on the job's own loop: it must return quickly
+// and must not throw (wrap user code with `guardEvents`).
+import type { Logger } from '../../shared/log.js';
+import type { MessageOf, Timings } from '../../shared/protocol/messages.js';
+import type { EpochMetrics } from '../checkpoints.js';
+import type { Member } from '../server.js';
+import { describe, type MemberLost } from '../cluster.js';
+
+/** One completed global step. */
+export interface StepEvent {
+  /** Epoch, 1-based. */
+  epoch: number;
+  /** Step within the epoch, 1-based. */
+  step: number;
+  /** Steps per epoch. */
+  steps: number;
+  /** Global steps completed since the run began (all epochs). */
+  global_step: number;
+  /** Mean loss over the global batch; NaN when the step was skipped. */
+  loss: number;
+  /** The step was skipped on every replica (a non-finite loss or gradient somewhere). */
+  skipped: boolean;
+  /** Global batch / the slowest rank's step time. */
+  images_per_s: number;
+  /** Per rank: its share of the batch, its step time (data + compute + all-reduce + update) and images/s. */
+  ranks: { rank: number; samples: number; step_ms: number; images_per_s: number }[];
+}
+
+/** A member of the ring, as a dashboard shows it. */
+export interface MemberInfo {
+  memberId: string;
+  rank: number;
+  host: string;
+  pid: number;
+  backend: string;
+  ringHost: string;
+  ringPort: number;
+}
+
+export type JobEventKind = 'joined' | 'lost' | 'best';
+
+/** Something worth a line in an events list. */
+export interface JobEvent {
+  kind: JobEventKind;
+  text: string;
+  /** The workers it concerns (joined, lost). */
+  memberIds?: string[];
+}
+
+/** A member's heartbeat as the coordinator saw it (CoordinatorServer.heartbeat()). */
+export type HeartbeatProbe = (memberId: string) => { last: number; closed: boolean } | undefined;
+
+export interface JobEvents {
+  /** The coordinator listens on `port`; `heartbeat` reads a member's last heartbeat at any time. */
+  listening?(info: { port: number; heartbeat: HeartbeatProbe }): void;
+  /** After every global step (skipped ones included). */
+  step?(s: StepEvent): void;
+  /** At every epoch end, with the figures written to metrics.jsonl. */
+  epoch?(m: EpochMetrics): void;
+  /** After a ring is formed (the first one and every re-formed one): the members in rank order. */
+  members?(members: MemberInfo[], generation: number): void;
+  /** Joins, losses, a new best checkpoint. */
+  event?(e: JobEvent): void;
+}
+
+const stepMs = (t: Timings): number => t.data + t.compute + t.allreduce + t.update;
+
+/** The StepEvent of one step from the ranks' stepDone replies (in any order). */
+export function stepEvent(at: { epoch: number; step: number; steps: number; global_step: number }, replies: MessageOf<'stepDone'>[]): StepEvent {
+  const ranks = replies.map((r) => {
+    const ms = stepMs(r.timings);
+    return { rank: r.rank, samples: r.samples, step_ms: ms, images_per_s: ms > 0 ? r.samples / (ms / 1000) : 0 };
+  }).sort((a, b) => a.rank - b.rank);
+  const slowest = Math.max(0, ...ranks.map((r) => r.step_ms));
+  const samples = ranks.reduce((a, r) => a + r.samples, 0);
+  const first = replies[0];
+  return {
+    ...at, loss: first.skipped ? NaN : first.loss, skipped: first.skipped,
+    images_per_s: slowest > 0 ? samples / (slowest / 1000) : 0, ranks,
+  };
+}
+
+/** The ring's members in rank order. */
+export function memberInfos(members: Member[]): MemberInfo[] {
+  return members.map((m, rank) => ({
+    memberId: m.hello.memberId, rank, host: m.hello.host, pid: m.hello.pid, backend: m.hello.backend,
+    ringHost: m.hello.ringHost, ringPort: m.hello.ringPort,
+  }));
+}
+
+export function joinedEvent(members: Member[]): JobEvent {
+  return { kind: 'joined', text: `${members.length} worker(s) joined: ${members.map(describe).join(', ')}`, memberIds: members.map((m) => m.hello.memberId) };
+}
+
+/** `member` was lost: because of `cause` (its own MemberLost, or another's it was pruned with) or in a phase. */
+export function lostEvent(member: Member, cause: MemberLost | string): JobEvent {
+  const text = typeof cause === 'string' ? `worker ${describe(member)} lost ${cause}`
+    : cause.member === member ? cause.message : `worker ${describe(member)} lost (along with ${describe(cause.member)})`;
+  return { kind: 'lost', text, memberIds: [member.hello.memberId] };
+}
+
+/**
+ * `events` with every call guarded: a method that throws is logged (once per method) and the job goes
+ * on. For sinks that run user code.
+ */
+export function guardEvents(events: JobEvents, log: Logger): JobEvents {
+  const warned = new Set<string>();
+  const guard = <A extends unknown[]>(name: keyof JobEvents, fn: ((...a: A) => void) | undefined) => fn && ((...a: A) => {
+    try {
+      fn.apply(events, a);
+    } catch (e) {
+      if (!warned.has(name)) log.warn({ callback: name, err: (e as Error).message }, `events.${name} threw; the job goes on`);
+      warned.add(name);
+    }
+  });
+  return {
+    listening: guard('listening', events.listening), step: guard('step', events.step), epoch: guard('epoch', events.epoch),
+    members: guard('members', events.members), event: guard('event', events.event),
+  };
+}
+
+/** One sink that calls each of `sinks` in turn. */
+export function fanOut(...sinks: (JobEvents | undefined)[]): JobEvents {
+  const all = sinks.filter((s): s is JobEvents => s !== undefined);
+  return {
+    listening: (i) => { for (const s of all) s.listening?.(i); },
+    step: (x) => { for (const s of all) s.step?.(x); },
+    epoch: (m) => { for (const s of all) s.epoch?.(m); },
+    members: (m, g) => { for (const s of all) s.members?.(m, g); },
+    event: (e) => { for (const s of all) s.event?.(e); },
+  };
+}

@@ -1,0 +1,144 @@
+// The feature cache (--cache-features): the cache's bound and LRU eviction, the view a step's samples
+// are keyed by, that a head step on cached features is the step computeGradients takes on the images,
+// and, end to end, that training with the cache gives the same weights as without it.
+import { join } from 'node:path';
+import t from 'tap';
+import { selectBackend } from '../../shared/backend/select.js';
+import { tf } from '../../shared/backend/tf.js';
+import { initModel } from '../../shared/model/weights.js';
+import { Replica, type Batch } from '../../shared/train/replica.js';
+import { readCkpt } from '../../shared/weights/ckpt.js';
+import { toFloat32 } from '../../shared/weights/host-tensor.js';
+import { FeatureCache, featureKey, stepLoadOptions, viewPlan } from '../../worker/feature-cache.js';
+import { runCli } from '../helpers/processes.js';
+import { makeTinyJob, tinyTrainArgs } from '../helpers/tiny-job.js';
+
+t.test('FeatureCache: bounded, least recently used evicted, rows copied in', async (t) => {
+  const c = new FeatureCache(4, 3 * 4 * 4); // room for 3 rows
+  t.equal(c.capacity, 3);
+  const row = (v: number) => Float32Array.from([v, v + 1, v + 2, v + 3]);
+  const src = row(10);
+  c.put('a', src);
+  src.fill(0);
+  t.same([...c.get('a')!], [10, 11, 12, 13], 'put copies the row');
+  c.put('b', row(20));
+  c.put('c', row(30));
+  t.ok(c.get('a'), 'a is now the most recently used');
+  c.put('d', row(40));
+  t.equal(c.size, 3, 'never more than capacity');
+  t.notOk(c.has('b'), 'the least recently used entry (b) was evicted');
+  t.ok(c.has('a') && c.has('c') && c.has('d'));
+  t.same([...c.get('d')!], [40, 41, 42, 43], 'the evicted slot holds the new row');
+  c.put('c', row(50));
+  t.same([...c.get('c')!], [50, 51, 52, 53], 'put on an existing key replaces the row');
+  t.equal(c.stats().evictions, 1);
+  t.equal(c.get('zz'), undefined);
+  t.ok(c.bytes <= 256 * 4 * 4, 'storage is allocated by page, not for the whole bound');
+  t.throws(() => new FeatureCache(2048, 100), /hold no/);
+});
+
+t.test('views: --augment none is one eval view per content; --views K repeats every K epochs', async (t) => {
+  const s = { h: 'ab'.repeat(16), l: 1, i: 7 };
+  const none = viewPlan({ augment: 'none' }, 5);
+  t.same(none, { train: false, drawEpoch: 5, view: 'eval' });
+  t.equal(featureKey(s, none), s.h, 'eval view: keyed by content alone');
+  const k3 = (e: number) => featureKey(s, viewPlan({ augment: 'train', views: 3 }, e));
+  t.equal(k3(1), k3(4), 'epoch 1 and 4 share a view with K=3');
+  t.not(k3(1), k3(2));
+  t.not(k3(1), featureKey({ ...s, i: 8 }, viewPlan({ augment: 'train', views: 3 }, 1)), 'the draw depends on the sample index, so the key does');
+  t.same(stepLoadOptions({ augment: 'train', views: 3, imageSize: 32, seed: 2 }, 7), { size: 32, seed: 2, epoch: 1, train: true });
+  t.same(stepLoadOptions({ imageSize: 32, seed: 2 }, 7), { size: 32, seed: 2, epoch: 7, train: true }, 'defaults: a new draw every epoch');
+});
+
+function batch(count: number, size: number, seed: number): Batch {
+  const images = new Float32Array(count * size * size * 3);
+  let s = seed >>> 0;
+  for (let i = 0; i < images.length; i++) {
+    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
+    images[i] = s / 2147483648 - 1;
+  }
+  return { images, labels: Int32Array.from({ length: count }, (_, i) => (i + seed) % 2), count, size };
+}
+
+t.test('Replica.computeHeadGradients on computeFeatures = computeGradients on the images', async (t) => {
+  await selectBackend('wasm');
+  const start = tf.memory().numTensors;
+  const state = initModel({ flavour: 'mindspore', width: 4, numClasses: 2 }, 4);
+  const replica = new Replica(state, { lr: 0.01, momentum: 0.9, freeze: 'backbone', bn: 'frozen' });
+  const base = tf.memory().numTensors;
+  const b = batch(5, 32, 3);
+  await replica.computeGradients(b, 8);
+  const want = Float32Array.from(replica.buffer);
+  // features computed in two parts (as a cache fills them), then one head step on all of them
+  const f1 = await replica.computeFeatures({ ...b, count: 2 });
+  const rest = { ...b, images: b.images.subarray(2 * 32 * 32 * 3), labels: b.labels.subarray(2), count: 3 };
+  const f2 = await replica.computeFeatures(rest);
+  t.equal(f1.length, 2 * replica.featureDim);
+  const features = new Float32Array(5 * replica.featureDim);
+  features.set(f1);
+  features.set(f2, f1.length);
+  await replica.computeHeadGradients(features, b.labels, 5, 8);
+  let worst = 0;
+  for (let i = 0; i < want.length; i++) worst = Math.max(worst, Math.abs(want[i] - replica.buffer[i]) / Math.max(1e-6, Math.abs(want[i])));
+  t.ok(worst <= 1e-5, `same gradients, loss and metrics (max rel diff ${worst.toExponential(2)})`);
+  t.equal(replica.buffer[replica.buffer.length - 2], 5, 'samples');
+  t.equal(tf.memory().numTensors, base, 'no tensor left behind');
+  const full = new Replica(state, { lr: 0.01, momentum: 0.9, freeze: 'none', bn: 'frozen' });
+  await t.rejects(full.computeFeatures(b), /--freeze backbone and --bn frozen/);
+  full.dispose();
+  replica.dispose();
+  t.equal(tf.memory().numTensors, start);
+});
+
+async function weightsOf(file: string): Promise<Map<string, Float32Array>> {
+  const m = await readCkpt(file);
+  return new Map([...m].map(([k, v]) => [k, toFloat32(v)]));
+}
+
+t.test('training with --cache-features gives the weights training without it gives', async (t) => {
+  const job = await makeTinyJob();
+  t.teardown(job.cleanup);
+  const common = ['--freeze', 'backbone', '--bn', 'frozen', '--epochs', '3'];
+  for (const view of [['--augment', 'none'], ['--views', '2']]) {
+    const runs: Map<string, Float32Array>[] = [];
+    let cachedSteps = 0;
+    for (const [n, cache] of [[1, false], [2, true]] as const) {
+      const out = join(job.dir, `out-${view.join('')}-${n}-${String(cache)}`);
+      const r = await runCli(['train', '--workers', String(n), ...tinyTrainArgs(job, out, [...common, ...view, ...(cache ? ['--cache-features'] : [])])],
+        120_000, { WOLFPACK_LOG_LEVEL: 'debug' });
+      t.equal(r.code, 0, `${view.join(' ')} ${cache ? 'with' : 'without'} the cache exits 0${r.code ? `: ${r.stderr.slice(-2000)}` : ''}`);
+      if (cache) {
+        for (const line of r.stderr.split('\n')) {
+          if (line.includes('"step timings"')) cachedSteps += (JSON.parse(line) as { cached: number }).cached > 0 ? 1 : 0;
+        }
+      }
+      runs.push(await weightsOf(join(out, 'last.ckpt')));
+    }
+    t.ok(cachedSteps > 0, `${view.join(' ')}: later epochs ran on cached features (${cachedSteps} worker-steps)`);
+    // largest |a-b| over the largest |a|, per tensor (as test/e2e/data-parallel.test.ts)
+    let worst = 0;
+    for (const [name, a] of runs[0]) {
+      const b = runs[1].get(name)!;
+      let scale = 1e-12;
+      let d = 0;
+      for (let i = 0; i < a.length; i++) {
+        scale = Math.max(scale, Math.abs(a[i]));
+        d = Math.max(d, Math.abs(a[i] - b[i]));
+      }
+      worst = Math.max(worst, d / scale);
+    }
+    t.ok(worst <= 1e-5, `${view.join(' ')}: same weights with and without the cache (max rel diff ${worst.toExponential(2)})`);
+  }
+});
+
+t.test('--cache-features is refused where features change or never repeat', async (t) => {
+  const job = await makeTinyJob();
+  t.teardown(job.cleanup);
+  const out = join(job.dir, 'out-refused');
+  const a = await runCli(['train', '--workers', '1', ...tinyTrainArgs(job, out, ['--cache-features', '--augment', 'none'])], 60_000);
+  t.not(a.code, 0);
+  t.match(a.stderr, /--cache-features needs --freeze backbone and --bn frozen/);
+  const b = await runCli(['train', '--workers', '1', ...tinyTrainArgs(job, out, ['--cache-features', '--freeze', 'backbone', '--bn', 'frozen'])], 60_000);
+  t.not(b.code, 0);
+  t.match(b.stderr, /needs --views K .* or --augment none/);
+});
