@@ -56,6 +56,8 @@ export interface JobOptions {
   stepTimeoutMs?: number;
   /** Longest wait for workers to join (ms; default 10 minutes). */
   joinTimeoutMs?: number;
+  /** Longest wait for replacements once fewer than --min-workers are left (ms; default joinTimeoutMs). */
+  rejoinTimeoutMs?: number;
   /** Stop after this many non-finite steps in a row (default 5). */
   maxBadSteps?: number;
   /** Steps sent ahead of the one being computed, so workers decode while they compute. */
@@ -418,8 +420,9 @@ export async function runJob(opts: JobOptions): Promise<JobResult> {
       if (reports.length > 0) done = Math.max(reports[0].lastStep + 1, epoch * S);
       while (cluster.members.length < Math.max(1, minWorkers)) {
         log.warn({ have: cluster.members.length, need: Math.max(1, minWorkers) }, 'waiting for workers to (re)join');
-        if (server.waiting === 0) await server.arrival(joinTimeout);
-        if (server.waiting === 0) throw new WolfpackError('E_WORKER', `only ${cluster.members.length} worker(s) left and none joined within ${joinTimeout / 1000} s (--min-workers ${minWorkers})`);
+        const rejoin = opts.rejoinTimeoutMs ?? joinTimeout;
+        if (server.waiting === 0) await server.arrival(rejoin);
+        if (server.waiting === 0) throw new WolfpackError('E_WORKER', `only ${cluster.members.length} worker(s) left and none joined within ${rejoin / 1000} s (--min-workers ${minWorkers})`);
         const joiners = server.takeArrivals();
         await cluster.admit(joiners);
         cluster.members.push(...joiners);

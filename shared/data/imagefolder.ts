@@ -85,11 +85,13 @@ async function listImages(dir: string): Promise<string[]> {
   return files;
 }
 
-// Why a file cannot be used, or undefined if its header decodes to a real image.
+// Why a file cannot be used, or undefined if it decodes to a real image. The whole image is decoded,
+// not just its header: a file cut short after a valid header would otherwise pass here and fail on
+// every worker that draws it.
 async function unreadableReason(path: string): Promise<string | undefined> {
   try {
-    const meta = await sharp(path, { failOn: 'error' }).metadata();
-    if (!meta.width || !meta.height) return 'no image size in header';
+    const { info } = await sharp(path, { failOn: 'error' }).raw().toBuffer({ resolveWithObject: true });
+    if (!info.width || !info.height) return 'no image size';
     return undefined;
   } catch (e) {
     return (e as Error).message;

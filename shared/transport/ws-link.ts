@@ -227,7 +227,11 @@ export class RingOutgoing {
       this.failure = new WolfpackError('E_WORKER', `ring link to rank ${this.hello.rank}: closed`);
       this.rejectQueued(this.failure);
     }
-    if (this.ws.readyState === WebSocket.OPEN) this.ws.close(1000);
+    if (this.ws.readyState === WebSocket.OPEN) {
+      this.ws.close(1000);
+      // An unreachable peer never answers the close; don't keep the socket (and the process) for ws's 30 s.
+      setTimeout(() => this.ws.terminate(), 1000).unref();
+    }
   }
 
   private write(tag: number, data: Float32Array, resolve: () => void, reject: (err: unknown) => void): void {
