@@ -16,7 +16,7 @@ import type { ModelState, Slot } from '../model/state.js';
 import { ParamTensors } from '../model/tensors.js';
 import { argmaxRows, sparseSoftmaxCrossEntropy } from '../train/loss.js';
 import { momentumStep, movingAverage } from '../train/momentum.js';
-import { METRIC, ReduceLayout } from '../train/reduce-buffer.js';
+import { ReduceLayout } from '../train/reduce-buffer.js';
 import type { Batch, StepMetrics, TrainOptions } from '../train/replica.js';
 import { FlatGpuParams } from './webgpu-flat.js';
 import { backboneWebGpu, forwardWebGpu } from './webgpu-resnet.js';
@@ -148,15 +148,8 @@ export class WebGpuReplica {
           off += statsOut.reduce((n, s) => n + (s.mean.size + s.variance.size) * 4, 0);
         }
         if (this.gpu.hostGradients) this.reduce.grads(buf).set(take(this.flat.count));
-        let correct = 0;
-        for (let i = 0; i < batch.count; i++) if (predicted[i] === batch.labels[i]) correct++;
         const finite = flags.every((f) => f === 0);
-        const m = this.reduce.metrics(buf);
-        m[METRIC.lossSum] = lossSum;
-        m[METRIC.correct] = correct;
-        m[METRIC.samples] = batch.count;
-        m[METRIC.nonFinite] = finite && Number.isFinite(lossSum) ? 0 : 1;
-        this.localNonFinite = m[METRIC.nonFinite] !== 0;
+        this.localNonFinite = this.reduce.writeMetrics(buf, { lossSum, predicted, labels: batch.labels, count: batch.count, finite });
       });
       this.timings.read = performance.now() - t1;
     } finally {
@@ -169,11 +162,7 @@ export class WebGpuReplica {
   /** As Replica.applyReduced: Momentum on the trained parameters, moving averages of the statistics. */
   applyReduced(): StepMetrics {
     const buf = this.buffer;
-    const m = this.reduce.metrics(buf);
-    const metrics: StepMetrics = {
-      loss: m[METRIC.lossSum], correct: Math.round(m[METRIC.correct]), samples: Math.round(m[METRIC.samples]),
-      skipped: m[METRIC.nonFinite] !== 0,
-    };
+    const metrics: StepMetrics = this.reduce.readMetrics(buf);
     if (metrics.skipped) return metrics;
     const t0 = performance.now();
     const { lr, momentum } = this.options;

@@ -41,4 +41,25 @@ export class ReduceLayout {
   metrics(buf: Float32Array): Float32Array {
     return buf.subarray(this.metricsOffset, this.size);
   }
+
+  /**
+   * Writes this replica's metrics: its loss sum, how many of its `count` predictions match `labels`,
+   * and the non-finite flag. Returns whether this replica's loss or gradients were non-finite.
+   */
+  writeMetrics(buf: Float32Array, r: { lossSum: number; predicted: Int32Array; labels: ArrayLike<number>; count: number; finite: boolean }): boolean {
+    let correct = 0;
+    for (let i = 0; i < r.count; i++) if (r.predicted[i] === r.labels[i]) correct++;
+    const m = this.metrics(buf);
+    m[METRIC.lossSum] = r.lossSum;
+    m[METRIC.correct] = correct;
+    m[METRIC.samples] = r.count;
+    m[METRIC.nonFinite] = r.finite && Number.isFinite(r.lossSum) ? 0 : 1;
+    return m[METRIC.nonFinite] !== 0;
+  }
+
+  /** The summed metrics of a reduced buffer. */
+  readMetrics(buf: Float32Array): { loss: number; correct: number; samples: number; skipped: boolean } {
+    const m = this.metrics(buf);
+    return { loss: m[METRIC.lossSum], correct: Math.round(m[METRIC.correct]), samples: Math.round(m[METRIC.samples]), skipped: m[METRIC.nonFinite] !== 0 };
+  }
 }

@@ -10,7 +10,7 @@ import { ParamTensors } from '../model/tensors.js';
 import { argmaxRows } from './loss.js';
 import { sparseSoftmaxCrossEntropy } from './loss.js';
 import { momentumStep, movingAverage, type MomentumConfig } from './momentum.js';
-import { METRIC, ReduceLayout, type BnMode } from './reduce-buffer.js';
+import { ReduceLayout, type BnMode } from './reduce-buffer.js';
 
 export interface TrainOptions extends MomentumConfig {
   freeze: Freeze;
@@ -131,14 +131,7 @@ export class Replica {
       }
       const lossSum = (await result.value.data())[0];
       const predicted = argmaxRows((await logitsKept!.data()) as Float32Array, net.config.numClasses);
-      let correct = 0;
-      for (let i = 0; i < batch.count; i++) if (predicted[i] === batch.labels[i]) correct++;
-      const m = this.reduce.metrics(buf);
-      m[METRIC.lossSum] = lossSum;
-      m[METRIC.correct] = correct;
-      m[METRIC.samples] = batch.count;
-      m[METRIC.nonFinite] = finite && Number.isFinite(lossSum) ? 0 : 1;
-      this.localNonFinite = m[METRIC.nonFinite] !== 0;
+      this.localNonFinite = this.reduce.writeMetrics(buf, { lossSum, predicted, labels: batch.labels, count: batch.count, finite });
     } finally {
       x.dispose();
       y.dispose();
@@ -218,14 +211,7 @@ export class Replica {
       for (let i = 0; i < grads.length; i++) if (!Number.isFinite(grads[i])) { finite = false; break; }
       const lossSum = (await result.value.data())[0];
       const predicted = argmaxRows((await logitsKept!.data()) as Float32Array, net.config.numClasses);
-      let correct = 0;
-      for (let i = 0; i < count; i++) if (predicted[i] === labels[i]) correct++;
-      const m = this.reduce.metrics(buf);
-      m[METRIC.lossSum] = lossSum;
-      m[METRIC.correct] = correct;
-      m[METRIC.samples] = count;
-      m[METRIC.nonFinite] = finite && Number.isFinite(lossSum) ? 0 : 1;
-      this.localNonFinite = m[METRIC.nonFinite] !== 0;
+      this.localNonFinite = this.reduce.writeMetrics(buf, { lossSum, predicted, labels, count, finite });
     } finally {
       f.dispose();
       y.dispose();
@@ -237,11 +223,7 @@ export class Replica {
   /** Applies the summed buffer: Momentum on the trained parameters and the moving statistics. */
   applyReduced(): StepMetrics {
     const buf = this.buffer;
-    const m = this.reduce.metrics(buf);
-    const metrics: StepMetrics = {
-      loss: m[METRIC.lossSum], correct: Math.round(m[METRIC.correct]), samples: Math.round(m[METRIC.samples]),
-      skipped: m[METRIC.nonFinite] !== 0,
-    };
+    const metrics: StepMetrics = this.reduce.readMetrics(buf);
     if (metrics.skipped) return metrics; // every replica sees the same flag and skips together
     momentumStep(this.state.params, this.accum, this.reduce.grads(buf), this.reduce.gradBegin, this.reduce.gradEnd, this.options);
     this.tensors.refresh(this.trained, 'params');
