@@ -6,7 +6,9 @@
 //  - growth: tf.memory().numTensors and RSS, which every worker reports after each step (its
 //    'step timings' debug line), over a run of several epochs at a small image size -- epoch ends,
 //    evaluations and checkpoint transfers included. A leak shows as a count that moves or an RSS that
-//    keeps climbing after the first epoch; the figure is the RSS slope over the later epochs.
+//    keeps climbing after the first epoch; the figures are each epoch's median RSS and the RSS slope over
+//    the later epochs. (Rank 0 also sends the whole state to the coordinator at every epoch end, so its
+//    RSS saw-tooths with the garbage collector; a leak is a trend, not a tooth.)
 import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Freeze } from '../shared/model/state.js';
@@ -44,6 +46,8 @@ export interface GrowthFigure {
   /** Worker RSS (MiB, median over workers) after the first epoch's last step and after the run's last step. */
   rss_after_epoch1_mib: number;
   rss_last_mib: number;
+  /** Per worker, the median RSS (MiB) over each epoch's steps: growth shows as a rising row. */
+  rss_epoch_medians_mib: number[][];
   /** Least-squares RSS slope over steps after the first epoch, MiB per 100 steps (median over workers). */
   rss_slope_mib_per_100_steps: number;
   /** Per worker: [step, RSS MiB] after every step. */
@@ -88,7 +92,7 @@ export async function benchMemory(opts: {
 }): Promise<MemoryResult> {
   const peakSize = opts.peakSize ?? 224;
   const peakBatch = opts.peakBatch ?? 18;
-  const peakSteps = opts.peakSteps ?? 3;
+  const peakSteps = opts.peakSteps ?? 2;
   const result: MemoryResult = { bench: 'wolfpack_memory', peak: [], growth: [] };
   const wait = () => waitQuiet({ onWait: (b) => opts.progress?.(`waiting for the machine to quieten (CPU ${(b * 100).toFixed(0)}% busy)`) });
 
@@ -109,8 +113,8 @@ export async function benchMemory(opts: {
   }
 
   for (const freeze of opts.growthFreeze ?? (['backbone', 'none'] as Freeze[])) {
-    const size = opts.growthSize ?? (freeze === 'backbone' ? 64 : 32);
-    const epochs = opts.growthEpochs ?? 4;
+    const size = opts.growthSize ?? 32;
+    const epochs = opts.growthEpochs ?? (freeze === 'backbone' ? 12 : 6);
     const out = join(packageRoot, 'runs', 'bench', `memory-growth-${freeze}`);
     rmSync(out, { recursive: true, force: true });
     const quiet = await wait();
@@ -127,6 +131,8 @@ export async function benchMemory(opts: {
       tensors_distinct: [...new Set(run.steps.map((s) => s.numTensors))].sort((a, b) => a - b),
       rss_after_epoch1_mib: round(med(perWorker.map((s) => (epoch1Last(s)?.rss ?? NaN) / MiB)), 1),
       rss_last_mib: round(med(perWorker.map((s) => (s.at(-1)?.rss ?? NaN) / MiB)), 1),
+      rss_epoch_medians_mib: perWorker.map((steps) => [...new Set(steps.map((x) => x.epoch))].sort((a, b) => a - b)
+        .map((e) => round(med(steps.filter((x) => x.epoch === e).map((x) => x.rss / MiB)), 0))),
       rss_slope_mib_per_100_steps: round(med(series.map((s) => slope(s.points.filter(([step]) => run.steps.find((x) => x.step === step)!.epoch > 0)) * 100)), 2),
       series, command: `WOLFPACK_LOG_LEVEL=debug wolfpack train ${args.join(' ')} --out ${out}`, quiet,
     });

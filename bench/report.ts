@@ -90,7 +90,7 @@ export function ttaSection(t: TtaResult): string {
   const peer = t.peer.ok ? t.peer.result : undefined;
   const rows = t.runs.map((r) => [
     `${r.variant}${r.flags.length ? ` (\`${r.flags.join(' ')}\`)` : ''}`,
-    r.reached ? String(r.epoch) : `not in ${t.max_epochs}`, fmt(r.wall_s, 1), fmt(r.train_s, 1),
+    r.reached ? String(r.epoch) : `not in ${t.max_epochs}`, fmt(r.wall_s, 1), fmt(r.epochs_s, 1),
     r.epochs.map((e) => e.images_per_s.toFixed(0)).join(' '),
     r.epochs.map((e) => pct(e.cache_hit_rate)).join(' '),
     fmt(r.step_images_per_s, 0), fmt(r.last_epoch_step_images_per_s, 0), fmt(t.ratio[r.variant], 2),
@@ -102,7 +102,7 @@ export function ttaSection(t: TtaResult): string {
     `Target validation accuracy ${t.target} (at most ${t.max_epochs} epochs; --views ${t.views} for views+cache).` +
       (peer ? ` PyTorch frozen-backbone step, ${peer.threads} threads, batch ${peer.batch}, ${peer.size}x${peer.size}: ${fmt(peer.img_s, 1)} images/s.` : ''),
     '',
-    table(['demo variant', 'epoch reached', 'wall s to target', 'training s to target', 'images/s per epoch (metrics)', 'cache hits per epoch',
+    table(['demo variant', 'epoch reached', 'wall s to target', 'epoch s to target (steps + eval + state fetch)', 'images/s per epoch (metrics)', 'cache hits per epoch',
       'step images/s', 'step images/s, last epoch', 'last epoch / PyTorch'], rows),
     quietLine(t.runs.map((r) => r.quiet)),
   ].join('\n') + '\n';
@@ -111,13 +111,13 @@ export function ttaSection(t: TtaResult): string {
 export function memorySection(m: MemoryResult): string {
   const peakRows = m.peak.map((p) => [`--freeze ${p.freeze}, ${p.batch_per_worker} images/worker, ${p.image_size}x${p.image_size}`, p.peak_rss_mib.map((v) => v.toFixed(0)).join(', '), String(p.steps), p.note ?? '']);
   const growthRows = m.growth.map((g) => [`--freeze ${g.freeze}, ${g.image_size}x${g.image_size}, ${g.epochs} epochs`, String(g.steps),
-    g.tensors_distinct.join(', '), fmt(g.rss_after_epoch1_mib, 0), fmt(g.rss_last_mib, 0), fmt(g.rss_slope_mib_per_100_steps, 2)]);
+    g.tensors_distinct.join(', '), g.rss_epoch_medians_mib.map((w) => w.join(' ')).join('<br>'), fmt(g.rss_slope_mib_per_100_steps, 2)]);
   return [
     ...m.peak.map((p) => `$ ${p.command}`),
     ...m.growth.map((g) => `$ ${g.command}`),
     '',
     table(['peak RSS per worker (2 workers)', 'VmHWM MiB (each worker)', 'steps', 'note'], peakRows),
-    table(['growth (2 workers)', 'steps per worker', 'tf numTensors seen', 'RSS after epoch 1 MiB', 'RSS at end MiB', 'RSS slope after epoch 1, MiB/100 steps'], growthRows),
+    table(['growth (2 workers)', 'steps per worker', 'tf numTensors seen (all steps)', 'RSS MiB per epoch (median; a row per worker)', 'RSS slope after epoch 1, MiB/100 steps'], growthRows),
     quietLine([...m.peak.map((p) => p.quiet), ...m.growth.map((g) => g.quiet)]),
   ].join('\n') + '\n';
 }

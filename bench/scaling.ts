@@ -2,10 +2,11 @@
 // ring all-reduce over loopback) with N workers, against N times the images/s of one worker
 // (scaling efficiency), for the frozen backbone and for full fine-tuning.
 //
-// Each worker gets the same share of every step (`batchPerWorker`; the global batch is N times it), as
-// DDP benchmarks do, on the demo's data set at a small image size. Throughput is taken in steady state
-// from the coordinator's step completions (its 'step' debug lines): the first `skipSteps` steps (start-up,
-// kernel compilation) are left out, and so are the epoch-end evaluation and checkpointing. The step-time
+// Each worker gets the same share of every step (`batchPerWorker`, default the lab's batch of 18; the
+// global batch is N times it), as DDP benchmarks do, on the demo's data set at a small image size.
+// Throughput is taken in steady state from the coordinator's step completions (its 'step' debug lines):
+// the first `skipSteps` steps (start-up, kernel compilation) are left out, and so are the epoch ends
+// (evaluation and checkpointing); the run is stopped after skipSteps + measureSteps steps. The step-time
 // breakdown (decode wait, forward+backward, all-reduce, update) is the workers' own timings (their
 // 'step timings' debug lines), medians over the same steps and all workers; 'other' is the rest of the
 // step interval (the coordinator's round trip, and ranks waiting for each other).
@@ -28,7 +29,7 @@ export interface ScalingOptions {
   /** Steps at the start of the epoch left out of the figures (default 3). */
   skipSteps?: number;
   repeats?: number;
-  /** Steps timed after the skipped ones; the run is stopped then (default 10). */
+  /** Steps timed after the skipped ones; the run is stopped then (default 10; epochs' first steps not counted). */
   measureSteps?: number;
   backend?: string;
   progress?: (line: string) => void;
@@ -46,8 +47,6 @@ export interface Breakdown {
 export interface ScalingRun {
   workers: number;
   images_per_s: number;
-  /** The epoch's images/s as metrics.jsonl reports it (start-up step and all included). */
-  metrics_images_per_s: number;
   breakdown: Breakdown;
   steps_measured: number;
   skipped_steps: number;
@@ -79,8 +78,18 @@ export interface ScalingResult {
   runs: ScalingRun[];
 }
 
+/** Worker step records in the measured window: past the first `skip` global steps, no epoch's first step. */
+function measuredSteps(run: TrainRun, skip: number): TrainRun['steps'] {
+  const firstOfEpoch = new Set<number>();
+  for (const s of run.steps) {
+    const prev = run.steps.find((x) => x.pid === s.pid && x.step === s.step - 1);
+    if (prev === undefined || prev.epoch !== s.epoch) firstOfEpoch.add(s.step);
+  }
+  return run.steps.filter((s) => s.step >= skip && !firstOfEpoch.has(s.step));
+}
+
 function breakdownOf(run: TrainRun, skip: number, stepMs: number): Breakdown {
-  const steps = run.steps.filter((s) => s.epoch === 0 && s.step >= skip);
+  const steps = measuredSteps(run, skip);
   const m = (k: keyof StepTimings) => median(steps.map((s) => s.timings[k]));
   const b = { data_ms: m('data'), compute_ms: m('compute'), allreduce_ms: m('allreduce'), update_ms: m('update') };
   const sum = b.data_ms + b.compute_ms + b.allreduce_ms + b.update_ms;
@@ -92,26 +101,32 @@ function roundAll<T extends Record<string, number>>(o: T): T {
   return Object.fromEntries(Object.entries(o).map(([k, v]) => [k, round(v, 1)])) as T;
 }
 
-/** Steady-state images/s and the median step interval from the coordinator's step completions. */
+/**
+ * Steady-state images/s and the median step interval from the coordinator's step completions: the
+ * intervals between consecutive steps of one epoch, past the first `skip` steps of the run (an epoch's
+ * first step, which follows the previous epoch's evaluation and checkpoint, has no interval).
+ */
 function steady(run: TrainRun, skip: number, globalBatch: number): { imagesPerS: number; stepMs: number; steps: number } {
-  const done = run.coordinatorSteps.filter((s) => s.epoch === 1).sort((a, b) => a.step - b.step);
-  const use = done.filter((s) => s.step >= skip);
-  if (use.length < 2) return { imagesPerS: NaN, stepMs: NaN, steps: 0 };
-  const span = (use[use.length - 1].time_ms - use[0].time_ms) / 1000;
-  const intervals = use.slice(1).map((s, i) => s.time_ms - use[i].time_ms);
-  return { imagesPerS: ((use.length - 1) * globalBatch) / span, stepMs: median(intervals), steps: use.length - 1 };
+  const done = [...run.coordinatorSteps].sort((a, b) => a.time_ms - b.time_ms);
+  const intervals: number[] = [];
+  for (let k = Math.max(1, skip); k < done.length; k++) {
+    if (done[k].epoch === done[k - 1].epoch) intervals.push(done[k].time_ms - done[k - 1].time_ms);
+  }
+  if (intervals.length === 0) return { imagesPerS: NaN, stepMs: NaN, steps: 0 };
+  const total = intervals.reduce((a, b) => a + b, 0) / 1000;
+  return { imagesPerS: (intervals.length * globalBatch) / total, stepMs: median(intervals), steps: intervals.length };
 }
 
 export function scalingArgs(o: { fixture: Fixture; freeze: Freeze; workers: number; imageSize: number; batchPerWorker: number; backend: string }): string[] {
   return ['--data', o.fixture.data, '--weights', o.fixture.weights, '--workers', String(o.workers), '--batch-size', String(o.batchPerWorker * o.workers),
-    '--epochs', '1', '--image-size', String(o.imageSize), '--freeze', o.freeze, '--bn', o.freeze === 'backbone' ? 'frozen' : 'train',
+    '--epochs', '20', '--image-size', String(o.imageSize), '--freeze', o.freeze, '--bn', o.freeze === 'backbone' ? 'frozen' : 'train',
     '--lr', '0.0001', '--backend', o.backend, '--timeout', '120'];
 }
 
 export async function benchScaling(opts: ScalingOptions): Promise<ScalingResult> {
   const workers = opts.workers ?? [1, 2];
   const imageSize = opts.imageSize ?? 64;
-  const batchPerWorker = opts.batchPerWorker ?? 9;
+  const batchPerWorker = opts.batchPerWorker ?? 18;
   const skip = opts.skipSteps ?? 3;
   const repeats = opts.repeats ?? 1;
   const backend = opts.backend ?? 'wasm';
@@ -125,8 +140,7 @@ export async function benchScaling(opts: ScalingOptions): Promise<ScalingResult>
       const run = await runTrain({ args: scalingArgs({ fixture: opts.fixture, freeze: opts.freeze, workers: n, imageSize, batchPerWorker, backend }), out, timeoutMs: 600_000, stopAfterSteps: skip + (opts.measureSteps ?? 10) });
       const s = steady(run, skip, batchPerWorker * n);
       runs.push({
-        workers: n, images_per_s: round(s.imagesPerS, 2), metrics_images_per_s: round(run.epochs[0]?.images_per_s ?? NaN, 2),
-        breakdown: breakdownOf(run, skip, s.stepMs), steps_measured: s.steps,
+        workers: n, images_per_s: round(s.imagesPerS, 2), breakdown: breakdownOf(run, skip, s.stepMs), steps_measured: s.steps,
         skipped_steps: (run.epochs[0] as unknown as { skipped_steps?: number } | undefined)?.skipped_steps ?? 0, quiet, wall_s: round(run.wall_s, 1),
       });
     }

@@ -9,8 +9,8 @@
 //   augment-none+cache   --augment none --cache-features: backbone features computed once per sample
 //   views+cache          --views K --cache-features: K augmentation draws per sample, each cached
 // The time is the wall time from starting `wolfpack train` (process start, weights, ring) until the
-// epoch's metrics line that first meets the target; the training-only time (sum of epoch_time_s, no
-// evaluation or checkpoints) is given beside it. Step throughput is from the coordinator's step
+// epoch's metrics line that first meets the target; beside it the sum of the epochs' epoch_time_s
+// (metrics.jsonl: the steps, the epoch-end evaluation and state fetch; not start-up or checkpoint writes). Step throughput is from the coordinator's step
 // completions, the first step of each epoch left out.
 import { rmSync } from 'node:fs';
 import { join } from 'node:path';
@@ -42,7 +42,8 @@ export interface TtaRun {
   /** First epoch whose validation accuracy met the target (1-based), or null. */
   epoch: number | null;
   wall_s: number | null;
-  train_s: number | null;
+  /** Sum of epoch_time_s up to the target epoch (steps, evaluation and state fetch). */
+  epochs_s: number | null;
   epochs: TtaEpoch[];
   /** Median step throughput over the run's steps (first step of each epoch left out), images/s. */
   step_images_per_s: number;
@@ -125,7 +126,7 @@ export async function benchTimeToAccuracy(opts: { fixture: Fixture; target?: num
     const last = epochs.length > 0 ? epochs[epochs.length - 1].epoch : 1;
     runs.push({
       variant, flags, reached: hit !== undefined, epoch: hit?.epoch ?? null, wall_s: hit?.wall_s ?? null,
-      train_s: hit ? round(epochs.filter((e) => e.epoch <= hit.epoch).reduce((a, e) => a + e.epoch_time_s, 0), 2) : null,
+      epochs_s: hit ? round(epochs.filter((e) => e.epoch <= hit.epoch).reduce((a, e) => a + e.epoch_time_s, 0), 2) : null,
       epochs, step_images_per_s: round(stepRate(run, batch), 1), last_epoch_step_images_per_s: round(stepRate(run, batch, [last]), 1), quiet,
     });
   }

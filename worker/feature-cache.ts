@@ -147,6 +147,37 @@ export interface StepFeatures {
   cached: number;
   /** Samples the backbone ran on in this step. */
   computed: number;
+  /** Step positions of the computed samples (their rows are in `features`). */
+  computedAt: number[];
+}
+
+// ---- sharing new features over the ring ------------------------------------------------------------
+// The coordinator deals each epoch's samples out afresh, so without sharing a worker would meet a
+// sample it never computed about half the time in epoch 2 (with 2 workers), a quarter in epoch 3, ...
+// Instead every rank puts the rows it computed this step into its own slots of an exchange buffer
+// (zeros elsewhere) and the ring SUM all-reduces it: each slot has exactly one writer, so the sum
+// hands every rank every new row exactly (x + 0 = x), and from the second epoch on every rank has them
+// all. A slot is [1, sample index, hash length, hash in 24-bit pieces, features]; 24-bit integers are
+// exact in float32.
+
+const HASH_PIECES = 11; // 64 hex digits = 256 bits <= 11 * 24
+const SLOT_HEADER = 3 + HASH_PIECES;
+
+/** Float32s of the exchange buffer for a global batch over `world` ranks. */
+export function exchangeSize(dim: number, globalBatch: number, world: number): number {
+  return world * Math.ceil(globalBatch / world) * (SLOT_HEADER + dim);
+}
+
+function packHash(h: string, out: Float32Array, off: number): void {
+  const hex = h.padEnd(HASH_PIECES * 6, '0');
+  out[off] = h.length;
+  for (let k = 0; k < HASH_PIECES; k++) out[off + 1 + k] = parseInt(hex.slice(k * 6, k * 6 + 6), 16);
+}
+
+function unpackHash(buf: Float32Array, off: number): string {
+  let hex = '';
+  for (let k = 0; k < HASH_PIECES; k++) hex += Math.round(buf[off + 1 + k]).toString(16).padStart(6, '0');
+  return hex.slice(0, Math.round(buf[off]));
 }
 
 /** A worker's use of the cache: which images a step must decode, and the features of all its samples. */
@@ -204,6 +235,44 @@ export class StepFeatureCache {
         this.cache.put(featureKey(samples[k], plan), row);
       });
     }
-    return { features, labels, cached, computed: count };
+    return { features, labels, cached, computed: count, computedAt: count > 0 ? [...fromDecoded.map(({ k }) => k), ...missing] : [] };
   }
+
+  /** The exchange buffer of this step with this rank's newly computed rows in its slots (see above). */
+  packExchange(rank: number, world: number, samples: SampleRef[], f: StepFeatures): Float32Array {
+    const dim = this.cache.dim;
+    const slot = SLOT_HEADER + dim;
+    const per = Math.ceil(this.config.globalBatch / world);
+    const size = exchangeSize(dim, this.config.globalBatch, world);
+    if (this.exchange?.length !== size) this.exchange = new Float32Array(size); // world changes when the ring is re-formed
+    const buf = this.exchange;
+    buf.fill(0);
+    f.computedAt.slice(0, per).forEach((k, n) => {
+      const o = (rank * per + n) * slot;
+      buf[o] = 1;
+      buf[o + 1] = samples[k].i;
+      packHash(samples[k].h, buf, o + 2);
+      buf.set(f.features.subarray(k * dim, (k + 1) * dim), o + SLOT_HEADER);
+    });
+    return buf;
+  }
+
+  /** Stores every row of the summed exchange buffer (the other ranks' new rows, and this rank's again). */
+  unpackExchange(buf: Float32Array, epoch: number): number {
+    const plan = viewPlan(this.config, epoch);
+    const slot = SLOT_HEADER + this.cache.dim;
+    let n = 0;
+    for (let o = 0; o + slot <= buf.length; o += slot) {
+      if (buf[o] !== 1) continue;
+      const sample = { h: unpackHash(buf, o + 2), l: 0, i: Math.round(buf[o + 1]) };
+      const key = featureKey(sample, plan);
+      if (!this.cache.has(key)) {
+        this.cache.put(key, buf.subarray(o + SLOT_HEADER, o + slot));
+        n++;
+      }
+    }
+    return n;
+  }
+
+  private exchange: Float32Array | undefined;
 }

@@ -35,7 +35,7 @@ import { WebGpuReplica } from '../shared/backend/webgpu-replica.js';
 type AnyReplica = Replica | WebGpuReplica;
 import { ImageCache, loadBatch } from './batch-loader.js';
 import { Heartbeat } from './heartbeat.js';
-import { stepLoadOptions, StepFeatureCache, type StepBatch } from './feature-cache.js'; // feature cache
+import { exchangeSize, stepLoadOptions, StepFeatureCache, type StepBatch, type StepFeatures } from './feature-cache.js'; // feature cache
 
 export interface WorkerOptions {
   connect: string;
@@ -292,10 +292,11 @@ class WorkerSession {
     // --- feature cache: the head alone on cached + newly computed features ---
     const fc = this.featureCache();
     let cached = 0;
+    let computed: StepFeatures | undefined;
     if (fc !== undefined && replica instanceof Replica) {
-      const f = await fc.features(replica, msg.samples, msg.epoch, batch);
-      cached = f.cached;
-      await replica.computeHeadGradients(f.features, f.labels, msg.samples.length, this.config.globalBatch);
+      computed = await fc.features(replica, msg.samples, msg.epoch, batch);
+      cached = computed.cached;
+      await replica.computeHeadGradients(computed.features, computed.labels, msg.samples.length, this.config.globalBatch);
     } else {
       await replica.computeGradients(batch, this.config.globalBatch);
     }
@@ -304,6 +305,14 @@ class WorkerSession {
     if (nonFinite) this.log.warn({ step: msg.step }, 'non-finite loss or gradient on this replica');
     const t2 = performance.now();
     if (this.link) await ringAllReduce(replica.buffer, this.rank, this.world, this.link, { step: this.collective++, chunkElems: this.config.chunkElems });
+    // feature cache: every rank shares the features it computed this step, so all ranks have them all
+    // (a rank without the cache, e.g. on webgpu, takes part with an empty buffer: collectives must pair up)
+    if (this.config.cacheFeatures === true && this.link) {
+      const ex = fc !== undefined && computed !== undefined ? fc.packExchange(this.rank, this.world, msg.samples, computed)
+        : new Float32Array(exchangeSize(this.state!.layout.net.fc.inF, this.config.globalBatch, this.world));
+      await ringAllReduce(ex, this.rank, this.world, this.link, { step: this.collective++, chunkElems: this.config.chunkElems });
+      fc?.unpackExchange(ex, msg.epoch);
+    }
     const t3 = performance.now();
     const m = replica.applyReduced();
     this.lastStep = msg.step;

@@ -30,7 +30,7 @@ const USAGE = [
   '       wolfpack bench allreduce-vs-gloo [--rounds 3] [--json]   (N=2,3,4 at 25,557,032 and 4,098 floats, Gloo, raw TCP)',
   '       wolfpack bench rawtcp [--bytes 102228128] [--duplex] [--json]',
   '       wolfpack bench curve [--procs 2,4] [--png bench/results/allreduce-curve.png] [--json]',
-  '       wolfpack bench scaling [--freeze backbone|none] [--repeats 2] [--image-size 64] [--batch-per-worker 9] [--json]',
+  '       wolfpack bench scaling [--freeze backbone|none] [--repeats 2] [--image-size 64] [--batch-per-worker 18] [--workers 1,2] [--json]',
   `       wolfpack bench tta [--target 0.7] [--max-epochs 12] [--views 2] [--variants ${TTA_VARIANTS.join(',')}] [--no-peer] [--json]`,
   '       wolfpack bench memory [--skip-peak] [--json]',
   '       wolfpack bench all [--quick] [--out bench/results]   (every benchmark above with its peer; markdown, JSON and PNG in --out)',
@@ -196,7 +196,7 @@ async function runScaling(argv: string[]): Promise<number> {
   for (const freeze of modes) {
     results.push(await benchScaling({
       fixture, freeze, workers: intList(values, 'workers', [1, 2]), repeats: num(values, 'repeats', 2, { int: true, min: 1, max: 20 }),
-      imageSize: num(values, 'image-size', 64, { int: true, min: 16, max: 1024 }), batchPerWorker: num(values, 'batch-per-worker', 9, { int: true, min: 1, max: 256 }), progress,
+      imageSize: num(values, 'image-size', 64, { int: true, min: 16, max: 1024 }), batchPerWorker: num(values, 'batch-per-worker', 18, { int: true, min: 1, max: 256 }), progress,
     }));
   }
   emit(values.json === true, { machine: machineInfo(), scaling: results }, `${machineLine(machineInfo())}\n${scalingSection(results)}`);
@@ -254,13 +254,13 @@ async function runAll(argv: string[]): Promise<number> {
   const allreduce = await timed('all-reduce vs Gloo', () => compareAllreduce({ rounds: quick ? 1 : 3, progress }));
   const curve = await timed('all-reduce curve', () => allreduceCurve({ procs: [2, 4], sizes: CURVE_SIZES, png: join(outDir, 'allreduce-curve.png'), progress }));
   const modelQuiet = await waitQuiet();
-  const model = await timed('model', () => compareModel({ backend: oneOf(values, 'backend', BACKENDS, 'wasm'), imageSize: 224, batch: 4, reps: 2, threads: 2, peer: true }));
+  const model = await timed('model', () => compareModel({ backend: oneOf(values, 'backend', BACKENDS, 'auto'), imageSize: 224, batch: 4, reps: 2, threads: 2, peer: true }));
   const scaling: ScalingResult[] = [];
   for (const freeze of ['backbone', 'none'] as const) {
-    scaling.push(await timed(`scaling ${freeze}`, () => benchScaling({ fixture, freeze, repeats: quick ? 1 : 2, progress })));
+    scaling.push(await timed(`scaling ${freeze}`, () => benchScaling({ fixture, freeze, repeats: quick ? 1 : 3, measureSteps: freeze === 'none' ? 8 : 10, progress })));
   }
   const tta = await timed('time to accuracy', () => benchTimeToAccuracy({ fixture, target: 0.7, maxEpochs: 12, views: 2, progress }));
-  const memory = await timed('memory', () => benchMemory({ fixture, peakSteps: quick ? 2 : 3, growthEpochs: quick ? 2 : 4, progress }));
+  const memory = await timed('memory', () => benchMemory({ fixture, peakSteps: 2, ...(quick ? { growthEpochs: 2 } : {}), progress }));
   const seconds = (performance.now() - started) / 1000;
 
   const md = [
@@ -270,24 +270,24 @@ async function runAll(argv: string[]): Promise<number> {
     '',
     machineLine(machine),
     '',
-    '## All-reduce against PyTorch Gloo',
+    `## All-reduce against PyTorch Gloo (${machine.cpu_model}, ${machine.cores} cores)`,
     '',
     allreduceSection(allreduce),
-    '## All-reduce busbw against message size',
+    `## All-reduce busbw against message size (${machine.cpu_model}, ${machine.cores} cores)`,
     '',
     curveSection(curve),
-    '## ResNet-50 compute against PyTorch (224x224)',
+    `## ResNet-50 compute against PyTorch (224x224) (${machine.cpu_model}, ${machine.cores} cores)`,
     '',
     ...(model.peer.command ? [`$ ${model.peer.command}${model.peer.ok ? '' : `   (skipped: ${model.peer.skipped})`}`, ''] : []),
     modelTable(model, true) + quietLine([modelQuiet]),
     '',
-    '## Scaling with N local workers',
+    `## Scaling with N local workers (${machine.cpu_model}, ${machine.cores} cores)`,
     '',
     scalingSection(scaling),
-    '## Time to accuracy (the demo) and the feature cache',
+    `## Time to accuracy (the demo) and the feature cache (${machine.cpu_model}, ${machine.cores} cores)`,
     '',
     ttaSection(tta),
-    '## Memory per worker',
+    `## Memory per worker (${machine.cpu_model}, ${machine.cores} cores)`,
     '',
     memorySection(memory),
   ].join('\n');

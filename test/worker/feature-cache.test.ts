@@ -9,7 +9,9 @@ import { initModel } from '../../shared/model/weights.js';
 import { Replica, type Batch } from '../../shared/train/replica.js';
 import { readCkpt } from '../../shared/weights/ckpt.js';
 import { toFloat32 } from '../../shared/weights/host-tensor.js';
-import { FeatureCache, featureKey, stepLoadOptions, viewPlan } from '../../worker/feature-cache.js';
+import type { JobConfig } from '../../shared/protocol/messages.js';
+import { ImageCache } from '../../worker/batch-loader.js';
+import { exchangeSize, FeatureCache, featureKey, StepFeatureCache, stepLoadOptions, viewPlan } from '../../worker/feature-cache.js';
 import { runCli } from '../helpers/processes.js';
 import { makeTinyJob, tinyTrainArgs } from '../helpers/tiny-job.js';
 
@@ -35,6 +37,29 @@ t.test('FeatureCache: bounded, least recently used evicted, rows copied in', asy
   t.equal(c.get('zz'), undefined);
   t.ok(c.bytes <= 256 * 4 * 4, 'storage is allocated by page, not for the whole bound');
   t.throws(() => new FeatureCache(2048, 100), /hold no/);
+});
+
+t.test('the exchange buffer carries each rank\'s new rows, keyed by hash and index, to every rank', async (t) => {
+  const config: JobConfig = { jobId: 'j', flavour: 'mindspore', width: 4, numClasses: 2, classes: ['a', 'b'], imageSize: 32, freeze: 'backbone', bn: 'frozen',
+    lr: 0.1, momentum: 0.9, seed: 0, globalBatch: 5, chunkElems: 1024, augment: 'none', cacheFeatures: true };
+  const images = new ImageCache();
+  const a = new StepFeatureCache({ ...config }, images, 3);
+  const b = new StepFeatureCache({ ...config }, images, 3);
+  const hash = (c: string) => c.repeat(64);
+  const sa = [{ h: hash('a'), l: 0, i: 0 }, { h: hash('b'), l: 1, i: 1 }, { h: 'c'.repeat(32), l: 0, i: 2 }];
+  const sb = [{ h: hash('d'), l: 1, i: 3 }, { h: 'e'.repeat(40), l: 0, i: 16777215 }];
+  const fa = { features: Float32Array.from([1, 2, 3, 4, 5, 6, 7, 8, 9]), labels: Int32Array.from([0, 1, 0]), cached: 1, computed: 2, computedAt: [0, 2] };
+  const fb = { features: Float32Array.from([-1, -2, -3, 0.5, 1e-30, 3e38]), labels: Int32Array.from([1, 0]), cached: 0, computed: 2, computedAt: [0, 1] };
+  const ea = Float32Array.from(a.packExchange(0, 2, sa, fa));
+  const eb = b.packExchange(1, 2, sb, fb);
+  t.equal(ea.length, exchangeSize(3, 5, 2));
+  for (let i = 0; i < ea.length; i++) eb[i] += ea[i]; // what the ring's SUM does
+  t.equal(a.unpackExchange(eb, 0), 4, 'all four new rows stored on rank 0');
+  const get = (c: StepFeatureCache, s: { h: string }) => [...(c.cache.get(featureKey({ ...s, l: 0, i: 0 }, viewPlan(config, 0))) ?? [])];
+  t.same(get(a, sa[2]), [7, 8, 9]);
+  t.same(get(a, sb[0]), [-1, -2, -3]);
+  t.same(get(a, sb[1]), [Math.fround(0.5), Math.fround(1e-30), Math.fround(3e38)], 'values pass the sum exactly; short hashes round-trip');
+  t.notOk(a.cache.has(sa[1].h), 'a cached (not computed) row is not sent again');
 });
 
 t.test('views: --augment none is one eval view per content; --views K repeats every K epochs', async (t) => {
@@ -102,6 +127,8 @@ t.test('training with --cache-features gives the weights training without it giv
   for (const view of [['--augment', 'none'], ['--views', '2']]) {
     const runs: Map<string, Float32Array>[] = [];
     let cachedSteps = 0;
+    let repeatMisses = 0; // samples computed again in an epoch whose view was seen before (shared over the ring: none)
+    const firstRepeat = view.includes('none') ? 1 : 2;
     for (const [n, cache] of [[1, false], [2, true]] as const) {
       const out = join(job.dir, `out-${view.join('')}-${n}-${String(cache)}`);
       const r = await runCli(['train', '--workers', String(n), ...tinyTrainArgs(job, out, [...common, ...view, ...(cache ? ['--cache-features'] : [])])],
@@ -109,12 +136,16 @@ t.test('training with --cache-features gives the weights training without it giv
       t.equal(r.code, 0, `${view.join(' ')} ${cache ? 'with' : 'without'} the cache exits 0${r.code ? `: ${r.stderr.slice(-2000)}` : ''}`);
       if (cache) {
         for (const line of r.stderr.split('\n')) {
-          if (line.includes('"step timings"')) cachedSteps += (JSON.parse(line) as { cached: number }).cached > 0 ? 1 : 0;
+          if (!line.includes('"step timings"')) continue;
+          const rec = JSON.parse(line) as { cached: number; samples: number; epoch: number };
+          cachedSteps += rec.cached > 0 ? 1 : 0;
+          if (rec.epoch >= firstRepeat) repeatMisses += rec.samples - rec.cached;
         }
       }
       runs.push(await weightsOf(join(out, 'last.ckpt')));
     }
     t.ok(cachedSteps > 0, `${view.join(' ')}: later epochs ran on cached features (${cachedSteps} worker-steps)`);
+    t.equal(repeatMisses, 0, `${view.join(' ')}: from epoch ${firstRepeat + 1} on, every sample's features were cached on whichever worker got it`);
     // largest |a-b| over the largest |a|, per tensor (as test/e2e/data-parallel.test.ts)
     let worst = 0;
     for (const [name, a] of runs[0]) {
