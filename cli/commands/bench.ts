@@ -7,7 +7,7 @@
 // markdown (bench/results/latest.md, .json, and the curve's PNG). Ratios are wolfpack's speed over the
 // peer's: above 1, wolfpack is faster.
 import { mkdir, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { join, relative } from 'node:path';
 import { runAllreduceBench, runRawTcpBench, type AllreduceBenchResult } from '../../bench/allreduce.js';
 import { allreduceCurve, compareAllreduce, CURVE_SIZES } from '../../bench/allreduce-compare.js';
 import { demoFixture } from '../../bench/fixture.js';
@@ -253,6 +253,7 @@ async function runAll(argv: string[]): Promise<number> {
 
   const allreduce = await timed('all-reduce vs Gloo', () => compareAllreduce({ rounds: quick ? 1 : 3, progress }));
   const curve = await timed('all-reduce curve', () => allreduceCurve({ procs: [2, 4], sizes: CURVE_SIZES, png: join(outDir, 'allreduce-curve.png'), progress }));
+  curve.png = relative(packageRoot, curve.png ?? '');
   const modelQuiet = await waitQuiet();
   const model = await timed('model', () => compareModel({ backend: oneOf(values, 'backend', BACKENDS, 'auto'), imageSize: 224, batch: 4, reps: 2, threads: 2, peer: true }));
   const scaling: ScalingResult[] = [];

@@ -126,7 +126,12 @@ export function featureCacheFrom(values: Record<string, unknown>, defaults: Part
       throw new WolfpackError('E_USAGE', '--cache-features with --augment train needs --views K (K augmentation draws per sample, reused every K epochs) or --augment none: otherwise no feature is ever seen twice');
     }
   }
-  return { augment, views, cacheFeatures, featureCacheMb };
+  // only what was asked for (flag or caller default), so a job without these flags keeps its JobConfig as it was
+  const given = (flag: string, key: keyof JobOptions) => values[flag] !== undefined || defaults[key] !== undefined;
+  return {
+    ...(given('augment', 'augment') ? { augment } : {}), ...(given('views', 'views') ? { views } : {}),
+    ...(given('cache-features', 'cacheFeatures') ? { cacheFeatures } : {}), ...(given('feature-cache-mb', 'featureCacheMb') ? { featureCacheMb } : {}),
+  };
 }
 // --- end feature cache ---
 
