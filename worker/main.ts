@@ -48,6 +48,11 @@ export interface WorkerOptions {
   timeoutMs?: number;
   /** Which GPU adapter (webgpu) this worker uses, on a host with several. */
   gpuIndex?: number;
+  /**
+   * Where a webgpu replica runs Momentum: 'gpu' (one kernel over the flat buffer; fastest) or 'host'
+   * (the same JS loop as every other backend, bit for bit: for rings that mix backends).
+   */
+  webgpuOptimizer?: 'gpu' | 'host';
   /** Shared token and TLS trust (shared/auth/config.ts); none: loopback ring only, no authentication. */
   security?: WorkerSecurity;
   /** The flags `security` came from, for the heartbeat thread to authenticate the same way. */
@@ -111,6 +116,7 @@ export async function runWorker(opts: WorkerOptions): Promise<void> {
   const memberId = randomBytes(16).toString('hex');
   let heartbeat: Heartbeat | undefined;
   const w = new WorkerSession(ch, listener, log, timeoutMs, secret, ringGuard);
+  w.webgpuOptimizer = opts.webgpuOptimizer ?? 'gpu';
   try {
     await authenticateToCoordinator(ch, secret, opts.connect, timeoutMs); // auth
     await ch.send({ type: 'hello', host: hostname(), ringHost: opts.advertise ?? (ringBind === '0.0.0.0' ? '127.0.0.1' : ringBind), ringPort: listener.port, backend: sel.backend, pid: process.pid, memberId });
@@ -136,6 +142,7 @@ export async function runWorker(opts: WorkerOptions): Promise<void> {
 /** A worker's life after admission: ring generations, steps, evaluations. */
 class WorkerSession {
   config!: JobConfig;
+  webgpuOptimizer: 'gpu' | 'host' = 'gpu';
   log: Logger;
   rank = 0;
   private world = 1;
@@ -257,10 +264,10 @@ class WorkerSession {
     }
     this.replica?.dispose();
     const trainOptions = { lr: config.lr, momentum: config.momentum, freeze: config.freeze, bn: config.bn };
-    // On webgpu the optimizer runs on the host ('host'): bit-identical to the other backends' replicas,
-    // so a ring may mix backends and the epoch checksums still agree.
+    // On webgpu, Momentum runs as one GPU kernel by default; replicas on webgpu agree bit for bit with
+    // each other, and a ring that mixes backends uses 'host' (the epoch checksums catch a mismatch).
     this.replica = tf.getBackend() === 'webgpu'
-      ? new WebGpuReplica(state, trainOptions, accum, { optimizer: 'host' })
+      ? new WebGpuReplica(state, trainOptions, accum, { optimizer: this.webgpuOptimizer })
       : new Replica(state, trainOptions, accum);
     this.lastStep = msg.lastStep;
     await this.ch.send({ type: 'ready', rank, generation });

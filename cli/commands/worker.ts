@@ -11,11 +11,11 @@ import { loggerFrom, securityFlagsFrom, WORKER_SECURITY_FLAGS, WORKER_SECURITY_U
 
 export const worker: Command = {
   summary: 'Join a coordinator as a worker.',
-  usage: 'wolfpack worker --connect ws://HOST:PORT|wss://HOST:PORT [--backend auto|...] [--gpu INDEX] [--ring-bind 127.0.0.1] [--advertise HOST] ' +
+  usage: 'wolfpack worker --connect ws://HOST:PORT|wss://HOST:PORT [--backend auto|...] [--gpu INDEX] [--webgpu-optimizer gpu|host] [--ring-bind 127.0.0.1] [--advertise HOST] ' +
     `[--timeout SECONDS] ${WORKER_SECURITY_USAGE}`,
   async run(argv) {
     const { values } = parse(argv, {
-      connect: { type: 'string' }, backend: { type: 'string' }, gpu: { type: 'string' }, 'ring-bind': { type: 'string' }, advertise: { type: 'string' },
+      connect: { type: 'string' }, backend: { type: 'string' }, gpu: { type: 'string' }, 'webgpu-optimizer': { type: 'string' }, 'ring-bind': { type: 'string' }, advertise: { type: 'string' },
       timeout: { type: 'string' }, 'log-format': { type: 'string' }, 'log-level': { type: 'string' }, ...WORKER_SECURITY_FLAGS,
     });
     const securityFlags = securityFlagsFrom(values);
@@ -28,6 +28,7 @@ export const worker: Command = {
       connect: str(values, 'connect'), backend: oneOf(values, 'backend', BACKENDS, 'auto'),
       ringBind, advertise: optStr(values, 'advertise'),
       gpuIndex: values.gpu === undefined ? undefined : num(values, 'gpu', 0, { int: true, min: 0 }),
+      webgpuOptimizer: oneOf(values, 'webgpu-optimizer', ['gpu', 'host'] as const, 'gpu'),
       timeoutMs: num(values, 'timeout', 600, { min: 1 }) * 1000, security, securityFlags, logger,
     });
     return 0;
