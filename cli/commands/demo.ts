@@ -27,29 +27,38 @@ export const DEMO_DEFAULTS = {
   workers: 2, epochs: 20, batchSize: 18, imageSize: 64, freeze: 'backbone', bn: 'frozen', lr: 0.0002,
 } as const;
 
+/**
+ * The demo's data set and calibrated starting checkpoint under `dir`, generated where missing (the
+ * benchmarks use the same assets). `say` reports what is being written.
+ */
+export async function demoAssets(dir: string, say: (line: string) => void = () => undefined): Promise<{ data: string; weights: string }> {
+  const data = join(dir, 'data');
+  const weights = join(dir, 'resnet50.ckpt');
+  if (!existsSync(join(data, 'train'))) {
+    say(`generating the demo data set in ${data}`);
+    await generateSyntheticCanidae(data, { trainPerClass: 120, valPerClass: 30, seed: 0 });
+  }
+  if (!existsSync(weights)) {
+    say(`writing a starting checkpoint (ResNet-50, MindSpore format, 10-class head) to ${weights}`);
+    await mkdir(dir, { recursive: true });
+    const state = initModel({ flavour: 'mindspore', width: 64, numClasses: 10 }, 0);
+    await selectBackend('auto');
+    const { train } = await scanSplit(data);
+    const picks = train.samples.filter((_, i) => i % 2 === 0);
+    const size = DEMO_DEFAULTS.imageSize;
+    const images = new Float32Array(picks.length * size * size * 3);
+    for (const [k, s] of picks.entries()) images.set(await evalTransform(await readFile(s.path), size, s.path), k * size * size * 3);
+    await calibrateBatchNorm(state, images, picks.length, size);
+    await writeCkpt(weights, tensorsFromModel(state));
+  }
+  return { data, weights };
+}
+
 export const demo: Command = {
   summary: 'Generate a small dogs-vs-wolves-like data set and a starting checkpoint, then train on 2 local workers.',
   usage: 'wolfpack demo [any `wolfpack train` flag to override the demo defaults]',
   async run(argv) {
-    const data = join(DEMO_DIR, 'data');
-    const weights = join(DEMO_DIR, 'resnet50.ckpt');
-    if (!existsSync(join(data, 'train'))) {
-      process.stdout.write(`generating the demo data set in ${data}\n`);
-      await generateSyntheticCanidae(data, { trainPerClass: 120, valPerClass: 30, seed: 0 });
-    }
-    if (!existsSync(weights)) {
-      process.stdout.write(`writing a starting checkpoint (ResNet-50, MindSpore format, 10-class head) to ${weights}\n`);
-      await mkdir(DEMO_DIR, { recursive: true });
-      const state = initModel({ flavour: 'mindspore', width: 64, numClasses: 10 }, 0);
-      await selectBackend('auto');
-      const { train } = await scanSplit(data);
-      const picks = train.samples.filter((_, i) => i % 2 === 0);
-      const size = DEMO_DEFAULTS.imageSize;
-      const images = new Float32Array(picks.length * size * size * 3);
-      for (const [k, s] of picks.entries()) images.set(await evalTransform(await readFile(s.path), size, s.path), k * size * size * 3);
-      await calibrateBatchNorm(state, images, picks.length, size);
-      await writeCkpt(weights, tensorsFromModel(state));
-    }
+    const { data, weights } = await demoAssets(DEMO_DIR, (line) => process.stdout.write(line + '\n'));
     return trainLocally(argv, { data, weights, out: join(DEMO_DIR, 'out'), ...DEMO_DEFAULTS });
   },
 };
