@@ -84,7 +84,7 @@ function openSocket(url: string, timeoutMs: number, log: Logger, ca?: Buffer): P
   return new Promise((resolve, reject) => {
     const ws = new WebSocket(url, { maxPayload: WORKER_MAX_PAYLOAD, perMessageDeflate: false, handshakeTimeout: timeoutMs, ...(ca ? { ca } : {}) });
     ws.once('open', () => resolve(new Channel(ws, 'coordinator', log, WORKER_MAX_PAYLOAD)));
-    ws.once('error', (e) => reject(new WolfpackError('E_WORKER', `cannot reach the coordinator at ${url}: ${e.message}`)));
+    ws.once('error', (e: NodeJS.ErrnoException) => reject(new WolfpackError('E_WORKER', `cannot reach the coordinator at ${url}: ${e.message}`, { errno: e.code })));
   });
 }
 
@@ -103,6 +103,28 @@ async function receiveWeights(ch: Channel, bufs: Record<'params' | 'stats' | 'ac
   }
 }
 
+/**
+ * Connects to the coordinator, retrying while it cannot be reached (not started yet, or a network
+ * path that is coming back) for up to `timeoutMs`, as torchrun's agents retry their rendezvous.
+ */
+const RETRYABLE = new Set(['ECONNREFUSED', 'EHOSTUNREACH', 'ENETUNREACH', 'ETIMEDOUT', 'ECONNRESET', 'EAI_AGAIN']);
+
+async function connectWithRetry(url: string, timeoutMs: number, log: Logger, ca?: Buffer): Promise<Channel> {
+  const deadline = Date.now() + timeoutMs;
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await openSocket(url, Math.max(1000, deadline - Date.now()), log, ca);
+    } catch (e) {
+      const err = e as WolfpackError;
+      // Only an unreachable address is worth another try; a refused certificate or handshake is not.
+      const transient = err.code === 'E_WORKER' && RETRYABLE.has(String(err.details?.errno));
+      if (!transient || Date.now() + 500 > deadline) throw e;
+      if (attempt === 1) log.info({ url, reason: err.message }, 'coordinator not reachable yet; retrying');
+      await new Promise((r) => setTimeout(r, 500));
+    }
+  }
+}
+
 export async function runWorker(opts: WorkerOptions): Promise<void> {
   const timeoutMs = opts.timeoutMs ?? 120_000;
   const sel = await selectBackend(opts.backend, opts.logger, { gpuIndex: opts.gpuIndex });
@@ -112,7 +134,7 @@ export async function runWorker(opts: WorkerOptions): Promise<void> {
   const ringGuard = secret ? new RingHelloVerifier(secret) : undefined; // auth
   const listener: RingListener = await listenRing({ host: ringBind, port: 0, logger: opts.logger, ...(ringGuard ? { verifyHello: ringGuard.verify } : {}) });
   let log = opts.logger.child({ component: 'worker' });
-  const ch = await openSocket(opts.connect, timeoutMs, log, opts.security?.ca).catch(async (e: unknown) => { await listener.close(); throw e; });
+  const ch = await connectWithRetry(opts.connect, timeoutMs, log, opts.security?.ca).catch(async (e: unknown) => { await listener.close(); throw e; });
   const memberId = randomBytes(16).toString('hex');
   let heartbeat: Heartbeat | undefined;
   const w = new WorkerSession(ch, listener, log, timeoutMs, secret, ringGuard);
