@@ -92,3 +92,15 @@ export function spread(xs: readonly number[]): number {
   if (xs.length < 2) return 0;
   return (Math.max(...xs) - Math.min(...xs)) / median(xs);
 }
+
+/** Runs fn `warmup` times untimed, then `reps` times; returns the wall times in seconds. */
+export async function timeRuns(fn: () => Promise<void>, reps: number, warmup = 1): Promise<number[]> {
+  for (let i = 0; i < warmup; i++) await fn();
+  const times: number[] = [];
+  for (let r = 0; r < reps; r++) {
+    const t0 = performance.now();
+    await fn();
+    times.push((performance.now() - t0) / 1000);
+  }
+  return times;
+}

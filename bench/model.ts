@@ -21,6 +21,7 @@ import type { Freeze } from '../shared/model/state.js';
 import { initModel } from '../shared/model/weights.js';
 import { packageRoot } from '../shared/paths.js';
 import { Replica, type Batch } from '../shared/train/replica.js';
+import { timeRuns } from './machine.js';
 
 export interface ModelBenchOptions {
   backend?: BackendChoice;
@@ -96,17 +97,6 @@ function syntheticBatch(count: number, size: number): Batch {
   return { images, labels: Int32Array.from({ length: count }, (_, i) => i % 2), count, size };
 }
 
-/** Runs fn once untimed, then `reps` times; returns the wall times in seconds. */
-async function timeRuns(fn: () => Promise<void>, reps: number): Promise<number[]> {
-  await fn();
-  const times: number[] = [];
-  for (let r = 0; r < reps; r++) {
-    const t0 = performance.now();
-    await fn();
-    times.push((performance.now() - t0) / 1000);
-  }
-  return times;
-}
 
 async function backendThreads(tfName: string): Promise<number | null> {
   if (tfName !== 'wasm') return null;

@@ -27,6 +27,7 @@ import type { WebGpuBackend } from '../shared/backend/webgpu-types.js';
 import type { ModelState } from '../shared/model/state.js';
 import { initModel } from '../shared/model/weights.js';
 import { Replica, type Batch } from '../shared/train/replica.js';
+import { timeRuns } from './machine.js';
 
 /** In the order they run: the slow stock training step last, so a time limit cuts it first. */
 export const PHASES = ['forward-stock', 'forward-fused', 'train-fused-ddp', 'train-fused-single', 'train-fused-host',
@@ -98,16 +99,6 @@ function syntheticBatch(count: number, size: number, classes: number): Batch {
   return { images, labels: Int32Array.from({ length: count }, (_, i) => i % classes), count, size };
 }
 
-async function timeRuns(fn: () => Promise<void>, reps: number, warmup: number): Promise<number[]> {
-  for (let i = 0; i < warmup; i++) await fn();
-  const times: number[] = [];
-  for (let r = 0; r < reps; r++) {
-    const t0 = performance.now();
-    await fn();
-    times.push((performance.now() - t0) / 1000);
-  }
-  return times;
-}
 
 /** Counts dispatches and reads of one more run of fn. */
 async function countOne(fn: () => Promise<void>): Promise<Pick<PhaseResult, 'dispatches' | 'reads' | 'by_program'>> {

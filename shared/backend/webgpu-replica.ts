@@ -17,7 +17,7 @@ import { ParamTensors } from '../model/tensors.js';
 import { argmaxRows, sparseSoftmaxCrossEntropy } from '../train/loss.js';
 import { momentumStep, movingAverage } from '../train/momentum.js';
 import { ReduceLayout } from '../train/reduce-buffer.js';
-import type { Batch, StepMetrics, TrainOptions } from '../train/replica.js';
+import { batchTensors, evalLogits, type Batch, type StepMetrics, type TrainOptions } from '../train/replica.js';
 import { FlatGpuParams } from './webgpu-flat.js';
 import { backboneWebGpu, forwardWebGpu } from './webgpu-resnet.js';
 import type { ReadPart } from './webgpu-sync-read.js';
@@ -70,13 +70,6 @@ export class WebGpuReplica {
 
   private readonly lookup = (name: string): tf.Tensor => this.flat.get(name) ?? this.tensors.get(name);
 
-  private input(batch: Batch): { x: tf.Tensor4D; y: tf.Tensor1D } {
-    return {
-      x: tf.tensor4d(batch.images.subarray(0, batch.count * batch.size * batch.size * 3), [batch.count, batch.size, batch.size, 3]),
-      y: tf.tensor1d(batch.labels.subarray(0, batch.count), 'int32'),
-    };
-  }
-
   /** As Replica.computeGradients: fills `buffer` (gradients only when hostGradients). */
   async computeGradients(batch: Batch, globalBatch: number): Promise<void> {
     const buf = this.buffer;
@@ -94,7 +87,7 @@ export class WebGpuReplica {
       onBatchStats: (bn, mean, variance) => { statsOut.push({ bn, mean: tf.keep(mean), variance: tf.keep(variance) }); },
     };
     const t0 = performance.now();
-    const { x, y } = this.input(batch);
+    const { x, y } = batchTensors(batch);
     let logits: tf.Tensor | undefined;
     try {
       const params = this.trained.map((s) => this.flat.get(s.spec.name)!);
@@ -196,16 +189,7 @@ export class WebGpuReplica {
       this.tensors.refresh(this.state.layout.stats, 'stats');
       this.statsStale = false;
     }
-    const { x, y } = this.input(batch);
-    try {
-      const logits = tf.tidy(() => forwardWebGpu(this.state.layout.net, this.lookup, x, { bnTrain: false }));
-      const out = (await logits.data()) as Float32Array;
-      logits.dispose();
-      return out;
-    } finally {
-      x.dispose();
-      y.dispose();
-    }
+    return evalLogits(batch, (x) => forwardWebGpu(this.state.layout.net, this.lookup, x, { bnTrain: false }));
   }
 
   /** Re-reads all tensors from the state (after weights were replaced from outside). */

@@ -34,6 +34,28 @@ export interface StepMetrics {
   skipped: boolean;
 }
 
+/** A batch as tensors: images [N,S,S,3] and int32 labels [N]. The caller disposes both. */
+export function batchTensors(batch: Batch): { x: tf.Tensor4D; y: tf.Tensor1D } {
+  return {
+    x: tf.tensor4d(batch.images.subarray(0, batch.count * batch.size * batch.size * 3), [batch.count, batch.size, batch.size, 3]),
+    y: tf.tensor1d(batch.labels.subarray(0, batch.count), 'int32'),
+  };
+}
+
+/** Row-major logits of `run(images)` for a batch, with every tensor it made disposed. */
+export async function evalLogits(batch: Batch, run: (x: tf.Tensor4D) => tf.Tensor): Promise<Float32Array> {
+  const { x, y } = batchTensors(batch);
+  try {
+    const logits = tf.tidy(() => run(x));
+    const out = (await logits.data()) as Float32Array;
+    logits.dispose();
+    return out;
+  } finally {
+    x.dispose();
+    y.dispose();
+  }
+}
+
 export class Replica {
   readonly state: ModelState;
   readonly options: TrainOptions;
@@ -59,13 +81,6 @@ export class Replica {
     for (const slot of state.layout.stats) this.bnIndex.set(slot.spec.name, slot);
   }
 
-  private input(batch: Batch): { x: tf.Tensor4D; y: tf.Tensor1D } {
-    return {
-      x: tf.tensor4d(batch.images.subarray(0, batch.count * batch.size * batch.size * 3), [batch.count, batch.size, batch.size, 3]),
-      y: tf.tensor1d(batch.labels.subarray(0, batch.count), 'int32'),
-    };
-  }
-
   /**
    * Fills `buffer` with this replica's share of the step: gradients of the mean loss over the GLOBAL
    * batch restricted to its samples, its batch statistics weighted by count/globalBatch, and metrics.
@@ -82,7 +97,7 @@ export class Replica {
       bnTrain: this.options.bn === 'train',
       onBatchStats: (bn, mean, variance) => { statsOut.push({ bn, mean: tf.keep(mean), variance: tf.keep(variance) }); },
     };
-    const { x, y } = this.input(batch);
+    const { x, y } = batchTensors(batch);
     const lookupWith = (override: Map<string, tf.Tensor>) => (name: string) => override.get(name) ?? this.tensors.get(name);
     let logitsKept: tf.Tensor | undefined;
     let result: { value: tf.Scalar; grads: tf.Tensor[] };
@@ -160,7 +175,7 @@ export class Replica {
   async computeFeatures(batch: Batch): Promise<Float32Array> {
     this.requireFrozenFeatures('computeFeatures');
     if (batch.count === 0) return new Float32Array(0);
-    const { x, y } = this.input(batch);
+    const { x, y } = batchTensors(batch);
     try {
       const f = tf.tidy(() => backbone(this.state.layout.net, this.tensors.lookup, x, { bnTrain: false }));
       const out = (await f.data()) as Float32Array;
@@ -236,16 +251,7 @@ export class Replica {
 
   /** Logits in evaluation mode (moving statistics), [count, K] row-major. */
   async predict(batch: Batch): Promise<Float32Array> {
-    const { x, y } = this.input(batch);
-    try {
-      const logits = tf.tidy(() => forward(this.state.layout.net, this.tensors.lookup, x, { bnTrain: false }));
-      const out = (await logits.data()) as Float32Array;
-      logits.dispose();
-      return out;
-    } finally {
-      x.dispose();
-      y.dispose();
-    }
+    return evalLogits(batch, (x) => forward(this.state.layout.net, this.tensors.lookup, x, { bnTrain: false }));
   }
 
   /** Re-reads all tensors from the state (after weights were replaced from outside). */
