@@ -14,6 +14,7 @@
 // so nothing beyond x, y and per-channel vectors is kept for the backward pass. Channels are handled
 // four at a time (vec4), so C must be a multiple of 4 (every ResNet-50 width is).
 import { tf } from './tf.js';
+import type { BnPost } from '../model/forward.js';
 import { grid } from './webgpu-kernels.js';
 import { bindingDecls, runRaw, type RawKernel } from './webgpu-raw.js';
 
@@ -201,13 +202,6 @@ fn main(@builtin(global_invocation_id) gid : vec3<u32>) {
   ${residual ? 'dr[i] = g;' : ''}
 }`,
   };
-}
-
-export interface BnPost {
-  /** Apply ReLU to the result. */
-  relu?: boolean;
-  /** Add this tensor (same shape as x) before the ReLU: a ResNet block's shortcut. */
-  residual?: tf.Tensor4D;
 }
 
 function rowsOf(x: Info): number {

@@ -1,6 +1,7 @@
 // A data-parallel replica for the webgpu backend, with shared/train/replica.ts's interface and
 // results, arranged for a GPU:
-//  - the forward pass fuses each BatchNorm with its ReLU / shortcut addition (webgpu-resnet.ts);
+//  - the forward pass is shared/model/forward.ts's with webgpu-resnet.ts's kernels: each BatchNorm fused
+//    with its ReLU / shortcut addition, and a one-dispatch global average pool;
 //  - trained parameters live in one flat GPU buffer (webgpu-flat.ts): gradients are gathered there by
 //    buffer copies and read back for the ring all-reduce in ONE transfer together with the loss, the
 //    logits, the batch statistics and a non-finite flag (Replica reads ~270 tensors one by one);
@@ -8,8 +9,7 @@
 //    params are refreshed by syncHost()) or Replica's JS loop followed by one upload ('host': the same
 //    bits as replicas on other backends).
 import { tf } from './tf.js';
-import type { ForwardOptions } from '../model/forward.js';
-import { head } from '../model/forward.js';
+import { backbone, forward, head, type ForwardOptions } from '../model/forward.js';
 import type { BnSpec } from '../model/spec.js';
 import { BN_MOVING_MOMENTUM } from '../model/spec.js';
 import type { ModelState, Slot } from '../model/state.js';
@@ -19,7 +19,7 @@ import { momentumStep, movingAverage } from '../train/momentum.js';
 import { ReduceLayout } from '../train/reduce-buffer.js';
 import { batchTensors, evalLogits, type Batch, type StepMetrics, type TrainOptions } from '../train/replica.js';
 import { FlatGpuParams } from './webgpu-flat.js';
-import { backboneWebGpu, forwardWebGpu } from './webgpu-resnet.js';
+import { webGpuForwardKernels } from './webgpu-resnet.js';
 import type { ReadPart } from './webgpu-sync-read.js';
 
 export interface WebGpuReplicaOptions {
@@ -85,6 +85,7 @@ export class WebGpuReplica {
     const fwd: ForwardOptions = {
       bnTrain: this.options.bn === 'train',
       onBatchStats: (bn, mean, variance) => { statsOut.push({ bn, mean: tf.keep(mean), variance: tf.keep(variance) }); },
+      kernels: webGpuForwardKernels,
     };
     const t0 = performance.now();
     const { x, y } = batchTensors(batch);
@@ -94,12 +95,12 @@ export class WebGpuReplica {
       const lookupWith = (m: Map<string, tf.Tensor>) => (name: string) => m.get(name) ?? this.lookup(name);
       let features: tf.Tensor2D | undefined;
       if (this.options.freeze === 'backbone') {
-        features = tf.tidy(() => backboneWebGpu(net, this.lookup, x, fwd));
+        features = tf.tidy(() => backbone(net, this.lookup, x, fwd));
         kept.push(features);
       }
       const result = tf.valueAndGrads((...ps: tf.Tensor[]) => {
         const m = new Map(this.trained.map((s, i) => [s.spec.name, ps[i]]));
-        const out = features ? head(net, lookupWith(m), features) : forwardWebGpu(net, lookupWith(m), x, fwd);
+        const out = features ? head(net, lookupWith(m), features) : forward(net, lookupWith(m), x, fwd);
         logits = tf.keep(out);
         return sparseSoftmaxCrossEntropy(out, y, globalBatch);
       })(params);
@@ -189,7 +190,7 @@ export class WebGpuReplica {
       this.tensors.refresh(this.state.layout.stats, 'stats');
       this.statsStale = false;
     }
-    return evalLogits(batch, (x) => forwardWebGpu(this.state.layout.net, this.lookup, x, { bnTrain: false }));
+    return evalLogits(batch, (x) => forward(this.state.layout.net, this.lookup, x, { bnTrain: false, kernels: webGpuForwardKernels }));
   }
 
   /** Re-reads all tensors from the state (after weights were replaced from outside). */

@@ -1,12 +1,12 @@
-// The ResNet-50 forward pass of shared/model/forward.ts with each BatchNorm fused with what follows it
-// (ReLU; in a block's last BatchNorm the shortcut addition and ReLU) through webgpu-batchnorm.ts: the
-// same network, padding and parameters, in fewer dispatches. Used on the webgpu backend only.
-// (Until forward.ts takes BatchNorm post-ops itself, this mirrors its structure; keep them in step.)
+// The webgpu backend's kernels for shared/model/forward.ts (ForwardOptions.kernels): each BatchNorm
+// fused with its post-op (ReLU; in a block's last BatchNorm the shortcut addition and ReLU) through
+// webgpu-batchnorm.ts, and a one-dispatch global average pool. forward.ts is the only forward pass;
+// this module supplies the fused pieces, and forward.ts's TF.js ops run wherever they do not apply.
+// Used on the webgpu backend only (webgpu-replica.ts).
 import { tf } from './tf.js';
-import type { ForwardOptions, Lookup } from '../model/forward.js';
-import { head } from '../model/forward.js';
-import type { BnSpec, ConvSpec, NetworkSpec } from '../model/spec.js';
-import { batchNormInferWebGpu, batchNormTrainWebGpu, canFuseBatchNorm, type BnPost } from './webgpu-batchnorm.js';
+import type { ForwardKernels } from '../model/forward.js';
+import type { NetworkSpec } from '../model/spec.js';
+import { batchNormInferWebGpu, batchNormTrainWebGpu, canFuseBatchNorm } from './webgpu-batchnorm.js';
 import { grid } from './webgpu-kernels.js';
 import { bindingDecls, runRaw, type RawKernel } from './webgpu-raw.js';
 
@@ -68,44 +68,21 @@ export function globalAvgPoolWebGpu(x: tf.Tensor4D): tf.Tensor2D {
   return tf.customGrad(fn as unknown as Parameters<typeof tf.customGrad>[0])(x) as tf.Tensor2D;
 }
 
-function conv(net: NetworkSpec, get: Lookup, x: tf.Tensor4D, c: ConvSpec): tf.Tensor4D {
-  const w = get(c.weight) as tf.Tensor4D;
-  if (net.config.flavour === 'mindspore') return tf.conv2d(x, w, c.stride, 'same');
-  const p = (c.kernel - 1) / 2;
-  return tf.conv2d(x, w, c.stride, p === 0 ? 'valid' : [[0, 0], [p, p], [p, p], [0, 0]]);
-}
-
-/** BatchNorm + post-ops: fused on webgpu; TF.js ops otherwise (C % 4 != 0), as forward.ts computes. */
-function batchNorm(net: NetworkSpec, get: Lookup, x: tf.Tensor4D, bn: BnSpec, opts: ForwardOptions, post: BnPost): tf.Tensor4D {
-  const gamma = get(bn.gamma) as tf.Tensor1D;
-  const beta = get(bn.beta) as tf.Tensor1D;
-  if (!canFuseBatchNorm(x)) throw new Error(`fused ResNet: BatchNorm ${bn.gamma} on ${x.shape} cannot be fused (webgpu, C % 4 == 0)`);
-  if (!opts.bnTrain) {
-    return batchNormInferWebGpu(x, get(bn.mean) as tf.Tensor1D, get(bn.variance) as tf.Tensor1D, gamma, beta, net.eps, post);
-  }
-  return batchNormTrainWebGpu(x, gamma, beta, net.eps, (mean, unbiased) => opts.onBatchStats?.(bn, mean, unbiased), post);
-}
-
-function maxPool(net: NetworkSpec, x: tf.Tensor4D): tf.Tensor4D {
-  return net.config.flavour === 'mindspore' ? tf.maxPool(x, 3, 2, 'same') : tf.maxPool(x, 3, 2, 1);
-}
-
-/** Image batch [N, H, W, 3] -> pooled features [N, C], as forward.ts's backbone. */
-export function backboneWebGpu(net: NetworkSpec, get: Lookup, x: tf.Tensor4D, opts: ForwardOptions): tf.Tensor2D {
-  let h = batchNorm(net, get, conv(net, get, x, net.stem.conv), net.stem.bn, opts, { relu: true });
-  h = maxPool(net, h);
-  for (const b of net.blocks) {
-    let y = batchNorm(net, get, conv(net, get, h, b.conv1), b.bn1, opts, { relu: true });
-    y = batchNorm(net, get, conv(net, get, y, b.conv2), b.bn2, opts, { relu: true });
-    const shortcut = b.downsample ? batchNorm(net, get, conv(net, get, h, b.downsample.conv), b.downsample.bn, opts, {}) : h;
-    h = batchNorm(net, get, conv(net, get, y, b.conv3), b.bn3, opts, { relu: true, residual: shortcut });
-  }
-  return globalAvgPoolWebGpu(h);
-}
-
-export function forwardWebGpu(net: NetworkSpec, get: Lookup, x: tf.Tensor4D, opts: ForwardOptions): tf.Tensor2D {
-  return head(net, get, backboneWebGpu(net, get, x, opts));
-}
+/**
+ * forward.ts's kernels on webgpu: fused BatchNorm + post-ops where canFuseBatchNorm (C % 4 == 0), and
+ * globalAvgPoolWebGpu; undefined (forward.ts's TF.js ops) elsewhere.
+ */
+export const webGpuForwardKernels: ForwardKernels = {
+  batchNorm(x, gamma, beta, eps, post, stats) {
+    if (!canFuseBatchNorm(x)) return undefined;
+    return stats.train
+      ? batchNormTrainWebGpu(x, gamma, beta, eps, stats.onStats, post)
+      : batchNormInferWebGpu(x, stats.mean, stats.variance, gamma, beta, eps, post);
+  },
+  globalAvgPool(x) {
+    return tf.getBackend() === 'webgpu' ? globalAvgPoolWebGpu(x) : undefined;
+  },
+};
 
 /** Whether every BatchNorm of the network can be fused (all channel counts multiples of 4). */
 export function fusableNetwork(net: NetworkSpec): boolean {

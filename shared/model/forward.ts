@@ -5,17 +5,47 @@
 //  - torchvision: symmetric padding (7x7 pad 3, 3x3 pad 1, max-pool pad 1), eps 1e-5.
 // In training mode BatchNorm normalises with the batch's biased variance and reports the batch mean
 // and unbiased variance, from which the caller updates the moving statistics (as PyTorch does).
+// Each BatchNorm carries what follows it (a ReLU; in a block's last one the shortcut addition, then
+// the ReLU) as a post-op, so that a backend may run the three as one fused kernel (ForwardKernels:
+// shared/backend/webgpu-resnet.ts on webgpu); without one, TF.js ops compute them one after another.
 import { tf } from '../backend/tf.js';
 import type { BnSpec, ConvSpec, NetworkSpec } from './spec.js';
 
 export type Lookup = (name: string) => tf.Tensor;
 export type BatchStatsSink = (bn: BnSpec, mean: tf.Tensor1D, unbiasedVariance: tf.Tensor1D) => void;
 
+/** What follows a BatchNorm: y = relu?(bn(x) (+ residual)). */
+export interface BnPost {
+  /** Apply ReLU to the result. */
+  relu?: boolean;
+  /** Add this tensor (same shape as x) before the ReLU: a ResNet block's shortcut. */
+  residual?: tf.Tensor4D;
+}
+
+/** The statistics a BatchNorm normalises with: the batch's (reported to onStats) or the moving ones. */
+export type BnStats =
+  | { train: true; onStats: (mean: tf.Tensor1D, unbiasedVariance: tf.Tensor1D) => void }
+  | { train: false; mean: tf.Tensor1D; variance: tf.Tensor1D };
+
+/**
+ * Fused implementations a backend may supply. Each returns undefined for an input it cannot take
+ * (then, as when it is absent, the TF.js ops below run); it must compute what those ops compute, with
+ * a gradient, and in training mode call stats.onStats exactly once (and only when it returns a tensor).
+ */
+export interface ForwardKernels {
+  /** relu?(BatchNorm(x) (+ post.residual)), NHWC, normalising over N, H, W. */
+  batchNorm?(x: tf.Tensor4D, gamma: tf.Tensor1D, beta: tf.Tensor1D, eps: number, post: BnPost, stats: BnStats): tf.Tensor4D | undefined;
+  /** Mean over height and width, [N, H, W, C] -> [N, C]. */
+  globalAvgPool?(x: tf.Tensor4D): tf.Tensor2D | undefined;
+}
+
 export interface ForwardOptions {
   /** Use batch statistics (training) rather than the moving ones (evaluation). */
   bnTrain: boolean;
   /** Receives each BatchNorm's batch statistics in training mode. */
   onBatchStats?: BatchStatsSink;
+  /** A backend's fused kernels (default: TF.js ops only). */
+  kernels?: ForwardKernels;
 }
 
 function conv(net: NetworkSpec, get: Lookup, x: tf.Tensor4D, c: ConvSpec): tf.Tensor4D {
@@ -25,13 +55,21 @@ function conv(net: NetworkSpec, get: Lookup, x: tf.Tensor4D, c: ConvSpec): tf.Te
   return tf.conv2d(x, w, c.stride, p === 0 ? 'valid' : [[0, 0], [p, p], [p, p], [0, 0]]);
 }
 
-function batchNorm(net: NetworkSpec, get: Lookup, x: tf.Tensor4D, bn: BnSpec, opts: ForwardOptions): tf.Tensor4D {
+/** relu?(BatchNorm(x) (+ post.residual)): the backend's fused kernel where it takes x, else TF.js ops. */
+function batchNorm(net: NetworkSpec, get: Lookup, x: tf.Tensor4D, bn: BnSpec, opts: ForwardOptions, post: BnPost): tf.Tensor4D {
   const gamma = get(bn.gamma) as tf.Tensor1D;
   const beta = get(bn.beta) as tf.Tensor1D;
-  if (!opts.bnTrain) {
-    return tf.batchNorm4d(x, get(bn.mean) as tf.Tensor1D, get(bn.variance) as tf.Tensor1D, beta, gamma, net.eps);
-  }
-  return batchNormTrain(x, gamma, beta, net.eps, (mean, unbiased) => opts.onBatchStats?.(bn, mean, unbiased));
+  const stats: BnStats = opts.bnTrain
+    ? { train: true, onStats: (mean, unbiased) => opts.onBatchStats?.(bn, mean, unbiased) }
+    : { train: false, mean: get(bn.mean) as tf.Tensor1D, variance: get(bn.variance) as tf.Tensor1D };
+  const fused = opts.kernels?.batchNorm?.(x, gamma, beta, net.eps, post, stats);
+  if (fused) return fused;
+  let y = stats.train
+    ? batchNormTrain(x, gamma, beta, net.eps, stats.onStats)
+    : tf.batchNorm4d(x, stats.mean, stats.variance, beta, gamma, net.eps);
+  if (post.residual) y = tf.add(y, post.residual);
+  if (post.relu) y = tf.relu(y);
+  return y;
 }
 
 /**
@@ -71,16 +109,16 @@ function maxPool(net: NetworkSpec, x: tf.Tensor4D): tf.Tensor4D {
 
 /** Image batch [N, H, W, 3] -> pooled features [N, C]. */
 export function backbone(net: NetworkSpec, get: Lookup, x: tf.Tensor4D, opts: ForwardOptions): tf.Tensor2D {
-  let h = tf.relu(batchNorm(net, get, conv(net, get, x, net.stem.conv), net.stem.bn, opts));
+  let h = batchNorm(net, get, conv(net, get, x, net.stem.conv), net.stem.bn, opts, { relu: true });
   h = maxPool(net, h);
   for (const b of net.blocks) {
-    let y = tf.relu(batchNorm(net, get, conv(net, get, h, b.conv1), b.bn1, opts));
-    y = tf.relu(batchNorm(net, get, conv(net, get, y, b.conv2), b.bn2, opts));
-    y = batchNorm(net, get, conv(net, get, y, b.conv3), b.bn3, opts);
-    const shortcut = b.downsample ? batchNorm(net, get, conv(net, get, h, b.downsample.conv), b.downsample.bn, opts) : h;
-    h = tf.relu(tf.add(y, shortcut)) as tf.Tensor4D;
+    let y = batchNorm(net, get, conv(net, get, h, b.conv1), b.bn1, opts, { relu: true });
+    y = batchNorm(net, get, conv(net, get, y, b.conv2), b.bn2, opts, { relu: true });
+    // The shortcut first: it is bn3's post-op (relu(bn3(conv3(y)) + shortcut)).
+    const shortcut = b.downsample ? batchNorm(net, get, conv(net, get, h, b.downsample.conv), b.downsample.bn, opts, {}) : h;
+    h = batchNorm(net, get, conv(net, get, y, b.conv3), b.bn3, opts, { relu: true, residual: shortcut });
   }
-  return tf.mean(h, [1, 2]) as tf.Tensor2D;
+  return opts.kernels?.globalAvgPool?.(h) ?? (tf.mean(h, [1, 2]) as tf.Tensor2D);
 }
 
 /** Pooled features [N, C] -> logits [N, K]. */

@@ -4,9 +4,6 @@
 // training step of Replica (TF.js ops) and of WebGpuReplica (fused, flat buffers). Skipped, saying
 // why, where `webgpu` or a Vulkan adapter is missing. GPU-free parts (adapter choice by index, the
 // missing-driver message) always run.
-import { execFileSync } from 'node:child_process';
-import { createRequire } from 'node:module';
-import { join } from 'node:path';
 import t from 'tap';
 import { tf } from '../../shared/backend/tf.js';
 import { activateWebGpu, diagnoseVulkan, selectGpuByIndex } from '../../shared/backend/webgpu.js';
@@ -15,16 +12,15 @@ import { splitK } from '../../shared/backend/webgpu-kernels.js';
 import { checkKernelErrors, dispatchStats, resetDispatchStats } from '../../shared/backend/webgpu-raw.js';
 import { WebGpuReplica } from '../../shared/backend/webgpu-replica.js';
 import { FlatGpuParams } from '../../shared/backend/webgpu-flat.js';
-import { forwardWebGpu, globalAvgPoolWebGpu } from '../../shared/backend/webgpu-resnet.js';
+import { globalAvgPoolWebGpu, webGpuForwardKernels } from '../../shared/backend/webgpu-resnet.js';
 import { forward } from '../../shared/model/forward.js';
 import type { ModelState } from '../../shared/model/state.js';
 import { initModel } from '../../shared/model/weights.js';
 import { momentumStep } from '../../shared/train/momentum.js';
 import { Replica, type Batch } from '../../shared/train/replica.js';
 import { maxRelToScale, relL2 } from '../helpers/numerics.js';
+import { webGpuUnavailable } from '../helpers/webgpu.js';
 
-const require = createRequire(import.meta.url);
-const ROOT = join(import.meta.dirname, '..', '..');
 const TOL = 1e-4;
 
 function values(count: number, seed: number, scale = 1, offset = 0): Float32Array {
@@ -37,29 +33,6 @@ function values(count: number, seed: number, scale = 1, offset = 0): Float32Arra
   return out;
 }
 
-/** Why the webgpu tests cannot run here, or undefined. Points Vulkan at lavapipe when it is installed. */
-async function unavailable(): Promise<string | undefined> {
-  try {
-    require.resolve('webgpu');
-    require.resolve('@tensorflow/tfjs-backend-webgpu');
-  } catch {
-    return "the optional packages 'webgpu' and '@tensorflow/tfjs-backend-webgpu' are not installed";
-  }
-  if (!process.env.VK_ICD_FILENAMES) {
-    try {
-      process.env.VK_ICD_FILENAMES = execFileSync('bash', [join(ROOT, 'scripts', 'ci', 'install-lavapipe.sh'), '--icd'],
-        { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }).trim();
-    } catch {
-      return 'no Vulkan driver to test with: Mesa >= 23 lavapipe is not installed (run scripts/ci/install-lavapipe.sh as root)';
-    }
-  }
-  try {
-    await activateWebGpu({ allowSoftwareGpu: true });
-  } catch (e) {
-    return `webgpu did not start: ${(e as Error).message}`;
-  }
-  return undefined;
-}
 
 t.test('--gpu INDEX picks a PCI device through the device-select layer', async (t) => {
   const gpus = ['0000:18:00.0', '0000:3b:00.0', '0000:86:00.0'];
@@ -96,7 +69,7 @@ t.test('split-k plan covers k exactly', async (t) => {
   }
 });
 
-const why = await unavailable();
+const why = await webGpuUnavailable();
 
 t.test('webgpu backend against cpu', { skip: why ?? false }, async (t) => {
   t.equal(tf.getBackend(), 'webgpu');
@@ -270,8 +243,8 @@ t.test('webgpu backend against cpu', { skip: why ?? false }, async (t) => {
   // gradient is all cancellation noise and no two backends agree).
   const batch: Batch = { images: values(4 * 64 * 64 * 3, 21), labels: Int32Array.from([0, 2, 1, 2]), count: 4, size: 64 };
   const opts = { lr: 0.05, momentum: 0.9, freeze: 'none' as const, bn: 'train' as const };
-  const fresh = (): ModelState => {
-    const s = initModel(config, 3);
+  const fresh = (width = config.width): ModelState => {
+    const s = initModel({ ...config, width }, 3);
     // Non-trivial moving statistics, so evaluation mode is tested too.
     s.stats.set(values(s.stats.length, 22, 0.1, 1).map((v, i) => (s.layout.stats.find((sl) => i >= sl.offset && i < sl.offset + sl.size)!.spec.role === 'bn.var' ? Math.abs(v) : v - 1)));
     return s;
@@ -288,10 +261,38 @@ t.test('webgpu backend against cpu', { skip: why ?? false }, async (t) => {
     };
     for (const bnTrain of [false, true]) {
       const ref = await on('cpu', () => tf.tidy(() => forward(state.layout.net, lookupOf(), x(), { bnTrain }).dataSync() as Float32Array));
-      const got = await on('webgpu', () => tf.tidy(() => forwardWebGpu(state.layout.net, lookupOf(), x(), { bnTrain }).dataSync() as Float32Array));
+      const got = await on('webgpu', () => tf.tidy(() => forward(state.layout.net, lookupOf(), x(), { bnTrain, kernels: webGpuForwardKernels }).dataSync() as Float32Array));
       const stock = await on('webgpu', () => tf.tidy(() => forward(state.layout.net, lookupOf(), x(), { bnTrain }).dataSync() as Float32Array));
       t.ok(maxRelToScale(got, ref) < TOL, `fused, ${bnTrain ? 'train' : 'eval'} mode: ${maxRelToScale(got, ref).toExponential(2)}`);
       t.ok(maxRelToScale(stock, ref) < TOL, `TF.js ops, ${bnTrain ? 'train' : 'eval'} mode: ${maxRelToScale(stock, ref).toExponential(2)}`);
+    }
+  });
+
+  t.test('forward kernels fall back to TF.js ops where they do not apply (C % 4 != 0, other backends)', async (t) => {
+    // Width 2: the stem's and the first stage's 2-channel BatchNorms cannot be fused, the rest can.
+    const state = fresh(2);
+    const net = state.layout.net;
+    const bns = [net.stem.bn, ...net.blocks.flatMap((b) => [b.bn1, b.bn2, b.bn3, ...(b.downsample ? [b.downsample.bn] : [])])];
+    const fusable = bns.filter((bn) => bn.channels % 4 === 0).length;
+    t.ok(fusable > 0 && fusable < bns.length, `${fusable} of ${bns.length} BatchNorms fusable`);
+    const run = (bnTrain: boolean, kernels?: typeof webGpuForwardKernels): Float32Array => tf.tidy(() => {
+      const m = new Map<string, tf.Tensor>();
+      for (const slot of state.layout.trainable) m.set(slot.spec.name, tf.tensor(state.params.subarray(slot.offset, slot.offset + slot.size), slot.spec.shape));
+      for (const slot of state.layout.stats) m.set(slot.spec.name, tf.tensor(state.stats.subarray(slot.offset, slot.offset + slot.size), slot.spec.shape));
+      return forward(net, (n) => m.get(n)!, tf.tensor4d(batch.images, [4, 64, 64, 3]), { bnTrain, kernels }).dataSync() as Float32Array;
+    });
+    for (const bnTrain of [false, true]) {
+      const mode = bnTrain ? 'train' : 'eval';
+      const ref = await on('cpu', () => run(bnTrain));
+      t.strictSame(Array.from(await on('cpu', () => run(bnTrain, webGpuForwardKernels))), Array.from(ref), `${mode} mode on cpu: the kernels step aside (same bits)`);
+      const got = await on('webgpu', () => {
+        resetDispatchStats();
+        const out = run(bnTrain, webGpuForwardKernels);
+        dispatchStats.enabled = false;
+        return out;
+      });
+      t.equal(dispatchStats.byName.get(bnTrain ? 'BnApply' : 'BnInferApply') ?? 0, fusable, `${mode} mode on webgpu: ${fusable} fused BatchNorms`);
+      t.ok(maxRelToScale(got, ref) < TOL, `${mode} mode on webgpu, partly fused: ${maxRelToScale(got, ref).toExponential(2)}`);
     }
   });
 
