@@ -39,6 +39,8 @@ export interface WebGpuBenchOptions {
   imageSize?: number;
   reps?: number;
   classes?: number;
+  /** Channels of the stem (64 = ResNet-50; 4 = the tests' small network of the same shape). */
+  width?: number;
   phases?: readonly Phase[];
   /** Accept a software adapter (lavapipe), for trying the bench without a GPU. */
   software?: boolean;
@@ -71,6 +73,8 @@ export interface WebGpuBenchResult {
   bench: 'wolfpack_resnet50_webgpu';
   adapter?: WebGpuAdapterReport;
   batch: number;
+  /** Stem channels: 64 is ResNet-50. */
+  width: number;
   image_size: number;
   classes: number;
   reps: number;
@@ -139,7 +143,7 @@ export async function benchWebGpu(opts: WebGpuBenchOptions = {}): Promise<WebGpu
   const phases = new Set(opts.phases ?? PHASES);
   const say = opts.progress ?? ((l: string) => process.stderr.write(`bench webgpu: ${l}\n`));
   const result: WebGpuBenchResult = {
-    bench: 'wolfpack_resnet50_webgpu', batch: batchSize, image_size: imageSize, classes, reps, flags: {},
+    bench: 'wolfpack_resnet50_webgpu', batch: batchSize, width: opts.width ?? 64, image_size: imageSize, classes, reps, flags: {},
     forward: {}, train: {}, errors: [], notes: [],
   };
   const save = (): void => { if (opts.out) writeFileSync(opts.out, JSON.stringify(result, null, 1)); };
@@ -158,7 +162,7 @@ export async function benchWebGpu(opts: WebGpuBenchOptions = {}): Promise<WebGpu
       .map((k) => [k, backend.device.limits[k]])),
   };
   say(`adapter ${result.adapter.description}; batch ${batchSize}, ${imageSize}x${imageSize}, ${reps} reps`);
-  const config = { flavour: 'torchvision' as const, width: 64, numClasses: classes };
+  const config = { flavour: 'torchvision' as const, width: result.width, numClasses: classes };
   const state0 = initModel(config, 0);
   const fresh = (): ModelState => ({ layout: state0.layout, params: Float32Array.from(state0.params), stats: Float32Array.from(state0.stats) });
   const batch = syntheticBatch(batchSize, imageSize, classes);

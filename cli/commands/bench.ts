@@ -4,8 +4,9 @@
 // Gloo and raw TCP, `bench curve` busbw against message size for both (table and PNG), `bench scaling`
 // the real trainer's images/s with N workers, `bench tta` the demo's time to accuracy with and without the
 // feature cache, `bench memory` the workers' peak RSS and growth, and `bench all` every one of them as
-// markdown (bench/results/latest.md, .json, and the curve's PNG). Ratios are wolfpack's speed over the
-// peer's: above 1, wolfpack is faster.
+// markdown (bench/results/latest.md, .json, and the curve's PNG); `bench webgpu` (= `bench all --backend
+// webgpu`) ResNet-50 on the webgpu backend beside PyTorch on the same GPU. Ratios are wolfpack's speed over
+// the peer's: above 1, wolfpack is faster.
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join, relative } from 'node:path';
 import { runAllreduceBench, runRawTcpBench, type AllreduceBenchResult } from '../../bench/allreduce.js';
@@ -17,6 +18,7 @@ import { benchModel, benchPeer, type ModelBenchResult, type PeerModelResult, typ
 import { allreduceSection, curveSection, machineLine, memorySection, quietLine, scalingSection, ttaSection } from '../../bench/report.js';
 import { benchScaling, type ScalingResult } from '../../bench/scaling.js';
 import { benchTimeToAccuracy, TTA_VARIANTS, type TtaVariant } from '../../bench/time-to-accuracy.js';
+import { compareWebGpu, WEBGPU_BENCH_FLAGS, webgpuOptionsFrom, webgpuSection, writeWebGpuReport } from '../../bench/webgpu-compare.js';
 import { packageRoot } from '../../shared/paths.js';
 import { BACKENDS } from '../../shared/backend/select.js';
 import { WolfpackError } from '../../shared/errors.js';
@@ -33,7 +35,9 @@ const USAGE = [
   '       wolfpack bench scaling [--freeze backbone|none] [--repeats 2] [--image-size 64] [--batch-per-worker 18] [--workers 1,2] [--json]',
   `       wolfpack bench tta [--target 0.7] [--max-epochs 12] [--views 2] [--variants ${TTA_VARIANTS.join(',')}] [--no-peer] [--json]`,
   '       wolfpack bench memory [--skip-peak] [--json]',
+  '       wolfpack bench webgpu [--batch 32] [--image-size 224] [--reps 5] [--width 64] [--software] [--profile] [--python PY] [--json]   (webgpu beside PyTorch CUDA on the same GPU)',
   '       wolfpack bench all [--quick] [--out bench/results]   (every benchmark above with its peer; markdown, JSON and PNG in --out)',
+  '       wolfpack bench all --backend webgpu [bench webgpu flags] [--out bench/results]   (a GPU host: bench webgpu into --out/webgpu-latest.{md,json})',
 ].join('\n');
 
 export interface ModelComparison {
@@ -154,6 +158,19 @@ function emit(json: boolean, value: unknown, text: string): void {
   process.stdout.write(json ? JSON.stringify(value) + '\n' : text);
 }
 
+async function runWebGpu(argv: string[], command = commandLine(['webgpu', ...argv])): Promise<number> {
+  const { values } = parse(argv, { ...WEBGPU_BENCH_FLAGS, backend: { type: 'string' } });
+  const c = await compareWebGpu({ ...webgpuOptionsFrom(values), progress });
+  if (typeof values.out === 'string') {
+    const md = await writeWebGpuReport(c, values.out, command);
+    emit(values.json === true, c, md);
+    progress(`wrote ${join(values.out, 'webgpu-latest.md')} and webgpu-latest.json`);
+  } else {
+    emit(values.json === true, c, webgpuSection(c, command));
+  }
+  return c.wolfpack.errors.length === 0 ? 0 : 1;
+}
+
 async function runAllreduceVsGloo(argv: string[]): Promise<number> {
   const { values } = parse(argv, { rounds: { type: 'string' }, json: { type: 'boolean' } });
   const rounds = num(values, 'rounds', 3, { int: true, min: 1, max: 50 });
@@ -232,6 +249,11 @@ async function runMemory(argv: string[]): Promise<number> {
  * --quick: one round / repeat each (a smoke run, not for quoting).
  */
 async function runAll(argv: string[]): Promise<number> {
+  // On a GPU host the comparison that matters is the GPU one (`npm run bench -- --backend webgpu`); the
+  // CPU benchmarks (all-reduce, scaling, ...) are `bench all` without it.
+  if (argv.some((a, i) => a === '--backend=webgpu' || (a === '--backend' && argv[i + 1] === 'webgpu'))) {
+    return runWebGpu(argv.some((a) => a === '--out' || a.startsWith('--out=')) ? argv : [...argv, '--out', join(packageRoot, 'bench', 'results')], commandLine(['all', ...argv]));
+  }
   const { values } = parse(argv, { backend: { type: 'string' }, quick: { type: 'boolean' }, out: { type: 'string' }, json: { type: 'boolean' } });
   const quick = values.quick === true;
   const outDir = str(values, 'out', join(packageRoot, 'bench', 'results'));
@@ -314,9 +336,10 @@ export const bench: Command = {
       case 'scaling': return runScaling(rest);
       case 'tta': return runTta(rest);
       case 'memory': return runMemory(rest);
+      case 'webgpu': return runWebGpu(rest);
       case 'all': return runAll(rest);
       default:
-        throw new WolfpackError('E_USAGE', `expected a benchmark (model, allreduce, allreduce-vs-gloo, rawtcp, curve, scaling, tta, memory or all), got ${sub === undefined ? 'nothing' : `'${sub}'`}\nusage: ${USAGE}`);
+        throw new WolfpackError('E_USAGE', `expected a benchmark (model, allreduce, allreduce-vs-gloo, rawtcp, curve, scaling, tta, memory, webgpu or all), got ${sub === undefined ? 'nothing' : `'${sub}'`}\nusage: ${USAGE}`);
     }
   },
 };

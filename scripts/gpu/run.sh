@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # On a GPU host, from the repository root, after scripts/gpu/build.sh (or with .gpu/ copied there):
-# wolfpack's ResNet-50 on webgpu (bench/webgpu.ts, bundled) and PyTorch's on CUDA, same GPU, same run.
-# Writes into $OUT (default ./gpu-out) six files (the device tool returns only a few): webgpu-{main,dxmm,
-# submit64}.json, torch.json, env.txt, log.txt (progress and every stderr). Never stops at a failed part.
+# `wolfpack bench webgpu` (bench/webgpu-compare.ts, bundled: wolfpack's ResNet-50 on webgpu and PyTorch's
+# on CUDA, same GPU, same run), then two experiments with bench/webgpu.ts (TF.js's tiled input gradient,
+# a larger submit batch). Writes into $OUT (default ./gpu-out): webgpu-latest.{md,json}, webgpu-{dxmm,submit64}.json,
+# env.txt, log.txt (progress and every stderr). Never stops at a failed part.
 # Seen on an H100 (2026-11): about 95 s in all.
 #   usage: OUT=dir scripts/gpu/run.sh [BATCH=32]
 # Without a GPU (lavapipe): VK_ICD_FILENAMES=... WEBGPU_BENCH_ARGS="--software --image-size 64 --reps 1" scripts/gpu/run.sh 2
@@ -36,13 +37,10 @@ bench() { # name timeout args...
     >/dev/null 2>>"$OUT/log.txt"
   stamp "webgpu $name: exit $?"
 }
-bench main "${MAIN_LIMIT:-240}"
+stamp "compare: wolfpack bench webgpu --batch $batch --profile"
+# shellcheck disable=SC2086
+timeout "${MAIN_LIMIT:-330}" node "$G/bench-webgpu-compare.mjs" --batch "$batch" --profile ${py:+--python "$py"} --out "$OUT" ${WEBGPU_BENCH_ARGS:-} \
+  >/dev/null 2>>"$OUT/log.txt"
+stamp "compare: exit $?"
 bench dxmm 60 --dx-mm --phases forward-fused,train-fused-single,profile-gpu --reps 3
 bench submit64 45 --submit-batch 64 --phases train-fused-single,forward-fused --reps 3
-if [ -n "$py" ]; then
-  stamp "torch ($py)"
-  timeout 110 "$py" "$root/scripts/gpu/torch_resnet50.py" --batch "$batch" >"$OUT/torch.json" 2>>"$OUT/log.txt"
-  stamp "torch: exit $?"
-else
-  stamp "torch: no python with torch found"
-fi

@@ -1,12 +1,12 @@
 #!/usr/bin/env python3
 """PyTorch reference for bench/webgpu.ts: ResNet-50 (torchvision's, or the same network defined here when
-torchvision is missing) at 224x224 on one CUDA GPU, float32, images/s of
+torchvision is missing) at 224x224 (--image-size) on one CUDA GPU, float32, images/s of
   forward  eval mode, no autograd, logits synchronised
   train    forward + cross-entropy + backward + SGD(momentum=0.9) step, BatchNorm in training mode
 in two settings: `fp32` (TF32 off for matmul and cuDNN: the arithmetic wolfpack's webgpu kernels do) and
 `default` (PyTorch's defaults: cuDNN convolutions may use TF32 tensor cores). cudnn.benchmark is on; inputs
 are already on the GPU; warm-up iterations are not timed. Prints one JSON line.
-  usage: torch_resnet50.py [--batch 32] [--iters 30] [--warmup 10] [--classes 1000]
+  usage: torch_resnet50.py [--batch 32] [--image-size 224] [--iters 30] [--warmup 10] [--classes 1000]
 """
 import argparse
 import json
@@ -86,8 +86,9 @@ def main():
     p.add_argument('--iters', type=int, default=30)
     p.add_argument('--warmup', type=int, default=10)
     p.add_argument('--classes', type=int, default=1000)
+    p.add_argument('--image-size', type=int, default=224)
     args = p.parse_args()
-    out = {'bench': 'torch_resnet50_cuda', 'batch': args.batch, 'image_size': 224, 'classes': args.classes}
+    out = {'bench': 'torch_resnet50_cuda', 'batch': args.batch, 'image_size': args.image_size, 'classes': args.classes}
     try:
         import torch
     except ImportError as e:
@@ -108,7 +109,7 @@ def main():
     model, source = resnet50(args.classes)
     out['model'] = source
     model = model.to(dev)
-    x = torch.randn(args.batch, 3, 224, 224, device=dev)
+    x = torch.randn(args.batch, 3, args.image_size, args.image_size, device=dev)
     y = torch.randint(0, args.classes, (args.batch,), device=dev)
     default_matmul, default_cudnn = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
     for name, tf32 in (('fp32', False), ('default', None)):
