@@ -2,13 +2,15 @@
 // ties or beats the best so far, as the lab does), last.ckpt (weights plus Momentum accumulators as
 // moments.*) with train-state.json (epoch, step, seed, best so far) to resume from, and
 // metrics.jsonl (one line per epoch). Every file is written atomically: a crash mid-save leaves the
-// previous file intact.
+// previous file intact. Told which parts of the state training can change (mutableRanges), RunOutput
+// encodes the other tensors once and reuses their bytes at every save: with a frozen backbone an
+// epoch's checkpoints then cost the head's encoding and the disk writes, not 25M floats' layout change.
 import { appendFile, mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { writeFileAtomic } from '../shared/fs/atomic-write.js';
-import type { ModelState } from '../shared/model/state.js';
-import { tensorsFromModel } from '../shared/model/weights.js';
-import { writeCkpt } from '../shared/weights/ckpt.js';
+import type { FloatRange, ModelState } from '../shared/model/state.js';
+import { modelTensorSources, type ModelTensorSource } from '../shared/model/weights.js';
+import { encodeCkptTensor, writeCkptChunks } from '../shared/weights/ckpt.js';
 import type { JobConfig } from '../shared/protocol/messages.js';
 
 export interface TrainState {
@@ -33,12 +35,22 @@ export interface EpochMetrics {
   skipped_steps: number;
   epoch_time_s: number;
   workers: number;
+  /** Of epoch_time_s: the epoch-end evaluation, and fetching the changed state from rank 0. */
+  eval_s?: number;
+  state_fetch_s?: number;
+  /** Writing best.ckpt (when improved) and last.ckpt after the epoch (not in epoch_time_s). */
+  checkpoint_s?: number;
 }
+
+export type MutableRanges = Record<ModelTensorSource['kind'], FloatRange>;
 
 export class RunOutput {
   readonly dir: string;
+  /** Encoded tensors that lie wholly outside the mutable ranges, by name (shared by best and last). */
+  private readonly fixed = new Map<string, Uint8Array>();
 
-  constructor(dir: string) {
+  /** `mutable`: the parts of the state that can change during the run; without it every save encodes everything. */
+  constructor(dir: string, private readonly mutable?: MutableRanges) {
     this.dir = dir;
   }
 
@@ -46,12 +58,24 @@ export class RunOutput {
     await mkdir(this.dir, { recursive: true });
   }
 
+  private chunks(state: ModelState, accum?: Float32Array): Uint8Array[] {
+    return modelTensorSources(state, accum).map((src) => {
+      const range = this.mutable?.[src.kind];
+      const fixed = range !== undefined && (src.offset + src.size <= range.begin || src.offset >= range.end);
+      const hit = fixed ? this.fixed.get(src.name) : undefined;
+      if (hit) return hit;
+      const bytes = encodeCkptTensor(src.name, src.tensor());
+      if (fixed) this.fixed.set(src.name, bytes);
+      return bytes;
+    });
+  }
+
   async saveBest(state: ModelState): Promise<void> {
-    await writeCkpt(join(this.dir, 'best.ckpt'), tensorsFromModel(state));
+    await writeCkptChunks(join(this.dir, 'best.ckpt'), this.chunks(state));
   }
 
   async saveLast(state: ModelState, accum: Float32Array, train: TrainState): Promise<void> {
-    await writeCkpt(join(this.dir, 'last.ckpt'), tensorsFromModel(state, accum));
+    await writeCkptChunks(join(this.dir, 'last.ckpt'), this.chunks(state, accum));
     await writeFileAtomic(join(this.dir, 'train-state.json'), Buffer.from(JSON.stringify(train, null, 2) + '\n'));
   }
 

@@ -8,6 +8,8 @@
 //   --views K           the training augmentation drawn from (seed, epoch % K, sample index): K views,
 //                       keyed by (content hash, sample index, epoch % K), since the draw depends on the index;
 //   neither             a new draw every epoch (nothing repeats; the CLI refuses --cache-features then).
+// Validation samples are cached too (evalFeatures: the eval transform, keyed by content hash), so from the
+// second epoch the epoch-end evaluation runs the head alone.
 // Memory is bounded: entries live in fixed-size pages of one Float32Array each, at most
 // floor(maxBytes / (4 * dim)) entries, and the least recently used entry is evicted when full.
 import { WolfpackError } from '../shared/errors.js';
@@ -236,6 +238,32 @@ export class StepFeatureCache {
       });
     }
     return { features, labels, cached, computed: count, computedAt: count > 0 ? [...fromDecoded.map(({ k }) => k), ...missing] : [] };
+  }
+
+  /**
+   * Features of validation samples (the eval transform, keyed by content hash like --augment none's):
+   * cached rows, and the backbone run only on the samples not cached yet -- so from the second epoch on
+   * a worker's evaluation is the head alone. Rows in `samples` order; `cached`: how many were cached.
+   */
+  async evalFeatures(replica: Replica, samples: SampleRef[]): Promise<{ features: Float32Array; cached: number }> {
+    const dim = this.cache.dim;
+    const out = new Float32Array(samples.length * dim);
+    const missing: number[] = [];
+    samples.forEach((s, k) => {
+      const row = this.cache.get(s.h);
+      if (row !== undefined) out.set(row, k * dim);
+      else missing.push(k);
+    });
+    if (missing.length > 0) {
+      const batch = await loadBatch(this.images, missing.map((k) => samples[k]), { size: this.config.imageSize, seed: this.config.seed, epoch: 0, train: false });
+      const computed = await replica.computeFeatures(batch);
+      missing.forEach((k, n) => {
+        const row = computed.subarray(n * dim, (n + 1) * dim);
+        out.set(row, k * dim);
+        this.cache.put(samples[k].h, row);
+      });
+    }
+    return { features: out, cached: samples.length - missing.length };
   }
 
   /** The exchange buffer of this step with this rank's newly computed rows in its slots (see above). */

@@ -16,7 +16,7 @@ import { ringAllReduce } from '../shared/allreduce/ring.js';
 import { WolfpackError } from '../shared/errors.js';
 import type { Logger } from '../shared/log.js';
 import { resnet50Spec } from '../shared/model/spec.js';
-import { ParamLayout, type ModelState } from '../shared/model/state.js';
+import { mutableRanges, ParamLayout, type ModelState } from '../shared/model/state.js';
 import { Channel, type Received } from '../shared/protocol/channel.js';
 import type { JobConfig, MessageOf, SampleRef } from '../shared/protocol/messages.js';
 import { payloadFloats } from '../shared/protocol/codec.js';
@@ -358,22 +358,36 @@ class WorkerSession {
   private async runEval(msg: MessageOf<'eval'>): Promise<void> {
     const replica = this.replica!;
     let correct = 0;
+    let cached = 0;
+    const t0 = performance.now();
+    const fc = this.featureCache();
     for (let i = 0; i < msg.samples.length; i += EVAL_CHUNK) {
       const part = msg.samples.slice(i, i + EVAL_CHUNK);
-      const batch = await loadBatch(this.cache, part, { size: this.config.imageSize, seed: this.config.seed, epoch: msg.epoch, train: false });
-      const predicted = argmaxRows(await replica.predict(batch), this.config.numClasses);
+      let logits: Float32Array;
+      if (fc !== undefined && replica instanceof Replica) { // feature cache: the head alone on cached features
+        const { features, cached: hits } = await fc.evalFeatures(replica, part);
+        cached += hits;
+        logits = await replica.predictFromFeatures(features, part.length);
+      } else {
+        logits = await replica.predict(await loadBatch(this.cache, part, { size: this.config.imageSize, seed: this.config.seed, epoch: msg.epoch, train: false }));
+      }
+      const predicted = argmaxRows(logits, this.config.numClasses);
       for (let k = 0; k < part.length; k++) if (predicted[k] === part[k].l) correct++;
     }
     if (replica instanceof WebGpuReplica) replica.syncHost();
+    this.log.debug({ epoch: msg.epoch, samples: msg.samples.length, cached, ms: performance.now() - t0 }, 'eval timings');
     await this.ch.send({ type: 'evalResult', rank: this.rank, generation: msg.generation, epoch: msg.epoch, correct, total: msg.samples.length, checksum: stateChecksum(replica.state) });
   }
 
+  /** The state that training can have changed (mutableRanges), in STATE_CHUNK parts, for the coordinator's checkpoints. */
   private async sendState(): Promise<void> {
     const state = this.state!;
     if (this.replica instanceof WebGpuReplica) this.replica.syncHost();
+    const ranges = mutableRanges(state.layout, this.config.freeze, this.config.bn);
     for (const [kind, buf] of [['params', state.params], ['stats', state.stats], ['accum', this.replica!.accum]] as const) {
-      for (let off = 0; off < buf.length; off += STATE_CHUNK) {
-        const part = buf.subarray(off, Math.min(buf.length, off + STATE_CHUNK));
+      const { begin, end } = ranges[kind];
+      for (let off = begin; off < end; off += STATE_CHUNK) {
+        const part = buf.subarray(off, Math.min(end, off + STATE_CHUNK));
         await this.ch.send({ type: 'statePart', rank: this.rank, kind, offset: off, total: buf.length }, new Uint8Array(part.buffer, part.byteOffset, part.byteLength));
       }
     }

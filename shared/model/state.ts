@@ -59,6 +59,20 @@ export class ParamLayout {
   }
 }
 
+/** A half-open range of floats, [begin, end). */
+export interface FloatRange { begin: number; end: number }
+
+/**
+ * The parts of a replica's state that training can change: the trained parameters and their Momentum
+ * (all of them, or the head's with --freeze backbone), and the moving statistics only with --bn train.
+ * Everything outside these ranges stays what the job started with, on every replica -- so an epoch's
+ * state transfer to the coordinator (checkpoints) need only carry these.
+ */
+export function mutableRanges(layout: ParamLayout, freeze: Freeze, bn: 'train' | 'frozen'): { params: FloatRange; stats: FloatRange; accum: FloatRange } {
+  const trained = layout.trainableRange(freeze);
+  return { params: trained, accum: trained, stats: bn === 'train' ? { begin: 0, end: layout.statCount } : { begin: 0, end: 0 } };
+}
+
 export interface ModelState {
   layout: ParamLayout;
   params: Float32Array;

@@ -4,7 +4,7 @@
 // checks everything before anything is copied: either the whole model loads or a WolfpackError lists
 // every missing tensor and every shape mismatch, naming the file.
 import { WolfpackError } from '../errors.js';
-import { fromFloat32, toFloat32, type TensorMap } from '../weights/host-tensor.js';
+import { fromFloat32, toFloat32, type HostTensor, type TensorMap } from '../weights/host-tensor.js';
 import { hwioToOihw, oihwToHwio, transpose2d } from '../weights/layout.js';
 import { detectFlavour, headPrefix, resnet50Spec, type Flavour, type ModelConfig, type ParamSpec } from './spec.js';
 import { emptyState, ParamLayout, type ModelState } from './state.js';
@@ -131,22 +131,37 @@ export function modelFromTensors(tensors: TensorMap, source: string, opts: FromT
   return { config, state, headFromFile: keepHead, accum };
 }
 
-/** The state's tensors in file layout and the flavour's names, plus `moments.*` when given. */
-export function tensorsFromModel(state: ModelState, accum?: Float32Array): TensorMap {
-  const map: TensorMap = new Map();
+/** A tensor of a checkpoint: its name, the floats of the state it is made of, and how to build it. */
+export interface ModelTensorSource {
+  name: string;
+  kind: 'params' | 'stats' | 'accum';
+  offset: number;
+  size: number;
+  /** The tensor in file layout (built on demand: the layout change is the costly part). */
+  tensor(): HostTensor;
+}
+
+/** What tensorsFromModel returns, in its order, each built only when asked for. */
+export function modelTensorSources(state: ModelState, accum?: Float32Array): ModelTensorSource[] {
+  const out: ModelTensorSource[] = [];
   for (const p of state.layout.net.params) {
     const hit = state.layout.find(p.name)!;
     const src = hit.kind === 'params' ? state.params : state.stats;
-    const data = toFileLayout(p, src.subarray(hit.slot.offset, hit.slot.offset + hit.slot.size));
-    map.set(p.name, fromFloat32([...p.fileShape], data));
+    const { offset, size } = hit.slot;
+    out.push({ name: p.name, kind: hit.kind, offset, size, tensor: () => fromFloat32([...p.fileShape], toFileLayout(p, src.subarray(offset, offset + size))) });
   }
   if (accum) {
     for (const slot of state.layout.trainable) {
-      const data = toFileLayout(slot.spec, accum.subarray(slot.offset, slot.offset + slot.size));
-      map.set(MOMENTS_PREFIX + slot.spec.name, fromFloat32([...slot.spec.fileShape], data));
+      const { offset, size, spec } = slot;
+      out.push({ name: MOMENTS_PREFIX + spec.name, kind: 'accum', offset, size, tensor: () => fromFloat32([...spec.fileShape], toFileLayout(spec, accum.subarray(offset, offset + size))) });
     }
   }
-  return map;
+  return out;
+}
+
+/** The state's tensors in file layout and the flavour's names, plus `moments.*` when given. */
+export function tensorsFromModel(state: ModelState, accum?: Float32Array): TensorMap {
+  return new Map(modelTensorSources(state, accum).map((s) => [s.name, s.tensor()]));
 }
 
 /** A randomly initialised model (Kaiming-normal convs, unit BN): the demo's starting point. */

@@ -233,6 +233,25 @@ export class Replica {
       for (const t of kept) t.dispose();
     }
   }
+
+  /** The head's logits on computeFeatures' rows: what predict() gives for the images they came from. */
+  async predictFromFeatures(features: Float32Array, count: number): Promise<Float32Array> {
+    this.requireFrozenFeatures('predictFromFeatures');
+    const dim = this.featureDim;
+    if (features.length < count * dim) {
+      throw new WolfpackError('E_USAGE', `Replica.predictFromFeatures: ${count} samples need ${count * dim} features, got ${features.length}`);
+    }
+    if (count === 0) return new Float32Array(0);
+    const f = tf.tensor2d(features.subarray(0, count * dim), [count, dim]);
+    try {
+      const logits = tf.tidy(() => head(this.state.layout.net, this.tensors.lookup, f));
+      const out = (await logits.data()) as Float32Array;
+      logits.dispose();
+      return out;
+    } finally {
+      f.dispose();
+    }
+  }
   // --- end feature cache ---
 
   /** Applies the summed buffer: Momentum on the trained parameters and the moving statistics. */

@@ -244,21 +244,32 @@ function encodeCkptChunks(map: TensorMap): Uint8Array[] {
   if (map.size === 0) {
     throw new WolfpackError('E_WEIGHTS', 'cannot write a MindSpore checkpoint with no tensors');
   }
-  const chunks: Uint8Array[] = [];
-  for (const [tag, t] of map) {
-    const typeName = DTYPE_TO_CKPT_TYPE[t.dtype];
-    if (!tag || !typeName) {
-      throw new WolfpackError('E_WEIGHTS', `cannot write tensor '${tag}' (dtype ${t.dtype}) to a MindSpore checkpoint`, {
-        tensor: tag,
-      });
-    }
-    checkTensorBytes(tag, t);
-    // MindSpore's own convention for a scalar, which its loader turns back into shape ().
-    const dims = t.shape.length === 0 ? [0] : t.shape;
-    const value = { tag, tensor: { dims, tensor_type: typeName, tensor_content: t.bytes } };
-    chunks.push(CheckpointType.encode(CheckpointType.fromObject({ value: [value] })).finish());
+  return [...map].map(([tag, t]) => encodeCkptTensor(tag, t));
+}
+
+/**
+ * One tensor as an encoded Checkpoint message. A checkpoint file is such messages concatenated (in the
+ * order its tensors should appear); writeCkptChunks writes them. Lets a writer keep and reuse the bytes
+ * of tensors that do not change between saves.
+ */
+export function encodeCkptTensor(tag: string, t: HostTensor): Uint8Array {
+  const typeName = DTYPE_TO_CKPT_TYPE[t.dtype];
+  if (!tag || !typeName) {
+    throw new WolfpackError('E_WEIGHTS', `cannot write tensor '${tag}' (dtype ${t.dtype}) to a MindSpore checkpoint`, {
+      tensor: tag,
+    });
   }
-  return chunks;
+  checkTensorBytes(tag, t);
+  // MindSpore's own convention for a scalar, which its loader turns back into shape ().
+  const dims = t.shape.length === 0 ? [0] : t.shape;
+  const value = { tag, tensor: { dims, tensor_type: typeName, tensor_content: t.bytes } };
+  return CheckpointType.encode(CheckpointType.fromObject({ value: [value] })).finish();
+}
+
+/** Atomically writes a checkpoint made of encodeCkptTensor's messages, in order. */
+export async function writeCkptChunks(path: string, chunks: readonly Uint8Array[]): Promise<void> {
+  if (chunks.length === 0) throw new WolfpackError('E_WEIGHTS', `cannot write a MindSpore checkpoint with no tensors: ${path}`);
+  await writeFileAtomic(path, chunks);
 }
 
 function checkTensorBytes(tag: string, t: HostTensor): void {

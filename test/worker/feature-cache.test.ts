@@ -2,6 +2,7 @@
 // are keyed by, that a head step on cached features is the step computeGradients takes on the images,
 // and, end to end, that training with the cache gives the same weights as without it.
 import { join } from 'node:path';
+import { readFileSync } from 'node:fs';
 import t from 'tap';
 import { selectBackend } from '../../shared/backend/select.js';
 import { tf } from '../../shared/backend/tf.js';
@@ -128,6 +129,9 @@ t.test('training with --cache-features gives the weights training without it giv
     const runs: Map<string, Float32Array>[] = [];
     let cachedSteps = 0;
     let repeatMisses = 0; // samples computed again in an epoch whose view was seen before (shared over the ring: none)
+    let evalMisses = 0; // validation samples whose features were not cached after the first evaluation
+    let evalCached = 0;
+    const accuracies: number[][] = [];
     const firstRepeat = view.includes('none') ? 1 : 2;
     for (const [n, cache] of [[1, false], [2, true]] as const) {
       const out = join(job.dir, `out-${view.join('')}-${n}-${String(cache)}`);
@@ -141,8 +145,17 @@ t.test('training with --cache-features gives the weights training without it giv
           cachedSteps += rec.cached > 0 ? 1 : 0;
           if (rec.epoch >= firstRepeat) repeatMisses += rec.samples - rec.cached;
         }
+        for (const line of r.stderr.split('\n')) {
+          if (!line.includes('"eval timings"')) continue;
+          const rec = JSON.parse(line) as { cached: number; samples: number; epoch: number };
+          if (rec.epoch >= 1) {
+            evalMisses += rec.samples - rec.cached;
+            evalCached += rec.cached;
+          }
+        }
       }
       runs.push(await weightsOf(join(out, 'last.ckpt')));
+      accuracies.push(readFileSync(join(out, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => (JSON.parse(l) as { val_accuracy: number }).val_accuracy));
     }
     t.ok(cachedSteps > 0, `${view.join(' ')}: later epochs ran on cached features (${cachedSteps} worker-steps)`);
     t.equal(repeatMisses, 0, `${view.join(' ')}: from epoch ${firstRepeat + 1} on, every sample's features were cached on whichever worker got it`);
@@ -159,7 +172,25 @@ t.test('training with --cache-features gives the weights training without it giv
       worst = Math.max(worst, d / scale);
     }
     t.ok(worst <= 1e-5, `${view.join(' ')}: same weights with and without the cache (max rel diff ${worst.toExponential(2)})`);
+    t.same(accuracies[1], accuracies[0], `${view.join(' ')}: same validation accuracy every epoch with the cache`);
+    t.ok(evalCached > 0 && evalMisses === 0, `${view.join(' ')}: from the second evaluation on, validation ran on cached features (${evalCached} samples, ${evalMisses} misses)`);
   }
+  // Only the head (and its Momentum) travels to the coordinator at an epoch end with a frozen backbone and
+  // BatchNorm; the checkpoint still holds the whole model: the backbone exactly as it started.
+  const start = await weightsOf(job.weights);
+  const last = await weightsOf(join(job.dir, 'out---augmentnone-1-false', 'last.ckpt'));
+  let backbone = 0;
+  let changed = 0;
+  for (const [name, w] of last) {
+    if (name.startsWith('moments.') || name.startsWith('end_point')) continue;
+    const s0 = start.get(name);
+    if (s0 === undefined) continue;
+    backbone++;
+    if (s0.length !== w.length || s0.some((v, i) => v !== w[i])) changed++;
+  }
+  t.ok(backbone > 100, `${backbone} backbone tensors compared`);
+  t.equal(changed, 0, 'the checkpoint\'s backbone is the starting one, bit for bit');
+  t.ok([...last].some(([n, w]) => n === 'moments.end_point.weight' && w.some((v) => v !== 0)), 'the head\'s Momentum was fetched');
 });
 
 t.test('--cache-features is refused where features change or never repeat', async (t) => {
