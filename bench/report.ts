@@ -88,6 +88,7 @@ export function scalingSection(rs: ScalingResult[]): string {
 
 export function ttaSection(t: TtaResult): string {
   const peer = t.peer.ok ? t.peer.result : undefined;
+  const torch = t.peer_tta.ok ? t.peer_tta.result : undefined;
   const rows = t.runs.map((r) => [
     `${r.variant}${r.flags.length ? ` (\`${r.flags.join(' ')}\`)` : ''}`,
     r.reached ? String(r.epoch) : `not in ${t.max_epochs}`, fmt(r.wall_s, 1), fmt(r.epochs_s, 1),
@@ -95,16 +96,30 @@ export function ttaSection(t: TtaResult): string {
     r.epochs.map((e) => pct(e.cache_hit_rate)).join(' '),
     fmt(r.step_images_per_s, 0), fmt(r.last_epoch_step_images_per_s, 0), fmt(t.ratio[r.variant], 2),
   ]);
+  if (torch) {
+    rows.push([
+      `PyTorch ${torch.torch}, ${torch.threads} threads (bench/peers/torch_tta.py)`,
+      torch.reached ? String(torch.epoch) : `not in ${torch.max_epochs}`, fmt(torch.wall_s, 1), fmt(torch.epochs_s, 1),
+      torch.epochs.map((e) => fmt(e.images_per_s, 0)).join(' '), '-', '-', '-', '-',
+    ]);
+  }
+  const ratioLine = torch
+    ? `Wall time to ${t.target}, PyTorch's over wolfpack's (above 1: wolfpack reaches the target sooner): ` +
+      t.runs.map((r) => `${r.variant} ${fmt(t.tta_ratio[r.variant], 2)}${t.tta_ratio[r.variant] === undefined ? ` (${r.reached ? 'PyTorch' : 'wolfpack'} did not reach it)` : ''}`).join(', ') +
+      `. PyTorch: ${fmt(torch.setup_s, 1)} s from process start to the first step; accuracy per epoch ${torch.epochs.map((e) => e.val_accuracy.toFixed(2)).join(' ')}.`
+    : `PyTorch time to accuracy: skipped (${t.peer_tta.ok ? '' : t.peer_tta.skipped}).`;
   return [
     `$ ${t.command}`,
     `$ ${t.peer.command}${t.peer.ok ? '' : `   (skipped: ${t.peer.skipped})`}`,
+    `$ ${t.peer_tta.command}${t.peer_tta.ok ? '' : `   (skipped: ${t.peer_tta.skipped})`}`,
     '',
     `Target validation accuracy ${t.target} (at most ${t.max_epochs} epochs; --views ${t.views} for views+cache).` +
       (peer ? ` PyTorch frozen-backbone step, ${peer.threads} threads, batch ${peer.batch}, ${peer.size}x${peer.size}: ${fmt(peer.img_s, 1)} images/s.` : ''),
     '',
     table(['demo variant', 'epoch reached', 'wall s to target', 'epoch s to target (steps + eval + state fetch)', 'images/s per epoch (metrics)', 'cache hits per epoch',
       'step images/s', 'step images/s, last epoch', 'last epoch / PyTorch'], rows),
-    quietLine(t.runs.map((r) => r.quiet)),
+    ratioLine,
+    quietLine([...t.runs.map((r) => r.quiet), ...(t.peer_tta_quiet ? [t.peer_tta_quiet] : [])]),
   ].join('\n') + '\n';
 }
 

@@ -12,10 +12,16 @@
 // epoch's metrics line that first meets the target; beside it the sum of the epochs' epoch_time_s
 // (metrics.jsonl: the steps, the epoch-end evaluation and state fetch; not start-up or checkpoint writes). Step throughput is from the coordinator's step
 // completions, the first step of each epoch left out.
-import { rmSync } from 'node:fs';
+// The PyTorch peer (bench/peers/torch_tta.py) runs the same recipe in plain PyTorch on 2 threads: the
+// same data set, the same starting weights (the checkpoint converted to safetensors), the same model
+// flavour, transforms, batch, optimiser, target and epoch limit; its wall time also counts from process start.
+import { mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { DEMO_DEFAULTS } from '../cli/commands/demo.js';
+import { WolfpackError } from '../shared/errors.js';
 import { packageRoot } from '../shared/paths.js';
+import { readCkpt } from '../shared/weights/ckpt.js';
+import { writeSafetensors } from '../shared/weights/safetensors.js';
 import type { Fixture } from './fixture.js';
 import { round, waitQuiet, type QuietRecord } from './machine.js';
 import type { PeerRun } from './model.js';
@@ -61,6 +67,48 @@ export interface PeerStepResult {
   median_s: number;
 }
 
+/** One epoch line of bench/peers/torch_tta.py. */
+export interface PeerTtaEpoch {
+  epoch: number;
+  val_accuracy: number;
+  train_loss: number;
+  /** Training steps plus evaluation, s (not the checkpoint save). */
+  epoch_s: number;
+  /** Seconds from the peer process's start until this epoch's line. */
+  wall_s: number;
+  train_s: number;
+  eval_s: number;
+  save_s: number;
+  steps: number;
+  /** Training images/s of the epoch (data loading included). */
+  images_per_s: number | null;
+}
+
+/** bench/peers/torch_tta.py's final line, with its epoch lines. */
+export interface PeerTtaResult {
+  bench: 'torch_time_to_accuracy';
+  torch: string;
+  threads: number;
+  batch: number;
+  size: number;
+  lr: number;
+  momentum: number;
+  seed: number;
+  target: number;
+  max_epochs: number;
+  reached: boolean;
+  epoch: number | null;
+  /** Seconds from process start to the target epoch's line (null: not reached). */
+  wall_s: number | null;
+  total_wall_s: number;
+  /** Sum of epoch_s up to the target epoch (null: not reached). */
+  epochs_s: number | null;
+  /** Seconds from process start to the first step (imports, data set scan, weights). */
+  setup_s: number;
+  best_val_accuracy: number;
+  epochs: PeerTtaEpoch[];
+}
+
 export interface TtaResult {
   bench: 'wolfpack_time_to_accuracy';
   target: number;
@@ -71,6 +119,12 @@ export interface TtaResult {
   peer: PeerRun<PeerStepResult>;
   /** Step images/s over PyTorch's frozen-backbone step (above 1: wolfpack is faster). */
   ratio: Partial<Record<TtaVariant, number>>;
+  /** The same recipe in PyTorch (bench/peers/torch_tta.py), timed to the same target. */
+  peer_tta: PeerRun<PeerTtaResult>;
+  /** PyTorch's wall s to the target over the variant's (above 1: wolfpack reaches it sooner); only where both reached it. */
+  tta_ratio: Partial<Record<TtaVariant, number>>;
+  /** How busy the machine was before the PyTorch time-to-accuracy run (null: not run). */
+  peer_tta_quiet: QuietRecord | null;
 }
 
 export function ttaFlags(variant: TtaVariant, views: number): string[] {
@@ -140,10 +194,53 @@ export async function benchTimeToAccuracy(opts: { fixture: Fixture; target?: num
   }
   const ratio: Partial<Record<TtaVariant, number>> = {};
   if (peer.ok) for (const r of runs) ratio[r.variant] = round(r.last_epoch_step_images_per_s / peer.result.img_s, 3);
+  let peerTta: PeerRun<PeerTtaResult>;
+  let peerTtaQuiet: QuietRecord | null = null;
+  if (opts.peer === false) {
+    peerTta = { ok: false, command: '', skipped: '--no-peer' };
+  } else {
+    peerTtaQuiet = await waitQuiet({ onWait: (b) => opts.progress?.(`waiting for the machine to quieten (CPU ${(b * 100).toFixed(0)}% busy)`) });
+    opts.progress?.(`PyTorch peer: time to accuracy ${target}, the same recipe, 2 threads, at most ${maxEpochs} epochs`);
+    peerTta = await torchTta({ fixture: opts.fixture, target, maxEpochs, threads: 2 });
+  }
+  const ttaRatio: Partial<Record<TtaVariant, number>> = {};
+  if (peerTta.ok && peerTta.result.wall_s !== null) {
+    for (const r of runs) if (r.wall_s !== null && r.wall_s > 0) ttaRatio[r.variant] = round(peerTta.result.wall_s / r.wall_s, 3);
+  }
   return {
     bench: 'wolfpack_time_to_accuracy', target, max_epochs: maxEpochs, views,
     command: `WOLFPACK_LOG_LEVEL=debug wolfpack train ${demoArgs(opts.fixture, maxEpochs).join(' ')} [variant flags] --out runs/bench/tta-...`, runs, peer, ratio,
+    peer_tta: peerTta, tta_ratio: ttaRatio, peer_tta_quiet: peerTtaQuiet,
   };
+}
+
+/** Writes a MindSpore .ckpt's tensors, names and order kept, as a .safetensors file (what the PyTorch peer reads). */
+export async function ckptToSafetensors(ckpt: string, out: string): Promise<void> {
+  await writeSafetensors(out, await readCkpt(ckpt), { source: ckpt });
+}
+
+/**
+ * bench/peers/torch_tta.py on the fixture with the demo's settings (batch, image size, lr; overridable):
+ * the starting checkpoint is converted to DIR/resnet50.safetensors first (DIR emptied; default
+ * runs/bench/tta-torch), and the peer saves its best state_dict beside it as best.pt.
+ */
+export async function torchTta(o: {
+  fixture: Fixture; target: number; maxEpochs: number; threads: number; lr?: number; batch?: number; size?: number; seed?: number; timeoutMs?: number; dir?: string;
+}): Promise<PeerRun<PeerTtaResult>> {
+  const dir = o.dir ?? join(packageRoot, 'runs', 'bench', 'tta-torch');
+  rmSync(dir, { recursive: true, force: true });
+  mkdirSync(dir, { recursive: true });
+  const weights = join(dir, 'resnet50.safetensors');
+  await ckptToSafetensors(o.fixture.weights, weights);
+  const args = ['--data', o.fixture.data, '--weights', weights, '--out', join(dir, 'best.pt'), '--target', String(o.target), '--epochs', String(o.maxEpochs),
+    '--lr', String(o.lr ?? DEMO_DEFAULTS.lr), '--batch', String(o.batch ?? DEMO_DEFAULTS.batchSize), '--size', String(o.size ?? DEMO_DEFAULTS.imageSize),
+    '--threads', String(o.threads), '--seed', String(o.seed ?? 0)];
+  const r = await runBenchPeer<PeerTtaEpoch | Omit<PeerTtaResult, 'epochs'>>('torch_tta.py', args, o.timeoutMs ?? 900_000);
+  if (!r.ok) return r;
+  const final = r.result.find((l): l is Omit<PeerTtaResult, 'epochs'> => 'bench' in l && l.bench === 'torch_time_to_accuracy');
+  if (!final) throw new WolfpackError('E_WORKER', `peer ${r.command} printed no final line`);
+  const epochs = r.result.filter((l): l is PeerTtaEpoch => !('bench' in l));
+  return { ok: true, command: r.command, result: { ...final, epochs } };
 }
 
 /** bench/peers/torch_resnet50_step.py: PyTorch images/s of one kind of step at any size and batch. */
