@@ -7,8 +7,7 @@
 import { execFile, execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
-import { join, resolve } from 'node:path';
-import { pathToFileURL } from 'node:url';
+import { basename, join, resolve } from 'node:path';
 import { num, parse } from '../cli/args.js';
 import { packageRoot } from '../shared/paths.js';
 import { machineInfo, type MachineInfo } from './machine.js';
@@ -217,7 +216,8 @@ async function main(argv: string[]): Promise<void> {
   process.stdout.write(values.json === true ? `${JSON.stringify(c)}\n` : md);
 }
 
-if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
+// By file name, not import.meta.url: in an esbuild bundle every module shares the bundle's URL.
+if (['webgpu-compare.ts', 'webgpu-compare.js', 'bench-webgpu-compare.mjs'].includes(basename(process.argv[1] ?? ''))) {
   main(process.argv.slice(2)).then(() => process.exit(0), (e: unknown) => {
     process.stderr.write(`bench webgpu: ${(e as Error).stack ?? String(e)}\n`);
     process.exit(1);

@@ -16,7 +16,7 @@
 // prints one JSON object (and writes it to FILE after every phase, so a cut-off run keeps its part).
 import { writeFileSync } from 'node:fs';
 import { Session } from 'node:inspector/promises';
-import { pathToFileURL } from 'node:url';
+import { basename } from 'node:path';
 import { parseArgs } from 'node:util';
 import { tf } from '../shared/backend/tf.js';
 import { activateWebGpu, type WebGpuAdapterReport } from '../shared/backend/webgpu.js';
@@ -318,7 +318,8 @@ async function main(argv: string[]): Promise<void> {
   process.stdout.write(`${JSON.stringify(r)}\n`);
 }
 
-if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
+// By file name, not import.meta.url: in an esbuild bundle every module shares the bundle's URL.
+if (['webgpu.ts', 'webgpu.js', 'bench-webgpu.mjs'].includes(basename(process.argv[1] ?? ''))) {
   main(process.argv.slice(2)).then(() => process.exit(0), (e: unknown) => {
     process.stderr.write(`bench webgpu: ${(e as Error).stack ?? String(e)}\n`);
     process.exit(1);
