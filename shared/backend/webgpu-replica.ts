@@ -9,6 +9,7 @@
 //    params are refreshed by syncHost()) or Replica's JS loop followed by one upload ('host': the same
 //    bits as replicas on other backends).
 import { tf } from './tf.js';
+import { createRingBuffer } from '../allreduce/ring.js';
 import { backbone, forward, head, type ForwardOptions } from '../model/forward.js';
 import type { BnSpec } from '../model/spec.js';
 import { BN_MOVING_MOMENTUM } from '../model/spec.js';
@@ -60,7 +61,8 @@ export class WebGpuReplica {
     if (this.gpu.optimizer === 'host' && !this.gpu.hostGradients) throw new Error("WebGpuReplica: optimizer 'host' needs hostGradients");
     this.reduce = new ReduceLayout(state.layout, options.freeze, options.bn);
     this.accum = accum ?? new Float32Array(state.layout.paramCount);
-    this.buffer = new Float32Array(this.reduce.size);
+    // In its own WebAssembly memory, where the ring all-reduce sums with SIMD (~4x its JS loop).
+    this.buffer = createRingBuffer(this.reduce.size);
     this.tensors = new ParamTensors(state);
     this.trained = state.layout.trainableFor(options.freeze);
     this.flat = new FlatGpuParams(this.trained.map((s) => ({ name: s.spec.name, shape: s.spec.shape, offset: s.offset, size: s.size })),

@@ -4,6 +4,11 @@
 import { tf } from '../backend/tf.js';
 import type { ModelState, Slot } from './state.js';
 
+/** Whether the backend copies a new tensor's values at once (wasm: into its heap). */
+function copiesOnWrite(): boolean {
+  return tf.getBackend() === 'wasm';
+}
+
 export class ParamTensors {
   private readonly tensors = new Map<string, tf.Tensor>();
   private readonly state: ModelState;
@@ -26,8 +31,12 @@ export class ParamTensors {
     const src = buffer === 'params' ? this.state.params : this.state.stats;
     for (const slot of slots) {
       this.tensors.get(slot.spec.name)?.dispose();
-      // slice(): a backend that keeps a reference (cpu) must not see later in-place updates.
-      const t = tf.tensor(src.slice(slot.offset, slot.offset + slot.size), slot.spec.shape, 'float32');
+      // A new tensor, not the old one's wasm memory overwritten: that was tried and derailed training
+      // (test/model/memory.test.ts saw non-finite steps from the second step on; cause not pinned down).
+      // slice(): a backend that keeps a reference (cpu, webgpu until upload) must not see later in-place
+      // updates; wasm copies into its heap at once, so a view saves a 100 MB copy a step there.
+      const range = [slot.offset, slot.offset + slot.size] as const;
+      const t = tf.tensor(copiesOnWrite() ? src.subarray(...range) : src.slice(...range), slot.spec.shape, 'float32');
       this.tensors.set(slot.spec.name, tf.keep(t));
     }
   }

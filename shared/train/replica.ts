@@ -1,6 +1,8 @@
 // One data-parallel replica of the model: computes its part of a step's gradient into the reduce
 // buffer, and, once the buffer holds the sum over all replicas, applies the identical update.
 import { tf } from '../backend/tf.js';
+import { createRingBuffer } from '../allreduce/ring.js';
+import { wasmHeapView } from '../backend/wasm-heap.js';
 import { WolfpackError } from '../errors.js'; // feature cache
 import { backbone, forward, head, type ForwardOptions } from '../model/forward.js';
 import type { BnSpec } from '../model/spec.js';
@@ -75,7 +77,8 @@ export class Replica {
     this.options = options;
     this.reduce = new ReduceLayout(state.layout, options.freeze, options.bn);
     this.accum = accum ?? new Float32Array(state.layout.paramCount);
-    this.buffer = new Float32Array(this.reduce.size);
+    // In its own WebAssembly memory, where the ring all-reduce sums with SIMD (~4x its JS loop).
+    this.buffer = createRingBuffer(this.reduce.size);
     this.tensors = new ParamTensors(state);
     this.trained = state.layout.trainableFor(options.freeze);
     for (const slot of state.layout.stats) this.bnIndex.set(slot.spec.name, slot);
@@ -127,9 +130,10 @@ export class Replica {
       let finite = true;
       const grads = this.reduce.grads(buf);
       const base = this.reduce.gradBegin;
-      // data() rather than dataSync(): GPU backends (webgpu) can only read back asynchronously.
-      const read = await Promise.all(result.grads.map((g) => g.data() as Promise<Float32Array>));
-      this.trained.forEach((slot, i) => grads.set(read[i], slot.offset - base));
+      // wasm: copied straight from its heap; elsewhere data() rather than dataSync(): GPU backends
+      // (webgpu) can only read back asynchronously.
+      const read = tf.getBackend() === 'wasm' ? undefined : await Promise.all(result.grads.map((g) => g.data() as Promise<Float32Array>));
+      this.trained.forEach((slot, i) => grads.set(read?.[i] ?? wasmHeapView(result.grads[i]) ?? (result.grads[i].dataSync() as Float32Array), slot.offset - base));
       for (let i = 0; i < grads.length; i++) if (!Number.isFinite(grads[i])) { finite = false; break; }
       if (this.reduce.statsSize > 0) {
         const stats = this.reduce.stats(buf);
