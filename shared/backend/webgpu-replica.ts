@@ -18,7 +18,7 @@ import { ParamTensors } from '../model/tensors.js';
 import { argmaxRows, sparseSoftmaxCrossEntropy } from '../train/loss.js';
 import { momentumStep, movingAverage } from '../train/momentum.js';
 import { ReduceLayout } from '../train/reduce-buffer.js';
-import { batchTensors, evalLogits, type Batch, type StepMetrics, type TrainOptions } from '../train/replica.js';
+import { batchTensors, evalBatch, type Batch, type StepMetrics, type TrainOptions } from '../train/replica.js';
 import { FlatGpuParams } from './webgpu-flat.js';
 import { webGpuForwardKernels } from './webgpu-resnet.js';
 import type { ReadPart } from './webgpu-sync-read.js';
@@ -192,7 +192,7 @@ export class WebGpuReplica {
       this.tensors.refresh(this.state.layout.stats, 'stats');
       this.statsStale = false;
     }
-    return evalLogits(batch, (x) => forward(this.state.layout.net, this.lookup, x, { bnTrain: false, kernels: webGpuForwardKernels }));
+    return evalBatch(batch, (x) => forward(this.state.layout.net, this.lookup, x, { bnTrain: false, kernels: webGpuForwardKernels }));
   }
 
   /** Re-reads all tensors from the state (after weights were replaced from outside). */

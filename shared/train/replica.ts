@@ -44,14 +44,21 @@ export function batchTensors(batch: Batch): { x: tf.Tensor4D; y: tf.Tensor1D } {
   };
 }
 
-/** Row-major logits of `run(images)` for a batch, with every tensor it made disposed. */
-export async function evalLogits(batch: Batch, run: (x: tf.Tensor4D) => tf.Tensor): Promise<Float32Array> {
+/** The values of the tensor `run()` makes, row-major, with every tensor it made disposed. */
+export async function tidyValues(run: () => tf.Tensor): Promise<Float32Array> {
+  const out = tf.tidy(run);
+  try {
+    return (await out.data()) as Float32Array;
+  } finally {
+    out.dispose();
+  }
+}
+
+/** Row-major output of `run(images)` for a batch (logits, or features), with every tensor it made disposed. */
+export async function evalBatch(batch: Batch, run: (x: tf.Tensor4D) => tf.Tensor): Promise<Float32Array> {
   const { x, y } = batchTensors(batch);
   try {
-    const logits = tf.tidy(() => run(x));
-    const out = (await logits.data()) as Float32Array;
-    logits.dispose();
-    return out;
+    return await tidyValues(() => run(x));
   } finally {
     x.dispose();
     y.dispose();
@@ -179,16 +186,7 @@ export class Replica {
   async computeFeatures(batch: Batch): Promise<Float32Array> {
     this.requireFrozenFeatures('computeFeatures');
     if (batch.count === 0) return new Float32Array(0);
-    const { x, y } = batchTensors(batch);
-    try {
-      const f = tf.tidy(() => backbone(this.state.layout.net, this.tensors.lookup, x, { bnTrain: false }));
-      const out = (await f.data()) as Float32Array;
-      f.dispose();
-      return out;
-    } finally {
-      x.dispose();
-      y.dispose();
-    }
+    return evalBatch(batch, (x) => backbone(this.state.layout.net, this.tensors.lookup, x, { bnTrain: false }));
   }
 
   /**
@@ -248,10 +246,7 @@ export class Replica {
     if (count === 0) return new Float32Array(0);
     const f = tf.tensor2d(features.subarray(0, count * dim), [count, dim]);
     try {
-      const logits = tf.tidy(() => head(this.state.layout.net, this.tensors.lookup, f));
-      const out = (await logits.data()) as Float32Array;
-      logits.dispose();
-      return out;
+      return await tidyValues(() => head(this.state.layout.net, this.tensors.lookup, f));
     } finally {
       f.dispose();
     }
@@ -274,7 +269,7 @@ export class Replica {
 
   /** Logits in evaluation mode (moving statistics), [count, K] row-major. */
   async predict(batch: Batch): Promise<Float32Array> {
-    return evalLogits(batch, (x) => forward(this.state.layout.net, this.tensors.lookup, x, { bnTrain: false }));
+    return evalBatch(batch, (x) => forward(this.state.layout.net, this.tensors.lookup, x, { bnTrain: false }));
   }
 
   /** Re-reads all tensors from the state (after weights were replaced from outside). */
