@@ -8,8 +8,8 @@
 import { appendFile, mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { writeFileAtomic } from '../shared/fs/atomic-write.js';
-import type { FloatRange, ModelState } from '../shared/model/state.js';
-import { modelTensorSources, type ModelTensorSource } from '../shared/model/weights.js';
+import type { ModelState, MutableRanges } from '../shared/model/state.js';
+import { modelTensorSources } from '../shared/model/weights.js';
 import { encodeCkptTensor, writeCkptChunks } from '../shared/weights/ckpt.js';
 import type { JobConfig } from '../shared/protocol/messages.js';
 
@@ -41,8 +41,6 @@ export interface EpochMetrics {
   /** Writing best.ckpt (when improved) and last.ckpt after the epoch (not in epoch_time_s). */
   checkpoint_s?: number;
 }
-
-export type MutableRanges = Record<ModelTensorSource['kind'], FloatRange>;
 
 export class RunOutput {
   readonly dir: string;

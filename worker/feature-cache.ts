@@ -27,8 +27,11 @@ export interface ViewPlan {
   view: string;
 }
 
+/** The eval transform's view: validation samples, and training ones with --augment none. */
+const EVAL_VIEW = { train: false, view: 'eval' } as const;
+
 export function viewPlan(config: Pick<JobConfig, 'augment' | 'views'>, epoch: number): ViewPlan {
-  if (config.augment === 'none') return { train: false, drawEpoch: epoch, view: 'eval' };
+  if (config.augment === 'none') return { ...EVAL_VIEW, drawEpoch: epoch };
   const k = config.views ?? 0;
   const drawEpoch = k > 0 ? epoch % k : epoch;
   return { train: true, drawEpoch, view: `v${drawEpoch}` };
@@ -249,18 +252,19 @@ export class StepFeatureCache {
     const dim = this.cache.dim;
     const out = new Float32Array(samples.length * dim);
     const missing: number[] = [];
+    const plan: ViewPlan = { ...EVAL_VIEW, drawEpoch: 0 };
     samples.forEach((s, k) => {
-      const row = this.cache.get(s.h);
+      const row = this.cache.get(featureKey(s, plan));
       if (row !== undefined) out.set(row, k * dim);
       else missing.push(k);
     });
     if (missing.length > 0) {
-      const batch = await loadBatch(this.images, missing.map((k) => samples[k]), { size: this.config.imageSize, seed: this.config.seed, epoch: 0, train: false });
+      const batch = await loadBatch(this.images, missing.map((k) => samples[k]), { size: this.config.imageSize, seed: this.config.seed, epoch: 0, train: plan.train });
       const computed = await replica.computeFeatures(batch);
       missing.forEach((k, n) => {
         const row = computed.subarray(n * dim, (n + 1) * dim);
         out.set(row, k * dim);
-        this.cache.put(samples[k].h, row);
+        this.cache.put(featureKey(samples[k], plan), row);
       });
     }
     return { features: out, cached: samples.length - missing.length };

@@ -6,13 +6,12 @@
 //    convolution with the filter rotated by 180 degrees and its channels swapped ("full" padding).
 // Anything else (dilations, NCHW) falls back to the native kernel.
 import { tf } from './tf.js';
+import type { WasmHeapBackend } from './wasm-heap.js';
 
 type Info = tf.TensorInfo;
 type KernelArgs = { inputs: tf.NamedTensorInfoMap; backend: tf.KernelBackend; attrs?: tf.NamedAttrMap };
 type KernelFn = (args: KernelArgs) => Info;
 interface DisposableBackend extends tf.KernelBackend { disposeData(dataId: object, force?: boolean): boolean }
-/** The wasm backend's own helpers: a tensor's data as a view of the wasm heap, and a fresh output tensor. */
-interface WasmHeapBackend { typedArrayFromHeap(t: Info): tf.TypedArray; makeOutput(shape: number[], dtype: 'float32'): Info }
 
 interface BackpropInputAttrs {
   strides: number | [number, number];

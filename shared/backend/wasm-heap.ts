@@ -4,7 +4,11 @@
 // collected again, which costs the step time and, with two workers on two cores, the other's time too.
 import { tf } from './tf.js';
 
-interface WasmBackend { typedArrayFromHeap(t: tf.TensorInfo): tf.TypedArray }
+/** The wasm backend's own helpers: a tensor's data as a view of its heap, and a fresh output tensor. */
+export interface WasmHeapBackend {
+  typedArrayFromHeap(t: tf.TensorInfo): tf.TypedArray;
+  makeOutput(shape: number[], dtype: 'float32'): tf.TensorInfo;
+}
 
 /**
  * A float32 tensor's data as a view into the wasm heap, or undefined on other backends (and for other
@@ -14,7 +18,7 @@ interface WasmBackend { typedArrayFromHeap(t: tf.TensorInfo): tf.TypedArray }
  */
 export function wasmHeapView(t: tf.Tensor): Float32Array | undefined {
   if (t.dtype !== 'float32' || t.size === 0 || tf.getBackend() !== 'wasm') return undefined;
-  const backend = tf.backend() as unknown as Partial<WasmBackend>;
+  const backend = tf.backend() as unknown as Partial<WasmHeapBackend>;
   if (typeof backend.typedArrayFromHeap !== 'function') return undefined;
   return backend.typedArrayFromHeap({ dataId: t.dataId, shape: t.shape, dtype: t.dtype }) as Float32Array;
 }

@@ -62,13 +62,16 @@ export class ParamLayout {
 /** A half-open range of floats, [begin, end). */
 export interface FloatRange { begin: number; end: number }
 
+/** A range of each flat buffer of a replica's state: parameters, moving statistics, Momentum. */
+export type MutableRanges = Record<'params' | 'stats' | 'accum', FloatRange>;
+
 /**
  * The parts of a replica's state that training can change: the trained parameters and their Momentum
  * (all of them, or the head's with --freeze backbone), and the moving statistics only with --bn train.
  * Everything outside these ranges stays what the job started with, on every replica -- so an epoch's
  * state transfer to the coordinator (checkpoints) need only carry these.
  */
-export function mutableRanges(layout: ParamLayout, freeze: Freeze, bn: 'train' | 'frozen'): { params: FloatRange; stats: FloatRange; accum: FloatRange } {
+export function mutableRanges(layout: ParamLayout, freeze: Freeze, bn: 'train' | 'frozen'): MutableRanges {
   const trained = layout.trainableRange(freeze);
   return { params: trained, accum: trained, stats: bn === 'train' ? { begin: 0, end: layout.statCount } : { begin: 0, end: 0 } };
 }

@@ -7,7 +7,7 @@ import { WolfpackError } from '../errors.js';
 import { fromFloat32, toFloat32, type HostTensor, type TensorMap } from '../weights/host-tensor.js';
 import { hwioToOihw, oihwToHwio, transpose2d } from '../weights/layout.js';
 import { detectFlavour, headPrefix, resnet50Spec, type Flavour, type ModelConfig, type ParamSpec } from './spec.js';
-import { emptyState, ParamLayout, type ModelState } from './state.js';
+import { emptyState, ParamLayout, type ModelState, type MutableRanges } from './state.js';
 
 /** Optimizer state is stored beside the weights under this prefix, as MindSpore does. */
 export const MOMENTS_PREFIX = 'moments.';
@@ -134,7 +134,7 @@ export function modelFromTensors(tensors: TensorMap, source: string, opts: FromT
 /** A tensor of a checkpoint: its name, the floats of the state it is made of, and how to build it. */
 export interface ModelTensorSource {
   name: string;
-  kind: 'params' | 'stats' | 'accum';
+  kind: keyof MutableRanges;
   offset: number;
   size: number;
   /** The tensor in file layout (built on demand: the layout change is the costly part). */
