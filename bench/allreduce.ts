@@ -20,6 +20,7 @@ import { existsSync } from 'node:fs';
 import { distPath } from '../shared/paths.js';
 import { WolfpackError } from '../shared/errors.js';
 import type { FillMode, RankResult, RankSetup } from './allreduce-rank.js';
+import { median } from './machine.js';
 
 export interface AllreduceBenchOptions {
   /** Number of ranks (processes), >= 1. */
@@ -106,12 +107,6 @@ interface Child {
   messages: Array<{ t: string } & Record<string, unknown>>;
   waiters: Array<() => void>;
   exited: { code: number | null; signal: NodeJS.Signals | null } | null;
-}
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 === 1 ? s[m] : (s[m - 1] + s[m]) / 2;
 }
 
 function rankScript(): string {

@@ -9,7 +9,6 @@
 // On wasm a full fine-tuning step that would not fit the 4 GiB heap (batch 7+ at 224x224) runs at the
 // largest batch that fits, and the result says so in `notes`.
 // benchPeer runs the PyTorch script (2 threads by default) and parses its JSON line.
-import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { selectBackend, type BackendChoice, type ConcreteBackend } from '../shared/backend/select.js';
@@ -21,7 +20,9 @@ import type { Freeze } from '../shared/model/state.js';
 import { initModel } from '../shared/model/weights.js';
 import { packageRoot } from '../shared/paths.js';
 import { Replica, type Batch } from '../shared/train/replica.js';
-import { timeRuns } from './machine.js';
+import { runCommand } from './command.js';
+import { median, timeRuns } from './machine.js';
+import { syntheticBatch } from './synthetic-batch.js';
 
 export interface ModelBenchOptions {
   backend?: BackendChoice;
@@ -80,22 +81,6 @@ export function largestWasmTrainBatch(batch: number, imageSize: number): number 
   return b;
 }
 
-export function median(xs: readonly number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 === 1 ? s[m] : (s[m - 1] + s[m]) / 2;
-}
-
-/** Random N(0,1)-like images (a fixed LCG; the values do not change the cost) and alternating labels. */
-function syntheticBatch(count: number, size: number): Batch {
-  const images = new Float32Array(count * size * size * 3);
-  let s = 12345;
-  for (let i = 0; i < images.length; i++) {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    images[i] = (s / 2147483648 - 1) * 1.7;
-  }
-  return { images, labels: Int32Array.from({ length: count }, (_, i) => i % 2), count, size };
-}
 
 
 async function backendThreads(tfName: string): Promise<number | null> {
@@ -205,20 +190,12 @@ export function peerScript(name: string): string {
 
 export type PeerRun<T> = { ok: true; command: string; result: T } | { ok: false; command: string; skipped: string };
 
-function run(file: string, args: string[], timeoutMs: number): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolveRun) => {
-    execFile(file, args, { timeout: timeoutMs, maxBuffer: 64 << 20, killSignal: 'SIGKILL' }, (err, stdout, stderr) => {
-      const code = err ? (typeof err.code === 'number' ? err.code : -1) : 0;
-      resolveRun({ code, stdout, stderr: err && err.killed ? `${stderr}\n(killed after ${timeoutMs / 1000} s)` : stderr });
-    });
-  });
-}
 
 /** Why the PyTorch peers cannot run here, or undefined when they can. */
 export async function peerUnavailable(script: string): Promise<string | undefined> {
   if (!existsSync(PEER_PYTHON)) return `${PEER_PYTHON} not found (the peers need Debian's python3 with python3-torch)`;
   if (!existsSync(script)) return `peer script ${script} not found`;
-  const probe = await run(PEER_PYTHON, ['-c', 'import torch, torchvision'], 60_000);
+  const probe = await runCommand(PEER_PYTHON, ['-c', 'import torch, torchvision'], 60_000);
   if (probe.code !== 0) {
     const last = probe.stderr.trim().split('\n').pop() ?? '';
     return `python3-torch is not installed for ${PEER_PYTHON} (${last}); apt-get install -y python3-torch python3-torchvision`;
@@ -226,19 +203,27 @@ export async function peerUnavailable(script: string): Promise<string | undefine
   return undefined;
 }
 
-/** Runs a peer script and parses every JSON line it prints; skipped (with why) when torch is missing. */
-export async function runPeerScript<T>(name: string, args: string[], timeoutMs: number): Promise<PeerRun<T[]>> {
-  const script = peerScript(name);
-  const command = [PEER_PYTHON, script, ...args].join(' ');
+/**
+ * Runs the python script at `script` (shown as `shown` in the command line it reports) and parses every
+ * JSON line it prints; skipped (with why) when torch is missing.
+ */
+export async function runPeerFile<T>(script: string, shown: string, args: string[], timeoutMs: number): Promise<PeerRun<T[]>> {
+  const command = [PEER_PYTHON, shown, ...args].join(' ');
   const why = await peerUnavailable(script);
   if (why) return { ok: false, command, skipped: why };
-  const r = await run(PEER_PYTHON, [script, ...args], timeoutMs);
+  const r = await runCommand(PEER_PYTHON, [script, ...args], timeoutMs);
   if (r.code !== 0) {
     throw new WolfpackError('E_WORKER', `peer ${command} failed (exit ${r.code}): ${r.stderr.trim().split('\n').slice(-3).join(' | ')}`);
   }
   const lines = r.stdout.split('\n').filter((l) => l.trim().startsWith('{'));
   if (lines.length === 0) throw new WolfpackError('E_WORKER', `peer ${command} printed no JSON line: ${r.stdout.slice(0, 200)}`);
   return { ok: true, command, result: lines.map((l) => JSON.parse(l) as T) };
+}
+
+/** A script of ../shared/peers, as runPeerFile runs it. */
+export function runPeerScript<T>(name: string, args: string[], timeoutMs: number): Promise<PeerRun<T[]>> {
+  const script = peerScript(name);
+  return runPeerFile<T>(script, script, args, timeoutMs);
 }
 
 export interface PeerModelResult {

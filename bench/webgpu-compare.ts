@@ -4,13 +4,14 @@
 // dispatch counts and the per-kernel GPU profile that limit going further. PyTorch is skipped, with the
 // reason, where no python has torch with CUDA (this 2-core machine: lavapipe and a CPU-only torch).
 //   node --import tsx bench/webgpu-compare.ts [same flags as `wolfpack bench webgpu`]  (the bundle on a GPU host)
-import { execFile, execFileSync } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { basename, join, resolve } from 'node:path';
 import { num, parse } from '../cli/args.js';
 import { packageRoot } from '../shared/paths.js';
 import { machineInfo, type MachineInfo } from './machine.js';
+import { runCommand } from './command.js';
 import type { PeerRun } from './model.js';
 import { table } from './report.js';
 import { benchWebGpu, type Phase, type PhaseResult, type WebGpuBenchResult } from './webgpu.js';
@@ -68,21 +69,13 @@ export const DEFAULT_PHASES: readonly Phase[] = ['forward-stock', 'forward-fused
 
 const TORCH_SCRIPT = resolve(packageRoot, 'scripts', 'gpu', 'torch_resnet50.py');
 
-function run(cmd: string, args: string[], timeoutMs: number): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((res) => {
-    execFile(cmd, args, { timeout: timeoutMs, maxBuffer: 16 << 20, killSignal: 'SIGKILL' }, (err, stdout, stderr) => {
-      res({ code: err ? (typeof err.code === 'number' ? err.code : -1) : 0, stdout, stderr });
-    });
-  });
-}
-
 /** The first python that imports torch, or why there is none. */
 export async function findTorchPython(explicit?: string): Promise<{ python?: string; why?: string }> {
   const candidates = explicit ? [explicit] : [process.env.WOLFPACK_TORCH_PYTHON, 'python3', '/usr/bin/python3', '/opt/conda/bin/python', 'python']
     .filter((c): c is string => typeof c === 'string' && c.length > 0);
   const tried: string[] = [];
   for (const c of candidates) {
-    const r = await run(c, ['-c', 'import torch'], 60_000);
+    const r = await runCommand(c, ['-c', 'import torch'], 60_000);
     if (r.code === 0) return { python: c };
     tried.push(`${c}: ${r.stderr.trim().split('\n').pop() || `exit ${r.code}`}`);
   }
@@ -96,7 +89,7 @@ export async function torchOnGpu(o: { batch: number; imageSize: number; python?:
   const command = [found.python ?? 'python3', 'scripts/gpu/torch_resnet50.py', ...args.slice(1)].join(' ');
   if (!found.python) return { ok: false, command, skipped: found.why ?? 'no python with torch' };
   if (!existsSync(TORCH_SCRIPT)) return { ok: false, command, skipped: `${TORCH_SCRIPT} not found` };
-  const r = await run(found.python, args, 300_000);
+  const r = await runCommand(found.python, args, 300_000);
   const line = r.stdout.split('\n').filter((l) => l.trim().startsWith('{')).pop();
   if (r.code !== 0 || line === undefined) {
     return { ok: false, command, skipped: `failed (exit ${r.code}): ${r.stderr.trim().split('\n').slice(-2).join(' | ')}` };

@@ -26,8 +26,9 @@ import { WebGpuReplica, type WebGpuReplicaOptions } from '../shared/backend/webg
 import type { WebGpuBackend } from '../shared/backend/webgpu-types.js';
 import type { ModelState } from '../shared/model/state.js';
 import { initModel } from '../shared/model/weights.js';
-import { Replica, type Batch } from '../shared/train/replica.js';
-import { timeRuns } from './machine.js';
+import { Replica } from '../shared/train/replica.js';
+import { median, timeRuns } from './machine.js';
+import { syntheticBatch } from './synthetic-batch.js';
 
 /** In the order they run: the slow stock training step last, so a time limit cuts it first. */
 export const PHASES = ['forward-stock', 'forward-fused', 'train-fused-ddp', 'train-fused-single', 'train-fused-host',
@@ -85,22 +86,6 @@ export interface WebGpuBenchResult {
   cpu_profile?: { fused_step?: CpuProfileSummary };
   errors: string[];
   notes: string[];
-}
-
-function median(xs: readonly number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 === 1 ? s[m] : (s[m - 1] + s[m]) / 2;
-}
-
-function syntheticBatch(count: number, size: number, classes: number): Batch {
-  const images = new Float32Array(count * size * size * 3);
-  let s = 12345;
-  for (let i = 0; i < images.length; i++) {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    images[i] = (s / 2147483648 - 1) * 1.7;
-  }
-  return { images, labels: Int32Array.from({ length: count }, (_, i) => i % classes), count, size };
 }
 
 
