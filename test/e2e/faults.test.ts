@@ -5,8 +5,8 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
-import { readCkpt } from '../../shared/weights/ckpt.js';
-import { toFloat32 } from '../../shared/weights/host-tensor.js';
+import { readCkptFloats } from '../helpers/checkpoints.js';
+import { worstTensorRelDiff } from '../helpers/numerics.js';
 import { exited, Output, runCli, startCli } from '../helpers/processes.js';
 import { makeTinyJob, type TinyJob } from '../helpers/tiny-job.js';
 
@@ -101,17 +101,7 @@ t.test('a killed coordinator resumed with --resume reaches the uninterrupted res
   t.equal(b.code, 0, `the resumed run finishes${b.code ? `: ${b.stderr.slice(-1500)}` : ''}`);
   t.match(b.stderr, /resuming/);
   t.same(metrics(out).map((x) => x.epoch), [1, 2, 3]);
-  const wa = await readCkpt(join(ref, 'last.ckpt'));
-  const wb = await readCkpt(join(out, 'last.ckpt'));
-  let worst = 0;
-  for (const [name, ta] of wa) {
-    const x = toFloat32(ta);
-    const y = toFloat32(wb.get(name)!);
-    let scale = 1e-12;
-    let d = 0;
-    for (let i = 0; i < x.length; i++) { scale = Math.max(scale, Math.abs(x[i])); d = Math.max(d, Math.abs(x[i] - y[i])); }
-    worst = Math.max(worst, d / scale);
-  }
+  const worst = worstTensorRelDiff(await readCkptFloats(join(out, 'last.ckpt')), await readCkptFloats(join(ref, 'last.ckpt')));
   t.ok(worst <= 1e-5, `resumed vs uninterrupted weights and momentum: max rel diff ${worst.toExponential(2)} <= 1e-5`);
 });
 

@@ -8,11 +8,11 @@ import { selectBackend } from '../../shared/backend/select.js';
 import { tf } from '../../shared/backend/tf.js';
 import { initModel } from '../../shared/model/weights.js';
 import { Replica, type Batch } from '../../shared/train/replica.js';
-import { readCkpt } from '../../shared/weights/ckpt.js';
-import { toFloat32 } from '../../shared/weights/host-tensor.js';
 import type { JobConfig } from '../../shared/protocol/messages.js';
 import { ImageCache } from '../../worker/batch-loader.js';
 import { exchangeSize, FeatureCache, featureKey, StepFeatureCache, stepLoadOptions, viewPlan } from '../../worker/feature-cache.js';
+import { readCkptFloats } from '../helpers/checkpoints.js';
+import { worstTensorRelDiff } from '../helpers/numerics.js';
 import { runCli } from '../helpers/processes.js';
 import { makeTinyJob, tinyTrainArgs } from '../helpers/tiny-job.js';
 
@@ -116,11 +116,6 @@ t.test('Replica.computeHeadGradients on computeFeatures = computeGradients on th
   t.equal(tf.memory().numTensors, start);
 });
 
-async function weightsOf(file: string): Promise<Map<string, Float32Array>> {
-  const m = await readCkpt(file);
-  return new Map([...m].map(([k, v]) => [k, toFloat32(v)]));
-}
-
 t.test('training with --cache-features gives the weights training without it gives', async (t) => {
   const job = await makeTinyJob();
   t.teardown(job.cleanup);
@@ -154,31 +149,20 @@ t.test('training with --cache-features gives the weights training without it giv
           }
         }
       }
-      runs.push(await weightsOf(join(out, 'last.ckpt')));
+      runs.push(await readCkptFloats(join(out, 'last.ckpt')));
       accuracies.push(readFileSync(join(out, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => (JSON.parse(l) as { val_accuracy: number }).val_accuracy));
     }
     t.ok(cachedSteps > 0, `${view.join(' ')}: later epochs ran on cached features (${cachedSteps} worker-steps)`);
     t.equal(repeatMisses, 0, `${view.join(' ')}: from epoch ${firstRepeat + 1} on, every sample's features were cached on whichever worker got it`);
-    // largest |a-b| over the largest |a|, per tensor (as test/e2e/data-parallel.test.ts)
-    let worst = 0;
-    for (const [name, a] of runs[0]) {
-      const b = runs[1].get(name)!;
-      let scale = 1e-12;
-      let d = 0;
-      for (let i = 0; i < a.length; i++) {
-        scale = Math.max(scale, Math.abs(a[i]));
-        d = Math.max(d, Math.abs(a[i] - b[i]));
-      }
-      worst = Math.max(worst, d / scale);
-    }
+    const worst = worstTensorRelDiff(runs[1], runs[0]);
     t.ok(worst <= 1e-5, `${view.join(' ')}: same weights with and without the cache (max rel diff ${worst.toExponential(2)})`);
     t.same(accuracies[1], accuracies[0], `${view.join(' ')}: same validation accuracy every epoch with the cache`);
     t.ok(evalCached > 0 && evalMisses === 0, `${view.join(' ')}: from the second evaluation on, validation ran on cached features (${evalCached} samples, ${evalMisses} misses)`);
   }
   // Only the head (and its Momentum) travels to the coordinator at an epoch end with a frozen backbone and
   // BatchNorm; the checkpoint still holds the whole model: the backbone exactly as it started.
-  const start = await weightsOf(job.weights);
-  const last = await weightsOf(join(job.dir, 'out---augmentnone-1-false', 'last.ckpt'));
+  const start = await readCkptFloats(job.weights);
+  const last = await readCkptFloats(join(job.dir, 'out---augmentnone-1-false', 'last.ckpt'));
   let backbone = 0;
   let changed = 0;
   for (const [name, w] of last) {
