@@ -1,16 +1,12 @@
 // `predict()`, the programmatic form of `wolfpack predict`: eval-mode logits and softmax probabilities of a
 // weights file that has its classification head, in this process. Inputs are image files (resized and
 // centre-cropped as in evaluation), .npy files or Float32Arrays already normalised in NCHW layout (the
-// PyTorch/MindSpore convention). The model runs through cli/commands/predict.ts's predictLogits, so the
+// PyTorch/MindSpore convention). It runs on shared/api/inference.ts, as `wolfpack predict` does, so the
 // numbers are the CLI's.
 import { BACKENDS, selectBackend, type BackendChoice } from '../backend/select.js';
 import { WolfpackError } from '../errors.js';
 import { silentLogger, type Logger } from '../log.js';
-import { headPrefix } from '../model/spec.js';
-import type { ModelState } from '../model/state.js';
-import { inspectTensors, modelFromTensors } from '../model/weights.js';
-import { readWeightsFile } from '../weights/read.js';
-import { predictLogits, readImages, readInputTensor, softmax, type PredictInputs } from '../../cli/commands/predict.js';
+import { loadPredictModel, nchwToNhwc, predictLogits, readImages, readInputTensor, softmax, type PredictInputs } from './inference.js';
 
 /** A float32 NCHW batch [N, 3, H, W], normalised with the ImageNet mean and std. */
 export interface TensorInput {
@@ -59,18 +55,6 @@ function usage(message: string, details: Record<string, unknown> = {}): Wolfpack
   return new WolfpackError('E_USAGE', `predict(): ${message}`, details);
 }
 
-async function loadModel(path: string, logger: Logger): Promise<ModelState> {
-  const file = await readWeightsFile(path);
-  const { flavour, headClasses } = inspectTensors(file.tensors, path);
-  if (headClasses === undefined) {
-    throw new WolfpackError('E_WEIGHTS', `${path}: this weights file has no classification head (${headPrefix(flavour)}weight/bias), ` +
-      'so it cannot predict; it is a backbone to fine-tune. Train it first and predict with the weights that run writes',
-    { file: path, missing: [`${headPrefix(flavour)}weight`] });
-  }
-  const { state, config } = modelFromTensors(file.tensors, path);
-  logger.info({ file: path, format: file.format, flavour, classes: config.numClasses }, 'weights loaded');
-  return state;
-}
 
 /** NCHW float32 -> the NHWC images predictLogits takes. */
 function fromNchw(data: Float32Array, shape: readonly number[], what: string): PredictInputs {
@@ -79,14 +63,7 @@ function fromNchw(data: Float32Array, shape: readonly number[], what: string): P
     throw usage(`${what}: shape [${shape.join(',')}], expected NCHW [N,3,H,W]`, { shape });
   }
   if (data.length !== n * c * h * w) throw usage(`${what}: ${data.length} floats do not fill shape [${shape.join(',')}] (${n * c * h * w})`);
-  const images = new Float32Array(n * h * w * 3);
-  for (let i = 0; i < n; i++) {
-    for (let k = 0; k < 3; k++) {
-      const plane = (i * 3 + k) * h * w;
-      for (let p = 0; p < h * w; p++) images[(i * h * w + p) * 3 + k] = data[plane + p];
-    }
-  }
-  return { images, count: n, height: h, width: w };
+  return nchwToNhwc(data, n, h, w);
 }
 
 /** Reads input `i` as a batch of NHWC images. */
@@ -122,7 +99,7 @@ export async function predict(options: PredictOptions): Promise<Prediction[]> {
   if (!BACKENDS.includes(backend)) throw usage(`options.backend: expected one of ${BACKENDS.join(', ')}, got '${String(backend)}'`);
   const logger = options.logger ?? silentLogger();
 
-  const state = await loadModel(options.weights, logger);
+  const state = await loadPredictModel(options.weights, logger);
   const k = state.layout.net.config.numClasses;
   if (options.classes !== undefined && options.classes.length !== k) {
     throw usage(`options.classes names ${options.classes.length} class(es) but ${options.weights} has a ${k}-class head`);
