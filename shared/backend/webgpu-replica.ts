@@ -10,15 +10,14 @@
 //    bits as replicas on other backends).
 import { tf } from './tf.js';
 import { createRingBuffer } from '../allreduce/ring.js';
-import { backbone, forward, head, type ForwardOptions } from '../model/forward.js';
-import type { BnSpec } from '../model/spec.js';
+import { backbone, forward, head } from '../model/forward.js';
 import { BN_MOVING_MOMENTUM } from '../model/spec.js';
 import type { ModelState, Slot } from '../model/state.js';
 import { ParamTensors } from '../model/tensors.js';
 import { argmaxRows, sparseSoftmaxCrossEntropy } from '../train/loss.js';
 import { momentumStep, movingAverage } from '../train/momentum.js';
 import { ReduceLayout } from '../train/reduce-buffer.js';
-import { batchTensors, evalBatch, type Batch, type StepMetrics, type TrainOptions } from '../train/replica.js';
+import { batchTensors, collectingBatchStats, evalBatch, type BatchStats, type Batch, type StepMetrics, type TrainOptions } from '../train/replica.js';
 import { FlatGpuParams } from './webgpu-flat.js';
 import { webGpuForwardKernels } from './webgpu-resnet.js';
 import type { ReadPart } from './webgpu-sync-read.js';
@@ -46,7 +45,6 @@ export class WebGpuReplica {
   private readonly tensors: ParamTensors;
   private readonly flat: FlatGpuParams;
   private readonly trained: Slot[];
-  private readonly bnIndex = new Map<string, Slot>();
   private hostStale = false;
   private statsStale = false;
   /** Milliseconds of the last step: recording the GPU work, waiting for the read-back, the update. */
@@ -67,7 +65,6 @@ export class WebGpuReplica {
     this.trained = state.layout.trainableFor(options.freeze);
     this.flat = new FlatGpuParams(this.trained.map((s) => ({ name: s.spec.name, shape: s.spec.shape, offset: s.offset, size: s.size })),
       state.params, this.accum);
-    for (const slot of state.layout.stats) this.bnIndex.set(slot.spec.name, slot);
   }
 
   private readonly lookup = (name: string): tf.Tensor => this.flat.get(name) ?? this.tensors.get(name);
@@ -83,12 +80,8 @@ export class WebGpuReplica {
     }
     const net = this.state.layout.net;
     const kept: tf.Tensor[] = [];
-    const statsOut: { bn: BnSpec; mean: tf.Tensor; variance: tf.Tensor }[] = [];
-    const fwd: ForwardOptions = {
-      bnTrain: this.options.bn === 'train',
-      onBatchStats: (bn, mean, variance) => { statsOut.push({ bn, mean: tf.keep(mean), variance: tf.keep(variance) }); },
-      kernels: webGpuForwardKernels,
-    };
+    const statsOut: BatchStats[] = [];
+    const fwd = collectingBatchStats(this.options.bn === 'train', statsOut, webGpuForwardKernels);
     const t0 = performance.now();
     const { x, y } = batchTensors(batch);
     let logits: tf.Tensor | undefined;
@@ -128,17 +121,9 @@ export class WebGpuReplica {
         const lossSum = take(1)[0];
         const predicted = argmaxRows(take(batch.count * classes), classes);
         if (this.reduce.statsSize > 0) {
-          const stats = this.reduce.stats(buf);
-          const w = batch.count / globalBatch;
           for (const s of statsOut) {
-            const meanSlot = this.bnIndex.get(s.bn.mean)!;
-            const varSlot = this.bnIndex.get(s.bn.variance)!;
             const mean = take(s.mean.size);
-            const variance = take(s.variance.size);
-            for (let c = 0; c < mean.length; c++) {
-              stats[meanSlot.offset + c] = mean[c] * w;
-              stats[varSlot.offset + c] = variance[c] * w;
-            }
+            this.reduce.writeBatchStats(buf, s.bn, mean, take(s.variance.size), batch.count / globalBatch);
           }
         } else {
           off += statsOut.reduce((n, s) => n + (s.mean.size + s.variance.size) * 4, 0);

@@ -3,6 +3,7 @@
 // Every part is pre-scaled by the worker's share of the global batch (gradients by 1/B, statistics
 // by n/B), so the ring's plain SUM yields the global-batch mean gradient and the sample-weighted mean
 // of the replicas' batch statistics: all replicas then apply the same update and stay identical.
+import type { BnSpec } from '../model/spec.js';
 import type { Freeze, ParamLayout } from '../model/state.js';
 
 export type BnMode = 'train' | 'frozen';
@@ -20,7 +21,7 @@ export class ReduceLayout {
   readonly metricsOffset: number;
   readonly size: number;
 
-  constructor(layout: ParamLayout, freeze: Freeze, bn: BnMode) {
+  constructor(private readonly layout: ParamLayout, freeze: Freeze, bn: BnMode) {
     const r = layout.trainableRange(freeze);
     this.gradBegin = r.begin;
     this.gradEnd = r.end;
@@ -40,6 +41,25 @@ export class ReduceLayout {
 
   metrics(buf: Float32Array): Float32Array {
     return buf.subarray(this.metricsOffset, this.size);
+  }
+
+  /**
+   * Writes one BatchNorm's batch mean and unbiased variance into the statistics part, scaled by this
+   * replica's share of the global batch (`weight` = count / globalBatch), at the moving statistics' slots.
+   */
+  writeBatchStats(buf: Float32Array, bn: BnSpec, mean: ArrayLike<number>, variance: ArrayLike<number>, weight: number): void {
+    const stats = this.stats(buf);
+    const at = (name: string): number => {
+      const hit = this.layout.find(name);
+      if (hit?.kind !== 'stats') throw new Error(`ReduceLayout: ${name} is not a moving statistic`);
+      return hit.slot.offset;
+    };
+    const m = at(bn.mean);
+    const v = at(bn.variance);
+    for (let c = 0; c < mean.length; c++) {
+      stats[m + c] = mean[c] * weight;
+      stats[v + c] = variance[c] * weight;
+    }
   }
 
   /**

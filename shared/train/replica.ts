@@ -4,7 +4,7 @@ import { tf } from '../backend/tf.js';
 import { createRingBuffer } from '../allreduce/ring.js';
 import { wasmHeapView } from '../backend/wasm-heap.js';
 import { WolfpackError } from '../errors.js'; // feature cache
-import { backbone, forward, head, type ForwardOptions } from '../model/forward.js';
+import { backbone, forward, head, type ForwardKernels, type ForwardOptions } from '../model/forward.js';
 import type { BnSpec } from '../model/spec.js';
 import { BN_MOVING_MOMENTUM } from '../model/spec.js';
 import type { Freeze, ModelState, Slot } from '../model/state.js';
@@ -44,6 +44,18 @@ export function batchTensors(batch: Batch): { x: tf.Tensor4D; y: tf.Tensor1D } {
   };
 }
 
+/** One BatchNorm's batch statistics from a training forward pass, kept until the step disposes them. */
+export interface BatchStats { bn: BnSpec; mean: tf.Tensor; variance: tf.Tensor }
+
+/** ForwardOptions of a training step: each BatchNorm's batch statistics are kept and pushed onto `out`. */
+export function collectingBatchStats(bnTrain: boolean, out: BatchStats[], kernels?: ForwardKernels): ForwardOptions {
+  return {
+    bnTrain,
+    onBatchStats: (bn, mean, variance) => { out.push({ bn, mean: tf.keep(mean), variance: tf.keep(variance) }); },
+    ...(kernels ? { kernels } : {}),
+  };
+}
+
 /** The values of the tensor `run()` makes, row-major, with every tensor it made disposed. */
 export async function tidyValues(run: () => tf.Tensor): Promise<Float32Array> {
   const out = tf.tidy(run);
@@ -77,7 +89,6 @@ export class Replica {
   localNonFinite = false;
   private readonly tensors: ParamTensors;
   private readonly trained: Slot[];
-  private readonly bnIndex = new Map<string, Slot>();
 
   constructor(state: ModelState, options: TrainOptions, accum?: Float32Array) {
     this.state = state;
@@ -88,7 +99,6 @@ export class Replica {
     this.buffer = createRingBuffer(this.reduce.size);
     this.tensors = new ParamTensors(state);
     this.trained = state.layout.trainableFor(options.freeze);
-    for (const slot of state.layout.stats) this.bnIndex.set(slot.spec.name, slot);
   }
 
   /**
@@ -102,11 +112,8 @@ export class Replica {
     if (batch.count === 0) return;
     const net = this.state.layout.net;
     const kept: tf.Tensor[] = [];
-    const statsOut: { bn: BnSpec; mean: tf.Tensor; variance: tf.Tensor }[] = [];
-    const fwd: ForwardOptions = {
-      bnTrain: this.options.bn === 'train',
-      onBatchStats: (bn, mean, variance) => { statsOut.push({ bn, mean: tf.keep(mean), variance: tf.keep(variance) }); },
-    };
+    const statsOut: BatchStats[] = [];
+    const fwd = collectingBatchStats(this.options.bn === 'train', statsOut);
     const { x, y } = batchTensors(batch);
     const lookupWith = (override: Map<string, tf.Tensor>) => (name: string) => override.get(name) ?? this.tensors.get(name);
     let logitsKept: tf.Tensor | undefined;
@@ -143,16 +150,9 @@ export class Replica {
       this.trained.forEach((slot, i) => grads.set(read?.[i] ?? wasmHeapView(result.grads[i]) ?? (result.grads[i].dataSync() as Float32Array), slot.offset - base));
       for (let i = 0; i < grads.length; i++) if (!Number.isFinite(grads[i])) { finite = false; break; }
       if (this.reduce.statsSize > 0) {
-        const stats = this.reduce.stats(buf);
-        const w = batch.count / globalBatch;
         for (const s of statsOut) {
-          const meanSlot = this.bnIndex.get(s.bn.mean)!;
-          const varSlot = this.bnIndex.get(s.bn.variance)!;
           const [mean, variance] = await Promise.all([s.mean.data(), s.variance.data()]);
-          for (let c = 0; c < mean.length; c++) {
-            stats[meanSlot.offset + c] = mean[c] * w;
-            stats[varSlot.offset + c] = variance[c] * w;
-          }
+          this.reduce.writeBatchStats(buf, s.bn, mean, variance, batch.count / globalBatch);
         }
       }
       const lossSum = (await result.value.data())[0];
