@@ -3,13 +3,14 @@
 // real job (two worker processes) with typed options and events and writes nothing to stdout; predict()
 // matches PyTorch's eval logits for .npy, NCHW Float32Array and image-file inputs; bad options are
 // E_USAGE errors naming the option.
-import { execFile, execFileSync } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { execFile } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import t from 'tap';
 import { readNpy } from '../../shared/data/npy.js';
 import { packageRoot } from '../../shared/paths.js';
+import { ensureBuilt } from '../helpers/build.js';
 import { maxRelToScale } from '../helpers/numerics.js';
 import { makeTinyJob } from '../helpers/tiny-job.js';
 import type * as Wolfpack from '../../index.js';
@@ -18,29 +19,8 @@ const PACKAGE = 'wolfpack';
 const FIX = join(packageRoot, 'test', 'fixtures');
 const ENTRY = join(packageRoot, 'dist', 'index.js');
 
-function newestTs(dir: string): number {
-  let newest = 0;
-  for (const e of readdirSync(dir, { withFileTypes: true })) {
-    const p = join(dir, e.name);
-    if (e.isDirectory()) newest = Math.max(newest, newestTs(p));
-    else if (e.name.endsWith('.ts') && !e.name.endsWith('.d.ts')) newest = Math.max(newest, statSync(p).mtimeMs);
-  }
-  return newest;
-}
 
-/** Compiles to dist/ when the package entry is missing or older than a source file (npm test builds first). */
-function ensureBuilt(): void {
-  const sources = Math.max(statSync(join(packageRoot, 'index.ts')).mtimeMs, ...['cli', 'shared', 'coordinator', 'worker'].map((d) => newestTs(join(packageRoot, d))));
-  if (existsSync(ENTRY) && statSync(ENTRY).mtimeMs >= sources) return;
-  try {
-    execFileSync('npx', ['tsc', '-p', 'tsconfig.build.json'], { cwd: packageRoot, stdio: 'pipe' });
-  } catch {
-    // tsc emits even when another file has a type error; what matters is that the entry was built.
-  }
-  if (!existsSync(ENTRY)) throw new Error('build failed: dist/index.js was not produced');
-}
-
-ensureBuilt();
+ensureBuilt(ENTRY);
 const api = (await import(PACKAGE)) as typeof Wolfpack;
 
 t.test('the package name resolves to the built entry, with its types', async (t) => {

@@ -1,40 +1,19 @@
 // `wolfpack predict` as a user runs it: the built CLI in its own process. Its --json logits must match
 // PyTorch's eval-mode logits for the fixture batch, stdout must hold nothing but the JSON lines, and a
 // bad input must fail with a non-zero exit code and a message naming the file.
-import { execFile, execFileSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { execFile } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, relative } from 'node:path';
+import { join } from 'node:path';
 import t from 'tap';
 import { readNpy } from '../../shared/data/npy.js';
 import { cliPath, packageRoot } from '../../shared/paths.js';
 import { serializeSafetensors, readSafetensors } from '../../shared/weights/safetensors.js';
+import { ensureBuilt } from '../helpers/build.js';
 import { maxRelToScale } from '../helpers/numerics.js';
 
 const FIX = join(packageRoot, 'test', 'fixtures', 'resnet');
 
-function newestTs(dir: string): number {
-  let newest = 0;
-  for (const e of readdirSync(dir, { withFileTypes: true })) {
-    const p = join(dir, e.name);
-    if (e.isDirectory()) newest = Math.max(newest, newestTs(p));
-    else if (e.name.endsWith('.ts') && !e.name.endsWith('.d.ts')) newest = Math.max(newest, statSync(p).mtimeMs);
-  }
-  return newest;
-}
-
-/** Compiles to dist/ when the CLI's compiled code is missing or older than a source file. */
-function ensureBuilt(): void {
-  const out = join(packageRoot, 'dist', 'cli', 'commands', 'predict.js');
-  const sources = Math.max(...['cli', 'shared'].map((d) => newestTs(join(packageRoot, d))));
-  if (existsSync(out) && statSync(out).mtimeMs >= sources) return;
-  try {
-    execFileSync('npx', ['tsc', '-p', 'tsconfig.build.json'], { cwd: packageRoot, stdio: 'pipe' });
-  } catch {
-    // tsc emits even when some other file has a type error; what matters is that predict was built.
-  }
-  if (!existsSync(out)) throw new Error(`build failed: ${relative(packageRoot, out)} was not produced`);
-}
 
 interface Run { code: number; stdout: string; stderr: string }
 
@@ -51,7 +30,7 @@ function wolfpack(args: string[]): Promise<Run> {
 
 interface Line { index: number; logits: number[]; probabilities: number[]; class: string; path?: string }
 
-t.before(() => ensureBuilt());
+t.before(() => ensureBuilt(join(packageRoot, 'dist', 'cli', 'commands', 'predict.js')));
 
 for (const flavour of ['mindspore', 'torchvision']) {
   t.test(`predict --input-tensor --json (${flavour}) matches PyTorch's eval logits`, async (t) => {
