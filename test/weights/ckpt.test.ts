@@ -6,9 +6,9 @@ import t from 'tap';
 import { parseCkpt, readCkpt, serializeCkpt, writeCkpt } from '../../shared/weights/ckpt.js';
 import { fromFloat32, toFloat32, type HostTensor, type TensorMap } from '../../shared/weights/host-tensor.js';
 import {
+  assertMatchesExpected,
   assertSameTensors,
   assertWolfpackError,
-  bitsOf,
   expected,
   fixturePath,
   hex,
@@ -24,14 +24,7 @@ t.test('reads the Python-made fixture: order, dtypes, shapes, exact bytes and va
   const map = await readCkpt(file);
   const want = expected.ckpt;
   t.same([...map.keys()], want.order, 'file order; the str entry "note" is skipped');
-  for (const name of want.order) {
-    const got = map.get(name)!;
-    const exp = want.tensors[name];
-    t.equal(got.dtype, exp.dtype, `${name} dtype`);
-    t.same(got.shape, exp.shape, `${name} shape`);
-    t.equal(hex(got.bytes), exp.hex, `${name} bytes`);
-    t.same(bitsOf(toFloat32(got)), exp.f32_bits, `${name} as float32`);
-  }
+  assertMatchesExpected(t, map, want);
   t.same(map.get('learning_rate')!.shape, [], 'dims [0] is a scalar');
   t.equal(toFloat32(map.get('global_step')!)[0], 1234);
   t.equal(map.get('fc.weight')!.bytes.byteLength, 48, 'both pieces of the split tensor are joined');

@@ -4,7 +4,7 @@
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { isWolfpackError } from '../../shared/errors.js';
-import type { HostTensor, TensorMap } from '../../shared/weights/host-tensor.js';
+import { toFloat32, type HostTensor, type TensorMap } from '../../shared/weights/host-tensor.js';
 
 export const fixtureDir = fileURLToPath(new URL('../fixtures/weights/', import.meta.url));
 export const fixturePath = (name: string): string => fixtureDir + name;
@@ -130,5 +130,17 @@ export function assertSameTensors(t: Asserts, got: TensorMap, want: TensorMap): 
     t.equal(g.dtype, w.dtype, `${name} dtype`);
     t.same(g.shape, w.shape, `${name} shape`);
     t.equal(hex(g.bytes), hex(w.bytes), `${name} bytes`);
+  }
+}
+
+/** Per tensor of the expected.json section, in its order: the read tensor's dtype, shape, exact bytes and float32 values. */
+export function assertMatchesExpected(t: Asserts, got: TensorMap, want: ExpectedSection): void {
+  for (const name of want.order) {
+    const g = got.get(name)!;
+    const exp = want.tensors[name];
+    t.equal(g.dtype, exp.dtype, `${name} dtype`);
+    t.same(g.shape, exp.shape, `${name} shape`);
+    t.equal(hex(g.bytes), exp.hex, `${name} bytes`);
+    t.same(bitsOf(toFloat32(g)), exp.f32_bits, `${name} as float32`);
   }
 }

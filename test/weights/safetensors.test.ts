@@ -3,7 +3,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
-import { fromFloat32, toFloat32, type HostTensor, type TensorMap } from '../../shared/weights/host-tensor.js';
+import { fromFloat32, type HostTensor, type TensorMap } from '../../shared/weights/host-tensor.js';
 import {
   parseSafetensors,
   readSafetensors,
@@ -11,9 +11,9 @@ import {
   writeSafetensors,
 } from '../../shared/weights/safetensors.js';
 import {
+  assertMatchesExpected,
   assertSameTensors,
   assertWolfpackError,
-  bitsOf,
   expected,
   fixturePath,
   hex,
@@ -26,14 +26,7 @@ t.test('reads the Python-made fixture: data order, dtypes, shapes, exact bytes a
   const { tensors, metadata } = await readSafetensors(fixturePath('tiny.safetensors'));
   const want = expected.safetensors;
   t.same([...tensors.keys()], want.order, 'ordered by position in the data, not by header key order');
-  for (const name of want.order) {
-    const got = tensors.get(name)!;
-    const exp = want.tensors[name];
-    t.equal(got.dtype, exp.dtype, `${name} dtype`);
-    t.same(got.shape, exp.shape, `${name} shape`);
-    t.equal(hex(got.bytes), exp.hex, `${name} bytes`);
-    t.same(bitsOf(toFloat32(got)), exp.f32_bits, `${name} as float32`);
-  }
+  assertMatchesExpected(t, tensors, want);
   t.same(tensors.get('step')!.shape, [], 'I64 scalar');
   t.same(metadata, want.metadata);
 });
