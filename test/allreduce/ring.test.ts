@@ -4,20 +4,8 @@ import t, { type Test } from 'tap';
 import { createRingBuffer, isRingBuffer, ringAllReduce, ringBytesSent, type RingStats } from '../../shared/allreduce/ring.js';
 import { createMemoryRing, type MemoryRingOptions } from '../../shared/allreduce/memory-link.js';
 import type { Link } from '../../shared/allreduce/link.js';
+import { xorshiftRng as rng } from '../helpers/numerics.js';
 import { isWolfpackError } from '../../shared/errors.js';
-
-// Seeded inputs, independent of the code under test.
-function rng(seed: number): () => number {
-  let s = seed >>> 0 || 1;
-  return () => {
-    s ^= s << 13;
-    s >>>= 0;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    s >>>= 0;
-    return s / 4294967296;
-  };
-}
 
 function inputs(n: number, len: number, seed: number): Float32Array[] {
   const r = rng(seed);

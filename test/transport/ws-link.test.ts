@@ -17,20 +17,9 @@ import {
 } from '../../shared/transport/ws-link.js';
 import { createRingBuffer, ringAllReduce } from '../../shared/allreduce/ring.js';
 import type { Link } from '../../shared/allreduce/link.js';
+import { xorshiftRng as rng } from '../helpers/numerics.js';
 import { WolfpackError, isWolfpackError } from '../../shared/errors.js';
 import type { Logger } from '../../shared/log.js';
-
-function rng(seed: number): () => number {
-  let s = seed >>> 0 || 1;
-  return () => {
-    s ^= s << 13;
-    s >>>= 0;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    s >>>= 0;
-    return s / 4294967296;
-  };
-}
 
 function randomArray(n: number, r: () => number): Float32Array {
   const a = new Float32Array(n);
