@@ -297,16 +297,20 @@ t.test('webgpu backend against cpu', { skip: why ?? false }, async (t) => {
   });
 
   t.test('one training step: Replica on cpu vs Replica and WebGpuReplica on webgpu', async (t) => {
-    const reference = await on('cpu', async () => {
+    // One step from a fresh state: the reduce buffer it filled, the state and Momentum after the
+    // update, and eval logits after it.
+    const oneStep = async (make: (state: ModelState) => Replica | WebGpuReplica) => {
       const state = fresh();
-      const r = new Replica(state, opts);
+      const r = make(state);
       await r.computeGradients(batch, 8);
       const buffer = Float32Array.from(r.buffer);
       r.applyReduced();
+      if (r instanceof WebGpuReplica) r.syncHost();
       const logits = await r.predict(batch);
       r.dispose();
       return { buffer, params: state.params, stats: state.stats, accum: r.accum, logits };
-    });
+    };
+    const reference = await on('cpu', () => oneStep((state) => new Replica(state, opts)));
     // A whole network's gradients in float32 differ from the cpu's by ~1e-4 of their scale whatever
     // computes them (TF.js's own webgpu ops too): 53 BatchNorms over few values amplify rounding.
     const STEP_TOL = 3e-4;
@@ -322,29 +326,10 @@ t.test('webgpu backend against cpu', { skip: why ?? false }, async (t) => {
       t.ok(maxRelToScale(got.logits, reference.logits) < TOL, `${label}: eval logits after the step ${maxRelToScale(got.logits, reference.logits).toExponential(2)}`);
     };
 
-    compare('Replica (TF.js ops) on webgpu', await on('webgpu', async () => {
-      const state = fresh();
-      const r = new Replica(state, opts);
-      await r.computeGradients(batch, 8);
-      const buffer = Float32Array.from(r.buffer);
-      r.applyReduced();
-      const logits = await r.predict(batch);
-      r.dispose();
-      return { buffer, params: state.params, stats: state.stats, accum: r.accum, logits };
-    }));
+    compare('Replica (TF.js ops) on webgpu', await on('webgpu', () => oneStep((state) => new Replica(state, opts))));
 
     for (const optimizer of ['gpu', 'host'] as const) {
-      compare(`WebGpuReplica, optimizer ${optimizer}`, await on('webgpu', async () => {
-        const state = fresh();
-        const r = new WebGpuReplica(state, opts, undefined, { optimizer });
-        await r.computeGradients(batch, 8);
-        const buffer = Float32Array.from(r.buffer);
-        r.applyReduced();
-        r.syncHost();
-        const logits = await r.predict(batch);
-        r.dispose();
-        return { buffer, params: state.params, stats: state.stats, accum: r.accum, logits };
-      }));
+      compare(`WebGpuReplica, optimizer ${optimizer}`, await on('webgpu', () => oneStep((state) => new WebGpuReplica(state, opts, undefined, { optimizer }))));
     }
   });
 
