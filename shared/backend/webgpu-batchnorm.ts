@@ -43,7 +43,8 @@ export function reducePlan(rows: number, channels: number, target = TARGET_WORKG
   return { rows, cv, cg, lanes, chunks: Math.ceil(rows / chunkRows), chunkRows, blocks };
 }
 
-const REDUCE_TAIL = `
+/** Sums each lane's (s1, s2) over the workgroup's LANES lanes, then runs `body` on lane 0 with the sums in sA[tid], sB[tid]. */
+const reduceTail = (body: string): string => `
   sA[tid] = s1; sB[tid] = s2;
   workgroupBarrier();
   for (var step = LANES / 2; step > 0; step = step / 2) {
@@ -51,9 +52,11 @@ const REDUCE_TAIL = `
     workgroupBarrier();
   }
   if (lane == 0 && live) {
-    partial[(chunk * 2) * CV + cv] = sA[tid];
-    partial[(chunk * 2 + 1) * CV + cv] = sB[tid];
+    ${body}
   }`;
+
+const REDUCE_TAIL = reduceTail(`partial[(chunk * 2) * CV + cv] = sA[tid];
+    partial[(chunk * 2 + 1) * CV + cv] = sB[tid];`);
 
 function reduceHeader(p: ReducePlan): string {
   return `const CV = ${p.cv}; const CG = ${p.cg}; const LANES = ${p.lanes}; const ROWS = ${p.rows}; const CHUNK_ROWS = ${p.chunkRows};
@@ -124,17 +127,8 @@ fn main(@builtin(local_invocation_id) lid : vec3<u32>, @builtin(workgroup_id) wi
   let tid = i32(lid.x); let lane = tid / CG; let cv0 = i32(wid.x) * CG + tid % CG;
   let live = cv0 < CV; let cv = min(cv0, CV - 1);
   var s1 = vec4<f32>(0.0); var s2 = vec4<f32>(0.0);
-  for (var c = lane; c < CHUNKS; c = c + LANES) { s1 = s1 + partial[(c * 2) * CV + cv]; s2 = s2 + partial[(c * 2 + 1) * CV + cv]; }
-  sA[tid] = s1; sB[tid] = s2;
-  workgroupBarrier();
-  for (var step = LANES / 2; step > 0; step = step / 2) {
-    if (lane < step) { sA[tid] = sA[tid] + sA[tid + step * CG]; sB[tid] = sB[tid] + sB[tid + step * CG]; }
-    workgroupBarrier();
-  }
-  if (lane == 0 && live) {
-    let t1 = sA[tid]; let t2 = sB[tid];
-    ${finish}
-  }
+  for (var c = lane; c < CHUNKS; c = c + LANES) { s1 = s1 + partial[(c * 2) * CV + cv]; s2 = s2 + partial[(c * 2 + 1) * CV + cv]; }${reduceTail(`let t1 = sA[tid]; let t2 = sB[tid];
+    ${finish}`)}
 }`,
   };
 }
