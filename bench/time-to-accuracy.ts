@@ -163,11 +163,12 @@ export async function benchTimeToAccuracy(opts: { fixture: Fixture; target?: num
   const views = opts.views ?? 2;
   const batch = DEMO_DEFAULTS.batchSize;
   const runs: TtaRun[] = [];
+  const onWait = (busy: number): void => { opts.progress?.(`waiting for the machine to quieten (CPU ${(busy * 100).toFixed(0)}% busy)`); };
   for (const variant of opts.variants ?? TTA_VARIANTS) {
     const flags = ttaFlags(variant, views);
     const out = join(packageRoot, 'runs', 'bench', `tta-${variant.replace('+', '-')}`);
     rmSync(out, { recursive: true, force: true });
-    const quiet = await waitQuiet({ onWait: (b) => opts.progress?.(`waiting for the machine to quieten (CPU ${(b * 100).toFixed(0)}% busy)`) });
+    const quiet = await waitQuiet({ onWait });
     opts.progress?.(`time to accuracy ${target}: ${variant}${flags.length ? ` (${flags.join(' ')})` : ''}, at most ${maxEpochs} epochs`);
     const run = await runTrain({ args: [...demoArgs(opts.fixture, maxEpochs), ...flags], out, timeoutMs: 900_000, stopWhen: (e) => e.val_accuracy >= target });
     const epochs: TtaEpoch[] = run.epochs.map((e) => {
@@ -184,25 +185,20 @@ export async function benchTimeToAccuracy(opts: { fixture: Fixture; target?: num
       epochs, step_images_per_s: round(stepRate(run, batch), 1), last_epoch_step_images_per_s: round(stepRate(run, batch, [last]), 1), quiet,
     });
   }
-  let peer: PeerRun<PeerStepResult>;
-  if (opts.peer === false) {
-    peer = { ok: false, command: '', skipped: '--no-peer' };
-  } else {
+  const noPeer = { ok: false, command: '', skipped: '--no-peer' } as const;
+  let peer: PeerRun<PeerStepResult> = noPeer;
+  let peerTta: PeerRun<PeerTtaResult> = noPeer;
+  let peerTtaQuiet: QuietRecord | null = null;
+  if (opts.peer !== false) {
     await waitQuiet();
     opts.progress?.(`PyTorch peer: frozen-backbone step, 2 threads, batch ${batch}, ${DEMO_DEFAULTS.imageSize}x${DEMO_DEFAULTS.imageSize}`);
     peer = await torchStep({ mode: 'frozen', threads: 2, batch, size: DEMO_DEFAULTS.imageSize, reps: 7 });
-  }
-  const ratio: Partial<Record<TtaVariant, number>> = {};
-  if (peer.ok) for (const r of runs) ratio[r.variant] = round(r.last_epoch_step_images_per_s / peer.result.img_s, 3);
-  let peerTta: PeerRun<PeerTtaResult>;
-  let peerTtaQuiet: QuietRecord | null = null;
-  if (opts.peer === false) {
-    peerTta = { ok: false, command: '', skipped: '--no-peer' };
-  } else {
-    peerTtaQuiet = await waitQuiet({ onWait: (b) => opts.progress?.(`waiting for the machine to quieten (CPU ${(b * 100).toFixed(0)}% busy)`) });
+    peerTtaQuiet = await waitQuiet({ onWait });
     opts.progress?.(`PyTorch peer: time to accuracy ${target}, the same recipe, 2 threads, at most ${maxEpochs} epochs`);
     peerTta = await torchTta({ fixture: opts.fixture, target, maxEpochs, threads: 2 });
   }
+  const ratio: Partial<Record<TtaVariant, number>> = {};
+  if (peer.ok) for (const r of runs) ratio[r.variant] = round(r.last_epoch_step_images_per_s / peer.result.img_s, 3);
   const ttaRatio: Partial<Record<TtaVariant, number>> = {};
   if (peerTta.ok && peerTta.result.wall_s !== null) {
     for (const r of runs) if (r.wall_s !== null && r.wall_s > 0) ttaRatio[r.variant] = round(peerTta.result.wall_s / r.wall_s, 3);
