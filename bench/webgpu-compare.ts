@@ -10,10 +10,10 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import { basename, join, resolve } from 'node:path';
 import { num, parse } from '../cli/args.js';
 import { packageRoot } from '../shared/paths.js';
-import { machineInfo, type MachineInfo } from './machine.js';
+import { machineInfo, round, type MachineInfo } from './machine.js';
 import { runCommand } from './command.js';
 import type { PeerRun } from './model.js';
-import { table } from './report.js';
+import { fmt, table } from './report.js';
 import { benchWebGpu, type Phase, type PhaseResult, type WebGpuBenchResult } from './webgpu.js';
 
 /** What scripts/gpu/torch_resnet50.py prints. */
@@ -123,7 +123,7 @@ export async function compareWebGpu(opts: WebGpuCompareOptions = {}): Promise<We
   if (torch.ok) {
     const t = torch.result;
     const put = (key: string, ours: PhaseResult | undefined, theirs: number | undefined): void => {
-      if (ours && theirs) ratios[key] = Math.round((ours.img_s / theirs) * 1000) / 1000;
+      if (ours && theirs) ratios[key] = round(ours.img_s / theirs, 3);
     };
     for (const setting of ['fp32', 'default'] as const) {
       put(`forward_vs_${setting}`, wolfpack.forward.fused, t[setting]?.forward.img_s);
@@ -133,8 +133,6 @@ export async function compareWebGpu(opts: WebGpuCompareOptions = {}): Promise<We
   }
   return { bench: 'wolfpack_vs_torch_webgpu', machine: machineInfo(), gpu: nvidiaSmi(), wolfpack, torch, ratios };
 }
-
-const f = (v: number | undefined, d = 1): string => (v === undefined || !Number.isFinite(v) ? '-' : v.toFixed(d));
 
 /** The comparison as markdown: the device, one table of images/s and ratios, dispatches, the top kernels. */
 export function webgpuSection(c: WebGpuComparison, command: string): string {
@@ -152,7 +150,7 @@ export function webgpuSection(c: WebGpuComparison, command: string): string {
   const body = rows.filter(([, r]) => r !== undefined).map(([name, r, kind]) => {
     const fp32 = t?.fp32?.[kind].img_s;
     const def = t?.default?.[kind].img_s;
-    return [name, f(r!.img_s), String(r!.dispatches), f(fp32), f(def), fp32 ? (r!.img_s / fp32).toFixed(3) : '-', def ? (r!.img_s / def).toFixed(3) : '-'];
+    return [name, fmt(r!.img_s, 1), String(r!.dispatches), fmt(fp32, 1), fmt(def, 1), fp32 ? (r!.img_s / fp32).toFixed(3) : '-', def ? (r!.img_s / def).toFixed(3) : '-'];
   });
   const out = [
     `Device: ${device}.`,
@@ -166,11 +164,11 @@ export function webgpuSection(c: WebGpuComparison, command: string): string {
     table(['ResNet-50 images/s', 'wolfpack webgpu', 'dispatches', 'PyTorch fp32', 'PyTorch default', 'wolfpack / fp32', 'wolfpack / default'], body),
   ];
   const split = w.train.fused_ddp?.split_ms;
-  if (split) out.push('', `Fused step with read-back, where the wall time goes (ms, median): recording GPU work ${f(split.record)}, waiting for the gradients ${f(split.read)}, update ${f(split.update)}.`);
+  if (split) out.push('', `Fused step with read-back, where the wall time goes (ms, median): recording GPU work ${fmt(split.record, 1)}, waiting for the gradients ${fmt(split.read, 1)}, update ${fmt(split.update, 1)}.`);
   const prof = w.gpu_profile?.fused_step;
   if (prof?.supported && prof.byKernel.length > 0) {
-    out.push('', `GPU time of one fused step: ${f(prof.totalMs)} ms over ${prof.dispatches} dispatches; the kernels that take most:`, '',
-      table(['kernel', 'dispatches', 'GPU ms', 'share'], prof.byKernel.slice(0, 8).map((k) => [k.name, String(k.count), f(k.ms, 2), `${f((100 * k.ms) / prof.totalMs)}%`])));
+    out.push('', `GPU time of one fused step: ${fmt(prof.totalMs, 1)} ms over ${prof.dispatches} dispatches; the kernels that take most:`, '',
+      table(['kernel', 'dispatches', 'GPU ms', 'share'], prof.byKernel.slice(0, 8).map((k) => [k.name, String(k.count), fmt(k.ms, 2), `${fmt((100 * k.ms) / prof.totalMs, 1)}%`])));
   } else if (prof) {
     out.push('', 'No per-kernel GPU times: the adapter has no timestamp queries.');
   }
