@@ -15,7 +15,7 @@ import { demoFixture } from '../../bench/fixture.js';
 import { machineInfo, waitQuiet } from '../../bench/machine.js';
 import { benchMemory } from '../../bench/memory.js';
 import { benchModel, benchPeer, type ModelBenchResult, type PeerModelResult, type PeerRun } from '../../bench/model.js';
-import { allreduceSection, curveSection, machineLine, memorySection, quietLine, scalingSection, ttaSection } from '../../bench/report.js';
+import { allreduceSection, curveSection, fmt, machineLine, memorySection, quietLine, scalingSection, ttaSection } from '../../bench/report.js';
 import { benchScaling, type ScalingResult } from '../../bench/scaling.js';
 import { benchTimeToAccuracy, TTA_VARIANTS, type TtaVariant } from '../../bench/time-to-accuracy.js';
 import { compareWebGpu, WEBGPU_BENCH_FLAGS, webgpuOptionsFrom, webgpuSection, writeWebGpuReport } from '../../bench/webgpu-compare.js';
@@ -47,7 +47,6 @@ export interface ModelComparison {
   ratio: { forward?: number; full_finetune?: number };
 }
 
-const fmt = (v: number | undefined, digits = 2): string => (v === undefined || !Number.isFinite(v) ? '-' : v.toFixed(digits));
 const ratio = (a: number | undefined, b: number | undefined): number | undefined =>
   (a === undefined || b === undefined || b === 0 ? undefined : a / b);
 const progress = (line: string): void => { process.stderr.write(`bench: ${line}\n`); };
