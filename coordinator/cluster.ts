@@ -1,9 +1,11 @@
 // The coordinator's view of its workers: who is in the ring, in which order, in which generation,
 // and who is alive. A member is lost when its control connection closes, when it reports a failure,
-// or when its heartbeat stops for --timeout; every wait on a member races against its loss, so a
-// dead, frozen or cut-off worker is noticed within the timeout and never hangs the job.
+// or when it is silent (no heartbeat, no message) for --timeout while others are heard from; every
+// wait on a member races against its loss, so a dead, frozen or cut-off worker is noticed within the
+// timeout and never hangs the job, and a coordinator that stalls itself blames no one for it.
 import { WolfpackError } from '../shared/errors.js';
 import type { Logger } from '../shared/log.js';
+import { attentiveClock } from '../shared/time/attentive-clock.js';
 import type { Received } from '../shared/protocol/channel.js';
 import type { JobConfig, Message, MessageOf, MessageType } from '../shared/protocol/messages.js';
 import type { CoordinatorServer, Member } from './server.js';
@@ -22,6 +24,12 @@ export function describe(m: Member): string {
 }
 
 const WATCH_MS = 250;
+/** A stall of the coordinator's own event loop at least this long is logged, ms. */
+const STALL_WARN_MS = 1000;
+
+function round1(x: number): number {
+  return Math.round(x * 10) / 10;
+}
 
 export class Cluster {
   /** Members in ring order: index = rank. */
@@ -35,6 +43,7 @@ export class Cluster {
   private readonly admittedAt = new Map<Member, number>();
   private readonly listeners = new Set<(l: MemberLost) => void>();
   private readonly watchdog: NodeJS.Timeout;
+  private lastWatch = attentiveClock.now();
 
   constructor(server: CoordinatorServer, config: JobConfig, heartbeatTimeoutMs: number, log: Logger) {
     this.server = server;
@@ -45,8 +54,21 @@ export class Cluster {
     this.watchdog.unref();
   }
 
+  /**
+   * Evicts members that closed, or that stayed silent (no heartbeat and no message) for the timeout.
+   * Silence is measured in attentive time, so this process's own stalls never count against a worker;
+   * and a worker is evicted for silence only when others were heard from meanwhile (the fault is then
+   * the worker's) or, when nobody was, after twice the timeout (the fault may be ours or the network's,
+   * and evicting every worker would not help). Each eviction logs its evidence.
+   */
   private watch(): void {
-    const now = Date.now();
+    const now = attentiveClock.now();
+    const stalled = attentiveClock.stallsSince(this.lastWatch);
+    this.lastWatch = now;
+    if (stalled.maxGapMs >= STALL_WARN_MS) {
+      this.log.warn({ stalled_ms: stalled.maxGapMs }, 'the coordinator\'s event loop stalled; that time is not counted as any worker\'s silence');
+    }
+    const heard = new Map<Member, number>();
     for (const m of this.members) {
       if (this.lost.has(m)) continue;
       if (m.channel.closed) {
@@ -54,11 +76,27 @@ export class Cluster {
         continue;
       }
       const beat = this.server.heartbeat(m.hello.memberId);
-      if (beat?.closed) this.markLost(m, 'its heartbeat connection closed');
-      else {
-        const last = beat?.last ?? this.admittedAt.get(m) ?? now;
-        if (now - last > this.heartbeatTimeoutMs) this.markLost(m, `no heartbeat for ${((now - last) / 1000).toFixed(1)} s (--timeout ${this.heartbeatTimeoutMs / 1000} s)`);
+      if (beat?.closed) {
+        this.markLost(m, 'its heartbeat connection closed');
+        continue;
       }
+      heard.set(m, Math.max(beat?.heard ?? -Infinity, m.channel.lastHeardAt, this.admittedAt.get(m) ?? now));
+    }
+    for (const [m, at] of heard) {
+      const silentMs = now - at;
+      if (silentMs <= this.heartbeatTimeoutMs) continue;
+      // Heard in the later half of this member's silence: when it was already overdue, others were not.
+      // (Merely after its last word is not enough: a host frozen whole stops its workers' beats one by one.)
+      const othersHeard = [...heard].filter(([o, t]) => o !== m && t > now - silentMs / 2).map(([o]) => this.members.indexOf(o));
+      if (othersHeard.length === 0 && silentMs <= 2 * this.heartbeatTimeoutMs) continue;
+      const stalls = attentiveClock.stallsSince(at);
+      const beat = this.server.heartbeat(m.hello.memberId);
+      this.log.warn({
+        worker: describe(m), rank: this.members.indexOf(m), silent_s: round1(silentMs / 1000),
+        wall_since_last_beat_s: beat ? round1((Date.now() - beat.last) / 1000) : null, timeout_s: this.heartbeatTimeoutMs / 1000,
+        others_heard_recently: othersHeard, coordinator_stalled_s: round1(stalls.totalMs / 1000), coordinator_longest_stall_ms: stalls.maxGapMs,
+      }, othersHeard.length > 0 ? 'evicting a silent worker: the others were heard from meanwhile' : 'evicting a silent worker: nobody was heard from for twice the timeout');
+      this.markLost(m, `no heartbeat for ${(silentMs / 1000).toFixed(1)} s (--timeout ${this.heartbeatTimeoutMs / 1000} s)`);
     }
   }
 
@@ -79,7 +117,7 @@ export class Cluster {
   /** Admits workers that said hello (sends them the job's config). */
   async admit(members: Member[]): Promise<void> {
     for (const m of members) {
-      this.admittedAt.set(m, Date.now());
+      this.admittedAt.set(m, attentiveClock.now());
       await m.channel.send({ type: 'welcome', config: this.config });
       this.log.info({ worker: describe(m) }, 'worker admitted');
     }

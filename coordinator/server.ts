@@ -15,12 +15,22 @@ import { WolfpackError } from '../shared/errors.js';
 import type { Logger } from '../shared/log.js';
 import { Channel, CLOSE_PROTOCOL } from '../shared/protocol/channel.js';
 import type { MessageOf } from '../shared/protocol/messages.js';
+import { attentiveClock } from '../shared/time/attentive-clock.js';
 import { createCoordinatorHttpServer } from '../shared/transport/tls.js';
 
 /** Largest frame the coordinator accepts from a worker (a state part is 16 MiB). */
 export const COORDINATOR_MAX_PAYLOAD = 64 * 1024 * 1024;
 /** Connections allowed in their handshake at once; more are closed (1013, try again later). */
 export const MAX_PENDING_HANDSHAKES = 64;
+
+/** A member's heartbeat as received here. */
+export interface HeartbeatRecord {
+  /** Wall-clock ms (Date.now()) of the last beat, for display. */
+  last: number;
+  /** Attentive time of the last beat (shared/time/attentive-clock.ts), for judging silence. */
+  heard: number;
+  closed: boolean;
+}
 
 export interface Member {
   channel: Channel;
@@ -127,20 +137,23 @@ export class CoordinatorServer {
     });
   }
 
-  private readonly beats = new Map<string, { last: number; closed: boolean }>();
+  private readonly beats = new Map<string, HeartbeatRecord>();
 
   private trackBeats(memberId: string, ch: Channel): void {
-    const rec = { last: Date.now(), closed: false };
+    const rec: HeartbeatRecord = { last: Date.now(), heard: attentiveClock.now(), closed: false };
     this.beats.set(memberId, rec);
     ch.onMessage = (r) => {
-      if (r.msg.type === 'beat') rec.last = Date.now();
+      if (r.msg.type === 'beat') {
+        rec.last = Date.now();
+        rec.heard = attentiveClock.now();
+      }
       return true;
     };
     ch.ws.once('close', () => { rec.closed = true; });
   }
 
   /** Heartbeat state of a member: when it last beat, and whether its heartbeat connection closed. */
-  heartbeat(memberId: string): { last: number; closed: boolean } | undefined {
+  heartbeat(memberId: string): HeartbeatRecord | undefined {
     return this.beats.get(memberId);
   }
 

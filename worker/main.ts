@@ -132,17 +132,20 @@ export async function runWorker(opts: WorkerOptions): Promise<void> {
   const secret = opts.security?.secret; // auth
   checkBind(ringBind, secret, 'worker --ring-bind'); // auth
   const ringGuard = secret ? new RingHelloVerifier(secret) : undefined; // auth
-  const listener: RingListener = await listenRing({ host: ringBind, port: 0, logger: opts.logger, ...(ringGuard ? { verifyHello: ringGuard.verify } : {}) });
+  const listener: RingListener = await listenRing({ host: ringBind, port: 0, logger: opts.logger, ...(ringGuard ? { verifyHello: ringGuard.verify } : {}),
+    ...(opts.security?.handshakeTimeoutMs !== undefined ? { helloTimeoutMs: opts.security.handshakeTimeoutMs } : {}) });
   let log = opts.logger.child({ component: 'worker' });
-  const ch = await connectWithRetry(opts.connect, timeoutMs, log, opts.security?.ca).catch(async (e: unknown) => { await listener.close(); throw e; });
   const memberId = randomBytes(16).toString('hex');
-  let heartbeat: Heartbeat | undefined;
+  const heartbeat = new Heartbeat({ url: opts.connect, memberId, intervalMs: opts.heartbeatMs ?? 1000, timeoutMs, flags: opts.securityFlags ?? {} }, log);
+  const ch = await connectWithRetry(opts.connect, timeoutMs, log, opts.security?.ca).catch(async (e: unknown) => {
+    await Promise.all([listener.close(), heartbeat.stop()]);
+    throw e;
+  });
   const w = new WorkerSession(ch, listener, log, timeoutMs, secret, ringGuard);
   w.webgpuOptimizer = opts.webgpuOptimizer ?? 'gpu';
   try {
-    await authenticateToCoordinator(ch, secret, opts.connect, timeoutMs); // auth
+    await Promise.all([authenticateToCoordinator(ch, secret, opts.connect, timeoutMs), heartbeat.start()]);
     await ch.send({ type: 'hello', host: hostname(), ringHost: opts.advertise ?? (ringBind === '0.0.0.0' ? '127.0.0.1' : ringBind), ringPort: listener.port, backend: sel.backend, pid: process.pid, memberId });
-    heartbeat = new Heartbeat({ url: opts.connect, memberId, intervalMs: opts.heartbeatMs ?? 1000, timeoutMs, flags: opts.securityFlags ?? {} }, log);
     const { msg: welcome } = await ch.expect('welcome', timeoutMs);
     w.config = welcome.config;
     log = log.child({ memberId: memberId.slice(0, 8) });
@@ -154,7 +157,7 @@ export async function runWorker(opts: WorkerOptions): Promise<void> {
     if (!ch.closed) await ch.send({ type: 'failure', rank: w.rank, message: (e as Error).message }).catch(() => undefined);
     throw e;
   } finally {
-    await heartbeat?.stop();
+    await heartbeat.stop();
     w.dispose();
     await listener.close().catch(() => undefined);
     ch.close();

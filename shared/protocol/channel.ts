@@ -4,6 +4,7 @@
 import type WebSocket from 'ws';
 import { WolfpackError } from '../errors.js';
 import type { Logger } from '../log.js';
+import { attentiveClock, attentiveTimeout } from '../time/attentive-clock.js';
 import { decodeFrame, encodeFrame } from './codec.js';
 import type { Message, MessageOf, MessageType } from './messages.js';
 
@@ -18,10 +19,12 @@ export interface Received<T extends Message = Message> {
 export class Channel {
   readonly ws: WebSocket;
   private readonly queue: Received[] = [];
-  private readonly waiters: { resolve: (r: Received) => void; reject: (e: Error) => void; timer?: NodeJS.Timeout }[] = [];
+  private readonly waiters: { resolve: (r: Received) => void; reject: (e: Error) => void; cancel?: () => void }[] = [];
   private failure: Error | undefined;
   private readonly label: string;
   private readonly logger?: Logger;
+  /** Attentive time (shared/time/attentive-clock.ts) of the last frame received: the peer was heard then. */
+  lastHeardAt = attentiveClock.now();
   /** Called for every message as it arrives, before it is queued (return true to consume it). */
   onMessage?: (r: Received) => boolean;
 
@@ -31,6 +34,7 @@ export class Channel {
     this.logger = logger;
     ws.binaryType = 'nodebuffer';
     ws.on('message', (data: Buffer, isBinary: boolean) => {
+      this.lastHeardAt = attentiveClock.now();
       let r: Received;
       try {
         if (!isBinary) throw new WolfpackError('E_PROTOCOL', 'text frames are not part of the protocol');
@@ -45,7 +49,7 @@ export class Channel {
       if (this.onMessage?.(r)) return;
       const w = this.waiters.shift();
       if (w) {
-        if (w.timer) clearTimeout(w.timer);
+        w.cancel?.();
         w.resolve(r);
       } else this.queue.push(r);
     });
@@ -63,7 +67,7 @@ export class Channel {
     if (this.failure) return;
     this.failure = err;
     for (const w of this.waiters.splice(0)) {
-      if (w.timer) clearTimeout(w.timer);
+      w.cancel?.();
       w.reject(err);
     }
   }
@@ -77,7 +81,10 @@ export class Channel {
     });
   }
 
-  /** The next message; rejects when the connection fails or after `timeoutMs`. */
+  /**
+   * The next message; rejects when the connection fails or after `timeoutMs` of attentive time (time this
+   * process was running to hear it: its own stalls do not count against the peer).
+   */
   next(timeoutMs: number): Promise<Received> {
     const queued = this.queue.shift();
     if (queued) return Promise.resolve(queued);
@@ -85,7 +92,7 @@ export class Channel {
     return new Promise((resolve, reject) => {
       const w: (typeof this.waiters)[number] = { resolve, reject };
       if (Number.isFinite(timeoutMs)) {
-        w.timer = setTimeout(() => {
+        w.cancel = attentiveTimeout(() => {
           const i = this.waiters.indexOf(w);
           if (i >= 0) this.waiters.splice(i, 1);
           reject(new WolfpackError('E_WORKER', `${this.label}: no message within ${timeoutMs} ms`));
