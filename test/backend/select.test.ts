@@ -1,6 +1,7 @@
-// Backend selection on a machine without tfjs-node(-gpu) or a WebGPU adapter (the test machines):
+// Backend selection. On a machine without tfjs-node(-gpu) or a WebGPU adapter (the test machines)
 // `auto` falls through to wasm and says why each faster backend was passed over; a named backend that
-// cannot start is an E_BACKEND error naming it; cpu always works.
+// cannot start is an E_BACKEND error naming it; cpu always works. tensorflow-gpu and webgpu are checked
+// on every machine: taken where they can start, refused with the reason where they cannot.
 import { createRequire } from 'node:module';
 import { pino } from 'pino';
 import t from 'tap';
@@ -69,13 +70,63 @@ t.test("selectBackend('tensorflow') fails with E_BACKEND naming it", { skip: ins
   t.equal(tf.getBackend(), active, 'the active backend is unchanged');
 });
 
-t.test("selectBackend('tensorflow-gpu') and 'webgpu' fail the same way when their packages are missing", async (t) => {
-  // An explicit 'webgpu' may take a software adapter (by design), so it is only checked without the package.
-  const names = (['tensorflow-gpu', 'webgpu'] as const).filter((n) => !installed(n === 'webgpu' ? 'webgpu' : '@tensorflow/tfjs-node-gpu'));
-  for (const name of names) {
-    await t.rejects(selectBackend(name), { code: 'E_BACKEND', details: { backend: name } }, name);
+t.test("selectBackend('tensorflow-gpu'): taken where tfjs-node-gpu is installed, else E_BACKEND naming the missing package", async (t) => {
+  const { logger, records } = memoryLogger();
+  const active = tf.getBackend();
+  if (installed('@tensorflow/tfjs-node-gpu')) {
+    const sel = await selectBackend('tensorflow-gpu', logger);
+    t.same(sel, { backend: 'tensorflow-gpu', tfName: 'tensorflow', skipped: [] }, 'installed here: taken');
+    t.equal(tf.getBackend(), 'tensorflow');
+    t.ok(records.some((r) => r.level === 30 && r.msg === 'backend: tensorflow-gpu'), 'the choice is logged at info');
+  } else {
+    await t.rejects(selectBackend('tensorflow-gpu', logger), {
+      code: 'E_BACKEND', details: { backend: 'tensorflow-gpu' },
+      message: /^backend tensorflow-gpu is not available: Cannot find module '@tensorflow\/tfjs-node-gpu'/,
+    }, 'not installed here: E_BACKEND saying the package cannot be found');
+    t.equal(tf.getBackend(), active, 'the active backend is unchanged');
+    t.notOk(records.some((r) => r.msg === 'backend: tensorflow-gpu'), 'nothing is logged as chosen');
   }
-  t.pass(`checked: ${names.join(', ') || 'none (both installed)'}`);
+});
+
+t.test('auto: tensorflow-gpu first where installed, else the next backend in AUTO_ORDER, with the reason logged', async (t) => {
+  const { logger, records } = memoryLogger();
+  const sel = await selectBackend('auto', logger);
+  const chosen = records.filter((r) => r.level === 30 && typeof r.msg === 'string' && r.msg.startsWith('backend: '));
+  t.equal(chosen.length, 1, 'one choice logged at info');
+  t.equal(chosen[0]?.msg, `backend: ${sel.backend}`, 'naming the backend taken');
+  t.same(chosen[0]?.skipped, sel.skipped, 'with the skipped list');
+  if (installed('@tensorflow/tfjs-node-gpu')) {
+    t.same(sel, { backend: 'tensorflow-gpu', tfName: 'tensorflow', skipped: [] }, 'installed here: auto takes it first');
+  } else {
+    const reason = "Cannot find module '@tensorflow/tfjs-node-gpu'";
+    t.same(sel.skipped[0], { backend: 'tensorflow-gpu', reason }, 'not installed here: skipped first, with the reason');
+    t.has(records.find((r) => r.msg === 'backend unavailable' && r.backend === 'tensorflow-gpu'),
+      { level: 20, backend: 'tensorflow-gpu', reason }, 'and that reason logged at debug');
+    t.same(sel.skipped.map((s) => s.backend), AUTO_ORDER.slice(0, sel.skipped.length), 'every skip in AUTO_ORDER');
+    t.equal(sel.backend, AUTO_ORDER[sel.skipped.length], 'the fallback is the first backend after the skipped ones');
+    if (installed('@tensorflow/tfjs-node')) t.ok(['webgpu', 'tensorflow'].includes(sel.backend), `tfjs-node is installed: taken at the latest (${sel.backend})`);
+    else t.ok(['webgpu', 'wasm'].includes(sel.backend), `no tfjs-node: webgpu on a GPU, else wasm (${sel.backend})`);
+  }
+});
+
+t.test("selectBackend('webgpu'): taken where an adapter exists, else E_BACKEND saying why", async (t) => {
+  if (!installed('webgpu')) {
+    await t.rejects(selectBackend('webgpu'), {
+      code: 'E_BACKEND', details: { backend: 'webgpu' },
+      message: /^backend webgpu is not available: the optional package 'webgpu' .* is not installed or cannot load/,
+    }, 'the webgpu package is not installed here');
+    return;
+  }
+  // An explicit 'webgpu' takes any adapter, a software one (llvmpipe) too; whether there is one depends on the machine.
+  const outcome = await selectBackend('webgpu').then((sel) => ({ sel }), (e: unknown) => ({ error: e as Error & { code?: string; details?: Record<string, unknown> } }));
+  if ('sel' in outcome) {
+    t.same(outcome.sel, { backend: 'webgpu', tfName: 'webgpu', skipped: [] }, 'an adapter here: taken');
+    t.equal(tf.getBackend(), 'webgpu', 'and active');
+  } else {
+    t.equal(outcome.error.code, 'E_BACKEND', `no usable adapter here: E_BACKEND (${outcome.error.message})`);
+    t.same(outcome.error.details, { backend: 'webgpu' });
+    t.match(outcome.error.message, /^backend webgpu is not available: (no WebGPU adapter found|requesting a WebGPU adapter failed)/, 'saying no adapter was found');
+  }
 });
 
 t.test("selectBackend('cpu') works", async (t) => {

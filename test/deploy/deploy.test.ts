@@ -1,7 +1,8 @@
 // The deployment files in deploy/, checked without a Docker engine or a cluster (none runs where wolfpack
 // is tested): every compose file and Kubernetes manifest parses; the services, GPU reservations, health
-// checks, volumes and the token secret are there; every command is a wolfpack subcommand whose flags the
-// CLI accepts (the real parse options of each command, captured by mocking cli/args.js) and whose paths
+// checks, volumes and the token secret are there; every command is a wolfpack subcommand that the CLI
+// dispatches, whose argv the command's real parser accepts (its parse options, captured by mocking
+// cli/args.js), whose WOLFPACK_<FLAG> environment variables reach it, and whose paths
 // `wolfpack fetch` produces; every environment variable is one wolfpack reads; every compose variable is
 // documented; the Dockerfiles copy what exists and run as a non-root user. Where Docker Compose is
 // installed (`docker compose`, or Debian's `docker-compose`), `config` validates each compose file too.
@@ -14,7 +15,8 @@ import { parse as parseYaml, parseAllDocuments } from 'yaml';
 import { packageRoot } from '../../shared/paths.js';
 import { envName } from '../../shared/config/config-file.js';
 import { DATASETS, WEIGHTS } from '../../cli/commands/fetch.js';
-import type { Options } from '../../cli/args.js';
+import { parse, type Options } from '../../cli/args.js';
+import { main } from '../../cli/wolfpack.js';
 
 const deploy = join(packageRoot, 'deploy');
 const read = (rel: string) => readFileSync(join(packageRoot, rel), 'utf8');
@@ -22,27 +24,61 @@ type Obj = Record<string, unknown>;
 const obj = (v: unknown): Obj => (v && typeof v === 'object' ? v as Obj : {});
 const list = (v: unknown): unknown[] => (Array.isArray(v) ? v : []);
 
-// Flags that another part of issue 6 adds to the CLI (authentication): the files already pass them.
-// Until the CLI accepts one, its check is a TODO rather than a failure.
-const PENDING_FLAGS = new Set(['token-file']);
 const TOKEN_PATH = '/run/secrets/wolfpack_token';
 
 // ---- what the CLI accepts ----
 
-/** Subcommand names registered in cli/wolfpack.ts. */
-const registered = new Set([...read('cli/wolfpack.ts').matchAll(/^\s+'?([a-z-]+)'?: async \(\) =>/gm)].map((m) => m[1]));
+interface ParseCall { options: Options; allowPositionals: boolean }
 
-/** The exact options a command passes to parse(), captured by mocking cli/args.js. */
-async function commandOptions(t: Test, name: string): Promise<Options> {
+/** The exact options (and positionals setting) a command passes to parse(), captured by mocking cli/args.js. */
+async function commandOptions(t: Test, name: string): Promise<ParseCall> {
   const real = await import('../../cli/args.js');
-  let captured: Options | undefined;
+  let captured: ParseCall | undefined;
   const mod = await t.mockImport<Record<string, { run(argv: string[]): Promise<number> }>>(`../../cli/commands/${name}.js`, {
-    '../../cli/args.js': { ...real, parse: (_argv: string[], options: Options) => { captured = options; throw new Error('options captured'); } },
+    '../../cli/args.js': {
+      ...real,
+      parse: (_argv: string[], options: Options, allowPositionals = false) => { captured = { options, allowPositionals }; throw new Error('options captured'); },
+    },
   });
   const cmd = mod[name];
   await cmd.run([]).catch(() => undefined);
   if (!captured) throw new Error(`cli/commands/${name}.ts did not call parse()`);
   return captured;
+}
+
+/**
+ * Runs `fn` with exactly `env`'s WOLFPACK_* variables set (those of the test's own environment are
+ * removed meanwhile) and restores the environment afterwards.
+ */
+async function withEnv<T>(env: Record<string, string>, fn: () => Promise<T> | T): Promise<T> {
+  const saved = Object.entries(process.env).filter(([k]) => k.startsWith('WOLFPACK_'));
+  for (const [k] of saved) delete process.env[k];
+  Object.assign(process.env, env);
+  try {
+    return await fn();
+  } finally {
+    for (const k of Object.keys(process.env)) if (k.startsWith('WOLFPACK_')) delete process.env[k];
+    for (const [k, v] of saved) process.env[k] = v;
+  }
+}
+
+/**
+ * `wolfpack ARGV` run in this process through the CLI's main() with `env`: its exit code and what it
+ * wrote to stderr. Only for invocations that fail before doing any work; bounded at 60 s.
+ */
+async function cliFails(argv: string[], env: Record<string, string> = {}): Promise<{ code: number; stderr: string }> {
+  let stderr = '';
+  const write = process.stderr.write;
+  process.stderr.write = ((chunk: string | Uint8Array) => { stderr += String(chunk); return true; }) as typeof process.stderr.write;
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    const bound = new Promise<never>((_, reject) => { timer = setTimeout(() => reject(new Error(`wolfpack ${argv.join(' ')} did not return within 60 s`)), 60_000); });
+    const code = await withEnv(env, () => Promise.race([main(argv), bound]));
+    return { code, stderr };
+  } finally {
+    clearTimeout(timer);
+    process.stderr.write = write;
+  }
 }
 
 /** Environment variables the code reads directly (process.env.WOLFPACK_X) in the shipped sources. */
@@ -128,25 +164,43 @@ function flagsOf(argv: string[], options: Options): Map<string, string | undefin
   return flags;
 }
 
+const parseCache = new Map<string, ParseCall>();
 const optionsCache = new Map<string, Options>();
 
-/** Checks one wolfpack invocation: a registered subcommand, and flags that it accepts (with values). */
+async function parseCallOf(t: Test, sub: string): Promise<ParseCall> {
+  if (!parseCache.has(sub)) {
+    const call = await commandOptions(t, sub);
+    parseCache.set(sub, call);
+    optionsCache.set(sub, call.options);
+  }
+  return parseCache.get(sub)!;
+}
+
+const dispatched = new Map<string, { code: number; stderr: string }>();
+
+/** Checks one wolfpack invocation: a subcommand the CLI dispatches, and an argv its parser accepts. */
 async function checkRun(t: Test, run: Run): Promise<Map<string, string | undefined>> {
   const [sub] = run.argv;
   t.ok(existsSync(join(packageRoot, 'cli', 'commands', `${sub}.ts`)), `${run.where}: 'wolfpack ${sub}' is a command`);
-  const isRegistered = registered.has(sub);
-  t.ok(isRegistered, `${run.where}: '${sub}' is registered in cli/wolfpack.ts`, isRegistered ? {} : { todo: `register '${sub}' in COMMANDS` });
-  if (!optionsCache.has(sub)) optionsCache.set(sub, await commandOptions(t, sub));
-  const options = optionsCache.get(sub)!;
+  // `wolfpack SUB --no-such-flag` reaches SUB's own parser (which refuses the flag) only if main() dispatches SUB
+  if (!dispatched.has(sub)) dispatched.set(sub, await cliFails([sub, '--no-such-flag']));
+  const d = dispatched.get(sub)!;
+  t.equal(d.code, 2, `${run.where}: 'wolfpack ${sub} --no-such-flag' is a usage error`);
+  t.match(d.stderr, new RegExp(`^wolfpack ${sub}: Unknown option '--no-such-flag'`), `${run.where}: the CLI dispatches '${sub}' to its command`);
+  const { options, allowPositionals } = await parseCallOf(t, sub);
   const flags = flagsOf(run.argv, options);
   for (const [name, value] of flags) {
     const known = Object.hasOwn(options, name);
-    if (!known && PENDING_FLAGS.has(name)) {
-      t.ok(known, `${run.where}: wolfpack ${sub} accepts --${name}`, { todo: `--${name} comes with the authentication work of issue 6` });
-    } else {
-      t.ok(known, `${run.where}: wolfpack ${sub} accepts --${name}`);
-    }
+    t.ok(known, `${run.where}: wolfpack ${sub} accepts --${name}`);
     if (known && options[name].type === 'string') t.ok(value !== undefined && !value.startsWith('--'), `${run.where}: --${name} has a value`);
+  }
+  // the command's real parser (cli/args.ts, strict) takes the whole argv, with no WOLFPACK_* variables set
+  let parsed: ReturnType<typeof parse> | undefined;
+  let error: string | undefined;
+  await withEnv({}, () => { try { parsed = parse(run.argv.slice(1), options, allowPositionals); } catch (e) { error = (e as Error).message; } });
+  t.equal(error, undefined, `${run.where}: wolfpack ${sub}'s parser accepts ${JSON.stringify(run.argv.slice(1))}`);
+  for (const [name, value] of flags) {
+    if (parsed && Object.hasOwn(options, name) && !options[name].multiple) t.same(parsed.values[name], options[name].type === 'boolean' ? true : value, `${run.where}: parsed --${name}`);
   }
   for (const w of run.argv.slice(1).filter((a) => !a.startsWith('--'))) {
     // every other word must be the value of the flag before it
@@ -176,7 +230,6 @@ function composeVars(text: string): Set<string> {
 const COMPOSE_FILES = ['compose.yaml', 'compose.coordinator.yaml', 'compose.workers.yaml'];
 const readme = readFileSync(join(deploy, 'README.md'), 'utf8');
 const direct = codeEnv();
-const argsUsesResolve = read('cli/args.ts').includes('resolveArgv');
 
 t.test('every deploy file is there', async (t) => {
   for (const f of ['Dockerfile.gpu', 'Dockerfile.cpu', ...COMPOSE_FILES, 'README.md', 'healthcheck.mjs',
@@ -186,9 +239,34 @@ t.test('every deploy file is there', async (t) => {
   t.match(readme, /no Docker engine[^.]*runs on the machines/i, 'the README says the images were validated by tests, not run');
 });
 
-t.test('WOLFPACK_<FLAG> variables reach the commands once the CLI resolves them', async (t) => {
-  t.ok(argsUsesResolve, 'cli/args.ts calls resolveArgv (shared/config/config-file.ts)',
-    argsUsesResolve ? {} : { todo: 'the lead wires resolveArgv into cli/args.ts parse()' });
+t.test('WOLFPACK_<FLAG> variables reach the commands', async (t) => {
+  // the compose files pass settings to the coordinator and the workers as WOLFPACK_<FLAG> variables
+  const services = obj(obj(parseYaml(readFileSync(join(deploy, 'compose.yaml'), 'utf8'), { merge: true })).services);
+  for (const sub of ['coordinator', 'worker']) {
+    const { options, allowPositionals } = await parseCallOf(t, sub);
+    const keys = Object.keys(obj(obj(services[sub]).environment));
+    const viaFlag = Object.keys(options).filter((f) => keys.includes(envName(f)));
+    t.ok(viaFlag.length > 0, `compose.yaml ${sub}: sets WOLFPACK_<FLAG> variables (${viaFlag.map(envName).join(', ')})`);
+    const sample = (f: string) => (options[f].type === 'boolean' ? 'true' : `from-env-${f}`);
+    const { values } = await withEnv(Object.fromEntries(viaFlag.map((f) => [envName(f), sample(f)])), () => parse([], options, allowPositionals));
+    for (const f of viaFlag) t.same(values[f], options[f].type === 'boolean' ? true : sample(f), `${sub}: ${envName(f)} reaches --${f}`);
+    // compose passes `${VAR:-}`: an empty variable means "not set", so the command's own default applies
+    const empty = await withEnv(Object.fromEntries(viaFlag.map((f) => [envName(f), ''])), () => parse([], options, allowPositionals));
+    for (const f of viaFlag) t.equal(empty.values[f], undefined, `${sub}: an empty ${envName(f)} leaves --${f} unset`);
+  }
+  const coordinator = (await parseCallOf(t, 'coordinator')).options;
+  const both = await withEnv({ WOLFPACK_EPOCHS: '5' }, () => parse(['--epochs', '3'], coordinator));
+  t.equal(both.values.epochs, '3', 'the command line wins over the environment');
+
+  // Through the whole CLI: a bad value in the environment is refused by the command, naming its flag.
+  // Each argv also holds a bad flag that the command checks later, so that, were the variable not read,
+  // the command would still stop there (with that flag's error) before listening or connecting.
+  const epochs = await cliFails(['coordinator', '--workers', '2', '--data', '/nonexistent', '--backend', 'bogus'], { WOLFPACK_EPOCHS: 'zero' });
+  t.equal(epochs.code, 2, 'wolfpack coordinator with WOLFPACK_EPOCHS=zero: a usage error');
+  t.match(epochs.stderr, /^wolfpack coordinator: --epochs: expected an integer >= 1, got 'zero'/, 'naming --epochs and the value from the environment');
+  const backend = await cliFails(['worker', '--connect', 'ws://127.0.0.1:9', '--log-level', 'silent', '--timeout', '0'], { WOLFPACK_BACKEND: 'bogus' });
+  t.equal(backend.code, 2, 'wolfpack worker with WOLFPACK_BACKEND=bogus: a usage error');
+  t.match(backend.stderr, /^wolfpack worker: --backend: expected one of auto, .*, got 'bogus'/, 'naming --backend and the value from the environment');
 });
 
 for (const file of COMPOSE_FILES) {
