@@ -3,6 +3,7 @@
 // (wolfpack's speed over the peer's: above 1, wolfpack is faster). `wolfpack bench all` writes this to
 // bench/results/latest.md; BENCHMARKS.md quotes it.
 import type { AllreduceComparison, CurveResult } from './allreduce-compare.js';
+import { COMPUTE_MODELLED_NOTE, type ClusterRunResult } from './cluster.js';
 import type { MachineInfo, QuietRecord } from './machine.js';
 import type { MemoryResult } from './memory.js';
 import type { ScalingResult } from './scaling.js';
@@ -134,5 +135,31 @@ export function memorySection(m: MemoryResult): string {
     table(['peak RSS per worker (2 workers)', 'VmHWM MiB (each worker)', 'steps', 'note'], peakRows),
     table(['growth (2 workers)', 'steps per worker', 'tf numTensors seen (all steps)', 'RSS MiB per epoch (median; a row per worker)', 'RSS slope after epoch 1, MiB/100 steps'], growthRows),
     quietLine([...m.peak.map((p) => p.quiet), ...m.growth.map((g) => g.quiet)]),
+  ].join('\n') + '\n';
+}
+
+/** The simulated cluster runs (`wolfpack bench cluster`), one row per N, with the command and the load. */
+export function clusterSection(rs: ClusterRunResult[], command: string): string {
+  const mb = (v: number | null) => (v === null ? '-' : (v / 1e6).toFixed(1));
+  const maxOf = (xs: Array<number | null>): number | null => (xs.some((x) => x === null) || xs.length === 0 ? null : Math.max(...(xs as number[])));
+  const rows = rs.map((r) => [
+    `N=${r.workers}`,
+    r.net === 'loopback' ? 'loopback' : r.link_mbit === null ? 'unshaped' : `${r.link_mbit} Mbit/s`,
+    fmt(r.compute_ms, 0), fmt(r.step_s * 1e3, 0), fmt(r.exposed_allreduce_s * 1e3, 0), pct(r.efficiency),
+    r.efficiency_on_paper === null ? '-' : pct(r.efficiency_on_paper),
+    mb(maxOf(r.bytes_per_rank)), `${mb(maxOf(r.wire_tx_bytes_per_rank))}${r.wire_drops ? ` (${r.wire_drops.toFixed(0)} drops)` : ''}`, fmt(maxOf(r.cpu_s_per_step), 2),
+    r.machine_busy === null ? '-' : `${pct(r.machine_busy)} (softirq ${pct(r.machine_softirq ?? NaN)})`,
+    `${fmt(r.load1_before, 2)} / ${fmt(r.load1_after, 2)}`, String(r.verified),
+  ]);
+  const r0 = rs[0];
+  return [
+    `$ ${command}`,
+    '',
+    `**${COMPUTE_MODELLED_NOTE}**`,
+    r0 === undefined ? '' : `Gradients: ResNet-50, ${r0.elements.toLocaleString('en-US')} floats in ${r0.layers} tensors${r0.layout_scale !== 1 ? ` (every tensor scaled by ${r0.layout_scale})` : ''}, ` +
+      `--schedule ${r0.schedule}, --wire ${r0.wire}; ${r0.warmup} warm-up + ${r0.steps} timed steps; figures of the slowest rank, mean over the timed steps.`,
+    '',
+    table(['run', 'link', 'T ms', 'step ms', 'exposed all-reduce ms', 'efficiency (T / step)', 'on paper', 'payload MB sent / rank', 'MB on the wire / rank',
+      'CPU s / step / rank (max)', `machine CPU busy (${r0?.cores ?? '?'} cores)`, '1-min load before / after', 'verified'], rows),
   ].join('\n') + '\n';
 }

@@ -3,7 +3,9 @@
 // `bench allreduce` the WebSocket ring all-reduce alone, `bench allreduce-vs-gloo` it against PyTorch's
 // Gloo and raw TCP, `bench curve` busbw against message size for both (table and PNG), `bench scaling`
 // the real trainer's images/s with N workers, `bench tta` the demo's time to accuracy with and without the
-// feature cache, `bench memory` the workers' peak RSS and growth, and `bench all` every one of them as
+// feature cache, `bench memory` the workers' peak RSS and growth, `bench cluster` the ring all-reduce of
+// ResNet-50's gradients between N processes in network namespaces on shaped links around a modelled
+// compute step (root only), and `bench all` every one of them as
 // markdown (bench/results/latest.md, .json, and the curve's PNG); `bench webgpu` (= `bench all --backend
 // webgpu`) ResNet-50 on the webgpu backend beside PyTorch on the same GPU. Ratios are wolfpack's speed over
 // the peer's: above 1, wolfpack is faster.
@@ -11,11 +13,13 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import { join, relative } from 'node:path';
 import { runAllreduceBench, runRawTcpBench, type AllreduceBenchResult } from '../../bench/allreduce.js';
 import { allreduceCurve, compareAllreduce, CURVE_SIZES } from '../../bench/allreduce-compare.js';
+import { CLUSTER_NETS, clusterUnavailable, runClusterBench, type ClusterBenchOptions, type ClusterRunResult } from '../../bench/cluster.js';
+import { SCHEDULES, WIRE_FORMATS } from '../../bench/cluster-step.js';
 import { demoFixture } from '../../bench/fixture.js';
 import { machineInfo, waitQuiet } from '../../bench/machine.js';
 import { benchMemory } from '../../bench/memory.js';
 import { benchModel, benchPeer, type ModelBenchResult, type PeerModelResult, type PeerRun } from '../../bench/model.js';
-import { allreduceSection, curveSection, fmt, machineLine, memorySection, quietLine, scalingSection, ttaSection } from '../../bench/report.js';
+import { allreduceSection, clusterSection, curveSection, fmt, machineLine, memorySection, quietLine, scalingSection, ttaSection } from '../../bench/report.js';
 import { benchScaling, type ScalingResult } from '../../bench/scaling.js';
 import { benchTimeToAccuracy, TTA_VARIANTS, type TtaVariant } from '../../bench/time-to-accuracy.js';
 import { compareWebGpu, WEBGPU_BENCH_FLAGS, webgpuOptionsFrom, webgpuSection, writeWebGpuReport } from '../../bench/webgpu-compare.js';
@@ -35,6 +39,7 @@ const USAGE = [
   '       wolfpack bench scaling [--freeze backbone|none] [--repeats 2] [--image-size 64] [--batch-per-worker 18] [--workers 1,2] [--json]',
   `       wolfpack bench tta [--target 0.7] [--max-epochs 12] [--views 2] [--variants ${TTA_VARIANTS.join(',')}] [--no-peer] [--json]`,
   '       wolfpack bench memory [--skip-peak] [--json]',
+  `       wolfpack bench cluster [--workers 2,4,8] [--link-mbit 500] [--compute-ms 2400] [--steps 3] [--warmup 1] [--schedule ${SCHEDULES.join('|')}] [--bucket-mb MB] [--wire ${WIRE_FORMATS.join('|')}] [--layout-scale 1] [--net ${CLUSTER_NETS.join('|')}] [--json]   (root; compute modelled; --link-mbit 0: unshaped; --json: one line per N)`,
   '       wolfpack bench webgpu [--batch 32] [--image-size 224] [--reps 5] [--width 64] [--software] [--profile] [--python PY] [--json]   (webgpu beside PyTorch CUDA on the same GPU)',
   '       wolfpack bench all [--quick] [--out bench/results]   (every benchmark above with its peer; markdown, JSON and PNG in --out)',
   '       wolfpack bench all --backend webgpu [bench webgpu flags] [--out bench/results]   (a GPU host: bench webgpu into --out/webgpu-latest.{md,json})',
@@ -151,6 +156,45 @@ async function runAllreduce(argv: string[]): Promise<number> {
     process.stdout.write(`$ ${commandLine(['allreduce', ...argv])}\n${allreduceLine(r)}\n`);
   }
   return r.verified ? 0 : 1;
+}
+
+/** The `bench cluster` runs `bench all` makes: the issue's reference point, T = 2.4 s on 500 Mbit/s links. */
+const clusterAllArgv = (steps: number): string[] => ['--workers', '2,4,8', '--link-mbit', '500', '--compute-ms', '2400', '--steps', String(steps), '--warmup', '1'];
+
+async function clusterRuns(argv: string[], each?: (r: ClusterRunResult) => void): Promise<ClusterRunResult[]> {
+  const { values } = parse(argv, {
+    workers: { type: 'string' }, 'link-mbit': { type: 'string' }, 'compute-ms': { type: 'string' }, steps: { type: 'string' }, warmup: { type: 'string' },
+    schedule: { type: 'string' }, 'bucket-mb': { type: 'string' }, wire: { type: 'string' }, 'layout-scale': { type: 'string' }, net: { type: 'string' }, json: { type: 'boolean' },
+  });
+  const net = oneOf(values, 'net', CLUSTER_NETS, 'netns');
+  const base: Omit<ClusterBenchOptions, 'workers'> = {
+    linkMbit: num(values, 'link-mbit', net === 'loopback' ? 0 : 500, { min: 0, max: 1e6 }),
+    computeMs: num(values, 'compute-ms', 2400, { min: 0, max: 600_000 }),
+    steps: num(values, 'steps', 3, { int: true, min: 1, max: 1000 }),
+    warmup: num(values, 'warmup', 1, { int: true, min: 0, max: 1000 }),
+    schedule: oneOf(values, 'schedule', SCHEDULES, 'none'),
+    wire: oneOf(values, 'wire', WIRE_FORMATS, 'fp32'),
+    layoutScale: num(values, 'layout-scale', 1, { min: 1e-6, max: 1 }),
+    net,
+    progress,
+    ...(values['bucket-mb'] !== undefined ? { bucketMb: num(values, 'bucket-mb', 25, { min: 0.001, max: 1e4 }) } : {}),
+  };
+  const results: ClusterRunResult[] = [];
+  for (const workers of intList(values, 'workers', [2, 4, 8])) {
+    const r = await runClusterBench({ ...base, workers });
+    progress(`N=${workers}: step ${(r.step_s * 1e3).toFixed(0)} ms, exposed all-reduce ${(r.exposed_allreduce_s * 1e3).toFixed(0)} ms, efficiency ${(r.efficiency * 100).toFixed(1)}%` +
+      `${r.efficiency_on_paper === null ? '' : ` (on paper ${(r.efficiency_on_paper * 100).toFixed(1)}%)`}, load ${r.load1_before.toFixed(2)} -> ${r.load1_after.toFixed(2)}`);
+    each?.(r);
+    results.push(r);
+  }
+  return results;
+}
+
+async function runCluster(argv: string[]): Promise<number> {
+  const json = argv.includes('--json');
+  const results = await clusterRuns(argv, json ? (r) => process.stdout.write(JSON.stringify(r) + '\n') : undefined);
+  if (!json) process.stdout.write(`${machineLine(machineInfo())}\n${clusterSection(results, commandLine(['cluster', ...argv]))}`);
+  return results.every((r) => r.verified) ? 0 : 1;
 }
 
 function emit(json: boolean, value: unknown, text: string): void {
@@ -283,6 +327,10 @@ async function runAll(argv: string[]): Promise<number> {
   }
   const tta = await timed('time to accuracy', () => benchTimeToAccuracy({ fixture, target: 0.7, maxEpochs: 12, views: 2, progress }));
   const memory = await timed('memory', () => benchMemory({ fixture, peakSteps: 2, ...(quick ? { growthEpochs: 2 } : {}), progress }));
+  const clusterSkipped = clusterUnavailable();
+  if (clusterSkipped !== undefined) progress(`simulated cluster skipped: ${clusterSkipped}`);
+  const clusterArgv = clusterAllArgv(quick ? 1 : 3);
+  const cluster = clusterSkipped === undefined ? await timed('simulated cluster', () => clusterRuns(clusterArgv)) : [];
   const seconds = (performance.now() - started) / 1000;
 
   const md = [
@@ -312,8 +360,14 @@ async function runAll(argv: string[]): Promise<number> {
     `## Memory per worker (${machine.cpu_model}, ${machine.cores} cores)`,
     '',
     memorySection(memory),
+    `## Simulated cluster: modelled compute, real ring on shaped links (${machine.cpu_model}, ${machine.cores} cores)`,
+    '',
+    clusterSkipped === undefined ? clusterSection(cluster, commandLine(['cluster', ...clusterArgv])) : `Skipped: ${clusterSkipped}.\n`,
   ].join('\n');
-  const all = { at, command: commandLine(['all', ...argv]), seconds, phase, machine, allreduce, curve, model: { ...model, quiet: modelQuiet }, scaling, tta, memory };
+  const all = {
+    at, command: commandLine(['all', ...argv]), seconds, phase, machine, allreduce, curve, model: { ...model, quiet: modelQuiet }, scaling, tta, memory,
+    cluster: clusterSkipped === undefined ? cluster : { skipped: clusterSkipped },
+  };
   await writeFile(join(outDir, 'latest.md'), md + '\n');
   await writeFile(join(outDir, 'latest.json'), JSON.stringify(all, null, 1) + '\n');
   emit(values.json === true, all, md + '\n');
@@ -335,10 +389,11 @@ export const bench: Command = {
       case 'scaling': return runScaling(rest);
       case 'tta': return runTta(rest);
       case 'memory': return runMemory(rest);
+      case 'cluster': return runCluster(rest);
       case 'webgpu': return runWebGpu(rest);
       case 'all': return runAll(rest);
       default:
-        throw new WolfpackError('E_USAGE', `expected a benchmark (model, allreduce, allreduce-vs-gloo, rawtcp, curve, scaling, tta, memory, webgpu or all), got ${sub === undefined ? 'nothing' : `'${sub}'`}\nusage: ${USAGE}`);
+        throw new WolfpackError('E_USAGE', `expected a benchmark (model, allreduce, allreduce-vs-gloo, rawtcp, curve, scaling, tta, memory, cluster, webgpu or all), got ${sub === undefined ? 'nothing' : `'${sub}'`}\nusage: ${USAGE}`);
     }
   },
 };

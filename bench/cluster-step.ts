@@ -1,0 +1,152 @@
+// One training step of the simulated cluster (`wolfpack bench cluster`), as each rank runs it: a timed
+// model of a GPU's compute around the real gradient all-reduce.
+//
+// Compute is modelled, not done: a step of T ms is a forward pass of T/3 (a wait: the real work would
+// be on a GPU, so it takes no CPU here), then a backward pass of 2T/3 that releases each layer's
+// gradients in reverse layer order, layer i at the moment the backward has covered its share of the
+// parameters (release times proportional to the cumulative size). The gradient schedule decides what
+// the ring does with them:
+//
+//   none     today's design: one ring all-reduce of the whole float32 buffer after the last layer
+//            is released (nothing overlaps the backward pass).
+//   overlap  (not implemented yet) DDP-style buckets of --bucket-mb in release order, each all-reduced
+//            as soon as it is full while the backward pass goes on. Plugs in here as another
+//            GradSchedule: ready() fills the current bucket and launches its collective, finish() waits
+//            for the last. The ring already takes distinct `step` numbers per call and a subarray of the
+//            ring buffer, but ws-link's receiver is ordered, so collectives on one link must not
+//            interleave: buckets go one after another unless the ring learns to run them concurrently.
+//   --wire   fp32 is what the ring sends today; bf16/fp16 (not implemented yet) would halve the bytes.
+//
+// The step records when each phase ended, so that the caller can report the all-reduce time the
+// backward pass did not hide (exposed) beside the whole step.
+import type { RingStats } from '../shared/allreduce/ring.js';
+import { WolfpackError } from '../shared/errors.js';
+
+export const SCHEDULES = ['none', 'overlap'] as const;
+export type GradScheduleKind = (typeof SCHEDULES)[number];
+export const WIRE_FORMATS = ['fp32', 'bf16', 'fp16'] as const;
+export type WireFormat = (typeof WIRE_FORMATS)[number];
+
+export interface ScheduleOptions {
+  schedule: GradScheduleKind;
+  /** Bucket size in MB (1e6 bytes of float32), for --schedule overlap. */
+  bucketMb?: number;
+  wire: WireFormat;
+}
+
+/** Throws E_USAGE for schedule options the current ring cannot run, saying what is missing. */
+export function checkScheduleOptions(o: ScheduleOptions): void {
+  if (!SCHEDULES.includes(o.schedule)) throw new WolfpackError('E_USAGE', `--schedule: expected one of ${SCHEDULES.join(', ')}, got '${String(o.schedule)}'`);
+  if (!WIRE_FORMATS.includes(o.wire)) throw new WolfpackError('E_USAGE', `--wire: expected one of ${WIRE_FORMATS.join(', ')}, got '${String(o.wire)}'`);
+  if (o.schedule === 'overlap') {
+    throw new WolfpackError('E_USAGE', '--schedule overlap: not implemented yet (bucketed all-reduce overlapping the backward pass); only --schedule none (one all-reduce after the backward pass) runs today');
+  }
+  if (o.bucketMb !== undefined) {
+    throw new WolfpackError('E_USAGE', '--bucket-mb applies to --schedule overlap, which is not implemented yet');
+  }
+  if (o.wire !== 'fp32') {
+    throw new WolfpackError('E_USAGE', `--wire ${o.wire}: not implemented yet (the ring sends float32 only); use --wire fp32`);
+  }
+}
+
+/** A layer's gradients: a range of the flat gradient buffer. */
+export interface GradLayer {
+  offset: number;
+  size: number;
+}
+
+/** Layers in the order the backward pass releases them: the reverse of their order in the buffer. */
+export function releaseOrder(sizes: readonly number[]): GradLayer[] {
+  const layers: GradLayer[] = [];
+  let offset = 0;
+  for (const size of sizes) {
+    if (!Number.isSafeInteger(size) || size < 1) throw new WolfpackError('E_USAGE', `layer sizes must be positive integers, got ${size}`);
+    layers.push({ offset, size });
+    offset += size;
+  }
+  return layers.reverse();
+}
+
+export interface StepTimeline {
+  /** End of the forward pass, ms from the step's start. */
+  forwardMs: number;
+  /** When layer i (release order) is released, ms from the step's start; the last is computeMs. */
+  releaseMs: number[];
+}
+
+/** Forward T/3, then the layers released over 2T/3 in proportion to their sizes. */
+export function stepTimeline(layers: readonly GradLayer[], computeMs: number): StepTimeline {
+  if (!(Number.isFinite(computeMs) && computeMs >= 0)) throw new WolfpackError('E_USAGE', `computeMs must be a number >= 0, got ${computeMs}`);
+  const total = layers.reduce((a, l) => a + l.size, 0);
+  const forwardMs = computeMs / 3;
+  const backwardMs = computeMs - forwardMs;
+  const releaseMs: number[] = [];
+  let done = 0;
+  for (const l of layers) {
+    done += l.size;
+    releaseMs.push(forwardMs + (total === 0 ? backwardMs : (backwardMs * done) / total));
+  }
+  return { forwardMs, releaseMs };
+}
+
+/** One all-reduce of `region` (a view of the gradient buffer) on the ring, with the next step number. */
+export type Collective = (region: Float32Array) => Promise<RingStats>;
+
+/** What a gradient schedule does with the released layers in one step. */
+export interface GradSchedule {
+  /** A new step begins (before the forward pass). */
+  begin(): void;
+  /** Layer i (release order) has its final gradients in the buffer. */
+  ready(i: number): void;
+  /** After the last ready(): resolves when every gradient is reduced. */
+  finish(): Promise<{ bytesSent: number; commStart: number }>;
+}
+
+/** The schedule for `opts` over `buf`, whose layers the backward pass releases in `_layers`' order. */
+export function createSchedule(opts: ScheduleOptions, buf: Float32Array, _layers: readonly GradLayer[], allReduce: Collective): GradSchedule {
+  checkScheduleOptions(opts);
+  // --schedule none: nothing happens while the backward pass runs; one all-reduce of the whole buffer after it.
+  return {
+    begin: () => undefined,
+    ready: () => undefined,
+    finish: async () => {
+      const commStart = performance.now();
+      const s = await allReduce(buf);
+      return { bytesSent: s.bytesSent, commStart };
+    },
+  };
+}
+
+/** Waits until performance.now() >= `t` (never returns early). */
+export async function sleepUntil(t: number): Promise<void> {
+  for (;;) {
+    const d = t - performance.now();
+    if (d <= 0) return;
+    await new Promise((resolve) => setTimeout(resolve, Math.max(1, Math.ceil(d))));
+  }
+}
+
+/** When each phase of one step ended, ms (performance.now). */
+export interface StepMarks {
+  start: number;
+  forwardEnd: number;
+  backwardEnd: number;
+  commStart: number;
+  end: number;
+  bytesSent: number;
+}
+
+/** Runs one modelled step: forward wait, layer releases into `schedule`, then its finish(). */
+export async function modelledStep(timeline: StepTimeline, schedule: GradSchedule): Promise<StepMarks> {
+  const start = performance.now();
+  schedule.begin();
+  await sleepUntil(start + timeline.forwardMs);
+  const forwardEnd = performance.now();
+  for (let i = 0; i < timeline.releaseMs.length; i++) {
+    await sleepUntil(start + timeline.releaseMs[i]);
+    schedule.ready(i);
+  }
+  const backwardEnd = performance.now();
+  const { bytesSent, commStart } = await schedule.finish();
+  return { start, forwardEnd, backwardEnd, commStart, end: performance.now(), bytesSent };
+}
