@@ -43,7 +43,9 @@ export async function main(argv: string[]): Promise<number> {
     return await cmd.run(rest);
   } catch (e) {
     if (isWolfpackError(e)) {
-      process.stderr.write(`wolfpack ${name}: ${e.message}\n`);
+      // The code is shown (E_REPLICA, E_WORKER, ...), except for usage errors, whose message names the flag.
+      const shown = e.code === 'E_USAGE' || e.message.startsWith(`${e.code}:`) ? e.message : `${e.code}: ${e.message}`;
+      process.stderr.write(`wolfpack ${name}: ${shown}\n`);
       return e.code === 'E_USAGE' ? 2 : 1;
     }
     throw e;

@@ -449,7 +449,11 @@ export async function runJob(opts: JobOptions): Promise<JobResult> {
         log.warn({ have: cluster.members.length, need: Math.max(1, minWorkers) }, 'waiting for workers to (re)join');
         const rejoin = opts.rejoinTimeoutMs ?? joinTimeout;
         if (server.waiting === 0) await server.arrival(rejoin);
-        if (server.waiting === 0) throw new WolfpackError('E_WORKER', `only ${cluster.members.length} worker(s) left and none joined within ${rejoin / 1000} s (--min-workers ${minWorkers})`);
+        if (server.waiting === 0) {
+          const saved = result.epochs.length > 0 ? opts.out : opts.resume; // where the last completed epoch is
+          throw new WolfpackError('E_WORKER', `only ${cluster.members.length} worker(s) left and none joined within ${rejoin / 1000} s (--min-workers ${minWorkers}); ` +
+            (saved ? `the last completed epoch (${epoch}) is saved in ${saved}: start workers and run the same command with --resume ${saved}` : 'no epoch was completed, so there is nothing to resume'), { epoch, saved });
+        }
         const joiners = server.takeArrivals();
         await cluster.admit(joiners);
         cluster.members.push(...joiners);

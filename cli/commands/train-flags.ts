@@ -27,6 +27,7 @@ export const TRAIN_FLAGS: Options = {
   port: { type: 'string' },
   timeout: { type: 'string' },
   'min-workers': { type: 'string' },
+  'rejoin-timeout': { type: 'string' },
   'max-bad-steps': { type: 'string' },
   resume: { type: 'string' },
   'log-format': { type: 'string' },
@@ -72,7 +73,7 @@ export function securityFlagsFrom(values: Record<string, unknown>): SecurityFlag
 
 export const TRAIN_USAGE = '--data DIR --weights FILE [--workers N] [--epochs 20] [--batch-size 18] [--lr 0.001] ' +
   '[--momentum 0.9] [--freeze none|backbone] [--bn train|frozen] [--image-size 224] [--seed 0] [--out DIR] ' +
-  '[--backend auto|tensorflow-gpu|webgpu|tensorflow|wasm|cpu] [--timeout SECONDS] [--min-workers M] [--max-bad-steps 5] ' +
+  '[--backend auto|tensorflow-gpu|webgpu|tensorflow|wasm|cpu] [--timeout SECONDS] [--min-workers M] [--rejoin-timeout SECONDS] [--max-bad-steps 5] ' +
   '[--resume OUT] [--config FILE] [--log-format pretty|json] [--augment train|none] [--views K] [--cache-features] [--feature-cache-mb 1024]';
 
 export function loggerFrom(values: Record<string, unknown>, base: Record<string, unknown>) {
@@ -91,6 +92,8 @@ export function jobOptionsFrom(values: Record<string, unknown>, defaults: Partia
     weights: values.weights === undefined ? defaults.weights : String(values.weights),
     resume: optStr(values, 'resume'),
     minWorkers: num(values, 'min-workers', 1, { int: true, min: 1 }),
+    // unset: the coordinator waits as long as for the first workers (10 min), `train` waits --timeout
+    rejoinTimeoutMs: values['rejoin-timeout'] === undefined ? undefined : num(values, 'rejoin-timeout', 0, { min: 1 }) * 1000,
     maxBadSteps: num(values, 'max-bad-steps', 5, { int: true, min: 1 }),
     workers,
     epochs: num(values, 'epochs', defaults.epochs ?? 20, { int: true, min: 1 }),

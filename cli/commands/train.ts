@@ -24,8 +24,8 @@ export async function trainLocally(argv: string[], defaults: Partial<JobOptions>
   try {
     await runWithDashboard(dashboard, (events) => runJob({ // dashboard (issue 6)
       ...o, security, logger, print: (line) => process.stdout.write(line + '\n'), progress: terminalProgress(), events,
-      // Local workers are not restarted: once too few are left, wait only --timeout for one started by hand.
-      rejoinTimeoutMs: o.timeoutMs,
+      // Local workers are not restarted: once too few are left, wait only --timeout (or --rejoin-timeout) for one started by hand.
+      rejoinTimeoutMs: o.rejoinTimeoutMs ?? o.timeoutMs,
       onListening: (port) => workers.start(o.workers, localCoordinatorUrl(port, security), o.backend,
         values['log-format'] ? { WOLFPACK_LOG_FORMAT: String(values['log-format']) } : {}),
     }));
