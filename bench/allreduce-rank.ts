@@ -15,6 +15,7 @@ import { createRingBuffer, ringAllReduce } from '../shared/allreduce/ring.js';
 import type { Link } from '../shared/allreduce/link.js';
 import { connectRing, listenRing, wsLink, type RingListener } from '../shared/transport/ws-link.js';
 import { isWolfpackError } from '../shared/errors.js';
+import { listenToParent, nextParentMessage, sendToParent } from './rank-ipc.js';
 
 export type FillMode = 'constant' | 'random';
 
@@ -69,34 +70,6 @@ export function benchValue(seed: number, rank: number, i: number): number {
   return Math.fround(((h >>> 0) / 4294967296) * 2 - 1);
 }
 
-function send(msg: unknown): Promise<void> {
-  return new Promise((res) => {
-    if (!process.send) throw new Error('allreduce-rank: needs an IPC channel (start it from bench/allreduce.ts)');
-    process.send(msg, undefined, {}, () => res());
-  });
-}
-
-// Every IPC message is queued from the start, so that none is lost before its reader waits for it.
-const inbox: Array<{ t?: string }> = [];
-let inboxWaiter: (() => void) | null = null;
-function listen(): void {
-  process.on('message', (m: { t?: string }) => {
-    inbox.push(m);
-    if (inboxWaiter !== null) inboxWaiter();
-  });
-}
-
-async function nextMessage<T>(t: string): Promise<T> {
-  for (;;) {
-    const k = inbox.findIndex((m) => m !== null && typeof m === 'object' && m.t === t);
-    if (k >= 0) return inbox.splice(k, 1)[0] as T;
-    await new Promise<void>((res) => {
-      inboxWaiter = res;
-    });
-    inboxWaiter = null;
-  }
-}
-
 function fill(buf: Float32Array, setup: RankSetup): void {
   if (setup.fill === 'constant') buf.fill(setup.rank + 1);
   else for (let i = 0; i < buf.length; i++) buf[i] = benchValue(setup.seed, setup.rank, i);
@@ -136,8 +109,8 @@ function maxInFlight(): number | undefined {
 
 async function ringMode(): Promise<void> {
   const listener: RingListener = await listenRing({ host: '127.0.0.1', port: 0, maxInFlightBytes: maxInFlight() });
-  await send({ t: 'listening', port: listener.port });
-  const setup = await nextMessage<RankSetup>('setup');
+  await sendToParent({ t: 'listening', port: listener.port });
+  const setup = await nextParentMessage<RankSetup>('setup');
   const right = (setup.rank + 1) % setup.size;
   let link: Link | null = null;
   if (setup.size > 1) {
@@ -148,7 +121,7 @@ async function ringMode(): Promise<void> {
     link = wsLink(outgoing, incoming);
   }
   await listener.close();
-  await send({ t: 'ready' });
+  await sendToParent({ t: 'ready' });
 
   const buf = setup.buffer === 'plain'
     ? new Float32Array(setup.elements)
@@ -203,8 +176,8 @@ async function ringMode(): Promise<void> {
     cpuSystem,
     ...(check.firstBad !== undefined ? { firstBad: check.firstBad } : {}),
   };
-  await send(result);
-  await nextMessage('exit');
+  await sendToParent(result);
+  await nextParentMessage('exit');
   link?.close();
 }
 
@@ -212,8 +185,8 @@ async function tcpSource(): Promise<void> {
   const server = net.createServer();
   await new Promise<void>((res) => server.listen(0, '127.0.0.1', res));
   const connected = new Promise<net.Socket>((res) => server.once('connection', res));
-  await send({ t: 'listening', port: (server.address() as net.AddressInfo).port });
-  const { bytes, chunkBytes } = await nextMessage<{ bytes: number; chunkBytes: number }>('setup');
+  await sendToParent({ t: 'listening', port: (server.address() as net.AddressInfo).port });
+  const { bytes, chunkBytes } = await nextParentMessage<{ bytes: number; chunkBytes: number }>('setup');
   const sock = await connected;
   sock.setNoDelay(true);
   const acked = new Promise<void>((res) => sock.once('data', () => res()));
@@ -221,14 +194,14 @@ async function tcpSource(): Promise<void> {
   await writeAll(sock, bytes, chunkBytes);
   await acked;
   const seconds = (performance.now() - t0) / 1000;
-  await send({ t: 'result', seconds });
+  await sendToParent({ t: 'result', seconds });
   sock.destroy();
   server.close();
-  await nextMessage('exit');
+  await nextParentMessage('exit');
 }
 
 async function tcpSink(): Promise<void> {
-  const { port, bytes, onread } = await nextMessage<{ port: number; bytes: number; onread: boolean }>('setup');
+  const { port, bytes, onread } = await nextParentMessage<{ port: number; bytes: number; onread: boolean }>('setup');
   let got = 0;
   let ack: () => void = () => undefined;
   const done = new Promise<void>((res) => {
@@ -242,10 +215,10 @@ async function tcpSink(): Promise<void> {
     ? net.connect({ port, host: '127.0.0.1', onread: { buffer: Buffer.allocUnsafe(1 << 20), callback: (n: number) => { count(n); return true; } } })
     : net.connect({ port, host: '127.0.0.1' }).on('data', (d: Buffer) => count(d.length));
   sock.setNoDelay(true);
-  await send({ t: 'ready' });
+  await sendToParent({ t: 'ready' });
   await done;
   sock.write(Buffer.from([1]));
-  await nextMessage('exit');
+  await nextParentMessage('exit');
   sock.destroy();
 }
 
@@ -268,8 +241,8 @@ async function tcpDuplex(): Promise<void> {
   const server = net.createServer();
   await new Promise<void>((res) => server.listen(0, '127.0.0.1', res));
   const accepted = new Promise<net.Socket>((res) => server.once('connection', res));
-  await send({ t: 'listening', port: (server.address() as net.AddressInfo).port });
-  const { port, bytes, chunkBytes } = await nextMessage<{ port: number; bytes: number; chunkBytes: number }>('setup');
+  await sendToParent({ t: 'listening', port: (server.address() as net.AddressInfo).port });
+  const { port, bytes, chunkBytes } = await nextParentMessage<{ port: number; bytes: number; chunkBytes: number }>('setup');
   let got = 0;
   let t0 = 0;
   let received: (seconds: number) => void = () => undefined;
@@ -290,13 +263,13 @@ async function tcpDuplex(): Promise<void> {
   });
   const outSock = await accepted;
   outSock.setNoDelay(true);
-  await send({ t: 'ready' });
-  await nextMessage('go');
+  await sendToParent({ t: 'ready' });
+  await nextParentMessage('go');
   t0 = performance.now();
   await writeAll(outSock, bytes, chunkBytes);
   const seconds = await done;
-  await send({ t: 'result', seconds });
-  await nextMessage('exit');
+  await sendToParent({ t: 'result', seconds });
+  await nextParentMessage('exit');
   inSock.destroy();
   outSock.destroy();
   server.close();
@@ -304,7 +277,7 @@ async function tcpDuplex(): Promise<void> {
 
 async function main(): Promise<void> {
   const mode = process.argv[2] ?? 'ring';
-  listen();
+  listenToParent();
   try {
     if (mode === 'ring') await ringMode();
     else if (mode === 'tcp-source') await tcpSource();
@@ -314,7 +287,7 @@ async function main(): Promise<void> {
     process.exit(0);
   } catch (err) {
     const message = err instanceof Error ? err.message : String(err);
-    await send({ t: 'error', message, code: isWolfpackError(err) ? err.code : undefined }).catch(() => undefined);
+    await sendToParent({ t: 'error', message, code: isWolfpackError(err) ? err.code : undefined }).catch(() => undefined);
     process.exit(1);
   }
 }

@@ -14,13 +14,14 @@
 // runRawTcpBench times `bytes` over one plain TCP connection between two node processes (net), the
 // ceiling a Node transport can reach on this machine.
 //
-// Children are killed by pid on every exit path, and every wait is bounded by a timeout.
-import { spawn, type ChildProcess } from 'node:child_process';
+// Children are killed by pid on every exit path, and every wait is bounded by a timeout (bench/rank-process.ts).
+import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { distPath } from '../shared/paths.js';
 import { WolfpackError } from '../shared/errors.js';
 import type { FillMode, RankResult, RankSetup } from './allreduce-rank.js';
 import { median } from './machine.js';
+import { expectMessage, postMessage, stopRanks, waitRankExit, watchRank, type RankProcess } from './rank-process.js';
 
 export interface AllreduceBenchOptions {
   /** Number of ranks (processes), >= 1. */
@@ -101,14 +102,6 @@ export interface RawTcpBenchResult {
   MBps: number;
 }
 
-interface Child {
-  proc: ChildProcess;
-  stderr: string;
-  messages: Array<{ t: string } & Record<string, unknown>>;
-  waiters: Array<() => void>;
-  exited: { code: number | null; signal: NodeJS.Signals | null } | null;
-}
-
 function rankScript(): string {
   const path = distPath('bench/allreduce-rank.js');
   if (!existsSync(path)) {
@@ -117,105 +110,13 @@ function rankScript(): string {
   return path;
 }
 
-/** Spawned children, killed by pid when this process exits while they run. */
-const live = new Set<ChildProcess>();
-let exitHook = false;
-function killAll(): void {
-  for (const p of live) {
-    if (p.exitCode === null && p.signalCode === null) {
-      try {
-        p.kill('SIGKILL');
-      } catch {
-        // already gone
-      }
-    }
-  }
-  live.clear();
-}
-
-function start(args: string[], env: Record<string, string> | undefined): Child {
-  if (!exitHook) {
-    exitHook = true;
-    process.on('exit', killAll);
-  }
+/** Starts rank `index` of this benchmark: `node dist/bench/allreduce-rank.js ARGS` with an IPC channel. */
+function start(index: number, args: string[], env: Record<string, string> | undefined): RankProcess {
   const proc = spawn(process.execPath, [rankScript(), ...args], {
     stdio: ['ignore', 'ignore', 'pipe', 'ipc'],
     env: { ...process.env, ...(env ?? {}) },
   });
-  live.add(proc);
-  const c: Child = { proc, stderr: '', messages: [], waiters: [], exited: null };
-  proc.stderr?.setEncoding('utf8');
-  proc.stderr?.on('data', (s: string) => {
-    c.stderr = (c.stderr + s).slice(-4000);
-  });
-  const wake = (): void => {
-    for (const w of c.waiters.splice(0)) w();
-  };
-  proc.on('message', (m: { t: string } & Record<string, unknown>) => {
-    c.messages.push(m);
-    wake();
-  });
-  proc.on('exit', (code, signal) => {
-    c.exited = { code, signal };
-    live.delete(proc);
-    wake();
-  });
-  proc.on('error', (err) => {
-    c.stderr += `\nspawn error: ${err.message}`;
-    c.exited = { code: -1, signal: null };
-    wake();
-  });
-  return c;
-}
-
-function stop(children: Child[]): void {
-  for (const c of children) {
-    if (c.exited === null && c.proc.pid !== undefined) {
-      try {
-        process.kill(c.proc.pid, 'SIGKILL');
-      } catch {
-        // already gone
-      }
-    }
-    live.delete(c.proc);
-  }
-}
-
-/** The next message of type `t` from child `i`, or an E_WORKER error on exit, error report or timeout. */
-function expect<T>(c: Child, i: number, t: string, deadline: number): Promise<T> {
-  return new Promise<T>((resolve, reject) => {
-    const check = (): boolean => {
-      const k = c.messages.findIndex((m) => m.t === t || m.t === 'error');
-      if (k >= 0) {
-        const m = c.messages.splice(k, 1)[0];
-        if (m.t === 'error') {
-          reject(new WolfpackError('E_WORKER', `rank process ${i} failed: ${String(m.message)}`, { code: m.code }));
-        } else {
-          resolve(m as unknown as T);
-        }
-        return true;
-      }
-      if (c.exited !== null) {
-        const how = c.exited.signal ?? `code ${c.exited.code}`;
-        reject(new WolfpackError('E_WORKER', `rank process ${i} exited (${how}) while waiting for '${t}'${c.stderr ? `: ${c.stderr.trim().slice(-1000)}` : ''}`));
-        return true;
-      }
-      return false;
-    };
-    if (check()) return;
-    const timer = setTimeout(() => {
-      reject(new WolfpackError('E_WORKER', `rank process ${i}: no '${t}' within the time limit`));
-    }, Math.max(0, deadline - Date.now()));
-    const again = (): void => {
-      if (check()) clearTimeout(timer);
-      else c.waiters.push(again);
-    };
-    c.waiters.push(again);
-  });
-}
-
-function post(c: Child, msg: unknown): void {
-  if (c.exited === null && c.proc.connected) c.proc.send(msg as object);
+  return watchRank(index, proc);
 }
 
 /** Run the WebSocket ring all-reduce benchmark; see the module comment for what is measured. */
@@ -235,12 +136,12 @@ export async function runAllreduceBench(opts: AllreduceBenchOptions): Promise<Al
   const jobId = `bench-${process.pid}-${Date.now()}`;
   const t0 = performance.now();
 
-  const children: Child[] = [];
+  const children: RankProcess[] = [];
   try {
     const env: Record<string, string> = { ...(opts.env ?? {}) };
     if (opts.maxInFlightBytes !== undefined) env.WOLFPACK_RING_MAX_IN_FLIGHT = String(opts.maxInFlightBytes);
-    for (let i = 0; i < n; i++) children.push(start(['ring'], env));
-    const ports = await Promise.all(children.map((c, i) => expect<{ port: number }>(c, i, 'listening', deadline)));
+    for (let i = 0; i < n; i++) children.push(start(i, ['ring'], env));
+    const ports = await Promise.all(children.map((c) => expectMessage<{ port: number }>(c, 'listening', deadline)));
     children.forEach((c, i) => {
       const setup: RankSetup = {
         t: 'setup',
@@ -256,12 +157,12 @@ export async function runAllreduceBench(opts: AllreduceBenchOptions): Promise<Al
         ...(opts.chunkElems !== undefined ? { chunkElems: opts.chunkElems } : {}),
         ...(opts.buffer !== undefined ? { buffer: opts.buffer } : {}),
       };
-      post(c, setup);
+      postMessage(c, setup);
     });
-    await Promise.all(children.map((c, i) => expect(c, i, 'ready', deadline)));
-    const results = await Promise.all(children.map((c, i) => expect<RankResult>(c, i, 'result', deadline)));
-    for (const c of children) post(c, { t: 'exit' });
-    await Promise.all(children.map((c) => waitExit(c, Math.min(deadline, Date.now() + 5000))));
+    await Promise.all(children.map((c) => expectMessage(c, 'ready', deadline)));
+    const results = await Promise.all(children.map((c) => expectMessage<RankResult>(c, 'result', deadline)));
+    for (const c of children) postMessage(c, { t: 'exit' });
+    await Promise.all(children.map((c) => waitRankExit(c, Math.min(deadline, Date.now() + 5000))));
 
     const times: number[] = [];
     for (let k = warmup; k < warmup + reps; k++) times.push(Math.max(...results.map((r) => r.times[k])));
@@ -306,28 +207,8 @@ export async function runAllreduceBench(opts: AllreduceBenchOptions): Promise<Al
       group_wall_s: Math.round(performance.now() - t0) / 1000,
     };
   } finally {
-    stop(children);
+    stopRanks(children);
   }
-}
-
-function waitExit(c: Child, deadline: number): Promise<void> {
-  return new Promise<void>((resolve) => {
-    if (c.exited !== null) {
-      resolve();
-      return;
-    }
-    const timer = setTimeout(() => {
-      stop([c]);
-      resolve();
-    }, Math.max(0, deadline - Date.now()));
-    const again = (): void => {
-      if (c.exited !== null) {
-        clearTimeout(timer);
-        resolve();
-      } else c.waiters.push(again);
-    };
-    c.waiters.push(again);
-  });
 }
 
 /**
@@ -345,35 +226,35 @@ export async function runRawTcpBench(
   const onread = opts.onread ?? true;
   const duplex = opts.duplex ?? false;
   const deadline = Date.now() + (opts.timeoutMs ?? 60_000 + bytes / 1e5);
-  const children: Child[] = [];
+  const children: RankProcess[] = [];
   try {
     let seconds: number;
     if (duplex) {
-      const a = start(['tcp-duplex'], undefined);
-      const b = start(['tcp-duplex'], undefined);
+      const a = start(0, ['tcp-duplex'], undefined);
+      const b = start(1, ['tcp-duplex'], undefined);
       children.push(a, b);
-      const [pa, pb] = await Promise.all([expect<{ port: number }>(a, 0, 'listening', deadline), expect<{ port: number }>(b, 1, 'listening', deadline)]);
-      post(a, { t: 'setup', port: pb.port, bytes, chunkBytes });
-      post(b, { t: 'setup', port: pa.port, bytes, chunkBytes });
-      await Promise.all([expect(a, 0, 'ready', deadline), expect(b, 1, 'ready', deadline)]);
-      post(a, { t: 'go' });
-      post(b, { t: 'go' });
-      const rs = await Promise.all([expect<{ seconds: number }>(a, 0, 'result', deadline), expect<{ seconds: number }>(b, 1, 'result', deadline)]);
+      const [pa, pb] = await Promise.all([expectMessage<{ port: number }>(a, 'listening', deadline), expectMessage<{ port: number }>(b, 'listening', deadline)]);
+      postMessage(a, { t: 'setup', port: pb.port, bytes, chunkBytes });
+      postMessage(b, { t: 'setup', port: pa.port, bytes, chunkBytes });
+      await Promise.all([expectMessage(a, 'ready', deadline), expectMessage(b, 'ready', deadline)]);
+      postMessage(a, { t: 'go' });
+      postMessage(b, { t: 'go' });
+      const rs = await Promise.all([expectMessage<{ seconds: number }>(a, 'result', deadline), expectMessage<{ seconds: number }>(b, 'result', deadline)]);
       seconds = Math.max(rs[0].seconds, rs[1].seconds);
     } else {
-      const source = start(['tcp-source'], undefined);
-      const sink = start(['tcp-sink'], undefined);
+      const source = start(0, ['tcp-source'], undefined);
+      const sink = start(1, ['tcp-sink'], undefined);
       children.push(source, sink);
-      const { port } = await expect<{ port: number }>(source, 0, 'listening', deadline);
-      post(sink, { t: 'setup', port, bytes, onread });
-      await expect(sink, 1, 'ready', deadline);
-      post(source, { t: 'setup', bytes, chunkBytes });
-      seconds = (await expect<{ seconds: number }>(source, 0, 'result', deadline)).seconds;
+      const { port } = await expectMessage<{ port: number }>(source, 'listening', deadline);
+      postMessage(sink, { t: 'setup', port, bytes, onread });
+      await expectMessage(sink, 'ready', deadline);
+      postMessage(source, { t: 'setup', bytes, chunkBytes });
+      seconds = (await expectMessage<{ seconds: number }>(source, 'result', deadline)).seconds;
     }
-    for (const c of children) post(c, { t: 'exit' });
-    await Promise.all(children.map((c) => waitExit(c, Math.min(deadline, Date.now() + 5000))));
+    for (const c of children) postMessage(c, { t: 'exit' });
+    await Promise.all(children.map((c) => waitRankExit(c, Math.min(deadline, Date.now() + 5000))));
     return { bench: 'raw_tcp_loopback', bytes, chunk_bytes: chunkBytes, onread: onread || duplex, duplex, seconds, MBps: bytes / seconds / 1e6 };
   } finally {
-    stop(children);
+    stopRanks(children);
   }
 }
