@@ -29,8 +29,9 @@ import { BlobStore } from './blob-store.js';
 import { RunOutput, type EpochMetrics, type TrainState } from './checkpoints.js';
 import { Cluster, describe, MemberLost } from './cluster.js';
 import { epochBatches, rankShare, stepsPerEpoch } from './data-plan.js';
+import { DEFAULT_HOLD_TIMEOUT_MS, settleWithin } from './hold.js';
 import { CoordinatorServer, type Member } from './server.js';
-import { joinedEvent, lostEvent, memberInfos, stepEvent, type JobEvents } from './dashboard/events.js'; // issue 6: events
+import { isPromise, joinedEvent, lostEvent, memberInfos, stepEvent, type JobEvents } from './dashboard/events.js'; // issue 6: events
 
 export interface JobOptions {
   data: string;
@@ -79,6 +80,8 @@ export interface JobOptions {
   onListening?: (port: number) => void | Promise<void>;
   /** Live progress for a dashboard or a program (coordinator/dashboard/events.ts); must not throw. */
   events?: JobEvents; // issue 6: events
+  /** Longest a `step` or `epoch` callback's promise holds the run (ms; default 10 minutes), then it goes on. */
+  holdTimeoutMs?: number;
 }
 
 export interface JobResult {
@@ -102,6 +105,8 @@ class EpochAccumulator {
   skipped = 0;
   allreduceMs = 0;
   totalMs = 0;
+  /** Time the run was held at step boundaries (not training time). */
+  heldMs = 0;
   readonly t0 = performance.now();
 }
 
@@ -214,6 +219,7 @@ export async function runJob(opts: JobOptions): Promise<JobResult> {
   const joinTimeout = opts.joinTimeoutMs ?? 10 * 60_000;
   const minWorkers = opts.minWorkers ?? 1;
   const maxBadSteps = opts.maxBadSteps ?? 5;
+  const holdTimeout = opts.holdTimeoutMs ?? DEFAULT_HOLD_TIMEOUT_MS;
   const S = stepsPerEpoch(p.trainRefs.length, opts.batchSize);
 
   const cluster = new Cluster(server, config, opts.timeoutMs, log);
@@ -314,7 +320,12 @@ export async function runJob(opts: JobOptions): Promise<JobResult> {
           acc.steps++;
         }
         opts.progress?.(`epoch ${epoch + 1}/${opts.epochs} step ${done - epoch * S}/${S} loss ${d.loss.toFixed(4)}`);
-        opts.events?.step?.(stepEvent({ epoch: epoch + 1, step: done - epoch * S, steps: S, global_step: done }, replies.map((r) => r.msg))); // issue 6: events
+        const hold = opts.events?.step?.(stepEvent({ epoch: epoch + 1, step: done - epoch * S, steps: S, global_step: done }, replies.map((r) => r.msg))); // issue 6: events
+        if (isPromise(hold)) {
+          const t0 = performance.now();
+          await settleWithin(hold, holdTimeout, log, `epoch ${epoch + 1} step ${done - epoch * S}`);
+          acc.heldMs += performance.now() - t0;
+        }
         log.debug({ epoch: epoch + 1, step: done - epoch * S, of: S, loss: d.loss }, 'step');
         // Joiners are admitted at a step boundary: stop sending, let the steps in flight finish.
         if (server.waiting > 0) {
@@ -377,7 +388,7 @@ export async function runJob(opts: JobOptions): Promise<JobResult> {
         throw new WolfpackError('E_REPLICA', `the state fetched from rank 0 at the end of epoch ${epoch + 1} (checksum ${held}) is not the replicas' state (${checksum})`, { epoch });
       }
       const tEnd = performance.now();
-      const trainTime = (tEnd - acc.t0) / 1000;
+      const trainTime = (tEnd - acc.t0 - acc.heldMs) / 1000;
       const metrics: EpochMetrics = {
         epoch: epoch + 1, train_loss: acc.steps > 0 ? acc.lossSum / acc.steps : NaN, last_loss: acc.lastLoss, val_accuracy: accuracy,
         images_per_s: (S * opts.batchSize) / trainTime, step_time_s: trainTime / S,
@@ -394,13 +405,15 @@ export async function runJob(opts: JobOptions): Promise<JobResult> {
       await output.saveLast(state, accum, { epoch: epoch + 1, step: done, seed: opts.seed, bestAccuracy: result.bestAccuracy, bestEpoch: result.bestEpoch, config: persisted });
       metrics.checkpoint_s = (performance.now() - tEnd) / 1000;
       result.epochs.push(metrics);
-      opts.events?.epoch?.(metrics); // issue 6: events
-      if (improved) opts.events?.event?.({ kind: 'best', text: `epoch ${epoch + 1}: val accuracy ${accuracy.toFixed(4)}, saved best.ckpt` });
       await output.appendMetrics(metrics);
       opts.print('-'.repeat(20));
       opts.print(`Epoch: ${epoch + 1}/${opts.epochs}, train Loss: ${metrics.train_loss.toFixed(4)} (last step ${acc.lastLoss.toFixed(4)}), val Acc: ${accuracy.toFixed(4)}${improved ? ' (best, saved best.ckpt)' : ''}`);
       opts.print(`epoch time: ${trainTime.toFixed(1)} s, per step time: ${metrics.step_time_s.toFixed(2)} s, images/s: ${metrics.images_per_s.toFixed(1)}, ` +
         `all-reduce share: ${(metrics.allreduce_share * 100).toFixed(1)}%, workers: ${cluster.members.length}`);
+      // The epoch is on disk (checkpoints, metrics line) and printed: a callback may read it, and may hold the run here.
+      const hold = opts.events?.epoch?.(metrics); // issue 6: events
+      if (improved) opts.events?.event?.({ kind: 'best', text: `epoch ${epoch + 1}: val accuracy ${accuracy.toFixed(4)}, saved best.ckpt` });
+      await settleWithin(hold, holdTimeout, log, `the end of epoch ${epoch + 1}`);
       epoch++;
       acc = new EpochAccumulator();
     };

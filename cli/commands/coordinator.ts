@@ -8,7 +8,8 @@ import { WolfpackError } from '../../shared/errors.js';
 import type { Command } from '../wolfpack.js';
 import { parse } from '../args.js';
 import { runWithDashboard } from '../../coordinator/dashboard/server.js'; // dashboard (issue 6)
-import { COORDINATOR_SECURITY_FLAGS, COORDINATOR_SECURITY_USAGE, DASHBOARD_USAGE, dashboardFrom, jobOptionsFrom, loggerFrom, securityFlagsFrom, terminalProgress, TRAIN_FLAGS, TRAIN_USAGE } from './train-flags.js';
+import { fanOut } from '../../coordinator/dashboard/events.js';
+import { COORDINATOR_SECURITY_FLAGS, COORDINATOR_SECURITY_USAGE, DASHBOARD_USAGE, dashboardFrom, holdFrom, jobOptionsFrom, loggerFrom, securityFlagsFrom, terminalProgress, TRAIN_FLAGS, TRAIN_USAGE } from './train-flags.js';
 
 export const coordinator: Command = {
   summary: 'Run the coordinator; workers join with `wolfpack worker --connect ws://HOST:PORT` (wss:// with TLS).',
@@ -22,8 +23,10 @@ export const coordinator: Command = {
     const security = coordinatorSecurity(flags);
     checkBind(o.host, security.secret, 'coordinator --host');
     const logger = loggerFrom(values, {});
+    const hold = holdFrom(values, o, logger);
     const dashboard = await dashboardFrom(values, o, security, logger); // dashboard (issue 6)
-    await runWithDashboard(dashboard, (events) => runJob({ ...o, security, logger, print: (line) => process.stdout.write(line + '\n'), progress: terminalProgress(), events }));
+    await runWithDashboard(dashboard, (events) => runJob({ ...o, security, logger, print: (line) => process.stdout.write(line + '\n'), progress: terminalProgress(),
+      events: fanOut(events, hold) }));
     return 0;
   },
 };

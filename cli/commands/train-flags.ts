@@ -1,4 +1,6 @@
 // The training flags `train`, `coordinator` and `demo` share, and their defaults (the lab's).
+import { existsSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
 import { BACKENDS, type BackendChoice } from '../../shared/backend/select.js';
 import { WolfpackError } from '../../shared/errors.js';
 import { createLogger, type LogFormat } from '../../shared/log.js';
@@ -8,6 +10,8 @@ import type { SecurityFlags } from '../../shared/auth/config.js';
 import type { CoordinatorSecurity } from '../../shared/auth/config.js'; // dashboard (issue 6)
 import type { Logger } from '../../shared/log.js'; // dashboard (issue 6)
 import { DashboardServer } from '../../coordinator/dashboard/server.js'; // dashboard (issue 6)
+import type { JobEvents } from '../../coordinator/dashboard/events.js';
+import { DEFAULT_HOLD_TIMEOUT_MS, holdFileEvents, parseHoldPoints } from '../../coordinator/hold.js';
 
 export const TRAIN_FLAGS: Options = {
   data: { type: 'string' },
@@ -33,6 +37,9 @@ export const TRAIN_FLAGS: Options = {
   'log-format': { type: 'string' },
   'log-level': { type: 'string' },
   'dashboard-port': { type: 'string' }, // dashboard (issue 6)
+  'hold-file': { type: 'string' },
+  'hold-at': { type: 'string' },
+  'hold-timeout': { type: 'string' },
   // --- feature cache (worker/feature-cache.ts) ---
   augment: { type: 'string' },
   views: { type: 'string' },
@@ -74,7 +81,8 @@ export function securityFlagsFrom(values: Record<string, unknown>): SecurityFlag
 export const TRAIN_USAGE = '--data DIR --weights FILE [--workers N] [--epochs 20] [--batch-size 18] [--lr 0.001] ' +
   '[--momentum 0.9] [--freeze none|backbone] [--bn train|frozen] [--image-size 224] [--seed 0] [--out DIR] ' +
   '[--backend auto|tensorflow-gpu|webgpu|tensorflow|wasm|cpu] [--timeout SECONDS] [--min-workers M] [--rejoin-timeout SECONDS] [--max-bad-steps 5] ' +
-  '[--resume OUT] [--config FILE] [--log-format pretty|json] [--augment train|none] [--views K] [--cache-features] [--feature-cache-mb 1024]';
+  '[--resume OUT] [--config FILE] [--log-format pretty|json] [--augment train|none] [--views K] [--cache-features] [--feature-cache-mb 1024] ' +
+  '[--hold-file FILE [--hold-at E[:S],...] [--hold-timeout 600]]';
 
 export function loggerFrom(values: Record<string, unknown>, base: Record<string, unknown>) {
   const format = values['log-format'] === undefined ? undefined : oneOf<LogFormat>(values, 'log-format', ['pretty', 'json'], 'json');
@@ -108,6 +116,7 @@ export function jobOptionsFrom(values: Record<string, unknown>, defaults: Partia
     host: str(values, 'host', defaults.host ?? '127.0.0.1'),
     port: num(values, 'port', defaults.port ?? 0, { int: true, min: 0, max: 65535 }),
     timeoutMs: num(values, 'timeout', 30, { min: 1 }) * 1000,
+    holdTimeoutMs: num(values, 'hold-timeout', DEFAULT_HOLD_TIMEOUT_MS / 1000, { min: 0.001 }) * 1000,
     backend: oneOf(values, 'backend', BACKENDS, 'auto'),
   };
 }
@@ -152,6 +161,22 @@ export async function dashboardFrom(values: Record<string, unknown>, o: Omit<Job
   } });
 }
 // --- end dashboard ---
+
+/**
+ * --hold-file FILE [--hold-at E[:S],...]: the run holds at a step or epoch boundary while FILE exists, and
+ * at the --hold-at points the coordinator makes FILE itself (coordinator/hold.ts). Undefined without them.
+ */
+export function holdFrom(values: Record<string, unknown>, o: Pick<JobOptions, 'epochs' | 'holdTimeoutMs'>, logger: Logger): JobEvents | undefined {
+  const file = optStr(values, 'hold-file');
+  const at = optStr(values, 'hold-at');
+  if (file === undefined) {
+    if (at !== undefined) throw new WolfpackError('E_USAGE', '--hold-at needs --hold-file FILE: the run holds there until FILE is removed');
+    return undefined;
+  }
+  if (!existsSync(dirname(resolve(file)))) throw new WolfpackError('E_USAGE', `--hold-file ${file}: the folder ${dirname(resolve(file))} does not exist`);
+  const points = at === undefined ? [] : parseHoldPoints(at, o.epochs);
+  return holdFileEvents({ file, points, timeoutMs: o.holdTimeoutMs ?? DEFAULT_HOLD_TIMEOUT_MS, log: logger.child({ component: 'hold' }) });
+}
 
 /** A status line rewritten in place on a terminal; nothing when stdout is not one. */
 export function terminalProgress(): ((line: string) => void) | undefined {

@@ -5,7 +5,8 @@ import type { Command } from '../wolfpack.js';
 import { coordinatorSecurity, localCoordinatorUrl, securityEnv } from '../../shared/auth/config.js';
 import { parse } from '../args.js';
 import { runWithDashboard } from '../../coordinator/dashboard/server.js'; // dashboard (issue 6)
-import { COORDINATOR_SECURITY_FLAGS, COORDINATOR_SECURITY_USAGE, DASHBOARD_USAGE, dashboardFrom, jobOptionsFrom, loggerFrom, securityFlagsFrom, terminalProgress, TRAIN_FLAGS, TRAIN_USAGE } from './train-flags.js';
+import { fanOut } from '../../coordinator/dashboard/events.js';
+import { COORDINATOR_SECURITY_FLAGS, COORDINATOR_SECURITY_USAGE, DASHBOARD_USAGE, dashboardFrom, holdFrom, jobOptionsFrom, loggerFrom, securityFlagsFrom, terminalProgress, TRAIN_FLAGS, TRAIN_USAGE } from './train-flags.js';
 
 /** Runs a job with its workers as local processes; used by `train` and `demo`. */
 export async function trainLocally(argv: string[], defaults: Partial<JobOptions> = {}): Promise<number> {
@@ -16,6 +17,7 @@ export async function trainLocally(argv: string[], defaults: Partial<JobOptions>
   // The local workers read the same token / CA from the environment they inherit.
   Object.assign(process.env, securityEnv(flags));
   const logger = loggerFrom(values, {});
+  const hold = holdFrom(values, o, logger);
   const dashboard = await dashboardFrom(values, o, security, logger); // dashboard (issue 6)
   const workers = new LocalWorkers(logger);
   const stop = () => { void workers.stop(0); };
@@ -23,7 +25,7 @@ export async function trainLocally(argv: string[], defaults: Partial<JobOptions>
   process.once('SIGTERM', stop);
   try {
     await runWithDashboard(dashboard, (events) => runJob({ // dashboard (issue 6)
-      ...o, security, logger, print: (line) => process.stdout.write(line + '\n'), progress: terminalProgress(), events,
+      ...o, security, logger, print: (line) => process.stdout.write(line + '\n'), progress: terminalProgress(), events: fanOut(events, hold),
       // Local workers are not restarted: once too few are left, wait only --timeout (or --rejoin-timeout) for one started by hand.
       rejoinTimeoutMs: o.rejoinTimeoutMs ?? o.timeoutMs,
       onListening: (port) => workers.start(o.workers, localCoordinatorUrl(port, security), o.backend,

@@ -2,7 +2,10 @@
 // `train()` API, shared/api/train.ts): one call per completed step, per epoch, per ring formed, per
 // notable event (joins, losses, best checkpoint). runJob (coordinator/job.ts) calls an optional
 // `JobEvents` sink; every method is optional. A sink runs on the job's own loop: it must return quickly
-// and must not throw (wrap user code with `guardEvents`).
+// and must not throw (wrap user code with `guardEvents`). `step` and `epoch` may return a promise: the
+// job then waits for it at that boundary, bounded (coordinator/hold.ts), as a Keras or Lightning
+// callback holds the loop; that is how a program (or `--hold-at`) acts on a point of the run while the
+// run stands still.
 import type { Logger } from '../../shared/log.js';
 import type { MessageOf, Timings } from '../../shared/protocol/messages.js';
 import type { EpochMetrics } from '../checkpoints.js';
@@ -53,13 +56,26 @@ export interface JobEvent {
 /** A member's heartbeat as the coordinator saw it (CoordinatorServer.heartbeat()). */
 export type HeartbeatProbe = (memberId: string) => { last: number; closed: boolean } | undefined;
 
+/**
+ * What `step` and `epoch` return: a promise (any thenable) holds the run until it settles; anything else
+ * is ignored. (Not `void | Promise<void>`: a callback such as `(s) => steps.push(s)` must still fit.)
+ */
+export type Hold = unknown;
+
 export interface JobEvents {
   /** The coordinator listens on `port`; `heartbeat` reads a member's last heartbeat at any time. */
   listening?(info: { port: number; heartbeat: HeartbeatProbe }): void;
-  /** After every global step (skipped ones included). */
-  step?(s: StepEvent): void;
-  /** At every epoch end, with the figures written to metrics.jsonl. */
-  epoch?(m: EpochMetrics): void;
+  /**
+   * After every global step (skipped ones included). A returned promise holds the run at this step
+   * boundary: no further step is sent (the one already sent ahead finishes) and workers that connect
+   * meanwhile are admitted when it settles.
+   */
+  step?(s: StepEvent): Hold;
+  /**
+   * At every epoch end, once its checkpoints and metrics line are written and its lines printed, with the
+   * figures written to metrics.jsonl. A returned promise holds the run there, before the next epoch (or the end).
+   */
+  epoch?(m: EpochMetrics): Hold;
   /** After a ring is formed (the first one and every re-formed one): the members in rank order. */
   members?(members: MemberInfo[], generation: number): void;
   /** Joins, losses, a new best checkpoint. */
@@ -103,17 +119,21 @@ export function lostEvent(member: Member, cause: MemberLost | string): JobEvent 
 }
 
 /**
- * `events` with every call guarded: a method that throws is logged (once per method) and the job goes
- * on. For sinks that run user code.
+ * `events` with every call guarded: a method that throws, or returns a promise that rejects, is logged
+ * (once per method) and the job goes on. For sinks that run user code.
  */
 export function guardEvents(events: JobEvents, log: Logger): JobEvents {
   const warned = new Set<string>();
-  const guard = <A extends unknown[]>(name: keyof JobEvents, fn: ((...a: A) => void) | undefined) => fn && ((...a: A) => {
+  const warn = (name: keyof JobEvents, e: unknown) => {
+    if (!warned.has(name)) log.warn({ callback: name, err: (e as Error)?.message ?? String(e) }, `events.${name} threw; the job goes on`);
+    warned.add(name);
+  };
+  const guard = <A extends unknown[]>(name: keyof JobEvents, fn: ((...a: A) => Hold) | undefined) => fn && ((...a: A): Hold => {
     try {
-      fn.apply(events, a);
+      const r = fn.apply(events, a);
+      return isPromise(r) ? Promise.resolve(r).then(() => undefined, (e: unknown) => warn(name, e)) : undefined;
     } catch (e) {
-      if (!warned.has(name)) log.warn({ callback: name, err: (e as Error).message }, `events.${name} threw; the job goes on`);
-      warned.add(name);
+      warn(name, e);
     }
   });
   return {
@@ -122,13 +142,24 @@ export function guardEvents(events: JobEvents, log: Logger): JobEvents {
   };
 }
 
-/** One sink that calls each of `sinks` in turn. */
+/** Whether a callback's result holds the run (a thenable). */
+export function isPromise(x: unknown): x is PromiseLike<unknown> {
+  return typeof (x as PromiseLike<unknown> | null | undefined)?.then === 'function';
+}
+
+/** Each sink's hold (in call order, all called first), as one: undefined when none holds. */
+function holdAll(holds: Hold[]): Hold {
+  const pending = holds.filter(isPromise);
+  return pending.length === 0 ? undefined : Promise.all(pending).then(() => undefined);
+}
+
+/** One sink that calls each of `sinks` in turn; `step` and `epoch` hold until every sink's hold settles. */
 export function fanOut(...sinks: (JobEvents | undefined)[]): JobEvents {
   const all = sinks.filter((s): s is JobEvents => s !== undefined);
   return {
     listening: (i) => { for (const s of all) s.listening?.(i); },
-    step: (x) => { for (const s of all) s.step?.(x); },
-    epoch: (m) => { for (const s of all) s.epoch?.(m); },
+    step: (x) => holdAll(all.map((s) => s.step?.(x))),
+    epoch: (m) => holdAll(all.map((s) => s.epoch?.(m))),
     members: (m, g) => { for (const s of all) s.members?.(m, g); },
     event: (e) => { for (const s of all) s.event?.(e); },
   };

@@ -14,6 +14,7 @@ import { runJob, type JobOptions, type JobResult } from '../../coordinator/job.j
 import { LocalWorkers } from '../../coordinator/local-workers.js';
 import { fanOut, guardEvents, type JobEvents } from '../../coordinator/dashboard/events.js';
 import { DashboardServer, runWithDashboard } from '../../coordinator/dashboard/server.js';
+import { DEFAULT_HOLD_TIMEOUT_MS } from '../../coordinator/hold.js';
 
 export interface TrainOptions {
   /** ImageFolder root: train/<class>/* and val/<class>/* (JPEG, PNG or WebP). */
@@ -60,8 +61,13 @@ export interface TrainOptions {
   dashboardPort?: number;
   /** Called with the dashboard's URL once it listens. */
   onDashboard?: (url: string) => void;
-  /** Live progress: step, epoch, members, event, listening (all optional; a callback that throws is logged). */
+  /**
+   * Live progress: step, epoch, members, event, listening (all optional; a callback that throws is logged).
+   * A `step` or `epoch` callback that returns a promise holds the run at that boundary until it settles.
+   */
   events?: JobEvents;
+  /** Longest one such promise holds the run, ms (default 10 minutes); then a warning is logged and the run goes on. */
+  holdTimeoutMs?: number;
   /** The lab's per-epoch lines ("Epoch: 1/20, train Loss: ..."); default: not printed. */
   print?: (line: string) => void;
   /** The coordinator's logs (pino). Default: none. */
@@ -141,6 +147,7 @@ export function checkTrainOptions(options: TrainOptions): Checked {
     joinTimeoutMs: number(o, 'joinTimeoutMs', 10 * 60_000, { min: 1 }),
     minWorkers: number(o, 'minWorkers', 1, { int: true, min: 1 }),
     maxBadSteps: number(o, 'maxBadSteps', 5, { int: true, min: 1 }),
+    holdTimeoutMs: number(o, 'holdTimeoutMs', DEFAULT_HOLD_TIMEOUT_MS, { min: 1 }),
     host: text(o, 'host') ?? '127.0.0.1',
     port: number(o, 'port', 0, { int: true, min: 0, max: 65535 }),
   };

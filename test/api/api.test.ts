@@ -1,12 +1,16 @@
 // wolfpack as a library, imported by its package name as a user's program would (`import ... from
 // 'wolfpack'` resolves through package.json "exports" to the built dist/index.js): train() runs a tiny
-// real job (two worker processes) with typed options and events and writes nothing to stdout; predict()
-// matches PyTorch's eval logits for .npy, NCHW Float32Array and image-file inputs; bad options are
-// E_USAGE errors naming the option.
+// real job (two worker processes) with typed options and events and writes nothing to stdout; an epoch
+// callback that returns a promise holds the run until it settles, and one that never settles only for
+// holdTimeoutMs; predict() matches PyTorch's eval logits for .npy, NCHW Float32Array and image-file
+// inputs; bad options are E_USAGE errors naming the option.
 import { execFile } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { copyFile, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { Writable } from 'node:stream';
 import { pathToFileURL } from 'node:url';
+import { pino } from 'pino';
 import t from 'tap';
 import { readNpy } from '../../shared/data/npy.js';
 import { packageRoot } from '../../shared/paths.js';
@@ -70,6 +74,56 @@ t.test('train(): a tiny run with typed options, events and a result', async (t) 
   t.same(rings[0].members.map((m) => [m.rank, m.backend]), [[0, 'wasm'], [1, 'wasm']]);
   t.ok(kinds.includes('joined') && kinds.includes('best'), `events: ${kinds.join(', ')}`);
   t.match(lines.join('\n'), /End training, the best Accuracy is: [\d.]+, the best Accuracy epoch is \d/, 'print gets the lab\'s lines');
+});
+
+t.test('train(): an epoch callback that returns a promise holds the run until it settles', async (t) => {
+  const job = await makeTinyJob();
+  t.teardown(job.cleanup);
+  const out = join(job.dir, 'out');
+  const classes = readdirSync(join(job.data, 'val')).sort();
+  const image = join(job.data, 'val', classes[0], readdirSync(join(job.data, 'val', classes[0])).sort()[0]);
+  const order: string[] = [];
+  const atHold: { lines: number; stateEpoch: number; predicted: number }[] = [];
+  await api.train({
+    data: job.data, weights: job.weights, workers: 2, epochs: 2, batchSize: 6, imageSize: 32, lr: 0.05, out, backend: 'wasm', timeoutMs: 60_000,
+    events: {
+      step: (s) => order.push(`${s.epoch}.${s.step}`),
+      // An epoch-end callback with real asynchronous work, as a Keras or Lightning callback would do:
+      // keep a copy of the epoch's checkpoint and classify an image with it while the run waits.
+      epoch: async (m) => {
+        if (m.epoch !== 1) return;
+        order.push('held');
+        const lines = (await readFile(join(out, 'metrics.jsonl'), 'utf8')).trim().split('\n').length;
+        const state = JSON.parse(await readFile(join(out, 'train-state.json'), 'utf8')) as { epoch: number };
+        const copy = join(job.dir, 'epoch-1.ckpt');
+        await copyFile(join(out, 'last.ckpt'), copy);
+        const predicted = await api.predict({ weights: copy, inputs: [image], classes, imageSize: 32, backend: 'wasm' });
+        atHold.push({ lines, stateEpoch: state.epoch, predicted: predicted.length });
+        order.push('released');
+      },
+    },
+  });
+  t.same(order, ['1.1', '1.2', '1.3', '1.4', 'held', 'released', '2.1', '2.2', '2.3', '2.4'], 'no step of epoch 2 before the callback settled');
+  t.same(atHold, [{ lines: 1, stateEpoch: 1, predicted: 1 }], 'during the hold the run folder held epoch 1, complete, and its checkpoint was usable');
+});
+
+t.test('train(): a callback that never settles holds the run for holdTimeoutMs only; one that rejects is logged', async (t) => {
+  const job = await makeTinyJob();
+  t.teardown(job.cleanup);
+  const chunks: string[] = [];
+  const logger = pino({ level: 'warn' }, new Writable({ write(chunk: Buffer, _enc, cb) { chunks.push(chunk.toString()); cb(); } })) as unknown as Wolfpack.Logger;
+  const r = await api.train({
+    data: job.data, weights: job.weights, workers: 2, epochs: 1, batchSize: 6, imageSize: 32, lr: 0.05, out: join(job.dir, 'out'), backend: 'wasm',
+    timeoutMs: 60_000, holdTimeoutMs: 2000, logger,
+    events: {
+      step: (s) => (s.step === 2 ? new Promise<void>(() => undefined) : undefined),
+      epoch: () => Promise.reject(new Error('an epoch callback that fails')),
+    },
+  });
+  t.same(r.epochs.map((e) => e.epoch), [1], 'the run finished');
+  const log = chunks.join('');
+  t.match(log, /"msg":"the events callback at epoch 1 step 2 still holds the run after 2 s; the job goes on"/);
+  t.match(log, /"err":"an epoch callback that fails"[^\n]*"msg":"events.epoch threw; the job goes on"/);
 });
 
 t.test('train() in a program: nothing on stdout, a dashboard when asked', async (t) => {
