@@ -2,13 +2,15 @@
 // `wolfpack coordinator --dashboard-port 0` is started first and the page loaded while it waits, then
 // two `wolfpack worker` processes join. Without a reload, the loss curve must gain points as steps
 // complete, the worker table must list both workers (pid, backend, in the ring), the ring must show
-// them, and the accuracy curve its first epoch; a screenshot of the finished page must be a PNG.
+// them, and the accuracy curve its first epoch; a screenshot of the finished page must be a PNG. The
+// live state is read while the run holds after step 2 (--hold-at), so it is read mid-run on any machine.
 // Skips, saying why, where Chromium (apt-get install -y chromium) or playwright-core is missing.
 // WOLFPACK_TEST_SCREENSHOT=FILE keeps a copy of the screenshot.
 import { copyFileSync, existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
+import { Hold } from '../helpers/hold.js';
 import { exited, Output, startCli } from '../helpers/processes.js';
 import { makeTinyJob, tinyTrainArgs } from '../helpers/tiny-job.js';
 
@@ -36,8 +38,9 @@ t.test('the dashboard updates live during a run (headless Chromium)', { skip: ty
   const profile = mkdtempSync(join(tmpdir(), 'wolfpack-chromium-'));
   t.teardown(() => rmSync(profile, { recursive: true, force: true }));
 
+  const hold = new Hold(job.dir);
   const coord = startCli(['coordinator', '--workers', '2', '--port', '0', '--dashboard-port', '0',
-    ...tinyTrainArgs(job, join(job.dir, 'out'), ['--epochs', '3'])]);
+    ...tinyTrainArgs(job, join(job.dir, 'out'), ['--epochs', '3', ...hold.args('1:2')])]);
   t.teardown(() => { coord.kill('SIGKILL'); });
   const log = new Output(coord);
   const url = (await log.waitFor(/"url":"(http:\/\/127\.0\.0\.1:\d+\/)"[^\n]*"msg":"dashboard: /, 30_000))[1];
@@ -66,7 +69,8 @@ t.test('the dashboard updates live during a run (headless Chromium)', { skip: ty
   const workers = [0, 1].map(() => startCli(['worker', '--connect', `ws://127.0.0.1:${port}`, '--backend', 'wasm', '--timeout', '60']));
   t.teardown(() => { for (const w of workers) w.kill('SIGKILL'); });
 
-  await page.waitForFunction(() => Number(document.getElementById('loss-chart')?.dataset.points) >= 2, undefined, { timeout: 60_000 });
+  await hold.reached(log, 'epoch 1 step 2');
+  await page.waitForFunction(() => Number(document.getElementById('loss-chart')?.dataset.points) === 2, undefined, { timeout: 30_000 });
   t.not(await page.locator('#status').textContent(), 'finished', 'points appear while the run goes on');
   t.ok(await page.locator('#loss-chart polyline').count() >= 1, 'the curve is drawn');
 
@@ -80,10 +84,11 @@ t.test('the dashboard updates live during a run (headless Chromium)', { skip: ty
     t.equal(r[6], 'in ring', 'state');
   }
   t.equal(await page.locator('#ring circle[r="15"]').count(), 2, 'the ring shows both workers');
+  hold.release();
 
-  await page.waitForFunction(() => Number(document.getElementById('acc-chart')?.dataset.points) >= 1, undefined, { timeout: 60_000 });
+  await page.waitForFunction(() => Number(document.getElementById('acc-chart')?.dataset.points) >= 1, undefined, { timeout: 120_000 });
   t.pass('the accuracy curve has its first epoch');
-  await page.waitForFunction(() => document.getElementById('status')?.textContent === 'finished', undefined, { timeout: 60_000 });
+  await page.waitForFunction(() => document.getElementById('status')?.textContent === 'finished', undefined, { timeout: 180_000 });
   t.match(await page.locator('#message').textContent(), /best accuracy [\d.]+ at epoch \d/);
   t.ok(Number(await page.locator('#loss-chart').getAttribute('data-points')) === 12, 'every step of the 3 epochs is plotted');
   const seen = await page.evaluate(() => (window as unknown as { seen: number[] }).seen);

@@ -1,12 +1,14 @@
 // Faults with real processes: a worker killed (-9) or frozen (SIGSTOP) mid-epoch is evicted and the
 // run finishes on the survivors with every epoch's metrics; a worker started late joins at a step
 // boundary; a killed coordinator resumed with --resume reaches the uninterrupted result; a run whose
-// loss is non-finite stops after --max-bad-steps.
+// loss is non-finite stops after --max-bad-steps. Each fault is made while the coordinator holds at a
+// chosen point (--hold-at, test/helpers/hold.ts), so which epoch saw it does not depend on the speed.
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
 import { readCkptFloats } from '../helpers/checkpoints.js';
 import { worstTensorRelDiff } from '../helpers/numerics.js';
+import { Hold } from '../helpers/hold.js';
 import { exited, Output, runCli, startCli } from '../helpers/processes.js';
 import { makeTinyJob, type TinyJob } from '../helpers/tiny-job.js';
 
@@ -32,53 +34,68 @@ t.test('a worker killed with SIGKILL mid-epoch: the run finishes on the survivor
   const job = await makeTinyJob({ trainPerClass: 30 });
   t.teardown(job.cleanup);
   const out = join(job.dir, 'killed');
-  const { coord, co, workers } = await cluster(job, out, 3, ['--epochs', '3', '--timeout', '5']);
+  const hold = new Hold(job.dir);
+  const { coord, co, workers } = await cluster(job, out, 3, ['--epochs', '3', '--timeout', '5', ...hold.args('2:2')]);
   t.teardown(() => { for (const w of workers) w.kill('SIGKILL'); coord.kill('SIGKILL'); });
-  await co.waitFor(/"epoch":2,"step":2,/, 120_000);
-  workers[1].kill('SIGKILL');
-  t.equal(await exited(coord, 120_000), 0, 'the coordinator finishes');
-  t.match(co.text, /worker lost/);
+  await hold.reached(co, 'epoch 2 step 2');
+  const victim = workers[1];
+  victim.kill('SIGKILL');
+  await exited(victim, 30_000);
+  hold.release();
+  t.equal(await exited(coord, 180_000), 0, `the coordinator finishes${coord.exitCode ? `: ${co.text.slice(-2000)}` : ''}`);
+  t.match(co.text, new RegExp(`/pid ${victim.pid} [^\\n]*"msg":"worker lost`), 'the killed worker is the one lost');
   t.match(co.text, /ring will be re-formed/);
   t.match(co.text, /End training, the best Accuracy is/);
   const m = metrics(out);
   t.same(m.map((x) => x.epoch), [1, 2, 3], 'every epoch has its metrics');
-  t.equal(m[0].workers, 3);
-  t.equal(m[2].workers, 2, 'the last epoch ran on the two survivors');
+  t.same(m.map((x) => x.workers), [3, 2, 2], 'epoch 1 on three workers; epoch 2, where the kill was, ends on two, and so does epoch 3');
 });
 
 t.test('a frozen worker (SIGSTOP) is evicted after --timeout', async (t) => {
   const job = await makeTinyJob({ trainPerClass: 30 });
   t.teardown(job.cleanup);
   const out = join(job.dir, 'stopped');
-  const { coord, co, workers } = await cluster(job, out, 3, ['--epochs', '2', '--timeout', '4']);
+  const hold = new Hold(job.dir);
+  const { coord, co, workers } = await cluster(job, out, 3, ['--epochs', '2', '--timeout', '4', ...hold.args('1:3')]);
   t.teardown(() => { for (const w of workers) { w.kill('SIGCONT'); w.kill('SIGKILL'); } coord.kill('SIGKILL'); });
-  await co.waitFor(/"epoch":1,"step":3,/, 120_000);
+  await hold.reached(co, 'epoch 1 step 3');
   const stoppedAt = Date.now();
   workers[2].kill('SIGSTOP');
-  const lost = await co.waitFor(/"reason":"[^"]*pid (\d+)[^"]*no heartbeat for ([\d.]+) s[^"]*","msg":"worker lost"/, 60_000);
+  hold.release();
+  const lost = await co.waitFor(/"reason":"[^"]*pid (\d+)[^"]*no heartbeat for ([\d.]+) s[^"]*","msg":"worker lost"/, 120_000);
   const waited = (Date.now() - stoppedAt) / 1000;
   // The silence is counted from the last heartbeat received (every 1 s; later on a loaded machine).
   t.equal(Number(lost[1]), workers[2].pid, 'the frozen worker is the one evicted');
   t.ok(Number(lost[2]) >= 4, `evicted after ${lost[2]} s without a heartbeat (--timeout 4 s), ${waited.toFixed(1)} s after SIGSTOP`);
-  t.equal(await exited(coord, 120_000), 0, 'the coordinator finishes');
-  t.same(metrics(out).map((x) => x.epoch), [1, 2]);
+  t.equal(await exited(coord, 180_000), 0, `the coordinator finishes${coord.exitCode ? `: ${co.text.slice(-2000)}` : ''}`);
+  const m = metrics(out);
+  t.same(m.map((x) => x.epoch), [1, 2]);
+  t.same(m.map((x) => x.workers), [2, 2], 'frozen in epoch 1: both epochs end on the other two');
 });
 
 t.test('a worker started late joins at a step boundary and gets the state from a peer', async (t) => {
   const job = await makeTinyJob({ trainPerClass: 30 });
   t.teardown(job.cleanup);
   const out = join(job.dir, 'joined');
-  const { coord, co, port, workers } = await cluster(job, out, 2, ['--epochs', '3']);
-  await co.waitFor(/"epoch":1,"step":2,/, 120_000);
+  const hold = new Hold(job.dir);
+  const { coord, co, port, workers } = await cluster(job, out, 2, ['--epochs', '3', ...hold.args('1')]);
+  t.teardown(() => { for (const w of workers) w.kill('SIGKILL'); coord.kill('SIGKILL'); });
+  // Held at the end of epoch 1 until the late worker is in the coordinator's waiting list.
+  await hold.reached(co, 'the end of epoch 1');
   const late = startCli(['worker', '--connect', `ws://127.0.0.1:${port}`, '--backend', 'wasm', '--timeout', '60']);
   workers.push(late);
-  t.teardown(() => { for (const w of workers) w.kill('SIGKILL'); coord.kill('SIGKILL'); });
-  t.equal(await exited(coord, 120_000), 0, 'the coordinator finishes');
-  t.match(co.text, /workers joined at a step boundary/);
+  const lo = new Output(late);
+  await co.waitFor(new RegExp(`"pid":${late.pid}[^\\n]*"msg":"worker connected"`), 120_000);
+  hold.release();
+  t.equal(await exited(coord, 180_000), 0, `the coordinator finishes${coord.exitCode ? `: ${co.text.slice(-2000)}` : ''}`);
+  const joined = co.text.search(new RegExp(`"joined":\\["[^\\]]*/pid ${late.pid} [^\\]]*\\][^\\n]*"msg":"workers joined at a step boundary"`));
+  t.ok(joined >= 0, 'the late worker joined at a step boundary');
+  t.ok(joined < co.text.indexOf('"epoch":2,"step":1,'), 'before the first step of epoch 2');
   t.match(co.text, /"from":"rank 0 \(a peer\)"/, 'the re-formed ring got its state from a peer');
+  t.match(lo.text, /"source":"rank 0"[^\n]*"msg":"ring formed; state in place"/, 'the late worker got its state from a peer');
   const m = metrics(out);
   t.same(m.map((x) => x.epoch), [1, 2, 3]);
-  t.equal(m[2].workers, 3, 'the late worker trains in later epochs');
+  t.same(m.map((x) => x.workers), [2, 3, 3], 'epoch 1 on the first two; the late worker trains in epochs 2 and 3');
   t.equal(await exited(late, 30_000), 0, 'the late worker exits cleanly at shutdown');
 });
 
@@ -86,18 +103,27 @@ t.test('a killed coordinator resumed with --resume reaches the uninterrupted res
   const job = await makeTinyJob({ trainPerClass: 30 });
   t.teardown(job.cleanup);
   const ref = join(job.dir, 'uninterrupted');
-  const a = await runCli(['train', '--workers', '2', ...jobArgs(job, ref, ['--epochs', '3'])], 180_000);
-  t.equal(a.code, 0, 'the uninterrupted run finishes');
+  const a = await runCli(['train', '--workers', '2', ...jobArgs(job, ref, ['--epochs', '3'])], 240_000);
+  t.equal(a.code, 0, `the uninterrupted run finishes${a.code ? `: ${a.stderr.slice(-1500)}` : ''}`);
 
   const out = join(job.dir, 'resumed');
-  const first = startCli(['train', '--workers', '2', ...jobArgs(job, out, ['--epochs', '3'])]);
+  const hold = new Hold(job.dir);
+  const first = startCli(['train', '--workers', '2', ...jobArgs(job, out, ['--epochs', '3', ...hold.args('2')])]);
   const fo = new Output(first);
-  t.teardown(() => first.kill('SIGKILL'));
-  await fo.waitFor(/Epoch: 2\/3/, 120_000);
+  // Its local workers are its children, not ours: kill what is left of them by pid when the test ends.
+  let localWorkers: number[] = [];
+  t.teardown(() => {
+    first.kill('SIGKILL');
+    for (const pid of localWorkers) { try { process.kill(pid, 'SIGKILL'); } catch { /* gone */ } }
+  });
+  localWorkers = JSON.parse((await fo.waitFor(/"pids":(\[[\d,]*\])[^\n]*"msg":"started 2 local worker/, 60_000))[1]) as number[];
+  // Held once epoch 2 is saved, so the crash comes after epoch 2 and before epoch 3 whatever the speed.
+  await hold.reached(fo, 'the end of epoch 2');
   first.kill('SIGKILL'); // its workers lose their coordinator and exit
   await exited(first, 10_000);
+  hold.release();
   t.same(metrics(out).map((x) => x.epoch), [1, 2], 'two epochs were saved before the crash');
-  const b = await runCli(['train', '--workers', '2', ...jobArgs(job, out, ['--epochs', '3', '--resume', out])], 180_000);
+  const b = await runCli(['train', '--workers', '2', ...jobArgs(job, out, ['--epochs', '3', '--resume', out])], 240_000);
   t.equal(b.code, 0, `the resumed run finishes${b.code ? `: ${b.stderr.slice(-1500)}` : ''}`);
   t.match(b.stderr, /resuming/);
   t.same(metrics(out).map((x) => x.epoch), [1, 2, 3]);

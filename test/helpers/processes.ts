@@ -39,10 +39,14 @@ export function startCli(args: string[], env: Record<string, string> = {}): Chil
   return p;
 }
 
-/** Collects a child's stdout+stderr and resolves when `pattern` appears (rejects after timeoutMs). */
+/**
+ * Collects a child's stdout+stderr and resolves when `pattern` appears; rejects after timeoutMs, or as
+ * soon as the child has exited (its output closed) without printing it.
+ */
 export class Output {
   text = '';
-  private waiters: { re: RegExp; resolve: (m: RegExpMatchArray) => void }[] = [];
+  private closed = false;
+  private waiters: { re: RegExp; resolve: (m: RegExpMatchArray) => void; reject: (e: Error) => void }[] = [];
 
   constructor(p: ChildProcess) {
     const on = (d: Buffer) => {
@@ -57,16 +61,29 @@ export class Output {
     };
     p.stdout?.on('data', on);
     p.stderr?.on('data', on);
+    p.once('close', (code, signal) => {
+      this.closed = true;
+      for (const w of this.waiters.splice(0)) w.reject(this.missing(w.re, `the process exited (${signal ?? `code ${code}`})`));
+    });
+  }
+
+  private missing(re: RegExp, why: string): Error {
+    return new Error(`${why} waiting for ${re}; output tail:\n${this.text.slice(-3000)}`);
   }
 
   waitFor(re: RegExp, timeoutMs: number): Promise<RegExpMatchArray> {
     const m = this.text.match(re);
     if (m) return Promise.resolve(m);
+    if (this.closed) return Promise.reject(this.missing(re, 'the process had exited'));
     return new Promise((resolve, reject) => {
-      const w = { re, resolve: (x: RegExpMatchArray) => { clearTimeout(t); resolve(x); } };
+      const w = {
+        re,
+        resolve: (x: RegExpMatchArray) => { clearTimeout(t); resolve(x); },
+        reject: (e: Error) => { clearTimeout(t); reject(e); },
+      };
       const t = setTimeout(() => {
         this.waiters.splice(this.waiters.indexOf(w), 1);
-        reject(new Error(`timed out after ${timeoutMs} ms waiting for ${re}; output tail:\n${this.text.slice(-3000)}`));
+        reject(this.missing(re, `timed out after ${timeoutMs} ms`));
       }, timeoutMs);
       this.waiters.push(w);
     });
