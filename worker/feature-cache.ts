@@ -1,6 +1,6 @@
 // The feature cache (`--cache-features`): with the backbone frozen and BatchNorm frozen, the backbone's
 // pooled output for a (sample, augmentation view) never changes, so a worker computes it once, keeps it,
-// and later steps run only the head on it (Replica.computeHeadGradients) -- no decode, no backbone.
+// and later steps run only the head on it (FeatureTraining.computeHeadGradients) -- no decode, no backbone.
 //
 // What a view is (viewPlan):
 //   --augment none      the eval transform (resize + centre crop) for training too: one view per sample,
@@ -14,7 +14,8 @@
 // floor(maxBytes / (4 * dim)) entries, and the least recently used entry is evicted when full.
 import { WolfpackError } from '../shared/errors.js';
 import type { JobConfig, SampleRef } from '../shared/protocol/messages.js';
-import type { Batch, Replica } from '../shared/train/replica.js';
+import type { Batch } from '../shared/train/replica.js';
+import type { FeatureTraining } from '../shared/train/training-replica.js';
 import { loadBatch, type ImageCache, type LoadOptions } from './batch-loader.js';
 
 /** How a step's images are transformed and which cache view they are. */
@@ -206,7 +207,7 @@ export class StepFeatureCache {
    * Every sample's features: cached rows, rows the backbone computes now from `decoded` (load()'s
    * output), and -- for a sample evicted since load() ran -- from images decoded here.
    */
-  async features(replica: Replica, samples: SampleRef[], epoch: number, decoded: StepBatch): Promise<StepFeatures> {
+  async features(replica: FeatureTraining, samples: SampleRef[], epoch: number, decoded: StepBatch): Promise<StepFeatures> {
     const plan = viewPlan(this.config, epoch);
     const dim = this.cache.dim;
     const features = new Float32Array(samples.length * dim);
@@ -248,7 +249,7 @@ export class StepFeatureCache {
    * cached rows, and the backbone run only on the samples not cached yet -- so from the second epoch on
    * a worker's evaluation is the head alone. Rows in `samples` order; `cached`: how many were cached.
    */
-  async evalFeatures(replica: Replica, samples: SampleRef[]): Promise<{ features: Float32Array; cached: number }> {
+  async evalFeatures(replica: FeatureTraining, samples: SampleRef[]): Promise<{ features: Float32Array; cached: number }> {
     const dim = this.cache.dim;
     const out = new Float32Array(samples.length * dim);
     const missing: number[] = [];

@@ -27,12 +27,11 @@ import { authenticateToCoordinator } from '../shared/auth/handshake.js'; // auth
 import { RingHelloVerifier, ringHelloAuth } from '../shared/auth/ring-auth.js'; // auth
 import { argmaxRows } from '../shared/train/loss.js';
 import { stateChecksum } from '../shared/train/checksum.js';
-import { Replica, type Batch } from '../shared/train/replica.js';
+import type { Batch } from '../shared/train/replica.js';
+import { createReplica } from '../shared/train/create-replica.js';
+import type { TrainingReplica } from '../shared/train/training-replica.js';
 import { tf } from '../shared/backend/tf.js';
-import { WebGpuReplica } from '../shared/backend/webgpu-replica.js';
 
-/** Replica on every backend; on webgpu the flat-buffer, fused-kernel one (shared/backend/webgpu-replica.ts). */
-type AnyReplica = Replica | WebGpuReplica;
 import { ImageCache, loadBatch } from './batch-loader.js';
 import { Heartbeat } from './heartbeat.js';
 import { exchangeSize, stepLoadOptions, StepFeatureCache, type StepBatch, type StepFeatures } from './feature-cache.js'; // feature cache
@@ -175,7 +174,7 @@ class WorkerSession {
   private link: Link | undefined;
   private collective = 0; // numbers the collectives of the current ring, so tags never collide
   private state: ModelState | undefined;
-  private replica: AnyReplica | undefined;
+  private replica: TrainingReplica | undefined;
   /** Global index of the last step this replica applied (-1: none). */
   private lastStep = -1;
   private readonly cache = new ImageCache();
@@ -289,11 +288,7 @@ class WorkerSession {
     }
     this.replica?.dispose();
     const trainOptions = { lr: config.lr, momentum: config.momentum, freeze: config.freeze, bn: config.bn };
-    // On webgpu, Momentum runs as one GPU kernel by default; replicas on webgpu agree bit for bit with
-    // each other, and a ring that mixes backends uses 'host' (the epoch checksums catch a mismatch).
-    this.replica = tf.getBackend() === 'webgpu'
-      ? new WebGpuReplica(state, trainOptions, accum, { optimizer: this.webgpuOptimizer })
-      : new Replica(state, trainOptions, accum);
+    this.replica = createReplica(state, trainOptions, accum, { webgpuOptimizer: this.webgpuOptimizer });
     this.lastStep = msg.lastStep;
     await this.ch.send({ type: 'ready', rank, generation });
     this.log.info({ world, params: state.layout.paramCount, reduceFloats: this.replica.reduce.size, source: rank === 0 ? msg.source : 'rank 0' }, 'ring formed; state in place');
@@ -304,8 +299,9 @@ class WorkerSession {
   private features: StepFeatureCache | undefined;
 
   private featureCache(): StepFeatureCache | undefined {
-    if (this.config.cacheFeatures !== true || !(this.replica instanceof Replica)) return undefined;
-    this.features ??= new StepFeatureCache(this.config, this.cache, this.replica.featureDim);
+    const training = this.replica?.featureTraining;
+    if (this.config.cacheFeatures !== true || training === undefined) return undefined;
+    this.features ??= new StepFeatureCache(this.config, this.cache, training.featureDim);
     return this.features;
   }
 
@@ -325,10 +321,10 @@ class WorkerSession {
     const fc = this.featureCache();
     let cached = 0;
     let computed: StepFeatures | undefined;
-    if (fc !== undefined && replica instanceof Replica) {
-      computed = await fc.features(replica, msg.samples, msg.epoch, batch);
+    if (fc !== undefined && replica.featureTraining !== undefined) {
+      computed = await fc.features(replica.featureTraining, msg.samples, msg.epoch, batch);
       cached = computed.cached;
-      await replica.computeHeadGradients(computed.features, computed.labels, msg.samples.length, this.config.globalBatch);
+      await replica.featureTraining.computeHeadGradients(computed.features, computed.labels, msg.samples.length, this.config.globalBatch);
     } else {
       await replica.computeGradients(batch, this.config.globalBatch);
     }
@@ -367,17 +363,17 @@ class WorkerSession {
     for (let i = 0; i < msg.samples.length; i += EVAL_CHUNK) {
       const part = msg.samples.slice(i, i + EVAL_CHUNK);
       let logits: Float32Array;
-      if (fc !== undefined && replica instanceof Replica) { // feature cache: the head alone on cached features
-        const { features, cached: hits } = await fc.evalFeatures(replica, part);
+      if (fc !== undefined && replica.featureTraining !== undefined) { // feature cache: the head alone on cached features
+        const { features, cached: hits } = await fc.evalFeatures(replica.featureTraining, part);
         cached += hits;
-        logits = await replica.predictFromFeatures(features, part.length);
+        logits = await replica.featureTraining.predictFromFeatures(features, part.length);
       } else {
         logits = await replica.predict(await loadBatch(this.cache, part, { size: this.config.imageSize, seed: this.config.seed, epoch: msg.epoch, train: false }));
       }
       const predicted = argmaxRows(logits, this.config.numClasses);
       for (let k = 0; k < part.length; k++) if (predicted[k] === part[k].l) correct++;
     }
-    if (replica instanceof WebGpuReplica) replica.syncHost();
+    replica.syncHost();
     this.log.debug({ epoch: msg.epoch, samples: msg.samples.length, cached, ms: performance.now() - t0 }, 'eval timings');
     await this.ch.send({ type: 'evalResult', rank: this.rank, generation: msg.generation, epoch: msg.epoch, correct, total: msg.samples.length, checksum: stateChecksum(replica.state) });
   }
@@ -385,7 +381,7 @@ class WorkerSession {
   /** The state that training can have changed (mutableRanges), in STATE_CHUNK parts, for the coordinator's checkpoints. */
   private async sendState(): Promise<void> {
     const state = this.state!;
-    if (this.replica instanceof WebGpuReplica) this.replica.syncHost();
+    this.replica!.syncHost();
     const ranges = mutableRanges(state.layout, this.config.freeze, this.config.bn);
     for (const [kind, buf] of [['params', state.params], ['stats', state.stats], ['accum', this.replica!.accum]] as const) {
       const { begin, end } = ranges[kind];

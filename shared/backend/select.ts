@@ -5,8 +5,8 @@ import { createRequire } from 'node:module';
 import { WolfpackError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { tf } from './tf.js';
-import { registerWasmConv2dBackpropFilter } from './wasm-conv2d-backprop-filter.js';
-import { registerWasmConv2dBackpropInput } from './wasm-conv2d-backprop-input.js';
+import { registerWasmConv2dBackpropFilter } from './wasm/conv2d-backprop-filter.js';
+import { registerWasmConv2dBackpropInput } from './wasm/conv2d-backprop-input.js';
 
 export const BACKENDS = ['auto', 'tensorflow-gpu', 'webgpu', 'tensorflow', 'wasm', 'cpu'] as const;
 export type BackendChoice = (typeof BACKENDS)[number];
@@ -34,14 +34,14 @@ async function activate(name: ConcreteBackend, opts: { allowSoftwareGpu: boolean
   switch (name) {
     case 'tensorflow-gpu':
       require('@tensorflow/tfjs-node-gpu');
-      if (!(await tf.setBackend('tensorflow'))) throw new Error('tfjs-node-gpu loaded but its backend did not initialise');
+      if (!(await tf.setBackend('tensorflow'))) throw new WolfpackError('E_BACKEND', 'tfjs-node-gpu loaded but its backend did not initialise');
       return 'tensorflow';
     case 'tensorflow':
       require('@tensorflow/tfjs-node');
-      if (!(await tf.setBackend('tensorflow'))) throw new Error('tfjs-node loaded but its backend did not initialise');
+      if (!(await tf.setBackend('tensorflow'))) throw new WolfpackError('E_BACKEND', 'tfjs-node loaded but its backend did not initialise');
       return 'tensorflow';
     case 'webgpu': {
-      const { activateWebGpu } = await import('./webgpu.js');
+      const { activateWebGpu } = await import('./webgpu/activate.js');
       await activateWebGpu(opts);
       return 'webgpu';
     }
@@ -49,10 +49,10 @@ async function activate(name: ConcreteBackend, opts: { allowSoftwareGpu: boolean
       await import('@tensorflow/tfjs-backend-wasm');
       registerWasmConv2dBackpropFilter();
       registerWasmConv2dBackpropInput();
-      if (!(await tf.setBackend('wasm'))) throw new Error('the wasm backend did not initialise');
+      if (!(await tf.setBackend('wasm'))) throw new WolfpackError('E_BACKEND', 'the wasm backend did not initialise');
       return 'wasm';
     case 'cpu':
-      if (!(await tf.setBackend('cpu'))) throw new Error('the cpu backend did not initialise');
+      if (!(await tf.setBackend('cpu'))) throw new WolfpackError('E_BACKEND', 'the cpu backend did not initialise');
       return 'cpu';
   }
 }

@@ -7,7 +7,7 @@
 // and unbiased variance, from which the caller updates the moving statistics (as PyTorch does).
 // Each BatchNorm carries what follows it (a ReLU; in a block's last one the shortcut addition, then
 // the ReLU) as a post-op, so that a backend may run the three as one fused kernel (ForwardKernels:
-// shared/backend/webgpu-resnet.ts on webgpu); without one, TF.js ops compute them one after another.
+// shared/model/webgpu/resnet-kernels.ts on webgpu); without one, TF.js ops compute them one after another.
 import { tf } from '../backend/tf.js';
 import type { BnSpec, ConvSpec, NetworkSpec } from './spec.js';
 

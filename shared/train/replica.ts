@@ -2,7 +2,7 @@
 // buffer, and, once the buffer holds the sum over all replicas, applies the identical update.
 import { tf } from '../backend/tf.js';
 import { createRingBuffer } from '../allreduce/ring.js';
-import { wasmHeapView } from '../backend/wasm-heap.js';
+import { wasmHeapView } from '../backend/wasm/heap.js';
 import { WolfpackError } from '../errors.js'; // feature cache
 import { backbone, forward, head, type ForwardKernels, type ForwardOptions } from '../model/forward.js';
 import type { BnSpec } from '../model/spec.js';
@@ -13,6 +13,7 @@ import { argmaxRows } from './loss.js';
 import { sparseSoftmaxCrossEntropy } from './loss.js';
 import { momentumStep, movingAverage, type MomentumConfig } from './momentum.js';
 import { ReduceLayout, type BnMode } from './reduce-buffer.js';
+import type { FeatureTraining, TrainingReplica } from './training-replica.js';
 
 export interface TrainOptions extends MomentumConfig {
   freeze: Freeze;
@@ -77,7 +78,8 @@ export async function evalBatch(batch: Batch, run: (x: tf.Tensor4D) => tf.Tensor
   }
 }
 
-export class Replica {
+/** A replica computed with TF.js ops, on any backend (see TrainingReplica). */
+export class Replica implements TrainingReplica, FeatureTraining {
   readonly state: ModelState;
   readonly options: TrainOptions;
   readonly reduce: ReduceLayout;
@@ -87,6 +89,8 @@ export class Replica {
   readonly buffer: Float32Array;
   /** Whether THIS replica's last computeGradients produced a non-finite loss or gradient. */
   localNonFinite = false;
+  /** This replica trains the head on cached features too. */
+  readonly featureTraining: FeatureTraining = this;
   private readonly tensors: ParamTensors;
   private readonly trained: Slot[];
 
@@ -273,6 +277,9 @@ export class Replica {
   }
 
   /** Re-reads all tensors from the state (after weights were replaced from outside). */
+  /** The host copy is the only copy. */
+  syncHost(): void {}
+
   reload(): void {
     this.tensors.refreshAll();
   }

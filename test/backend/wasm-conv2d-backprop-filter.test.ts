@@ -1,11 +1,11 @@
-// The wasm backend's Conv2DBackpropFilter (ours, shared/backend/wasm-conv2d-backprop-filter.ts) and the
+// The wasm backend's Conv2DBackpropFilter (ours, shared/backend/wasm/conv2d-backprop-filter.ts) and the
 // whole conv2d gradient (dx through wasm's own Conv2DBackpropInput, dW through ours) against the pure-JS
 // cpu backend, which has both kernels natively: strides, kernel sizes, every padding form, odd sizes.
 import t from 'tap';
 import '@tensorflow/tfjs-backend-wasm';
 import { tf } from '../../shared/backend/tf.js';
 import { selectBackend } from '../../shared/backend/select.js';
-import { conv2dBackpropFilterWasm } from '../../shared/backend/wasm-conv2d-backprop-filter.js';
+import { conv2dBackpropFilterWasm } from '../../shared/backend/wasm/conv2d-backprop-filter.js';
 import { maxRelToScale } from '../helpers/numerics.js';
 
 type Pad = 'same' | 'valid' | number | [[number, number], [number, number], [number, number], [number, number]];

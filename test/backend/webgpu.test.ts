@@ -6,13 +6,13 @@
 // missing-driver message) always run.
 import t from 'tap';
 import { tf } from '../../shared/backend/tf.js';
-import { activateWebGpu, diagnoseVulkan, selectGpuByIndex } from '../../shared/backend/webgpu.js';
-import { batchNormTrainWebGpu } from '../../shared/backend/webgpu-batchnorm.js';
-import { splitK } from '../../shared/backend/webgpu-kernels.js';
-import { checkKernelErrors, dispatchStats, resetDispatchStats } from '../../shared/backend/webgpu-raw.js';
-import { WebGpuReplica } from '../../shared/backend/webgpu-replica.js';
-import { FlatGpuParams } from '../../shared/backend/webgpu-flat.js';
-import { globalAvgPoolWebGpu, webGpuForwardKernels } from '../../shared/backend/webgpu-resnet.js';
+import { activateWebGpu, diagnoseVulkan, selectGpuByIndex } from '../../shared/backend/webgpu/activate.js';
+import { batchNormTrainWebGpu } from '../../shared/model/webgpu/batchnorm.js';
+import { splitK } from '../../shared/backend/webgpu/kernels.js';
+import { checkKernelErrors, dispatchStats, resetDispatchStats } from '../../shared/backend/webgpu/raw.js';
+import { WebGpuReplica } from '../../shared/train/webgpu-replica.js';
+import { FlatGpuParams } from '../../shared/train/webgpu-flat-params.js';
+import { globalAvgPoolWebGpu, webGpuForwardKernels } from '../../shared/model/webgpu/resnet-kernels.js';
 import { forward } from '../../shared/model/forward.js';
 import type { ModelState } from '../../shared/model/state.js';
 import { initModel } from '../../shared/model/weights.js';

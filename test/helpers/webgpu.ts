@@ -4,7 +4,7 @@
 import { execFileSync } from 'node:child_process';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
-import { activateWebGpu } from '../../shared/backend/webgpu.js';
+import { activateWebGpu } from '../../shared/backend/webgpu/activate.js';
 
 const require = createRequire(import.meta.url);
 const ROOT = join(import.meta.dirname, '..', '..');

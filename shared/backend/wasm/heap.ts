@@ -2,7 +2,7 @@
 // copies TF.js's data()/dataSync() and tf.tensor() make. A training step reads ~100 MB of gradients and
 // rewrites ~100 MB of parameters (full fine-tuning); each copy of that is allocated, zero-filled and
 // collected again, which costs the step time and, with two workers on two cores, the other's time too.
-import { tf } from './tf.js';
+import { tf } from '../tf.js';
 
 /** The wasm backend's own helpers: a tensor's data as a view of its heap, and a fresh output tensor. */
 export interface WasmHeapBackend {

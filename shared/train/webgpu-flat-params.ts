@@ -4,11 +4,12 @@
 //    step reads them back (for the ring all-reduce) in one transfer, together with any small tensors;
 //  - the Momentum update of the whole model is one dispatch over the flat buffers;
 //  - the per-parameter tensors the forward pass uses are refreshed from the flat buffer by copies.
-import { tf } from './tf.js';
-import { grid } from './webgpu-kernels.js';
-import { dispatchOnBuffers, type RawKernel } from './webgpu-raw.js';
-import { readBuffersAsync, readBuffersSync, type ReadPart } from './webgpu-sync-read.js';
-import { BufferUsage, type GpuBuffer, type WebGpuBackend } from './webgpu-types.js';
+import { tf } from '../backend/tf.js';
+import { grid } from '../backend/webgpu/kernels.js';
+import { PER_ELEMENT_MAIN, dispatchOnBuffers, type RawKernel } from '../backend/webgpu/raw.js';
+import { readBuffersAsync, readBuffersSync, type ReadPart } from '../backend/webgpu/sync-read.js';
+import { BufferUsage, type GpuBuffer, type WebGpuBackend } from '../backend/webgpu/types.js';
+import { WolfpackError } from '../errors.js';
 
 export interface FlatSlot {
   name: string;
@@ -29,11 +30,8 @@ struct Hyper { lr : f32, momentum : f32 };
 @group(0) @binding(1) var<storage, read_write> accum : array<f32>;
 @group(0) @binding(2) var<storage, read> grad : array<f32>;
 @group(0) @binding(3) var<uniform> hyper : Hyper;
-const COUNT = ${count}; const GX = ${g[0]};
-@compute @workgroup_size(256, 1, 1)
-fn main(@builtin(global_invocation_id) gid : vec3<u32>) {
-  let i = i32(gid.y) * GX * 256 + i32(gid.x);
-  if (i >= COUNT) { return; }
+const UNITS = ${count}; const GX = ${g[0]};
+${PER_ELEMENT_MAIN}
   let a = hyper.momentum * accum[i] + grad[i];
   accum[i] = a;
   w[i] = w[i] - hyper.lr * a;
@@ -82,7 +80,7 @@ fn main(@builtin(local_invocation_id) lid : vec3<u32>, @builtin(workgroup_id) wi
 function bufferOfTensor(b: WebGpuBackend, t: tf.TensorInfo): GpuBuffer {
   b.uploadToGPU(t.dataId);
   const d = b.tensorMap.get(t.dataId);
-  if (!d?.resource) throw new Error('webgpu flat params: a tensor has no GPU buffer');
+  if (!d?.resource) throw new WolfpackError('E_BACKEND', 'webgpu flat params: a tensor has no GPU buffer');
   return d.resource as GpuBuffer;
 }
 
@@ -106,14 +104,14 @@ export class FlatGpuParams {
 
   constructor(slots: readonly FlatSlot[], params: Float32Array, accum: Float32Array) {
     this.b = tf.backend() as WebGpuBackend;
-    if (tf.getBackend() !== 'webgpu') throw new Error('FlatGpuParams needs the webgpu backend');
+    if (tf.getBackend() !== 'webgpu') throw new WolfpackError('E_BACKEND', 'FlatGpuParams needs the webgpu backend');
     this.slots = slots;
     this.begin = slots[0].offset;
     const end = slots[slots.length - 1].offset + slots[slots.length - 1].size;
     this.count = end - this.begin;
     slots.forEach((s, i) => {
       const expect = i === 0 ? this.begin : slots[i - 1].offset + slots[i - 1].size;
-      if (s.offset !== expect) throw new Error(`FlatGpuParams: slot ${s.name} at ${s.offset}, expected ${expect} (slots must be contiguous)`);
+      if (s.offset !== expect) throw new WolfpackError('E_BACKEND', `FlatGpuParams: slot ${s.name} at ${s.offset}, expected ${expect} (slots must be contiguous)`);
     });
     const usage = BufferUsage.STORAGE | BufferUsage.COPY_SRC | BufferUsage.COPY_DST;
     const bytes = Math.max(16, this.count * 4);
@@ -165,11 +163,11 @@ export class FlatGpuParams {
    * The gradient tensors may be disposed right after: the copies are already recorded.
    */
   gather(grads: readonly tf.Tensor[]): void {
-    if (grads.length !== this.slots.length) throw new Error(`FlatGpuParams.gather: ${grads.length} gradients for ${this.slots.length} slots`);
+    if (grads.length !== this.slots.length) throw new WolfpackError('E_BACKEND', `FlatGpuParams.gather: ${grads.length} gradients for ${this.slots.length} slots`);
     const enc = this.encoder();
     grads.forEach((g, i) => {
       const s = this.slots[i];
-      if (g.size !== s.size) throw new Error(`FlatGpuParams.gather: gradient ${i} has ${g.size} values, ${s.name} has ${s.size}`);
+      if (g.size !== s.size) throw new WolfpackError('E_BACKEND', `FlatGpuParams.gather: gradient ${i} has ${g.size} values, ${s.name} has ${s.size}`);
       enc.copyBufferToBuffer(bufferOfTensor(this.b, g), 0, this.grad, (s.offset - this.begin) * 4, s.size * 4);
       this.b.commandQueueOwnedIds.add(g.dataId);
     });
@@ -194,7 +192,7 @@ export class FlatGpuParams {
 
   /** Replaces the flat gradients with `grads` (the all-reduced sum). */
   writeGrads(grads: Float32Array): void {
-    if (grads.length < this.count) throw new Error(`FlatGpuParams.writeGrads: ${grads.length} values for ${this.count}`);
+    if (grads.length < this.count) throw new WolfpackError('E_BACKEND', `FlatGpuParams.writeGrads: ${grads.length} values for ${this.count}`);
     this.b.device.queue.writeBuffer(this.grad, 0, grads.subarray(0, this.count));
   }
 

@@ -3,8 +3,19 @@
 // constants (one pipeline per shape, built once), so a dispatch needs no uniform buffer and no shader
 // key string; a kernel may have several outputs. Also counts every dispatch (TF.js's and these) for
 // the benchmark, by name.
-import { tf } from './tf.js';
-import { BufferUsage, type GpuBuffer, type GpuPipeline, type WebGpuBackend } from './webgpu-types.js';
+import { tf } from '../tf.js';
+import { BufferUsage, type GpuBuffer, type GpuPipeline, type WebGpuBackend } from './types.js';
+import { WolfpackError } from '../../errors.js';
+
+/**
+ * The entry point of a one-thread-per-element kernel dispatched on grid(ceil(UNITS / 256)) workgroups of
+ * 256: `i` is the element's index, and the threads past UNITS return. The kernel's constants before it
+ * define UNITS and GX (the grid's x size).
+ */
+export const PER_ELEMENT_MAIN = `@compute @workgroup_size(256, 1, 1)
+fn main(@builtin(global_invocation_id) gid : vec3<u32>) {
+  let i = i32(gid.y) * GX * 256 + i32(gid.x);
+  if (i >= UNITS) { return; }`;
 
 export interface DispatchStats {
   enabled: boolean;
@@ -76,7 +87,7 @@ const compileErrors: string[] = [];
 let pendingCompiles: Promise<void>[] = [];
 
 function throwCompileErrors(): void {
-  if (compileErrors.length > 0) throw new Error(compileErrors.join('\n'));
+  if (compileErrors.length > 0) throw new WolfpackError('E_BACKEND', compileErrors.join('\n'));
 }
 
 /** Waits for every kernel compiled so far to be validated; throws the first errors. */
@@ -120,7 +131,7 @@ export function bindingDecls(outputs: string[], inputs: string[], type: (name: s
 function bufferOf(b: WebGpuBackend, t: tf.TensorInfo): GpuBuffer {
   b.uploadToGPU(t.dataId);
   const d = b.tensorMap.get(t.dataId);
-  if (!d || !d.resource) throw new Error('webgpu raw kernel: a tensor has no GPU buffer');
+  if (!d || !d.resource) throw new WolfpackError('E_BACKEND', 'webgpu raw kernel: a tensor has no GPU buffer');
   return d.resource as GpuBuffer;
 }
 

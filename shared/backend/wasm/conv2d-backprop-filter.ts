@@ -5,7 +5,8 @@
 //  - everything else: the weight gradient is itself a convolution. With x as [Ci, H, W, N] (batch and
 //    channels swapped) and dy as a [OH, OW, N, Co] filter, a stride-1 convolution dilated by the
 //    forward stride gives dW as [Ci, KH, KW, Co]; a transpose turns it into HWIO.
-import { tf } from './tf.js';
+import { tf } from '../tf.js';
+import { WolfpackError } from '../../errors.js';
 
 type Info = tf.TensorInfo;
 type KernelArgs = { inputs: tf.NamedTensorInfoMap; backend: tf.KernelBackend; attrs?: tf.NamedAttrMap };
@@ -13,7 +14,7 @@ interface DisposableBackend extends tf.KernelBackend { disposeData(dataId: objec
 
 function kernel(name: string): (args: KernelArgs) => Info {
   const k = tf.getKernel(name, 'wasm');
-  if (!k) throw new Error(`wasm backend has no ${name} kernel`);
+  if (!k) throw new WolfpackError('E_BACKEND', `wasm backend has no ${name} kernel`);
   return k.kernelFunc as unknown as (args: KernelArgs) => Info;
 }
 
@@ -30,7 +31,7 @@ export function conv2dBackpropFilterWasm(args: KernelArgs): Info {
   const backend = args.backend as DisposableBackend;
   const { x, dy } = args.inputs as { x: Info; dy: Info };
   const attrs = args.attrs as unknown as BackpropFilterAttrs;
-  if (attrs.dataFormat !== 'NHWC') throw new Error('Conv2DBackpropFilter (wasm): only NHWC is supported');
+  if (attrs.dataFormat !== 'NHWC') throw new WolfpackError('E_BACKEND', 'Conv2DBackpropFilter (wasm): only NHWC is supported');
   const info = tf.backend_util.computeConv2DInfo(
     x.shape as [number, number, number, number], attrs.filterShape, attrs.strides, 1, attrs.pad,
     attrs.dimRoundingMode, false, 'channelsLast');

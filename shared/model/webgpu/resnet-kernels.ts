@@ -1,14 +1,14 @@
 // The webgpu backend's kernels for shared/model/forward.ts (ForwardOptions.kernels): each BatchNorm
 // fused with its post-op (ReLU; in a block's last BatchNorm the shortcut addition and ReLU) through
-// webgpu-batchnorm.ts, and a one-dispatch global average pool. forward.ts is the only forward pass;
+// batchnorm.ts beside this file, and a one-dispatch global average pool. forward.ts is the only forward pass;
 // this module supplies the fused pieces, and forward.ts's TF.js ops run wherever they do not apply.
-// Used on the webgpu backend only (webgpu-replica.ts).
-import { tf } from './tf.js';
-import type { ForwardKernels } from '../model/forward.js';
-import type { NetworkSpec } from '../model/spec.js';
-import { batchNormInferWebGpu, batchNormTrainWebGpu, canFuseBatchNorm } from './webgpu-batchnorm.js';
-import { grid } from './webgpu-kernels.js';
-import { bindingDecls, runRaw, type RawKernel } from './webgpu-raw.js';
+// Used on the webgpu backend only (shared/train/webgpu-replica.ts).
+import { tf } from '../../backend/tf.js';
+import type { ForwardKernels } from '../forward.js';
+import type { NetworkSpec } from '../spec.js';
+import { batchNormInferWebGpu, batchNormTrainWebGpu, canFuseBatchNorm } from './batchnorm.js';
+import { grid } from '../../backend/webgpu/kernels.js';
+import { PER_ELEMENT_MAIN, bindingDecls, runRaw, type RawKernel } from '../../backend/webgpu/raw.js';
 
 function avgPoolKernel(n: number, hw: number, cv: number): RawKernel {
   const g = grid(Math.ceil((n * cv) / 256));
@@ -16,10 +16,7 @@ function avgPoolKernel(n: number, hw: number, cv: number): RawKernel {
     name: 'GlobalAvgPool', key: `wp_gap_${n}_${hw}_${cv}_${g[0]}`, workgroups: g,
     code: () => `${bindingDecls(['y'], ['x'], () => 'vec4<f32>')}
 const UNITS = ${n * cv}; const HW = ${hw}; const CV = ${cv}; const GX = ${g[0]}; const INV = ${(1 / hw).toExponential(9)};
-@compute @workgroup_size(256, 1, 1)
-fn main(@builtin(global_invocation_id) gid : vec3<u32>) {
-  let i = i32(gid.y) * GX * 256 + i32(gid.x);
-  if (i >= UNITS) { return; }
+${PER_ELEMENT_MAIN}
   let b = i / CV; let c = i % CV;
   var s = vec4<f32>(0.0);
   for (var p = 0; p < HW; p = p + 1) { s = s + x[(b * HW + p) * CV + c]; }
@@ -35,10 +32,7 @@ function avgPoolGradKernel(n: number, hw: number, cv: number): RawKernel {
     name: 'GlobalAvgPoolGrad', key: `wp_gapg_${n}_${hw}_${cv}_${g[0]}`, workgroups: g,
     code: () => `${bindingDecls(['dx'], ['dy'], () => 'vec4<f32>')}
 const UNITS = ${units}; const HW = ${hw}; const CV = ${cv}; const GX = ${g[0]}; const INV = ${(1 / hw).toExponential(9)};
-@compute @workgroup_size(256, 1, 1)
-fn main(@builtin(global_invocation_id) gid : vec3<u32>) {
-  let i = i32(gid.y) * GX * 256 + i32(gid.x);
-  if (i >= UNITS) { return; }
+${PER_ELEMENT_MAIN}
   dx[i] = dy[(i / (HW * CV)) * CV + i % CV] * INV;
 }`,
   };

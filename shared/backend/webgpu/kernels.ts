@@ -10,8 +10,9 @@
 //
 // Conv2DBackpropInput: 1x1 stride-1 unpadded convolutions (most of ResNet-50) become one matrix
 // product dx = dy . W^T on TF.js's tiled matmul; other shapes keep TF.js's kernel.
-import { tf } from './tf.js';
-import { bindingDecls, runRaw, type RawKernel } from './webgpu-raw.js';
+import { tf } from '../tf.js';
+import { PER_ELEMENT_MAIN, bindingDecls, runRaw, type RawKernel } from './raw.js';
+import { WolfpackError } from '../../errors.js';
 
 type Info = tf.TensorInfo;
 type KernelArgs = { inputs: tf.NamedTensorInfoMap; backend: tf.KernelBackend; attrs?: tf.NamedAttrMap };
@@ -137,10 +138,7 @@ export function sumSplitsKernel(size: number, splits: number): RawKernel {
     code: () => `
 ${bindingDecls(['out'], ['partial'], () => t)}
 const UNITS = ${units}; const SPLITS = ${splits}; const GX = ${groups[0]};
-@compute @workgroup_size(256, 1, 1)
-fn main(@builtin(global_invocation_id) gid : vec3<u32>) {
-  let i = i32(gid.y) * GX * 256 + i32(gid.x);
-  if (i >= UNITS) { return; }
+${PER_ELEMENT_MAIN}
   var acc = partial[i];
   for (var s = 1; s < SPLITS; s = s + 1) { acc = acc + partial[s * UNITS + i]; }
   out[i] = acc;
@@ -153,7 +151,7 @@ export function conv2dBackpropFilterWebGpu(args: KernelArgs): Info {
   const backend = args.backend as DisposableBackend;
   const { x, dy } = args.inputs as { x: Info; dy: Info };
   const attrs = args.attrs as unknown as ConvAttrs & { filterShape: [number, number, number, number] };
-  if (attrs.dataFormat !== 'NHWC') throw new Error('Conv2DBackpropFilter (webgpu): only NHWC is supported');
+  if (attrs.dataFormat !== 'NHWC') throw new WolfpackError('E_BACKEND', 'Conv2DBackpropFilter (webgpu): only NHWC is supported');
   const info = tf.backend_util.computeConv2DInfo(
     x.shape as [number, number, number, number], attrs.filterShape, attrs.strides, 1, attrs.pad,
     attrs.dimRoundingMode, false, 'channelsLast');
@@ -176,7 +174,7 @@ export function conv2dBackpropFilterWebGpu(args: KernelArgs): Info {
 
 function kernelFunc(name: string): (args: KernelArgs) => Info {
   const k = tf.getKernel(name, 'webgpu');
-  if (!k) throw new Error(`webgpu backend has no ${name} kernel`);
+  if (!k) throw new WolfpackError('E_BACKEND', `webgpu backend has no ${name} kernel`);
   return k.kernelFunc as unknown as (args: KernelArgs) => Info;
 }
 
@@ -220,7 +218,7 @@ let registered = false;
 export function registerWebGpuKernels(): void {
   if (registered) return;
   const stock = tf.getKernel('Conv2DBackpropInput', 'webgpu');
-  if (!stock) throw new Error('registerWebGpuKernels: @tensorflow/tfjs-backend-webgpu is not loaded');
+  if (!stock) throw new WolfpackError('E_BACKEND', 'registerWebGpuKernels: @tensorflow/tfjs-backend-webgpu is not loaded');
   stockBackpropInput = stock.kernelFunc as unknown as (args: KernelArgs) => Info;
   replace('Conv2DBackpropFilter', conv2dBackpropFilterWebGpu);
   replace('Conv2DBackpropInput', conv2dBackpropInputWebGpu);

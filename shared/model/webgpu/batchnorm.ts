@@ -13,10 +13,11 @@
 // which is PyTorch's closed form, as shared/model/forward.ts computes it. xhat is recomputed from x,
 // so nothing beyond x, y and per-channel vectors is kept for the backward pass. Channels are handled
 // four at a time (vec4), so C must be a multiple of 4 (every ResNet-50 width is).
-import { tf } from './tf.js';
-import type { BnPost } from '../model/forward.js';
-import { grid } from './webgpu-kernels.js';
-import { bindingDecls, runRaw, type RawKernel } from './webgpu-raw.js';
+import { tf } from '../../backend/tf.js';
+import type { BnPost } from '../forward.js';
+import { grid } from '../../backend/webgpu/kernels.js';
+import { PER_ELEMENT_MAIN, bindingDecls, runRaw, type RawKernel } from '../../backend/webgpu/raw.js';
+import { WolfpackError } from '../../errors.js';
 
 type Info = tf.TensorInfo;
 interface DisposableBackend extends tf.KernelBackend { disposeData(dataId: object, force?: boolean): boolean }
@@ -162,10 +163,7 @@ function applyKernel(rows: number, cv: number, relu: boolean, residual: boolean,
     name: mode === 'train' ? 'BnApply' : 'BnInferApply', key: `wp_bn_apply_${mode}_${rows}_${cv}_${relu}_${residual}_${eps}_${g[0]}`, workgroups: g,
     code: () => `${bindingDecls(['y'], ins, () => V4)}
 const UNITS = ${units}; const CV = ${cv}; const GX = ${g[0]}; const EPS = ${eps.toExponential(9)};
-@compute @workgroup_size(256, 1, 1)
-fn main(@builtin(global_invocation_id) gid : vec3<u32>) {
-  let i = i32(gid.y) * GX * 256 + i32(gid.x);
-  if (i >= UNITS) { return; }
+${PER_ELEMENT_MAIN}
   let c = i % CV;
   var v = (x[i] - ${mu}) * (${inv} * gamma[c]) + beta[c];
   ${residual ? 'v = v + r[i];' : ''}
@@ -184,10 +182,7 @@ function gradApplyKernel(rows: number, cv: number, relu: boolean, residual: bool
     name: 'BnGradApply', key: `wp_bn_gapply_${rows}_${cv}_${relu}_${residual}_${g[0]}`, workgroups: g,
     code: () => `${bindingDecls(residual ? ['dx', 'dr'] : ['dx'], ins, () => V4)}
 const UNITS = ${units}; const CV = ${cv}; const GX = ${g[0]}; const M = ${rows}.0; const INV_M = ${(1 / rows).toExponential(9)};
-@compute @workgroup_size(256, 1, 1)
-fn main(@builtin(global_invocation_id) gid : vec3<u32>) {
-  let i = i32(gid.y) * GX * 256 + i32(gid.x);
-  if (i >= UNITS) { return; }
+${PER_ELEMENT_MAIN}
   let c = i % CV;
   ${relu ? 'let g = select(vec4<f32>(0.0), dy[i], y[i] > vec4<f32>(0.0));' : 'let g = dy[i];'}
   let inv = moments[CV + c];
@@ -217,7 +212,7 @@ export function canFuseBatchNorm(x: tf.Tensor): boolean {
  */
 export function batchNormTrainWebGpu(x: tf.Tensor4D, gamma: tf.Tensor1D, beta: tf.Tensor1D, eps: number,
   onStats: (mean: tf.Tensor1D, unbiasedVariance: tf.Tensor1D) => void, post: BnPost = {}): tf.Tensor4D {
-  if (!canFuseBatchNorm(x)) throw new Error(`batchNormTrainWebGpu: needs the webgpu backend and C % 4 == 0, got ${x.shape}`);
+  if (!canFuseBatchNorm(x)) throw new WolfpackError('E_BACKEND', `batchNormTrainWebGpu: needs the webgpu backend and C % 4 == 0, got ${x.shape}`);
   const relu = post.relu ?? false;
   const residual = post.residual !== undefined;
   const rows = rowsOf(x);
@@ -261,7 +256,7 @@ export function batchNormTrainWebGpu(x: tf.Tensor4D, gamma: tf.Tensor1D, beta: t
 /** Evaluation-mode BatchNorm (moving statistics) + residual + ReLU in one dispatch (no gradient). */
 export function batchNormInferWebGpu(x: tf.Tensor4D, mean: tf.Tensor1D, variance: tf.Tensor1D, gamma: tf.Tensor1D,
   beta: tf.Tensor1D, eps: number, post: BnPost = {}): tf.Tensor4D {
-  if (!canFuseBatchNorm(x)) throw new Error(`batchNormInferWebGpu: needs the webgpu backend and C % 4 == 0, got ${x.shape}`);
+  if (!canFuseBatchNorm(x)) throw new WolfpackError('E_BACKEND', `batchNormInferWebGpu: needs the webgpu backend and C % 4 == 0, got ${x.shape}`);
   const residual = post.residual !== undefined;
   const inputs = [x, mean, variance, gamma, beta, ...(residual ? [post.residual!] : [])];
   const [y] = runRaw(tf.backend(), applyKernel(rowsOf(x), x.shape[3] / 4, post.relu ?? false, residual, 'infer', eps), inputs,

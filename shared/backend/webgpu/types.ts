@@ -1,7 +1,8 @@
 // The small part of the WebGPU API and of TF.js's WebGPUBackend internals that wolfpack's webgpu
 // code uses, typed here so that the project type-checks without @webgpu/types (an optional
 // dependency's dependency). Constants are the WebGPU specification's.
-import type { tf } from './tf.js';
+import type { tf } from '../tf.js';
+import { WolfpackError } from '../../errors.js';
 
 export const BufferUsage = {
   MAP_READ: 0x1, MAP_WRITE: 0x2, COPY_SRC: 0x4, COPY_DST: 0x8, UNIFORM: 0x40, STORAGE: 0x80, QUERY_RESOLVE: 0x200,
@@ -84,6 +85,6 @@ export function isGpuBuffer(x: unknown): x is GpuBuffer {
 /** The active backend as a WebGpuBackend; throws if webgpu is not active. */
 export function webGpuBackend(backend: tf.KernelBackend): WebGpuBackend {
   const b = backend as WebGpuBackend;
-  if (!b || typeof b.runWebGPUProgram !== 'function' || !b.device) throw new Error('the active TF.js backend is not webgpu');
+  if (!b || typeof b.runWebGPUProgram !== 'function' || !b.device) throw new WolfpackError('E_BACKEND', 'the active TF.js backend is not webgpu');
   return b;
 }

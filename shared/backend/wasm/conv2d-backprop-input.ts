@@ -5,8 +5,9 @@
 //  - any kernel, stride s: dy is spread onto a stride-s grid (zeros between), then a stride-1
 //    convolution with the filter rotated by 180 degrees and its channels swapped ("full" padding).
 // Anything else (dilations, NCHW) falls back to the native kernel.
-import { tf } from './tf.js';
-import type { WasmHeapBackend } from './wasm-heap.js';
+import { tf } from '../tf.js';
+import type { WasmHeapBackend } from './heap.js';
+import { WolfpackError } from '../../errors.js';
 
 type Info = tf.TensorInfo;
 type KernelArgs = { inputs: tf.NamedTensorInfoMap; backend: tf.KernelBackend; attrs?: tf.NamedAttrMap };
@@ -23,7 +24,7 @@ interface BackpropInputAttrs {
 
 function kernel(name: string): KernelFn {
   const k = tf.getKernel(name, 'wasm');
-  if (!k) throw new Error(`wasm backend has no ${name} kernel`);
+  if (!k) throw new WolfpackError('E_BACKEND', `wasm backend has no ${name} kernel`);
   return k.kernelFunc as unknown as KernelFn;
 }
 

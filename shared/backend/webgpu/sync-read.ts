@@ -4,9 +4,10 @@
 // setImmediate. Capturing those tick callbacks lets a read run them in a loop until the mapping is
 // done: a blocking read without returning to the event loop. Each tick runs at most once, whoever runs
 // it first (this loop or Node's event loop).
-import { tf } from './tf.js';
-import { dispatchStats } from './webgpu-raw.js';
-import { BufferUsage, isGpuBuffer, MapMode, type GpuBuffer, type WebGpuBackend } from './webgpu-types.js';
+import { tf } from '../tf.js';
+import { dispatchStats } from './raw.js';
+import { BufferUsage, isGpuBuffer, MapMode, type GpuBuffer, type WebGpuBackend } from './types.js';
+import { WolfpackError } from '../../errors.js';
 
 type Immediate = ReturnType<typeof setImmediate>;
 type SetImmediate = (cb: (...args: unknown[]) => void, ...args: unknown[]) => Immediate;
@@ -65,7 +66,7 @@ export function spinDawn(done: () => boolean, timeoutMs = 300_000, what = 'a GPU
     if (done()) return;
     if (++rounds > 20) Atomics.wait(sleeper, 0, 0, 0.05);
     if (performance.now() - t0 > timeoutMs) {
-      throw new Error(`webgpu: ${what} did not complete within ${timeoutMs / 1000} s ` +
+      throw new WolfpackError('E_BACKEND', `webgpu: ${what} did not complete within ${timeoutMs / 1000} s ` +
         `(${pendingTicks.size} Dawn tick(s) pending; is installTickCapture() installed before the device was created?)`);
     }
   }
@@ -74,9 +75,9 @@ export function spinDawn(done: () => boolean, timeoutMs = 300_000, what = 'a GPU
 /** Maps `staging` for reading and waits for it, driving Dawn's ticks. */
 export function mapReadSync(staging: GpuBuffer, what?: string): void {
   let failed: unknown;
-  staging.mapAsync(MapMode.READ).catch((e: unknown) => { failed = e ?? new Error('mapAsync failed'); });
+  staging.mapAsync(MapMode.READ).catch((e: unknown) => { failed = e ?? new WolfpackError('E_BACKEND', 'mapAsync failed'); });
   spinDawn(() => staging.mapState === 'mapped' || failed !== undefined, undefined, what);
-  if (failed !== undefined) throw new Error(`webgpu: reading a GPU buffer failed: ${(failed as Error).message ?? String(failed)}`);
+  if (failed !== undefined) throw new WolfpackError('E_BACKEND', `webgpu: reading a GPU buffer failed: ${(failed as Error).message ?? String(failed)}`);
 }
 
 /** A range of a GPU buffer to read. */
@@ -129,7 +130,7 @@ export async function readBuffersAsync<T>(b: WebGpuBackend, parts: ReadPart[], u
     await staging.mapAsync(MapMode.READ);
   } catch (e) {
     b.bufferManager.releaseBuffer(staging);
-    throw new Error(`webgpu: reading a GPU buffer failed: ${(e as Error).message}`);
+    throw new WolfpackError('E_BACKEND', `webgpu: reading a GPU buffer failed: ${(e as Error).message}`);
   }
   return consume(b, staging, total, use);
 }

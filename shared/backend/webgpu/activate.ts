@@ -6,13 +6,14 @@
 //    through the Vulkan device-select layer, see selectGpuByIndex;
 //  - refuses a software (fallback) adapter unless asked for one (`auto` never takes it);
 //  - explains a missing adapter: which of the Vulkan loader, an ICD file or libEGL is missing;
-//  - makes dataSync() work (Node has no OffscreenCanvas; see webgpu-sync-read.ts) and registers
-//    wolfpack's kernels (webgpu-kernels.ts).
+//  - makes dataSync() work (Node has no OffscreenCanvas; see sync-read.ts) and registers
+//    wolfpack's kernels (kernels.ts).
 // See docs/GPU.md for a GPU host's setup.
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
-import { tf } from './tf.js';
-import { installSyncRead, installTickCapture } from './webgpu-sync-read.js';
-import { registerWebGpuKernels } from './webgpu-kernels.js';
+import { tf } from '../tf.js';
+import { installSyncRead, installTickCapture } from './sync-read.js';
+import { registerWebGpuKernels } from './kernels.js';
+import { WolfpackError } from '../../errors.js';
 
 interface GpuAdapterInfo { vendor?: string; architecture?: string; device?: string; description?: string; isFallbackAdapter?: boolean }
 interface GpuAdapter { info?: GpuAdapterInfo; isFallbackAdapter?: boolean; features?: Set<string> }
@@ -128,20 +129,20 @@ function deviceSelectLayerInstalled(): boolean {
  * DRI_PRIME names when MESA_VK_DEVICE_SELECT_FORCE_DEFAULT_DEVICE=1. With one GPU, index 0 needs nothing.
  */
 export function selectGpuByIndex(index: number, gpus = pciGpus(), layer = deviceSelectLayerInstalled()): { pci?: string; env: Record<string, string> } {
-  if (!Number.isSafeInteger(index) || index < 0) throw new Error(`--gpu must be an integer >= 0, got ${index}`);
+  if (!Number.isSafeInteger(index) || index < 0) throw new WolfpackError('E_USAGE', `--gpu must be an integer >= 0, got ${index}`);
   if (gpus.length <= 1 && index === 0) return { pci: gpus[0], env: {} };
   if (index >= gpus.length) {
-    throw new Error(`--gpu ${index}: this host has ${gpus.length} GPU(s) on the PCI bus${gpus.length ? ` (${gpus.join(', ')})` : ''}; ` +
+    throw new WolfpackError('E_BACKEND', `--gpu ${index}: this host has ${gpus.length} GPU(s) on the PCI bus${gpus.length ? ` (${gpus.join(', ')})` : ''}; ` +
       `valid indices are 0..${Math.max(0, gpus.length - 1)}`);
   }
   if (!layer) {
-    throw new Error(`--gpu ${index}: choosing one of ${gpus.length} GPUs needs Mesa's Vulkan device-select layer ` +
+    throw new WolfpackError('E_BACKEND', `--gpu ${index}: choosing one of ${gpus.length} GPUs needs Mesa's Vulkan device-select layer ` +
       '(VkLayer_MESA_device_select, in Debian\'s mesa-vulkan-drivers); install it, or give each worker one GPU ' +
       '(e.g. a container with NVIDIA_VISIBLE_DEVICES=INDEX) and leave --gpu out');
   }
   const pci = gpus[index];
   const m = /^([0-9a-f]{4}):([0-9a-f]{2}):([0-9a-f]{2})\.([0-7])$/i.exec(pci);
-  if (!m) throw new Error(`--gpu ${index}: unexpected PCI address ${pci}`);
+  if (!m) throw new WolfpackError('E_BACKEND', `--gpu ${index}: unexpected PCI address ${pci}`);
   return { pci, env: { DRI_PRIME: `pci-${m[1]}_${m[2]}_${m[3]}_${m[4]}`, MESA_VK_DEVICE_SELECT_FORCE_DEFAULT_DEVICE: '1' } };
 }
 
@@ -164,7 +165,7 @@ async function loadDawn(): Promise<Dawn> {
   try {
     return (await import('webgpu' as string)) as Dawn;
   } catch (e) {
-    throw new Error(`the optional package 'webgpu' (Dawn for Node) is not installed or cannot load: ${(e as Error).message.split('\n')[0]}`);
+    throw new WolfpackError('E_BACKEND', `the optional package 'webgpu' (Dawn for Node) is not installed or cannot load: ${(e as Error).message.split('\n')[0]}`);
   }
 }
 
@@ -183,7 +184,7 @@ export async function activateWebGpu(opts: WebGpuOptions): Promise<WebGpuAdapter
   // One Dawn instance a process: its adapter list is fixed when it is created.
   const key = flags.join('|');
   if (gpuInstance && gpuInstance.flags !== key) {
-    throw new Error('webgpu was already activated with other Dawn flags in this process');
+    throw new WolfpackError('E_BACKEND', 'webgpu was already activated with other Dawn flags in this process');
   }
   gpuInstance ??= { gpu: dawn.create(flags), flags: key };
   const gpu = gpuInstance.gpu;
@@ -191,24 +192,24 @@ export async function activateWebGpu(opts: WebGpuOptions): Promise<WebGpuAdapter
   try {
     adapter = await gpu.requestAdapter({ powerPreference: 'high-performance' });
   } catch (e) {
-    throw new Error(`requesting a WebGPU adapter failed (${(e as Error).message.split('\n')[0]}): ${diagnoseVulkan()}`);
+    throw new WolfpackError('E_BACKEND', `requesting a WebGPU adapter failed (${(e as Error).message.split('\n')[0]}): ${diagnoseVulkan()}`);
   }
-  if (!adapter) throw new Error(`no WebGPU adapter found: ${diagnoseVulkan()}`);
+  if (!adapter) throw new WolfpackError('E_BACKEND', `no WebGPU adapter found: ${diagnoseVulkan()}`);
   const info = adapter.info ?? {};
   const report: WebGpuAdapterReport = {
     description: info.description || info.device || 'unknown adapter', vendor: info.vendor ?? '',
     architecture: info.architecture ?? '', software: isSoftware(adapter), flags, pci,
   };
   if (report.software && !opts.allowSoftwareGpu) {
-    throw new Error(`only a software WebGPU adapter (${report.description}) was found; auto does not take it (slower ` +
+    throw new WolfpackError('E_BACKEND', `only a software WebGPU adapter (${report.description}) was found; auto does not take it (slower ` +
       'than wasm): name it with --backend webgpu, or make a GPU visible (its Vulkan ICD file; docs/GPU.md)');
   }
   Object.defineProperty(globalThis, 'navigator', { value: { gpu }, configurable: true, writable: true });
   await import('@tensorflow/tfjs-backend-webgpu' as string);
   if (!tf.findBackendFactory('webgpu')) {
-    throw new Error('@tensorflow/tfjs-backend-webgpu is not installed or did not register (navigator.gpu was missing when it loaded)');
+    throw new WolfpackError('E_BACKEND', '@tensorflow/tfjs-backend-webgpu is not installed or did not register (navigator.gpu was missing when it loaded)');
   }
-  if (!(await tf.setBackend('webgpu'))) throw new Error(`the webgpu backend did not initialise on ${report.description}: ${diagnoseVulkan()}`);
+  if (!(await tf.setBackend('webgpu'))) throw new WolfpackError('E_BACKEND', `the webgpu backend did not initialise on ${report.description}: ${diagnoseVulkan()}`);
   installSyncRead(tf.backend());
   registerWebGpuKernels();
   lastReport = report;

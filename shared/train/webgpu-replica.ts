@@ -1,26 +1,28 @@
 // A data-parallel replica for the webgpu backend, with shared/train/replica.ts's interface and
 // results, arranged for a GPU:
-//  - the forward pass is shared/model/forward.ts's with webgpu-resnet.ts's kernels: each BatchNorm fused
+//  - the forward pass is shared/model/forward.ts's with shared/model/webgpu/resnet-kernels.ts's kernels: each BatchNorm fused
 //    with its ReLU / shortcut addition, and a one-dispatch global average pool;
-//  - trained parameters live in one flat GPU buffer (webgpu-flat.ts): gradients are gathered there by
+//  - trained parameters live in one flat GPU buffer (webgpu-flat-params.ts): gradients are gathered there by
 //    buffer copies and read back for the ring all-reduce in ONE transfer together with the loss, the
 //    logits, the batch statistics and a non-finite flag (Replica reads ~270 tensors one by one);
 //  - the update is either one Momentum dispatch over the whole model ('gpu', the default; the host's
 //    params are refreshed by syncHost()) or Replica's JS loop followed by one upload ('host': the same
 //    bits as replicas on other backends).
-import { tf } from './tf.js';
+import { tf } from '../backend/tf.js';
 import { createRingBuffer } from '../allreduce/ring.js';
 import { backbone, forward, head } from '../model/forward.js';
 import { BN_MOVING_MOMENTUM } from '../model/spec.js';
 import type { ModelState, Slot } from '../model/state.js';
 import { ParamTensors } from '../model/tensors.js';
-import { argmaxRows, sparseSoftmaxCrossEntropy } from '../train/loss.js';
-import { momentumStep, movingAverage } from '../train/momentum.js';
-import { ReduceLayout } from '../train/reduce-buffer.js';
-import { batchTensors, collectingBatchStats, evalBatch, type BatchStats, type Batch, type StepMetrics, type TrainOptions } from '../train/replica.js';
-import { FlatGpuParams } from './webgpu-flat.js';
-import { webGpuForwardKernels } from './webgpu-resnet.js';
-import type { ReadPart } from './webgpu-sync-read.js';
+import { argmaxRows, sparseSoftmaxCrossEntropy } from './loss.js';
+import { momentumStep, movingAverage } from './momentum.js';
+import { ReduceLayout } from './reduce-buffer.js';
+import { batchTensors, collectingBatchStats, evalBatch, type BatchStats, type Batch, type StepMetrics, type TrainOptions } from './replica.js';
+import { FlatGpuParams } from './webgpu-flat-params.js';
+import { webGpuForwardKernels } from '../model/webgpu/resnet-kernels.js';
+import type { TrainingReplica } from './training-replica.js';
+import type { ReadPart } from '../backend/webgpu/sync-read.js';
+import { WolfpackError } from '../errors.js';
 
 export interface WebGpuReplicaOptions {
   /**
@@ -35,7 +37,7 @@ export interface WebGpuReplicaOptions {
   hostGradients?: boolean;
 }
 
-export class WebGpuReplica {
+export class WebGpuReplica implements TrainingReplica {
   readonly state: ModelState;
   readonly options: TrainOptions;
   readonly gpu: Required<WebGpuReplicaOptions>;
@@ -56,7 +58,7 @@ export class WebGpuReplica {
     this.state = state;
     this.options = options;
     this.gpu = { optimizer: gpu.optimizer ?? 'gpu', hostGradients: gpu.hostGradients ?? true };
-    if (this.gpu.optimizer === 'host' && !this.gpu.hostGradients) throw new Error("WebGpuReplica: optimizer 'host' needs hostGradients");
+    if (this.gpu.optimizer === 'host' && !this.gpu.hostGradients) throw new WolfpackError('E_BACKEND', "WebGpuReplica: optimizer 'host' needs hostGradients");
     this.reduce = new ReduceLayout(state.layout, options.freeze, options.bn);
     this.accum = accum ?? new Float32Array(state.layout.paramCount);
     // In its own WebAssembly memory, where the ring all-reduce sums with SIMD (~4x its JS loop).

@@ -1,8 +1,9 @@
 // GPU time per kernel on the webgpu backend, from timestamp queries: while `activeTimers` is set,
-// TF.js (and webgpu-raw.ts) give every dispatch its own timed compute pass. This serialises the GPU
+// TF.js (and raw.ts) give every dispatch its own timed compute pass. This serialises the GPU
 // work and adds a submit per dispatch, so it measures kernels, not the wall time of a step.
-import { tf } from './tf.js';
-import type { WebGpuBackend } from './webgpu-types.js';
+import { tf } from '../tf.js';
+import type { WebGpuBackend } from './types.js';
+import { WolfpackError } from '../../errors.js';
 
 export interface KernelTime { name: string; count: number; ms: number }
 export interface GpuProfile { supported: boolean; dispatches: number; totalMs: number; byKernel: KernelTime[] }
@@ -10,7 +11,7 @@ export interface GpuProfile { supported: boolean; dispatches: number; totalMs: n
 /** Runs `work` once with per-dispatch GPU timing and sums the times by program name. */
 export async function profileGpu(work: () => Promise<void>): Promise<GpuProfile> {
   const b = tf.backend() as WebGpuBackend;
-  if (tf.getBackend() !== 'webgpu') throw new Error('profileGpu needs the webgpu backend');
+  if (tf.getBackend() !== 'webgpu') throw new WolfpackError('E_BACKEND', 'profileGpu needs the webgpu backend');
   const timers: { name: string; query: Promise<number> }[] = [];
   b.activeTimers = timers;
   try {

@@ -1,0 +1,22 @@
+// The replica for the active TF.js backend: on webgpu the flat-buffer, fused-kernel WebGpuReplica,
+// elsewhere Replica (TF.js ops).
+import { tf } from '../backend/tf.js';
+import type { ModelState } from '../model/state.js';
+import { Replica, type TrainOptions } from './replica.js';
+import type { TrainingReplica } from './training-replica.js';
+import { WebGpuReplica } from './webgpu-replica.js';
+
+export interface ReplicaChoice {
+  /**
+   * Where a webgpu replica runs Momentum: 'gpu' (one kernel; replicas on webgpu agree bit for bit with
+   * each other) or 'host' (bit-identical to other backends, for a ring that mixes backends; the epoch
+   * checksums catch a mismatch).
+   */
+  webgpuOptimizer?: 'gpu' | 'host';
+}
+
+export function createReplica(state: ModelState, options: TrainOptions, accum: Float32Array, choice: ReplicaChoice = {}): TrainingReplica {
+  return tf.getBackend() === 'webgpu'
+    ? new WebGpuReplica(state, options, accum, { optimizer: choice.webgpuOptimizer ?? 'gpu' })
+    : new Replica(state, options, accum);
+}
