@@ -3,9 +3,8 @@
 // random ResNet-50 (MindSpore flavour, 10-class head) whose BatchNorm statistics are calibrated on
 // every other training image at 64x64 -- so the figures describe what `npm start` runs. Reused from
 // runs/demo when `wolfpack demo` already wrote it there.
-import { join } from 'node:path';
 import { DEMO_DIR, demoAssets } from '../cli/commands/demo.js';
-import { packageRoot } from '../shared/paths.js';
+import { workPath } from '../shared/paths.js';
 
 export interface Fixture {
   data: string;
@@ -14,5 +13,5 @@ export interface Fixture {
 
 /** The demo's data set and calibrated checkpoint, generated (as the demo does) where missing. */
 export async function demoFixture(progress?: (line: string) => void): Promise<Fixture> {
-  return demoAssets(join(packageRoot, DEMO_DIR), progress);
+  return demoAssets(workPath(DEMO_DIR), progress);
 }

@@ -10,9 +10,8 @@
 //    the later epochs. (Rank 0 also sends the whole state to the coordinator at every epoch end, so its
 //    RSS saw-tooths with the garbage collector; a leak is a trend, not a tooth.)
 import { rmSync } from 'node:fs';
-import { join } from 'node:path';
 import type { Freeze } from '../shared/model/state.js';
-import { packageRoot } from '../shared/paths.js';
+import { workPath } from '../shared/paths.js';
 import type { Fixture } from './fixture.js';
 import { round, waitQuiet, type QuietRecord } from './machine.js';
 import { largestWasmTrainBatch } from './model.js';
@@ -98,7 +97,7 @@ export async function benchMemory(opts: {
 
   for (const freeze of (opts.skipPeak ? [] : ['backbone', 'none']) as Freeze[]) {
     const fits = freeze === 'none' ? largestWasmTrainBatch(peakBatch, peakSize) : peakBatch;
-    const out = join(packageRoot, 'runs', 'bench', `memory-peak-${freeze}`);
+    const out = workPath('runs', 'bench', `memory-peak-${freeze}`);
     rmSync(out, { recursive: true, force: true });
     const quiet = await wait();
     opts.progress?.(`memory: peak RSS, --freeze ${freeze}, ${fits} images per worker, ${peakSize}x${peakSize}, ${peakSteps} steps on 2 workers`);
@@ -115,7 +114,7 @@ export async function benchMemory(opts: {
   for (const freeze of opts.growthFreeze ?? (['backbone', 'none'] as Freeze[])) {
     const size = opts.growthSize ?? 32;
     const epochs = opts.growthEpochs ?? (freeze === 'backbone' ? 12 : 6);
-    const out = join(packageRoot, 'runs', 'bench', `memory-growth-${freeze}`);
+    const out = workPath('runs', 'bench', `memory-growth-${freeze}`);
     rmSync(out, { recursive: true, force: true });
     const quiet = await wait();
     opts.progress?.(`memory: growth over ${epochs} epochs, --freeze ${freeze}, 9 images per worker, ${size}x${size}, 2 workers`);

@@ -13,9 +13,8 @@
 // Runs alternate N=1, N=2, ... so that a change in the machine's load hits every N alike; the figures
 // are medians over the repeats.
 import { rmSync } from 'node:fs';
-import { join } from 'node:path';
 import type { Freeze } from '../shared/model/state.js';
-import { packageRoot } from '../shared/paths.js';
+import { workPath } from '../shared/paths.js';
 import type { Fixture } from './fixture.js';
 import { median, round, spread, waitQuiet, type QuietRecord } from './machine.js';
 import { runTrain, type TrainRun } from './train-run.js';
@@ -133,7 +132,7 @@ export async function benchScaling(opts: ScalingOptions): Promise<ScalingResult>
   const runs: ScalingRun[] = [];
   for (let r = 0; r < repeats; r++) {
     for (const n of workers) {
-      const out = join(packageRoot, 'runs', 'bench', `scaling-${opts.freeze}-${n}`);
+      const out = workPath('runs', 'bench', `scaling-${opts.freeze}-${n}`);
       rmSync(out, { recursive: true, force: true });
       const quiet = await waitQuiet({ onWait: (b) => opts.progress?.(`waiting for the machine to quieten (CPU ${(b * 100).toFixed(0)}% busy)`) });
       opts.progress?.(`scaling, --freeze ${opts.freeze}: ${n} worker(s), ${batchPerWorker} images each per step, ${imageSize}x${imageSize} (repeat ${r + 1}/${repeats})`);

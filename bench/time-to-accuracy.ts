@@ -19,7 +19,7 @@ import { mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { DEMO_DEFAULTS } from '../cli/commands/demo.js';
 import { WolfpackError } from '../shared/errors.js';
-import { packageRoot } from '../shared/paths.js';
+import { workPath } from '../shared/paths.js';
 import { readCkpt } from '../shared/weights/ckpt.js';
 import { writeSafetensors } from '../shared/weights/safetensors.js';
 import type { Fixture } from './fixture.js';
@@ -166,7 +166,7 @@ export async function benchTimeToAccuracy(opts: { fixture: Fixture; target?: num
   const onWait = (busy: number): void => { opts.progress?.(`waiting for the machine to quieten (CPU ${(busy * 100).toFixed(0)}% busy)`); };
   for (const variant of opts.variants ?? TTA_VARIANTS) {
     const flags = ttaFlags(variant, views);
-    const out = join(packageRoot, 'runs', 'bench', `tta-${variant.replace('+', '-')}`);
+    const out = workPath('runs', 'bench', `tta-${variant.replace('+', '-')}`);
     rmSync(out, { recursive: true, force: true });
     const quiet = await waitQuiet({ onWait });
     opts.progress?.(`time to accuracy ${target}: ${variant}${flags.length ? ` (${flags.join(' ')})` : ''}, at most ${maxEpochs} epochs`);
@@ -223,7 +223,7 @@ export async function ckptToSafetensors(ckpt: string, out: string): Promise<void
 export async function torchTta(o: {
   fixture: Fixture; target: number; maxEpochs: number; threads: number; lr?: number; batch?: number; size?: number; seed?: number; timeoutMs?: number; dir?: string;
 }): Promise<PeerRun<PeerTtaResult>> {
-  const dir = o.dir ?? join(packageRoot, 'runs', 'bench', 'tta-torch');
+  const dir = o.dir ?? workPath('runs', 'bench', 'tta-torch');
   rmSync(dir, { recursive: true, force: true });
   mkdirSync(dir, { recursive: true });
   const weights = join(dir, 'resnet50.safetensors');

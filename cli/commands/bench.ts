@@ -23,7 +23,7 @@ import { allreduceSection, clusterSection, curveSection, fmt, machineLine, memor
 import { benchScaling, type ScalingResult } from '../../bench/scaling.js';
 import { benchTimeToAccuracy, TTA_VARIANTS, type TtaVariant } from '../../bench/time-to-accuracy.js';
 import { compareWebGpu, WEBGPU_BENCH_FLAGS, webgpuOptionsFrom, webgpuSection, writeWebGpuReport } from '../../bench/webgpu-compare.js';
-import { packageRoot } from '../../shared/paths.js';
+import { workPath } from '../../shared/paths.js';
 import { BACKENDS } from '../../shared/backend/select.js';
 import { WolfpackError } from '../../shared/errors.js';
 import { createLogger } from '../../shared/log.js';
@@ -295,11 +295,11 @@ async function runAll(argv: string[]): Promise<number> {
   // On a GPU host the comparison that matters is the GPU one (`npm run bench -- --backend webgpu`); the
   // CPU benchmarks (all-reduce, scaling, ...) are `bench all` without it.
   if (argv.some((a, i) => a === '--backend=webgpu' || (a === '--backend' && argv[i + 1] === 'webgpu'))) {
-    return runWebGpu(argv.some((a) => a === '--out' || a.startsWith('--out=')) ? argv : [...argv, '--out', join(packageRoot, 'bench', 'results')], commandLine(['all', ...argv]));
+    return runWebGpu(argv.some((a) => a === '--out' || a.startsWith('--out=')) ? argv : [...argv, '--out', workPath('bench', 'results')], commandLine(['all', ...argv]));
   }
   const { values } = parse(argv, { backend: { type: 'string' }, quick: { type: 'boolean' }, out: { type: 'string' }, json: { type: 'boolean' } });
   const quick = values.quick === true;
-  const outDir = str(values, 'out', join(packageRoot, 'bench', 'results'));
+  const outDir = str(values, 'out', workPath('bench', 'results'));
   await mkdir(outDir, { recursive: true });
   const started = performance.now();
   const machine = machineInfo();
@@ -318,7 +318,7 @@ async function runAll(argv: string[]): Promise<number> {
 
   const allreduce = await timed('all-reduce vs Gloo', () => compareAllreduce({ rounds: quick ? 1 : 3, progress }));
   const curve = await timed('all-reduce curve', () => allreduceCurve({ procs: [2, 4], sizes: CURVE_SIZES, png: join(outDir, 'allreduce-curve.png'), progress }));
-  curve.png = relative(packageRoot, curve.png ?? '');
+  curve.png = relative(process.cwd(), curve.png ?? '');
   const modelQuiet = await waitQuiet();
   const model = await timed('model', () => compareModel({ backend: oneOf(values, 'backend', BACKENDS, 'auto'), imageSize: 224, batch: 4, reps: 2, threads: 2, peer: true }));
   const scaling: ScalingResult[] = [];
