@@ -58,8 +58,18 @@ async function activate(name: ConcreteBackend, opts: { allowSoftwareGpu: boolean
 }
 
 /**
+ * The GPU(s) a container runtime reserved for this process (NVIDIA_VISIBLE_DEVICES, set by the NVIDIA
+ * Container Toolkit and by NVIDIA's CUDA images), or undefined: unset, empty, `void` or `none`.
+ */
+export function reservedGpu(env: NodeJS.ProcessEnv = process.env): string | undefined {
+  const v = env.NVIDIA_VISIBLE_DEVICES;
+  return v === undefined || v === '' || v === 'void' || v === 'none' ? undefined : v;
+}
+
+/**
  * Selects and initialises a backend. `auto` tries AUTO_ORDER and logs which one it took and why the
- * others failed; a named backend that cannot start is an E_BACKEND error carrying the reason.
+ * others failed, with a warning when a GPU was reserved for the process but it ends up on a CPU backend;
+ * a named backend that cannot start is an E_BACKEND error carrying the reason.
  */
 export async function selectBackend(choice: BackendChoice, logger?: Logger,
   opts: { gpuIndex?: number } = {}): Promise<BackendSelection> {
@@ -71,6 +81,11 @@ export async function selectBackend(choice: BackendChoice, logger?: Logger,
       // `auto` never takes a software (fallback) WebGPU adapter: it would be slower than wasm.
       const tfName = await activate(name, { allowSoftwareGpu: choice !== 'auto', gpuIndex: opts.gpuIndex });
       logger?.info({ backend: name, skipped }, `backend: ${name}`);
+      const gpu = choice === 'auto' && name !== 'tensorflow-gpu' && name !== 'webgpu' ? reservedGpu() : undefined;
+      if (gpu !== undefined) {
+        logger?.warn({ backend: name, skipped, NVIDIA_VISIBLE_DEVICES: gpu }, `a GPU is reserved for this process (NVIDIA_VISIBLE_DEVICES=${gpu}) ` +
+          `but no GPU backend started, so it trains on ${name}, far slower: ${skipped.map((s) => `${s.backend}: ${s.reason}`).join('; ')}`);
+      }
       return { backend: name, tfName, skipped };
     } catch (e) {
       skipped.push({ backend: name, reason: message(e) });

@@ -5,7 +5,7 @@
 import { createRequire } from 'node:module';
 import { pino } from 'pino';
 import t from 'tap';
-import { AUTO_ORDER, selectBackend } from '../../shared/backend/select.js';
+import { AUTO_ORDER, reservedGpu, selectBackend } from '../../shared/backend/select.js';
 import { tf } from '../../shared/backend/tf.js';
 import { isWolfpackError } from '../../shared/errors.js';
 
@@ -127,6 +127,29 @@ t.test("selectBackend('webgpu'): taken where an adapter exists, else E_BACKEND s
     t.same(outcome.error.details, { backend: 'webgpu' });
     t.match(outcome.error.message, /^backend webgpu is not available: (no WebGPU adapter found|requesting a WebGPU adapter failed)/, 'saying no adapter was found');
   }
+});
+
+t.test('auto with a GPU reserved for the process (NVIDIA_VISIBLE_DEVICES) warns when it ends up on a CPU backend', async (t) => {
+  for (const v of [undefined, '', 'void', 'none']) t.equal(reservedGpu(v === undefined ? {} : { NVIDIA_VISIBLE_DEVICES: v }), undefined, `NVIDIA_VISIBLE_DEVICES=${v}: none reserved`);
+  t.equal(reservedGpu({ NVIDIA_VISIBLE_DEVICES: 'all' }), 'all');
+  t.equal(reservedGpu({ NVIDIA_VISIBLE_DEVICES: '0,1' }), '0,1');
+  const saved = process.env.NVIDIA_VISIBLE_DEVICES;
+  t.teardown(() => { if (saved === undefined) delete process.env.NVIDIA_VISIBLE_DEVICES; else process.env.NVIDIA_VISIBLE_DEVICES = saved; });
+  process.env.NVIDIA_VISIBLE_DEVICES = 'all';
+  const { logger, records } = memoryLogger();
+  const sel = await selectBackend('auto', logger);
+  const warnings = records.filter((r) => r.level === 40);
+  if (sel.backend === 'tensorflow-gpu' || sel.backend === 'webgpu') {
+    t.same(warnings, [], `on ${sel.backend}: no warning`);
+  } else {
+    t.equal(warnings.length, 1, `on ${sel.backend}: one warning`);
+    t.match(warnings[0]?.msg, new RegExp(`^a GPU is reserved for this process \\(NVIDIA_VISIBLE_DEVICES=all\\) but no GPU backend started, so it trains on ${sel.backend}, far slower: tensorflow-gpu: `));
+    t.equal(warnings[0]?.NVIDIA_VISIBLE_DEVICES, 'all');
+  }
+  delete process.env.NVIDIA_VISIBLE_DEVICES;
+  const quiet = memoryLogger();
+  await selectBackend('auto', quiet.logger);
+  t.same(quiet.records.filter((r) => r.level === 40), [], 'no GPU reserved: no warning');
 });
 
 t.test("selectBackend('cpu') works", async (t) => {
