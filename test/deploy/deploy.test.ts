@@ -232,7 +232,7 @@ const readme = readFileSync(join(deploy, 'README.md'), 'utf8');
 const direct = codeEnv();
 
 t.test('every deploy file is there', async (t) => {
-  for (const f of ['Dockerfile.gpu', 'Dockerfile.cpu', ...COMPOSE_FILES, 'README.md', 'healthcheck.mjs',
+  for (const f of ['Dockerfile.gpu', 'Dockerfile.cpu', ...COMPOSE_FILES, 'README.md', 'healthcheck.mjs', 'fonts.conf', 'check-backend.mjs',
     'k8s/coordinator.yaml', 'k8s/workers.yaml', 'k8s/secret.yaml', 'k8s/volumes.yaml', 'k8s/fetch-job.yaml', 'k8s/kustomization.yaml']) {
     t.ok(existsSync(join(deploy, f)), `deploy/${f}`);
   }
@@ -409,21 +409,38 @@ t.test('deploy/k8s', async (t) => {
 });
 
 t.test('Dockerfiles', async (t) => {
-  const pkg = JSON.parse(read('package.json')) as { optionalDependencies?: Record<string, string> };
+  const pkg = JSON.parse(read('package.json')) as { optionalDependencies?: Record<string, string>; files?: string[]; main?: string };
   t.match(pkg.optionalDependencies?.['@tensorflow/tfjs-node-gpu'] ?? '', /^\^?4\./, 'tfjs-node-gpu is 4.x (libtensorflow 2.9: CUDA 11.2, cuDNN 8)');
+  // the images hold what the package holds: package.json "files", which must cover what the image runs
+  for (const f of ['dist', 'bin', 'deploy', '!deploy/wolfpack_token']) t.ok(pkg.files?.includes(f), `package.json files: ${f}`);
+  t.equal(pkg.main, './dist/index.js');
+  const ignore = read('.dockerignore').split('\n');
+  for (const f of ['.git', '**/node_modules', 'dist', 'deploy/wolfpack_token']) t.ok(ignore.includes(f), `.dockerignore: ${f}`);
   for (const [file, base] of [['Dockerfile.gpu', /nvidia\/cuda:11\.2[.\d]*-cudnn8-runtime-ubuntu20\.04/], ['Dockerfile.cpu', /node:20-bookworm-slim/]] as const) {
     const text = readFileSync(join(deploy, file), 'utf8');
     t.match(text, base, `${file}: base image`);
     t.match(text, /node:20/, `${file}: Node 20`);
-    t.match(text, /npm ci --include=optional/, `${file}: npm ci with the optional (TensorFlow) backends`);
+    t.match(text, /npm run build[^\n]*\n[^\n]*npm pack --ignore-scripts/, `${file}: compiles, then packs the package`);
+    t.match(text, /tar -xzf \/tmp\/wolfpack\.tgz --strip-components=1 -C \/app/, `${file}: /app is the packed package`);
+    t.match(text, /npm ci --omit=dev --include=optional --ignore-scripts/, `${file}: production dependencies; no install script runs unasked`);
+    t.match(text, /rm -rf [^\n]*node_modules\/webgpu/, `${file}: no webgpu (it needs a Vulkan loader the image has not got)`);
+    t.match(text, /FONTCONFIG_FILE=\/app\/deploy\/fonts\.conf/, `${file}: a fontconfig for the text of curves.png`);
+    t.match(text, /WOLFPACK_LOG_FORMAT=json/, `${file}: JSON logs`);
     const users = [...text.matchAll(/^USER\s+(\S+)/gm)].map((m) => m[1]);
     t.ok(users.length > 0 && !['root', '0'].includes(users.at(-1)!), `${file}: runs as a non-root user (${users.at(-1)})`);
     t.match(text, /^ENTRYPOINT \["wolfpack"\]$/m, `${file}: ENTRYPOINT wolfpack`);
-    t.match(text, /COPY deploy\/healthcheck\.mjs deploy\/healthcheck\.mjs/, `${file}: ships the health check at /app/deploy`);
     for (const m of text.matchAll(/^COPY (?!--from)(.+) (\S+)$/gm)) {
       for (const src of m[1].split(/\s+/).filter((s) => !s.startsWith('--'))) t.ok(existsSync(join(packageRoot, src)), `${file}: COPY ${src} exists`);
     }
   }
+  // each image checks the backend it is for after installing it, so a failed download fails the build
+  const cpu = readFileSync(join(deploy, 'Dockerfile.cpu'), 'utf8');
+  t.match(cpu, /^ARG WOLFPACK_BACKEND=tensorflow$/m, 'Dockerfile.cpu: TensorFlow\'s CPU build unless asked otherwise');
+  t.match(cpu, /node deploy\/check-backend\.mjs "\$WOLFPACK_BACKEND"/, 'Dockerfile.cpu: checks that backend');
+  t.match(cpu, /WOLFPACK_BACKEND=\$\{WOLFPACK_BACKEND\}/, 'Dockerfile.cpu: and makes it the workers\' --backend');
+  const gpu = readFileSync(join(deploy, 'Dockerfile.gpu'), 'utf8');
+  t.match(gpu, /ls node_modules\/@tensorflow\/tfjs-node-gpu\/lib\/napi-v\*\/tfjs_binding\.node/, 'Dockerfile.gpu: checks the GPU backend installed');
+  t.match(gpu, /WOLFPACK_BACKEND=tensorflow-gpu/, 'Dockerfile.gpu: the workers\' --backend');
 });
 
 t.test('the health check script', async (t) => {
