@@ -16,6 +16,7 @@ const COMMANDS: Record<string, () => Promise<Command>> = {
   preview: async () => (await import('./commands/preview.js')).preview,
   bench: async () => (await import('./commands/bench.js')).bench,
   fetch: async () => (await import('./commands/fetch.js')).fetch,
+  health: async () => (await import('./commands/health.js')).health,
 };
 
 function help(): string {

@@ -5,7 +5,8 @@ import { cliPath } from '../shared/paths.js';
 import type { Logger } from '../shared/log.js';
 
 function withoutConfig(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
-  const { WOLFPACK_CONFIG: _config, ...rest } = env;
+  // The health file (WOLFPACK_HEALTH_FILE = --health-file) is the coordinator's own: workers must not write it.
+  const { WOLFPACK_CONFIG: _config, WOLFPACK_HEALTH_FILE: _health, ...rest } = env;
   return rest;
 }
 

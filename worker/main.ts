@@ -31,6 +31,7 @@ import type { Batch } from '../shared/train/replica.js';
 import { createReplica } from '../shared/train/create-replica.js';
 import type { TrainingReplica } from '../shared/train/training-replica.js';
 import { tf } from '../shared/backend/tf.js';
+import type { WorkerState } from '../shared/health/state-file.js';
 
 import { ImageCache, loadBatch } from './batch-loader.js';
 import { Heartbeat } from './heartbeat.js';
@@ -59,6 +60,8 @@ export interface WorkerOptions {
   /** Heartbeat interval (ms); the coordinator's --timeout should be several of these. */
   heartbeatMs?: number;
   logger: Logger;
+  /** Told of each change of the worker's state (shared/health/state-file.ts: --health-file); must not throw. */
+  onState?: (state: WorkerState, detail?: string) => void;
 }
 
 /** Largest frame a worker accepts from the coordinator. */
@@ -126,6 +129,7 @@ async function connectWithRetry(url: string, timeoutMs: number, log: Logger, ca?
 
 export async function runWorker(opts: WorkerOptions): Promise<void> {
   const timeoutMs = opts.timeoutMs ?? 120_000;
+  const onState = opts.onState ?? (() => undefined);
   const sel = await selectBackend(opts.backend, opts.logger, { gpuIndex: opts.gpuIndex });
   const ringBind = opts.ringBind ?? '127.0.0.1';
   const secret = opts.security?.secret; // auth
@@ -136,10 +140,15 @@ export async function runWorker(opts: WorkerOptions): Promise<void> {
   let log = opts.logger.child({ component: 'worker' });
   const memberId = randomBytes(16).toString('hex');
   const heartbeat = new Heartbeat({ url: opts.connect, memberId, intervalMs: opts.heartbeatMs ?? 1000, timeoutMs, flags: opts.securityFlags ?? {} }, log);
+  onState('connecting', opts.connect);
   const ch = await connectWithRetry(opts.connect, timeoutMs, log, opts.security?.ca).catch(async (e: unknown) => {
+    onState('failed', (e as Error).message);
     await Promise.all([listener.close(), heartbeat.stop()]);
     throw e;
   });
+  onState('connected', opts.connect);
+  // the moment the coordinator's connection drops, not when the worker gets round to noticing it
+  ch.ws.once('close', () => onState('lost', `connection to ${opts.connect} closed`));
   const w = new WorkerSession(ch, listener, log, timeoutMs, secret, ringGuard);
   w.webgpuOptimizer = opts.webgpuOptimizer ?? 'gpu';
   try {
@@ -150,8 +159,12 @@ export async function runWorker(opts: WorkerOptions): Promise<void> {
     log = log.child({ memberId: memberId.slice(0, 8) });
     w.log = log;
     log.info({ backend: sel.backend, job: welcome.config.jobId }, 'admitted');
+    onState('admitted', welcome.config.jobId);
+    w.onRing = (rank) => onState('training', `rank ${rank}`);
     await w.serve();
+    onState('done');
   } catch (e) {
+    onState(ch.closed ? 'lost' : 'failed', (e as Error).message);
     log.error({ err: (e as Error).message }, 'worker failed');
     if (!ch.closed) await ch.send({ type: 'failure', rank: w.rank, message: (e as Error).message }).catch(() => undefined);
     throw e;
@@ -167,6 +180,8 @@ export async function runWorker(opts: WorkerOptions): Promise<void> {
 class WorkerSession {
   config!: JobConfig;
   webgpuOptimizer: 'gpu' | 'host' = 'gpu';
+  /** Called once each ring is formed and this replica's state is in place. */
+  onRing: (rank: number) => void = () => undefined;
   log: Logger;
   rank = 0;
   private world = 1;
@@ -291,6 +306,7 @@ class WorkerSession {
     this.replica = createReplica(state, trainOptions, accum, { webgpuOptimizer: this.webgpuOptimizer });
     this.lastStep = msg.lastStep;
     await this.ch.send({ type: 'ready', rank, generation });
+    this.onRing(rank);
     this.log.info({ world, params: state.layout.paramCount, reduceFloats: this.replica.reduce.size, source: rank === 0 ? msg.source : 'rank 0' }, 'ring formed; state in place');
   }
 

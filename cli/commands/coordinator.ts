@@ -10,12 +10,13 @@ import { parse } from '../args.js';
 import { runWithDashboard } from '../../coordinator/dashboard/server.js'; // dashboard (issue 6)
 import { fanOut } from '../../coordinator/dashboard/events.js';
 import { COORDINATOR_SECURITY_FLAGS, COORDINATOR_SECURITY_USAGE, DASHBOARD_USAGE, dashboardFrom, holdFrom, jobOptionsFrom, loggerFrom, securityFlagsFrom, terminalProgress, TRAIN_FLAGS, TRAIN_USAGE } from './train-flags.js';
+import { HEALTH_FLAGS, HEALTH_USAGE, healthEvents, healthFileFrom, withHealth } from './health-flags.js';
 
 export const coordinator: Command = {
   summary: 'Run the coordinator; workers join with `wolfpack worker --connect ws://HOST:PORT` (wss:// with TLS).',
-  usage: `wolfpack coordinator --workers N [--host 127.0.0.1] [--port 7070] ${COORDINATOR_SECURITY_USAGE} ${TRAIN_USAGE} ${DASHBOARD_USAGE}`,
+  usage: `wolfpack coordinator --workers N [--host 127.0.0.1] [--port 7070] ${COORDINATOR_SECURITY_USAGE} ${TRAIN_USAGE} ${DASHBOARD_USAGE} ${HEALTH_USAGE}`,
   async run(argv) {
-    const { values } = parse(argv, { ...TRAIN_FLAGS, ...COORDINATOR_SECURITY_FLAGS });
+    const { values } = parse(argv, { ...TRAIN_FLAGS, ...COORDINATOR_SECURITY_FLAGS, ...HEALTH_FLAGS });
     if (values.workers === undefined) throw new WolfpackError('E_USAGE', '--workers is required');
     const o = jobOptionsFrom(values, { port: 7070 });
     // Check token, certificate and bind address before the (slow) data scan and weights load.
@@ -24,9 +25,10 @@ export const coordinator: Command = {
     checkBind(o.host, security.secret, 'coordinator --host');
     const logger = loggerFrom(values, {});
     const hold = holdFrom(values, o, logger);
+    const health = healthFileFrom(values, 'coordinator', logger);
     const dashboard = await dashboardFrom(values, o, security, logger); // dashboard (issue 6)
-    await runWithDashboard(dashboard, (events) => runJob({ ...o, security, logger, print: (line) => process.stdout.write(line + '\n'), progress: terminalProgress(),
-      events: fanOut(events, hold) }));
+    await withHealth(health, () => runWithDashboard(dashboard, (events) => runJob({ ...o, security, logger, print: (line) => process.stdout.write(line + '\n'), progress: terminalProgress(),
+      events: fanOut(events, hold, healthEvents(health)) })));
     return 0;
   },
 };

@@ -7,10 +7,11 @@ import { parse } from '../args.js';
 import { runWithDashboard } from '../../coordinator/dashboard/server.js'; // dashboard (issue 6)
 import { fanOut } from '../../coordinator/dashboard/events.js';
 import { COORDINATOR_SECURITY_FLAGS, COORDINATOR_SECURITY_USAGE, DASHBOARD_USAGE, dashboardFrom, holdFrom, jobOptionsFrom, loggerFrom, securityFlagsFrom, terminalProgress, TRAIN_FLAGS, TRAIN_USAGE } from './train-flags.js';
+import { HEALTH_FLAGS, HEALTH_USAGE, healthEvents, healthFileFrom, withHealth } from './health-flags.js';
 
 /** Runs a job with its workers as local processes; used by `train` and `demo`. */
 export async function trainLocally(argv: string[], defaults: Partial<JobOptions> = {}): Promise<number> {
-  const { values } = parse(argv, { ...TRAIN_FLAGS, ...COORDINATOR_SECURITY_FLAGS, 'tls-ca': { type: 'string' } });
+  const { values } = parse(argv, { ...TRAIN_FLAGS, ...COORDINATOR_SECURITY_FLAGS, ...HEALTH_FLAGS, 'tls-ca': { type: 'string' } });
   const o = jobOptionsFrom(values, defaults);
   const flags = securityFlagsFrom(values);
   const security = coordinatorSecurity(flags);
@@ -18,19 +19,20 @@ export async function trainLocally(argv: string[], defaults: Partial<JobOptions>
   Object.assign(process.env, securityEnv(flags));
   const logger = loggerFrom(values, {});
   const hold = holdFrom(values, o, logger);
+  const health = healthFileFrom(values, 'coordinator', logger);
   const dashboard = await dashboardFrom(values, o, security, logger); // dashboard (issue 6)
   const workers = new LocalWorkers(logger);
   const stop = () => { void workers.stop(0); };
   process.once('SIGINT', stop);
   process.once('SIGTERM', stop);
   try {
-    await runWithDashboard(dashboard, (events) => runJob({ // dashboard (issue 6)
-      ...o, security, logger, print: (line) => process.stdout.write(line + '\n'), progress: terminalProgress(), events: fanOut(events, hold),
+    await withHealth(health, () => runWithDashboard(dashboard, (events) => runJob({ // dashboard (issue 6)
+      ...o, security, logger, print: (line) => process.stdout.write(line + '\n'), progress: terminalProgress(), events: fanOut(events, hold, healthEvents(health)),
       // Local workers are not restarted: once too few are left, wait only --timeout (or --rejoin-timeout) for one started by hand.
       rejoinTimeoutMs: o.rejoinTimeoutMs ?? o.timeoutMs,
       onListening: (port) => workers.start(o.workers, localCoordinatorUrl(port, security), o.backend,
         values['log-format'] ? { WOLFPACK_LOG_FORMAT: String(values['log-format']) } : {}),
-    }));
+    })));
     await workers.stop();
     return 0;
   } finally {
@@ -42,6 +44,6 @@ export async function trainLocally(argv: string[], defaults: Partial<JobOptions>
 
 export const train: Command = {
   summary: 'Train on one machine: a coordinator plus N local worker processes (ring all-reduce over WebSockets).',
-  usage: `wolfpack train ${TRAIN_USAGE} ${COORDINATOR_SECURITY_USAGE} [--tls-ca PEM] ${DASHBOARD_USAGE}`,
+  usage: `wolfpack train ${TRAIN_USAGE} ${COORDINATOR_SECURITY_USAGE} [--tls-ca PEM] ${DASHBOARD_USAGE} ${HEALTH_USAGE}`,
   run: (argv) => trainLocally(argv),
 };
