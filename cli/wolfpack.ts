@@ -1,5 +1,6 @@
 // `wolfpack` command-line entry: dispatches to one module per command under cli/commands/.
 import { isWolfpackError } from '../shared/errors.js';
+import { errorLine, jsonRequested } from '../shared/log.js';
 
 export interface Command {
   summary: string;
@@ -46,7 +47,7 @@ export async function main(argv: string[]): Promise<number> {
     if (isWolfpackError(e)) {
       // The code is shown (E_REPLICA, E_WORKER, ...), except for usage errors, whose message names the flag.
       const shown = e.code === 'E_USAGE' || e.message.startsWith(`${e.code}:`) ? e.message : `${e.code}: ${e.message}`;
-      process.stderr.write(`wolfpack ${name}: ${shown}\n`);
+      process.stderr.write(errorLine(`wolfpack ${name}: ${shown}`, jsonRequested(rest), { code: e.code }));
       return e.code === 'E_USAGE' ? 2 : 1;
     }
     throw e;

@@ -24,6 +24,37 @@ export function createLogger(opts: LogOptions = {}): Logger {
   return pino(options, pino.destination({ fd: 2, sync: true }));
 }
 
+/**
+ * Whether JSON output was asked for explicitly: `--log-format json` in `argv`, or else
+ * WOLFPACK_LOG_FORMAT=json (as the container images set). Only then do a command's human-readable lines
+ * and its final error become JSON records too; JSON chosen only because stderr is not a terminal leaves them as text.
+ */
+export function jsonRequested(argv: readonly string[] = []): boolean {
+  let flag: string | undefined;
+  for (let i = 0; i < argv.length; i++) {
+    if (argv[i] === '--') break;
+    if (argv[i] === '--log-format') flag = argv[++i];
+    else if (argv[i].startsWith('--log-format=')) flag = argv[i].slice('--log-format='.length);
+  }
+  return (flag ?? process.env.WOLFPACK_LOG_FORMAT) === 'json';
+}
+
+/**
+ * Where a command's human-readable lines go (the lab's epoch lines, what the demo generates): stdout as
+ * they are, or, when `json` (see jsonRequested), one JSON record a line in pino's shape (level 30,
+ * time, pid, msg), so that every line a container writes parses as JSON.
+ */
+export function createPrinter(json: boolean): (line: string) => void {
+  if (!json) return (line) => { process.stdout.write(line + '\n'); };
+  const out = pino({ base: { pid: process.pid } }, pino.destination({ fd: 1, sync: true }));
+  return (line) => { for (const l of line.split('\n')) out.info(l); };
+}
+
+/** A command's final error as one JSON line (level 50) when `json`, else as the text itself. */
+export function errorLine(text: string, json: boolean, fields: Record<string, unknown> = {}): string {
+  return json ? JSON.stringify({ level: 50, time: Date.now(), pid: process.pid, ...fields, msg: text }) + '\n' : text + '\n';
+}
+
 /** A logger that drops everything: for tests and library callers that pass none. */
 export function silentLogger(): Logger {
   return pino({ level: 'silent' });

@@ -11,6 +11,7 @@ import { runWithDashboard } from '../../coordinator/dashboard/server.js'; // das
 import { fanOut } from '../../coordinator/dashboard/events.js';
 import { COORDINATOR_SECURITY_FLAGS, COORDINATOR_SECURITY_USAGE, DASHBOARD_USAGE, dashboardFrom, holdFrom, jobOptionsFrom, loggerFrom, securityFlagsFrom, terminalProgress, TRAIN_FLAGS, TRAIN_USAGE } from './train-flags.js';
 import { HEALTH_FLAGS, HEALTH_USAGE, healthEvents, healthFileFrom, withHealth } from './health-flags.js';
+import { createPrinter, jsonRequested } from '../../shared/log.js';
 
 export const coordinator: Command = {
   summary: 'Run the coordinator; workers join with `wolfpack worker --connect ws://HOST:PORT` (wss:// with TLS).',
@@ -26,8 +27,9 @@ export const coordinator: Command = {
     const logger = loggerFrom(values, {});
     const hold = holdFrom(values, o, logger);
     const health = healthFileFrom(values, 'coordinator', logger);
+    const print = createPrinter(jsonRequested(values['log-format'] === undefined ? [] : ['--log-format', String(values['log-format'])]));
     const dashboard = await dashboardFrom(values, o, security, logger); // dashboard (issue 6)
-    await withHealth(health, () => runWithDashboard(dashboard, (events) => runJob({ ...o, security, logger, print: (line) => process.stdout.write(line + '\n'), progress: terminalProgress(),
+    await withHealth(health, () => runWithDashboard(dashboard, (events) => runJob({ ...o, security, logger, print, progress: terminalProgress(),
       events: fanOut(events, hold, healthEvents(health)) })));
     return 0;
   },

@@ -10,6 +10,7 @@ import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { readFile } from 'node:fs/promises';
 import { selectBackend } from '../../shared/backend/select.js';
+import { createPrinter, jsonRequested } from '../../shared/log.js';
 import { scanSplit } from '../../shared/data/imagefolder.js';
 import { generateSyntheticCanidae } from '../../shared/data/synthetic.js';
 import { evalTransform } from '../../shared/data/transforms.js';
@@ -58,7 +59,7 @@ export const demo: Command = {
   summary: 'Generate a small dogs-vs-wolves-like data set and a starting checkpoint, then train on 2 local workers.',
   usage: 'wolfpack demo [any `wolfpack train` flag to override the demo defaults]',
   async run(argv) {
-    const { data, weights } = await demoAssets(DEMO_DIR, (line) => process.stdout.write(line + '\n'));
+    const { data, weights } = await demoAssets(DEMO_DIR, createPrinter(jsonRequested(argv)));
     return trainLocally(argv, { data, weights, out: join(DEMO_DIR, 'out'), ...DEMO_DEFAULTS });
   },
 };

@@ -8,6 +8,7 @@ import { runWithDashboard } from '../../coordinator/dashboard/server.js'; // das
 import { fanOut } from '../../coordinator/dashboard/events.js';
 import { COORDINATOR_SECURITY_FLAGS, COORDINATOR_SECURITY_USAGE, DASHBOARD_USAGE, dashboardFrom, holdFrom, jobOptionsFrom, loggerFrom, securityFlagsFrom, terminalProgress, TRAIN_FLAGS, TRAIN_USAGE } from './train-flags.js';
 import { HEALTH_FLAGS, HEALTH_USAGE, healthEvents, healthFileFrom, withHealth } from './health-flags.js';
+import { createPrinter, jsonRequested } from '../../shared/log.js';
 
 /** Runs a job with its workers as local processes; used by `train` and `demo`. */
 export async function trainLocally(argv: string[], defaults: Partial<JobOptions> = {}): Promise<number> {
@@ -20,6 +21,7 @@ export async function trainLocally(argv: string[], defaults: Partial<JobOptions>
   const logger = loggerFrom(values, {});
   const hold = holdFrom(values, o, logger);
   const health = healthFileFrom(values, 'coordinator', logger);
+  const print = createPrinter(jsonRequested(values['log-format'] === undefined ? [] : ['--log-format', String(values['log-format'])]));
   const dashboard = await dashboardFrom(values, o, security, logger); // dashboard (issue 6)
   const workers = new LocalWorkers(logger);
   const stop = () => { void workers.stop(0); };
@@ -27,7 +29,7 @@ export async function trainLocally(argv: string[], defaults: Partial<JobOptions>
   process.once('SIGTERM', stop);
   try {
     await withHealth(health, () => runWithDashboard(dashboard, (events) => runJob({ // dashboard (issue 6)
-      ...o, security, logger, print: (line) => process.stdout.write(line + '\n'), progress: terminalProgress(), events: fanOut(events, hold, healthEvents(health)),
+      ...o, security, logger, print, progress: terminalProgress(), events: fanOut(events, hold, healthEvents(health)),
       // Local workers are not restarted: once too few are left, wait only --timeout (or --rejoin-timeout) for one started by hand.
       rejoinTimeoutMs: o.rejoinTimeoutMs ?? o.timeoutMs,
       onListening: (port) => workers.start(o.workers, localCoordinatorUrl(port, security), o.backend,
