@@ -81,6 +81,9 @@ export interface ClusterRunResult {
   elements: number;
   /** Mean step time of the slowest rank over the timed steps, s. */
   step_s: number;
+  /** The slowest rank's timed steps, and the all-reduce time in each, s. */
+  step_times_s: number[];
+  allreduce_times_s: number[];
   /** Shortest and longest single step over all ranks, s. */
   step_min_s: number;
   step_max_s: number;
@@ -98,8 +101,9 @@ export interface ClusterRunResult {
   wire_tx_bytes_per_rank: Array<number | null>;
   /** Packets tbf dropped per step, summed over the hosts (TCP resends them); null when unshaped. */
   wire_drops: number | null;
-  /** CPU seconds per step of each rank process (user + system). */
+  /** CPU seconds per step of each rank process (user + system), and the system part of it (the kernel's send and receive). */
   cpu_s_per_step: number[];
+  cpu_system_s_per_step: number[];
   /** Share of the whole machine's CPU busy over the timed steps (rank 0's view), and in system / softirq. */
   machine_busy: number | null;
   machine_system: number | null;
@@ -236,6 +240,8 @@ export async function runClusterBench(opts: ClusterBenchOptions): Promise<Cluste
       layers: layerSizes.length,
       elements,
       step_s: stepS,
+      step_times_s: timed[slow].map((s) => s.step_ms / 1000),
+      allreduce_times_s: timed[slow].map((s) => s.allreduce_ms / 1000),
       step_min_s: Math.min(...allSteps) / 1000,
       step_max_s: Math.max(...allSteps) / 1000,
       exposed_allreduce_s: mean(timed[slow].map((s) => s.exposed_ms)) / 1000,
@@ -247,6 +253,7 @@ export async function runClusterBench(opts: ClusterBenchOptions): Promise<Cluste
       wire_tx_bytes_per_rank: results.map((r) => r.wire?.bytes ?? null),
       wire_drops: results.some((r) => r.wire === null) ? null : results.reduce((a, r) => a + (r.wire?.drops ?? 0), 0),
       cpu_s_per_step: results.map((r) => (r.cpuUserS + r.cpuSystemS) / opts.steps),
+      cpu_system_s_per_step: results.map((r) => r.cpuSystemS / opts.steps),
       machine_busy: m0?.busy ?? null,
       machine_system: m0?.system ?? null,
       machine_softirq: m0?.softirq ?? null,

@@ -147,7 +147,7 @@ export function clusterSection(rs: ClusterRunResult[], command: string): string 
     r.net === 'loopback' ? 'loopback' : r.link_mbit === null ? 'unshaped' : `${r.link_mbit} Mbit/s`,
     fmt(r.compute_ms, 0), fmt(r.step_s * 1e3, 0), fmt(r.exposed_allreduce_s * 1e3, 0), pct(r.efficiency),
     r.efficiency_on_paper === null ? '-' : pct(r.efficiency_on_paper),
-    mb(maxOf(r.bytes_per_rank)), `${mb(maxOf(r.wire_tx_bytes_per_rank))}${r.wire_drops ? ` (${r.wire_drops.toFixed(0)} drops)` : ''}`, fmt(maxOf(r.cpu_s_per_step), 2),
+    mb(maxOf(r.bytes_per_rank)), `${mb(maxOf(r.wire_tx_bytes_per_rank))}${r.wire_drops ? ` (${r.wire_drops.toFixed(0)} drops)` : ''}`, `${fmt(maxOf(r.cpu_s_per_step), 2)} (system ${fmt(maxOf(r.cpu_system_s_per_step), 2)})`,
     r.machine_busy === null ? '-' : `${pct(r.machine_busy)} (softirq ${pct(r.machine_softirq ?? NaN)})`,
     `${fmt(r.load1_before, 2)} / ${fmt(r.load1_after, 2)}`, String(r.verified),
   ]);
