@@ -50,6 +50,25 @@ export function createPrinter(json: boolean): (line: string) => void {
   return (line) => { for (const l of line.split('\n')) out.info(l); };
 }
 
+/**
+ * A stream for code that writes text in chunks (download progress, `fetch`'s report): each complete,
+ * non-empty line becomes one JSON record (level 30, or `level`) on file descriptor `fd`. Not a terminal,
+ * so progress bars are drawn as lines.
+ */
+export function jsonLineStream(fd: 1 | 2, level: 'info' | 'warn' = 'info'): { write(chunk: string): boolean; isTTY: false } {
+  const out = pino({ base: { pid: process.pid } }, pino.destination({ fd, sync: true }));
+  let pending = '';
+  return {
+    isTTY: false,
+    write(chunk: string): boolean {
+      const parts = (pending + chunk).split('\n');
+      pending = parts.pop() ?? '';
+      for (const l of parts) if (l.trim() !== '') out[level](l.replace(/\r/g, ''));
+      return true;
+    },
+  };
+}
+
 /** A command's final error as one JSON line (level 50) when `json`, else as the text itself. */
 export function errorLine(text: string, json: boolean, fields: Record<string, unknown> = {}): string {
   return json ? JSON.stringify({ level: 50, time: Date.now(), pid: process.pid, ...fields, msg: text }) + '\n' : text + '\n';

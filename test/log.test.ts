@@ -49,4 +49,10 @@ t.test('the CLI in JSON mode: printed lines and the final error are JSON records
   t.same(json.map((r) => r.msg), ['Epoch: 1/2, train Loss: 0.5', 'a', 'b'], 'one record a line');
   t.ok(json.every((r) => r.level === 30 && typeof r.time === 'number'), 'pino-shaped records at info');
   t.equal(print(false).stdout, 'Epoch: 1/2, train Loss: 0.5\na\nb\n', 'text when JSON was not asked for');
+
+  // chunked text (fetch's report and progress): one record per complete, non-empty line
+  const chunks = spawnSync(process.execPath, ['--input-type=module', '-e',
+    `const { jsonLineStream } = await import(${JSON.stringify(logUrl)}); const s = jsonLineStream(2); s.write('f.zip: 10'); s.write('%\\n\\nnext'); s.write(' line\\n');`], { encoding: 'utf8', timeout: 30_000 });
+  t.same(lines(chunks.stderr).map((l) => (JSON.parse(l) as { msg: string }).msg), ['f.zip: 10%', 'next line']);
+  t.equal(chunks.stdout, '');
 });

@@ -26,7 +26,7 @@ import { compareWebGpu, WEBGPU_BENCH_FLAGS, webgpuOptionsFrom, webgpuSection, wr
 import { workPath } from '../../shared/paths.js';
 import { BACKENDS } from '../../shared/backend/select.js';
 import { WolfpackError } from '../../shared/errors.js';
-import { createLogger } from '../../shared/log.js';
+import { createLogger, jsonLineStream, jsonRequested } from '../../shared/log.js';
 import type { Command } from '../wolfpack.js';
 import { num, oneOf, parse, str } from '../args.js';
 
@@ -54,7 +54,9 @@ export interface ModelComparison {
 
 const ratio = (a: number | undefined, b: number | undefined): number | undefined =>
   (a === undefined || b === undefined || b === 0 ? undefined : a / b);
-const progress = (line: string): void => { process.stderr.write(`bench: ${line}\n`); };
+// progress on stderr: text, or JSON records with WOLFPACK_LOG_FORMAT=json (as in the images)
+let progressStream: { write(s: string): unknown } | undefined;
+const progress = (line: string): void => { (progressStream ??= jsonRequested() ? jsonLineStream(2) : process.stderr).write(`bench: ${line}\n`); };
 
 function commandLine(argv: string[]): string {
   return ['wolfpack', 'bench', ...argv].join(' ');

@@ -1,7 +1,8 @@
 // `wolfpack fetch`: downloads the lab's data set (unpacked into the ImageFolder layout) and starting
 // checkpoint into --dir, resuming broken downloads, checking sizes (and sha256 where known), checking
 // that what arrived is a data set and a weights file wolfpack reads, and prints the `wolfpack train`
-// command to run next. Progress goes to stderr, the results to stdout.
+// command to run next. Progress goes to stderr, the results to stdout; with WOLFPACK_LOG_FORMAT=json (as in
+// the images) each line as a JSON record.
 import { stat } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { scanSplit } from '../../shared/data/imagefolder.js';
@@ -9,6 +10,7 @@ import { WolfpackError } from '../../shared/errors.js';
 import { download, progressPrinter, type ProgressStream } from '../../shared/fetch/download.js';
 import { unzipImageFolder } from '../../shared/fetch/unzip.js';
 import { readWeightsFile } from '../../shared/weights/read.js';
+import { jsonLineStream, jsonRequested } from '../../shared/log.js';
 import type { Command } from '../wolfpack.js';
 import { optStr, parse, str } from '../args.js';
 
@@ -139,10 +141,11 @@ export const fetch: Command = {
       dataset: { type: 'string' }, weights: { type: 'string' }, dir: { type: 'string' },
       'url-dataset': { type: 'string' }, 'url-weights': { type: 'string' },
     });
+    const json = jsonRequested(argv);
     await runFetch({
       dataset: optStr(values, 'dataset'), weights: optStr(values, 'weights'), dir: str(values, 'dir', 'data'),
       urlDataset: optStr(values, 'url-dataset'), urlWeights: optStr(values, 'url-weights'),
-    }, process.stdout, process.stderr);
+    }, json ? jsonLineStream(1) : process.stdout, json ? jsonLineStream(2) : process.stderr);
     return 0;
   },
 };
