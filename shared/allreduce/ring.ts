@@ -49,6 +49,34 @@ export interface RingOptions {
   chunkElems?: number;
   /** Number of this all-reduce call (default 0); part of every tag. */
   step?: number;
+  /** How `buf` is cut into the N segments (default: evenly, segmentOffset/segmentLength). */
+  partition?: Partition;
+}
+
+/** The N segments of a buffer: segment s is [offset(s), offset(s) + length(s)); in order, covering it. */
+export interface Partition {
+  offset(seg: number): number;
+  length(seg: number): number;
+}
+
+/** The even split of `length` elements over `size` ranks (segmentOffset, segmentLength). */
+export function evenPartition(length: number, size: number): Partition {
+  return { offset: (seg) => segmentOffset(length, size, seg), length: (seg) => segmentLength(length, size, seg) };
+}
+
+/**
+ * The segments of the bucket [begin, end) of a buffer of `total` elements: the whole buffer's even
+ * segments cut to the bucket, offsets relative to it. Every element then belongs to the same segment as
+ * in one all-reduce of the whole buffer, so it is summed over the ranks in the same order and the
+ * results are the same bits, bucket by bucket (some segments of a bucket are empty).
+ */
+export function bucketPartition(total: number, size: number, begin: number, end: number): Partition {
+  const clip = (seg: number) => {
+    const a = Math.min(Math.max(segmentOffset(total, size, seg), begin), end);
+    const b = Math.min(Math.max(segmentOffset(total, size, seg) + segmentLength(total, size, seg), begin), end);
+    return [a - begin, b - a] as const;
+  };
+  return { offset: (seg) => clip(seg)[0], length: (seg) => clip(seg)[1] };
 }
 
 export interface RingStats {
@@ -228,14 +256,15 @@ export async function ringAllReduce(
   const N = size;
   const L = buf.length;
   if (N === 1 || L === 0) return stats;
+  const part = opts.partition ?? evenPartition(L, N);
   const lastStep = 2 * (N - 1) - 1;
 
   // Messages per call must fit the seq field of the tag.
   let messages = 0;
   for (let g = 0; g <= lastStep; g++) {
-    messages += Math.ceil(segmentLength(L, N, (((rank - g - 1) % N) + N) % N) / chunkElems);
+    messages += Math.ceil(part.length((((rank - g - 1) % N) + N) % N) / chunkElems);
   }
-  messages += Math.ceil(segmentLength(L, N, rank) / chunkElems);
+  messages += Math.ceil(part.length(rank) / chunkElems);
   if (messages >= TAG_SEQS) throw usage(`too many chunks (${messages}); raise chunkElems`, { chunkElems, length: L });
 
   const tagBase = ringTag(step, 0);
@@ -243,7 +272,7 @@ export async function ringAllReduce(
   // sends (recvBase = chunks received before step g); this rank sends its own segment first (k0
   // messages), and the chunk received at step g, forwarded at step g+1, is its message k0 + recvBase(g) + j.
   // Numbers depend only on (g, j), so the order sends are issued in never changes a tag.
-  const k0 = Math.ceil(segmentLength(L, N, rank) / chunkElems);
+  const k0 = Math.ceil(part.length(rank) / chunkElems);
 
   // Send bookkeeping: a counter, not a list of promises.
   let outstanding = 0;
@@ -314,11 +343,11 @@ export async function ringAllReduce(
   try {
     // Step 0: this rank's own segment.
     {
-      const segLen = segmentLength(L, N, rank);
+      const segLen = part.length(rank);
       if (segLen > 0) {
         const cb = Math.floor(segLen / k0);
         const ce = segLen % k0;
-        let off = segmentOffset(L, N, rank);
+        let off = part.offset(rank);
         for (let j = 0; j < k0; j++) {
           const n = cb + (j < ce ? 1 : 0);
           sendRegion(tagBase + j, off, n);
@@ -332,12 +361,12 @@ export async function ringAllReduce(
     let prev: Promise<void> | null = null;
     for (let g = 0; g <= lastStep; g++) {
       const seg = (((rank - g - 1) % N) + N) % N;
-      const segLen = segmentLength(L, N, seg);
+      const segLen = part.length(seg);
       if (segLen === 0) continue;
       const k = Math.ceil(segLen / chunkElems);
       const cb = Math.floor(segLen / k);
       const ce = segLen % k;
-      let off = segmentOffset(L, N, seg);
+      let off = part.offset(seg);
       for (let j = 0; j < k; j++) {
         const n = cb + (j < ce ? 1 : 0);
         const p = post(g, seq++, off, n);

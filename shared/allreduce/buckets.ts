@@ -1,0 +1,84 @@
+// Bucketed all-reduce, as PyTorch DDP overlaps communication with the backward pass: the buffer is cut
+// into buckets in the order its values become ready (the backward pass produces the last layers'
+// gradients first), and bucket k is all-reduced as soon as it is ready, while the rest is still being
+// computed. Every rank reduces the buckets in the same order. Each bucket's segments are the whole
+// buffer's segments cut to it (bucketPartition), so the result is the same bits as one ringAllReduce
+// of the whole buffer. Buckets run one after another on the link: they share its receive slots, and a
+// bucket that is ready waits only for the previous one's transfer, never for compute.
+import { WolfpackError } from '../errors.js';
+import type { Link } from './link.js';
+import { bucketPartition, ringAllReduce, type RingOptions, type RingStats } from './ring.js';
+
+/** A contiguous range [begin, end) of the buffer. */
+export interface Bucket {
+  begin: number;
+  end: number;
+}
+
+/** DDP's default bucket size (25 MiB), in float32 elements. */
+export const DEFAULT_BUCKET_ELEMS = (25 * 1024 * 1024) / 4;
+
+/**
+ * Buckets of about `maxElems` over a buffer of `total` elements, from its end to its start (the order in
+ * which a backward pass produces a model's gradients when they are laid out in forward order). `cuts`
+ * are the offsets where a bucket may end (layer boundaries); without them any offset is a boundary.
+ */
+export function reverseBuckets(total: number, maxElems: number, cuts?: readonly number[]): Bucket[] {
+  if (!Number.isSafeInteger(maxElems) || maxElems < 1) throw new WolfpackError('E_USAGE', `bucket size must be an integer >= 1 elements, got ${maxElems}`);
+  const bounds = cuts ? [...new Set([0, ...cuts.filter((c) => c > 0 && c < total), total])].sort((a, b) => a - b) : undefined;
+  const out: Bucket[] = [];
+  let end = total;
+  while (end > 0) {
+    let begin = Math.max(0, end - maxElems);
+    if (bounds) {
+      // The lowest layer boundary that keeps the bucket within maxElems, or the next one below end.
+      const within = bounds.filter((b) => b >= begin && b < end);
+      begin = within.length > 0 ? within[0] : Math.max(...bounds.filter((b) => b < end));
+    }
+    out.push({ begin, end });
+    end = begin;
+  }
+  return out;
+}
+
+export interface BucketedOptions extends Omit<RingOptions, 'partition'> {
+  /** The buckets, in the order they are reduced; together they must cover the buffer exactly once. */
+  buckets: readonly Bucket[];
+  /** Resolves when bucket k's values are final (default: all are). */
+  ready?: (k: number) => Promise<void>;
+}
+
+/**
+ * SUM all-reduce of `buf` bucket by bucket, each as soon as it is ready. Uses collective numbers
+ * step .. step + buckets.length - 1 (the caller's next free number is step + buckets.length). Returns
+ * the totals of what this rank sent and received.
+ */
+export async function bucketedAllReduce(buf: Float32Array, rank: number, size: number, link: Link, opts: BucketedOptions): Promise<RingStats> {
+  checkCover(opts.buckets, buf.length);
+  const step = opts.step ?? 0;
+  const total: RingStats = { bytesSent: 0, bytesReceived: 0, messagesSent: 0, messagesReceived: 0 };
+  for (let k = 0; k < opts.buckets.length; k++) {
+    const { begin, end } = opts.buckets[k];
+    await opts.ready?.(k);
+    const s = await ringAllReduce(buf.subarray(begin, end), rank, size, link, {
+      chunkElems: opts.chunkElems, step: step + k, partition: bucketPartition(buf.length, size, begin, end),
+    });
+    total.bytesSent += s.bytesSent;
+    total.bytesReceived += s.bytesReceived;
+    total.messagesSent += s.messagesSent;
+    total.messagesReceived += s.messagesReceived;
+  }
+  return total;
+}
+
+function checkCover(buckets: readonly Bucket[], length: number): void {
+  const sorted = [...buckets].sort((a, b) => a.begin - b.begin);
+  let at = 0;
+  for (const b of sorted) {
+    if (b.begin !== at || b.end <= b.begin) {
+      throw new WolfpackError('E_USAGE', `bucketedAllReduce: buckets must cover [0, ${length}) without gaps or overlaps; found [${b.begin}, ${b.end}) at ${at}`);
+    }
+    at = b.end;
+  }
+  if (at !== length) throw new WolfpackError('E_USAGE', `bucketedAllReduce: buckets end at ${at}, the buffer has ${length} elements`);
+}
