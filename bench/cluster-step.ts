@@ -11,10 +11,10 @@
 //            is released (nothing overlaps the backward pass).
 //   overlap  (not implemented yet) DDP-style buckets of --bucket-mb in release order, each all-reduced
 //            as soon as it is full while the backward pass goes on. Plugs in here as another
-//            GradSchedule: ready() fills the current bucket and launches its collective, finish() waits
-//            for the last. The ring already takes distinct `step` numbers per call and a subarray of the
-//            ring buffer, but ws-link's receiver is ordered, so collectives on one link must not
-//            interleave: buckets go one after another unless the ring learns to run them concurrently.
+//            GradSchedule over shared/allreduce/buckets.ts: begin() starts bucketedAllReduce over
+//            reverseBuckets(..., layer boundaries) with a `ready` that waits for the bucket's layers,
+//            ready(i) marks layer i released, finish() awaits the last bucket. Buckets run one after
+//            another on the link (ws-link's receiver is ordered and they share the receive slots).
 //   --wire   fp32 is what the ring sends today; bf16/fp16 (not implemented yet) would halve the bytes.
 //
 // The step records when each phase ended, so that the caller can report the all-reduce time the
