@@ -31,7 +31,7 @@ import { Cluster, describe, MemberLost } from './cluster.js';
 import { epochBatches, rankShare, stepsPerEpoch } from './data-plan.js';
 import { DEFAULT_HOLD_TIMEOUT_MS, settleWithin } from './hold.js';
 import { CoordinatorServer, type Member } from './server.js';
-import { isPromise, joinedEvent, lostEvent, memberInfos, stepEvent, type JobEvents } from './dashboard/events.js'; // issue 6: events
+import { isPromise, joinedEvent, lostEvent, memberInfos, stepEvent, type JobEvents } from './dashboard/events.js';
 
 export interface JobOptions {
   data: string;
@@ -79,7 +79,7 @@ export interface JobOptions {
   /** Called once the server listens (single-node mode starts its workers then). */
   onListening?: (port: number) => void | Promise<void>;
   /** Live progress for a dashboard or a program (coordinator/dashboard/events.ts); must not throw. */
-  events?: JobEvents; // issue 6: events
+  events?: JobEvents;
   /** Longest a `step` or `epoch` callback's promise holds the run (ms; default 10 minutes), then it goes on. */
   holdTimeoutMs?: number;
 }
@@ -154,7 +154,7 @@ async function prepare(opts: JobOptions, log: Logger): Promise<Prepared> {
     jobId: randomBytes(8).toString('hex'), flavour, width,
     numClasses: split.classes.length, classes: split.classes, imageSize: opts.imageSize, freeze: opts.freeze, bn: opts.bn,
     lr: opts.lr, momentum: opts.momentum, seed: opts.seed, globalBatch: opts.batchSize, chunkElems: DEFAULT_CHUNK_ELEMS,
-    // feature cache: only the fields that were set, so a default job's config is unchanged
+    // only the fields that were set, so a default job's config is unchanged
     ...(opts.augment !== undefined ? { augment: opts.augment } : {}), ...(opts.views !== undefined ? { views: opts.views } : {}),
     ...(opts.cacheFeatures !== undefined ? { cacheFeatures: opts.cacheFeatures } : {}),
     ...(opts.featureCacheMb !== undefined ? { featureCacheMb: opts.featureCacheMb } : {}),
@@ -202,7 +202,7 @@ export async function runJob(opts: JobOptions): Promise<JobResult> {
   log.info({ host: opts.host, port: server.port, workers: opts.workers }, 'listening for workers');
   let p: Prepared;
   try {
-    opts.events?.listening?.({ port: server.port, heartbeat: (id) => server.heartbeat(id) }); // issue 6: events
+    opts.events?.listening?.({ port: server.port, heartbeat: (id) => server.heartbeat(id) });
     await opts.onListening?.(server.port);
     p = await prepare(opts, log);
   } catch (e) {
@@ -227,7 +227,7 @@ export async function runJob(opts: JobOptions): Promise<JobResult> {
     await server.members(opts.workers, joinTimeout);
     const first = server.takeArrivals(opts.workers);
     await cluster.admit(first);
-    opts.events?.event?.(joinedEvent(first)); // issue 6: events
+    opts.events?.event?.(joinedEvent(first));
     cluster.members = first;
 
     const result: JobResult = { bestAccuracy: p.start.bestAccuracy, bestEpoch: p.start.bestEpoch, epochs: [] };
@@ -273,7 +273,7 @@ export async function runJob(opts: JobOptions): Promise<JobResult> {
       }
       await cluster.all('ready', stepTimeout);
       log.info({ generation: g, ring: cluster.members.map((m, r) => ({ rank: r, worker: describe(m) })), from: source === 'coordinator' ? 'coordinator' : 'rank 0 (a peer)' }, 'ring formed');
-      opts.events?.members?.(memberInfos(cluster.members), g); // issue 6: events
+      opts.events?.members?.(memberInfos(cluster.members), g);
       source = 'peer';
     };
 
@@ -320,7 +320,7 @@ export async function runJob(opts: JobOptions): Promise<JobResult> {
           acc.steps++;
         }
         opts.progress?.(`epoch ${epoch + 1}/${opts.epochs} step ${done - epoch * S}/${S} loss ${d.loss.toFixed(4)}`);
-        const hold = opts.events?.step?.(stepEvent({ epoch: epoch + 1, step: done - epoch * S, steps: S, global_step: done }, replies.map((r) => r.msg))); // issue 6: events
+        const hold = opts.events?.step?.(stepEvent({ epoch: epoch + 1, step: done - epoch * S, steps: S, global_step: done }, replies.map((r) => r.msg)));
         if (isPromise(hold)) {
           const t0 = performance.now();
           await settleWithin(hold, holdTimeout, log, `epoch ${epoch + 1} step ${done - epoch * S}`);
@@ -411,7 +411,7 @@ export async function runJob(opts: JobOptions): Promise<JobResult> {
       opts.print(`epoch time: ${trainTime.toFixed(1)} s, per step time: ${metrics.step_time_s.toFixed(2)} s, images/s: ${metrics.images_per_s.toFixed(1)}, ` +
         `all-reduce share: ${(metrics.allreduce_share * 100).toFixed(1)}%, workers: ${cluster.members.length}`);
       // The epoch is on disk (checkpoints, metrics line) and printed: a callback may read it, and may hold the run here.
-      const hold = opts.events?.epoch?.(metrics); // issue 6: events
+      const hold = opts.events?.epoch?.(metrics);
       if (improved) opts.events?.event?.({ kind: 'best', text: `epoch ${epoch + 1}: val accuracy ${accuracy.toFixed(4)}, saved best.ckpt` });
       await settleWithin(hold, holdTimeout, log, `the end of epoch ${epoch + 1}`);
       epoch++;
@@ -427,7 +427,7 @@ export async function runJob(opts: JobOptions): Promise<JobResult> {
           cluster.generation++;
           needRing = true;
           log.info({ joined: joiners.map(describe) }, 'workers joined at a step boundary');
-          opts.events?.event?.(joinedEvent(joiners)); // issue 6: events
+          opts.events?.event?.(joinedEvent(joiners));
         }
         if (needRing) {
           await formRing();
@@ -446,12 +446,12 @@ export async function runJob(opts: JobOptions): Promise<JobResult> {
     async function recover(e: MemberLost): Promise<void> {
       for (const m of cluster.prune()) {
         log.warn({ worker: describe(m), reason: e.message }, 'worker lost');
-        opts.events?.event?.(lostEvent(m, e)); // issue 6: events
+        opts.events?.event?.(lostEvent(m, e));
       }
       const reports = await cluster.abort(e.message, stepTimeout);
       for (const m of cluster.prune()) {
         log.warn({ worker: describe(m) }, 'worker lost while aborting');
-        opts.events?.event?.(lostEvent(m, 'while the step in flight was aborted')); // issue 6: events
+        opts.events?.event?.(lostEvent(m, 'while the step in flight was aborted'));
       }
       // The survivor that applied the most steps is the new rank 0 and relays its state to the others.
       reports.sort((a, b) => b.lastStep - a.lastStep || cluster.members.indexOf(a.member) - cluster.members.indexOf(b.member));
@@ -470,7 +470,7 @@ export async function runJob(opts: JobOptions): Promise<JobResult> {
         const joiners = server.takeArrivals();
         await cluster.admit(joiners);
         cluster.members.push(...joiners);
-        opts.events?.event?.(joinedEvent(joiners)); // issue 6: events
+        opts.events?.event?.(joinedEvent(joiners));
       }
       cluster.generation++;
       needRing = true;

@@ -21,10 +21,10 @@ import { Channel, type Received } from '../shared/protocol/channel.js';
 import type { JobConfig, MessageOf, SampleRef } from '../shared/protocol/messages.js';
 import { payloadFloats } from '../shared/protocol/codec.js';
 import { connectRing, listenRing, wsLink, type RingListener } from '../shared/transport/ws-link.js';
-import { checkBind } from '../shared/auth/bind-policy.js'; // auth
-import type { SecurityFlags, WorkerSecurity } from '../shared/auth/config.js'; // auth
-import { authenticateToCoordinator } from '../shared/auth/handshake.js'; // auth
-import { RingHelloVerifier, ringHelloAuth } from '../shared/auth/ring-auth.js'; // auth
+import { checkBind } from '../shared/auth/bind-policy.js';
+import type { SecurityFlags, WorkerSecurity } from '../shared/auth/config.js';
+import { authenticateToCoordinator } from '../shared/auth/handshake.js';
+import { RingHelloVerifier, ringHelloAuth } from '../shared/auth/ring-auth.js';
 import { argmaxRows } from '../shared/train/loss.js';
 import { stateChecksum } from '../shared/train/checksum.js';
 import type { Batch } from '../shared/train/replica.js';
@@ -35,7 +35,7 @@ import type { WorkerState } from '../shared/health/state-file.js';
 
 import { ImageCache, loadBatch } from './batch-loader.js';
 import { Heartbeat } from './heartbeat.js';
-import { exchangeSize, stepLoadOptions, StepFeatureCache, type StepBatch, type StepFeatures } from './feature-cache.js'; // feature cache
+import { exchangeSize, stepLoadOptions, StepFeatureCache, type StepBatch, type StepFeatures } from './feature-cache.js';
 
 export interface WorkerOptions {
   connect: string;
@@ -132,9 +132,9 @@ export async function runWorker(opts: WorkerOptions): Promise<void> {
   const onState = opts.onState ?? (() => undefined);
   const sel = await selectBackend(opts.backend, opts.logger, { gpuIndex: opts.gpuIndex });
   const ringBind = opts.ringBind ?? '127.0.0.1';
-  const secret = opts.security?.secret; // auth
-  checkBind(ringBind, secret, 'worker --ring-bind'); // auth
-  const ringGuard = secret ? new RingHelloVerifier(secret) : undefined; // auth
+  const secret = opts.security?.secret;
+  checkBind(ringBind, secret, 'worker --ring-bind');
+  const ringGuard = secret ? new RingHelloVerifier(secret) : undefined;
   const listener: RingListener = await listenRing({ host: ringBind, port: 0, logger: opts.logger, ...(ringGuard ? { verifyHello: ringGuard.verify } : {}),
     ...(opts.security?.handshakeTimeoutMs !== undefined ? { helloTimeoutMs: opts.security.handshakeTimeoutMs } : {}) });
   let log = opts.logger.child({ component: 'worker' });
@@ -211,7 +211,7 @@ class WorkerSession {
         return true;
       }
       if (m.type === 'step' && m.generation === this.generation) {
-        const p = this.loadStep(m.samples, m.epoch); // feature cache: the step's view; only uncached images
+        const p = this.loadStep(m.samples, m.epoch); // the step's view; only uncached images
         p.catch(() => undefined); // surfaced when the step runs
         this.decoding.set(m.step, p);
       }
@@ -278,7 +278,7 @@ class WorkerSession {
     this.generation = generation;
     this.collective = 0;
     this.log = this.log.child({ rank, generation });
-    // auth: ring links are bound to the job, the rank and the ring generation (shared/auth/ring-auth.ts)
+    // ring links are bound to the job, the rank and the ring generation (shared/auth/ring-auth.ts)
     const jobId = `${config.jobId}/g${generation}`;
     this.ringGuard?.expect(jobId, generation);
     if (world > 1) {
@@ -329,7 +329,7 @@ class WorkerSession {
   private async runStep(msg: MessageOf<'step'>): Promise<void> {
     const replica = this.replica!;
     const t0 = performance.now();
-    const pending = this.decoding.get(msg.step) ?? this.loadStep(msg.samples, msg.epoch); // feature cache
+    const pending = this.decoding.get(msg.step) ?? this.loadStep(msg.samples, msg.epoch);
     const batch = await pending;
     this.decoding.delete(msg.step);
     const t1 = performance.now();
@@ -349,7 +349,7 @@ class WorkerSession {
     if (nonFinite) this.log.warn({ step: msg.step }, 'non-finite loss or gradient on this replica');
     const t2 = performance.now();
     if (this.link) await ringAllReduce(replica.buffer, this.rank, this.world, this.link, { step: this.collective++, chunkElems: this.config.chunkElems });
-    // feature cache: every rank shares the features it computed this step, so all ranks have them all
+    // every rank shares the features it computed this step, so all ranks have them all
     // (a rank without the cache, e.g. on webgpu, takes part with an empty buffer: collectives must pair up)
     if (this.config.cacheFeatures === true && this.link) {
       const ex = fc !== undefined && computed !== undefined ? fc.packExchange(this.rank, this.world, msg.samples, computed)
@@ -379,7 +379,7 @@ class WorkerSession {
     for (let i = 0; i < msg.samples.length; i += EVAL_CHUNK) {
       const part = msg.samples.slice(i, i + EVAL_CHUNK);
       let logits: Float32Array;
-      if (fc !== undefined && replica.featureTraining !== undefined) { // feature cache: the head alone on cached features
+      if (fc !== undefined && replica.featureTraining !== undefined) { // the head alone on cached features
         const { features, cached: hits } = await fc.evalFeatures(replica.featureTraining, part);
         cached += hits;
         logits = await replica.featureTraining.predictFromFeatures(features, part.length);

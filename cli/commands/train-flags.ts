@@ -93,9 +93,9 @@ export function jobOptionsFrom(values: Record<string, unknown>, defaults: Partia
   const workers = num(values, 'workers', defaults.workers ?? 2, { int: true, min: 1, max: 256 });
   const batchSize = num(values, 'batch-size', defaults.batchSize ?? 18, { int: true, min: 1 });
   if (batchSize < workers) throw new WolfpackError('E_USAGE', `--batch-size ${batchSize} is smaller than --workers ${workers}: every worker needs a sample`);
-  const features = featureCacheFrom(values, defaults); // feature cache
+  const features = featureCacheFrom(values, defaults);
   return {
-    ...features, // feature cache
+    ...features,
     data: str(values, 'data', defaults.data),
     weights: values.weights === undefined ? defaults.weights : String(values.weights),
     resume: optStr(values, 'resume'),

@@ -73,7 +73,7 @@ type FieldKind = 'string' | 'int' | 'number' | 'boolean' | 'object' | 'array';
 type Schema = Record<string, FieldKind | readonly string[]>;
 
 const PART_KINDS = ['params', 'stats', 'accum'] as const;
-const AUTH_SCHEMES = ['none', 'hmac-sha256'] as const; // auth
+const AUTH_SCHEMES = ['none', 'hmac-sha256'] as const;
 
 /** Field schemas, checked by codec.ts on every decoded message. */
 export const SCHEMAS: Record<MessageType, Schema> = {

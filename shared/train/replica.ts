@@ -3,7 +3,7 @@
 import { tf } from '../backend/tf.js';
 import { createRingBuffer } from '../allreduce/ring.js';
 import { wasmHeapView } from '../backend/wasm/heap.js';
-import { WolfpackError } from '../errors.js'; // feature cache
+import { WolfpackError } from '../errors.js';
 import { backbone, forward, head, type ForwardKernels, type ForwardOptions } from '../model/forward.js';
 import type { BnSpec } from '../model/spec.js';
 import { BN_MOVING_MOMENTUM } from '../model/spec.js';
