@@ -2,7 +2,10 @@
 // token (mutual HMAC challenge-response, shared/auth/handshake.ts), reads its hello, and hands out the first
 // N as members. Serves wss:// when given a certificate (shared/transport/tls.ts). Without a shared secret
 // it listens on loopback only and says so (shared/auth/bind-policy.ts). A connection that fails its
-// handshake or sends a bad frame is closed alone, with the reason logged; the server keeps serving.
+// handshake or sends a bad frame is closed alone, with the reason logged; the server keeps serving. Until a
+// connection has proved the token (without a token: said hello or beat), it is held under
+// shared/transport/admission.ts's deadline from TCP accept, caps and byte limit, and its refusals are logged
+// once per address.
 import type { IncomingMessage, Server as HttpServer } from 'node:http';
 import type { Server as HttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
@@ -16,12 +19,11 @@ import type { Logger } from '../shared/log.js';
 import { Channel, CLOSE_PROTOCOL } from '../shared/protocol/channel.js';
 import type { MessageOf } from '../shared/protocol/messages.js';
 import { attentiveClock } from '../shared/time/attentive-clock.js';
+import { AdmissionGuard, ADMISSION_GRACE_MS, type AdmissionLimits } from '../shared/transport/admission.js';
 import { createCoordinatorHttpServer } from '../shared/transport/tls.js';
 
 /** Largest frame the coordinator accepts from a worker (a state part is 16 MiB). */
 export const COORDINATOR_MAX_PAYLOAD = 64 * 1024 * 1024;
-/** Connections allowed in their handshake at once; more are closed (1013, try again later). */
-export const MAX_PENDING_HANDSHAKES = 64;
 
 /** A member's heartbeat as received here. */
 export interface HeartbeatRecord {
@@ -41,8 +43,14 @@ export interface Member {
 export interface CoordinatorListenOptions {
   /** Token and TLS. Default: from the environment (shared/auth/config.ts: WOLFPACK_TOKEN, WOLFPACK_TLS_CERT, ...). */
   security?: CoordinatorSecurity;
-  /** Bound on a connection's authentication and hello, ms (default HANDSHAKE_TIMEOUT_MS). */
+  /**
+   * Time from TCP accept to proof of the token (without a token: to the hello), ms (default:
+   * security.handshakeTimeoutMs, else HANDSHAKE_TIMEOUT_MS); a connection that misses it is closed (4401)
+   * and destroyed. After the proof, the hello has HANDSHAKE_TIMEOUT_MS.
+   */
   handshakeTimeoutMs?: number;
+  /** Caps on unauthenticated connections (default: shared/transport/admission.ts's constants). */
+  admission?: Omit<AdmissionLimits, 'deadlineMs'>;
 }
 
 export class CoordinatorServer {
@@ -57,16 +65,17 @@ export class CoordinatorServer {
   private readonly arrivals: Member[] = [];
   private readonly waiters: (() => void)[] = [];
   private readonly logger: Logger;
-  private pending = 0;
+  private readonly guard: AdmissionGuard;
 
-  private constructor(http: HttpServer | HttpsServer, wss: WebSocketServer, host: string, logger: Logger, security: CoordinatorSecurity, handshakeTimeoutMs: number) {
+  private constructor(http: HttpServer | HttpsServer, wss: WebSocketServer, guard: AdmissionGuard, host: string, logger: Logger, security: CoordinatorSecurity) {
     this.http = http;
     this.wss = wss;
+    this.guard = guard;
     this.host = host;
     this.port = (http.address() as AddressInfo).port;
     this.scheme = security.tls ? 'wss' : 'ws';
     this.secret = security.secret;
-    this.handshakeTimeoutMs = handshakeTimeoutMs;
+    this.handshakeTimeoutMs = guard.deadlineMs;
     this.logger = logger;
     wss.on('connection', (ws: WebSocket, req: IncomingMessage) => this.accept(ws, req));
   }
@@ -80,16 +89,16 @@ export class CoordinatorServer {
     checkBind(host, security.secret, 'coordinator --host');
     const http = createCoordinatorHttpServer(security.tls);
     const wss = new WebSocketServer({ server: http, maxPayload: COORDINATOR_MAX_PAYLOAD, perMessageDeflate: false });
+    const guard = new AdmissionGuard({ name: 'coordinator', proof: security.secret ? 'authentication' : 'hello', logger, ...opts.admission,
+      deadlineMs: opts.handshakeTimeoutMs ?? security.handshakeTimeoutMs ?? HANDSHAKE_TIMEOUT_MS });
+    guard.watch(http);
     await new Promise<void>((resolve, reject) => {
       http.once('error', (e: Error) => reject(new WolfpackError('E_IO', `cannot listen on ${host}:${port}: ${e.message}`)));
       http.listen(port, host, () => resolve());
     });
     http.on('error', (e: Error) => logger.error({ err: e.message }, 'coordinator server error'));
-    http.on('tlsClientError', (e: Error, socket: { remoteAddress?: string }) => {
-      logger.warn({ address: socket.remoteAddress, reason: e.message }, 'TLS handshake failed');
-    });
     wss.on('error', (e: Error) => logger.error({ err: e.message }, 'coordinator server error'));
-    const server = new CoordinatorServer(http, wss, host, logger, security, opts.handshakeTimeoutMs ?? HANDSHAKE_TIMEOUT_MS);
+    const server = new CoordinatorServer(http, wss, guard, host, logger, security);
     const where = { host, port: server.port, scheme: server.scheme };
     if (security.secret) {
       logger.info({ ...where, token: security.secret.source }, 'workers must prove the shared token (mutual HMAC challenge-response)');
@@ -101,23 +110,32 @@ export class CoordinatorServer {
   }
 
   private accept(ws: WebSocket, req: IncomingMessage): void {
-    const address = req.socket.remoteAddress ?? '?';
-    const peer = `worker@${address}:${req.socket.remotePort ?? '?'}`;
-    if (this.pending >= MAX_PENDING_HANDSHAKES) {
-      this.logger.warn({ peer }, `connection refused: ${MAX_PENDING_HANDSHAKES} connections already in their handshake`);
-      ws.close(1013, 'too many connections in handshake');
-      setTimeout(() => ws.terminate(), 1000).unref();
-      return;
-    }
-    this.pending++;
-    const ch = new Channel(ws, peer, this.logger, COORDINATOR_MAX_PAYLOAD);
-    const deadline = Date.now() + this.handshakeTimeoutMs;
+    const socket = req.socket;
+    const address = socket.remoteAddress ?? '?';
+    const peer = `worker@${address}:${socket.remotePort ?? '?'}`;
+    // Silent until admitted: the guard logs refusals, once per address, so a flood of bad frames cannot flood the log.
+    const chLog = this.logger.child({});
+    chLog.level = 'silent';
+    const ch = new Channel(ws, peer, chLog, COORDINATOR_MAX_PAYLOAD);
+    this.guard.onExpire(socket, () => ch.close(CLOSE_AUTH, 'handshake timed out'));
+    // The guard's deadline, counted from TCP accept, comes first; this one only backs it up.
+    const deadline = Date.now() + this.handshakeTimeoutMs + ADMISSION_GRACE_MS;
+    // Admitted once it has proved the token: a worker sends its hello only after its heartbeat thread has
+    // connected, which takes seconds on a busy host. Without a token (loopback only), once it said hello or beat.
+    let admitted = false;
+    const admit = (): void => {
+      if (!this.guard.admit(socket)) throw new WolfpackError('E_PROTOCOL', `${peer}: past the handshake deadline`);
+      admitted = true;
+      chLog.level = this.logger.level;
+    };
     // After authentication a connection is either a worker's control channel (hello) or its
     // heartbeat channel (beat), which a thread of the worker keeps alive while the main thread computes.
     const handshake = async (): Promise<MessageOf<'hello'> | MessageOf<'beat'>> => {
       await authenticateWorker(ch, this.secret, peer, deadline);
-      const { msg } = await ch.next(Math.max(1, deadline - Date.now()));
+      if (this.secret !== undefined) admit();
+      const { msg } = await ch.next(admitted ? HANDSHAKE_TIMEOUT_MS : Math.max(1, deadline - Date.now()));
       if (msg.type !== 'hello' && msg.type !== 'beat') throw new WolfpackError('E_PROTOCOL', `${peer}: expected hello or beat, got ${msg.type}`);
+      if (!admitted) admit();
       return msg;
     };
     handshake().then((msg) => {
@@ -125,15 +143,16 @@ export class CoordinatorServer {
         this.trackBeats(msg.memberId, ch);
         return;
       }
-      this.logger.info({ peer, host: msg.host, backend: msg.backend, pid: msg.pid }, 'worker connected');
+      this.logger.info({ peer, host: msg.host, backend: msg.backend, pid: msg.pid, ring: `${msg.ringHost}:${msg.ringPort}` }, 'worker connected');
       this.arrivals.push({ channel: ch, hello: msg, address });
       for (const w of this.waiters.splice(0)) w();
     }, (e: Error) => {
       const code = e instanceof WolfpackError ? e.code : 'E_PROTOCOL';
-      this.logger.warn({ peer, code, reason: e.message }, code === 'E_AUTH' ? 'connection refused: authentication failed' : 'connection refused: no valid handshake');
+      const what = code === 'E_AUTH' ? 'authentication failed' : 'no valid handshake';
+      // Before admission the guard counts it (nothing more when it cut the connection itself or the peer left).
+      if (admitted) this.logger.warn({ peer, code, reason: e.message }, `connection refused: ${what}`);
+      else this.guard.refused(socket, code === 'E_AUTH' ? 'authentication' : 'handshake', `${what}: ${e.message}`);
       if (!ch.closed) ch.close(code === 'E_AUTH' ? CLOSE_AUTH : CLOSE_PROTOCOL, e.message.slice(0, 120));
-    }).finally(() => {
-      this.pending--;
     });
   }
 
@@ -194,6 +213,7 @@ export class CoordinatorServer {
   }
 
   close(): Promise<void> {
+    this.guard.close();
     for (const c of this.wss.clients) c.terminate();
     return new Promise((resolve) => {
       this.wss.close(() => {

@@ -54,14 +54,16 @@ export const COORDINATOR_SECURITY_FLAGS: Options = {
   'token-file': { type: 'string' },
   'tls-cert': { type: 'string' },
   'tls-key': { type: 'string' },
+  'handshake-timeout': { type: 'string' },
 };
 /** Flags of a worker. */
 export const WORKER_SECURITY_FLAGS: Options = {
   'token-file': { type: 'string' },
   'tls-ca': { type: 'string' },
+  'handshake-timeout': { type: 'string' },
 };
-export const COORDINATOR_SECURITY_USAGE = '[--token-file FILE] [--tls-cert PEM --tls-key PEM]';
-export const WORKER_SECURITY_USAGE = '[--token-file FILE] [--tls-ca PEM]';
+export const COORDINATOR_SECURITY_USAGE = '[--token-file FILE] [--tls-cert PEM --tls-key PEM] [--handshake-timeout SECONDS]';
+export const WORKER_SECURITY_USAGE = '[--token-file FILE] [--tls-ca PEM] [--handshake-timeout SECONDS]';
 
 /** The security flags among parsed `values`. */
 export function securityFlagsFrom(values: Record<string, unknown>): SecurityFlags {
@@ -70,10 +72,12 @@ export function securityFlagsFrom(values: Record<string, unknown>): SecurityFlag
   const tlsCert = optStr(values, 'tls-cert');
   const tlsKey = optStr(values, 'tls-key');
   const tlsCa = optStr(values, 'tls-ca');
+  const handshakeTimeout = optStr(values, 'handshake-timeout');
   if (tokenFile !== undefined) flags.tokenFile = tokenFile;
   if (tlsCert !== undefined) flags.tlsCert = tlsCert;
   if (tlsKey !== undefined) flags.tlsKey = tlsKey;
   if (tlsCa !== undefined) flags.tlsCa = tlsCa;
+  if (handshakeTimeout !== undefined) flags.handshakeTimeout = handshakeTimeout;
   return flags;
 }
 // --- end security flags ---

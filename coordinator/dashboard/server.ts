@@ -9,7 +9,9 @@
 // read it through DNS rebinding); with a token it may listen anywhere and every request must show the
 // token: `?token=TOKEN` once (answered with a session cookie and a redirect that drops the token from the
 // address bar), the cookie, or `Authorization: Bearer TOKEN`. With the coordinator's TLS certificate it
-// serves https://.
+// serves https://. A connection must complete a request that passes those checks within the handshake
+// deadline from TCP accept, under shared/transport/admission.ts's caps; a refused request closes its
+// connection.
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { createServer as createHttpServer, type IncomingMessage, type Server as HttpServer, type ServerResponse } from 'node:http';
@@ -23,6 +25,7 @@ import type { SharedSecret } from '../../shared/auth/secret.js';
 import { WolfpackError } from '../../shared/errors.js';
 import type { Logger } from '../../shared/log.js';
 import { packageRoot } from '../../shared/paths.js';
+import { AdmissionGuard, MAX_HEADER_BYTES, type AdmissionLimits } from '../../shared/transport/admission.js';
 import type { JobEvents } from './events.js';
 import { DashboardState, type JobSummary, type Update } from './state.js';
 
@@ -60,6 +63,8 @@ export interface DashboardOptions {
   state?: DashboardState;
   /** Default MAX_DASHBOARD_CLIENTS. */
   maxClients?: number;
+  /** Limits on connections that have not completed an allowed request (default: security.handshakeTimeoutMs and admission.ts's constants). */
+  admission?: AdmissionLimits;
 }
 
 interface Asset { type: string; body: Buffer }
@@ -110,13 +115,15 @@ export class DashboardServer {
   private readonly assets: Map<string, Asset>;
   private readonly maxClients: number;
   private readonly streams = new Set<ServerResponse>();
+  private readonly guard: AdmissionGuard;
   /** Per server start: the value a token check is made against, and the session cookie's value. */
   private readonly nonce = randomBytes(16).toString('hex');
   private readonly session: string | undefined;
 
-  private constructor(http: HttpServer | HttpsServer, scheme: 'http' | 'https', host: string, opts: DashboardOptions,
+  private constructor(http: HttpServer | HttpsServer, guard: AdmissionGuard, scheme: 'http' | 'https', host: string, opts: DashboardOptions,
     secret: SharedSecret | undefined, assets: Map<string, Asset>, state: DashboardState) {
     this.http = http;
+    this.guard = guard;
     this.port = (http.address() as AddressInfo).port;
     this.url = `${scheme}://${urlHost(host)}:${this.port}/`;
     this.logger = opts.logger;
@@ -137,15 +144,19 @@ export class DashboardServer {
     checkBind(opts.host, security.secret, 'dashboard (--host)');
     const assets = await loadAssets();
     const tls = security.tls;
-    const http = tls ? createHttpsServer({ cert: tls.cert, key: tls.key, minVersion: 'TLSv1.2' }) : createHttpServer();
+    const http = tls ? createHttpsServer({ cert: tls.cert, key: tls.key, minVersion: 'TLSv1.2', maxHeaderSize: MAX_HEADER_BYTES })
+      : createHttpServer({ maxHeaderSize: MAX_HEADER_BYTES });
     http.headersTimeout = 10_000;
+    const guard = new AdmissionGuard({ name: 'dashboard', proof: 'allowed request', logger: opts.logger,
+      ...(security.handshakeTimeoutMs !== undefined ? { deadlineMs: security.handshakeTimeoutMs } : {}), ...opts.admission });
+    guard.watch(http, { upgrades: false });
     await new Promise<void>((resolve, reject) => {
       http.once('error', (e: Error) => reject(new WolfpackError('E_IO', `dashboard: cannot listen on ${opts.host}:${opts.port}: ${e.message}`)));
       http.listen(opts.port, opts.host, () => resolve());
     });
     http.on('error', (e: Error) => opts.logger.error({ err: e.message }, 'dashboard server error'));
     const state = opts.state ?? new DashboardState(opts.job);
-    const server = new DashboardServer(http, tls ? 'https' : 'http', opts.host, opts, security.secret, assets, state);
+    const server = new DashboardServer(http, guard, tls ? 'https' : 'http', opts.host, opts, security.secret, assets, state);
     opts.logger.info({ url: server.url, ...(security.secret ? { token: `required: open ${server.url}?token=TOKEN once` } : {}) },
       `dashboard: ${server.url}`);
     return server;
@@ -166,15 +177,18 @@ export class DashboardServer {
     try {
       url = new URL(req.url ?? '/', 'http://dashboard');
     } catch {
+      this.refuse(req, res, 'bad request URL');
       this.reply(res, 400, 'bad request\n');
       return;
     }
     if (req.method !== 'GET' && req.method !== 'HEAD') {
+      this.refuse(req, res, `method ${req.method ?? '?'}`);
       res.setHeader('allow', 'GET, HEAD');
       this.reply(res, 405, 'the dashboard is read-only\n');
       return;
     }
     if (!this.allowed(req, res, url)) return;
+    this.guard.admit(req.socket);
     if (url.pathname === '/events') {
       this.stream(req, res);
       return;
@@ -203,6 +217,7 @@ export class DashboardServer {
         host = new URL(`http://${req.headers.host ?? ''}`).hostname;
       } catch { /* refused below */ }
       if (isLoopbackHost(host)) return true;
+      this.refuse(req, res, `Host '${req.headers.host ?? ''}' is not a loopback name`);
       this.reply(res, 403, `dashboard: Host '${req.headers.host ?? ''}' refused: without a shared token the dashboard answers loopback names only\n`);
       return false;
     }
@@ -215,6 +230,7 @@ export class DashboardServer {
       res.setHeader('set-cookie', `${SESSION_COOKIE}=${this.session}; HttpOnly; SameSite=Strict; Path=/${this.url.startsWith('https') ? '; Secure' : ''}`);
       res.setHeader('location', url.pathname + (rest.size > 0 ? `?${rest.toString()}` : ''));
       res.end();
+      this.guard.admit(req.socket);
       return false;
     }
     const auth = req.headers.authorization;
@@ -222,8 +238,14 @@ export class DashboardServer {
     const cookie = cookies(req).get(SESSION_COOKIE);
     if (cookie !== undefined && sameBytes(Buffer.from(cookie), Buffer.from(this.session!))) return true;
     this.logger.debug({ address: req.socket.remoteAddress, path: url.pathname }, 'dashboard: request without the token refused');
+    this.refuse(req, res, 'request without the token');
     this.reply(res, 401, `this dashboard needs the job's shared token (--token-file or WOLFPACK_TOKEN): open ${this.url}?token=TOKEN once\n`);
     return false;
+  }
+
+  /** A refused request on a connection that is not admitted yet: logged by the guard, and the connection closes after the answer. */
+  private refuse(req: IncomingMessage, res: ServerResponse, reason: string): void {
+    if (this.guard.refused(req.socket, 'request', reason)) res.setHeader('connection', 'close');
   }
 
   private tokenMatches(token: string): boolean {
@@ -283,6 +305,7 @@ export class DashboardServer {
 
   /** Ends every stream and stops listening. */
   async close(): Promise<void> {
+    this.guard.close();
     this.state.close();
     for (const res of this.streams) res.end();
     await new Promise<void>((resolve) => {

@@ -6,6 +6,8 @@
 //   TLS certificate      --tls-cert      WOLFPACK_TLS_CERT      coordinator (PEM chain; then URLs are wss://)
 //   TLS key              --tls-key       WOLFPACK_TLS_KEY       coordinator (PEM)
 //   TLS trust            --tls-ca        WOLFPACK_TLS_CA        worker (PEM CA bundle; default: system CAs)
+//   handshake deadline   --handshake-timeout  WOLFPACK_HANDSHAKE_TIMEOUT  coordinator, worker, dashboard (seconds
+//                        from TCP accept to proof; default ADMISSION_DEADLINE_MS, shared/transport/admission.ts)
 //
 // A flag wins over the environment; WOLFPACK_TOKEN_FILE wins over WOLFPACK_TOKEN. The environment form is
 // also how single-node mode hands the settings to the worker processes it spawns (they inherit it).
@@ -20,6 +22,8 @@ export interface SecurityFlags {
   tlsCert?: string;
   tlsKey?: string;
   tlsCa?: string;
+  /** Seconds, as given. */
+  handshakeTimeout?: string;
 }
 
 export interface CoordinatorSecurity {
@@ -27,6 +31,8 @@ export interface CoordinatorSecurity {
   secret?: SharedSecret;
   /** Certificate and key: the coordinator serves wss://. */
   tls?: TlsServerMaterial;
+  /** Time from TCP accept to proof on the coordinator's and the dashboard's ports, ms (default ADMISSION_DEADLINE_MS). */
+  handshakeTimeoutMs?: number;
 }
 
 export interface WorkerSecurity {
@@ -34,12 +40,24 @@ export interface WorkerSecurity {
   secret?: SharedSecret;
   /** CA bundle the coordinator's certificate must chain to (wss:// only). */
   ca?: Buffer;
+  /** Time from TCP accept to a valid ring hello on the ring port, ms (default ADMISSION_DEADLINE_MS). */
+  handshakeTimeoutMs?: number;
 }
 
 function pick(flag: string | undefined, env: NodeJS.ProcessEnv, name: string): string | undefined {
   if (flag !== undefined) return flag;
   const v = env[name];
   return v === undefined || v === '' ? undefined : v;
+}
+
+function handshakeTimeoutMs(flags: SecurityFlags, env: NodeJS.ProcessEnv): number | undefined {
+  const v = pick(flags.handshakeTimeout, env, 'WOLFPACK_HANDSHAKE_TIMEOUT');
+  if (v === undefined) return undefined;
+  const s = Number(v);
+  if (!Number.isFinite(s) || s <= 0 || s > 3600) {
+    throw new WolfpackError('E_USAGE', `--handshake-timeout (or WOLFPACK_HANDSHAKE_TIMEOUT) must be a number of seconds in (0, 3600], got ${JSON.stringify(v)}`);
+  }
+  return Math.round(s * 1000);
 }
 
 /** The coordinator's settings; E_USAGE for unreadable files, a certificate without its key, and so on. */
@@ -53,6 +71,8 @@ export function coordinatorSecurity(flags: SecurityFlags = {}, env: NodeJS.Proce
   const out: CoordinatorSecurity = {};
   if (secret) out.secret = secret;
   if (cert !== undefined && key !== undefined) out.tls = loadServerTls(cert, key);
+  const deadline = handshakeTimeoutMs(flags, env);
+  if (deadline !== undefined) out.handshakeTimeoutMs = deadline;
   return out;
 }
 
@@ -63,6 +83,8 @@ export function workerSecurity(flags: SecurityFlags = {}, env: NodeJS.ProcessEnv
   const out: WorkerSecurity = {};
   if (secret) out.secret = secret;
   if (caPath !== undefined) out.ca = loadCa(caPath);
+  const deadline = handshakeTimeoutMs(flags, env);
+  if (deadline !== undefined) out.handshakeTimeoutMs = deadline;
   return out;
 }
 
@@ -78,6 +100,7 @@ export function securityEnv(flags: SecurityFlags): Record<string, string> {
   if (flags.tlsKey !== undefined) env.WOLFPACK_TLS_KEY = resolve(flags.tlsKey);
   const ca = flags.tlsCa ?? flags.tlsCert;
   if (ca !== undefined) env.WOLFPACK_TLS_CA = resolve(ca);
+  if (flags.handshakeTimeout !== undefined) env.WOLFPACK_HANDSHAKE_TIMEOUT = flags.handshakeTimeout;
   return env;
 }
 

@@ -8,6 +8,7 @@ import { createServer as createHttpsServer, type Server as HttpsServer } from 'n
 import { resolve } from 'node:path';
 import { createSecureContext } from 'node:tls';
 import { WolfpackError } from '../errors.js';
+import { MAX_HEADER_BYTES } from './admission.js';
 
 /** A TLS handshake must finish within this long, ms. */
 export const TLS_HANDSHAKE_TIMEOUT_MS = 10_000;
@@ -64,15 +65,16 @@ function upgradeOnly(_req: IncomingMessage, res: ServerResponse): void {
 
 /**
  * The HTTP(S) server a WebSocketServer attaches to: HTTPS with `tls`, plain HTTP without. Plain requests
- * get 426; slow TLS handshakes and request heads are cut off.
+ * get 426; slow TLS handshakes and request heads are cut off, and a head over MAX_HEADER_BYTES is refused
+ * (431). The coordinator's AdmissionGuard bounds each connection further, from TCP accept.
  */
 export function createCoordinatorHttpServer(tls: TlsServerMaterial | undefined): HttpServer | HttpsServer {
   if (tls === undefined) {
-    const s = createHttpServer(upgradeOnly);
+    const s = createHttpServer({ maxHeaderSize: MAX_HEADER_BYTES }, upgradeOnly);
     s.headersTimeout = TLS_HANDSHAKE_TIMEOUT_MS;
     return s;
   }
-  const s = createHttpsServer({ cert: tls.cert, key: tls.key, minVersion: 'TLSv1.2', handshakeTimeout: TLS_HANDSHAKE_TIMEOUT_MS }, upgradeOnly);
+  const s = createHttpsServer({ cert: tls.cert, key: tls.key, minVersion: 'TLSv1.2', handshakeTimeout: TLS_HANDSHAKE_TIMEOUT_MS, maxHeaderSize: MAX_HEADER_BYTES }, upgradeOnly);
   s.headersTimeout = TLS_HANDSHAKE_TIMEOUT_MS;
   return s;
 }

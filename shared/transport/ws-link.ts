@@ -16,7 +16,10 @@
 // which the server validates (RING_HELLO_MAX_BYTES, fields), passes to `verifyHello` -- THE PLACE FOR THE
 // AUTH LAYER: throw WolfpackError('E_AUTH') to refuse -- and matches against accept()'s expectation (the
 // rank of the right neighbour, the job id). Only then does it answer {"t":"welcome","v":1}; a refused
-// client is closed with a code (4400 bad hello, 4401 auth, 4409 unexpected peer) and a reason.
+// client is closed with a code (4400 bad hello, 4401 auth, 4409 unexpected peer) and a reason. Until its
+// hello has passed, a connection is held under shared/transport/admission.ts's deadline (helloTimeoutMs,
+// counted from TCP accept), caps and byte limit; the request head is bounded by MAX_HEADER_BYTES, and
+// refusals of such connections are logged once per address.
 //
 // Data message = one WebSocket binary message, normally in two fragments (neither end copies):
 //   fragment 1 (16 bytes, little-endian):
@@ -40,11 +43,13 @@
 import { createHash, randomBytes, randomFillSync } from 'node:crypto';
 import { createServer, type IncomingMessage } from 'node:http';
 import net, { type AddressInfo } from 'node:net';
+import type { Duplex } from 'node:stream';
 import { endianness } from 'node:os';
 import { WebSocket, WebSocketServer, type RawData } from 'ws';
 import { isValidTag, type Link, type RecvSink } from '../allreduce/link.js';
 import { WolfpackError, type ErrorCode } from '../errors.js';
 import { silentLogger, type Logger } from '../log.js';
+import { AdmissionGuard, ADMISSION_DEADLINE_MS, MAX_HEADER_BYTES, type AdmissionLimits } from './admission.js';
 
 export const RING_FRAME_MAGIC = 0x57;
 export const RING_FRAME_VERSION = 1;
@@ -94,8 +99,10 @@ export interface RingListenOptions {
   maxChunkBytes?: number;
   /** Bytes handed to the socket and not yet written (default DEFAULT_MAX_IN_FLIGHT_BYTES). */
   maxInFlightBytes?: number;
-  /** How long a new connection may take to send its hello (default 10 s). */
+  /** Time from TCP accept to a valid hello, ms (default ADMISSION_DEADLINE_MS); a connection that misses it is closed. */
   helloTimeoutMs?: number;
+  /** Caps on connections that have not sent a valid hello yet (default: shared/transport/admission.ts's constants). */
+  admission?: Omit<AdmissionLimits, 'deadlineMs'>;
   /** Auth hook: called with every well-formed hello; throw (E_AUTH) to refuse the connection. */
   verifyHello?: (hello: RingHello, req: IncomingMessage) => void | Promise<void>;
   logger?: Logger;
@@ -326,10 +333,10 @@ export async function listenRing(opts: RingListenOptions = {}): Promise<RingList
   const host = opts.host ?? '127.0.0.1';
   const maxChunkBytes = positiveInt('maxChunkBytes', opts.maxChunkBytes ?? DEFAULT_MAX_CHUNK_BYTES);
   const maxInFlightBytes = positiveInt('maxInFlightBytes', opts.maxInFlightBytes ?? DEFAULT_MAX_IN_FLIGHT_BYTES);
-  const helloTimeoutMs = positiveInt('helloTimeoutMs', opts.helloTimeoutMs ?? 10_000);
+  const helloTimeoutMs = positiveInt('helloTimeoutMs', opts.helloTimeoutMs ?? ADMISSION_DEADLINE_MS);
   const log = (opts.logger ?? defaultLogger()).child({ component: 'ring-link' });
   // Our own HTTP server, so that close() stops listening without waiting for accepted connections.
-  const http = createServer((_req, res) => {
+  const http = createServer({ maxHeaderSize: MAX_HEADER_BYTES }, (_req, res) => {
     res.writeHead(426, { 'content-type': 'text/plain' });
     res.end('wolfpack ring port: WebSocket only\n');
   });
@@ -339,6 +346,8 @@ export async function listenRing(opts: RingListenOptions = {}): Promise<RingList
     maxPayload: RING_HELLO_MAX_BYTES, // the client only sends its hello and control frames
     clientTracking: false,
   });
+  const guard = new AdmissionGuard({ name: 'ring', proof: 'valid ring hello', logger: log, ...opts.admission, deadlineMs: helloTimeoutMs });
+  guard.watch(http);
   await new Promise<void>((resolve, reject) => {
     http.once('error', (err: Error) => reject(new WolfpackError('E_WORKER', `cannot listen for ring connections on ${host}:${opts.port ?? 0}: ${err.message}`)));
     http.listen(opts.port ?? 0, host, () => resolve());
@@ -351,8 +360,10 @@ export async function listenRing(opts: RingListenOptions = {}): Promise<RingList
   const waiters: AcceptWaiter[] = [];
   let closed = false;
 
-  const refuse = (ws: WebSocket, code: number, reason: string): void => {
-    log.warn({ reason }, 'ring connection refused');
+  const refuse = (ws: WebSocket, code: number, reason: string, pending?: Duplex): void => {
+    // Before its hello has passed (`pending`: its socket), the guard counts the refusal and logs it once per address.
+    if (pending !== undefined) guard.refused(pending, 'hello', reason);
+    else log.warn({ reason }, 'ring connection refused');
     if (ws.readyState === WebSocket.OPEN) ws.close(code, closeReason(reason));
     setTimeout(() => ws.terminate(), 1000).unref();
   };
@@ -387,36 +398,39 @@ export async function listenRing(opts: RingListenOptions = {}): Promise<RingList
       return;
     }
     let cand: Candidate | null = null;
+    const socket = req.socket;
+    /** `socket` while its hello has not passed (the guard holds it); undefined after. */
+    let pending: Duplex | undefined = socket;
     ws.on('error', (err: Error & { code?: string }) => {
       if (cand?.outgoing) cand.outgoing.onSocketError(err);
+      else if (pending !== undefined) guard.refused(pending, 'hello', err.message);
       else log.info({ err: err.message }, 'ring connection failed before it was accepted');
     });
-    const timer = setTimeout(() => refuse(ws, RING_CLOSE_BAD_HELLO, 'no hello in time'), helloTimeoutMs);
+    guard.onExpire(socket, () => refuse(ws, RING_CLOSE_BAD_HELLO, 'no hello in time', pending));
     ws.once('close', () => {
-      clearTimeout(timer);
       const i = cand === null ? -1 : queued.indexOf(cand);
       if (i >= 0) queued.splice(i, 1);
     });
     ws.once('message', (data: RawData, isBinary: boolean) => {
-      clearTimeout(timer);
-      ws.on('message', () => refuse(ws, RING_CLOSE_BAD_HELLO, 'message before welcome'));
+      ws.on('message', () => refuse(ws, RING_CLOSE_BAD_HELLO, 'message before welcome', pending));
       if (isBinary) {
-        refuse(ws, RING_CLOSE_BAD_HELLO, 'first frame must be a text hello');
+        refuse(ws, RING_CLOSE_BAD_HELLO, 'first frame must be a text hello', pending);
         return;
       }
       const hello = parseHello((data as Buffer).toString('utf8'));
       if (typeof hello === 'string') {
-        refuse(ws, RING_CLOSE_BAD_HELLO, hello);
+        refuse(ws, RING_CLOSE_BAD_HELLO, hello, pending);
         return;
       }
       void (async () => {
         try {
           if (opts.verifyHello) await opts.verifyHello(hello, req);
         } catch (err) {
-          refuse(ws, RING_CLOSE_AUTH, err instanceof Error ? err.message : 'refused');
+          refuse(ws, RING_CLOSE_AUTH, err instanceof Error ? err.message : 'refused', pending);
           return;
         }
-        if (ws.readyState !== WebSocket.OPEN) return;
+        if (ws.readyState !== WebSocket.OPEN || !guard.admit(socket)) return; // closed, or past its deadline meanwhile
+        pending = undefined;
         cand = { ws, hello, outgoing: null };
         if (!offer(cand)) queued.push(cand);
       })();
@@ -454,6 +468,7 @@ export async function listenRing(opts: RingListenOptions = {}): Promise<RingList
         w.reject(new WolfpackError('E_WORKER', 'ring listener closed'));
       }
       for (const c of queued.splice(0)) refuse(c.ws, 1001, 'listener closed');
+      guard.close();
       wss.close();
       http.close(); // stops listening now; its callback would wait for the accepted connections to end
       return new Promise<void>((resolve) => setImmediate(resolve));
