@@ -9,7 +9,7 @@ import type { Command } from '../wolfpack.js';
 import { parse } from '../args.js';
 import { runWithDashboard } from '../../coordinator/dashboard/server.js'; // dashboard (issue 6)
 import { fanOut } from '../../coordinator/dashboard/events.js';
-import { COORDINATOR_SECURITY_FLAGS, COORDINATOR_SECURITY_USAGE, DASHBOARD_USAGE, dashboardFrom, holdFrom, jobOptionsFrom, loggerFrom, securityFlagsFrom, terminalProgress, TRAIN_FLAGS, TRAIN_USAGE } from './train-flags.js';
+import { COORDINATOR_SECURITY_FLAGS, COORDINATOR_SECURITY_USAGE, DASHBOARD_USAGE, dashboardFrom, holdFrom, jobOptionsFrom, loggerFrom, reportsFrom, securityFlagsFrom, terminalProgress, TRAIN_FLAGS, TRAIN_USAGE } from './train-flags.js';
 import { HEALTH_FLAGS, HEALTH_USAGE, healthEvents, healthFileFrom, withHealth } from './health-flags.js';
 import { createPrinter, jsonRequested } from '../../shared/log.js';
 
@@ -26,11 +26,12 @@ export const coordinator: Command = {
     checkBind(o.host, security.secret, 'coordinator --host');
     const logger = loggerFrom(values, {});
     const hold = holdFrom(values, o, logger);
+    const reports = reportsFrom(values, o, logger);
     const health = healthFileFrom(values, 'coordinator', logger);
     const print = createPrinter(jsonRequested(values['log-format'] === undefined ? [] : ['--log-format', String(values['log-format'])]));
     const dashboard = await dashboardFrom(values, o, security, logger); // dashboard (issue 6)
     await withHealth(health, () => runWithDashboard(dashboard, (events) => runJob({ ...o, security, logger, print, progress: terminalProgress(),
-      events: fanOut(events, hold, healthEvents(health)) })));
+      events: fanOut(events, hold, healthEvents(health), reports) })));
     return 0;
   },
 };

@@ -12,6 +12,7 @@ import type { Logger } from '../../shared/log.js'; // dashboard (issue 6)
 import { DashboardServer } from '../../coordinator/dashboard/server.js'; // dashboard (issue 6)
 import type { JobEvents } from '../../coordinator/dashboard/events.js';
 import { DEFAULT_HOLD_TIMEOUT_MS, holdFileEvents, parseHoldPoints } from '../../coordinator/hold.js';
+import { reportEvents } from '../../coordinator/reports.js';
 
 export const TRAIN_FLAGS: Options = {
   data: { type: 'string' },
@@ -40,6 +41,7 @@ export const TRAIN_FLAGS: Options = {
   'hold-file': { type: 'string' },
   'hold-at': { type: 'string' },
   'hold-timeout': { type: 'string' },
+  tensorboard: { type: 'string' },
   // --- feature cache (worker/feature-cache.ts) ---
   augment: { type: 'string' },
   views: { type: 'string' },
@@ -86,7 +88,7 @@ export const TRAIN_USAGE = '--data DIR --weights FILE [--workers N] [--epochs 20
   '[--momentum 0.9] [--freeze none|backbone] [--bn train|frozen] [--image-size 224] [--seed 0] [--out DIR] ' +
   '[--backend auto|tensorflow-gpu|webgpu|tensorflow|wasm|cpu] [--timeout SECONDS] [--min-workers M] [--rejoin-timeout SECONDS] [--max-bad-steps 5] ' +
   '[--resume OUT] [--config FILE] [--log-format pretty|json] [--augment train|none] [--views K] [--cache-features] [--feature-cache-mb 1024] ' +
-  '[--hold-file FILE [--hold-at E[:S],...] [--hold-timeout 600]]';
+  '[--hold-file FILE [--hold-at E[:S],...] [--hold-timeout 600]] [--tensorboard DIR]';
 
 export function loggerFrom(values: Record<string, unknown>, base: Record<string, unknown>) {
   const format = values['log-format'] === undefined ? undefined : oneOf<LogFormat>(values, 'log-format', ['pretty', 'json'], 'json');
@@ -180,6 +182,13 @@ export function holdFrom(values: Record<string, unknown>, o: Pick<JobOptions, 'e
   if (!existsSync(dirname(resolve(file)))) throw new WolfpackError('E_USAGE', `--hold-file ${file}: the folder ${dirname(resolve(file))} does not exist`);
   const points = at === undefined ? [] : parseHoldPoints(at, o.epochs);
   return holdFileEvents({ file, points, timeoutMs: o.holdTimeoutMs ?? DEFAULT_HOLD_TIMEOUT_MS, log: logger.child({ component: 'hold' }) });
+}
+
+/** steps.jsonl in --out, and with --tensorboard DIR a TensorBoard event file there (coordinator/reports.ts). */
+export function reportsFrom(values: Record<string, unknown>, o: Pick<JobOptions, 'out'>, logger: Logger): JobEvents {
+  const tensorboard = optStr(values, 'tensorboard');
+  if (tensorboard === '') throw new WolfpackError('E_USAGE', '--tensorboard needs a folder for the event file');
+  return reportEvents({ out: o.out, tensorboard, logger });
 }
 
 /** A status line rewritten in place on a terminal; nothing when stdout is not one. */

@@ -6,7 +6,7 @@ import { coordinatorSecurity, localCoordinatorUrl, securityEnv } from '../../sha
 import { parse } from '../args.js';
 import { runWithDashboard } from '../../coordinator/dashboard/server.js'; // dashboard (issue 6)
 import { fanOut } from '../../coordinator/dashboard/events.js';
-import { COORDINATOR_SECURITY_FLAGS, COORDINATOR_SECURITY_USAGE, DASHBOARD_USAGE, dashboardFrom, holdFrom, jobOptionsFrom, loggerFrom, securityFlagsFrom, terminalProgress, TRAIN_FLAGS, TRAIN_USAGE } from './train-flags.js';
+import { COORDINATOR_SECURITY_FLAGS, COORDINATOR_SECURITY_USAGE, DASHBOARD_USAGE, dashboardFrom, holdFrom, jobOptionsFrom, loggerFrom, reportsFrom, securityFlagsFrom, terminalProgress, TRAIN_FLAGS, TRAIN_USAGE } from './train-flags.js';
 import { HEALTH_FLAGS, HEALTH_USAGE, healthEvents, healthFileFrom, withHealth } from './health-flags.js';
 import { createPrinter, jsonRequested } from '../../shared/log.js';
 
@@ -20,6 +20,7 @@ export async function trainLocally(argv: string[], defaults: Partial<JobOptions>
   Object.assign(process.env, securityEnv(flags));
   const logger = loggerFrom(values, {});
   const hold = holdFrom(values, o, logger);
+  const reports = reportsFrom(values, o, logger);
   const health = healthFileFrom(values, 'coordinator', logger);
   const print = createPrinter(jsonRequested(values['log-format'] === undefined ? [] : ['--log-format', String(values['log-format'])]));
   const dashboard = await dashboardFrom(values, o, security, logger); // dashboard (issue 6)
@@ -29,7 +30,7 @@ export async function trainLocally(argv: string[], defaults: Partial<JobOptions>
   process.once('SIGTERM', stop);
   try {
     await withHealth(health, () => runWithDashboard(dashboard, (events) => runJob({ // dashboard (issue 6)
-      ...o, security, logger, print, progress: terminalProgress(), events: fanOut(events, hold, healthEvents(health)),
+      ...o, security, logger, print, progress: terminalProgress(), events: fanOut(events, hold, healthEvents(health), reports),
       // Local workers are not restarted: once too few are left, wait only --timeout (or --rejoin-timeout) for one started by hand.
       rejoinTimeoutMs: o.rejoinTimeoutMs ?? o.timeoutMs,
       onListening: (port) => workers.start(o.workers, localCoordinatorUrl(port, security), o.backend,

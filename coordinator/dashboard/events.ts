@@ -11,6 +11,7 @@ import type { MessageOf, Timings } from '../../shared/protocol/messages.js';
 import type { EpochMetrics } from '../checkpoints.js';
 import type { Member } from '../server.js';
 import { describe, type MemberLost } from '../cluster.js';
+import { shareSizes } from '../data-plan.js';
 
 /** One completed global step. */
 export interface StepEvent {
@@ -26,10 +27,14 @@ export interface StepEvent {
   loss: number;
   /** The step was skipped on every replica (a non-finite loss or gradient somewhere). */
   skipped: boolean;
+  /** Of the global batch, the fraction predicted right (before the update); NaN when the step was skipped. */
+  accuracy: number;
   /** Global batch / the slowest rank's step time. */
   images_per_s: number;
-  /** Per rank: its share of the batch, its step time (data + compute + all-reduce + update) and images/s. */
-  ranks: { rank: number; samples: number; step_ms: number; images_per_s: number }[];
+  /** The ranks' all-reduce time over their step time, summed over ranks (as an epoch's allreduce_share). */
+  allreduce_share: number;
+  /** Per rank: its share of the batch, its step time (data + compute + all-reduce + update), its all-reduce time and images/s. */
+  ranks: { rank: number; samples: number; step_ms: number; allreduce_ms: number; images_per_s: number }[];
 }
 
 /** A member of the ring, as a dashboard shows it. */
@@ -86,16 +91,22 @@ const stepMs = (t: Timings): number => t.data + t.compute + t.allreduce + t.upda
 
 /** The StepEvent of one step from the ranks' stepDone replies (in any order). */
 export function stepEvent(at: { epoch: number; step: number; steps: number; global_step: number }, replies: MessageOf<'stepDone'>[]): StepEvent {
+  const first = replies[0];
+  // Every reply carries the all-reduced (global) counts; a rank's own share is its part of the data plan's split.
+  const samples = first.samples;
+  const shares = shareSizes(samples, replies.length);
   const ranks = replies.map((r) => {
     const ms = stepMs(r.timings);
-    return { rank: r.rank, samples: r.samples, step_ms: ms, images_per_s: ms > 0 ? r.samples / (ms / 1000) : 0 };
+    const share = shares[r.rank] ?? 0;
+    return { rank: r.rank, samples: share, step_ms: ms, allreduce_ms: r.timings.allreduce, images_per_s: ms > 0 ? share / (ms / 1000) : 0 };
   }).sort((a, b) => a.rank - b.rank);
   const slowest = Math.max(0, ...ranks.map((r) => r.step_ms));
-  const samples = ranks.reduce((a, r) => a + r.samples, 0);
-  const first = replies[0];
+  const totalMs = ranks.reduce((a, r) => a + r.step_ms, 0);
   return {
     ...at, loss: first.skipped ? NaN : first.loss, skipped: first.skipped,
-    images_per_s: slowest > 0 ? samples / (slowest / 1000) : 0, ranks,
+    accuracy: first.skipped || samples === 0 ? NaN : first.correct / samples,
+    images_per_s: slowest > 0 ? samples / (slowest / 1000) : 0,
+    allreduce_share: totalMs > 0 ? ranks.reduce((a, r) => a + r.allreduce_ms, 0) / totalMs : 0, ranks,
   };
 }
 

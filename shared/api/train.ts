@@ -15,6 +15,7 @@ import { LocalWorkers } from '../../coordinator/local-workers.js';
 import { fanOut, guardEvents, type JobEvents } from '../../coordinator/dashboard/events.js';
 import { DashboardServer, runWithDashboard } from '../../coordinator/dashboard/server.js';
 import { DEFAULT_HOLD_TIMEOUT_MS } from '../../coordinator/hold.js';
+import { reportEvents, STEPS_FILE } from '../../coordinator/reports.js';
 
 export interface TrainOptions {
   /** ImageFolder root: train/<class>/* and val/<class>/* (JPEG, PNG or WebP). */
@@ -40,7 +41,7 @@ export interface TrainOptions {
   imageSize?: number;
   /** Data order, augmentation and the new head's initialisation (default 0). */
   seed?: number;
-  /** Output directory: best.ckpt, last.ckpt, train-state.json, metrics.jsonl, curves.png (default 'runs/latest'). */
+  /** Output directory: best.ckpt, last.ckpt, train-state.json, metrics.jsonl, steps.jsonl, curves.png (default 'runs/latest'). */
   out?: string;
   /** The workers' TF.js backend (default 'auto'). */
   backend?: BackendChoice;
@@ -68,6 +69,8 @@ export interface TrainOptions {
   events?: JobEvents;
   /** Longest one such promise holds the run, ms (default 10 minutes); then a warning is logged and the run goes on. */
   holdTimeoutMs?: number;
+  /** Write a TensorBoard event file (per-step and per-epoch scalars) in this folder, as the CLI's --tensorboard. Default: none. */
+  tensorboard?: string;
   /** The lab's per-epoch lines ("Epoch: 1/20, train Loss: ..."); default: not printed. */
   print?: (line: string) => void;
   /** The coordinator's logs (pino). Default: none. */
@@ -82,6 +85,8 @@ export interface TrainResult extends JobResult {
   best: string;
   last: string;
   metrics: string;
+  /** One line per completed step (coordinator/reports.ts). */
+  steps: string;
   /** The dashboard's URL, when one was served. */
   dashboardUrl?: string;
 }
@@ -166,6 +171,7 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
   const flags = options.security ?? {};
   const security = coordinatorSecurity(flags, process.env);
   const events = options.events ? guardEvents(options.events, logger) : undefined;
+  const reports = reportEvents({ out: o.out, tensorboard: text(options as unknown as Record<string, unknown>, 'tensorboard'), logger });
   const dashboard = dashboardPort === undefined ? undefined : await DashboardServer.start({
     host: o.host, port: dashboardPort, security, logger,
     job: { epochs: o.epochs, batchSize: o.batchSize, workers: o.workers, lr: o.lr, momentum: o.momentum, imageSize: o.imageSize, freeze: o.freeze, bn: o.bn, out: o.out, data: o.data },
@@ -183,12 +189,12 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
   try {
     const result = await runWithDashboard(dashboard, (dashboardEvents) => runJob({
       ...o, security, logger, print: options.print ?? (() => undefined),
-      events: fanOut(dashboardEvents, events),
+      events: fanOut(dashboardEvents, events, reports),
       onListening: (port) => workers.start(o.workers, localCoordinatorUrl(port, security), o.backend, workerEnv),
     }));
     await workers.stop();
     return {
-      ...result, out: o.out, best: join(o.out, 'best.ckpt'), last: join(o.out, 'last.ckpt'), metrics: join(o.out, 'metrics.jsonl'),
+      ...result, out: o.out, best: join(o.out, 'best.ckpt'), last: join(o.out, 'last.ckpt'), metrics: join(o.out, 'metrics.jsonl'), steps: join(o.out, STEPS_FILE),
       ...(dashboard ? { dashboardUrl: dashboard.url } : {}),
     };
   } finally {

@@ -50,6 +50,7 @@ t.test('train(): a tiny run with typed options, events and a result', async (t) 
   const lines: string[] = [];
   const options: Wolfpack.TrainOptions = {
     data: job.data, weights: job.weights, workers: 2, epochs: 2, batchSize: 6, imageSize: 32, lr: 0.05, out, backend: 'wasm', timeoutMs: 60_000,
+    tensorboard: join(job.dir, 'tb'),
     print: (line) => lines.push(line),
     events: {
       step: (s) => steps.push(s),
@@ -66,7 +67,9 @@ t.test('train(): a tiny run with typed options, events and a result', async (t) 
   t.ok(r.bestEpoch >= 1 && r.bestEpoch <= 2, `best epoch ${r.bestEpoch}`);
   t.ok(r.bestAccuracy >= 0 && r.bestAccuracy <= 1);
   t.equal(r.out, out);
-  for (const f of [r.best, r.last, r.metrics]) t.ok(existsSync(f), `${f} written`);
+  for (const f of [r.best, r.last, r.metrics, r.steps]) t.ok(existsSync(f), `${f} written`);
+  t.equal(readFileSync(r.steps, 'utf8').trim().split('\n').length, 8, 'steps.jsonl: a line per step');
+  t.equal(readdirSync(join(job.dir, 'tb')).filter((f) => f.startsWith('events.out.tfevents.')).length, 1, 'options.tensorboard: an event file');
   t.same(steps.map((s) => [s.epoch, s.step, s.global_step]), [[1, 1, 1], [1, 2, 2], [1, 3, 3], [1, 4, 4], [2, 1, 5], [2, 2, 6], [2, 3, 7], [2, 4, 8]]);
   t.ok(steps.every((s) => Number.isFinite(s.loss) && s.images_per_s > 0 && s.ranks.length === 2), 'loss, images/s and both ranks on each step');
   t.same(epochs, r.epochs, 'the epoch events are the result\'s epochs');

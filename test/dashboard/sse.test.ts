@@ -72,8 +72,8 @@ t.test('the event stream: a snapshot, then one frame per JobEvents call, in orde
   t.same(m.data.workers.map((w: { host: string; state: string }) => [w.host, w.state]), [['host-a', 'in ring'], ['host-b', 'in ring']]);
   t.match((await sse.nextEvent('event')).data, { kind: 'ring', text: /generation 0, 2 worker\(s\): 0: host-a\/pid 101 -> 1: host-b\/pid 102/ });
 
-  state.step({ epoch: 1, step: 1, steps: 4, global_step: 1, loss: 0.69, skipped: false, images_per_s: 30,
-    ranks: [{ rank: 0, samples: 3, step_ms: 100, images_per_s: 30 }, { rank: 1, samples: 3, step_ms: 60, images_per_s: 50 }] });
+  state.step({ epoch: 1, step: 1, steps: 4, global_step: 1, loss: 0.69, skipped: false, accuracy: 0.5, images_per_s: 30, allreduce_share: 0.25,
+    ranks: [{ rank: 0, samples: 3, step_ms: 100, allreduce_ms: 20, images_per_s: 30 }, { rank: 1, samples: 3, step_ms: 60, allreduce_ms: 20, images_per_s: 50 }] });
   t.match((await sse.nextEvent('status')).data, { status: 'training' }, 'the first step marks the run as training');
   const s1 = await sse.nextEvent('step');
   t.equal(s1.data.point[0], 1, 'global step');
@@ -81,7 +81,7 @@ t.test('the event stream: a snapshot, then one frame per JobEvents call, in orde
   t.equal(s1.data.point[4], 30, 'images/s');
   t.same(s1.data.ranks, [{ memberId: 'm-a', images_per_s: 30 }, { memberId: 'm-b', images_per_s: 50 }], 'ranks are named by member');
 
-  state.step({ epoch: 1, step: 2, steps: 4, global_step: 2, loss: NaN, skipped: true, images_per_s: 31, ranks: [] });
+  state.step({ epoch: 1, step: 2, steps: 4, global_step: 2, loss: NaN, skipped: true, accuracy: NaN, images_per_s: 31, allreduce_share: 0, ranks: [] });
   t.equal((await sse.nextEvent('step')).data.point[3], null, 'a skipped step has no loss (a gap in the curve)');
 
   state.epoch(metrics);
