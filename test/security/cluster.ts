@@ -33,8 +33,11 @@ export function start(args: string[], env: Record<string, string> = {}): Proc {
   };
 }
 
-/** Waits until `p` logs a JSON line whose msg matches `re`; resolves with it. Rejects on exit or after `ms`. */
-export function waitForLog(p: Proc, re: RegExp, ms: number): Promise<Record<string, unknown>> {
+/**
+ * Waits until `p` logs a JSON line whose msg matches `re` (and that `where` accepts); resolves with it.
+ * Rejects on exit or after `ms`.
+ */
+export function waitForLog(p: Proc, re: RegExp, ms: number, where: (rec: Record<string, unknown>) => boolean = () => true): Promise<Record<string, unknown>> {
   return new Promise((resolve, reject) => {
     let done = false;
     const scan = () => {
@@ -42,7 +45,7 @@ export function waitForLog(p: Proc, re: RegExp, ms: number): Promise<Record<stri
         if (!line.startsWith('{')) continue;
         try {
           const rec = JSON.parse(line) as Record<string, unknown>;
-          if (typeof rec.msg === 'string' && re.test(rec.msg)) return rec;
+          if (typeof rec.msg === 'string' && re.test(rec.msg) && where(rec)) return rec;
         } catch { /* a partial line */ }
       }
       return undefined;
@@ -62,6 +65,18 @@ export function waitForLog(p: Proc, re: RegExp, ms: number): Promise<Record<stri
     p.proc.once('exit', onExit);
     onData();
   });
+}
+
+/** Every JSON line `p` logged so far. */
+export function logRecords(p: Proc): Record<string, unknown>[] {
+  const out: Record<string, unknown>[] = [];
+  for (const line of p.stderr().split('\n')) {
+    if (!line.startsWith('{')) continue;
+    try {
+      out.push(JSON.parse(line) as Record<string, unknown>);
+    } catch { /* a partial line */ }
+  }
+  return out;
 }
 
 /** `wolfpack coordinator ARGS --port 0`, resolved once it listens, with its port. */
