@@ -1,10 +1,10 @@
 // wolfpack as a library: `import { train, predict } from 'wolfpack'`. train() runs single-node data-parallel
-// fine-tuning (the coordinator in this process, N local worker processes; shared/api/train.ts), predict()
-// classifies images or NCHW tensors with a trained weights file (shared/api/predict.ts). Errors are
+// fine-tuning (the coordinator in this process, N local worker processes; api/train.ts), predict()
+// classifies images or NCHW tensors with a trained weights file (api/predict.ts). Errors are
 // WolfpackError values with a code (shared/errors.ts). docs/API.md describes it all.
-export { train, checkTrainOptions, type TrainOptions, type TrainResult } from './shared/api/train.js';
-import type { PredictOptions, Prediction } from './shared/api/predict.js';
-export type { PredictInput, PredictOptions, Prediction, TensorInput } from './shared/api/predict.js';
+export { train, checkTrainOptions, type TrainOptions, type TrainResult } from './api/train.js';
+import type { PredictOptions, Prediction } from './api/predict.js';
+export type { PredictInput, PredictOptions, Prediction, TensorInput } from './api/predict.js';
 export { WolfpackError, isWolfpackError, type ErrorCode } from './shared/errors.js';
 export type { EpochMetrics } from './coordinator/checkpoints.js';
 export type { JobResult } from './coordinator/job.js';
@@ -20,6 +20,6 @@ export { createLogger, silentLogger, type Logger, type LogFormat } from './share
  * so a program that only trains does not load it.
  */
 export async function predict(options: PredictOptions): Promise<Prediction[]> {
-  const impl = await import('./shared/api/predict.js');
+  const impl = await import('./api/predict.js');
   return impl.predict(options);
 }

@@ -17,7 +17,7 @@
 // flavour, transforms, batch, optimiser, target and epoch limit; its wall time also counts from process start.
 import { mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { DEMO_DEFAULTS } from '../cli/commands/demo.js';
+import { DEMO_DEFAULTS } from '../shared/demo/assets.js';
 import { WolfpackError } from '../shared/errors.js';
 import { workPath } from '../shared/paths.js';
 import { readCkpt } from '../shared/weights/ckpt.js';

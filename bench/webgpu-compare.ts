@@ -8,7 +8,7 @@ import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { basename, join, resolve } from 'node:path';
-import { num, parse } from '../cli/args.js';
+import { num, parse } from '../shared/config/args.js';
 import { packageRoot } from '../shared/paths.js';
 import { machineInfo, round, type MachineInfo } from './machine.js';
 import { runCommand } from './command.js';

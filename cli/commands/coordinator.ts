@@ -6,7 +6,7 @@ import { checkBind } from '../../shared/auth/bind-policy.js';
 import { coordinatorSecurity } from '../../shared/auth/config.js';
 import { WolfpackError } from '../../shared/errors.js';
 import type { Command } from '../wolfpack.js';
-import { parse } from '../args.js';
+import { parse } from '../../shared/config/args.js';
 import { runWithDashboard } from '../../coordinator/dashboard/server.js'; // dashboard (issue 6)
 import { fanOut } from '../../coordinator/dashboard/events.js';
 import { COORDINATOR_SECURITY_FLAGS, COORDINATOR_SECURITY_USAGE, DASHBOARD_USAGE, dashboardFrom, holdFrom, jobOptionsFrom, loggerFrom, reportsFrom, securityFlagsFrom, terminalProgress, TRAIN_FLAGS, TRAIN_USAGE } from './train-flags.js';

@@ -12,7 +12,7 @@ import { unzipImageFolder } from '../../shared/fetch/unzip.js';
 import { readWeightsFile } from '../../shared/weights/read.js';
 import { jsonLineStream, jsonRequested } from '../../shared/log.js';
 import type { Command } from '../wolfpack.js';
-import { optStr, parse, str } from '../args.js';
+import { optStr, parse, str } from '../../shared/config/args.js';
 
 export interface Source {
   url: string;

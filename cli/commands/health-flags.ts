@@ -4,8 +4,8 @@
 import type { JobEvents } from '../../coordinator/dashboard/events.js';
 import { HealthFile, type HealthRole } from '../../shared/health/state-file.js';
 import type { Logger } from '../../shared/log.js';
-import type { Options } from '../args.js';
-import { optStr } from '../args.js';
+import type { Options } from '../../shared/config/args.js';
+import { optStr } from '../../shared/config/args.js';
 
 export const HEALTH_FLAGS: Options = {
   'health-file': { type: 'string' },

@@ -5,7 +5,7 @@
 // is cheap enough to run every few seconds.
 import { checkHealth, DEFAULT_MAX_AGE_S } from '../../shared/health/state-file.js';
 import type { Command } from '../wolfpack.js';
-import { num, parse, str } from '../args.js';
+import { num, parse, str } from '../../shared/config/args.js';
 
 export const health: Command = {
   summary: 'Exit 0 if the process writing --file (its --health-file) is healthy and the file is fresh, else 1.',

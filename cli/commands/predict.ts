@@ -4,9 +4,9 @@
 import { BACKENDS, selectBackend } from '../../shared/backend/select.js';
 import { WolfpackError } from '../../shared/errors.js';
 import { createLogger } from '../../shared/log.js';
-import { loadPredictModel, predictLogits, readImages, readInputTensor, softmax } from '../../shared/api/inference.js';
+import { loadPredictModel, predictLogits, readImages, readInputTensor, softmax } from '../../api/inference.js';
 import type { Command } from '../wolfpack.js';
-import { num, oneOf, optStr, parse, str } from '../args.js';
+import { num, oneOf, optStr, parse, str } from '../../shared/config/args.js';
 
 const USAGE = 'wolfpack predict --weights FILE (IMAGE... | --input-tensor X.npy) [--json] [--classes a,b,...] ' +
   `[--image-size 224] [--batch-size 8] [--backend ${BACKENDS.join('|')}]`;

@@ -9,7 +9,7 @@ import { epochPermutation } from '../../shared/data/rng.js';
 import { readFileBytes } from '../../shared/fs/read-file.js';
 import { createLogger } from '../../shared/log.js';
 import type { Command } from '../wolfpack.js';
-import { num, parse, str } from '../args.js';
+import { num, parse, str } from '../../shared/config/args.js';
 
 const USAGE = 'wolfpack preview --data DIR --out batch.png [--batch-size 18] [--seed 0] [--image-size 224] [--columns 6]';
 

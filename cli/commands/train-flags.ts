@@ -5,7 +5,7 @@ import { BACKENDS, type BackendChoice } from '../../shared/backend/select.js';
 import { WolfpackError } from '../../shared/errors.js';
 import { createLogger, type LogFormat } from '../../shared/log.js';
 import type { JobOptions } from '../../coordinator/job.js';
-import { num, oneOf, optStr, str, type Options } from '../args.js';
+import { num, oneOf, optStr, str, type Options } from '../../shared/config/args.js';
 import type { SecurityFlags } from '../../shared/auth/config.js';
 import type { CoordinatorSecurity } from '../../shared/auth/config.js'; // dashboard (issue 6)
 import type { Logger } from '../../shared/log.js'; // dashboard (issue 6)

@@ -3,7 +3,7 @@ import { runJob, type JobOptions } from '../../coordinator/job.js';
 import { LocalWorkers } from '../../coordinator/local-workers.js';
 import type { Command } from '../wolfpack.js';
 import { coordinatorSecurity, localCoordinatorUrl, securityEnv } from '../../shared/auth/config.js';
-import { parse } from '../args.js';
+import { parse } from '../../shared/config/args.js';
 import { runWithDashboard } from '../../coordinator/dashboard/server.js'; // dashboard (issue 6)
 import { fanOut } from '../../coordinator/dashboard/events.js';
 import { COORDINATOR_SECURITY_FLAGS, COORDINATOR_SECURITY_USAGE, DASHBOARD_USAGE, dashboardFrom, holdFrom, jobOptionsFrom, loggerFrom, reportsFrom, securityFlagsFrom, terminalProgress, TRAIN_FLAGS, TRAIN_USAGE } from './train-flags.js';

@@ -6,7 +6,7 @@ import { checkBind } from '../../shared/auth/bind-policy.js';
 import { workerSecurity } from '../../shared/auth/config.js';
 import { BACKENDS } from '../../shared/backend/select.js';
 import type { Command } from '../wolfpack.js';
-import { num, oneOf, optStr, parse, str } from '../args.js';
+import { num, oneOf, optStr, parse, str } from '../../shared/config/args.js';
 import { loggerFrom, securityFlagsFrom, WORKER_SECURITY_FLAGS, WORKER_SECURITY_USAGE } from './train-flags.js';
 import { HEALTH_FLAGS, HEALTH_USAGE, healthFileFrom } from './health-flags.js';
 

@@ -1,5 +1,5 @@
 // What a running job reports as it goes, for a live view (the dashboard, ./server.ts) or a program (the
-// `train()` API, shared/api/train.ts): one call per completed step, per epoch, per ring formed, per
+// `train()` API, api/train.ts): one call per completed step, per epoch, per ring formed, per
 // notable event (joins, losses, best checkpoint). runJob (coordinator/job.ts) calls an optional
 // `JobEvents` sink; every method is optional. A sink runs on the job's own loop: it must return quickly
 // and must not throw (wrap user code with `guardEvents`). `step` and `epoch` may return a promise: the

@@ -11,7 +11,7 @@ import sharp from 'sharp';
 import { PEER_PYTHON, peerUnavailable } from '../../bench/model.js';
 import { benchPeerScript } from '../../bench/peers.js';
 import { ckptToSafetensors, torchTta } from '../../bench/time-to-accuracy.js';
-import { predictLogits, readImages, readInputTensor } from '../../shared/api/inference.js';
+import { predictLogits, readImages, readInputTensor } from '../../api/inference.js';
 import { selectBackend } from '../../shared/backend/select.js';
 import { generateSyntheticCanidae } from '../../shared/data/synthetic.js';
 import { initModel, modelFromTensors, tensorsFromModel } from '../../shared/model/weights.js';

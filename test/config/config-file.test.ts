@@ -3,7 +3,7 @@
 import t from 'tap';
 import { join } from 'node:path';
 import { envName, resolveArgv, type FlagOptions } from '../../shared/config/config-file.js';
-import { parse } from '../../cli/args.js';
+import { parse } from '../../shared/config/args.js';
 import { TRAIN_FLAGS } from '../../cli/commands/train-flags.js';
 
 const OPTS: FlagOptions = {

@@ -2,7 +2,7 @@
 // is tested): every compose file and Kubernetes manifest parses; the services, GPU reservations, health
 // checks, volumes and the token secret are there; every command is a wolfpack subcommand that the CLI
 // dispatches, whose argv the command's real parser accepts (its parse options, captured by mocking
-// cli/args.js), whose WOLFPACK_<FLAG> environment variables reach it, and whose paths
+// shared/config/args.js), whose WOLFPACK_<FLAG> environment variables reach it, and whose paths
 // `wolfpack fetch` produces; every environment variable is one wolfpack reads; every compose variable is
 // documented; every container's health check asks the process itself (`wolfpack health` on the file its
 // --health-file names); the Dockerfiles build from `npm pack` (the package's files), check their backend,
@@ -17,7 +17,7 @@ import { parse as parseYaml, parseAllDocuments } from 'yaml';
 import { packageRoot } from '../../shared/paths.js';
 import { envName } from '../../shared/config/config-file.js';
 import { DATASETS, WEIGHTS } from '../../cli/commands/fetch.js';
-import { parse, type Options } from '../../cli/args.js';
+import { parse, type Options } from '../../shared/config/args.js';
 import { main } from '../../cli/wolfpack.js';
 
 const deploy = join(packageRoot, 'deploy');
@@ -33,12 +33,12 @@ const HEALTH_PATH = '/tmp/wolfpack-health.json';
 
 interface ParseCall { options: Options; allowPositionals: boolean }
 
-/** The exact options (and positionals setting) a command passes to parse(), captured by mocking cli/args.js. */
+/** The exact options (and positionals setting) a command passes to parse(), captured by mocking shared/config/args.js. */
 async function commandOptions(t: Test, name: string): Promise<ParseCall> {
-  const real = await import('../../cli/args.js');
+  const real = await import('../../shared/config/args.js');
   let captured: ParseCall | undefined;
   const mod = await t.mockImport<Record<string, { run(argv: string[]): Promise<number> }>>(`../../cli/commands/${name}.js`, {
-    '../../cli/args.js': {
+    '../../shared/config/args.js': {
       ...real,
       parse: (_argv: string[], options: Options, allowPositionals = false) => { captured = { options, allowPositionals }; throw new Error('options captured'); },
     },
@@ -197,7 +197,7 @@ async function checkRun(t: Test, run: Run): Promise<Map<string, string | undefin
     t.ok(known, `${run.where}: wolfpack ${sub} accepts --${name}`);
     if (known && options[name].type === 'string') t.ok(value !== undefined && !value.startsWith('--'), `${run.where}: --${name} has a value`);
   }
-  // the command's real parser (cli/args.ts, strict) takes the whole argv, with no WOLFPACK_* variables set
+  // the command's real parser (shared/config/args.ts, strict) takes the whole argv, with no WOLFPACK_* variables set
   let parsed: ReturnType<typeof parse> | undefined;
   let error: string | undefined;
   await withEnv({}, () => { try { parsed = parse(run.argv.slice(1), options, allowPositionals); } catch (e) { error = (e as Error).message; } });

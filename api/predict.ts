@@ -1,11 +1,11 @@
 // `predict()`, the programmatic form of `wolfpack predict`: eval-mode logits and softmax probabilities of a
 // weights file that has its classification head, in this process. Inputs are image files (resized and
 // centre-cropped as in evaluation), .npy files or Float32Arrays already normalised in NCHW layout (the
-// PyTorch/MindSpore convention). It runs on shared/api/inference.ts, as `wolfpack predict` does, so the
+// PyTorch/MindSpore convention). It runs on api/inference.ts, as `wolfpack predict` does, so the
 // numbers are the CLI's.
-import { BACKENDS, selectBackend, type BackendChoice } from '../backend/select.js';
-import { WolfpackError } from '../errors.js';
-import { silentLogger, type Logger } from '../log.js';
+import { BACKENDS, selectBackend, type BackendChoice } from '../shared/backend/select.js';
+import { WolfpackError } from '../shared/errors.js';
+import { silentLogger, type Logger } from '../shared/log.js';
 import { loadPredictModel, nchwToNhwc, predictLogits, readImages, readInputTensor, softmax, type PredictInputs } from './inference.js';
 
 /** A float32 NCHW batch [N, 3, H, W], normalised with the ImageNet mean and std. */

@@ -1,8 +1,8 @@
-// Flag parsing shared by the commands: node:util parseArgs with errors turned into E_USAGE, and
-// typed readers that name the flag in their error.
+// Flag parsing shared by the commands and by the benchmarks' own entry points: node:util parseArgs with
+// errors turned into E_USAGE, and typed readers that name the flag in their error.
 import { parseArgs, type ParseArgsConfig } from 'node:util';
-import { resolveArgv } from '../shared/config/config-file.js';
-import { WolfpackError } from '../shared/errors.js';
+import { resolveArgv } from './config-file.js';
+import { WolfpackError } from '../errors.js';
 
 export type Options = NonNullable<ParseArgsConfig['options']>;
 

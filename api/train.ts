@@ -6,16 +6,16 @@
 // WolfpackError naming it. Like cli/, this module sits above coordinator/ and shared/ (the package's
 // front door, re-exported by index.ts).
 import { join } from 'node:path';
-import { coordinatorSecurity, localCoordinatorUrl, securityEnv, type SecurityFlags } from '../auth/config.js';
-import { BACKENDS, type BackendChoice } from '../backend/select.js';
-import { WolfpackError } from '../errors.js';
-import { silentLogger, type Logger } from '../log.js';
-import { runJob, type JobOptions, type JobResult } from '../../coordinator/job.js';
-import { LocalWorkers } from '../../coordinator/local-workers.js';
-import { fanOut, guardEvents, type JobEvents } from '../../coordinator/dashboard/events.js';
-import { DashboardServer, runWithDashboard } from '../../coordinator/dashboard/server.js';
-import { DEFAULT_HOLD_TIMEOUT_MS } from '../../coordinator/hold.js';
-import { reportEvents, STEPS_FILE } from '../../coordinator/reports.js';
+import { coordinatorSecurity, localCoordinatorUrl, securityEnv, type SecurityFlags } from '../shared/auth/config.js';
+import { BACKENDS, type BackendChoice } from '../shared/backend/select.js';
+import { WolfpackError } from '../shared/errors.js';
+import { silentLogger, type Logger } from '../shared/log.js';
+import { runJob, type JobOptions, type JobResult } from '../coordinator/job.js';
+import { LocalWorkers } from '../coordinator/local-workers.js';
+import { fanOut, guardEvents, type JobEvents } from '../coordinator/dashboard/events.js';
+import { DashboardServer, runWithDashboard } from '../coordinator/dashboard/server.js';
+import { DEFAULT_HOLD_TIMEOUT_MS } from '../coordinator/hold.js';
+import { reportEvents, STEPS_FILE } from '../coordinator/reports.js';
 
 export interface TrainOptions {
   /** ImageFolder root: train/<class>/* and val/<class>/* (JPEG, PNG or WebP). */

@@ -1,18 +1,18 @@
 // The inference building blocks `wolfpack predict` and the programmatic predict() share: reading inputs
 // (images through the evaluation transform, or normalised NCHW tensors), loading a weights file that has
 // its classification head, and eval-mode logits in batches.
-import { tf } from '../backend/tf.js';
-import { readNpy } from '../data/npy.js';
-import { evalTransform } from '../data/transforms.js';
-import { WolfpackError } from '../errors.js';
-import { readFileBytes } from '../fs/read-file.js';
-import type { Logger } from '../log.js';
-import { forward } from '../model/forward.js';
-import { headPrefix } from '../model/spec.js';
-import type { ModelState } from '../model/state.js';
-import { ParamTensors } from '../model/tensors.js';
-import { inspectTensors, modelFromTensors } from '../model/weights.js';
-import { readWeightsFile } from '../weights/read.js';
+import { tf } from '../shared/backend/tf.js';
+import { readNpy } from '../shared/data/npy.js';
+import { evalTransform } from '../shared/data/transforms.js';
+import { WolfpackError } from '../shared/errors.js';
+import { readFileBytes } from '../shared/fs/read-file.js';
+import type { Logger } from '../shared/log.js';
+import { forward } from '../shared/model/forward.js';
+import { headPrefix } from '../shared/model/spec.js';
+import type { ModelState } from '../shared/model/state.js';
+import { ParamTensors } from '../shared/model/tensors.js';
+import { inspectTensors, modelFromTensors } from '../shared/model/weights.js';
+import { readWeightsFile } from '../shared/weights/read.js';
 
 /** The inputs as NHWC float32 images of one size, with where each came from. */
 export interface PredictInputs {
