@@ -6,7 +6,10 @@
 //
 // The buffer is filled with rank+1 once; the first step's all-reduce is checked to give exactly
 // N(N+1)/2 everywhere, later steps reduce whatever the buffer holds (the values only grow), and the
-// SHA-256 of the final buffer lets the parent check that every rank ended bitwise identical.
+// SHA-256 of the final buffer lets the parent check that every rank ended bitwise identical. After the
+// timed steps one more, untimed, reduction through the same schedule runs over mixed-magnitude values
+// (rank-seeded, so the order of summation shows in the last bits); its SHA-256 (mixedSha256) lets the
+// parent check that --schedule overlap's buckets give the bits of --schedule none's whole-buffer ring.
 // Messages (JSON over IPC), rank -> parent: listening {port} | ready | result {...} | error {message, code};
 // parent -> rank: setup {...} | exit. The rank exits when the parent's channel closes.
 import { createHash } from 'node:crypto';
@@ -14,11 +17,12 @@ import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { bucketedAllReduce } from '../shared/allreduce/buckets.js';
 import { createRingBuffer, ringAllReduce } from '../shared/allreduce/ring.js';
 import type { Link } from '../shared/allreduce/link.js';
 import { isWolfpackError } from '../shared/errors.js';
 import { connectRing, listenRing, wsLink } from '../shared/transport/ws-link.js';
-import { createSchedule, modelledStep, releaseOrder, stepTimeline, type ScheduleOptions } from './cluster-step.js';
+import { createSchedule, modelledStep, type BucketedCollective, releaseOrder, stepTimeline, type ScheduleOptions } from './cluster-step.js';
 import { listenToParent, nextParentMessage, sendToParent } from './rank-ipc.js';
 
 export interface ClusterRankSetup extends ScheduleOptions {
@@ -71,6 +75,8 @@ export interface ClusterRankResult {
   ok: boolean;
   firstBad?: string;
   sha256: string;
+  /** SHA-256 of the buffer after the untimed mixed-values reduction through the schedule. */
+  mixedSha256: string;
   /** Share of the machine's CPU time busy, in system and in softirq over the timed steps (machineStats only). */
   machine?: { busy: number; system: number; softirq: number };
 }
@@ -105,6 +111,18 @@ function checkFirst(buf: Float32Array, size: number): { ok: boolean; firstBad?: 
   return { ok: true };
 }
 
+const hashOf = (buf: Float32Array): string => createHash('sha256').update(new Uint8Array(buf.buffer, buf.byteOffset, buf.byteLength)).digest('hex');
+
+/** Rank-seeded values of mixed magnitudes (xorshift32), so that sums in another order would round differently. */
+function fillMixed(buf: Float32Array, rank: number): void {
+  let x = (0x9e3779b9 ^ (rank * 0x85ebca6b)) >>> 0 || 1;
+  for (let i = 0; i < buf.length; i++) {
+    x ^= x << 13; x >>>= 0; x ^= x >>> 17; x ^= x << 5; x >>>= 0;
+    const u = x / 4294967296;
+    buf[i] = (u * 2 - 1) * ((x & 7) === 0 ? 1e4 : 1e-2);
+  }
+}
+
 async function runRank(host: string): Promise<void> {
   const listener = await listenRing({ host, port: 0 });
   await sendToParent({ t: 'listening', port: listener.port });
@@ -130,7 +148,17 @@ async function runRank(host: string): Promise<void> {
     link === null ? { bytesSent: 0, bytesReceived: 0, messagesSent: 0, messagesReceived: 0 } : ringAllReduce(region, rank, size, link, { step: ringStep++ });
   const bar = new Float32Array(1);
   const barrier = async (): Promise<void> => { await allReduce(bar); };
-  const schedule = createSchedule(setup, buf, layers, allReduce);
+  // --schedule overlap: bucket k is collective ringStep + k, so every rank numbers them alike.
+  const bucketed: BucketedCollective = async (buckets, ready) => {
+    const step = ringStep;
+    ringStep += buckets.length;
+    if (link === null) {
+      for (let k = 0; k < buckets.length; k++) await ready(k);
+      return { bytesSent: 0, bytesReceived: 0, messagesSent: 0, messagesReceived: 0 };
+    }
+    return bucketedAllReduce(buf, rank, size, link, { buckets, ready, step });
+  };
+  const schedule = createSchedule(setup, buf, layers, allReduce, bucketed);
   const timeline = stepTimeline(layers, setup.computeMs);
 
   const steps: ClusterStepTimes[] = [];
@@ -164,6 +192,12 @@ async function runRank(host: string): Promise<void> {
     const dt = mach1.total - mach0.total;
     machine = { busy: (mach1.busy - mach0.busy) / dt, system: (mach1.system - mach0.system) / dt, softirq: (mach1.softirq - mach0.softirq) / dt };
   }
+  const sha256 = hashOf(buf);
+  fillMixed(buf, rank);
+  schedule.begin();
+  for (let i = 0; i < layers.length; i++) schedule.ready(i);
+  await schedule.finish();
+  const mixedSha256 = hashOf(buf);
   const result: ClusterRankResult = {
     t: 'result',
     rank,
@@ -176,7 +210,8 @@ async function runRank(host: string): Promise<void> {
     timedWallS,
     ok: check.ok,
     ...(check.firstBad !== undefined ? { firstBad: check.firstBad } : {}),
-    sha256: createHash('sha256').update(new Uint8Array(buf.buffer, buf.byteOffset, buf.byteLength)).digest('hex'),
+    sha256,
+    mixedSha256,
     ...(machine !== undefined ? { machine } : {}),
   };
   await sendToParent(result);

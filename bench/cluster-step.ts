@@ -9,27 +9,32 @@
 //
 //   none     today's design: one ring all-reduce of the whole float32 buffer after the last layer
 //            is released (nothing overlaps the backward pass).
-//   overlap  (not implemented yet) DDP-style buckets of --bucket-mb in release order, each all-reduced
-//            as soon as it is full while the backward pass goes on. Plugs in here as another
-//            GradSchedule over shared/allreduce/buckets.ts: begin() starts bucketedAllReduce over
-//            reverseBuckets(..., layer boundaries) with a `ready` that waits for the bucket's layers,
-//            ready(i) marks layer i released, finish() awaits the last bucket. Buckets run one after
-//            another on the link (ws-link's receiver is ordered and they share the receive slots).
+//   overlap  DDP-style buckets of about --bucket-mb MiB (default 25, DDP's bucket_cap_mb) in release
+//            order: reverseBuckets over the buffer with the layer boundaries as cuts
+//            (shared/allreduce/buckets.ts), each all-reduced by bucketedAllReduce as soon as the backward
+//            pass has released every layer in it, while the backward pass goes on. begin() starts the
+//            bucketed all-reduce, whose ready(k) waits for bucket k's last layer; ready(i) marks layer i
+//            released; finish() awaits the last bucket. Buckets run one after another on the link
+//            (ws-link's receiver is ordered and they share the receive slots); each bucket's segments are
+//            the whole buffer's cut to it, so the result is the bits of --schedule none's all-reduce.
 //   --wire   fp32 is what the ring sends today; bf16/fp16 (not implemented yet) would halve the bytes.
 //
 // The step records when each phase ended, so that the caller can report the all-reduce time the
 // backward pass did not hide (exposed) beside the whole step.
+import { reverseBuckets, type Bucket } from '../shared/allreduce/buckets.js';
 import type { RingStats } from '../shared/allreduce/ring.js';
 import { WolfpackError } from '../shared/errors.js';
 
 export const SCHEDULES = ['none', 'overlap'] as const;
 export type GradScheduleKind = (typeof SCHEDULES)[number];
+/** DDP's default bucket size, MiB. */
+export const DEFAULT_BUCKET_MB = 25;
 export const WIRE_FORMATS = ['fp32', 'bf16', 'fp16'] as const;
 export type WireFormat = (typeof WIRE_FORMATS)[number];
 
 export interface ScheduleOptions {
   schedule: GradScheduleKind;
-  /** Bucket size in MB (1e6 bytes of float32), for --schedule overlap. */
+  /** Bucket size in MiB (2^20 bytes of float32, as DDP's bucket_cap_mb), for --schedule overlap (default DEFAULT_BUCKET_MB). */
   bucketMb?: number;
   wire: WireFormat;
 }
@@ -38,11 +43,11 @@ export interface ScheduleOptions {
 export function checkScheduleOptions(o: ScheduleOptions): void {
   if (!SCHEDULES.includes(o.schedule)) throw new WolfpackError('E_USAGE', `--schedule: expected one of ${SCHEDULES.join(', ')}, got '${String(o.schedule)}'`);
   if (!WIRE_FORMATS.includes(o.wire)) throw new WolfpackError('E_USAGE', `--wire: expected one of ${WIRE_FORMATS.join(', ')}, got '${String(o.wire)}'`);
-  if (o.schedule === 'overlap') {
-    throw new WolfpackError('E_USAGE', '--schedule overlap: not implemented yet (bucketed all-reduce overlapping the backward pass); only --schedule none (one all-reduce after the backward pass) runs today');
+  if (o.bucketMb !== undefined && o.schedule !== 'overlap') {
+    throw new WolfpackError('E_USAGE', '--bucket-mb applies to --schedule overlap only');
   }
-  if (o.bucketMb !== undefined) {
-    throw new WolfpackError('E_USAGE', '--bucket-mb applies to --schedule overlap, which is not implemented yet');
+  if (o.bucketMb !== undefined && !(Number.isFinite(o.bucketMb) && o.bucketMb > 0)) {
+    throw new WolfpackError('E_USAGE', `--bucket-mb must be a positive number, got ${o.bucketMb}`);
   }
   if (o.wire !== 'fp32') {
     throw new WolfpackError('E_USAGE', `--wire ${o.wire}: not implemented yet (the ring sends float32 only); use --wire fp32`);
@@ -91,6 +96,8 @@ export function stepTimeline(layers: readonly GradLayer[], computeMs: number): S
 
 /** One all-reduce of `region` (a view of the gradient buffer) on the ring, with the next step number. */
 export type Collective = (region: Float32Array) => Promise<RingStats>;
+/** bucketedAllReduce of the whole gradient buffer over `buckets` on the ring, with the next step numbers. */
+export type BucketedCollective = (buckets: readonly Bucket[], ready: (k: number) => Promise<void>) => Promise<RingStats>;
 
 /** What a gradient schedule does with the released layers in one step. */
 export interface GradSchedule {
@@ -102,9 +109,71 @@ export interface GradSchedule {
   finish(): Promise<{ bytesSent: number; commStart: number }>;
 }
 
-/** The schedule for `opts` over `buf`, whose layers the backward pass releases in `_layers`' order. */
-export function createSchedule(opts: ScheduleOptions, buf: Float32Array, _layers: readonly GradLayer[], allReduce: Collective): GradSchedule {
+/** Bucket size in float32 elements for --bucket-mb (MiB). */
+export function bucketElems(bucketMb: number): number {
+  return Math.max(1, Math.round((bucketMb * 1024 * 1024) / 4));
+}
+
+/** The overlap schedule's buckets over layers in buffer order: reverseBuckets with the layer boundaries as cuts. */
+export function gradBuckets(layerSizes: readonly number[], bucketMb = DEFAULT_BUCKET_MB): Bucket[] {
+  const cuts: number[] = [];
+  let at = 0;
+  for (const s of layerSizes) { cuts.push(at); at += s; }
+  return reverseBuckets(at, bucketElems(bucketMb), cuts);
+}
+
+/**
+ * For each bucket, the index (release order) of the layer whose release completes it: the first
+ * released layer that starts at or below the bucket's start (the backward pass releases from the end).
+ */
+export function bucketReadyAfter(buckets: readonly Bucket[], layers: readonly GradLayer[]): number[] {
+  return buckets.map((b) => {
+    const i = layers.findIndex((l) => l.offset <= b.begin);
+    if (i < 0) throw new WolfpackError('E_USAGE', `bucket [${b.begin}, ${b.end}) starts before every layer`);
+    return i;
+  });
+}
+
+/** The schedule for `opts` over `buf`, whose layers the backward pass releases in `layers`' order. */
+export function createSchedule(opts: ScheduleOptions, buf: Float32Array, layers: readonly GradLayer[], allReduce: Collective, bucketed?: BucketedCollective): GradSchedule {
   checkScheduleOptions(opts);
+  if (opts.schedule === 'overlap') {
+    if (bucketed === undefined) throw new WolfpackError('E_USAGE', '--schedule overlap needs a bucketed collective');
+    const sizesInBufferOrder = [...layers].sort((a, b) => a.offset - b.offset).map((l) => l.size);
+    const buckets = gradBuckets(sizesInBufferOrder, opts.bucketMb ?? DEFAULT_BUCKET_MB);
+    const after = bucketReadyAfter(buckets, layers);
+    let released = -1;
+    let waiters: Array<{ need: number; resolve: () => void }> = [];
+    let commStart = 0;
+    let running: Promise<RingStats> | null = null;
+    return {
+      begin: () => {
+        released = -1;
+        waiters = [];
+        commStart = 0;
+        const ready = (k: number): Promise<void> => {
+          const need = after[k];
+          const mark = (): void => { if (k === 0) commStart = performance.now(); };
+          if (released >= need) { mark(); return Promise.resolve(); }
+          return new Promise<void>((resolve) => { waiters.push({ need, resolve: () => { mark(); resolve(); } }); });
+        };
+        running = bucketed(buckets, ready);
+        running.catch(() => undefined); // awaited in finish(); never an unhandled rejection meanwhile
+      },
+      ready: (i: number) => {
+        released = Math.max(released, i);
+        const now = waiters.filter((w) => w.need <= released);
+        waiters = waiters.filter((w) => w.need > released);
+        for (const w of now) w.resolve();
+      },
+      finish: async () => {
+        if (running === null) throw new WolfpackError('E_USAGE', 'finish() before begin()');
+        const s = await running;
+        running = null;
+        return { bytesSent: s.bytesSent, commStart };
+      },
+    };
+  }
   // --schedule none: nothing happens while the backward pass runs; one all-reduce of the whole buffer after it.
   return {
     begin: () => undefined,

@@ -9,14 +9,18 @@
 // T = --compute-ms is a forward wait of T/3 and a backward of 2T/3 releasing the layers' gradients in
 // reverse order, in proportion to their sizes (bench/cluster-step.ts); no arithmetic is done, because the
 // real compute would be on a GPU. With --schedule none (today's design) the whole buffer is all-reduced
-// in float32 after the backward pass.
+// in float32 after the backward pass; with --schedule overlap it is cut into DDP-style buckets of about
+// --bucket-mb MiB (default 25) in reverse layer order, each all-reduced (shared/allreduce/buckets.ts) as
+// soon as the backward pass has released its layers, while the backward pass goes on.
 //
 // Per run (one N) it reports, for the slowest rank, averaged over the timed steps:
 //   step_s               wall time of a step
 //   exposed_allreduce_s  all-reduce time not hidden by compute (end of backward -> end of all-reduce)
 //   efficiency           T / step_s: the share of the step a GPU would spend computing
 //   bytes_per_rank       payload bytes each rank's ring sent per step (the ring's own count)
-// beside the figure on paper, T / (T + 2(N-1)/N * 4L bytes / link rate), the bytes each host's link
+// beside the figure on paper, T / (T + 2(N-1)/N * 4L bytes / link rate) for --schedule none, and for
+// overlap the same ring at line rate bucket by bucket, each starting when it is ready and the previous
+// one is done (overlapOnPaper), the bytes each host's link
 // actually carried (headers and ACKs included, from its tbf qdisc), CPU seconds per step of each rank,
 // how busy the machine was and the load average before and after. `--net loopback` runs the same ranks on 127.0.0.1 without
 // namespaces (no shaping), to tell the harness apart from the network.
@@ -31,7 +35,7 @@ import { ParamLayout } from '../shared/model/state.js';
 import { distPath } from '../shared/paths.js';
 import { WolfpackError } from '../shared/errors.js';
 import type { ClusterRankResult, ClusterRankSetup } from './cluster-rank.js';
-import { checkScheduleOptions, type GradScheduleKind, type WireFormat } from './cluster-step.js';
+import { checkScheduleOptions, DEFAULT_BUCKET_MB, gradBuckets, bucketReadyAfter, releaseOrder, stepTimeline, type GradScheduleKind, type WireFormat } from './cluster-step.js';
 import { NetLab, MAX_HOSTS, netlabUnavailable } from './netlab.js';
 import { expectMessage, postMessage, stopRanks, waitRankExit, watchRank, type RankProcess } from './rank-process.js';
 
@@ -74,7 +78,9 @@ export interface ClusterRunResult {
   steps: number;
   warmup: number;
   schedule: GradScheduleKind;
+  /** --schedule overlap: the bucket size (MiB) and how many buckets the gradients made; null otherwise. */
   bucket_mb: number | null;
+  buckets: number | null;
   wire: WireFormat;
   layout_scale: number;
   layers: number;
@@ -93,7 +99,7 @@ export interface ClusterRunResult {
   compute_s: number;
   /** T / step_s. */
   efficiency: number;
-  /** T / (T + 2(N-1)/N * 4L * 8 / rate): the ring at line rate with nothing hidden; null when unshaped. */
+  /** none: T / (T + 2(N-1)/N * 4L * 8 / rate), the ring at line rate with nothing hidden; overlap: overlapOnPaper; null when unshaped. */
   efficiency_on_paper: number | null;
   /** Payload bytes each rank sent per step (index = rank). */
   bytes_per_rank: number[];
@@ -113,6 +119,12 @@ export interface ClusterRunResult {
   cores: number;
   /** First all-reduce exact on every rank and every rank's final buffer bitwise identical. */
   verified: boolean;
+  /** SHA-256 of rank 0's final buffer (every rank's, when verified), and of its buffer after one more, untimed,
+   * reduction of rank-seeded mixed-magnitude values through the same schedule (the bits that depend on the order of summation). */
+  final_sha256: string;
+  mixed_sha256: string;
+  /** --schedule overlap run beside --schedule none at the same N and steps (crossCheckSchedules): whether the final buffers are the same bits. */
+  same_bits_as_none?: boolean;
   /** Why not, when not verified. */
   first_bad?: string;
   wall_s: number;
@@ -136,6 +148,46 @@ export function efficiencyOnPaper(workers: number, elements: number, computeMs: 
   const commS = workers <= 1 ? 0 : ((2 * (workers - 1)) / workers) * ((4 * elements * 8) / (linkMbit * 1e6));
   const t = computeMs / 1000;
   return t / (t + commS);
+}
+
+/**
+ * --schedule overlap on paper: the ring at line rate, bucket by bucket (gradBuckets), bucket k starting
+ * when the modelled backward pass has released it and bucket k-1 is done; T / max(T, end of the last).
+ */
+export function overlapOnPaper(workers: number, layerSizes: readonly number[], computeMs: number, linkMbit: number, bucketMb = DEFAULT_BUCKET_MB): number {
+  const t = computeMs / 1000;
+  if (workers <= 1) return 1;
+  const layers = releaseOrder(layerSizes);
+  const buckets = gradBuckets(layerSizes, bucketMb);
+  const after = bucketReadyAfter(buckets, layers);
+  const tl = stepTimeline(layers, computeMs);
+  let end = 0;
+  buckets.forEach((b, k) => {
+    const comm = ((2 * (workers - 1)) / workers) * ((4 * (b.end - b.begin) * 8) / (linkMbit * 1e6));
+    end = Math.max(end, tl.releaseMs[after[k]] / 1000) + comm;
+  });
+  return t / Math.max(t, end);
+}
+
+/**
+ * Sets same_bits_as_none on each overlap run of `rs` that has a none run beside it (same N, net, link,
+ * steps, layout): whether both the final buffers and the mixed-values reductions are the same bits; an
+ * overlap run whose bits differ is unverified. Returns how many pairs were compared.
+ */
+export function crossCheckSchedules(rs: ClusterRunResult[]): number {
+  let pairs = 0;
+  for (const o of rs.filter((r) => r.schedule === 'overlap')) {
+    const n = rs.find((r) => r.schedule === 'none' && r.workers === o.workers && r.net === o.net && r.link_mbit === o.link_mbit &&
+      r.steps === o.steps && r.warmup === o.warmup && r.layout_scale === o.layout_scale);
+    if (n === undefined) continue;
+    pairs++;
+    o.same_bits_as_none = o.final_sha256 === n.final_sha256 && o.mixed_sha256 === n.mixed_sha256;
+    if (!o.same_bits_as_none) {
+      o.verified = false;
+      o.first_bad ??= `its buffers are not the bits of --schedule none's at N=${o.workers}`;
+    }
+  }
+  return pairs;
 }
 
 /** Why `bench cluster --net netns` cannot run here, or undefined when it can. */
@@ -222,7 +274,8 @@ export async function runClusterBench(opts: ClusterBenchOptions): Promise<Cluste
     const m0 = results[0].machine;
     const bad = results.find((r) => !r.ok);
     const firstBad = bad !== undefined ? `rank ${bad.rank}: ${bad.firstBad ?? 'wrong result'}`
-      : results.some((r) => r.sha256 !== results[0].sha256) ? 'the ranks\' final buffers differ' : undefined;
+      : results.some((r) => r.sha256 !== results[0].sha256) ? 'the ranks\' final buffers differ'
+        : results.some((r) => r.mixedSha256 !== results[0].mixedSha256) ? 'the ranks\' buffers differ after the mixed-values reduction' : undefined;
     return {
       bench: 'wolfpack_cluster_sim',
       compute: 'modelled',
@@ -234,7 +287,8 @@ export async function runClusterBench(opts: ClusterBenchOptions): Promise<Cluste
       steps: opts.steps,
       warmup: opts.warmup,
       schedule,
-      bucket_mb: opts.bucketMb ?? null,
+      bucket_mb: schedule === 'overlap' ? opts.bucketMb ?? DEFAULT_BUCKET_MB : null,
+      buckets: schedule === 'overlap' ? gradBuckets(layerSizes, opts.bucketMb ?? DEFAULT_BUCKET_MB).length : null,
       wire,
       layout_scale: scale,
       layers: layerSizes.length,
@@ -248,7 +302,9 @@ export async function runClusterBench(opts: ClusterBenchOptions): Promise<Cluste
       allreduce_s: mean(timed[slow].map((s) => s.allreduce_ms)) / 1000,
       compute_s: mean(timed[slow].map((s) => s.compute_ms)) / 1000,
       efficiency: opts.computeMs / 1000 / stepS,
-      efficiency_on_paper: linkMbit === undefined ? null : efficiencyOnPaper(n, elements, opts.computeMs, linkMbit),
+      efficiency_on_paper: linkMbit === undefined ? null
+        : schedule === 'overlap' ? overlapOnPaper(n, layerSizes, opts.computeMs, linkMbit, opts.bucketMb ?? DEFAULT_BUCKET_MB)
+          : efficiencyOnPaper(n, elements, opts.computeMs, linkMbit),
       bytes_per_rank: results.map((r) => r.bytesSent),
       wire_tx_bytes_per_rank: results.map((r) => r.wire?.bytes ?? null),
       wire_drops: results.some((r) => r.wire === null) ? null : results.reduce((a, r) => a + (r.wire?.drops ?? 0), 0),
@@ -260,7 +316,9 @@ export async function runClusterBench(opts: ClusterBenchOptions): Promise<Cluste
       load1_before: load1Before,
       load1_after: os.loadavg()[0],
       cores: os.cpus().length,
-      verified: results.every((r) => r.ok) && results.every((r) => r.sha256 === results[0].sha256),
+      verified: firstBad === undefined,
+      final_sha256: results[0].sha256,
+      mixed_sha256: results[0].mixedSha256,
       ...(firstBad !== undefined ? { first_bad: firstBad } : {}),
       wall_s: (performance.now() - t0) / 1000,
     };

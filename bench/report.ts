@@ -144,12 +144,13 @@ export function clusterSection(rs: ClusterRunResult[], command: string): string 
   const maxOf = (xs: Array<number | null>): number | null => (xs.some((x) => x === null) || xs.length === 0 ? null : Math.max(...(xs as number[])));
   const rows = rs.map((r) => [
     `N=${r.workers}`,
+    r.schedule === 'overlap' ? `overlap (${r.buckets ?? '?'} buckets <= ${r.bucket_mb ?? '?'} MiB)` : r.schedule,
     r.net === 'loopback' ? 'loopback' : r.link_mbit === null ? 'unshaped' : `${r.link_mbit} Mbit/s`,
     fmt(r.compute_ms, 0), fmt(r.step_s * 1e3, 0), fmt(r.exposed_allreduce_s * 1e3, 0), pct(r.efficiency),
     r.efficiency_on_paper === null ? '-' : pct(r.efficiency_on_paper),
     mb(maxOf(r.bytes_per_rank)), `${mb(maxOf(r.wire_tx_bytes_per_rank))}${r.wire_drops ? ` (${r.wire_drops.toFixed(0)} drops)` : ''}`, `${fmt(maxOf(r.cpu_s_per_step), 2)} (system ${fmt(maxOf(r.cpu_system_s_per_step), 2)})`,
     r.machine_busy === null ? '-' : `${pct(r.machine_busy)} (softirq ${pct(r.machine_softirq ?? NaN)})`,
-    `${fmt(r.load1_before, 2)} / ${fmt(r.load1_after, 2)}`, String(r.verified),
+    `${fmt(r.load1_before, 2)} / ${fmt(r.load1_after, 2)}`, `${r.verified}${r.same_bits_as_none === undefined ? '' : r.same_bits_as_none ? ' (= none\'s bits)' : ' (differs from none)'}`,
   ]);
   const r0 = rs[0];
   return [
@@ -157,9 +158,9 @@ export function clusterSection(rs: ClusterRunResult[], command: string): string 
     '',
     `**${COMPUTE_MODELLED_NOTE}**`,
     r0 === undefined ? '' : `Gradients: ResNet-50, ${r0.elements.toLocaleString('en-US')} floats in ${r0.layers} tensors${r0.layout_scale !== 1 ? ` (every tensor scaled by ${r0.layout_scale})` : ''}, ` +
-      `--schedule ${r0.schedule}, --wire ${r0.wire}; ${r0.warmup} warm-up + ${r0.steps} timed steps; figures of the slowest rank, mean over the timed steps.`,
+      `--schedule ${[...new Set(rs.map((r) => r.schedule))].join(',')}, --wire ${r0.wire}; ${r0.warmup} warm-up + ${r0.steps} timed steps; figures of the slowest rank, mean over the timed steps.`,
     '',
-    table(['run', 'link', 'T ms', 'step ms', 'exposed all-reduce ms', 'efficiency (T / step)', 'on paper', 'payload MB sent / rank', 'MB on the wire / rank',
+    table(['run', 'schedule', 'link', 'T ms', 'step ms', 'exposed all-reduce ms', 'efficiency (T / step)', 'on paper', 'payload MB sent / rank', 'MB on the wire / rank',
       'CPU s / step / rank (max)', `machine CPU busy (${r0?.cores ?? '?'} cores)`, '1-min load before / after', 'verified'], rows),
   ].join('\n') + '\n';
 }

@@ -13,8 +13,8 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import { join, relative } from 'node:path';
 import { runAllreduceBench, runRawTcpBench, type AllreduceBenchResult } from '../../bench/allreduce.js';
 import { allreduceCurve, compareAllreduce, CURVE_SIZES } from '../../bench/allreduce-compare.js';
-import { CLUSTER_NETS, clusterUnavailable, runClusterBench, type ClusterBenchOptions, type ClusterRunResult } from '../../bench/cluster.js';
-import { SCHEDULES, WIRE_FORMATS } from '../../bench/cluster-step.js';
+import { CLUSTER_NETS, clusterUnavailable, crossCheckSchedules, runClusterBench, type ClusterBenchOptions, type ClusterRunResult } from '../../bench/cluster.js';
+import { SCHEDULES, WIRE_FORMATS, type GradScheduleKind } from '../../bench/cluster-step.js';
 import { demoFixture } from '../../bench/fixture.js';
 import { machineInfo, waitQuiet } from '../../bench/machine.js';
 import { benchMemory } from '../../bench/memory.js';
@@ -28,7 +28,7 @@ import { BACKENDS } from '../../shared/backend/select.js';
 import { WolfpackError } from '../../shared/errors.js';
 import { createLogger, jsonLineStream, jsonRequested } from '../../shared/log.js';
 import type { Command } from '../wolfpack.js';
-import { num, oneOf, parse, str } from '../../shared/config/args.js';
+import { num, oneOf, parse, str } from '../args.js';
 
 const USAGE = [
   `wolfpack bench model [--backend ${BACKENDS.join('|')}] [--image-size 224] [--batch 8] [--reps 3] [--threads 2] [--no-peer] [--json]`,
@@ -39,7 +39,7 @@ const USAGE = [
   '       wolfpack bench scaling [--freeze backbone|none] [--repeats 2] [--image-size 64] [--batch-per-worker 18] [--workers 1,2] [--json]',
   `       wolfpack bench tta [--target 0.7] [--max-epochs 12] [--views 2] [--variants ${TTA_VARIANTS.join(',')}] [--no-peer] [--json]`,
   '       wolfpack bench memory [--skip-peak] [--json]',
-  `       wolfpack bench cluster [--workers 2,4,8] [--link-mbit 500] [--compute-ms 2400] [--steps 3] [--warmup 1] [--schedule ${SCHEDULES.join('|')}] [--bucket-mb MB] [--wire ${WIRE_FORMATS.join('|')}] [--layout-scale 1] [--net ${CLUSTER_NETS.join('|')}] [--json]   (root; compute modelled; --link-mbit 0: unshaped; --json: one line per N)`,
+  `       wolfpack bench cluster [--workers 2,4,8] [--link-mbit 500] [--compute-ms 2400] [--steps 3] [--warmup 1] [--schedule ${SCHEDULES.join('|')}|none,overlap] [--bucket-mb 25] [--wire ${WIRE_FORMATS.join('|')}] [--layout-scale 1] [--net ${CLUSTER_NETS.join('|')}] [--json]   (root; compute modelled; --link-mbit 0: unshaped; --bucket-mb: MiB, overlap only; --json: one line per N and schedule)`,
   '       wolfpack bench webgpu [--batch 32] [--image-size 224] [--reps 5] [--width 64] [--software] [--profile] [--python PY] [--json]   (webgpu beside PyTorch CUDA on the same GPU)',
   '       wolfpack bench all [--quick] [--out bench/results]   (every benchmark above with its peer; markdown, JSON and PNG in --out)',
   '       wolfpack bench all --backend webgpu [bench webgpu flags] [--out bench/results]   (a GPU host: bench webgpu into --out/webgpu-latest.{md,json})',
@@ -174,20 +174,28 @@ async function clusterRuns(argv: string[], each?: (r: ClusterRunResult) => void)
     computeMs: num(values, 'compute-ms', 2400, { min: 0, max: 600_000 }),
     steps: num(values, 'steps', 3, { int: true, min: 1, max: 1000 }),
     warmup: num(values, 'warmup', 1, { int: true, min: 0, max: 1000 }),
-    schedule: oneOf(values, 'schedule', SCHEDULES, 'none'),
     wire: oneOf(values, 'wire', WIRE_FORMATS, 'fp32'),
     layoutScale: num(values, 'layout-scale', 1, { min: 1e-6, max: 1 }),
     net,
     progress,
-    ...(values['bucket-mb'] !== undefined ? { bucketMb: num(values, 'bucket-mb', 25, { min: 0.001, max: 1e4 }) } : {}),
   };
+  // --schedule none,overlap runs both at each N, on the same links, one after the other.
+  const schedules = (typeof values.schedule === 'string' ? values.schedule : 'none').split(',').map((x) => x.trim());
+  for (const x of schedules) {
+    if (!(SCHEDULES as readonly string[]).includes(x)) throw new WolfpackError('E_USAGE', `--schedule: expected one or more of ${SCHEDULES.join(', ')} (comma-separated), got '${x}'`);
+  }
+  if (new Set(schedules).size !== schedules.length) throw new WolfpackError('E_USAGE', `--schedule: '${String(values.schedule)}' names a schedule twice`);
+  if (values['bucket-mb'] !== undefined && !schedules.includes('overlap')) throw new WolfpackError('E_USAGE', '--bucket-mb applies to --schedule overlap only');
+  const bucketMb = values['bucket-mb'] !== undefined ? num(values, 'bucket-mb', 25, { min: 0.001, max: 1e4 }) : undefined;
   const results: ClusterRunResult[] = [];
-  for (const workers of intList(values, 'workers', [2, 4, 8])) {
-    const r = await runClusterBench({ ...base, workers });
-    progress(`N=${workers}: step ${(r.step_s * 1e3).toFixed(0)} ms, exposed all-reduce ${(r.exposed_allreduce_s * 1e3).toFixed(0)} ms, efficiency ${(r.efficiency * 100).toFixed(1)}%` +
-      `${r.efficiency_on_paper === null ? '' : ` (on paper ${(r.efficiency_on_paper * 100).toFixed(1)}%)`}, load ${r.load1_before.toFixed(2)} -> ${r.load1_after.toFixed(2)}`);
-    each?.(r);
+  for (const workers of intList(values, 'workers', [2, 4, 8])) for (const schedule of schedules as GradScheduleKind[]) {
+    const r = await runClusterBench({ ...base, workers, schedule, ...(schedule === 'overlap' && bucketMb !== undefined ? { bucketMb } : {}) });
     results.push(r);
+    crossCheckSchedules(results);
+    progress(`N=${workers} --schedule ${schedule}${r.buckets !== null ? ` (${r.buckets} buckets of <= ${r.bucket_mb} MiB)` : ''}: step ${(r.step_s * 1e3).toFixed(0)} ms, exposed all-reduce ${(r.exposed_allreduce_s * 1e3).toFixed(0)} ms, efficiency ${(r.efficiency * 100).toFixed(1)}%` +
+      `${r.efficiency_on_paper === null ? '' : ` (on paper ${(r.efficiency_on_paper * 100).toFixed(1)}%)`}, load ${r.load1_before.toFixed(2)} -> ${r.load1_after.toFixed(2)}` +
+      `${r.same_bits_as_none === undefined ? '' : `, same bits as --schedule none: ${r.same_bits_as_none}`}`);
+    each?.(r);
   }
   return results;
 }

@@ -1,10 +1,11 @@
 // The simulated cluster benchmark (`wolfpack bench cluster`): the modelled step's timeline, the figure
-// on paper, the options that are not implemented yet; then, where network namespaces can be made (root,
-// iproute2), a real N=2 run on shaped links with a tiny layout whose JSON is checked against the ring's
-// exact byte count, and a run interrupted with SIGINT that must leave no namespace and no rank behind.
+// on paper, the overlap schedule's buckets, the options that are not implemented yet; then, where network
+// namespaces can be made (root, iproute2), a real N=2 run on shaped links with a tiny layout whose JSON is
+// checked against the ring's exact byte count, the same with --schedule none,overlap (same bytes, same
+// bits), and a run interrupted with SIGINT that must leave no namespace and no rank behind.
 import t from 'tap';
-import { efficiencyOnPaper, resnet50GradientSizes } from '../../bench/cluster.js';
-import { checkScheduleOptions, releaseOrder, stepTimeline } from '../../bench/cluster-step.js';
+import { efficiencyOnPaper, overlapOnPaper, resnet50GradientSizes } from '../../bench/cluster.js';
+import { bucketReadyAfter, checkScheduleOptions, createSchedule, gradBuckets, releaseOrder, stepTimeline } from '../../bench/cluster-step.js';
 import { listNamespaces, netlabUnavailable } from '../../bench/netlab.js';
 import { distPath } from '../../shared/paths.js';
 import { ensureBuilt } from '../helpers/build.js';
@@ -30,15 +31,54 @@ t.test('on paper: T / (T + 2(N-1)/N * 4L bytes / rate)', async (t) => {
   t.equal(efficiencyOnPaper(1, 25_557_032, 2400, 500), 1);
 });
 
+t.test('overlap: 25 MiB buckets from the end on layer boundaries, each ready once its layers are released', async (t) => {
+  const sizes = resnet50GradientSizes();
+  const buckets = gradBuckets(sizes);
+  t.equal(buckets[0].end, 25_557_032, 'the first bucket ends the buffer (the head, released first)');
+  t.equal(buckets[buckets.length - 1].begin, 0);
+  t.ok(buckets.every((b) => b.end - b.begin <= (25 * 1024 * 1024) / 4), 'none over 25 MiB');
+  t.ok(buckets.length >= 4 && buckets.length <= 6, `${buckets.length} buckets`);
+  const layers = releaseOrder([3, 5, 2]);
+  const small = gradBuckets([3, 5, 2], (6 * 4) / (1024 * 1024));
+  t.same(small, [{ begin: 8, end: 10 }, { begin: 3, end: 8 }, { begin: 0, end: 3 }]);
+  t.same(bucketReadyAfter(small, layers), [0, 1, 2]);
+  // The schedule releases bucket k only after ready(its last layer), and reduces the whole buffer.
+  const buf = new Float32Array(10);
+  const seen: number[] = [];
+  const s = createSchedule({ schedule: 'overlap', wire: 'fp32', bucketMb: (6 * 4) / (1024 * 1024) }, buf, layers, async () => { throw new Error('unused'); },
+    async (bs, ready) => { for (let k = 0; k < bs.length; k++) { await ready(k); seen.push(k); } return { bytesSent: 7, bytesReceived: 7, messagesSent: 1, messagesReceived: 1 }; });
+  s.begin();
+  await new Promise((r) => setImmediate(r));
+  t.same(seen, [], 'nothing before the first layer is released');
+  s.ready(0);
+  await new Promise((r) => setImmediate(r));
+  t.same(seen, [0]);
+  s.ready(1);
+  s.ready(2);
+  t.equal((await s.finish()).bytesSent, 7);
+  t.same(seen, [0, 1, 2]);
+  // On paper at the issue's point (N=8, 500 Mbit/s, T=2.4 s): the issue's 66% hides the whole 2T/3 backward,
+  // T / (T + comm - 2T/3); bucket by bucket the ring can only start once the first 25 MiB bucket is released
+  // (a quarter of the backward), so 59% (none: 46%).
+  const comm = 1.75 * (25_557_032 * 32) / 500e6;
+  t.equal(Math.round((2.4 / (2.4 + comm - 1.6)) * 100), 66);
+  t.equal(Math.round(overlapOnPaper(8, sizes, 2400, 500) * 100), 59);
+  t.ok(overlapOnPaper(8, sizes, 2400, 500) > efficiencyOnPaper(8, 25_557_032, 2400, 500));
+});
+
 t.test('schedules and wire formats the ring does not have yet are refused, saying so', async (t) => {
   t.doesNotThrow(() => checkScheduleOptions({ schedule: 'none', wire: 'fp32' }));
-  t.throws(() => checkScheduleOptions({ schedule: 'overlap', wire: 'fp32' }), /not implemented yet/);
+  t.doesNotThrow(() => checkScheduleOptions({ schedule: 'overlap', wire: 'fp32', bucketMb: 25 }));
   t.throws(() => checkScheduleOptions({ schedule: 'none', wire: 'bf16' }), /--wire bf16: not implemented yet/);
+  t.throws(() => checkScheduleOptions({ schedule: 'overlap', wire: 'fp16' }), /--wire fp16: not implemented yet/);
   t.throws(() => checkScheduleOptions({ schedule: 'none', wire: 'fp32', bucketMb: 25 }), /--bucket-mb applies to --schedule overlap/);
   ensureBuilt(distPath('bench/cluster-rank.js'));
-  const r = await runCli(['bench', 'cluster', '--workers', '2', '--schedule', 'overlap', '--bucket-mb', '25'], 30_000);
+  const r = await runCli(['bench', 'cluster', '--workers', '2', '--schedule', 'none', '--bucket-mb', '25'], 30_000);
   t.equal(r.code, 2, 'a usage error');
-  t.match(r.stderr, /--schedule overlap: not implemented yet/);
+  t.match(r.stderr, /--bucket-mb applies to --schedule overlap only/);
+  const w = await runCli(['bench', 'cluster', '--workers', '2', '--schedule', 'none,overlap', '--wire', 'bf16'], 30_000);
+  t.equal(w.code, 2, 'a usage error');
+  t.match(w.stderr, /--wire bf16: not implemented yet/);
 });
 
 const why = netlabUnavailable();
@@ -70,6 +110,29 @@ t.test('N=2 on shaped links: the JSON figures are sane and the namespaces are go
   t.ok(j.efficiency > 0 && j.efficiency <= 1, `efficiency ${j.efficiency} in (0, 1]`);
   t.ok(Math.abs(j.efficiency - computeMs / 1000 / j.step_s) < 1e-9, 'efficiency = T / step time');
   t.ok(j.exposed_allreduce_s > 0 && j.exposed_allreduce_s < j.step_s, 'exposed all-reduce time within the step');
+  t.same(listNamespaces().filter((n) => !before.has(n)), [], 'no namespace left');
+});
+
+t.test('N=2 --schedule none,overlap: the same bytes per rank and the same bits, bucket by bucket', { skip: why }, async (t) => {
+  ensureBuilt(distPath('bench/cluster-rank.js'));
+  const before = new Set(listNamespaces());
+  const r = await runCli(['bench', 'cluster', '--workers', '2', '--layout-scale', '0.001', '--compute-ms', '150', '--steps', '2', '--warmup', '1',
+    '--link-mbit', '200', '--schedule', 'none,overlap', '--bucket-mb', '0.01', '--json'], 90_000);
+  t.equal(r.code, 0, r.stderr.slice(-1000));
+  type Run = { schedule: string; workers: number; buckets: number | null; bucket_mb: number | null; bytes_per_rank: number[]; verified: boolean;
+    final_sha256: string; mixed_sha256: string; same_bits_as_none?: boolean; exposed_allreduce_s: number; step_s: number };
+  const runs = r.stdout.trim().split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as Run);
+  t.same(runs.map((x) => x.schedule), ['none', 'overlap'], 'both schedules, at the same N');
+  const [none, overlap] = runs;
+  t.equal(none.buckets, null);
+  t.equal(overlap.bucket_mb, 0.01);
+  t.ok((overlap.buckets ?? 0) > 3, `${overlap.buckets} buckets`);
+  t.ok(none.verified && overlap.verified, 'both verified (first all-reduce exact, ranks identical)');
+  t.same(overlap.bytes_per_rank, none.bytes_per_rank, 'buckets send exactly the bytes of the whole-buffer ring');
+  t.equal(overlap.final_sha256, none.final_sha256, 'the same final buffer');
+  t.equal(overlap.mixed_sha256, none.mixed_sha256, 'mixed-magnitude values: the same bits as one whole-buffer all-reduce');
+  t.equal(overlap.same_bits_as_none, true);
+  t.ok(overlap.exposed_allreduce_s >= 0 && overlap.exposed_allreduce_s < overlap.step_s);
   t.same(listNamespaces().filter((n) => !before.has(n)), [], 'no namespace left');
 });
 
