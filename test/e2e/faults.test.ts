@@ -12,6 +12,10 @@ import { Hold } from '../helpers/hold.js';
 import { exited, Output, runCli, startCli } from '../helpers/processes.js';
 import { makeTinyJob, type TinyJob } from '../helpers/tiny-job.js';
 
+// Nine training runs of real processes: ~4.5 min on a 2-core machine that other work loads, more
+// with two busy loops besides, past tap's default 300 s for a file. This limit is for a hung file.
+t.setTimeout(900_000);
+
 function jobArgs(job: TinyJob, out: string, extra: string[] = []): string[] {
   return ['--data', job.data, '--weights', job.weights, '--batch-size', '6', '--image-size', '32', '--out', out,
     '--backend', 'wasm', '--lr', '0.01', '--bn', 'frozen', '--log-level', 'debug', ...extra];
@@ -25,7 +29,7 @@ function metrics(out: string): { epoch: number; workers: number }[] {
 async function cluster(job: TinyJob, out: string, n: number, extra: string[]) {
   const coord = startCli(['coordinator', '--workers', String(n), '--port', '0', ...jobArgs(job, out, extra)]);
   const co = new Output(coord);
-  const port = (await co.waitFor(/"port":(\d+).*listening for workers/, 30_000))[1];
+  const port = (await co.waitFor(/"port":(\d+).*listening for workers/, 120_000))[1];
   const workers = Array.from({ length: n }, () => startCli(['worker', '--connect', `ws://127.0.0.1:${port}`, '--backend', 'wasm', '--timeout', '60']));
   return { coord, co, port, workers };
 }
