@@ -7,7 +7,9 @@
 //    logits, the batch statistics and a non-finite flag (Replica reads ~270 tensors one by one);
 //  - the update is either one Momentum dispatch over the whole model ('gpu', the default; the host's
 //    params are refreshed by syncHost()) or Replica's JS loop followed by one upload ('host': the same
-//    bits as replicas on other backends).
+//    bits as replicas on other backends);
+//  - with `capture` (the default) the step's GPU work is recorded once per batch shape and replayed
+//    from then on without TF.js (shared/backend/webgpu/capture.ts): the same dispatches, the same bits.
 import { tf } from '../backend/tf.js';
 import { createRingBuffer } from '../allreduce/ring.js';
 import { backbone, forward, head } from '../model/forward.js';
@@ -22,6 +24,10 @@ import { FlatGpuParams } from './webgpu-flat-params.js';
 import { webGpuForwardKernels } from '../model/webgpu/resnet-kernels.js';
 import type { TrainingReplica } from './training-replica.js';
 import type { ReadPart } from '../backend/webgpu/sync-read.js';
+import { captureStep, type CapturedStep } from '../backend/webgpu/capture.js';
+import type { GpuBuffer, WebGpuBackend } from '../backend/webgpu/types.js';
+import type { BnSpec } from '../model/spec.js';
+import type { Logger } from '../log.js';
 import { WolfpackError } from '../errors.js';
 
 export interface WebGpuReplicaOptions {
@@ -35,12 +41,29 @@ export interface WebGpuReplicaOptions {
    * false skips the transfer and the update uses the GPU's gradients directly (optimizer 'gpu').
    */
   hostGradients?: boolean;
+  /**
+   * Capture the step's GPU work (forward, backward, gradient gathering) once per batch shape and
+   * replay it in later steps of that shape, without TF.js's per-operation work (default true). A
+   * shape seen once (an epoch's last partial batch) runs the plain path and keeps the capture; a new
+   * shape seen twice in a row is captured in its place. Where a step cannot be captured, the replica
+   * says why once (on `logger`) and runs the plain path.
+   */
+  capture?: boolean;
+  /** Where the replica says that capture fell back (default: a process warning). */
+  logger?: Pick<Logger, 'warn'>;
+}
+
+/** What a step leaves on the GPU for the host, in the order it is read back. */
+interface StepOutputs {
+  parts: ReadPart[];
+  flagCount: number;
+  stats: { bn: BnSpec; size: number }[];
 }
 
 export class WebGpuReplica implements TrainingReplica {
   readonly state: ModelState;
   readonly options: TrainOptions;
-  readonly gpu: Required<WebGpuReplicaOptions>;
+  readonly gpu: Required<Omit<WebGpuReplicaOptions, 'logger'>>;
   readonly reduce: ReduceLayout;
   readonly accum: Float32Array;
   readonly buffer: Float32Array;
@@ -49,15 +72,26 @@ export class WebGpuReplica implements TrainingReplica {
   private readonly trained: Slot[];
   private hostStale = false;
   private statsStale = false;
-  /** Milliseconds of the last step: recording the GPU work, waiting for the read-back, the update. */
+  /**
+   * Milliseconds of the last step: recording the GPU work (for a replayed step: writing the inputs
+   * and encoding the captured dispatches), waiting for the read-back, the update.
+   */
   readonly timings = { record: 0, read: 0, update: 0 };
+  /** How the last step ran: through TF.js ('plain'), through TF.js while captured, or replayed. */
+  lastStep: 'plain' | 'recorded' | 'replayed' = 'plain';
+  /** Why capture is off for this replica, once it fell back. */
+  captureOff: string | undefined;
+  private captured: { key: string; step: CapturedStep; outputs: StepOutputs } | undefined;
+  private lastKey: string | undefined;
+  private readonly logger: Pick<Logger, 'warn'> | undefined;
   /** Whether this replica's last computeGradients produced a non-finite loss or gradient. */
   localNonFinite = false;
 
   constructor(state: ModelState, options: TrainOptions, accum?: Float32Array, gpu: WebGpuReplicaOptions = {}) {
     this.state = state;
     this.options = options;
-    this.gpu = { optimizer: gpu.optimizer ?? 'gpu', hostGradients: gpu.hostGradients ?? true };
+    this.gpu = { optimizer: gpu.optimizer ?? 'gpu', hostGradients: gpu.hostGradients ?? true, capture: gpu.capture ?? true };
+    this.logger = gpu.logger;
     if (this.gpu.optimizer === 'host' && !this.gpu.hostGradients) throw new WolfpackError('E_BACKEND', "WebGpuReplica: optimizer 'host' needs hostGradients");
     this.reduce = new ReduceLayout(state.layout, options.freeze, options.bn);
     this.accum = accum ?? new Float32Array(state.layout.paramCount);
@@ -80,66 +114,141 @@ export class WebGpuReplica implements TrainingReplica {
       if (!this.gpu.hostGradients) this.flat.writeGrads(this.reduce.grads(buf));
       return;
     }
-    const net = this.state.layout.net;
-    const kept: tf.Tensor[] = [];
-    const statsOut: BatchStats[] = [];
-    const fwd = collectingBatchStats(this.options.bn === 'train', statsOut, webGpuForwardKernels);
+    const key = `${batch.count}x${batch.size}/${globalBatch}`;
     const t0 = performance.now();
-    const { x, y } = batchTensors(batch);
-    let logits: tf.Tensor | undefined;
-    try {
-      const params = this.trained.map((s) => this.flat.get(s.spec.name)!);
-      const lookupWith = (m: Map<string, tf.Tensor>) => (name: string) => m.get(name) ?? this.lookup(name);
-      let features: tf.Tensor2D | undefined;
-      if (this.options.freeze === 'backbone') {
-        features = tf.tidy(() => backbone(net, this.lookup, x, fwd));
-        kept.push(features);
-      }
-      const result = tf.valueAndGrads((...ps: tf.Tensor[]) => {
-        const m = new Map(this.trained.map((s, i) => [s.spec.name, ps[i]]));
-        const out = features ? head(net, lookupWith(m), features) : forward(net, lookupWith(m), x, fwd);
-        logits = tf.keep(out);
-        return sparseSoftmaxCrossEntropy(out, y, globalBatch);
-      })(params);
-      kept.push(result.value, ...result.grads, logits!);
-      for (const s of statsOut) kept.push(s.mean, s.variance);
-      this.flat.gather(result.grads);
-
-      const { grads: gradPart, flags: flagPart } = this.flat.gradParts();
-      const parts: ReadPart[] = [flagPart, this.flat.tensorPart(result.value), this.flat.tensorPart(logits!)];
-      for (const s of statsOut) parts.push(this.flat.tensorPart(s.mean), this.flat.tensorPart(s.variance));
-      if (this.gpu.hostGradients) parts.push(gradPart);
-      const classes = net.config.numClasses;
+    if (this.captured?.key === key) {
+      this.captured.step.replay({
+        images: batch.images.subarray(0, batch.count * batch.size * batch.size * 3), labels: batch.labels.subarray(0, batch.count),
+      });
+      this.lastStep = 'replayed';
+      this.lastKey = key;
       const t1 = performance.now();
       this.timings.record = t1 - t0;
-      await this.flat.readParts(parts, (bytes) => {
-        let off = 0;
-        const take = (n: number): Float32Array => {
-          const v = new Float32Array(bytes, off, n);
-          off += n * 4;
-          return v;
-        };
-        const flags = take(flagPart.size / 4);
-        const lossSum = take(1)[0];
-        const predicted = argmaxRows(take(batch.count * classes), classes);
-        if (this.reduce.statsSize > 0) {
-          for (const s of statsOut) {
-            const mean = take(s.mean.size);
-            this.reduce.writeBatchStats(buf, s.bn, mean, take(s.variance.size), batch.count / globalBatch);
-          }
-        } else {
-          off += statsOut.reduce((n, s) => n + (s.mean.size + s.variance.size) * 4, 0);
-        }
-        if (this.gpu.hostGradients) this.reduce.grads(buf).set(take(this.flat.count));
-        const finite = flags.every((f) => f === 0);
-        this.localNonFinite = this.reduce.writeMetrics(buf, { lossSum, predicted, labels: batch.labels, count: batch.count, finite });
-      });
+      await this.readBack(this.captured.outputs, batch, globalBatch);
       this.timings.read = performance.now() - t1;
+      return;
+    }
+    const record = this.gpu.capture && this.captureOff === undefined && (this.captured === undefined || this.lastKey === key);
+    this.lastKey = key;
+    const kept: tf.Tensor[] = [];
+    const { x, y } = batchTensors(batch);
+    let reading: Promise<void>;
+    let t1: number;
+    try {
+      let outputs: StepOutputs;
+      this.lastStep = 'plain';
+      if (record) {
+        this.uploadUntrained();
+        const r = captureStep(tf.backend(), [{ name: 'images', tensor: x }, { name: 'labels', tensor: y }], () => this.runStep(x, y, globalBatch, kept));
+        outputs = r.result;
+        if (r.step) {
+          this.dropCapture();
+          this.captured = { key, step: r.step, outputs };
+          this.lastStep = 'recorded';
+        } else {
+          this.captureOff = r.why ?? 'unknown';
+          const msg = `webgpu step capture is off for this replica: ${this.captureOff}; steps run through TF.js`;
+          if (this.logger) this.logger.warn({ why: this.captureOff }, msg);
+          else process.emitWarning(msg);
+        }
+      } else {
+        outputs = this.runStep(x, y, globalBatch, kept);
+      }
+      t1 = performance.now();
+      this.timings.record = t1 - t0;
+      // The copies for the read-back are submitted before the step's tensors are disposed.
+      reading = this.readBack(outputs, batch, globalBatch);
     } finally {
       x.dispose();
       y.dispose();
       for (const t of kept) t.dispose();
     }
+    await reading;
+    this.timings.read = performance.now() - t1;
+  }
+
+  /**
+   * The step's GPU work through TF.js: forward, backward, gradients gathered into the flat buffer.
+   * Synchronous (so that it can be captured); the tensors to dispose after the read-back go to `kept`.
+   */
+  private runStep(x: tf.Tensor4D, y: tf.Tensor1D, globalBatch: number, kept: tf.Tensor[]): StepOutputs {
+    const net = this.state.layout.net;
+    const statsOut: BatchStats[] = [];
+    const fwd = collectingBatchStats(this.options.bn === 'train', statsOut, webGpuForwardKernels);
+    let logits: tf.Tensor | undefined;
+    const params = this.trained.map((s) => this.flat.get(s.spec.name)!);
+    const lookupWith = (m: Map<string, tf.Tensor>) => (name: string) => m.get(name) ?? this.lookup(name);
+    let features: tf.Tensor2D | undefined;
+    if (this.options.freeze === 'backbone') {
+      features = tf.tidy(() => backbone(net, this.lookup, x, fwd));
+      kept.push(features);
+    }
+    const result = tf.valueAndGrads((...ps: tf.Tensor[]) => {
+      const m = new Map(this.trained.map((s, i) => [s.spec.name, ps[i]]));
+      const out = features ? head(net, lookupWith(m), features) : forward(net, lookupWith(m), x, fwd);
+      logits = tf.keep(out);
+      return sparseSoftmaxCrossEntropy(out, y, globalBatch);
+    })(params);
+    kept.push(result.value, ...result.grads, logits!);
+    for (const s of statsOut) kept.push(s.mean, s.variance);
+    this.flat.gather(result.grads);
+
+    const { grads: gradPart, flags: flagPart } = this.flat.gradParts();
+    const parts: ReadPart[] = [flagPart, this.flat.tensorPart(result.value), this.flat.tensorPart(logits!)];
+    for (const s of statsOut) parts.push(this.flat.tensorPart(s.mean), this.flat.tensorPart(s.variance));
+    if (this.gpu.hostGradients) parts.push(gradPart);
+    return { parts, flagCount: flagPart.size / 4, stats: statsOut.map((s) => ({ bn: s.bn, size: s.mean.size })) };
+  }
+
+  /** Reads a step's outputs back in one transfer and fills `buffer` from them. */
+  private readBack(outputs: StepOutputs, batch: Batch, globalBatch: number): Promise<void> {
+    const buf = this.buffer;
+    const classes = this.state.layout.net.config.numClasses;
+    return this.flat.readParts(outputs.parts, (bytes) => {
+      let off = 0;
+      const take = (n: number): Float32Array => {
+        const v = new Float32Array(bytes, off, n);
+        off += n * 4;
+        return v;
+      };
+      const flags = take(outputs.flagCount);
+      const lossSum = take(1)[0];
+      const predicted = argmaxRows(take(batch.count * classes), classes);
+      if (this.reduce.statsSize > 0) {
+        for (const s of outputs.stats) {
+          const mean = take(s.size);
+          this.reduce.writeBatchStats(buf, s.bn, mean, take(s.size), batch.count / globalBatch);
+        }
+      } else {
+        off += outputs.stats.reduce((n, s) => n + s.size * 8, 0);
+      }
+      if (this.gpu.hostGradients) this.reduce.grads(buf).set(take(this.flat.count));
+      const finite = flags.every((f) => f === 0);
+      this.localNonFinite = this.reduce.writeMetrics(buf, { lossSum, predicted, labels: batch.labels, count: batch.count, finite });
+    });
+  }
+
+  /**
+   * Puts the parameter tensors the step reads but does not train (frozen ones, moving statistics) on
+   * the GPU before a capture, so that they are not captured as constants.
+   */
+  private uploadUntrained(): void {
+    const b = tf.backend() as WebGpuBackend;
+    const trained = new Set(this.trained.map((s) => s.spec.name));
+    for (const s of [...this.state.layout.trainable, ...this.state.layout.stats]) {
+      if (!trained.has(s.spec.name)) b.uploadToGPU(this.tensors.get(s.spec.name).dataId);
+    }
+  }
+
+  /** The current capture's size: dispatches and copies a replay encodes, bytes of uniforms and constants. */
+  get captureInfo(): { key: string; dispatches: number; copies: number; bytes: number } | undefined {
+    const c = this.captured;
+    return c && { key: c.key, dispatches: c.step.dispatches, copies: c.step.copies, bytes: c.step.capturedBytes };
+  }
+
+  private dropCapture(): void {
+    this.captured?.step.dispose();
+    this.captured = undefined;
   }
 
   /** As Replica.applyReduced: Momentum on the trained parameters, moving averages of the statistics. */
@@ -176,6 +285,12 @@ export class WebGpuReplica implements TrainingReplica {
   /** Logits in evaluation mode (moving statistics), [count, K] row-major. */
   async predict(batch: Batch): Promise<Float32Array> {
     if (this.statsStale) {
+      // New tensors replace the statistics' ones: a capture that reads the old ones is dropped.
+      const b = tf.backend() as WebGpuBackend;
+      if (this.captured && this.state.layout.stats.some((s) => {
+        const r = b.tensorMap.get(this.tensors.get(s.spec.name).dataId)?.resource;
+        return r != null && this.captured!.step.touches(r as GpuBuffer);
+      })) this.dropCapture();
       this.tensors.refresh(this.state.layout.stats, 'stats');
       this.statsStale = false;
     }
@@ -184,6 +299,7 @@ export class WebGpuReplica implements TrainingReplica {
 
   /** Re-reads all tensors from the state (after weights were replaced from outside). */
   reload(): void {
+    this.dropCapture();
     this.tensors.refreshAll();
     this.flat.upload(this.state.params, this.accum);
     this.flat.scatter();
@@ -192,6 +308,7 @@ export class WebGpuReplica implements TrainingReplica {
   }
 
   dispose(): void {
+    this.dropCapture();
     this.tensors.dispose();
     this.flat.dispose();
   }

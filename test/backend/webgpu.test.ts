@@ -10,6 +10,9 @@ import { activateWebGpu, diagnoseVulkan, selectGpuByIndex } from '../../shared/b
 import { batchNormTrainWebGpu } from '../../shared/model/webgpu/batchnorm.js';
 import { splitK } from '../../shared/backend/webgpu/kernels.js';
 import { checkKernelErrors, dispatchStats, resetDispatchStats } from '../../shared/backend/webgpu/raw.js';
+import { captureStep } from '../../shared/backend/webgpu/capture.js';
+import { readBuffersSync } from '../../shared/backend/webgpu/sync-read.js';
+import type { GpuBuffer, WebGpuBackend } from '../../shared/backend/webgpu/types.js';
 import { WebGpuReplica } from '../../shared/train/webgpu-replica.js';
 import { FlatGpuParams } from '../../shared/train/webgpu-flat-params.js';
 import { globalAvgPoolWebGpu, webGpuForwardKernels } from '../../shared/model/webgpu/resnet-kernels.js';
@@ -22,6 +25,11 @@ import { maxRelToScale, relL2 } from '../helpers/numerics.js';
 import { webGpuUnavailable } from '../helpers/webgpu.js';
 
 const TOL = 1e-4;
+
+/** Whether two float arrays hold the same bits. */
+function sameBits(a: Float32Array, b: Float32Array): boolean {
+  return a.length === b.length && Buffer.compare(Buffer.from(a.buffer, a.byteOffset, a.byteLength), Buffer.from(b.buffer, b.byteOffset, b.byteLength)) === 0;
+}
 
 function values(count: number, seed: number, scale = 1, offset = 0): Float32Array {
   const out = new Float32Array(count);
@@ -336,7 +344,7 @@ t.test('webgpu backend against cpu', { skip: why ?? false }, async (t) => {
   t.test('WebGpuReplica: no tensor leaks across steps; dispatches counted', async (t) => {
     await tf.setBackend('webgpu');
     const state = fresh();
-    const r = new WebGpuReplica(state, opts, undefined, { hostGradients: false });
+    const r = new WebGpuReplica(state, opts, undefined, { hostGradients: false, capture: false });
     await r.computeGradients(batch, 4);
     r.applyReduced();
     const before = tf.memory().numTensors;
@@ -351,6 +359,85 @@ t.test('webgpu backend against cpu', { skip: why ?? false }, async (t) => {
     t.ok(perStep > 100 && perStep < 800, `${perStep} dispatches a step`);
     t.ok((dispatchStats.byName.get('BnApply') ?? 0) === 2 * 53, '53 fused BatchNorms a step');
     r.dispose();
+    await checkKernelErrors();
+  });
+
+  t.test('step capture: a replay computes what TF.js computes, and its buffers are not handed out meanwhile', async (t) => {
+    await tf.setBackend('webgpu');
+    const b = tf.backend() as WebGpuBackend;
+    const w = tf.keep(tf.tensor2d(values(48 * 40, 52), [48, 40]));
+    // Matmul, bias, ReLU, a sum: TF.js kernels with uniforms, a host constant, and an int32 input
+    // (one-hot) small enough that TF.js would compute on the CPU if it were not uploaded first.
+    const step = (x: tf.Tensor, labels: tf.Tensor): tf.Tensor => tf.tidy(() => {
+      const h = tf.relu(tf.add(tf.matMul(x as tf.Tensor2D, w), 0.25));
+      return tf.sum(tf.mul(h, tf.oneHot(labels as tf.Tensor1D, 40)), 1);
+    });
+    const plain = (seed: number): Float32Array => tf.tidy(() => step(tf.tensor2d(values(16 * 48, seed), [16, 48]), tf.tensor1d(Int32Array.from({ length: 16 }, (_, i) => (i * seed) % 40), 'int32')).dataSync() as Float32Array);
+    const x = tf.tensor2d(values(16 * 48, 1), [16, 48]);
+    const labels = tf.tensor1d(Int32Array.from({ length: 16 }, (_, i) => i % 40), 'int32');
+    const { result: out, step: captured, why } = captureStep(b, [{ name: 'x', tensor: x }, { name: 'labels', tensor: labels }], () => tf.keep(step(x, labels)));
+    t.equal(why, undefined, 'captured');
+    const outBuffer = b.tensorMap.get(out.dataId)!.resource as GpuBuffer;
+    const read = (): Float32Array => readBuffersSync(b, [{ buffer: outBuffer, size: 16 * 4 }], (ab) => new Float32Array(ab.slice(0, 16 * 4)));
+    t.ok(sameBits(read(), plain(1)), 'the recorded run');
+    tf.dispose([x, labels, out]);
+    // TF.js work between replays (the same shapes: the pool would hand out the step's buffers).
+    const acquired: GpuBuffer[] = [];
+    const acquire = b.bufferManager.acquireBuffer.bind(b.bufferManager);
+    b.bufferManager.acquireBuffer = (...a) => {
+      const buf = acquire(...a);
+      acquired.push(buf);
+      return buf;
+    };
+    const between = plain(5);
+    delete (b.bufferManager as Partial<typeof b.bufferManager>).acquireBuffer;
+    t.ok(acquired.length > 0 && acquired.every((buf) => !captured!.touches(buf)), `none of the ${acquired.length} buffers TF.js took meanwhile is the capture's`);
+    for (const seed of [3, 7]) {
+      captured!.replay({ x: values(16 * 48, seed), labels: Int32Array.from({ length: 16 }, (_, i) => (i * seed) % 40) });
+      t.ok(sameBits(read(), plain(seed)), `replay with new inputs (seed ${seed}) equals the plain run`);
+    }
+    t.notOk(sameBits(read(), between), 'the replays computed something new');
+    t.throws(() => captured!.replay({ x: values(8, 1), labels: new Int32Array(16) }), /input x has 32 bytes, the capture 3072/);
+    captured!.dispose();
+    const { why: refused } = captureStep(b, [], () => tf.tidy(() => tf.add(tf.tensor1d(values(4096, 9)), 1).dataSync()));
+    t.match(refused, /reads GPU data on the host/, 'a step that reads on the host is not captured, and says why');
+    w.dispose();
+    await checkKernelErrors();
+  });
+
+  t.test('WebGpuReplica with capture: the same bits as without, over steps, a partial batch and an evaluation', async (t) => {
+    await tf.setBackend('webgpu');
+    const full = (k: number): Batch => ({ images: values(4 * 64 * 64 * 3, 60 + k), labels: Int32Array.from([k % 3, 2, 1, (k + 1) % 3]), count: 4, size: 64 });
+    const partial: Batch = { ...full(9), count: 3 };
+    const batches = [full(0), full(1), partial, full(2), full(3)];
+    const run = async (capture: boolean) => {
+      const state = fresh();
+      const r = new WebGpuReplica(state, opts, undefined, { capture });
+      const steps: { buffer: Float32Array; mode: string; tensors: number; pooled: number }[] = [];
+      const pool = (tf.backend() as WebGpuBackend).bufferManager;
+      let logits: Float32Array | undefined;
+      for (const [i, batch] of batches.entries()) {
+        await r.computeGradients(batch, 8);
+        steps.push({ buffer: Float32Array.from(r.buffer), mode: r.lastStep, tensors: tf.memory().numTensors, pooled: pool.numUsedBuffers + pool.numFreeBuffers });
+        t.equal(r.applyReduced().skipped, false);
+        if (i === 1) logits = await r.predict(batch);
+      }
+      r.syncHost();
+      const result = { steps, logits: logits!, params: Float32Array.from(state.params), accum: Float32Array.from(r.accum), stats: Float32Array.from(state.stats), off: r.captureOff };
+      r.dispose();
+      return result;
+    };
+    const plain = await run(false);
+    const captured = await run(true);
+    t.equal(captured.off, undefined, 'capture did not fall back');
+    t.same(captured.steps.map((s) => s.mode), ['recorded', 'replayed', 'plain', 'replayed', 'replayed'], 'recorded once, replayed; the partial batch ran through TF.js and kept the capture');
+    t.same(plain.steps.map((s) => s.mode), ['plain', 'plain', 'plain', 'plain', 'plain']);
+    captured.steps.forEach((s, i) => t.ok(sameBits(s.buffer, plain.steps[i].buffer), `step ${i} (${s.mode}): the reduce buffer (gradients, batch statistics, loss, correct) has the same bits`));
+    t.notOk(sameBits(captured.steps[3].buffer, captured.steps[4].buffer), 'replayed steps differ from each other (new inputs)');
+    t.ok(sameBits(captured.logits, plain.logits), 'evaluation between steps: same logits');
+    t.ok(sameBits(captured.params, plain.params) && sameBits(captured.accum, plain.accum) && sameBits(captured.stats, plain.stats), 'parameters, Momentum accumulators and moving statistics: same bits');
+    t.equal(captured.steps[4].tensors, captured.steps[3].tensors, 'a replay makes no tensors');
+    t.equal(captured.steps[4].pooled, captured.steps[3].pooled, 'nor GPU buffers');
     await checkKernelErrors();
   });
 });

@@ -48,6 +48,13 @@ function note(name: string, ms: number): void {
   if (dispatchStats.timing) dispatchStats.cpuMs.set(name, (dispatchStats.cpuMs.get(name) ?? 0) + ms);
 }
 
+/** Counts `n` dispatches under `name` (a captured step's replay). */
+export function noteDispatches(name: string, n: number): void {
+  if (!dispatchStats.enabled) return;
+  dispatchStats.total += n;
+  dispatchStats.byName.set(name, (dispatchStats.byName.get(name) ?? 0) + n);
+}
+
 const counted = new WeakSet<object>();
 
 /** Counts TF.js's own dispatches (by program class) and times runWebGPUProgram when asked. */

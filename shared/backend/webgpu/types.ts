@@ -29,6 +29,16 @@ export interface GpuCommandEncoder {
   copyBufferToBuffer(src: GpuBuffer, srcOffset: number, dst: GpuBuffer, dstOffset: number, size: number): void;
   finish(): unknown;
 }
+/** TF.js's buffer pool (buffer_manager.ts): free buffers by `${size}_${usage}`, and those handed out. */
+export interface GpuBufferPool {
+  acquireBuffer(size: number, usage: number, mappedAtCreation?: boolean, reuse?: boolean): GpuBuffer;
+  releaseBuffer(b: GpuBuffer, reuse?: boolean): void;
+  freeBuffers: Map<string, GpuBuffer[]>;
+  usedBuffers: Map<string, GpuBuffer[]>;
+  numFreeBuffers: number;
+  numUsedBuffers: number;
+  numBytesUsed: number;
+}
 export interface GpuPipeline { getBindGroupLayout(i: number): unknown }
 export interface GpuDevice {
   readonly limits: Record<string, number>;
@@ -55,7 +65,9 @@ export interface TensorData {
 export interface WebGpuBackend extends tf.KernelBackend {
   device: GpuDevice;
   tensorMap: { get(dataId: object): TensorData | undefined; has(dataId: object): boolean };
-  bufferManager: { acquireBuffer(size: number, usage: number, mappedAtCreation?: boolean, reuse?: boolean): GpuBuffer; releaseBuffer(b: GpuBuffer, reuse?: boolean): void };
+  bufferManager: GpuBufferPool;
+  /** The device's queue (TF.js keeps its own reference; the same object as device.queue). */
+  queue: GpuDevice['queue'];
   commandEncoder: GpuCommandEncoder | null;
   computePassEncoder: GpuComputePass | null;
   commandQueueOwnedIds: WeakSet<object>;
@@ -72,6 +84,7 @@ export interface WebGpuBackend extends tf.KernelBackend {
   uploadToGPU(dataId: object): void;
   convertAndCacheOnCPU(dataId: object, data: tf.backend_util.BackendValues): tf.backend_util.BackendValues;
   readSync(dataId: object): tf.backend_util.BackendValues;
+  read(dataId: object): Promise<tf.backend_util.BackendValues>;
   recordAndSubmit(program: { constructor: { name: string } }, ...rest: unknown[]): void;
   runWebGPUProgram(program: unknown, inputs: tf.TensorInfo[], dtype: tf.DataType, uniforms?: unknown, output?: tf.TensorInfo): tf.TensorInfo;
 }
