@@ -165,6 +165,13 @@ export function webgpuSection(c: WebGpuComparison, command: string): string {
   ];
   const split = w.train.fused_ddp?.split_ms;
   if (split) out.push('', `Fused step with read-back, where the wall time goes (ms, median): recording GPU work ${fmt(split.record, 1)}, waiting for the gradients ${fmt(split.read, 1)}, update ${fmt(split.update, 1)}.`);
+  for (const [name, r] of [['with read-back', w.train.fused_ddp], ['one worker', w.train.fused_single]] as const) {
+    const c = r?.captured;
+    if (!r?.split_ms || !c) continue;
+    out.push('', c.fallback ? `Captured step (${name}): capture fell back to TF.js (${c.fallback}).`
+      : `Captured step (${name}): launching a replay takes ${fmt(c.launch_ms, 2)} ms of CPU where TF.js records for ${fmt(r.split_ms.record, 1)} ms ` +
+        `(${fmt(c.launch_over_record, 3)}x); ${fmt(c.img_s, 1)} images/s against ${fmt(r.img_s, 1)}.`);
+  }
   const prof = w.gpu_profile?.fused_step;
   if (prof?.supported && prof.byKernel.length > 0) {
     out.push('', `GPU time of one fused step: ${fmt(prof.totalMs, 1)} ms over ${prof.dispatches} dispatches; the kernels that take most:`, '',

@@ -7,7 +7,8 @@
 //                    tensor reads, Momentum in JS, parameters re-uploaded tensor by tensor
 //            fused   WebGpuReplica ('ddp': gradients read back for the ring all-reduce, Momentum on the
 //                    GPU; 'single': no read-back, one worker; 'host': Momentum in JS, bit-identical
-//                    to other backends)
+//                    to other backends), through TF.js (capture off) and then captured and replayed
+//                    (`captured`: the CPU time to launch a replayed step beside TF.js's recording time)
 // Timed like bench/model.ts and the PyTorch peer: warm-up runs, then the median of `reps` runs.
 //   node --import tsx bench/webgpu.ts [--batch 32] [--image-size 224] [--reps 5] [--phases LIST]
 //        [--classes 1000] [--software] [--out FILE] [--dx-mm] [--submit-batch N]
@@ -27,7 +28,7 @@ import type { WebGpuBackend } from '../shared/backend/webgpu/types.js';
 import type { ModelState } from '../shared/model/state.js';
 import { initModel } from '../shared/model/weights.js';
 import { Replica } from '../shared/train/replica.js';
-import { median, timeRuns } from './machine.js';
+import { median, round, timeRuns } from './machine.js';
 import { syntheticBatch } from './synthetic-batch.js';
 
 /** In the order they run: the slow stock training step last, so a time limit cuts it first. */
@@ -66,6 +67,26 @@ export interface PhaseResult {
   by_program?: Record<string, number>;
   /** WebGpuReplica's split of the step: recording GPU work, waiting for the read-back, the update (ms, median). */
   split_ms?: { record: number; read: number; update: number };
+  /** split_ms.record of each measured run. */
+  record_runs_ms?: number[];
+  /** The same step captured once and replayed (WebGpuReplica's `capture`), measured after it. */
+  captured?: CapturedPhase;
+}
+
+export interface CapturedPhase {
+  img_s: number;
+  median_s: number;
+  times_s: number[];
+  /** CPU milliseconds to launch a replayed step (write the inputs, encode the captured dispatches, submit), median. */
+  launch_ms: number;
+  launch_runs_ms: number[];
+  /** launch_ms over the un-captured step's split_ms.record, in the same run. */
+  launch_over_record: number;
+  split_ms: { record: number; read: number; update: number };
+  /** Dispatches and copies one replay encodes, and the uniform and constant bytes the capture holds. */
+  capture?: { dispatches: number; copies: number; bytes: number };
+  /** Why capture fell back to TF.js, if it did (then the figures are TF.js's). */
+  fallback?: string;
 }
 
 export interface CpuProfileSummary { wall_ms: number; sampled_ms: number; top: { fn: string; ms: number; pct: number }[] }
@@ -190,22 +211,33 @@ export async function benchWebGpu(opts: WebGpuBenchOptions = {}): Promise<WebGpu
     }
   });
   const fusedTrain = async (key: 'fused_ddp' | 'fused_single' | 'fused_host', o: WebGpuReplicaOptions): Promise<void> => {
-    const r = new WebGpuReplica(fresh(), trainOpts, undefined, o);
-    const splits: { record: number; read: number; update: number }[] = [];
-    try {
-      const step = async (): Promise<void> => {
-        await r.computeGradients(batch, batchSize);
-        if (r.applyReduced().skipped) throw new Error('non-finite step');
-        splits.push({ ...r.timings });
-      };
-      result.train[key] = await measure(step, 2);
-      const tail = splits.slice(2, 2 + reps);
-      result.train[key]!.split_ms = {
-        record: median(tail.map((s) => s.record)), read: median(tail.map((s) => s.read)), update: median(tail.map((s) => s.update)),
-      };
-    } finally {
-      r.dispose();
-    }
+    const timed = async (capture: boolean) => {
+      const r = new WebGpuReplica(fresh(), trainOpts, undefined, { ...o, capture });
+      const splits: { record: number; read: number; update: number }[] = [];
+      try {
+        const step = async (): Promise<void> => {
+          await r.computeGradients(batch, batchSize);
+          if (r.applyReduced().skipped) throw new Error('non-finite step');
+          splits.push({ ...r.timings });
+        };
+        // Two warm-ups: with capture, the first records and the second is the first replay.
+        const res = await measure(step, 2);
+        const tail = splits.slice(2, 2 + reps);
+        const split = { record: median(tail.map((s) => s.record)), read: median(tail.map((s) => s.read)), update: median(tail.map((s) => s.update)) };
+        return { res, split, records: tail.map((s) => round(s.record, 2)), info: r.captureInfo, off: r.captureOff };
+      } finally {
+        r.dispose();
+      }
+    };
+    const plain = await timed(false);
+    result.train[key] = { ...plain.res, split_ms: plain.split, record_runs_ms: plain.records };
+    const cap = await timed(true);
+    result.train[key]!.captured = {
+      img_s: cap.res.img_s, median_s: cap.res.median_s, times_s: cap.res.times_s, launch_ms: cap.split.record, launch_runs_ms: cap.records,
+      launch_over_record: round(cap.split.record / plain.split.record, 4), split_ms: cap.split,
+      ...(cap.info ? { capture: { dispatches: cap.info.dispatches, copies: cap.info.copies, bytes: cap.info.bytes } } : {}),
+      ...(cap.off ? { fallback: cap.off } : {}),
+    };
   };
   await phase('train-fused-ddp', () => fusedTrain('fused_ddp', { optimizer: 'gpu', hostGradients: true }));
   await phase('train-fused-single', () => fusedTrain('fused_single', { optimizer: 'gpu', hostGradients: false }));
@@ -213,7 +245,8 @@ export async function benchWebGpu(opts: WebGpuBenchOptions = {}): Promise<WebGpu
   await phase('profile-gpu', async () => {
     result.gpu_profile = {};
     if (!backend.supportTimestampQuery) result.notes.push('no timestamp-query: GPU times are zero');
-    const r = new WebGpuReplica(fresh(), trainOpts, undefined, { optimizer: 'gpu', hostGradients: true });
+    // Through TF.js (no capture): a replayed step bypasses the per-dispatch timers.
+    const r = new WebGpuReplica(fresh(), trainOpts, undefined, { optimizer: 'gpu', hostGradients: true, capture: false });
     try {
       await r.computeGradients(batch, batchSize); // compile outside the timed run
       r.applyReduced();
@@ -238,7 +271,7 @@ export async function benchWebGpu(opts: WebGpuBenchOptions = {}): Promise<WebGpu
     }
   });
   await phase('profile-cpu', async () => {
-    const r = new WebGpuReplica(fresh(), trainOpts, undefined, { optimizer: 'gpu', hostGradients: true });
+    const r = new WebGpuReplica(fresh(), trainOpts, undefined, { optimizer: 'gpu', hostGradients: true, capture: false });
     const session = new Session();
     session.connect();
     try {
