@@ -28,7 +28,7 @@ import { BACKENDS } from '../../shared/backend/select.js';
 import { WolfpackError } from '../../shared/errors.js';
 import { createLogger, jsonLineStream, jsonRequested } from '../../shared/log.js';
 import type { Command } from '../wolfpack.js';
-import { num, oneOf, parse, str } from '../args.js';
+import { num, oneOf, parse, str } from '../../shared/config/args.js';
 
 const USAGE = [
   `wolfpack bench model [--backend ${BACKENDS.join('|')}] [--image-size 224] [--batch 8] [--reps 3] [--threads 2] [--no-peer] [--json]`,
