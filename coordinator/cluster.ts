@@ -42,6 +42,11 @@ export class Cluster {
   private readonly lost = new Map<Member, MemberLost>();
   private readonly admittedAt = new Map<Member, number>();
   private readonly listeners = new Set<(l: MemberLost) => void>();
+  /**
+   * Aborted with the generation: a wait still pending then (a member's reply to a step whose ring broke)
+   * is withdrawn, so it cannot take the reply to the abort and blame a survivor for answering it.
+   */
+  private waits = new AbortController();
   private readonly watchdog: NodeJS.Timeout;
   private lastWatch = attentiveClock.now();
 
@@ -123,10 +128,15 @@ export class Cluster {
     }
   }
 
-  /** The next message of `type` from `m`, or MemberLost. Stale messages of other types are skipped. */
-  async expect<T extends MessageType>(m: Member, type: T, timeoutMs: number, skip: readonly MessageType[] = []): Promise<Received<MessageOf<T>>> {
+  /**
+   * The next message of `type` from `m`, or MemberLost. Stale messages of the `skip` types are passed to
+   * `skipped` and dropped. A wait still pending when the generation is aborted rejects (not MemberLost).
+   */
+  async expect<T extends MessageType>(m: Member, type: T, timeoutMs: number, skip: readonly MessageType[] = [],
+    skipped?: (msg: Message) => void): Promise<Received<MessageOf<T>>> {
     const already = this.lost.get(m);
     if (already) throw already;
+    const signal = this.waits.signal;
     let onLost: ((l: MemberLost) => void) | undefined;
     const lost = new Promise<never>((_, reject) => {
       onLost = (l) => { if (l.member === m) reject(l); };
@@ -134,12 +144,15 @@ export class Cluster {
     });
     try {
       for (;;) {
-        const r = await Promise.race([m.channel.next(timeoutMs), lost]).catch((e: Error) => {
-          throw e instanceof MemberLost ? e : this.markLost(m, e.message);
+        const r = await Promise.race([m.channel.next(timeoutMs, signal), lost]).catch((e: Error) => {
+          throw e instanceof MemberLost || signal.aborted ? e : this.markLost(m, e.message);
         });
         if (r.msg.type === type) return r as Received<MessageOf<T>>;
         if (r.msg.type === 'failure') throw this.markLost(m, `it failed: ${r.msg.message}`);
-        if (skip.includes(r.msg.type)) continue;
+        if (skip.includes(r.msg.type)) {
+          skipped?.(r.msg);
+          continue;
+        }
         throw this.markLost(m, `protocol: expected ${type}, got ${r.msg.type}`);
       }
     } finally {
@@ -167,15 +180,22 @@ export class Cluster {
     return gone;
   }
 
-  /** Aborts the current generation on every member; returns how far each got (last applied step). */
-  async abort(reason: string, timeoutMs: number): Promise<{ member: Member; lastStep: number }[]> {
+  /**
+   * Aborts the current generation on every member; returns how far each got (last applied step) and the
+   * step replies it sent that nobody had taken yet (`late`: steps it completed after the last counted one).
+   */
+  async abort(reason: string, timeoutMs: number): Promise<{ member: Member; lastStep: number; late: MessageOf<'stepDone'>[] }[]> {
     this.generation++;
-    const out: { member: Member; lastStep: number }[] = [];
+    this.waits.abort(new WolfpackError('E_WORKER', `wait withdrawn: generation ${this.generation - 1} was aborted`));
+    this.waits = new AbortController();
+    const out: { member: Member; lastStep: number; late: MessageOf<'stepDone'>[] }[] = [];
     await Promise.all(this.members.map(async (m) => {
       try {
         await this.send(m, { type: 'abort', generation: this.generation, reason });
-        const { msg } = await this.expect(m, 'aborted', timeoutMs, ['stepDone', 'evalResult', 'statePart', 'ready']);
-        out.push({ member: m, lastStep: msg.lastStep });
+        const late: MessageOf<'stepDone'>[] = [];
+        const { msg } = await this.expect(m, 'aborted', timeoutMs, ['stepDone', 'evalResult', 'statePart', 'ready'],
+          (x) => { if (x.type === 'stepDone') late.push(x); });
+        out.push({ member: m, lastStep: msg.lastStep, late });
       } catch (e) {
         if (!(e instanceof MemberLost)) throw e;
       }

@@ -186,6 +186,8 @@ class WorkerSession {
   rank = 0;
   private world = 1;
   private generation = -1;
+  /** A generation whose ring failed here: none of its remaining steps or evaluations run (the coordinator aborts it). */
+  private broken: number | undefined;
   private link: Link | undefined;
   private collective = 0; // numbers the collectives of the current ring, so tags never collide
   private state: ModelState | undefined;
@@ -210,7 +212,7 @@ class WorkerSession {
         this.cache.addAll(m.items, r.payload);
         return true;
       }
-      if (m.type === 'step' && m.generation === this.generation) {
+      if (m.type === 'step' && this.current(m.generation)) {
         const p = this.loadStep(m.samples, m.epoch); // the step's view; only uncached images
         p.catch(() => undefined); // surfaced when the step runs
         this.decoding.set(m.step, p);
@@ -235,10 +237,10 @@ class WorkerSession {
           await this.ch.send({ type: 'aborted', rank: this.rank, generation: msg.generation, lastStep: this.lastStep });
           break;
         case 'step':
-          if (msg.generation === this.generation) await this.guard('step', () => this.runStep(msg));
+          if (this.current(msg.generation)) await this.guard('step', () => this.runStep(msg));
           break;
         case 'eval':
-          if (msg.generation === this.generation) await this.guard('eval', () => this.runEval(msg));
+          if (this.current(msg.generation)) await this.guard('eval', () => this.runEval(msg));
           break;
         case 'stateRequest':
           await this.sendState();
@@ -249,9 +251,16 @@ class WorkerSession {
     }
   }
 
+  /** Whether orders of generation `g` are carried out: it is the current ring's, and that ring has not failed here. */
+  private current(g: number): boolean {
+    return g === this.generation && g !== this.broken;
+  }
+
   /**
    * Ring work fails when a peer is lost; the coordinator then aborts and re-forms the ring, so the
-   * worker logs the failure and waits for orders. Anything else is the worker's own failure.
+   * worker logs the failure and waits for orders. Steps of that ring already sent are not run: without
+   * the ring they would apply this replica's own gradient alone, one step ahead of a skipped one.
+   * Anything else is the worker's own failure.
    */
   private async guard(what: string, fn: () => Promise<void>): Promise<void> {
     try {
@@ -260,6 +269,7 @@ class WorkerSession {
       const err = e as WolfpackError;
       if (err.code !== 'E_WORKER' && err.code !== 'E_PROTOCOL' && err.code !== 'E_AUTH') throw e;
       this.cutRing();
+      this.broken = this.generation;
       this.log.warn({ what, reason: err.message }, 'ring operation failed; waiting for the coordinator');
     }
   }

@@ -83,21 +83,32 @@ export class Channel {
 
   /**
    * The next message; rejects when the connection fails or after `timeoutMs` of attentive time (time this
-   * process was running to hear it: its own stalls do not count against the peer).
+   * process was running to hear it: its own stalls do not count against the peer). When `signal` aborts
+   * first, the wait is withdrawn (rejecting with the signal's reason) and takes no message.
    */
-  next(timeoutMs: number): Promise<Received> {
+  next(timeoutMs: number, signal?: AbortSignal): Promise<Received> {
+    if (signal?.aborted) return Promise.reject(signal.reason as Error);
     const queued = this.queue.shift();
     if (queued) return Promise.resolve(queued);
     if (this.failure) return Promise.reject(this.failure);
     return new Promise((resolve, reject) => {
       const w: (typeof this.waiters)[number] = { resolve, reject };
+      const withdraw = (err: Error) => {
+        w.cancel?.();
+        const i = this.waiters.indexOf(w);
+        if (i >= 0) this.waiters.splice(i, 1);
+        reject(err);
+      };
+      const cancels: (() => void)[] = [];
       if (Number.isFinite(timeoutMs)) {
-        w.cancel = attentiveTimeout(() => {
-          const i = this.waiters.indexOf(w);
-          if (i >= 0) this.waiters.splice(i, 1);
-          reject(new WolfpackError('E_WORKER', `${this.label}: no message within ${timeoutMs} ms`));
-        }, timeoutMs);
+        cancels.push(attentiveTimeout(() => withdraw(new WolfpackError('E_WORKER', `${this.label}: no message within ${timeoutMs} ms`)), timeoutMs));
       }
+      if (signal) {
+        const onAbort = () => withdraw(signal.reason as Error);
+        signal.addEventListener('abort', onAbort, { once: true });
+        cancels.push(() => signal.removeEventListener('abort', onAbort));
+      }
+      w.cancel = () => { for (const c of cancels) c(); };
       this.waiters.push(w);
     });
   }
