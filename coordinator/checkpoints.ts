@@ -35,6 +35,11 @@ export interface EpochMetrics {
   skipped_steps: number;
   epoch_time_s: number;
   workers: number;
+  /**
+   * Images trained in the epoch's completed steps (skipped ones included), summed from the workers'
+   * all-reduced per-step counts: steps x global batch when no sample was lost or counted twice.
+   */
+  samples?: number;
   /** Of epoch_time_s: the epoch-end evaluation, and fetching the changed state from rank 0. */
   eval_s?: number;
   state_fetch_s?: number;

@@ -22,7 +22,7 @@ import { mutableRanges, type ModelState } from '../shared/model/state.js';
 import { stateChecksum } from '../shared/train/checksum.js';
 import { DEFAULT_CHUNK_ELEMS } from '../shared/allreduce/ring.js';
 import type { CoordinatorSecurity } from '../shared/auth/config.js';
-import type { JobConfig, SampleRef } from '../shared/protocol/messages.js';
+import type { JobConfig, MessageOf, SampleRef } from '../shared/protocol/messages.js';
 import { payloadFloats } from '../shared/protocol/codec.js';
 import { renderCurves } from '../shared/report/curves.js';
 import { BlobStore } from './blob-store.js';
@@ -107,7 +107,21 @@ class EpochAccumulator {
   totalMs = 0;
   /** Time the run was held at step boundaries (not training time). */
   heldMs = 0;
+  /** Images in the epoch's completed steps, skipped ones included: the sum of the all-reduced counts they report. */
+  samples = 0;
   readonly t0 = performance.now();
+
+  /** Counts a completed step from one of its replies (every rank's carries the same all-reduced loss and count). */
+  add(d: MessageOf<'stepDone'>): void {
+    this.samples += d.samples;
+    if (d.skipped) {
+      this.skipped++;
+    } else {
+      this.lossSum += d.loss;
+      this.lastLoss = d.loss;
+      this.steps++;
+    }
+  }
 }
 
 interface Prepared {
@@ -237,6 +251,9 @@ export async function runJob(opts: JobOptions): Promise<JobResult> {
     let needRing = true;
     let badInARow = 0;
     let acc = new EpochAccumulator();
+    // Replies to the step not counted yet: a loss can cut it short after some members replied, and one of
+    // them may be the survivor that holds it (recover() counts the new rank 0's).
+    const uncounted = new Map<Member, MessageOf<'stepDone'>>();
 
     const sendBlobs = async (m: Member, hashes: string[]) => {
       const missing = store.missing(m.hello.memberId, hashes);
@@ -296,7 +313,12 @@ export async function runJob(opts: JobOptions): Promise<JobResult> {
       const lookahead = opts.lookahead ?? 1;
       while (sent < Math.min(end, done + lookahead + 1)) await sendStep(sent);
       while (done < end) {
-        const replies = await cluster.all('stepDone', stepTimeout);
+        const replies = await Promise.all(cluster.members.map(async (m) => {
+          const r = await cluster.expect(m, 'stepDone', stepTimeout);
+          uncounted.set(m, r.msg);
+          return r;
+        }));
+        uncounted.clear();
         for (const r of replies) {
           if (r.msg.step !== done || r.msg.generation !== g) throw new WolfpackError('E_PROTOCOL', `rank ${r.msg.rank} finished step ${r.msg.step} (generation ${r.msg.generation}), expected ${done} (${g})`);
           acc.allreduceMs += r.msg.timings.allreduce;
@@ -304,8 +326,8 @@ export async function runJob(opts: JobOptions): Promise<JobResult> {
         }
         const d = replies[0].msg;
         done++;
+        acc.add(d);
         if (d.skipped) {
-          acc.skipped++;
           badInARow++;
           const ranks = replies.filter((r) => r.msg.nonFinite).map((r) => r.msg.rank);
           log.warn({ step: d.step, ranks }, `non-finite loss or gradient on rank(s) ${ranks.join(', ')}: step skipped on every replica`);
@@ -315,9 +337,6 @@ export async function runJob(opts: JobOptions): Promise<JobResult> {
           }
         } else {
           badInARow = 0;
-          acc.lossSum += d.loss;
-          acc.lastLoss = d.loss;
-          acc.steps++;
         }
         opts.progress?.(`epoch ${epoch + 1}/${opts.epochs} step ${done - epoch * S}/${S} loss ${d.loss.toFixed(4)}`);
         const hold = opts.events?.step?.(stepEvent({ epoch: epoch + 1, step: done - epoch * S, steps: S, global_step: done }, replies.map((r) => r.msg)));
@@ -393,6 +412,7 @@ export async function runJob(opts: JobOptions): Promise<JobResult> {
         epoch: epoch + 1, train_loss: acc.steps > 0 ? acc.lossSum / acc.steps : NaN, last_loss: acc.lastLoss, val_accuracy: accuracy,
         images_per_s: (S * opts.batchSize) / trainTime, step_time_s: trainTime / S,
         allreduce_share: acc.totalMs > 0 ? acc.allreduceMs / acc.totalMs : 0, skipped_steps: acc.skipped, epoch_time_s: trainTime, workers: cluster.members.length,
+        samples: acc.samples,
         eval_s: (tFetch - tEval) / 1000, state_fetch_s: (tEnd - tFetch) / 1000,
       };
       const improved = accuracy >= result.bestAccuracy;
@@ -453,11 +473,24 @@ export async function runJob(opts: JobOptions): Promise<JobResult> {
         log.warn({ worker: describe(m) }, 'worker lost while aborting');
         opts.events?.event?.(lostEvent(m, 'while the step in flight was aborted'));
       }
-      // The survivor that applied the most steps is the new rank 0 and relays its state to the others.
-      reports.sort((a, b) => b.lastStep - a.lastStep || cluster.members.indexOf(a.member) - cluster.members.indexOf(b.member));
-      const alive = reports.filter((r) => cluster.members.includes(r.member)).map((r) => r.member);
-      cluster.members = alive;
-      if (reports.length > 0) done = Math.max(reports[0].lastStep + 1, epoch * S);
+      // The survivor that applied the most steps is the new rank 0 and relays its state to the others
+      // (a member that answered the abort and was lost after it is no survivor: its steps are not kept).
+      const kept = reports.filter((r) => cluster.members.includes(r.member));
+      kept.sort((a, b) => b.lastStep - a.lastStep || cluster.members.indexOf(a.member) - cluster.members.indexOf(b.member));
+      cluster.members = kept.map((r) => r.member);
+      if (kept.length > 0) {
+        // Steps it applied beyond the last one counted here (the loss cut their replies short) count from its own replies.
+        const first = uncounted.get(kept[0].member);
+        for (const d of [...(first ? [first] : []), ...kept[0].late]) if (d.step >= done && d.step <= kept[0].lastStep) acc.add(d);
+        done = Math.max(kept[0].lastStep + 1, epoch * S);
+      }
+      uncounted.clear();
+      if (kept.length === 0) {
+        // Nobody holds the epoch's progress any more: it starts over from the coordinator's copy (the last epoch end).
+        source = 'coordinator';
+        done = epoch * S;
+        acc = new EpochAccumulator();
+      }
       while (cluster.members.length < Math.max(1, minWorkers)) {
         log.warn({ have: cluster.members.length, need: Math.max(1, minWorkers) }, 'waiting for workers to (re)join');
         const rejoin = opts.rejoinTimeoutMs ?? joinTimeout;
