@@ -195,7 +195,7 @@ state_of() {
 }
 
 # ---- demo: `wolfpack demo --epochs 1`, its output, its health file ----
-podman rm -f wp-check-demo >/dev/null 2>&1
+podman rm -f -v wp-check-demo >/dev/null 2>&1
 podman volume rm -f wp-check-work >/dev/null 2>&1
 t0=$(now)
 say "wolfpack demo --epochs 1 in the image"
@@ -215,7 +215,7 @@ demo_rc=$?
 demo_s=$(secs "$t0" "$(now)")
 rm -rf "$CACHE/demo-out" && podman cp wp-check-demo:/work/runs/demo/out "$CACHE/demo-out" >/dev/null 2>&1
 podman cp wp-check-demo:/tmp/health.json "$CACHE/demo-health.json" >/dev/null 2>&1
-podman rm -f wp-check-demo >/dev/null 2>&1
+podman rm -f -v wp-check-demo >/dev/null 2>&1
 epoch_line=$(grep -o 'Epoch: 1/1[^"]*' "$CACHE/demo.stdout" | head -1)
 if [ "$demo_rc" = 0 ] && [ -f "$CACHE/demo-out/last.ckpt" ] && [ -f "$CACHE/demo-out/curves.png" ]; then
   record demo PASS "$demo_s s, exit 0, last.ckpt + curves.png; $epoch_line"
@@ -297,7 +297,7 @@ fi
 
 # ---- signals: `podman stop` of a training run (SIGTERM, SIGKILL after 10 s) ----
 if [ "$SIGNALS" = 1 ]; then
-  podman rm -f wp-check-stop >/dev/null 2>&1
+  podman rm -f -v wp-check-stop >/dev/null 2>&1
   podman run -d --name wp-check-stop -v wp-check-work:/work "$IMAGE" demo --epochs 3 --out /work/runs/stop --health-file /tmp/health.json >/dev/null
   for _ in $(seq 120); do
     sleep 2
@@ -310,7 +310,7 @@ if [ "$SIGNALS" = 1 ]; then
   stop_rc=$(podman inspect wp-check-stop --format '{{.State.ExitCode}}')
   podman logs wp-check-stop >"$CACHE/stop.log" 2>&1
   ckpt=$(podman run --rm -v wp-check-work:/work --entrypoint /bin/sh "$IMAGE" -c 'test -f /work/runs/stop/last.ckpt && echo yes || echo no')
-  podman rm -f wp-check-stop >/dev/null 2>&1
+  podman rm -f -v wp-check-stop >/dev/null 2>&1
   fast=$(awk -v s="$stop_s" 'BEGIN { print (s <= 5) ? "yes" : "no" }')
   if [ "$fast" = yes ] && [ "$stop_rc" = 0 ] && [ "$ckpt" = yes ]; then
     record signals PASS "podman stop took $stop_s s, exit 0, last.ckpt written"
