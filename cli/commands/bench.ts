@@ -5,7 +5,8 @@
 // the real trainer's images/s with N workers, `bench tta` the demo's time to accuracy with and without the
 // feature cache, `bench memory` the workers' peak RSS and growth, `bench cluster` the ring all-reduce of
 // ResNet-50's gradients between N processes in network namespaces on shaped links around a modelled
-// compute step (root only), and `bench all` every one of them as
+// compute step (root only), `bench chaos` a bounded chaos run (workers killed, stopped and cut off at
+// random; the result must match an uninterrupted run; not in `bench all`), and `bench all` the others as
 // markdown (bench/results/latest.md, .json, and the curve's PNG); `bench webgpu` (= `bench all --backend
 // webgpu`) ResNet-50 on the webgpu backend beside PyTorch on the same GPU. Ratios are wolfpack's speed over
 // the peer's: above 1, wolfpack is faster.
@@ -13,6 +14,7 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import { join, relative } from 'node:path';
 import { runAllreduceBench, runRawTcpBench, type AllreduceBenchResult } from '../../bench/allreduce.js';
 import { allreduceCurve, compareAllreduce, CURVE_SIZES } from '../../bench/allreduce-compare.js';
+import { CHAOS_FLAGS, CHAOS_USAGE, chaosOptionsFrom, chaosTable, runChaos } from '../../bench/chaos.js';
 import { CLUSTER_NETS, clusterUnavailable, crossCheckSchedules, runClusterBench, type ClusterBenchOptions, type ClusterRunResult } from '../../bench/cluster.js';
 import { SCHEDULES, WIRE_FORMATS, type GradScheduleKind } from '../../bench/cluster-step.js';
 import { demoFixture } from '../../bench/fixture.js';
@@ -41,6 +43,7 @@ const USAGE = [
   '       wolfpack bench memory [--skip-peak] [--json]',
   `       wolfpack bench cluster [--workers 2,4,8] [--link-mbit 500] [--compute-ms 2400] [--steps 3] [--warmup 1] [--schedule ${SCHEDULES.join('|')}|none,overlap] [--bucket-mb 25] [--wire ${WIRE_FORMATS.join('|')}] [--layout-scale 1] [--net ${CLUSTER_NETS.join('|')}] [--json]   (root; compute modelled; --link-mbit 0: unshaped; --bucket-mb: MiB, overlap only; --json: one line per N and schedule)`,
   '       wolfpack bench webgpu [--batch 32] [--image-size 224] [--reps 5] [--width 64] [--software] [--profile] [--python PY] [--json]   (webgpu beside PyTorch CUDA on the same GPU)',
+  `       ${CHAOS_USAGE}`,
   '       wolfpack bench all [--quick] [--out bench/results]   (every benchmark above with its peer; markdown, JSON and PNG in --out)',
   '       wolfpack bench all --backend webgpu [bench webgpu flags] [--out bench/results]   (a GPU host: bench webgpu into --out/webgpu-latest.{md,json})',
 ].join('\n');
@@ -205,6 +208,14 @@ async function runCluster(argv: string[]): Promise<number> {
   const results = await clusterRuns(argv, json ? (r) => process.stdout.write(JSON.stringify(r) + '\n') : undefined);
   if (!json) process.stdout.write(`${machineLine(machineInfo())}\n${clusterSection(results, commandLine(['cluster', ...argv]))}`);
   return results.every((r) => r.verified) ? 0 : 1;
+}
+
+/** A bounded chaos run (bench/chaos.ts): exit 1 when the weights or the per-epoch sample counts do not match. */
+async function runChaosBench(argv: string[]): Promise<number> {
+  const { values } = parse(argv, CHAOS_FLAGS);
+  const r = await runChaos({ ...chaosOptionsFrom(values), progress }, commandLine(['chaos', ...argv]));
+  emit(values.json === true, r, chaosTable(r));
+  return r.ok ? 0 : 1;
 }
 
 function emit(json: boolean, value: unknown, text: string): void {
@@ -401,9 +412,10 @@ export const bench: Command = {
       case 'memory': return runMemory(rest);
       case 'cluster': return runCluster(rest);
       case 'webgpu': return runWebGpu(rest);
+      case 'chaos': return runChaosBench(rest);
       case 'all': return runAll(rest);
       default:
-        throw new WolfpackError('E_USAGE', `expected a benchmark (model, allreduce, allreduce-vs-gloo, rawtcp, curve, scaling, tta, memory, cluster, webgpu or all), got ${sub === undefined ? 'nothing' : `'${sub}'`}\nusage: ${USAGE}`);
+        throw new WolfpackError('E_USAGE', `expected a benchmark (model, allreduce, allreduce-vs-gloo, rawtcp, curve, scaling, tta, memory, cluster, webgpu, chaos or all), got ${sub === undefined ? 'nothing' : `'${sub}'`}\nusage: ${USAGE}`);
     }
   },
 };
