@@ -79,7 +79,11 @@ export interface RingVerifierOptions {
 
 /**
  * The listener's side: `verify` is ws-link's `verifyHello` hook. The listener is opened before its worker
- * knows the job, so hellos wait (bounded) until expect() names the job and ring generation.
+ * knows the job, so hellos wait (bounded) until expect() names the job and ring generation; and when a ring
+ * is re-formed, a neighbour may connect before this worker has read its own order for the new generation,
+ * so a hello that claims a later generation than expected waits (bounded alike) for expect() to name it.
+ * (The claim is checked once it is named; before, it only makes an unproven hello wait, as an unknown job
+ * does, under the listener's admission limits.)
  */
 export class RingHelloVerifier {
   private readonly secret: SharedSecret;
@@ -87,8 +91,8 @@ export class RingHelloVerifier {
   private readonly jobWaitMs: number;
   private readonly now: () => number;
   private expected: { jobId: string; generation: number; key: SharedSecret } | undefined;
-  private readonly known: Promise<void>;
-  private resolveKnown!: () => void;
+  /** Hellos waiting for expect() to name their job or generation. */
+  private waiting: (() => void)[] = [];
   /** nonce -> time it may be forgotten (ms). */
   private readonly seen = new Map<string, number>();
 
@@ -97,14 +101,28 @@ export class RingHelloVerifier {
     this.windowMs = opts.windowMs ?? RING_AUTH_WINDOW_MS;
     this.jobWaitMs = opts.jobWaitMs ?? RING_JOB_WAIT_MS;
     this.now = opts.now ?? Date.now;
-    this.known = new Promise<void>((resolve) => { this.resolveKnown = resolve; });
   }
 
   /** From now on accept only hellos of `jobId`, ring generation `generation`. */
   expect(jobId: string, generation = 0): void {
     this.expected = { jobId, generation, key: ringKey(this.secret, jobId) };
     this.seen.clear();
-    this.resolveKnown();
+    for (const wake of this.waiting.splice(0)) wake();
+  }
+
+  /** Waits at most jobWaitMs until expect() has named generation `gen` or a later one; false if it did not. */
+  private async learn(gen: number): Promise<boolean> {
+    const deadline = Date.now() + this.jobWaitMs;
+    while (this.expected === undefined || this.expected.generation < gen) {
+      const left = deadline - Date.now();
+      if (left <= 0) return false;
+      await new Promise<void>((resolve) => {
+        const wake = () => { clearTimeout(timer); resolve(); };
+        const timer = setTimeout(() => { this.waiting = this.waiting.filter((w) => w !== wake); resolve(); }, left);
+        this.waiting.push(wake);
+      });
+    }
+    return true;
   }
 
   /** ws-link's verifyHello: throws E_AUTH naming the peer and the reason. */
@@ -112,14 +130,15 @@ export class RingHelloVerifier {
     const peer = `ring hello from rank ${hello.rank}${req?.socket.remoteAddress ? ` at ${req.socket.remoteAddress}` : ''}`;
     const auth = parseAuth(hello.auth);
     if (typeof auth === 'string') throw authError(peer, `${auth}; ${TOKEN_HELP}`);
-    if (this.expected === undefined) {
-      let timer: NodeJS.Timeout | undefined;
-      const late = new Promise<'late'>((resolve) => { timer = setTimeout(() => resolve('late'), this.jobWaitMs); });
-      const r = await Promise.race([this.known, late]);
-      clearTimeout(timer);
-      if (r === 'late' || this.expected === undefined) throw authError(peer, `this worker did not learn its job within ${this.jobWaitMs} ms`);
+    if (this.expected === undefined || auth.gen > this.expected.generation) {
+      const before = this.expected;
+      if (!(await this.learn(auth.gen))) {
+        if (before === undefined && this.expected === undefined) throw authError(peer, `this worker did not learn its job within ${this.jobWaitMs} ms`);
+        throw authError(peer, `ring generation ${auth.gen} is not known here (this worker is at generation ${this.expected?.generation ?? before?.generation}; ` +
+          `waited ${this.jobWaitMs} ms)`);
+      }
     }
-    const exp = this.expected;
+    const exp = this.expected!;
     const now = this.now();
     if (Math.abs(now - auth.ts) > this.windowMs) {
       throw authError(peer, `its timestamp is ${Math.round((now - auth.ts) / 1000)} s off this host's clock (limit ${this.windowMs / 1000} s): stale, replayed, or clocks out of sync`);

@@ -2,7 +2,8 @@
 // and connections on 127.0.0.1 (shared/transport/ws-link.ts with shared/auth/ring-auth.ts's verifyHello).
 // A wrong token, no proof, another job's worker, a stale generation, a relabelled rank, a replayed hello
 // and a hello far off the clock are all refused with E_AUTH, the message never holds the token, and the
-// listener keeps serving the right neighbour afterwards. The token never appears in the bytes on the wire.
+// listener keeps serving the right neighbour afterwards; a hello of a job or ring generation the listener has
+// not learned yet waits for it, bounded. The token never appears in the bytes on the wire.
 import t, { type Test } from 'tap';
 import { RingHelloVerifier, ringHelloAuth, RING_AUTH_WINDOW_MS } from '../../shared/auth/ring-auth.js';
 import { SharedSecret } from '../../shared/auth/secret.js';
@@ -93,6 +94,23 @@ t.test('a hello that arrives before the listener learns its job waits for it (bo
   const v2 = new RingHelloVerifier(secret, { jobWaitMs: 200 });
   const l2 = await ring(t, v2);
   refusedWith(t, await tryConnect(url(l2), { ...h, auth: ringHelloAuth(secret, h) }), /did not learn its job/, 'a listener that never learns its job');
+});
+
+t.test('a hello of a re-formed ring that arrives before the listener reads its own order waits for it (bounded)', async (t) => {
+  // Workers bind each ring to `${jobId}/g${generation}`; a neighbour may connect before this worker has read its 'ring'.
+  const v = new RingHelloVerifier(secret, { jobWaitMs: 3000 });
+  v.expect(`${JOB}/g17`, 17);
+  const l = await ring(t, v);
+  const h = { rank: 0, size: 2, jobId: `${JOB}/g19` };
+  setTimeout(() => v.expect(`${JOB}/g19`, 19), 200);
+  const [inc, out] = await Promise.all([connectRing(url(l), { ...h, auth: ringHelloAuth(secret, h, 19) }, { timeoutMs: 5000 }), l.accept({ rank: 0, jobId: h.jobId }, 5000)]);
+  t.ok(out, 'admitted once the listener is at generation 19');
+  wsLink(out, inc).close();
+
+  const v2 = new RingHelloVerifier(secret, { jobWaitMs: 200 });
+  v2.expect(`${JOB}/g17`, 17);
+  const l2 = await ring(t, v2);
+  refusedWith(t, await tryConnect(url(l2), { ...h, auth: ringHelloAuth(secret, h, 19) }), /ring generation 19 is not known here \(this worker is at generation 17/, 'a ring the listener never learns of');
 });
 
 t.test('the token never crosses the wire on a ring link', async (t) => {
