@@ -158,6 +158,7 @@ export async function runWorker(opts: WorkerOptions): Promise<void> {
     w.config = welcome.config;
     log = log.child({ memberId: memberId.slice(0, 8) });
     w.log = log;
+    w.sessionLog = log;
     log.info({ backend: sel.backend, job: welcome.config.jobId }, 'admitted');
     onState('admitted', welcome.config.jobId);
     w.onRing = (rank) => onState('training', `rank ${rank}`);
@@ -183,6 +184,10 @@ class WorkerSession {
   /** Called once each ring is formed and this replica's state is in place. */
   onRing: (rank: number) => void = () => undefined;
   log: Logger;
+  /** The logger of the session; each ring's (`log`) is a child of it with that ring's rank and generation. */
+  sessionLog: Logger;
+  /** Set while a ring is being formed: an abort from the coordinator stops its wait for the neighbours. */
+  private abortFormation: ((e: Error) => void) | undefined;
   rank = 0;
   private world = 1;
   private generation = -1;
@@ -200,6 +205,7 @@ class WorkerSession {
   constructor(private readonly ch: Channel, private readonly listener: RingListener, log: Logger, private readonly timeoutMs: number,
     private readonly secret: WorkerSecurity['secret'], private readonly ringGuard: RingHelloVerifier | undefined) {
     this.log = log;
+    this.sessionLog = log;
   }
 
   async serve(): Promise<void> {
@@ -217,7 +223,10 @@ class WorkerSession {
         p.catch(() => undefined); // surfaced when the step runs
         this.decoding.set(m.step, p);
       }
-      if (m.type === 'abort') this.cutRing();
+      if (m.type === 'abort') {
+        this.cutRing();
+        this.abortFormation?.(new WolfpackError('E_WORKER', 'the coordinator aborted the ring being formed'));
+      }
       return false;
     };
     for (;;) {
@@ -287,7 +296,7 @@ class WorkerSession {
     this.world = world;
     this.generation = generation;
     this.collective = 0;
-    this.log = this.log.child({ rank, generation });
+    this.log = this.sessionLog.child({ rank, generation });
     // ring links are bound to the job, the rank and the ring generation (shared/auth/ring-auth.ts)
     const jobId = `${config.jobId}/g${generation}`;
     this.ringGuard?.expect(jobId, generation);
@@ -295,11 +304,21 @@ class WorkerSession {
       // Data flows server -> client on a ring connection, so a rank connects to its LEFT neighbour
       // (whose server sends to it) and accepts its RIGHT neighbour (to which it sends).
       const ringHello = { rank, size: world, jobId };
-      const [incoming, outgoing] = await Promise.all([
+      const links = Promise.all([
         connectRing(msg.leftUrl, this.secret ? { ...ringHello, auth: ringHelloAuth(this.secret, ringHello, generation) } : ringHello, { timeoutMs: this.timeoutMs, logger: this.log }),
         this.listener.accept({ rank: msg.rightRank, jobId }, this.timeoutMs),
       ]);
-      this.link = wsLink(outgoing, incoming);
+      // A neighbour that died meanwhile never connects: the coordinator's abort ends the wait (not --timeout).
+      const aborted = new Promise<never>((_, reject) => { this.abortFormation = reject; });
+      try {
+        const [incoming, outgoing] = await Promise.race([links, aborted]);
+        this.link = wsLink(outgoing, incoming);
+      } catch (e) {
+        links.then(([incoming, outgoing]) => wsLink(outgoing, incoming).close(), () => undefined); // opened too late
+        throw e;
+      } finally {
+        this.abortFormation = undefined;
+      }
     }
     if (!this.state) {
       const layout = new ParamLayout(resnet50Spec({ flavour: config.flavour, width: config.width, numClasses: config.numClasses }));
