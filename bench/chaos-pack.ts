@@ -1,8 +1,8 @@
-// The processes of one chaos run (bench/chaos.ts): a `wolfpack coordinator` and a `wolfpack worker` per
-// host slot, either all on loopback or each in a network namespace of its own on a bridge
+// The processes of one chaos run (bench/chaos.ts): a `wolfpack coordinator` and `wolfpack worker`s in host
+// slots, either all on loopback or each slot a network namespace of its own on a bridge
 // (bench/netns-lab.ts, token-authenticated), with every process's output written to a log file and the
 // coordinator's JSON log read as it comes into what a fault schedule waits on: steps completed, the
-// ring (which pids, in which generation), evictions ("worker lost"), workers joined at a step boundary.
+// ring (which pids, in which generation, who is new in it), evictions ("worker lost").
 // Every wait is bounded and fails with what it waited for; `stop()` kills every process started here
 // by pid (SIGCONT first, for a stopped one).
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -38,8 +38,6 @@ interface Waiter {
 export interface PackOptions {
   /** Folder for the log files. */
   logDir: string;
-  /** The host slots' names (one worker at a time in each). */
-  slots: string[];
   /** Network namespaces for the coordinator (host 'c') and each slot; none: everything on loopback. */
   lab?: Lab;
   /** Token file, needed beyond loopback. */
@@ -75,8 +73,9 @@ export class Pack {
   ring: number[] = [];
   generation = -1;
   readonly evictions: Eviction[] = [];
-  /** Workers admitted at a step boundary (after the first ring), and those that connected (pids). */
+  /** Workers that entered a ring after the first one formed (at a step boundary, or while the run waited for them). */
   joins = 0;
+  private readonly inRing = new Set<number>();
   readonly connected = new Set<number>();
   /** Lines at level error or above, and the last lines seen (for a report of what went wrong). */
   readonly errors: string[] = [];
@@ -191,14 +190,18 @@ export class Pack {
       if (this.stepTimes.length > 8) this.stepTimes.shift();
     } else if (msg === 'ring formed' && Array.isArray(r.ring)) {
       this.ring = (r.ring as { worker: string }[]).map((x) => Number(PID_IN_DESCRIPTION.exec(x.worker)?.[1] ?? NaN));
+      const first = this.inRing.size === 0;
+      for (const pid of this.ring) {
+        if (!this.inRing.has(pid) && !first) this.joins++;
+        this.inRing.add(pid);
+      }
       this.generation = Number(r.generation);
       this.lastProgressAt = at;
     } else if ((msg === 'worker lost' || msg === 'worker lost while aborting') && typeof r.worker === 'string') {
       const pid = Number(PID_IN_DESCRIPTION.exec(r.worker)?.[1] ?? NaN);
       this.evictions.push({ pid, reason: typeof r.reason === 'string' ? r.reason : msg, at_ms: at, during_abort: msg !== 'worker lost' });
       this.lastProgressAt = at;
-    } else if (msg === 'workers joined at a step boundary' && Array.isArray(r.joined)) {
-      this.joins += r.joined.length;
+    } else if (msg === 'workers joined at a step boundary') {
       this.lastProgressAt = at;
     } else if (msg === 'training finished') {
       this.trained = true;

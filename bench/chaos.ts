@@ -163,7 +163,10 @@ export interface RunRecord {
   workers_started: number;
   /** Every process the run started (coordinator first), all gone when it returns. */
   pids: number[];
+  /** What failed the run (a hang, the coordinator's exit, a fault without its eviction, a worker gone by itself). */
   problems: string[];
+  /** What is worth a look without failing the run (a process that lingered after its eviction). */
+  notes: string[];
   out: string;
   logs: string;
 }
@@ -247,19 +250,19 @@ class Run {
   private readonly rng: SampleRng;
   /** Draws of the replacements, which run beside the schedule (a stream of their own, so the schedule's draws stay in order). */
   private readonly restartRng: SampleRng;
-  /** Slots whose lost worker is being replaced (waiting for the old process to go, then starting a fresh one). */
+  /** Slots whose lost worker is being replaced (a fresh one started, the old process waited for). */
   private readonly replacing = new Map<string, Promise<void>>();
   private round: FaultKind[] = [];
   private faultActiveSince: number | undefined;
 
-  constructor(private readonly o: ChaosOptions, label: RunRecord['label'], private readonly dir: string,
-    private readonly lab: Lab | undefined, private readonly tokenFile: string | undefined, private readonly deadline: number) {
+  constructor(private readonly o: ChaosOptions, label: RunRecord['label'], dir: string,
+    private readonly lab: Lab | undefined, tokenFile: string | undefined, private readonly deadline: number) {
     const logs = join(dir, `${label}-logs`);
     mkdirSync(logs, { recursive: true });
-    this.pack = new Pack({ logDir: logs, slots: this.slotNames(), ...(lab ? { lab } : {}), ...(tokenFile ? { tokenFile } : {}) });
+    this.pack = new Pack({ logDir: logs, ...(lab ? { lab } : {}), ...(tokenFile ? { tokenFile } : {}) });
     this.rng = sampleRng(o.seed, 0, 0, CHAOS_STREAM);
     this.restartRng = sampleRng(o.seed, 1, 0, CHAOS_STREAM);
-    this.record = { label, code: null, wall_s: 0, steps_logged: 0, faults: [], evictions: [], joins: 0, workers_started: 0, pids: [], problems: [], out: join(dir, label), logs };
+    this.record = { label, code: null, wall_s: 0, steps_logged: 0, faults: [], evictions: [], joins: 0, workers_started: 0, pids: [], problems: [], notes: [], out: join(dir, label), logs };
   }
 
   private slotNames(): string[] {
@@ -439,12 +442,12 @@ class Run {
       this.progress(`started pid ${fresh.pid} in ${slot} in place of pid ${p.pid}`);
     }
     const alone = await pack.exitOrKill(p, 30_000);
-    if (!alone) (f?.notes ?? this.record.problems).push(`pid ${p.pid} was still running 30 s after its eviction; killed`);
+    if (!alone) (f?.notes ?? this.record.notes).push(`pid ${p.pid} was still running 30 s after its eviction; killed`);
   }
 }
 
 function notRun(dir: string, why: string): RunRecord {
-  return { label: 'chaos', code: null, wall_s: 0, steps_logged: 0, faults: [], evictions: [], joins: 0, workers_started: 0, pids: [], problems: [`not run: ${why}`], out: join(dir, 'chaos'), logs: '' };
+  return { label: 'chaos', code: null, wall_s: 0, steps_logged: 0, faults: [], evictions: [], joins: 0, workers_started: 0, pids: [], problems: [`not run: ${why}`], notes: [], out: join(dir, 'chaos'), logs: '' };
 }
 
 function readMetrics(out: string): { epoch: number; workers?: number; samples?: number }[] {
@@ -558,7 +561,7 @@ export function chaosTable(r: ChaosResult): string {
       `${c.epochs} epochs x ${c.stepsPerEpoch} steps x ${c.batchSize} images, --freeze ${c.freeze} --bn frozen --lr ${c.lr}, --timeout ${c.timeoutS} s, fault seed ${c.seed}`],
     ['faults', `${nFaults}: ${kinds}`],
     ['evictions', `${r.evictions} (${r.unexpected_evictions} not caused by the fault's own kind${unexpected.length ? `: ${unexpected.map((e) => `pid ${e.pid} ${e.reason}`).join('; ')}` : ''})`],
-    ['joins', `${r.joins} workers joined at a step boundary (${r.replacements} replacements started)`],
+    ['joins', `${r.joins} fresh workers entered the ring (${r.replacements} started)`],
     ['steps', `${r.steps} (${r.chaos.steps_logged} logged by the coordinator; the rest completed on survivors when a fault cut the replies short)`],
     ['wall time', `chaos ${r.wall_s.chaos.toFixed(0)} s, uninterrupted ${r.wall_s.reference.toFixed(0)} s, total ${r.wall_s.total.toFixed(0)} s`],
     ['weights vs uninterrupted', `worst per-tensor relative difference ${sci(r.weights.worst_rel_diff)} ${r.weights.ok ? '<=' : 'NOT <='} ${sci(r.weights.tolerance)}: ` +
@@ -571,6 +574,7 @@ export function chaosTable(r: ChaosResult): string {
   const w = Math.max(...rows.map(([k]) => k.length));
   const lines = [`$ ${r.command}`, '', ...r.skipped.map((s) => `note: ${s}`), ...rows.map(([k, v]) => `${k.padEnd(w)}   ${v}`)];
   if (r.problems.length > 0) lines.push('', 'problems:', ...r.problems.map((p) => `  ${p.split('\n').join('\n    ')}`));
+  if (r.chaos.notes.length > 0) lines.push('', 'notes:', ...r.chaos.notes.map((n) => `  ${n}`));
   lines.push('', 'faults (time, where the run was, victim, what happened):');
   for (const f of r.chaos.faults) {
     lines.push(`  ${String(f.n).padStart(3)} ${f.at_s.toFixed(1).padStart(7)} s  e${f.epoch} s${f.step}  ${f.kind.padEnd(10)} ${f.slot} pid ${f.pid} rank ${f.rank}` +
