@@ -149,13 +149,18 @@ export class FlatGpuParams {
     return this.b.commandEncoder!;
   }
 
-  /** Copies the flat parameters into the per-parameter tensors (buffer copies, in stream order). */
+  /**
+   * Copies the flat parameters into the per-parameter tensors (buffer copies, in stream order) and
+   * submits them, so that the next step's work (a replayed capture above all) starts with nothing
+   * of the update left to submit.
+   */
   scatter(): void {
     const enc = this.encoder();
     for (const s of this.slots) {
       const dst = bufferOfTensor(this.b, this.tensors.get(s.name)!);
       enc.copyBufferToBuffer(this.w, (s.offset - this.begin) * 4, dst, 0, s.size * 4);
     }
+    this.b.submitQueue();
   }
 
   /**

@@ -51,6 +51,11 @@ export interface WebGpuReplicaOptions {
   capture?: boolean;
   /** Where the replica says that capture fell back (default: a process warning). */
   logger?: Pick<Logger, 'warn'>;
+  /**
+   * This thread's CPU time in milliseconds (the benchmark's /proc clock): when given, timings.recordCpu
+   * is the CPU time of the recording, which a loaded machine's waits for a core do not inflate.
+   */
+  cpuClock?: () => number;
 }
 
 /** What a step leaves on the GPU for the host, in the order it is read back. */
@@ -63,7 +68,7 @@ interface StepOutputs {
 export class WebGpuReplica implements TrainingReplica {
   readonly state: ModelState;
   readonly options: TrainOptions;
-  readonly gpu: Required<Omit<WebGpuReplicaOptions, 'logger'>>;
+  readonly gpu: Required<Omit<WebGpuReplicaOptions, 'logger' | 'cpuClock'>>;
   readonly reduce: ReduceLayout;
   readonly accum: Float32Array;
   readonly buffer: Float32Array;
@@ -76,7 +81,7 @@ export class WebGpuReplica implements TrainingReplica {
    * Milliseconds of the last step: recording the GPU work (for a replayed step: writing the inputs
    * and encoding the captured dispatches), waiting for the read-back, the update.
    */
-  readonly timings = { record: 0, read: 0, update: 0 };
+  readonly timings = { record: 0, read: 0, update: 0, recordCpu: 0 };
   /** How the last step ran: through TF.js ('plain'), through TF.js while captured, or replayed. */
   lastStep: 'plain' | 'recorded' | 'replayed' = 'plain';
   /** Why capture is off for this replica, once it fell back. */
@@ -84,6 +89,7 @@ export class WebGpuReplica implements TrainingReplica {
   private captured: { key: string; step: CapturedStep; outputs: StepOutputs } | undefined;
   private lastKey: string | undefined;
   private readonly logger: Pick<Logger, 'warn'> | undefined;
+  private readonly cpuClock: (() => number) | undefined;
   /** Whether this replica's last computeGradients produced a non-finite loss or gradient. */
   localNonFinite = false;
 
@@ -92,6 +98,7 @@ export class WebGpuReplica implements TrainingReplica {
     this.options = options;
     this.gpu = { optimizer: gpu.optimizer ?? 'gpu', hostGradients: gpu.hostGradients ?? true, capture: gpu.capture ?? true };
     this.logger = gpu.logger;
+    this.cpuClock = gpu.cpuClock;
     if (this.gpu.optimizer === 'host' && !this.gpu.hostGradients) throw new WolfpackError('E_BACKEND', "WebGpuReplica: optimizer 'host' needs hostGradients");
     this.reduce = new ReduceLayout(state.layout, options.freeze, options.bn);
     this.accum = accum ?? new Float32Array(state.layout.paramCount);
@@ -116,6 +123,7 @@ export class WebGpuReplica implements TrainingReplica {
     }
     const key = `${batch.count}x${batch.size}/${globalBatch}`;
     const t0 = performance.now();
+    const c0 = this.cpuClock?.() ?? 0;
     if (this.captured?.key === key) {
       this.captured.step.replay({
         images: batch.images.subarray(0, batch.count * batch.size * batch.size * 3), labels: batch.labels.subarray(0, batch.count),
@@ -124,6 +132,7 @@ export class WebGpuReplica implements TrainingReplica {
       this.lastKey = key;
       const t1 = performance.now();
       this.timings.record = t1 - t0;
+      this.timings.recordCpu = (this.cpuClock?.() ?? 0) - c0;
       await this.readBack(this.captured.outputs, batch, globalBatch);
       this.timings.read = performance.now() - t1;
       return;
@@ -156,6 +165,7 @@ export class WebGpuReplica implements TrainingReplica {
       }
       t1 = performance.now();
       this.timings.record = t1 - t0;
+      this.timings.recordCpu = (this.cpuClock?.() ?? 0) - c0;
       // The copies for the read-back are submitted before the step's tensors are disposed.
       reading = this.readBack(outputs, batch, globalBatch);
     } finally {
@@ -241,9 +251,9 @@ export class WebGpuReplica implements TrainingReplica {
   }
 
   /** The current capture's size: dispatches and copies a replay encodes, bytes of uniforms and constants. */
-  get captureInfo(): { key: string; dispatches: number; copies: number; bytes: number } | undefined {
+  get captureInfo(): { key: string; dispatches: number; copies: number; bytes: number; lastReplay: CapturedStep['lastReplay'] } | undefined {
     const c = this.captured;
-    return c && { key: c.key, dispatches: c.step.dispatches, copies: c.step.copies, bytes: c.step.capturedBytes };
+    return c && { key: c.key, dispatches: c.step.dispatches, copies: c.step.copies, bytes: c.step.capturedBytes, lastReplay: c.step.lastReplay };
   }
 
   private dropCapture(): void {

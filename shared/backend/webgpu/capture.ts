@@ -359,6 +359,11 @@ export class CapturedStep {
   private readonly slots: InputSlot[];
   private readonly held: GpuBuffer[];
   private readonly heldSet: Set<GpuBuffer>;
+  /**
+   * CPU milliseconds of the last replay's parts: submitting TF.js's pending work, writing the
+   * inputs, encoding the commands, submitting them.
+   */
+  readonly lastReplay = { flush: 0, inputs: 0, encode: 0, submit: 0 };
   private disposed = false;
 
   constructor(b: WebGpuBackend, rec: Recorder) {
@@ -417,8 +422,10 @@ export class CapturedStep {
   replay(inputs: Record<string, ArrayBufferView>): void {
     if (this.disposed) throw new WolfpackError('E_BACKEND', 'CapturedStep.replay after dispose');
     const b = this.b;
+    const t0 = performance.now();
     b.endComputePassEncoder();
     if (b.commandEncoder) b.submitQueue();
+    const t1 = performance.now();
     const queue = b.queue;
     for (const s of this.slots) {
       const data = inputs[s.name];
@@ -427,6 +434,7 @@ export class CapturedStep {
       }
       queue.writeBuffer(s.buffer, 0, data);
     }
+    const t2 = performance.now();
     const enc = b.device.createCommandEncoder();
     const ops = this.ops;
     let pass: GpuComputePass | null = null;
@@ -453,7 +461,14 @@ export class CapturedStep {
       }
     }
     if (pass !== null) pass.end();
-    queue.submit([enc.finish()]);
+    const commands = enc.finish();
+    const t3 = performance.now();
+    queue.submit([commands]);
+    const r = this.lastReplay;
+    r.flush = t1 - t0;
+    r.inputs = t2 - t1;
+    r.encode = t3 - t2;
+    r.submit = performance.now() - t3;
     noteDispatches('CapturedStep', this.dispatches);
   }
 

@@ -43,7 +43,7 @@ export interface GpuPipeline { getBindGroupLayout(i: number): unknown }
 export interface GpuDevice {
   readonly limits: Record<string, number>;
   readonly features: { has(f: string): boolean };
-  readonly queue: { writeBuffer(b: GpuBuffer, offset: number, data: ArrayBufferView | ArrayBuffer, dataOffset?: number, size?: number): void; submit(c: unknown[]): void };
+  readonly queue: { writeBuffer(b: GpuBuffer, offset: number, data: ArrayBufferView | ArrayBuffer, dataOffset?: number, size?: number): void; submit(c: unknown[]): void; onSubmittedWorkDone(): Promise<void> };
   createShaderModule(d: { code: string; label?: string }): unknown;
   createComputePipeline(d: { layout: 'auto'; compute: { module: unknown; entryPoint: string }; label?: string }): GpuPipeline;
   createBindGroup(d: { layout: unknown; entries: { binding: number; resource: { buffer: GpuBuffer; offset?: number; size?: number } }[] }): unknown;
