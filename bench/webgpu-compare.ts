@@ -170,7 +170,9 @@ export function webgpuSection(c: WebGpuComparison, command: string): string {
     if (!r?.split_ms || !c) continue;
     out.push('', c.fallback ? `Captured step (${name}): capture fell back to TF.js (${c.fallback}).`
       : `Captured step (${name}): launching a replay takes ${fmt(c.launch_ms, 2)} ms of CPU where TF.js records for ${fmt(r.split_ms.record, 1)} ms ` +
-        `(${fmt(c.launch_over_record, 3)}x); ${fmt(c.img_s, 1)} images/s against ${fmt(r.img_s, 1)}.`);
+        `(${fmt(c.launch_over_record, 3)}x)` +
+        (c.launch_cpu_ms !== undefined ? `, ${fmt(c.launch_cpu_ms, 2)} against ${fmt(r.record_cpu_ms, 1)} ms of the thread's CPU time (${fmt(c.launch_cpu_over_record_cpu, 3)}x)` : '') +
+        `; ${fmt(c.img_s, 1)} images/s against ${fmt(r.img_s, 1)}.`);
   }
   const prof = w.gpu_profile?.fused_step;
   if (prof?.supported && prof.byKernel.length > 0) {

@@ -15,7 +15,7 @@
 // --dx-mm uses TF.js's tiled Conv2DBackpropInput (WEBGPU_USE_NAIVE_CONV2D_TRANSPOSE=false) for the
 // convolutions that are not 1x1 stride 1; --submit-batch sets WEBGPU_DEFERRED_SUBMIT_BATCH_SIZE.
 // prints one JSON object (and writes it to FILE after every phase, so a cut-off run keeps its part).
-import { writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { Session } from 'node:inspector/promises';
 import { basename } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -69,6 +69,9 @@ export interface PhaseResult {
   split_ms?: { record: number; read: number; update: number };
   /** split_ms.record of each measured run. */
   record_runs_ms?: number[];
+  /** CPU time of the recording thread during split_ms.record (median, and each run; Linux only). */
+  record_cpu_ms?: number;
+  record_cpu_runs_ms?: number[];
   /** The same step captured once and replayed (WebGpuReplica's `capture`), measured after it. */
   captured?: CapturedPhase;
 }
@@ -82,7 +85,13 @@ export interface CapturedPhase {
   launch_runs_ms: number[];
   /** launch_ms over the un-captured step's split_ms.record, in the same run. */
   launch_over_record: number;
+  /** The main thread's CPU time of a launch (median, each run) and its ratio to record_cpu_ms (Linux only). */
+  launch_cpu_ms?: number;
+  launch_cpu_runs_ms?: number[];
+  launch_cpu_over_record_cpu?: number;
   split_ms: { record: number; read: number; update: number };
+  /** launch_ms's parts (medians): submitting TF.js's pending work, writing the inputs, encoding, submitting. */
+  launch_split_ms?: { flush: number; inputs: number; encode: number; submit: number };
   /** Dispatches and copies one replay encodes, and the uniform and constant bytes the capture holds. */
   capture?: { dispatches: number; copies: number; bytes: number };
   /** Why capture fell back to TF.js, if it did (then the figures are TF.js's). */
@@ -140,6 +149,10 @@ export function summarizeCpuProfile(profile: { nodes: { id: number; callFrame: {
     top: [...self].sort((a, b) => b[1] - a[1]).slice(0, top).map(([fn, us]) => ({ fn, ms: us / 1000, pct: total ? (100 * us) / total : 0 })),
   };
 }
+
+/** This thread's CPU time in ms from /proc/thread-self/schedstat (ns on the CPU), where Linux has it. */
+const threadCpuMs: (() => number) | undefined = existsSync('/proc/thread-self/schedstat')
+  ? () => Number(readFileSync('/proc/thread-self/schedstat', 'utf8').split(' ')[0]) / 1e6 : undefined;
 
 export async function benchWebGpu(opts: WebGpuBenchOptions = {}): Promise<WebGpuBenchResult> {
   const batchSize = opts.batch ?? 32;
@@ -210,31 +223,46 @@ export async function benchWebGpu(opts: WebGpuBenchOptions = {}): Promise<WebGpu
       r.dispose();
     }
   });
+  // A software adapter runs the GPU's work on the CPU's cores: the last step's update, still running,
+  // would take them from the next step's recording. So there each fused step starts on an idle device.
+  const settleBeforeStep = result.adapter.software;
+  if (settleBeforeStep) result.notes.push('software adapter: each fused training step starts after the previous step\'s GPU work is done (it runs on the CPU cores that record)');
   const fusedTrain = async (key: 'fused_ddp' | 'fused_single' | 'fused_host', o: WebGpuReplicaOptions): Promise<void> => {
     const timed = async (capture: boolean) => {
-      const r = new WebGpuReplica(fresh(), trainOpts, undefined, { ...o, capture });
-      const splits: { record: number; read: number; update: number }[] = [];
+      const r = new WebGpuReplica(fresh(), trainOpts, undefined, { ...o, capture, ...(threadCpuMs ? { cpuClock: threadCpuMs } : {}) });
+      const settle = settleBeforeStep ? () => backend.device.queue.onSubmittedWorkDone() : async () => {};
+      const splits: { record: number; read: number; update: number; recordCpu: number }[] = [];
+      const launches: { flush: number; inputs: number; encode: number; submit: number }[] = [];
       try {
         const step = async (): Promise<void> => {
+          await settle();
           await r.computeGradients(batch, batchSize);
           if (r.applyReduced().skipped) throw new Error('non-finite step');
           splits.push({ ...r.timings });
+          launches.push({ ...(r.captureInfo?.lastReplay ?? { flush: 0, inputs: 0, encode: 0, submit: 0 }) });
         };
         // Two warm-ups: with capture, the first records and the second is the first replay.
         const res = await measure(step, 2);
         const tail = splits.slice(2, 2 + reps);
         const split = { record: median(tail.map((s) => s.record)), read: median(tail.map((s) => s.read)), update: median(tail.map((s) => s.update)) };
-        return { res, split, records: tail.map((s) => round(s.record, 2)), info: r.captureInfo, off: r.captureOff };
+        const lt = launches.slice(2, 2 + reps);
+        const parts = { flush: median(lt.map((l) => l.flush)), inputs: median(lt.map((l) => l.inputs)), encode: median(lt.map((l) => l.encode)), submit: median(lt.map((l) => l.submit)) };
+        const cpu = tail.map((s) => round(s.recordCpu, 2));
+        return { res, split, parts, records: tail.map((s) => round(s.record, 2)), cpu, info: r.captureInfo, off: r.captureOff };
       } finally {
         r.dispose();
       }
     };
     const plain = await timed(false);
-    result.train[key] = { ...plain.res, split_ms: plain.split, record_runs_ms: plain.records };
+    result.train[key] = {
+      ...plain.res, split_ms: plain.split, record_runs_ms: plain.records,
+      ...(threadCpuMs ? { record_cpu_ms: median(plain.cpu), record_cpu_runs_ms: plain.cpu } : {}),
+    };
     const cap = await timed(true);
     result.train[key]!.captured = {
       img_s: cap.res.img_s, median_s: cap.res.median_s, times_s: cap.res.times_s, launch_ms: cap.split.record, launch_runs_ms: cap.records,
-      launch_over_record: round(cap.split.record / plain.split.record, 4), split_ms: cap.split,
+      launch_over_record: round(cap.split.record / plain.split.record, 4), split_ms: cap.split, launch_split_ms: cap.parts,
+      ...(threadCpuMs ? { launch_cpu_ms: median(cap.cpu), launch_cpu_runs_ms: cap.cpu, launch_cpu_over_record_cpu: round(median(cap.cpu) / median(plain.cpu), 4) } : {}),
       ...(cap.info ? { capture: { dispatches: cap.info.dispatches, copies: cap.info.copies, bytes: cap.info.bytes } } : {}),
       ...(cap.off ? { fallback: cap.off } : {}),
     };
