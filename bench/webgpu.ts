@@ -150,7 +150,11 @@ export function summarizeCpuProfile(profile: { nodes: { id: number; callFrame: {
   };
 }
 
-/** This thread's CPU time in ms from /proc/thread-self/schedstat (ns on the CPU), where Linux has it. */
+/**
+ * This thread's CPU time in ms from /proc/thread-self/schedstat, where Linux has it. The kernel
+ * brings it up to date at each scheduler tick (every 4 ms here): good for the tens of milliseconds
+ * of a recording, +-4 ms for a replay's launch.
+ */
 const threadCpuMs: (() => number) | undefined = existsSync('/proc/thread-self/schedstat')
   ? () => Number(readFileSync('/proc/thread-self/schedstat', 'utf8').split(' ')[0]) / 1e6 : undefined;
 
