@@ -13,7 +13,7 @@ import t, { type Test } from 'tap';
 import { readCkptFloats } from '../helpers/checkpoints.js';
 import { Hold } from '../helpers/hold.js';
 import { worstTensorRelDiff } from '../helpers/numerics.js';
-import { exited, Output, runCli, startCli } from '../helpers/processes.js';
+import { exited, Output, runCli, startCli, startCluster } from '../helpers/processes.js';
 import { makeTinyJob, type TinyJob } from '../helpers/tiny-job.js';
 
 // Three training runs: on a loaded machine they may take longer than tap's 300 s a file.
@@ -31,20 +31,6 @@ function metrics(out: string): { epoch: number; samples?: number }[] {
   return readFileSync(join(out, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { epoch: number; samples?: number });
 }
 
-async function cluster(t: Test, args: string[], n: number) {
-  const coord = startCli(['coordinator', '--workers', String(n), '--port', '0', ...args]);
-  const co = new Output(coord);
-  const workers: ReturnType<typeof startCli>[] = [];
-  t.teardown(() => { for (const p of [coord, ...workers]) { p.kill('SIGCONT'); p.kill('SIGKILL'); } });
-  const port = (await co.waitFor(/"port":(\d+).*listening for workers/, 60_000))[1];
-  const startWorker = () => {
-    const w = startCli(['worker', '--connect', `ws://127.0.0.1:${port}`, '--backend', 'wasm', '--timeout', '120']);
-    workers.push(w);
-    return w;
-  };
-  for (let i = 0; i < n; i++) startWorker();
-  return { coord, co, workers, startWorker };
-}
 
 t.test('recoveries keep the uninterrupted weights and count every sample once', async (t) => {
   const job = await makeTinyJob({ trainPerClass: 30 });
@@ -66,7 +52,7 @@ t.test('recoveries keep the uninterrupted weights and count every sample once', 
   await t.test('a worker killed with a step in flight and the next one sent', async (t) => {
     const out = join(job.dir, 'killed');
     const hold = new Hold(job.dir, 'hold-killed');
-    const { coord, co, workers } = await cluster(t, jobArgs(job, out, hold.args('1:3')), 3);
+    const { coord, co, workers } = await startCluster(t, jobArgs(job, out, hold.args('1:3')), 3);
     await hold.reached(co, 'epoch 1 step 3');
     workers[1].kill('SIGKILL');
     await exited(workers[1], 30_000);
@@ -79,7 +65,7 @@ t.test('recoveries keep the uninterrupted weights and count every sample once', 
   await t.test('every worker killed mid-epoch, fresh ones started: the epoch restarts from the coordinator', async (t) => {
     const out = join(job.dir, 'all-lost');
     const hold = new Hold(job.dir, 'hold-all-lost');
-    const { coord, co, workers, startWorker } = await cluster(t, jobArgs(job, out, hold.args('2:4')), 2);
+    const { coord, co, workers, startWorker } = await startCluster(t, jobArgs(job, out, hold.args('2:4')), 2);
     await hold.reached(co, 'epoch 2 step 4');
     for (const w of [...workers]) w.kill('SIGKILL');
     for (const w of [...workers]) await exited(w, 30_000);

@@ -14,14 +14,14 @@
 // its peers' in one ulp of one weight, and nothing else about the run changes.
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import t, { type Test } from 'tap';
+import t from 'tap';
 import { mutableRanges } from '../../shared/model/state.js';
 import { modelFromTensors } from '../../shared/model/weights.js';
 import { readWeightsFile } from '../../shared/weights/read.js';
 import { readCkptFloats } from '../helpers/checkpoints.js';
 import { flipBitEverywhere, memoryFaultUnavailable } from '../helpers/memory-fault.js';
 import { worstTensorRelDiff } from '../helpers/numerics.js';
-import { exited, Output, runCli, startCli } from '../helpers/processes.js';
+import { exited, Output, runCli, startCluster } from '../helpers/processes.js';
 import { makeTinyJob, type TinyJob } from '../helpers/tiny-job.js';
 
 // Five training runs in all: on a loaded machine they may take longer than tap's 300 s a file.
@@ -32,21 +32,6 @@ function jobArgs(job: TinyJob, out: string, extra: string[] = []): string[] {
     '--backend', 'wasm', '--lr', '0.01', '--bn', 'frozen', '--log-level', 'debug', ...extra];
 }
 
-/** Coordinator on a free port plus `n` worker processes that the test owns (killed by pid in teardown). */
-async function cluster(t: Test, coordArgs: string[], n: number) {
-  const coord = startCli(['coordinator', '--workers', String(n), '--port', '0', ...coordArgs]);
-  const co = new Output(coord);
-  const workers: ReturnType<typeof startCli>[] = [];
-  t.teardown(() => { for (const p of [coord, ...workers]) { p.kill('SIGCONT'); p.kill('SIGKILL'); } });
-  const port = (await co.waitFor(/"port":(\d+).*listening for workers/, 60_000))[1];
-  const startWorker = () => {
-    const w = startCli(['worker', '--connect', `ws://127.0.0.1:${port}`, '--backend', 'wasm', '--timeout', '120']);
-    workers.push(w);
-    return w;
-  };
-  for (let i = 0; i < n; i++) startWorker();
-  return { coord, co, workers, startWorker };
-}
 
 /**
  * The coordinator's final error: `wolfpack coordinator: CODE: message` as a text line, or as the `msg`
@@ -87,7 +72,7 @@ t.test('a bit flipped in one replica\'s memory: E_REPLICA names every rank\'s ch
   const out = join(job.dir, 'diverged');
   const pattern = await frozenBackboneBytes(job);
   // --timeout 120: the stopped worker must not be evicted while its memory is searched.
-  const { coord, co, workers } = await cluster(t, jobArgs(job, out, ['--epochs', '2', '--freeze', 'backbone', '--timeout', '120']), 3);
+  const { coord, co, workers } = await startCluster(t, jobArgs(job, out, ['--epochs', '2', '--freeze', 'backbone', '--timeout', '120']), 3);
   const victim = workers[2];
   const why = memoryFaultUnavailable(victim.pid!);
   if (why) {
@@ -129,7 +114,7 @@ t.test('every worker killed after epoch 1 is saved: E_WORKER after --rejoin-time
   t.equal(a.code, 0, `the uninterrupted run finishes${a.code ? `: ${a.stderr.slice(-1500)}` : ''}`);
 
   const out = join(job.dir, 'lost');
-  const first = await cluster(t, jobArgs(job, out, ['--epochs', '2', '--rejoin-timeout', '3']), 2);
+  const first = await startCluster(t, jobArgs(job, out, ['--epochs', '2', '--rejoin-timeout', '3']), 2);
   await first.co.waitFor(/Epoch: 1\/2/, 240_000); // printed once last.ckpt, train-state.json and metrics.jsonl are written
   for (const w of first.workers) w.kill('SIGKILL');
   t.equal(await exited(first.coord, 120_000), 1, 'the coordinator stops with an error once no worker joined within --rejoin-timeout');
@@ -149,7 +134,7 @@ t.test('every worker killed after epoch 1 is saved: E_WORKER after --rejoin-time
   const saved = await readCkptFloats(join(out, 'last.ckpt'));
   t.ok([...saved.keys()].some((k) => k.startsWith('moments.')) && saved.size > 100, `last.ckpt reads whole: ${saved.size} tensors with the Momentum accumulators`);
 
-  const second = await cluster(t, jobArgs(job, out, ['--epochs', '2', '--resume', out]), 2);
+  const second = await startCluster(t, jobArgs(job, out, ['--epochs', '2', '--resume', out]), 2);
   t.equal(await exited(second.coord, 240_000), 0, `the resumed run with fresh workers finishes${second.coord.exitCode ? `: ${second.co.text.slice(-1500)}` : ''}`);
   t.match(second.co.text, /"msg":"resuming"/, 'from the run folder');
   t.same(readFileSync(join(out, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => (JSON.parse(l) as { epoch: number }).epoch), [1, 2], 'metrics.jsonl: both epochs');

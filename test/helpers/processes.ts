@@ -98,3 +98,19 @@ export function exited(p: ChildProcess, timeoutMs: number): Promise<number | nul
     p.once('exit', (code) => { clearTimeout(t); resolve(code); });
   });
 }
+
+/** A `wolfpack coordinator` on a free port plus `n` wasm worker processes the test owns (killed by pid in teardown). */
+export async function startCluster(t: { teardown(fn: () => void): void }, coordArgs: string[], n: number) {
+  const coord = startCli(['coordinator', '--workers', String(n), '--port', '0', ...coordArgs]);
+  const co = new Output(coord);
+  const workers: ChildProcess[] = [];
+  t.teardown(() => { for (const p of [coord, ...workers]) { p.kill('SIGCONT'); p.kill('SIGKILL'); } });
+  const port = (await co.waitFor(/"port":(\d+).*listening for workers/, 60_000))[1];
+  const startWorker = () => {
+    const w = startCli(['worker', '--connect', `ws://127.0.0.1:${port}`, '--backend', 'wasm', '--timeout', '120']);
+    workers.push(w);
+    return w;
+  };
+  for (let i = 0; i < n; i++) startWorker();
+  return { coord, co, workers, startWorker };
+}
