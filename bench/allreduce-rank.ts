@@ -13,7 +13,7 @@ import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createRingBuffer, ringAllReduce } from '../shared/allreduce/ring.js';
 import type { Link } from '../shared/allreduce/link.js';
-import { connectRing, listenRing, wsLink, type RingListener } from '../shared/transport/ws-link.js';
+import { connectRing, listenRing, wsLink, type RingListener } from '../shared/transport/ring/index.js';
 import { isWolfpackError } from '../shared/errors.js';
 import { listenToParent, nextParentMessage, sendToParent } from './rank-ipc.js';
 

@@ -3,7 +3,7 @@
 //
 // runAllreduceBench spawns N ranks (`node dist/bench/allreduce-rank.js ring`); this process is the
 // rendezvous: each rank reports its ring port over IPC, gets its rank and its left neighbour's URL, and
-// joins the ring (it connects to the left neighbour and accepts the right one, see ws-link.ts). Each rank fills its buffer with rank+1, then for warmup + reps: barrier (a one-element
+// joins the ring (it connects to the left neighbour and accepts the right one, see shared/transport/ring/). Each rank fills its buffer with rank+1, then for warmup + reps: barrier (a one-element
 // ring all-reduce, as Gloo's barrier is a collective too), timed all-reduce, check that every element is
 // N(N+1)/2 (outside the timed region). The time of a rep is the slowest rank's; the figures are
 //   median_s   median over reps of that time
@@ -43,7 +43,7 @@ export interface AllreduceBenchOptions {
   seed?: number;
   /** 'ring' (default): buffers from createRingBuffer, summed with WebAssembly SIMD; 'plain': Float32Array. */
   buffer?: 'ring' | 'plain';
-  /** ws-link send window, bytes (default: ws-link's DEFAULT_MAX_IN_FLIGHT_BYTES). */
+  /** ring send window, bytes (default: ring/outgoing.ts's DEFAULT_MAX_IN_FLIGHT_BYTES). */
   maxInFlightBytes?: number;
   /** Extra environment for the ranks (e.g. WS_NO_BUFFER_UTIL=1). */
   env?: Record<string, string>;

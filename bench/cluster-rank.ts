@@ -1,7 +1,7 @@
 // One worker of the simulated cluster (`wolfpack bench cluster`, bench/cluster.ts), started as
 // `node dist/bench/cluster-rank.js HOST` (inside its host's network namespace) with an IPC channel to
 // the parent. It listens on HOST's ring port, reports it, gets its rank and its left neighbour's URL,
-// joins the ring (the real ws-link transport), and runs warmup + steps modelled training steps
+// joins the ring (the real ring transport), and runs warmup + steps modelled training steps
 // (bench/cluster-step.ts: compute is timed waits, the all-reduce of the gradient buffer is real).
 //
 // The buffer is filled with rank+1 once; the first step's all-reduce is checked to give exactly
@@ -21,7 +21,7 @@ import { bucketedAllReduce } from '../shared/allreduce/buckets.js';
 import { createRingBuffer, ringAllReduce } from '../shared/allreduce/ring.js';
 import type { Link } from '../shared/allreduce/link.js';
 import { isWolfpackError } from '../shared/errors.js';
-import { connectRing, listenRing, wsLink } from '../shared/transport/ws-link.js';
+import { connectRing, listenRing, wsLink } from '../shared/transport/ring/index.js';
 import { createSchedule, modelledStep, type BucketedCollective, releaseOrder, stepTimeline, type ScheduleOptions } from './cluster-step.js';
 import { listenToParent, nextParentMessage, sendToParent } from './rank-ipc.js';
 

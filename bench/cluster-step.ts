@@ -15,7 +15,7 @@
 //            pass has released every layer in it, while the backward pass goes on. begin() starts the
 //            bucketed all-reduce, whose ready(k) waits for bucket k's last layer; ready(i) marks layer i
 //            released; finish() awaits the last bucket. Buckets run one after another on the link
-//            (ws-link's receiver is ordered and they share the receive slots); each bucket's segments are
+//            (the ring's receiver is ordered and they share the receive slots); each bucket's segments are
 //            the whole buffer's cut to it, so the result is the bits of --schedule none's all-reduce.
 //   --wire   fp32 is what the ring sends today; bf16/fp16 (not implemented yet) would halve the bytes.
 //

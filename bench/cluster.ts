@@ -3,7 +3,7 @@
 //
 // Each of N worker processes (bench/cluster-rank.ts) runs in a network namespace of its own, joined to
 // the others through a bridge by a veth whose both ends are shaped to --link-mbit with tbf
-// (bench/netlab.ts); they form the real ring (shared/transport/ws-link.ts, shared/allreduce/ring.ts)
+// (bench/netlab.ts); they form the real ring (shared/transport/ring/, shared/allreduce/ring.ts)
 // over the real ResNet-50 gradient layout (25,557,032 floats in 161 tensors, from shared/model/spec.ts
 // via ParamLayout; --layout-scale shrinks every tensor for quick runs). Compute is MODELLED: a step of
 // T = --compute-ms is a forward wait of T/3 and a backward of 2T/3 releasing the layers' gradients in
@@ -45,7 +45,7 @@ export type ClusterNet = (typeof CLUSTER_NETS)[number];
 /** Said in every report: the figures are not a real training run. */
 export const COMPUTE_MODELLED_NOTE =
   'Compute is modelled, not run: each step waits T/3 (forward) and then releases the gradients layer by layer over 2T/3 (backward), ' +
-  'as a GPU would, using no CPU; the all-reduce is real (ws-link transport, ring schedule, N processes).';
+  'as a GPU would, using no CPU; the all-reduce is real (ring transport, ring schedule, N processes).';
 
 export interface ClusterBenchOptions {
   workers: number;

@@ -20,7 +20,7 @@ import { mutableRanges, ParamLayout, type ModelState } from '../shared/model/sta
 import { Channel, type Received } from '../shared/protocol/channel.js';
 import type { JobConfig, MessageOf, SampleRef } from '../shared/protocol/messages.js';
 import { payloadFloats } from '../shared/protocol/codec.js';
-import { connectRing, listenRing, wsLink, type RingListener } from '../shared/transport/ws-link.js';
+import { connectRing, listenRing, wsLink, type RingListener } from '../shared/transport/ring/index.js';
 import { checkBind } from '../shared/auth/bind-policy.js';
 import type { SecurityFlags, WorkerSecurity } from '../shared/auth/config.js';
 import { authenticateToCoordinator } from '../shared/auth/handshake.js';

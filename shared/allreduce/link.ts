@@ -1,7 +1,7 @@
 // The Link: what a collective algorithm needs from a transport, and nothing more (Gloo's `pair`).
 // A rank's Link sends messages to its right neighbour and receives messages from its left neighbour.
-// Algorithms in shared/allreduce/ run over this interface only; transports (shared/transport/ws-link.ts,
-// shared/allreduce/memory-link.ts) implement it. Algorithm bugs and wire bugs live in different files.
+// Algorithms in shared/allreduce/ run over this interface only; transports (shared/transport/ring/, the WebSocket
+// ring, and shared/transport/memory-link.ts, in one process for tests) implement it. Algorithm bugs and wire bugs live in different files.
 //
 // Contract, which every implementation must keep and the ring relies on:
 //  - A message is one Float32Array payload plus a tag, an integer in [0, MAX_TAG]. Tags identify messages;
@@ -35,6 +35,26 @@ export interface Link {
   recv(tag: number, count: number, into: RecvSink | Float32Array): Promise<void>;
   /** Close the link; pending operations reject. Idempotent. */
   close(): void;
+}
+
+// Tag layout, the one place it is written: message number `seq` of collective call number `step` carries
+// tag (step mod TAG_STEPS) * TAG_SEQS + seq. Both ends number a call's messages alike (ring.ts), so a tag
+// names the same message on both sides; distinct steps keep collectives that share a link apart. The wire
+// (shared/transport/ring/frame.ts) carries a tag as its two words.
+
+/** Step numbers are taken modulo this in tags. */
+export const TAG_STEPS = 2 ** 21;
+/** Messages of one collective call are numbered below this. */
+export const TAG_SEQS = 2 ** 32;
+
+/** The tag of message `seq` of collective call `step`. */
+export function composeTag(step: number, seq: number): number {
+  return (step % TAG_STEPS) * TAG_SEQS + seq;
+}
+
+/** A tag as `step:seq`, for messages. */
+export function formatTag(tag: number): string {
+  return `${Math.floor(tag / TAG_SEQS)}:${tag % TAG_SEQS}`;
 }
 
 /** True when `tag` is a valid Link tag. */

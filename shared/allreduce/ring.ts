@@ -22,15 +22,16 @@
 // 2(N-1)/N * 4L when N divides L (ringBytesSent below).
 //
 // Summing: into a Float32Array from createRingBuffer() the reduce-scatter chunks are received into slots
-// beside the buffer and added with WebAssembly SIMD (about 4x V8's scalar loop); into any other
+// beside the buffer and added with WebAssembly SIMD (simd-add.ts, about 4x V8's scalar loop); into any other
 // Float32Array, with an unrolled JS loop. Both add in place and round alike.
 //
-// Tags: message number `seq` of the all-reduce call numbered `step` carries tag
-// (step mod 2^21) * 2^32 + seq, where seq counts a rank's messages in schedule order (its own segment's
-// chunks, then each forwarded chunk by step and chunk index) -- the same numbering on both ends of a link.
+// Tags (link.ts's layout): message number `seq` of the all-reduce call numbered `step`, where seq counts
+// a rank's messages in schedule order (its own segment's chunks, then each forwarded chunk by step and
+// chunk index) -- the same numbering on both ends of a link.
 // Distinct steps keep collectives that share a link at the same time apart.
 import { WolfpackError } from '../errors.js';
-import type { Link } from './link.js';
+import { composeTag, TAG_SEQS, type Link } from './link.js';
+import { addInto, allocSimdBuffer, simdBufferOf, type SimdBuffer } from './simd-add.js';
 
 /**
  * Default chunk size in elements: 2^20 (4 MiB of float32). Measured on 2 cores, 25.6M floats: 0.5-4 Mi
@@ -39,10 +40,6 @@ import type { Link } from './link.js';
  */
 export const DEFAULT_CHUNK_ELEMS = 1 << 20;
 
-/** Step numbers are taken modulo this in tags. */
-export const TAG_STEPS = 2 ** 21;
-/** Messages of one all-reduce call are numbered below this. */
-export const TAG_SEQS = 2 ** 32;
 
 export interface RingOptions {
   /** Most elements in one message (default DEFAULT_CHUNK_ELEMS). */
@@ -104,86 +101,12 @@ export function ringBytesSent(length: number, size: number, rank: number): numbe
   return 4 * (2 * length - a - b);
 }
 
-/** The tag of message `seq` of all-reduce call `step`. */
-export function ringTag(step: number, seq: number): number {
-  return (step % TAG_STEPS) * TAG_SEQS + seq;
-}
+/** The tag of message `seq` of all-reduce call `step` (link.ts's layout). */
+export const ringTag = composeTag;
 
 function usage(message: string, details: Record<string, unknown> = {}): WolfpackError {
   return new WolfpackError('E_USAGE', `ringAllReduce: ${message}`, details);
 }
-
-/** dst[off .. off+n) += src[0 .. n), unrolled by four (about 1.3x a plain loop in V8). */
-function addInto(dst: Float32Array, off: number, src: Float32Array, n: number): void {
-  const m = n - (n & 3);
-  let i = 0;
-  for (; i < m; i += 4) {
-    const o = off + i;
-    dst[o] += src[i];
-    dst[o + 1] += src[i + 1];
-    dst[o + 2] += src[i + 2];
-    dst[o + 3] += src[i + 3];
-  }
-  for (; i < n; i++) dst[off + i] += src[i];
-}
-
-// ---- WebAssembly SIMD summation ------------------------------------------------------------------
-// V8 does not vectorise the loop above (about 4-5 GB/s); f32x4.add in WebAssembly runs at memory speed
-// (about 20 GB/s here). WebAssembly code only reaches its own memory, so the fast path needs the buffer
-// and the received chunk in one WebAssembly.Memory: createRingBuffer() allocates such a buffer with two
-// receive slots after it, the link writes each reduce-scatter chunk straight into a slot, and the kernel
-// adds the slot into the buffer in place. f32x4.add rounds each lane like a scalar float32 add, so both
-// paths give the same bits.
-
-// (module (import "e" "m" (memory 1))
-//   (func (export "add") (param $dst i32) (param $src i32) (param $n4 i32) (local $end i32)
-//     ;; for dst < dst + 16*n4: v128.store(dst, f32x4.add(v128.load(dst), v128.load(src))); dst += 16; src += 16
-//   ))
-const ADD_BODY = [
-  0x01, 0x01, 0x7f, // one local i32 ($end)
-  0x20, 0x00, 0x20, 0x02, 0x41, 0x04, 0x74, 0x6a, 0x21, 0x03, // end = dst + (n4 << 4)
-  0x02, 0x40, 0x03, 0x40, // block, loop
-  0x20, 0x00, 0x20, 0x03, 0x4f, 0x0d, 0x01, // br_if 1 (dst >= end)
-  0x20, 0x00, // address for the store
-  0x20, 0x00, 0xfd, 0x00, 0x02, 0x00, // v128.load dst
-  0x20, 0x01, 0xfd, 0x00, 0x02, 0x00, // v128.load src
-  0xfd, 0xe4, 0x01, // f32x4.add
-  0xfd, 0x0b, 0x02, 0x00, // v128.store
-  0x20, 0x00, 0x41, 0x10, 0x6a, 0x21, 0x00, // dst += 16
-  0x20, 0x01, 0x41, 0x10, 0x6a, 0x21, 0x01, // src += 16
-  0x0c, 0x00, 0x0b, 0x0b, 0x0b, // br 0, end loop, end block, end func
-];
-const ADD_MODULE = new Uint8Array([
-  0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00, // magic, version
-  0x01, 0x07, 0x01, 0x60, 0x03, 0x7f, 0x7f, 0x7f, 0x00, // type: (i32 i32 i32) -> ()
-  0x02, 0x08, 0x01, 0x01, 0x65, 0x01, 0x6d, 0x02, 0x00, 0x01, // import "e" "m" memory, min 1 page
-  0x03, 0x02, 0x01, 0x00, // function 0 has type 0
-  0x07, 0x07, 0x01, 0x03, 0x61, 0x64, 0x64, 0x00, 0x00, // export "add" = function 0
-  0x0a, ADD_BODY.length + 2, 0x01, ADD_BODY.length, ...ADD_BODY, // code
-]);
-
-let addModule: WebAssembly.Module | null | undefined;
-function simdModule(): WebAssembly.Module | null {
-  if (addModule === undefined) {
-    try {
-      addModule = WebAssembly.validate(ADD_MODULE) ? new WebAssembly.Module(ADD_MODULE) : null;
-    } catch {
-      addModule = null;
-    }
-  }
-  return addModule;
-}
-
-interface SimdBuffer {
-  add: (dst: number, src: number, n4: number) => void;
-  /** Byte offsets of the two receive slots. */
-  slots: [number, number];
-  slotElems: number;
-  /** End of the data region, bytes. */
-  dataEnd: number;
-}
-
-const simdBuffers = new WeakMap<ArrayBufferLike, SimdBuffer>();
 
 export interface RingBufferOptions {
   /** Largest chunk the fast path takes (default DEFAULT_CHUNK_ELEMS); larger chunks use the JS loop. */
@@ -200,30 +123,12 @@ export function createRingBuffer(length: number, opts: RingBufferOptions = {}): 
   const slotElems = opts.maxChunkElems ?? DEFAULT_CHUNK_ELEMS;
   if (!Number.isSafeInteger(length) || length < 0) throw usage(`createRingBuffer: length must be an integer >= 0, got ${length}`);
   if (!Number.isSafeInteger(slotElems) || slotElems < 1) throw usage(`createRingBuffer: maxChunkElems must be an integer >= 1, got ${slotElems}`);
-  const mod = simdModule();
-  const dataEnd = Math.ceil((length * 4) / 16) * 16;
-  const slotBytes = Math.ceil((slotElems * 4) / 16) * 16;
-  const pages = Math.ceil((dataEnd + 2 * slotBytes) / 65536) || 1;
-  if (mod === null || pages > 65535) return new Float32Array(length);
-  let mem: WebAssembly.Memory;
-  try {
-    mem = new WebAssembly.Memory({ initial: pages, maximum: pages });
-  } catch {
-    return new Float32Array(length);
-  }
-  const inst = new WebAssembly.Instance(mod, { e: { m: mem } });
-  simdBuffers.set(mem.buffer, {
-    add: inst.exports.add as (dst: number, src: number, n4: number) => void,
-    slots: [dataEnd, dataEnd + slotBytes],
-    slotElems,
-    dataEnd,
-  });
-  return new Float32Array(mem.buffer, 0, length);
+  return allocSimdBuffer(length, slotElems) ?? new Float32Array(length);
 }
 
 /** True when `buf` takes ringAllReduce's WebAssembly SIMD path (see createRingBuffer). */
 export function isRingBuffer(buf: Float32Array): boolean {
-  const s = simdBuffers.get(buf.buffer);
+  const s = simdBufferOf(buf);
   return s !== undefined && buf.byteOffset + buf.byteLength <= s.dataEnd;
 }
 
@@ -299,7 +204,7 @@ export async function ringAllReduce(
   const ignore = (): void => undefined;
 
   // The SIMD path, when buf lives in a ring buffer whose slots hold a whole chunk.
-  const simdInfo = simdBuffers.get(buf.buffer);
+  const simdInfo = simdBufferOf(buf);
   const simd = simdInfo !== undefined && buf.byteOffset + buf.byteLength <= simdInfo.dataEnd && chunkElems <= simdInfo.slotElems
     ? simdInfo : null;
   const simdAdd = (slot: number, off: number, n: number): void => {

@@ -24,7 +24,7 @@ export const AUTH_LABEL = 'wolfpack-v1';
 export const NONCE_BYTES = 32;
 /** Bound on the whole handshake (challenge, proof, confirmation, hello), ms. */
 export const HANDSHAKE_TIMEOUT_MS = 10_000;
-/** WebSocket close code for an authentication failure (the ring links use the same, ws-link.ts). */
+/** WebSocket close code for an authentication failure (the ring links use the same, shared/transport/ring/). */
 export const CLOSE_AUTH = 4401;
 /** The role this exchange binds (the coordinator link; ring links bind job and rank, ring-auth.ts). */
 const COORDINATOR_ROLE = 'coordinator';

@@ -1,4 +1,4 @@
-// Authentication of ring links (shared/transport/ws-link.ts): the `auth` field of the ring hello and the
+// Authentication of ring links (shared/transport/ring/): the `auth` field of the ring hello and the
 // listener's `verifyHello` hook.
 //
 // The ring hello is the first frame the connecting rank sends, before the listener says anything, so the
@@ -13,13 +13,13 @@
 // constant time, requires |now - ts| <= RING_AUTH_WINDOW_MS, and remembers each accepted nonce until it
 // falls out of that window (a replay cache), so a captured hello cannot be replayed to it. A worker of
 // another job fails (other key), a stale worker from before a re-formed ring fails (other generation), a
-// hello re-labelled with another rank fails (the proof covers the rank), and ws-link's accept() then admits
+// hello re-labelled with another rank fails (the proof covers the rank), and the ring listener's accept() then admits
 // only the expected neighbour's rank. Limits: the listener does not prove itself to the connecting rank
-// (ws-link's welcome has no field for it; the connecting rank got the listener's address from the
+// (the ring welcome has no field for it; the connecting rank got the listener's address from the
 // authenticated coordinator), and ring frames are not encrypted (ring URLs are ws:// only).
 import { randomBytes } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
-import type { RingHello } from '../transport/ws-link.js';
+import type { RingHello } from '../transport/ring/index.js';
 import { authError, AUTH_LABEL, proofsEqual } from './handshake.js';
 import { TOKEN_HELP, type SharedSecret } from './secret.js';
 
@@ -78,7 +78,7 @@ export interface RingVerifierOptions {
 }
 
 /**
- * The listener's side: `verify` is ws-link's `verifyHello` hook. The listener is opened before its worker
+ * The listener's side: `verify` is the ring listener's `verifyHello` hook. The listener is opened before its worker
  * knows the job, so hellos wait (bounded) until expect() names the job and ring generation; and when a ring
  * is re-formed, a neighbour may connect before this worker has read its own order for the new generation,
  * so a hello that claims a later generation than expected waits (bounded alike) for expect() to name it.
@@ -125,7 +125,7 @@ export class RingHelloVerifier {
     return true;
   }
 
-  /** ws-link's verifyHello: throws E_AUTH naming the peer and the reason. */
+  /** the ring listener's verifyHello: throws E_AUTH naming the peer and the reason. */
   readonly verify = async (hello: RingHello, req?: IncomingMessage): Promise<void> => {
     const peer = `ring hello from rank ${hello.rank}${req?.socket.remoteAddress ? ` at ${req.socket.remoteAddress}` : ''}`;
     const auth = parseAuth(hello.auth);

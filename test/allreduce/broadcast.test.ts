@@ -4,7 +4,7 @@
 import t from 'tap';
 import { chainBroadcast } from '../../shared/allreduce/broadcast.js';
 import type { Link } from '../../shared/allreduce/link.js';
-import { createMemoryRing } from '../../shared/allreduce/memory-link.js';
+import { createMemoryRing } from '../../shared/transport/memory-link.js';
 import { ringAllReduce } from '../../shared/allreduce/ring.js';
 import { xorshiftRng } from '../helpers/numerics.js';
 

@@ -5,7 +5,7 @@
 // forward inside the callback that consumes its neighbour's zero-copy view, which no real link does.)
 import t from 'tap';
 import { bucketedAllReduce, reverseBuckets, type Bucket } from '../../shared/allreduce/buckets.js';
-import { createMemoryRing } from '../../shared/allreduce/memory-link.js';
+import { createMemoryRing } from '../../shared/transport/memory-link.js';
 import { createRingBuffer, ringAllReduce, ringBytesSent } from '../../shared/allreduce/ring.js';
 import { xorshiftRng } from '../helpers/numerics.js';
 

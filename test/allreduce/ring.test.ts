@@ -2,7 +2,7 @@
 // across ranks, the exact bytes each rank sends, tags across calls, and failures.
 import t, { type Test } from 'tap';
 import { createRingBuffer, isRingBuffer, ringAllReduce, ringBytesSent, type RingStats } from '../../shared/allreduce/ring.js';
-import { createMemoryRing, type MemoryRingOptions } from '../../shared/allreduce/memory-link.js';
+import { createMemoryRing, type MemoryRingOptions } from '../../shared/transport/memory-link.js';
 import type { Link } from '../../shared/allreduce/link.js';
 import { xorshiftRng as rng } from '../helpers/numerics.js';
 import { isWolfpackError } from '../../shared/errors.js';

@@ -1,5 +1,5 @@
 // Ring links are authenticated and bound to the job, the rank and the ring generation: real listeners
-// and connections on 127.0.0.1 (shared/transport/ws-link.ts with shared/auth/ring-auth.ts's verifyHello).
+// and connections on 127.0.0.1 (shared/transport/ring/ with shared/auth/ring-auth.ts's verifyHello).
 // A wrong token, no proof, another job's worker, a stale generation, a relabelled rank, a replayed hello
 // and a hello far off the clock are all refused with E_AUTH, the message never holds the token, and the
 // listener keeps serving the right neighbour afterwards; a hello of a job or ring generation the listener has
@@ -8,7 +8,7 @@ import t, { type Test } from 'tap';
 import { RingHelloVerifier, ringHelloAuth, RING_AUTH_WINDOW_MS } from '../../shared/auth/ring-auth.js';
 import { SharedSecret } from '../../shared/auth/secret.js';
 import { isWolfpackError, WolfpackError } from '../../shared/errors.js';
-import { connectRing, listenRing, wsLink, type RingHello, type RingListener } from '../../shared/transport/ws-link.js';
+import { connectRing, listenRing, wsLink, type RingHello, type RingListener } from '../../shared/transport/ring/index.js';
 import { captureProxy, secretForms } from './capture-proxy.js';
 
 const TOKEN = 'ring-test-token-' + 'q7'.repeat(12);

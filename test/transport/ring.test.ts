@@ -14,7 +14,7 @@ import {
   type RingIncoming,
   type RingListener,
   type RingOutgoing,
-} from '../../shared/transport/ws-link.js';
+} from '../../shared/transport/ring/index.js';
 import { createRingBuffer, ringAllReduce } from '../../shared/allreduce/ring.js';
 import type { Link } from '../../shared/allreduce/link.js';
 import { xorshiftRng as rng } from '../helpers/numerics.js';

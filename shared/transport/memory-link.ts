@@ -5,8 +5,8 @@
 // relative timing of ranks and messages, `reorder` delivers the messages of one link out of order, and
 // `checkReuse` (on by default) detects an algorithm that writes into a buffer it has handed to send()
 // before the send resolved, or into a received view.
+import { formatTag, isValidTag, type Link, type RecvSink } from '../allreduce/link.js';
 import { WolfpackError } from '../errors.js';
-import { isValidTag, type Link, type RecvSink } from './link.js';
 
 export interface MemoryRingOptions {
   /** Random delivery delays, seeded: microtask, setImmediate or a timer of up to maxMs (default 1). */
@@ -46,10 +46,6 @@ function prng(seed: number): () => number {
 
 function sameBits(a: Float32Array, b: Float32Array): boolean {
   return Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(Buffer.from(b.buffer, b.byteOffset, b.byteLength));
-}
-
-function fmtTag(tag: number): string {
-  return `${Math.floor(tag / 2 ** 32)}:${tag % 2 ** 32}`;
 }
 
 class MemoryLink implements Link {
@@ -95,7 +91,7 @@ class MemoryLink implements Link {
     }
     if (this.closed !== null) return Promise.reject(this.closed);
     if (this.pending.has(tag)) {
-      return Promise.reject(new WolfpackError('E_PROTOCOL', `memory link ${this.rank}: two receives for tag ${fmtTag(tag)}`));
+      return Promise.reject(new WolfpackError('E_PROTOCOL', `memory link ${this.rank}: two receives for tag ${formatTag(tag)}`));
     }
     return new Promise<void>((resolve, reject) => {
       const p: PendingRecv = { count, into, resolve, reject };
@@ -161,7 +157,7 @@ class MemoryLink implements Link {
 
   private arrive(msg: Message): void {
     if (this.closed !== null) {
-      msg.reject(new WolfpackError('E_WORKER', `memory link ${this.rank}: message ${fmtTag(msg.tag)} sent to a closed link`));
+      msg.reject(new WolfpackError('E_WORKER', `memory link ${this.rank}: message ${formatTag(msg.tag)} sent to a closed link`));
       return;
     }
     const p = this.pending.get(msg.tag);
@@ -171,7 +167,7 @@ class MemoryLink implements Link {
       return;
     }
     if (this.inbox.has(msg.tag)) {
-      const err = new WolfpackError('E_PROTOCOL', `memory link ${this.rank}: two messages with tag ${fmtTag(msg.tag)} in flight`);
+      const err = new WolfpackError('E_PROTOCOL', `memory link ${this.rank}: two messages with tag ${formatTag(msg.tag)} in flight`);
       msg.reject(err);
       return;
     }
@@ -182,7 +178,7 @@ class MemoryLink implements Link {
     if (msg.data.length !== p.count) {
       const err = new WolfpackError(
         'E_PROTOCOL',
-        `memory link ${this.rank}: message ${fmtTag(msg.tag)} has ${msg.data.length} elements, expected ${p.count}`,
+        `memory link ${this.rank}: message ${formatTag(msg.tag)} has ${msg.data.length} elements, expected ${p.count}`,
       );
       msg.resolve();
       p.reject(err);
@@ -191,7 +187,7 @@ class MemoryLink implements Link {
     if (msg.snapshot !== null && !sameBits(msg.data, msg.snapshot)) {
       const err = new WolfpackError(
         'E_PROTOCOL',
-        `memory link ${this.left.rank}->${this.rank}: buffer of message ${fmtTag(msg.tag)} changed before its send resolved`,
+        `memory link ${this.left.rank}->${this.rank}: buffer of message ${formatTag(msg.tag)} changed before its send resolved`,
       );
       msg.reject(err);
       p.reject(err);
@@ -208,7 +204,7 @@ class MemoryLink implements Link {
     if (msg.snapshot !== null && !sameBits(msg.data, msg.snapshot)) {
       const err = new WolfpackError(
         'E_PROTOCOL',
-        `memory link ${this.rank}: the receiver wrote into the view of message ${fmtTag(msg.tag)}`,
+        `memory link ${this.rank}: the receiver wrote into the view of message ${formatTag(msg.tag)}`,
       );
       msg.reject(err);
       p.reject(err);
