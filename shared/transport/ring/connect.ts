@@ -3,6 +3,7 @@
 import type { Link } from '../../allreduce/link.js';
 import { WolfpackError } from '../../errors.js';
 import type { Logger } from '../../log.js';
+import { FINGERPRINT_PATTERN } from './certificate.js';
 import { checkHost, defaultLogger, DEFAULT_MAX_CHUNK_BYTES, DEFAULT_MAX_EARLY_BYTES, positiveInt } from './frame.js';
 import { helloText, type RingHello } from './hello.js';
 import { RingIncoming } from './incoming.js';
@@ -19,6 +20,8 @@ export interface RingConnectOptions {
   ordered?: boolean;
   /** Bytes of early messages held before the socket is no longer read (default DEFAULT_MAX_EARLY_BYTES). */
   maxEarlyBytes?: number;
+  /** For a wss:// URL (required there): the SHA-256 fingerprint of the listener's certificate (certificate.ts). */
+  pin?: string;
   logger?: Logger;
 }
 
@@ -28,8 +31,9 @@ function sleep(ms: number): Promise<void> {
 }
 
 /**
- * Connect to the left neighbour's ring port (`url`, e.g. ws://127.0.0.1:PORT), send the hello and wait
- * for the welcome: the receiving half of this rank's link. Retries while the port refuses connections.
+ * Connect to the left neighbour's ring port (`url`, e.g. ws://127.0.0.1:PORT, or wss:// with `opts.pin`),
+ * send the hello and wait for the welcome: the receiving half of this rank's link. Retries while the port
+ * refuses connections.
  */
 export async function connectRing(url: string, hello: RingHello, opts: RingConnectOptions = {}): Promise<RingIncoming> {
   checkHost();
@@ -44,14 +48,18 @@ export async function connectRing(url: string, hello: RingHello, opts: RingConne
   } catch {
     throw new WolfpackError('E_USAGE', `bad ring URL ${JSON.stringify(url)}`);
   }
-  if (u.protocol !== 'ws:') throw new WolfpackError('E_USAGE', `ring URL must be ws://host:port, got ${url}`);
+  if (u.protocol !== 'ws:' && u.protocol !== 'wss:') throw new WolfpackError('E_USAGE', `ring URL must be ws://host:port or wss://host:port, got ${url}`);
+  if (u.protocol === 'wss:' && (opts.pin === undefined || !FINGERPRINT_PATTERN.test(opts.pin))) {
+    throw new WolfpackError('E_USAGE', `ring URL ${url} is wss:// but no certificate fingerprint (64 hex digits) to pin was given: got ${JSON.stringify(opts.pin)}`);
+  }
+  if (u.protocol === 'ws:' && opts.pin !== undefined) throw new WolfpackError('E_USAGE', `a certificate fingerprint was given for the plain ring URL ${url} (expected wss://)`);
   if (!Number.isSafeInteger(hello.rank) || hello.rank < 0) throw new WolfpackError('E_USAGE', `hello.rank must be a non-negative integer, got ${hello.rank}`);
   helloText(hello); // E_USAGE now rather than a refusal later when it is too large
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const left = deadline - Date.now();
     if (left <= 0) throw new WolfpackError('E_WORKER', `cannot connect the ring to ${url} within ${timeoutMs} ms`);
-    const inc = new RingIncoming(u, hello, { maxChunkBytes, ordered: opts.ordered ?? true, maxEarlyBytes, logger: log });
+    const inc = new RingIncoming(u, hello, { maxChunkBytes, ordered: opts.ordered ?? true, maxEarlyBytes, ...(opts.pin !== undefined ? { pin: opts.pin } : {}), logger: log });
     let timer: NodeJS.Timeout | undefined;
     try {
       await Promise.race([

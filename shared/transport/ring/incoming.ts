@@ -14,10 +14,18 @@
 //
 // Backpressure: messages that arrive before their recv() are kept in scratch buffers; past maxEarlyBytes
 // the receiver stops reading the socket, so TCP flow control stops the sender.
+//
+// TLS (wss://): the same client over a TLS socket (`onread` works there too). The listener's certificate is
+// self-signed (certificate.ts), so no CA judges it: the connection goes on only when the SHA-256 of the
+// certificate the listener presented equals the fingerprint the coordinator announced for that listener
+// (`pin`). On a mismatch nothing is sent (no upgrade, no hello) and the link fails with E_AUTH.
 import net from 'node:net';
+import tls from 'node:tls';
+import { timingSafeEqual } from 'node:crypto';
 import { formatTag, isValidTag, type RecvSink } from '../../allreduce/link.js';
 import { WolfpackError, type ErrorCode } from '../../errors.js';
 import type { Logger } from '../../log.js';
+import { certificateFingerprint } from './certificate.js';
 import { checkUpgradeResponse, clientFrame, newClientKey, upgradeRequest, UPGRADE_RESPONSE_MAX_BYTES } from './client-handshake.js';
 import { checkHost, closeReason, decodeDataHeader, RING_CLOSE_AUTH, RING_CLOSE_BAD_HELLO, RING_CLOSE_UNEXPECTED_PEER, RING_HEADER_BYTES } from './frame.js';
 import { helloText, isWelcome, RING_HELLO_MAX_BYTES, type RingHello } from './hello.js';
@@ -86,6 +94,8 @@ export class RingIncoming {
   private readonly url: URL;
   private readonly key: string;
   private readonly helloText: string;
+  /** The fingerprint the listener's certificate must have (wss:// only). */
+  private readonly pin: string | undefined;
   private phase = Phase.Handshake;
   private readonly staging = Buffer.allocUnsafe(STAGING_BYTES);
   private http = Buffer.alloc(0);
@@ -117,7 +127,7 @@ export class RingIncoming {
   private opened: { resolve: () => void; reject: (err: WolfpackError) => void } | null = null;
 
   /** @internal use connectRing() */
-  constructor(url: URL, hello: RingHello, opts: { maxChunkBytes: number; ordered: boolean; maxEarlyBytes: number; logger: Logger }) {
+  constructor(url: URL, hello: RingHello, opts: { maxChunkBytes: number; ordered: boolean; maxEarlyBytes: number; pin?: string; logger: Logger }) {
     checkHost();
     this.url = url;
     this.peerRank = hello.size !== undefined ? (hello.rank + hello.size - 1) % hello.size : hello.rank - 1;
@@ -128,21 +138,43 @@ export class RingIncoming {
     this.maxEarlyBytes = opts.maxEarlyBytes;
     this.key = newClientKey();
     this.helloText = helloText(hello);
-    this.sock = net.connect({
-      host: url.hostname.replace(/^\[|\]$/g, ''),
-      port: Number(url.port || 80),
-      noDelay: true,
-      onread: { buffer: () => this.nextReadBuffer(), callback: (n: number, buf: Uint8Array) => this.onRead(n, buf) },
-    });
+    this.pin = opts.pin;
+    const host = url.hostname.replace(/^\[|\]$/g, '');
+    const onread = { buffer: () => this.nextReadBuffer(), callback: (n: number, buf: Uint8Array) => this.onRead(n, buf) };
+    this.sock = url.protocol === 'wss:'
+      // rejectUnauthorized: false because no CA signs a ring certificate; the pin check in open() decides.
+      // tls.connect documents `onread` (as net.Socket's); @types/node's ConnectionOptions lacks it.
+      ? tls.connect({ host, port: Number(url.port || 443), minVersion: 'TLSv1.3', rejectUnauthorized: false, onread,
+        ...(net.isIP(host) === 0 ? { servername: host } : {}) } as tls.ConnectionOptions & { onread: net.OnReadOpts }).setNoDelay(true)
+      : net.connect({ host, port: Number(url.port || 80), noDelay: true, onread });
+  }
+
+  /** Null when the listener's certificate is the pinned one, else why not. */
+  private checkPin(sock: tls.TLSSocket): string | null {
+    const raw = sock.getPeerCertificate().raw as Buffer | undefined;
+    if (raw === undefined || raw.length === 0) return 'the listener presented no certificate';
+    const got = certificateFingerprint(raw);
+    const want = this.pin ?? '';
+    if (got.length === want.length && timingSafeEqual(Buffer.from(got), Buffer.from(want))) return null;
+    return `the listener's certificate (sha256 ${got.slice(0, 16)}...) is not the one the coordinator announced (sha256 ${want.slice(0, 16)}...)`;
   }
 
   /** @internal resolves on the welcome; rejects with the reason otherwise (ECONNREFUSED: code kept). */
   open(): Promise<void> {
     return new Promise<void>((resolve, reject) => {
       this.opened = { resolve, reject };
-      this.sock.once('connect', () => {
-        this.sock.write(upgradeRequest(this.url, this.key));
-      });
+      if (this.sock instanceof tls.TLSSocket) {
+        const sock = this.sock;
+        sock.once('secureConnect', () => {
+          const mismatch = this.checkPin(sock);
+          if (mismatch !== null) return this.fail('E_AUTH', `${this.url.host}: ${mismatch}`, 0);
+          sock.write(upgradeRequest(this.url, this.key));
+        });
+      } else {
+        this.sock.once('connect', () => {
+          this.sock.write(upgradeRequest(this.url, this.key));
+        });
+      }
       this.sock.on('error', (err: Error & { code?: string }) => {
         this.fail('E_WORKER', `ring connection to ${this.url.host} failed: ${err.message}`, 0, err.code);
       });
@@ -541,6 +573,7 @@ export class RingIncoming {
     if (this.failure !== null) return;
     this.failure = new WolfpackError(code, `ring link from rank ${this.peerRank}: ${reason}`, { peer: this.peerRank, ...(sysCode ? { sysCode } : {}) });
     if (code === 'E_PROTOCOL') this.log.warn({ peer: this.peerRank, reason }, 'ring connection closed: protocol error');
+    else if (code === 'E_AUTH') this.log.warn({ peer: this.peerRank, reason }, 'ring connection refused: authentication');
     else this.log.info({ peer: this.peerRank, reason }, 'ring connection lost');
     this.rejectAll(this.failure);
     this.opened?.reject(this.failure);

@@ -4,7 +4,9 @@
 // neighbour on the server side of the connection that neighbour opened (outgoing.ts) and receives from
 // its left neighbour on its own client connection (incoming.ts, reading the wire straight into the
 // caller's memory). The connecting rank's first frame is its hello (hello.ts); data messages carry a
-// 16-byte header (frame.ts).
+// 16-byte header (frame.ts). With TLS the listener serves a self-signed certificate (certificate.ts) whose
+// fingerprint the connecting rank pins.
+export { certificateFingerprint, FINGERPRINT_PATTERN, generateRingCertificate, type RingCertificate } from './certificate.js';
 export { connectRing, wsLink, type RingConnectOptions } from './connect.js';
 export {
   DEFAULT_MAX_CHUNK_BYTES,

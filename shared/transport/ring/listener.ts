@@ -10,13 +10,19 @@
 // and a reason. Until its hello has passed, a connection is held under shared/transport/admission.ts's
 // deadline (helloTimeoutMs, counted from TCP accept), caps and byte limit; the request head is bounded by
 // MAX_HEADER_BYTES, and refusals of such connections are logged once per address.
-import { createServer, type IncomingMessage } from 'node:http';
+//
+// TLS. With `tls` (certificate.ts: a key and a self-signed certificate made when the worker starts) the
+// listener serves wss://: the connecting rank pins the certificate's fingerprint, which it got from the
+// coordinator, so the listener proves itself before the hello is sent, and the link is encrypted.
+import { createServer, type IncomingMessage, type Server as HttpServer, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { WebSocket, WebSocketServer, type RawData } from 'ws';
 import { WolfpackError } from '../../errors.js';
 import type { Logger } from '../../log.js';
 import { AdmissionGuard, ADMISSION_DEADLINE_MS, MAX_HEADER_BYTES, type AdmissionLimits } from '../admission.js';
+import type { RingCertificate } from './certificate.js';
 import { checkHost, closeReason, defaultLogger, DEFAULT_MAX_CHUNK_BYTES, DEFAULT_MAX_IN_FLIGHT_BYTES, positiveInt, RING_CLOSE_AUTH, RING_CLOSE_BAD_HELLO, RING_CLOSE_UNEXPECTED_PEER } from './frame.js';
 import { parseHello, RING_HELLO_MAX_BYTES, WELCOME_TEXT, type RingHello } from './hello.js';
 import { RingOutgoing } from './outgoing.js';
@@ -36,6 +42,8 @@ export interface RingListenOptions {
   admission?: Omit<AdmissionLimits, 'deadlineMs'>;
   /** Auth hook: called with every well-formed hello; throw (E_AUTH) to refuse the connection. */
   verifyHello?: (hello: RingHello, req: IncomingMessage) => void | Promise<void>;
+  /** Serve wss:// with this key and certificate (connecting ranks pin its fingerprint); plain ws:// without. */
+  tls?: RingCertificate;
   logger?: Logger;
 }
 
@@ -49,6 +57,8 @@ export interface RingAcceptExpectation {
 export interface RingListener {
   readonly host: string;
   readonly port: number;
+  /** The fingerprint connecting ranks must pin, when the listener serves TLS. */
+  readonly fingerprint: string | undefined;
   /** The next ring connection whose hello matches `expect` (others are refused): the sending half. */
   accept(expect?: RingAcceptExpectation, timeoutMs?: number): Promise<RingOutgoing>;
   /** Stop listening; connections already accepted stay open. */
@@ -77,10 +87,14 @@ export async function listenRing(opts: RingListenOptions = {}): Promise<RingList
   const helloTimeoutMs = positiveInt('helloTimeoutMs', opts.helloTimeoutMs ?? ADMISSION_DEADLINE_MS);
   const log = (opts.logger ?? defaultLogger()).child({ component: 'ring-link' });
   // Our own HTTP server, so that close() stops listening without waiting for accepted connections.
-  const http = createServer({ maxHeaderSize: MAX_HEADER_BYTES }, (_req, res) => {
+  const upgradeOnly = (_req: IncomingMessage, res: ServerResponse): void => {
     res.writeHead(426, { 'content-type': 'text/plain' });
     res.end('wolfpack ring port: WebSocket only\n');
-  });
+  };
+  // Both ends are wolfpack, so TLS 1.3 only. The guard's deadline (from TCP accept) bounds the TLS handshake too.
+  const http: HttpServer | HttpsServer = opts.tls === undefined
+    ? createServer({ maxHeaderSize: MAX_HEADER_BYTES }, upgradeOnly)
+    : createHttpsServer({ key: opts.tls.keyPem, cert: opts.tls.certPem, minVersion: 'TLSv1.3', maxHeaderSize: MAX_HEADER_BYTES }, upgradeOnly);
   const wss = new WebSocketServer({
     server: http,
     perMessageDeflate: false,
@@ -181,6 +195,7 @@ export async function listenRing(opts: RingListenOptions = {}): Promise<RingList
   return {
     host,
     port,
+    fingerprint: opts.tls?.fingerprint,
     accept(expect: RingAcceptExpectation = {}, timeoutMs = 30_000): Promise<RingOutgoing> {
       if (closed) return Promise.reject(new WolfpackError('E_WORKER', 'ring listener is closed'));
       return new Promise<RingOutgoing>((resolve, reject) => {
