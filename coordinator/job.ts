@@ -277,8 +277,10 @@ export async function runJob(opts: JobOptions): Promise<JobResult> {
       const g = cluster.generation;
       await Promise.all(cluster.members.map((m, rank) => {
         const left = cluster.members[(rank + world - 1) % world].hello;
-        return cluster.send(m, { type: 'ring', generation: g, rank, world, leftUrl: `ws://${left.ringHost}:${left.ringPort}`,
-          rightRank: (rank + 1) % world, source, lastStep: done - 1 });
+        // A left neighbour that serves TLS is reached with wss://, pinned to the certificate it announced.
+        const leftUrl = `${left.ringCert !== undefined ? 'wss' : 'ws'}://${left.ringHost}:${left.ringPort}`;
+        return cluster.send(m, { type: 'ring', generation: g, rank, world, leftUrl, rightRank: (rank + 1) % world, source, lastStep: done - 1,
+          ...(left.ringCert !== undefined ? { leftCert: left.ringCert } : {}) });
       }));
       if (source === 'coordinator') {
         const m0 = cluster.members[0];

@@ -136,6 +136,11 @@ export class CoordinatorServer {
       const { msg } = await ch.next(admitted ? HANDSHAKE_TIMEOUT_MS : Math.max(1, deadline - Date.now()));
       if (msg.type !== 'hello' && msg.type !== 'beat') throw new WolfpackError('E_PROTOCOL', `${peer}: expected hello or beat, got ${msg.type}`);
       if (!admitted) admit();
+      // Under TLS the ring links must be encrypted too: a worker that offers a plain ring listener would
+      // send and receive gradients in the clear (it connected with wss://, so this one is from another build).
+      if (msg.type === 'hello' && this.scheme === 'wss' && msg.ringCert === undefined) {
+        throw new WolfpackError('E_PROTOCOL', `${peer}: the coordinator serves TLS, but the worker's ring listener ${msg.ringHost}:${msg.ringPort} is plain ws:// (its hello has no ringCert)`);
+      }
       return msg;
     };
     handshake().then((msg) => {
@@ -143,7 +148,7 @@ export class CoordinatorServer {
         this.trackBeats(msg.memberId, ch);
         return;
       }
-      this.logger.info({ peer, host: msg.host, backend: msg.backend, pid: msg.pid, ring: `${msg.ringHost}:${msg.ringPort}` }, 'worker connected');
+      this.logger.info({ peer, host: msg.host, backend: msg.backend, pid: msg.pid, ring: `${msg.ringCert !== undefined ? 'wss' : 'ws'}://${msg.ringHost}:${msg.ringPort}` }, 'worker connected');
       this.arrivals.push({ channel: ch, hello: msg, address });
       for (const w of this.waiters.splice(0)) w();
     }, (e: Error) => {

@@ -20,7 +20,7 @@ import { mutableRanges, ParamLayout, type ModelState } from '../shared/model/sta
 import { Channel, type Received } from '../shared/protocol/channel.js';
 import type { JobConfig, MessageOf, SampleRef } from '../shared/protocol/messages.js';
 import { payloadFloats } from '../shared/protocol/codec.js';
-import { connectRing, listenRing, wsLink, type RingListener } from '../shared/transport/ring/index.js';
+import { connectRing, generateRingCertificate, listenRing, wsLink, type RingListener } from '../shared/transport/ring/index.js';
 import { checkBind } from '../shared/auth/bind-policy.js';
 import type { SecurityFlags, WorkerSecurity } from '../shared/auth/config.js';
 import { authenticateToCoordinator } from '../shared/auth/handshake.js';
@@ -135,7 +135,11 @@ export async function runWorker(opts: WorkerOptions): Promise<void> {
   const secret = opts.security?.secret;
   checkBind(ringBind, secret, 'worker --ring-bind');
   const ringGuard = secret ? new RingHelloVerifier(secret) : undefined;
+  // A job whose coordinator speaks TLS gets TLS ring links too: the listener serves a certificate made now,
+  // whose fingerprint the hello announces and the coordinator hands to the rank that connects here.
+  const ringTls = opts.connect.startsWith('wss:') ? generateRingCertificate() : undefined;
   const listener: RingListener = await listenRing({ host: ringBind, port: 0, logger: opts.logger, ...(ringGuard ? { verifyHello: ringGuard.verify } : {}),
+    ...(ringTls ? { tls: ringTls } : {}),
     ...(opts.security?.handshakeTimeoutMs !== undefined ? { helloTimeoutMs: opts.security.handshakeTimeoutMs } : {}) });
   let log = opts.logger.child({ component: 'worker' });
   const memberId = randomBytes(16).toString('hex');
@@ -153,13 +157,14 @@ export async function runWorker(opts: WorkerOptions): Promise<void> {
   w.webgpuOptimizer = opts.webgpuOptimizer ?? 'gpu';
   try {
     await Promise.all([authenticateToCoordinator(ch, secret, opts.connect, timeoutMs), heartbeat.start()]);
-    await ch.send({ type: 'hello', host: hostname(), ringHost: opts.advertise ?? (ringBind === '0.0.0.0' ? '127.0.0.1' : ringBind), ringPort: listener.port, backend: sel.backend, pid: process.pid, memberId });
+    await ch.send({ type: 'hello', host: hostname(), ringHost: opts.advertise ?? (ringBind === '0.0.0.0' ? '127.0.0.1' : ringBind), ringPort: listener.port, backend: sel.backend, pid: process.pid, memberId,
+      ...(listener.fingerprint !== undefined ? { ringCert: listener.fingerprint } : {}) });
     const { msg: welcome } = await ch.expect('welcome', timeoutMs);
     w.config = welcome.config;
     log = log.child({ memberId: memberId.slice(0, 8) });
     w.log = log;
     w.sessionLog = log;
-    log.info({ backend: sel.backend, job: welcome.config.jobId }, 'admitted');
+    log.info({ backend: sel.backend, job: welcome.config.jobId, ring: listener.fingerprint !== undefined ? 'wss (TLS, pinned certificate)' : 'ws' }, 'admitted');
     onState('admitted', welcome.config.jobId);
     w.onRing = (rank) => onState('training', `rank ${rank}`);
     await w.serve();
@@ -305,7 +310,7 @@ class WorkerSession {
       // (whose server sends to it) and accepts its RIGHT neighbour (to which it sends).
       const ringHello = { rank, size: world, jobId };
       const links = Promise.all([
-        connectRing(msg.leftUrl, this.secret ? { ...ringHello, auth: ringHelloAuth(this.secret, ringHello, generation) } : ringHello, { timeoutMs: this.timeoutMs, logger: this.log }),
+        connectRing(msg.leftUrl, this.secret ? { ...ringHello, auth: ringHelloAuth(this.secret, ringHello, generation) } : ringHello, { timeoutMs: this.timeoutMs, logger: this.log, ...(msg.leftCert !== undefined ? { pin: msg.leftCert } : {}) }),
         this.listener.accept({ rank: msg.rightRank, jobId }, this.timeoutMs),
       ]);
       // A neighbour that died meanwhile never connects: the coordinator's abort ends the wait (not --timeout).

@@ -14,9 +14,9 @@
 // falls out of that window (a replay cache), so a captured hello cannot be replayed to it. A worker of
 // another job fails (other key), a stale worker from before a re-formed ring fails (other generation), a
 // hello re-labelled with another rank fails (the proof covers the rank), and the ring listener's accept() then admits
-// only the expected neighbour's rank. Limits: the listener does not prove itself to the connecting rank
-// (the ring welcome has no field for it; the connecting rank got the listener's address from the
-// authenticated coordinator), and ring frames are not encrypted (ring URLs are ws:// only).
+// only the expected neighbour's rank. On plain ws:// rings the listener does not prove itself to the
+// connecting rank (the ring welcome has no field for it) and frames are not encrypted; a job that uses TLS
+// gets wss:// ring links whose listener certificate the connecting rank pins (shared/transport/ring/certificate.ts).
 import { randomBytes } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import type { RingHello } from '../transport/ring/index.js';

@@ -39,7 +39,9 @@ export interface Timings { data: number; compute: number; allreduce: number; upd
 
 export type Message =
   // worker -> coordinator
-  | { type: 'hello'; host: string; ringHost: string; ringPort: number; backend: string; pid: number; memberId: string }
+  // ringCert: the SHA-256 fingerprint of the ring listener's certificate when it serves wss:// (a worker
+  // whose coordinator connection is wss://); absent for a plain ws:// ring listener.
+  | { type: 'hello'; host: string; ringHost: string; ringPort: number; backend: string; pid: number; memberId: string; ringCert?: string }
   | { type: 'beat'; memberId: string }
   | { type: 'ready'; rank: number; generation: number }
   | { type: 'stepDone'; rank: number; generation: number; step: number; loss: number; correct: number; samples: number; skipped: boolean; nonFinite: boolean; timings: Timings }
@@ -49,7 +51,8 @@ export type Message =
   | { type: 'failure'; rank: number; message: string }
   // coordinator -> worker
   | { type: 'welcome'; config: JobConfig }
-  | { type: 'ring'; generation: number; rank: number; world: number; leftUrl: string; rightRank: number; source: 'coordinator' | 'peer'; lastStep: number }
+  // leftCert: with a wss:// leftUrl, the fingerprint the left neighbour announced in its hello (the rank pins it).
+  | { type: 'ring'; generation: number; rank: number; world: number; leftUrl: string; rightRank: number; source: 'coordinator' | 'peer'; lastStep: number; leftCert?: string }
   | { type: 'weightsPart'; kind: 'params' | 'stats' | 'accum'; offset: number; total: number }
   | { type: 'blobs'; items: { h: string; n: number }[] }
   | { type: 'step'; generation: number; epoch: number; step: number; samples: SampleRef[] }

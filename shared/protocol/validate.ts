@@ -57,6 +57,9 @@ function finite(type: string, field: string, v: unknown, min = -Infinity, max = 
   return v;
 }
 
+/** A certificate fingerprint (shared/transport/ring/certificate.ts): SHA-256, lowercase hex. */
+const SHA256_HEX = /^[0-9a-f]{64}$/;
+
 function text(type: string, field: string, v: unknown, max: number, re?: RegExp, what?: string): string {
   if (typeof v !== 'string' || v.length > max) throw bad(type, field, `must be a string of at most ${max} characters`);
   if (re !== undefined && !re.test(v)) throw bad(type, field, `must be ${what ?? re.source}, got ${show(v)}`);
@@ -117,7 +120,7 @@ function ringUrl(type: string, v: unknown, field = 'leftUrl'): void {
     throw bad(type, field, `is not a URL: ${show(s)}`);
   }
   if ((u.protocol !== 'ws:' && u.protocol !== 'wss:') || u.port === '' || u.username !== '' || u.password !== '') {
-    throw bad(type, field, `must be ws://HOST:PORT, got ${show(s)}`);
+    throw bad(type, field, `must be ws://HOST:PORT or wss://HOST:PORT, got ${show(s)}`);
   }
 }
 
@@ -145,6 +148,7 @@ export function validateMessage<M extends Message>(msg: M, payloadBytes?: number
       text(type, 'backend', m.backend, 64);
       int(type, 'pid', m.pid, 0, 2 ** 32);
       text(type, 'memberId', m.memberId, 64, /^[0-9a-f]{16,64}$/, 'hex digits');
+      if (m.ringCert !== undefined) text(type, 'ringCert', m.ringCert, 64, SHA256_HEX, '64 lowercase hex digits (a SHA-256 fingerprint)');
       break;
     case 'beat':
       text(type, 'memberId', m.memberId, 64, /^[0-9a-f]{16,64}$/, 'hex digits');
@@ -191,6 +195,10 @@ export function validateMessage<M extends Message>(msg: M, payloadBytes?: number
       if (m.rightRank >= m.world) throw bad(type, 'rightRank', `${m.rightRank} is not below world ${m.world}`);
       if (!Number.isInteger(m.lastStep) || m.lastStep < -1) throw bad(type, 'lastStep', `must be an integer >= -1, got ${show(m.lastStep)}`);
       ringUrl(type, m.leftUrl);
+      if (m.leftCert !== undefined) text(type, 'leftCert', m.leftCert, 64, SHA256_HEX, '64 lowercase hex digits (a SHA-256 fingerprint)');
+      if ((m.leftCert !== undefined) !== m.leftUrl.startsWith('wss:')) {
+        throw bad(type, 'leftCert', m.leftCert === undefined ? `is missing: leftUrl ${show(m.leftUrl)} is wss://, and a TLS ring link needs the fingerprint to pin` : `is given, but leftUrl ${show(m.leftUrl)} is not wss://`);
+      }
       break;
     case 'blobs': {
       const items = m.items as unknown[];

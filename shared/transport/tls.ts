@@ -1,7 +1,7 @@
 // TLS for the coordinator connection (wss://): the coordinator serves a certificate and key
 // (--tls-cert/--tls-key), workers verify it against the system CAs or a CA file (--tls-ca). Files are read
 // and checked up front so that a bad path or a key that does not fit the certificate is an E_USAGE at
-// start-up, not a handshake failure later. Ring links stay ws:// (see docs/SECURITY.md).
+// start-up, not a handshake failure later. Ring links get their own TLS identity (ring/certificate.ts).
 import { readFileSync } from 'node:fs';
 import { createServer as createHttpServer, type IncomingMessage, type Server as HttpServer, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';

@@ -36,6 +36,7 @@ const config = {
 } as const;
 const SAMPLES: { msg: Message; payload?: Uint8Array }[] = [
   { msg: { type: 'hello', host: 'vm', ringHost: '127.0.0.1', ringPort: 4000, backend: 'wasm', pid: 42, memberId: 'e'.repeat(32) } },
+  { msg: { type: 'hello', host: 'vm', ringHost: '127.0.0.1', ringPort: 4000, backend: 'wasm', pid: 42, memberId: 'e'.repeat(32), ringCert: '0f'.repeat(32) } },
   { msg: { type: 'beat', memberId: 'e'.repeat(32) } },
   { msg: { type: 'ready', rank: 1, generation: 0 } },
   { msg: { type: 'stepDone', rank: 0, generation: 1, step: 3, loss: 0.5, correct: 2, samples: 3, skipped: false, nonFinite: false, timings: { data: 1, compute: 2, allreduce: 3, update: 4 } } },
@@ -45,6 +46,7 @@ const SAMPLES: { msg: Message; payload?: Uint8Array }[] = [
   { msg: { type: 'failure', rank: 0, message: 'boom' } },
   { msg: { type: 'welcome', config: { ...config, classes: [...config.classes] } } },
   { msg: { type: 'ring', generation: 1, rank: 0, world: 2, leftUrl: 'ws://127.0.0.1:4001', rightRank: 1, source: 'peer', lastStep: 5 } },
+  { msg: { type: 'ring', generation: 1, rank: 0, world: 2, leftUrl: 'wss://127.0.0.1:4001', rightRank: 1, source: 'peer', lastStep: 5, leftCert: 'a'.repeat(64) } },
   { msg: { type: 'abort', generation: 2, reason: 'worker lost' } },
   { msg: { type: 'weightsPart', kind: 'stats', offset: 2, total: 6 }, payload: new Uint8Array(16) },
   { msg: { type: 'blobs', items: [{ h: hash, n: 3 }, { h: 'd'.repeat(32), n: 5 }] }, payload: new Uint8Array(8) },
@@ -202,6 +204,10 @@ t.test('targeted per-message checks reject malformed shapes with E_PROTOCOL nami
     [{ type: 'ring', generation: 0, rank: 0, world: 2, leftUrl: 'http://h/x', rightRank: 1, source: 'peer', lastStep: -1 }, undefined, /leftUrl/],
     [{ type: 'hello', host: 'vm', ringHost: 'a b/c', ringPort: 1, backend: 'wasm', pid: 1, memberId: 'e'.repeat(32) }, undefined, /ringHost/],
     [{ type: 'hello', host: 'vm', ringHost: 'h', ringPort: 70000, backend: 'wasm', pid: 1, memberId: 'e'.repeat(32) }, undefined, /ringPort/],
+    [{ type: 'hello', host: 'vm', ringHost: 'h', ringPort: 1, backend: 'wasm', pid: 1, memberId: 'e'.repeat(32), ringCert: 'AB'.repeat(32) }, undefined, /ringCert/],
+    [{ type: 'ring', generation: 0, rank: 0, world: 2, leftUrl: 'wss://h:1', rightRank: 1, source: 'peer', lastStep: -1 }, undefined, /leftCert.*is missing/],
+    [{ type: 'ring', generation: 0, rank: 0, world: 2, leftUrl: 'ws://h:1', rightRank: 1, source: 'peer', lastStep: -1, leftCert: 'a'.repeat(64) }, undefined, /leftCert.*not wss/],
+    [{ type: 'ring', generation: 0, rank: 0, world: 2, leftUrl: 'wss://h:1', rightRank: 1, source: 'peer', lastStep: -1, leftCert: 'a'.repeat(63) }, undefined, /leftCert/],
     [{ type: 'stepDone', rank: 0, generation: 0, step: 0, loss: 1, correct: 5, samples: 3, skipped: false, nonFinite: false, timings: { data: 0, compute: 0, allreduce: 0, update: 0 } }, undefined, /correct/],
     [{ type: 'stepDone', rank: 0, generation: 0, step: 0, loss: 1, correct: 0, samples: 3, skipped: false, nonFinite: false, timings: { data: 0 } }, undefined, /timings\.compute/],
     [{ type: 'weightsPart', kind: 'params', offset: 4, total: 6 }, new Uint8Array(16), /runs past the total/],

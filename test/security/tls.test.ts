@@ -1,6 +1,7 @@
 // TLS end to end: a throw-away CA and a server certificate for 127.0.0.1 are made with `openssl`; a
 // `wolfpack coordinator --tls-cert/--tls-key` and two `wolfpack worker --connect wss://... --tls-ca`
-// processes run a whole job, through a capturing proxy that sees no plaintext. A worker that does not
+// processes run a whole job, through a capturing proxy that sees no plaintext, with TLS ring links between
+// the workers (test/transport/ring-tls.test.ts checks those bytes on the wire). A worker that does not
 // trust the CA, and a ws:// client on the TLS port, are refused; a key that does not fit its certificate,
 // or a certificate without a key, is a usage error at start-up.
 import { execFileSync } from 'node:child_process';
@@ -61,6 +62,11 @@ t.test('a job over wss:// with a verified certificate and a token', async (t) =>
   t.match(coord.stdout(), /End training, the best Accuracy is/);
   for (const [i, w] of workers.entries()) t.equal(await w.exit(10_000), 0, `worker ${i} exits 0${w.proc.exitCode ? `: ${w.stderr().slice(-1500)}` : ''}`);
   t.match(coord.stderr(), /TLS: workers connect with wss:\/\//, 'the coordinator says it serves TLS');
+  // The ring links are TLS too: each worker's listener announced a certificate, and every ring URL is wss://.
+  const connected = coord.stderr().split('\n').filter((l) => l.includes('"worker connected"'));
+  t.equal(connected.length, 2, 'two workers connected');
+  for (const l of connected) t.match(l, /"ring":"wss:\/\/127\.0\.0\.1:\d+"/, 'a worker whose ring listener serves TLS');
+  for (const [i, w] of workers.entries()) t.match(w.stderr(), /"ring":"wss \(TLS, pinned certificate\)"/, `worker ${i} says its ring links are TLS`);
   const wire = proxy.bytes();
   t.ok(wire.length > 100_000, `the proxy carried the job (${wire.length} bytes)`);
   for (const plainText of ['authProof', 'weightsPart', 'welcome', 'mindspore']) t.notOk(wire.includes(Buffer.from(plainText)), `no plaintext '${plainText}' on the wire`);
