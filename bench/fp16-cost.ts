@@ -1,4 +1,4 @@
-// What fp16 gradient transport (issue 5's optional `--grad-dtype f16`) would cost before it saves
+// What fp16 gradient transport (an optional `--grad-dtype f16`) would cost before it saves
 // anything: converting ResNet-50's 25,557,032 gradient floats to IEEE half precision (round to nearest
 // even) and adding halves back into a float32 sum, in JavaScript, on this machine. A ring all-reduce with
 // fp16 on the wire converts about the whole buffer once each way per rank; it wins only where the link

@@ -65,12 +65,11 @@ export interface JobOptions {
   /** Steps sent ahead of the one being computed, so workers decode while they compute. */
   lookahead?: number;
   security?: CoordinatorSecurity;
-  // --- feature cache (JobConfig fields, worker/feature-cache.ts); absent: augment train, views 0, no cache ---
+  // feature cache (JobConfig fields, worker/feature-cache.ts); absent: augment train, views 0, no cache
   augment?: 'train' | 'none';
   views?: number;
   cacheFeatures?: boolean;
   featureCacheMb?: number;
-  // --- end feature cache ---
   logger: Logger;
   /** The lab's human-readable lines (stdout). */
   print: (line: string) => void;

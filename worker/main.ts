@@ -71,9 +71,9 @@ const EVAL_CHUNK = 16;
 /** Floats per statePart frame. */
 const STATE_CHUNK = 4 * 1024 * 1024;
 
-// --- auth: the connection to the coordinator (ws:// or wss://, verified against `ca` when given). The
+// Auth: the connection to the coordinator (ws:// or wss://, verified against `ca` when given). The
 // Channel is made in the 'open' handler: the coordinator speaks first (authChallenge), and its first frame
-// may arrive with the upgrade response, before a promise continuation could attach a listener. ---
+// may arrive with the upgrade response, before a promise continuation could attach a listener.
 function openSocket(url: string, timeoutMs: number, log: Logger, ca?: Buffer): Promise<Channel> {
   let u: URL;
   try {
@@ -344,8 +344,8 @@ class WorkerSession {
     this.log.info({ world, params: state.layout.paramCount, reduceFloats: this.replica.reduce.size, source: rank === 0 ? msg.source : 'rank 0' }, 'ring formed; state in place');
   }
 
-  // --- feature cache (worker/feature-cache.ts): --augment / --views pick the step's transform and draw;
-  // with --cache-features only the images whose backbone features are not cached are decoded. ---
+  // Feature cache (worker/feature-cache.ts): --augment / --views pick the step's transform and draw;
+  // with --cache-features only the images whose backbone features are not cached are decoded.
   private features: StepFeatureCache | undefined;
 
   private featureCache(): StepFeatureCache | undefined {
@@ -358,7 +358,6 @@ class WorkerSession {
   private loadStep(samples: SampleRef[], epoch: number): Promise<StepBatch> {
     return this.featureCache()?.load(samples, epoch) ?? loadBatch(this.cache, samples, stepLoadOptions(this.config, epoch));
   }
-  // --- end feature cache ---
 
   private async runStep(msg: MessageOf<'step'>): Promise<void> {
     const replica = this.replica!;
@@ -367,7 +366,7 @@ class WorkerSession {
     const batch = await pending;
     this.decoding.delete(msg.step);
     const t1 = performance.now();
-    // --- feature cache: the head alone on cached + newly computed features ---
+    // feature cache: the head alone on cached + newly computed features
     const fc = this.featureCache();
     let cached = 0;
     let computed: StepFeatures | undefined;
@@ -378,7 +377,6 @@ class WorkerSession {
     } else {
       await replica.computeGradients(batch, this.config.globalBatch);
     }
-    // --- end feature cache ---
     const nonFinite = replica.localNonFinite;
     if (nonFinite) this.log.warn({ step: msg.step }, 'non-finite loss or gradient on this replica');
     const t2 = performance.now();

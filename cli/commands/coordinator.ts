@@ -7,7 +7,7 @@ import { coordinatorSecurity } from '../../shared/auth/config.js';
 import { WolfpackError } from '../../shared/errors.js';
 import type { Command } from '../wolfpack.js';
 import { parse } from '../../shared/config/args.js';
-import { runWithDashboard } from '../../coordinator/dashboard/server.js'; // dashboard (issue 6)
+import { runWithDashboard } from '../../coordinator/dashboard/server.js';
 import { fanOut } from '../../coordinator/dashboard/events.js';
 import { COORDINATOR_SECURITY_FLAGS, COORDINATOR_SECURITY_USAGE, DASHBOARD_USAGE, dashboardFrom, holdFrom, jobOptionsFrom, loggerFrom, reportsFrom, securityFlagsFrom, terminalProgress, TRAIN_FLAGS, TRAIN_USAGE } from './train-flags.js';
 import { HEALTH_FLAGS, HEALTH_USAGE, healthEvents, healthFileFrom, withHealth } from './health-flags.js';
@@ -29,7 +29,7 @@ export const coordinator: Command = {
     const reports = reportsFrom(values, o, logger);
     const health = healthFileFrom(values, 'coordinator', logger);
     const print = createPrinter(jsonRequested(values['log-format'] === undefined ? [] : ['--log-format', String(values['log-format'])]));
-    const dashboard = await dashboardFrom(values, o, security, logger); // dashboard (issue 6)
+    const dashboard = await dashboardFrom(values, o, security, logger);
     await withHealth(health, () => runWithDashboard(dashboard, (events) => runJob({ ...o, security, logger, print, progress: terminalProgress(),
       events: fanOut(events, hold, healthEvents(health), reports) })));
     return 0;

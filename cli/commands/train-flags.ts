@@ -7,9 +7,9 @@ import { createLogger, type LogFormat } from '../../shared/log.js';
 import type { JobOptions } from '../../coordinator/job.js';
 import { num, oneOf, optStr, str, type Options } from '../../shared/config/args.js';
 import type { SecurityFlags } from '../../shared/auth/config.js';
-import type { CoordinatorSecurity } from '../../shared/auth/config.js'; // dashboard (issue 6)
-import type { Logger } from '../../shared/log.js'; // dashboard (issue 6)
-import { DashboardServer } from '../../coordinator/dashboard/server.js'; // dashboard (issue 6)
+import type { CoordinatorSecurity } from '../../shared/auth/config.js';
+import type { Logger } from '../../shared/log.js';
+import { DashboardServer } from '../../coordinator/dashboard/server.js';
 import type { JobEvents } from '../../coordinator/dashboard/events.js';
 import { DEFAULT_HOLD_TIMEOUT_MS, holdFileEvents, parseHoldPoints } from '../../coordinator/hold.js';
 import { reportEvents } from '../../coordinator/reports.js';
@@ -37,20 +37,19 @@ export const TRAIN_FLAGS: Options = {
   resume: { type: 'string' },
   'log-format': { type: 'string' },
   'log-level': { type: 'string' },
-  'dashboard-port': { type: 'string' }, // dashboard (issue 6)
+  'dashboard-port': { type: 'string' },
   'hold-file': { type: 'string' },
   'hold-at': { type: 'string' },
   'hold-timeout': { type: 'string' },
   tensorboard: { type: 'string' },
-  // --- feature cache (worker/feature-cache.ts) ---
+  // feature cache (worker/feature-cache.ts)
   augment: { type: 'string' },
   views: { type: 'string' },
   'cache-features': { type: 'boolean' },
   'feature-cache-mb': { type: 'string' },
-  // --- end feature cache ---
 };
 
-// --- security flags (shared/auth/config.ts; each has an environment form, e.g. WOLFPACK_TOKEN_FILE) ---
+// security flags (shared/auth/config.ts; each has an environment form, e.g. WOLFPACK_TOKEN_FILE)
 /** Flags of a process that serves workers: the coordinator, and `train` when it passes them on. */
 export const COORDINATOR_SECURITY_FLAGS: Options = {
   'token-file': { type: 'string' },
@@ -82,7 +81,6 @@ export function securityFlagsFrom(values: Record<string, unknown>): SecurityFlag
   if (handshakeTimeout !== undefined) flags.handshakeTimeout = handshakeTimeout;
   return flags;
 }
-// --- end security flags ---
 
 export const TRAIN_USAGE = '--data DIR --weights FILE [--workers N] [--epochs 20] [--batch-size 18] [--lr 0.001] ' +
   '[--momentum 0.9] [--freeze none|backbone] [--bn train|frozen] [--image-size 224] [--seed 0] [--out DIR] ' +
@@ -127,7 +125,7 @@ export function jobOptionsFrom(values: Record<string, unknown>, defaults: Partia
   };
 }
 
-// --- feature cache: --augment, --views, --cache-features, --feature-cache-mb (worker/feature-cache.ts) ---
+// feature cache: --augment, --views, --cache-features, --feature-cache-mb (worker/feature-cache.ts)
 export function featureCacheFrom(values: Record<string, unknown>, defaults: Partial<JobOptions> = {}): Pick<JobOptions, 'augment' | 'views' | 'cacheFeatures' | 'featureCacheMb'> {
   const augment = oneOf(values, 'augment', ['train', 'none'] as const, defaults.augment ?? 'train');
   const views = num(values, 'views', defaults.views ?? 0, { int: true, min: 0, max: 1 << 20 });
@@ -151,9 +149,8 @@ export function featureCacheFrom(values: Record<string, unknown>, defaults: Part
     ...(given('cache-features', 'cacheFeatures') ? { cacheFeatures } : {}), ...(given('feature-cache-mb', 'featureCacheMb') ? { featureCacheMb } : {}),
   };
 }
-// --- end feature cache ---
 
-// --- dashboard (issue 6): --dashboard-port P serves coordinator/dashboard/ on the coordinator's --host ---
+// dashboard: --dashboard-port P serves coordinator/dashboard/ on the coordinator's --host
 export const DASHBOARD_USAGE = '[--dashboard-port P]';
 
 /** Starts the live dashboard when --dashboard-port is given (0: an ephemeral port); logs its URL. */
@@ -166,7 +163,6 @@ export async function dashboardFrom(values: Record<string, unknown>, o: Omit<Job
     freeze: o.freeze, bn: o.bn, out: o.out, data: o.data,
   } });
 }
-// --- end dashboard ---
 
 /**
  * --hold-file FILE [--hold-at E[:S],...]: the run holds at a step or epoch boundary while FILE exists, and

@@ -4,7 +4,7 @@ import { LocalWorkers } from '../../coordinator/local-workers.js';
 import type { Command } from '../wolfpack.js';
 import { coordinatorSecurity, localCoordinatorUrl, securityEnv } from '../../shared/auth/config.js';
 import { parse } from '../../shared/config/args.js';
-import { runWithDashboard } from '../../coordinator/dashboard/server.js'; // dashboard (issue 6)
+import { runWithDashboard } from '../../coordinator/dashboard/server.js';
 import { fanOut } from '../../coordinator/dashboard/events.js';
 import { COORDINATOR_SECURITY_FLAGS, COORDINATOR_SECURITY_USAGE, DASHBOARD_USAGE, dashboardFrom, holdFrom, jobOptionsFrom, loggerFrom, reportsFrom, securityFlagsFrom, terminalProgress, TRAIN_FLAGS, TRAIN_USAGE } from './train-flags.js';
 import { HEALTH_FLAGS, HEALTH_USAGE, healthEvents, healthFileFrom, withHealth } from './health-flags.js';
@@ -23,13 +23,13 @@ export async function trainLocally(argv: string[], defaults: Partial<JobOptions>
   const reports = reportsFrom(values, o, logger);
   const health = healthFileFrom(values, 'coordinator', logger);
   const print = createPrinter(jsonRequested(values['log-format'] === undefined ? [] : ['--log-format', String(values['log-format'])]));
-  const dashboard = await dashboardFrom(values, o, security, logger); // dashboard (issue 6)
+  const dashboard = await dashboardFrom(values, o, security, logger);
   const workers = new LocalWorkers(logger);
   const stop = () => { void workers.stop(0); };
   process.once('SIGINT', stop);
   process.once('SIGTERM', stop);
   try {
-    await withHealth(health, () => runWithDashboard(dashboard, (events) => runJob({ // dashboard (issue 6)
+    await withHealth(health, () => runWithDashboard(dashboard, (events) => runJob({
       ...o, security, logger, print, progress: terminalProgress(), events: fanOut(events, hold, healthEvents(health), reports),
       // Local workers are not restarted: once too few are left, wait only --timeout (or --rejoin-timeout) for one started by hand.
       rejoinTimeoutMs: o.rejoinTimeoutMs ?? o.timeoutMs,

@@ -20,7 +20,7 @@ export interface JobConfig {
   seed: number;
   globalBatch: number;
   chunkElems: number;
-  // --- feature cache (worker/feature-cache.ts); absent means the defaults in brackets ---
+  // feature cache (worker/feature-cache.ts); absent means the defaults in brackets
   /** Training transform: 'train' (RandomResizedCrop + flip) or 'none' (the eval transform) ['train']. */
   augment?: 'train' | 'none';
   /** With augment 'train': K > 0 draws the augmentation from epoch % K (K views per sample); 0: every epoch new [0]. */
@@ -29,7 +29,6 @@ export interface JobConfig {
   cacheFeatures?: boolean;
   /** Bound on each worker's feature cache, MiB [1024]. */
   featureCacheMb?: number;
-  // --- end feature cache ---
 }
 
 /** A sample assigned to a worker: image content hash, label, index in the data set (for its draws). */
@@ -60,14 +59,13 @@ export type Message =
   | { type: 'stateRequest'; epoch: number }
   | { type: 'abort'; generation: number; reason: string }
   | { type: 'shutdown'; reason: string }
-  // --- auth (shared/auth/handshake.ts): the first messages on every connection, before hello ---
+  // auth (shared/auth/handshake.ts): the first messages on every connection, before hello
   // coordinator -> worker: 'none' when the coordinator has no token, else a fresh 32-byte nonce (hex)
   | { type: 'authChallenge'; scheme: 'none' | 'hmac-sha256'; nonce: string }
   // worker -> coordinator: the worker's nonce and HMAC(token, client transcript)
   | { type: 'authProof'; nonce: string; proof: string }
   // coordinator -> worker: HMAC(token, server transcript), the coordinator's half of the mutual proof
   | { type: 'authOk'; proof: string };
-  // --- end auth ---
 
 export type MessageType = Message['type'];
 export type MessageOf<T extends MessageType> = Extract<Message, { type: T }>;
@@ -97,11 +95,9 @@ export const SCHEMAS: Record<MessageType, Schema> = {
   stateRequest: { epoch: 'int' },
   abort: { generation: 'int', reason: 'string' },
   shutdown: { reason: 'string' },
-  // --- auth ---
   authChallenge: { scheme: AUTH_SCHEMES, nonce: 'string' },
   authProof: { nonce: 'string', proof: 'string' },
   authOk: { proof: 'string' },
-  // --- end auth ---
 };
 
 /** Messages that carry a binary payload (and how it is interpreted). */

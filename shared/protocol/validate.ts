@@ -100,7 +100,7 @@ function jobConfig(type: string, v: unknown): void {
   int(type, f('seed'), c.seed, 0);
   int(type, f('globalBatch'), c.globalBatch, 1);
   int(type, f('chunkElems'), c.chunkElems, 1);
-  // --- feature cache: optional fields, checked when present ---
+  // feature cache: optional fields, checked when present
   if (c.augment !== undefined) oneOf(type, f('augment'), c.augment, ['train', 'none']);
   if (c.views !== undefined) int(type, f('views'), c.views, 0, 1 << 20);
   if (c.cacheFeatures !== undefined && typeof c.cacheFeatures !== 'boolean') throw bad(type, f('cacheFeatures'), `must be a boolean, got ${show(c.cacheFeatures)}`);
@@ -108,7 +108,6 @@ function jobConfig(type: string, v: unknown): void {
   if (c.cacheFeatures === true && (c.freeze !== 'backbone' || c.bn !== 'frozen')) {
     throw bad(type, f('cacheFeatures'), `needs freeze 'backbone' and bn 'frozen' (features of a trained backbone or batch-statistics BatchNorm change every step), got freeze ${show(c.freeze)}, bn ${show(c.bn)}`);
   }
-  // --- end feature cache ---
 }
 
 function ringUrl(type: string, v: unknown, field = 'leftUrl'): void {

@@ -169,8 +169,8 @@ export class Replica implements TrainingReplica, FeatureTraining {
     }
   }
 
-  // --- feature cache (worker/feature-cache.ts): the frozen backbone's output computed once per (sample,
-  // view), and a step of the head alone on such features. Valid only with --freeze backbone --bn frozen. ---
+  // Feature cache (worker/feature-cache.ts): the frozen backbone's output computed once per (sample,
+  // view), and a step of the head alone on such features. Valid only with --freeze backbone --bn frozen.
 
   /** Width of the backbone's pooled features (the head's input). */
   get featureDim(): number {
@@ -255,7 +255,6 @@ export class Replica implements TrainingReplica, FeatureTraining {
       f.dispose();
     }
   }
-  // --- end feature cache ---
 
   /** Applies the summed buffer: Momentum on the trained parameters and the moving statistics. */
   applyReduced(): StepMetrics {
