@@ -30,14 +30,41 @@ function message(e: unknown): string {
   return text.split('\n')[0].slice(0, 300);
 }
 
+/**
+ * Why tfjs-node(-gpu) could not load, with what to do when the package is there but its native library is
+ * not: npm 11 skips a dependency's install script (which downloads libtensorflow) unless the root
+ * package.json's `allowScripts` names it, and the package then installs without its binding.
+ */
+export function tensorflowLoadError(pkg: string, e: unknown, installed: boolean): string {
+  const text = message(e);
+  if (!installed || !/tfjs_binding\.node|libtensorflow/.test(text)) return text;
+  return `${pkg} is installed without its native library (${text}): its install script, which downloads ` +
+    `libtensorflow, did not run. Allow it (package.json "allowScripts": {"${pkg}": true}, or ` +
+    `npm install --allow-scripts=${pkg}) and reinstall it`;
+}
+
+function requireTensorflow(pkg: '@tensorflow/tfjs-node' | '@tensorflow/tfjs-node-gpu'): void {
+  try {
+    require(pkg);
+  } catch (e) {
+    let installed = true;
+    try {
+      require.resolve(`${pkg}/package.json`);
+    } catch {
+      installed = false;
+    }
+    throw new WolfpackError('E_BACKEND', tensorflowLoadError(pkg, e, installed));
+  }
+}
+
 async function activate(name: ConcreteBackend, opts: { allowSoftwareGpu: boolean; gpuIndex?: number }): Promise<string> {
   switch (name) {
     case 'tensorflow-gpu':
-      require('@tensorflow/tfjs-node-gpu');
+      requireTensorflow('@tensorflow/tfjs-node-gpu');
       if (!(await tf.setBackend('tensorflow'))) throw new WolfpackError('E_BACKEND', 'tfjs-node-gpu loaded but its backend did not initialise');
       return 'tensorflow';
     case 'tensorflow':
-      require('@tensorflow/tfjs-node');
+      requireTensorflow('@tensorflow/tfjs-node');
       if (!(await tf.setBackend('tensorflow'))) throw new WolfpackError('E_BACKEND', 'tfjs-node loaded but its backend did not initialise');
       return 'tensorflow';
     case 'webgpu': {

@@ -5,7 +5,7 @@
 import { createRequire } from 'node:module';
 import { pino } from 'pino';
 import t from 'tap';
-import { AUTO_ORDER, reservedGpu, selectBackend } from '../../shared/backend/select.js';
+import { AUTO_ORDER, reservedGpu, selectBackend, tensorflowLoadError } from '../../shared/backend/select.js';
 import { tf } from '../../shared/backend/tf.js';
 import { isWolfpackError } from '../../shared/errors.js';
 
@@ -159,4 +159,19 @@ t.test("selectBackend('cpu') works", async (t) => {
   const s = tf.tidy(() => tf.sum(tf.tensor1d([1, 2, 3.5])).dataSync()[0]);
   t.equal(s, 6.5);
   t.equal(tf.env().getBool('PROD'), true, 'PROD mode is set');
+});
+
+t.test('tfjs-node installed without its native library (install script blocked): the reason says how to allow it', async (t) => {
+  // What requiring tfjs-node 4.22 throws after `npm install --ignore-scripts @tensorflow/tfjs-node@4.22.0`
+  // (the state npm 11 leaves it in when allowScripts does not name it), recorded from that command.
+  const blocked = new Error("The Node.js native addon module (tfjs_binding.node) can not be found at path: /p/node_modules/@tensorflow/tfjs-node/lib/napi-v8/tfjs_binding.node. \nPlease run command 'npm rebuild @tensorflow/tfjs-node --build-addon-from-source' to rebuild the native addon module.");
+  const hint = tensorflowLoadError('@tensorflow/tfjs-node-gpu', blocked, true);
+  t.match(hint, /installed without its native library/);
+  t.match(hint, /"allowScripts": \{"@tensorflow\/tfjs-node-gpu": true\}/, 'names the allowScripts entry');
+  t.match(hint, /npm install --allow-scripts=@tensorflow\/tfjs-node-gpu/, 'and the install flag');
+  t.match(hint, /tfjs_binding\.node can not be found|tfjs_binding\.node\) can not be found/, "keeps tfjs-node's own first line");
+  const missing = new Error("Cannot find module '@tensorflow/tfjs-node-gpu'");
+  t.equal(tensorflowLoadError('@tensorflow/tfjs-node-gpu', missing, false), "Cannot find module '@tensorflow/tfjs-node-gpu'", 'not installed: the plain reason');
+  const other = new Error('libcuda.so.1: cannot open shared object file');
+  t.equal(tensorflowLoadError('@tensorflow/tfjs-node-gpu', other, true), other.message, 'another load failure: unchanged');
 });
