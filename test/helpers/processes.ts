@@ -90,9 +90,14 @@ export class Output {
   }
 }
 
-/** Resolves with the exit code when the child exits (kills it after timeoutMs). */
+/**
+ * Resolves with the exit code when the child exits (null when a signal ended it). A child that has already
+ * exited resolves at once: one killed by a signal has exitCode null and signalCode set, and its 'exit' event
+ * has fired, so waiting for it would never end. After timeoutMs the child is killed and the wait goes on
+ * for its 'exit', which SIGKILL makes certain.
+ */
 export function exited(p: ChildProcess, timeoutMs: number): Promise<number | null> {
-  if (p.exitCode !== null) return Promise.resolve(p.exitCode);
+  if (p.exitCode !== null || p.signalCode !== null) return Promise.resolve(p.exitCode);
   return new Promise((resolve) => {
     const t = setTimeout(() => p.kill('SIGKILL'), timeoutMs);
     p.once('exit', (code) => { clearTimeout(t); resolve(code); });
