@@ -288,6 +288,17 @@ class WorkerSession {
     }
   }
 
+  /**
+   * The ring's link for a collective; undefined when this replica is alone in the ring. A ring that an abort
+   * cut meanwhile fails the operation (guard() then marks the generation broken): skipping the all-reduce
+   * would apply this replica's own gradient alone and report a step that no other replica took.
+   */
+  private ringLink(what: string): Link | undefined {
+    if (this.world === 1) return undefined;
+    if (!this.link) throw new WolfpackError('E_WORKER', `${what}: the ring was cut (the coordinator aborted it) before its collective`);
+    return this.link;
+  }
+
   private cutRing(): void {
     this.link?.close();
     this.link = undefined;
@@ -333,7 +344,8 @@ class WorkerSession {
     const accum = this.replica?.accum ?? new Float32Array(state.layout.paramCount);
     if (rank === 0 && msg.source === 'coordinator') await receiveWeights(this.ch, { params: state.params, stats: state.stats, accum }, this.timeoutMs);
     for (const buf of [state.params, state.stats, accum]) {
-      if (this.link) await chainBroadcast(buf, rank, world, this.link, { step: this.collective++, chunkElems: config.chunkElems });
+      const link = this.ringLink(`generation ${generation}'s state relay`);
+      if (link) await chainBroadcast(buf, rank, world, link, { step: this.collective++, chunkElems: config.chunkElems });
     }
     this.replica?.dispose();
     const trainOptions = { lr: config.lr, momentum: config.momentum, freeze: config.freeze, bn: config.bn };
@@ -380,13 +392,14 @@ class WorkerSession {
     const nonFinite = replica.localNonFinite;
     if (nonFinite) this.log.warn({ step: msg.step }, 'non-finite loss or gradient on this replica');
     const t2 = performance.now();
-    if (this.link) await ringAllReduce(replica.buffer, this.rank, this.world, this.link, { step: this.collective++, chunkElems: this.config.chunkElems });
+    const link = this.ringLink(`step ${msg.step}`);
+    if (link) await ringAllReduce(replica.buffer, this.rank, this.world, link, { step: this.collective++, chunkElems: this.config.chunkElems });
     // every rank shares the features it computed this step, so all ranks have them all
     // (a rank without the cache, e.g. on webgpu, takes part with an empty buffer: collectives must pair up)
-    if (this.config.cacheFeatures === true && this.link) {
+    if (this.config.cacheFeatures === true && link) {
       const ex = fc !== undefined && computed !== undefined ? fc.packExchange(this.rank, this.world, msg.samples, computed)
         : new Float32Array(exchangeSize(this.state!.layout.net.fc.inF, this.config.globalBatch, this.world));
-      await ringAllReduce(ex, this.rank, this.world, this.link, { step: this.collective++, chunkElems: this.config.chunkElems });
+      await ringAllReduce(ex, this.rank, this.world, this.ringLink(`step ${msg.step}`)!, { step: this.collective++, chunkElems: this.config.chunkElems });
       fc?.unpackExchange(ex, msg.epoch);
     }
     const t3 = performance.now();
