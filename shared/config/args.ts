@@ -11,8 +11,39 @@ export function parse(argv: string[], options: Options, allowPositionals = false
     const r = parseArgs({ args: resolveArgv(argv, options, process.env), options, allowPositionals, strict: true });
     return { values: r.values as Record<string, string | boolean | string[] | undefined>, positionals: r.positionals };
   } catch (e) {
-    throw new WolfpackError('E_USAGE', (e as Error).message);
+    const err = e as Error & { code?: string };
+    const unknown = err.code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION' ? /'(--?[^'\s]+)'/.exec(err.message)?.[1] : undefined;
+    const like = unknown?.startsWith('--') ? closest(unknown.slice(2).split('=')[0], Object.keys(options)) : undefined;
+    // node's message names the flag and suggests '--' for positionals; what a user wants is the flag they meant.
+    throw new WolfpackError('E_USAGE', unknown !== undefined ? `unknown flag ${unknown}${like ? `; did you mean --${like}?` : ''} (--help lists the flags)` : err.message);
   }
+}
+
+/** The option name nearest to `name` (edit distance at most a third of its length, and 2 or more), if any. */
+export function closest(name: string, names: readonly string[]): string | undefined {
+  let best: string | undefined;
+  let bestD = Math.max(2, Math.floor(name.length / 3)) + 1;
+  for (const n of names) {
+    const d = editDistance(name, n);
+    if (d < bestD) {
+      best = n;
+      bestD = d;
+    }
+  }
+  return best;
+}
+
+/** Levenshtein distance, with a transposition counted as one edit (Damerau's optimal string alignment). */
+function editDistance(a: string, b: string): number {
+  const d = Array.from({ length: a.length + 1 }, (_, i) => Array.from({ length: b.length + 1 }, (_, j) => (i === 0 ? j : j === 0 ? i : 0)));
+  for (let i = 1; i <= a.length; i++) {
+    for (let j = 1; j <= b.length; j++) {
+      const cost = a[i - 1] === b[j - 1] ? 0 : 1;
+      d[i][j] = Math.min(d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + cost);
+      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) d[i][j] = Math.min(d[i][j], d[i - 2][j - 2] + 1);
+    }
+  }
+  return d[a.length][b.length];
 }
 
 export function str(values: Record<string, unknown>, name: string, fallback?: string): string {
