@@ -12,16 +12,23 @@ import type { ModelState, MutableRanges } from '../shared/model/state.js';
 import { modelTensorSources } from '../shared/model/weights.js';
 import { encodeCkptTensor, writeCkptChunks } from '../shared/weights/ckpt.js';
 import type { JobConfig } from '../shared/protocol/messages.js';
+import type { PartialEpoch } from './stop.js';
 
 export interface TrainState {
   /** Epochs completed. */
   epoch: number;
-  /** Global steps completed. */
+  /** Global steps completed: epoch x stepsPerEpoch at an epoch end, more when a stop saved a step within the epoch. */
   step: number;
+  /** Steps in an epoch (the data's training images / batch size); a step within an epoch resumes only with the same. */
+  stepsPerEpoch?: number;
+  /** The figures of the epoch under way when a stop saved a step within it. */
+  partial?: PartialEpoch;
   seed: number;
   bestAccuracy: number;
   bestEpoch: number;
   config: Omit<JobConfig, 'jobId'>;
+  /** What `--resume DIR` alone needs besides config: the data folder (absolute), the epochs and the workers asked for. */
+  job?: { data: string; epochs: number; workers: number };
 }
 
 export interface EpochMetrics {

@@ -47,6 +47,8 @@ export class Cluster {
    * is withdrawn, so it cannot take the reply to the abort and blame a survivor for answering it.
    */
   private waits = new AbortController();
+  /** Set by interrupt(): every wait, pending or new, fails with it until the next abort(). */
+  private interruption: Error | undefined;
   private readonly watchdog: NodeJS.Timeout;
   private lastWatch = attentiveClock.now();
 
@@ -136,6 +138,7 @@ export class Cluster {
     skipped?: (msg: Message) => void): Promise<Received<MessageOf<T>>> {
     const already = this.lost.get(m);
     if (already) throw already;
+    if (this.interruption) throw this.interruption;
     const signal = this.waits.signal;
     let onLost: ((l: MemberLost) => void) | undefined;
     const lost = new Promise<never>((_, reject) => {
@@ -184,8 +187,19 @@ export class Cluster {
    * Aborts the current generation on every member; returns how far each got (last applied step) and the
    * step replies it sent that nobody had taken yet (`late`: steps it completed after the last counted one).
    */
+  /**
+   * Fails every wait on a member with `reason`, those pending now and those begun later, until the next
+   * abort(): a stop request ends what the job was waiting for, wherever it was.
+   */
+  interrupt(reason: Error): void {
+    this.interruption = reason;
+    this.waits.abort(reason);
+    this.waits = new AbortController();
+  }
+
   async abort(reason: string, timeoutMs: number): Promise<{ member: Member; lastStep: number; late: MessageOf<'stepDone'>[] }[]> {
     this.generation++;
+    this.interruption = undefined;
     this.waits.abort(new WolfpackError('E_WORKER', `wait withdrawn: generation ${this.generation - 1} was aborted`));
     this.waits = new AbortController();
     const out: { member: Member; lastStep: number; late: MessageOf<'stepDone'>[] }[] = [];

@@ -11,7 +11,7 @@
 // join later are admitted at a step boundary and get the current state from a peer.
 import { randomBytes } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { WolfpackError } from '../shared/errors.js';
 import type { Logger } from '../shared/log.js';
 import { scanSplit } from '../shared/data/imagefolder.js';
@@ -31,6 +31,7 @@ import { Cluster, describe, MemberLost } from './cluster.js';
 import { epochBatches, rankShare, stepsPerEpoch } from './data-plan.js';
 import { DEFAULT_HOLD_TIMEOUT_MS, settleWithin } from './hold.js';
 import { CoordinatorServer, type Member } from './server.js';
+import { DEFAULT_STOP_TIMEOUT_MS, StopRequested, stopReason, whenStopped, type PartialEpoch, type StopOutcome } from './stop.js';
 import { isPromise, joinedEvent, lostEvent, memberInfos, stepEvent, type JobEvents } from './dashboard/events.js';
 
 export interface JobOptions {
@@ -81,12 +82,21 @@ export interface JobOptions {
   events?: JobEvents;
   /** Longest a `step` or `epoch` callback's promise holds the run (ms; default 10 minutes), then it goes on. */
   holdTimeoutMs?: number;
+  /**
+   * Aborting it stops the job at once (./stop.ts): the step in flight is aborted, the state after the last
+   * completed step is saved in last.ckpt, the workers are told to stop, and runJob resolves with `stopped`.
+   */
+  stop?: AbortSignal;
+  /** Longest a stop waits for the workers' answers and their state (ms; default 5 s). */
+  stopTimeoutMs?: number;
 }
 
 export interface JobResult {
   bestAccuracy: number;
   bestEpoch: number;
   epochs: EpochMetrics[];
+  /** Set when the job ended on a stop request rather than after its last epoch. */
+  stopped?: StopOutcome;
 }
 
 const WEIGHTS_CHUNK = 4 * 1024 * 1024; // floats per weightsPart frame (16 MiB)
@@ -110,6 +120,18 @@ class EpochAccumulator {
   samples = 0;
   readonly t0 = performance.now();
 
+  /** An epoch's accumulator that goes on from figures a stop saved (train-state.json `partial`). */
+  static from(p: PartialEpoch | undefined): EpochAccumulator {
+    const a = new EpochAccumulator();
+    if (p) Object.assign(a, { lossSum: p.lossSum, lastLoss: p.lastLoss ?? NaN, steps: p.steps, skipped: p.skipped, samples: p.samples });
+    return a;
+  }
+
+  /** The figures worth keeping across a stop (timings are not: they restart with the run). */
+  partial(): PartialEpoch {
+    return { lossSum: this.lossSum, lastLoss: Number.isFinite(this.lastLoss) ? this.lastLoss : null, steps: this.steps, skipped: this.skipped, samples: this.samples };
+  }
+
   /** Counts a completed step from one of its replies (every rank's carries the same all-reduced loss and count). */
   add(d: MessageOf<'stepDone'>): void {
     this.samples += d.samples;
@@ -130,7 +152,8 @@ interface Prepared {
   trainRefs: SampleRef[];
   valRefs: SampleRef[];
   store: BlobStore;
-  start: { epoch: number; bestAccuracy: number; bestEpoch: number };
+  /** Where training starts: epochs and global steps completed (a stop may have saved a step within an epoch). */
+  start: { epoch: number; step: number; partial?: PartialEpoch; bestAccuracy: number; bestEpoch: number };
 }
 
 async function prepare(opts: JobOptions, log: Logger): Promise<Prepared> {
@@ -142,14 +165,14 @@ async function prepare(opts: JobOptions, log: Logger): Promise<Prepared> {
   let accum: Float32Array;
   let flavour: JobConfig['flavour'];
   let width: number;
-  const start = { epoch: 0, bestAccuracy: -1, bestEpoch: -1 };
+  const start: Prepared['start'] = { epoch: 0, step: 0, bestAccuracy: -1, bestEpoch: -1 };
   if (opts.resume) {
-    const r = await readResume(opts.resume, opts, split.classes);
+    const r = await readResume(opts.resume, opts, split.classes, stepsPerEpoch(split.train.samples.length, opts.batchSize));
     ({ state, accum } = r);
     flavour = r.flavour;
     width = r.width;
     Object.assign(start, r.start);
-    log.info({ from: opts.resume, epoch: start.epoch, best: start.bestAccuracy }, 'resuming');
+    log.info({ from: opts.resume, epoch: start.epoch, step: start.step, best: start.bestAccuracy }, 'resuming');
   } else {
     if (!opts.weights) throw new WolfpackError('E_USAGE', '--weights is required (or --resume DIR)');
     const { tensors } = await readWeightsFile(opts.weights);
@@ -180,7 +203,7 @@ async function prepare(opts: JobOptions, log: Logger): Promise<Prepared> {
 }
 
 /** Reads a run directory to resume, checking it belongs to this job's model, data and settings. */
-async function readResume(dir: string, opts: JobOptions, classes: string[]) {
+async function readResume(dir: string, opts: JobOptions, classes: string[], steps: number) {
   const statePath = join(dir, 'train-state.json');
   let saved: TrainState;
   try {
@@ -196,6 +219,13 @@ async function readResume(dir: string, opts: JobOptions, classes: string[]) {
   ];
   const diffs = want.filter(([, a, b]) => a !== b).map(([k, a, b]) => `${k}: saved ${String(a)}, now ${String(b)}`);
   if (diffs.length > 0) throw new WolfpackError('E_RESUME', `--resume ${dir} is from a different job (${diffs.join('; ')})`);
+  // A stop saves the step it reached within an epoch; that step means the same only with the same epoch length.
+  const epochStart = saved.epoch * steps;
+  const step = typeof saved.step === 'number' && saved.step > epochStart ? saved.step : epochStart;
+  if (step > epochStart && (saved.stepsPerEpoch !== steps || step > epochStart + steps)) {
+    throw new WolfpackError('E_RESUME', `--resume ${dir}: train-state.json saved step ${saved.step} within epoch ${saved.epoch + 1} of ${String(saved.stepsPerEpoch)} steps, ` +
+      `but the data now makes ${steps} steps an epoch (${statePath})`);
+  }
   const ckptPath = join(dir, 'last.ckpt');
   const model = modelFromTensors(await readCkpt(ckptPath), ckptPath, { withMomentum: true });
   if (model.config.flavour !== c.flavour || model.config.width !== c.width || model.config.numClasses !== classes.length) {
@@ -203,7 +233,7 @@ async function readResume(dir: string, opts: JobOptions, classes: string[]) {
       `train-state.json says ${c.flavour} (width ${c.width}, ${classes.length} classes)`);
   }
   return { state: model.state, accum: model.accum!, flavour: model.config.flavour, width: model.config.width,
-    start: { epoch: saved.epoch, bestAccuracy: saved.bestAccuracy, bestEpoch: saved.bestEpoch } };
+    start: { epoch: saved.epoch, step, ...(step > epochStart && saved.partial ? { partial: saved.partial } : {}), bestAccuracy: saved.bestAccuracy, bestEpoch: saved.bestEpoch } };
 }
 
 export async function runJob(opts: JobOptions): Promise<JobResult> {
@@ -213,13 +243,20 @@ export async function runJob(opts: JobOptions): Promise<JobResult> {
   // waits in the server until the job admits it. (Measured on the demo: the first step ~1.2 s sooner.)
   const server = await CoordinatorServer.listen(opts.host, opts.port, log, opts.security ? { security: opts.security } : undefined);
   log.info({ host: opts.host, port: server.port, workers: opts.workers }, 'listening for workers');
+  // A stop request ends the waits that are not on a member (those the cluster interrupts): joins, holds, the preparation.
+  const stopped = whenStopped(opts.stop);
+  const untilStop = <T>(w: Promise<T>): Promise<T> => (stopped ? Promise.race([w, stopped]) : w);
   let p: Prepared;
   try {
     opts.events?.listening?.({ port: server.port, heartbeat: (id) => server.heartbeat(id) });
     await opts.onListening?.(server.port);
-    p = await prepare(opts, log);
+    p = await untilStop(prepare(opts, log));
   } catch (e) {
     await server.close();
+    if (e instanceof StopRequested) {
+      log.warn({ reason: e.why }, 'stopped before training started');
+      return { bestAccuracy: -1, bestEpoch: -1, epochs: [], stopped: { why: e.why, epoch: 0, step: 0, stepsPerEpoch: 0, saved: 'none' } };
+    }
     throw e;
   }
   const { state, accum, config, store } = p;
@@ -234,22 +271,19 @@ export async function runJob(opts: JobOptions): Promise<JobResult> {
   const maxBadSteps = opts.maxBadSteps ?? 5;
   const holdTimeout = opts.holdTimeoutMs ?? DEFAULT_HOLD_TIMEOUT_MS;
   const S = stepsPerEpoch(p.trainRefs.length, opts.batchSize);
+  const stopTimeout = opts.stopTimeoutMs ?? DEFAULT_STOP_TIMEOUT_MS;
 
   const cluster = new Cluster(server, config, opts.timeoutMs, log);
+  const interrupt = () => cluster.interrupt(new StopRequested(stopReason(opts.stop!)));
+  opts.stop?.addEventListener('abort', interrupt, { once: true });
   try {
-    await server.members(opts.workers, joinTimeout);
-    const first = server.takeArrivals(opts.workers);
-    await cluster.admit(first);
-    opts.events?.event?.(joinedEvent(first));
-    cluster.members = first;
-
     const result: JobResult = { bestAccuracy: p.start.bestAccuracy, bestEpoch: p.start.bestEpoch, epochs: [] };
     let epoch = p.start.epoch;
-    let done = epoch * S; // global steps completed
+    let done = p.start.step; // global steps completed (a stop may have saved one within the epoch)
     let source: 'coordinator' | 'peer' = 'coordinator';
     let needRing = true;
     let badInARow = 0;
-    let acc = new EpochAccumulator();
+    let acc = EpochAccumulator.from(p.start.partial);
     // Replies to the step not counted yet: a loss can cut it short after some members replied, and one of
     // them may be the survivor that holds it (recover() counts the new rank 0's).
     const uncounted = new Map<Member, MessageOf<'stepDone'>>();
@@ -343,7 +377,7 @@ export async function runJob(opts: JobOptions): Promise<JobResult> {
         const hold = opts.events?.step?.(stepEvent({ epoch: epoch + 1, step: done - epoch * S, steps: S, global_step: done }, replies.map((r) => r.msg)));
         if (isPromise(hold)) {
           const t0 = performance.now();
-          await settleWithin(hold, holdTimeout, log, `epoch ${epoch + 1} step ${done - epoch * S}`);
+          await untilStop(settleWithin(hold, holdTimeout, log, `epoch ${epoch + 1} step ${done - epoch * S}`));
           acc.heldMs += performance.now() - t0;
         }
         log.debug({ epoch: epoch + 1, step: done - epoch * S, of: S, loss: d.loss }, 'step');
@@ -378,13 +412,12 @@ export async function runJob(opts: JobOptions): Promise<JobResult> {
 
     // Only what training can have changed travels (`ranges`: the head alone with --freeze backbone
     // --bn frozen, ~16 KB instead of ~200 MB); the rest of `state` and `accum` is what the job started with.
-    const fetchState = async () => {
-      const m = cluster.members[0];
+    const fetchState = async (m = cluster.members[0], timeoutMs = stepTimeout) => {
       await cluster.send(m, { type: 'stateRequest', epoch });
       const bufs = { params: state.params, stats: state.stats, accum };
       const left = { params: ranges.params.end - ranges.params.begin, stats: ranges.stats.end - ranges.stats.begin, accum: ranges.accum.end - ranges.accum.begin };
       while (left.params + left.stats + left.accum > 0) {
-        const { msg, payload } = await cluster.expect(m, 'statePart', stepTimeout);
+        const { msg, payload } = await cluster.expect(m, 'statePart', timeoutMs);
         const data = payloadFloats(payload);
         const dst = bufs[msg.kind];
         const want = ranges[msg.kind];
@@ -422,8 +455,7 @@ export async function runJob(opts: JobOptions): Promise<JobResult> {
         result.bestEpoch = epoch + 1;
         await output.saveBest(state);
       }
-      const { jobId: _jobId, ...persisted } = config;
-      await output.saveLast(state, accum, { epoch: epoch + 1, step: done, seed: opts.seed, bestAccuracy: result.bestAccuracy, bestEpoch: result.bestEpoch, config: persisted });
+      await output.saveLast(state, accum, trainState(epoch + 1));
       metrics.checkpoint_s = (performance.now() - tEnd) / 1000;
       result.epochs.push(metrics);
       await output.appendMetrics(metrics);
@@ -434,34 +466,99 @@ export async function runJob(opts: JobOptions): Promise<JobResult> {
       // The epoch is on disk (checkpoints, metrics line) and printed: a callback may read it, and may hold the run here.
       const hold = opts.events?.epoch?.(metrics);
       if (improved) opts.events?.event?.({ kind: 'best', text: `epoch ${epoch + 1}: val accuracy ${accuracy.toFixed(4)}, saved best.ckpt` });
-      await settleWithin(hold, holdTimeout, log, `the end of epoch ${epoch + 1}`);
+      await untilStop(settleWithin(hold, holdTimeout, log, `the end of epoch ${epoch + 1}`));
       epoch++;
       acc = new EpochAccumulator();
     };
 
-    while (epoch < opts.epochs) {
-      try {
-        if (server.waiting > 0) {
-          const joiners = server.takeArrivals();
-          await cluster.admit(joiners);
-          cluster.members.push(...joiners);
-          cluster.generation++;
-          needRing = true;
-          log.info({ joined: joiners.map(describe) }, 'workers joined at a step boundary');
-          opts.events?.event?.(joinedEvent(joiners));
+    /** train-state.json beside last.ckpt: `completed` epochs, the steps done, and (stopped within an epoch) its figures so far. */
+    const trainState = (completed: number, partial?: PartialEpoch): TrainState => {
+      const { jobId: _jobId, ...persisted } = config;
+      return { epoch: completed, step: done, stepsPerEpoch: S, ...(partial ? { partial } : {}), seed: opts.seed,
+        bestAccuracy: result.bestAccuracy, bestEpoch: result.bestEpoch, config: persisted,
+        job: { data: resolve(opts.data), epochs: opts.epochs, workers: opts.workers } };
+    };
+
+    const train = async () => {
+      await untilStop(server.members(opts.workers, joinTimeout));
+      const first = server.takeArrivals(opts.workers);
+      await cluster.admit(first);
+      opts.events?.event?.(joinedEvent(first));
+      cluster.members = first;
+      while (epoch < opts.epochs) {
+        // recover() may have begun a new generation after the stop was asked for (abort() ends an interruption)
+        if (opts.stop?.aborted) throw new StopRequested(stopReason(opts.stop));
+        try {
+          await trainUntilBoundary();
+        } catch (e) {
+          if (!(e instanceof MemberLost)) throw e;
+          await recover(e);
         }
-        if (needRing) {
-          await formRing();
-          needRing = false;
-        }
-        if (done < (epoch + 1) * S) {
-          if (!(await runSteps())) continue;
-        }
-        await endEpoch();
-      } catch (e) {
-        if (!(e instanceof MemberLost)) throw e;
-        await recover(e);
       }
+    };
+
+    /** Admits joiners, (re)forms the ring, runs steps until the epoch ends or joiners wait; ends the epoch. */
+    async function trainUntilBoundary(): Promise<void> {
+      if (server.waiting > 0) {
+        const joiners = server.takeArrivals();
+        await cluster.admit(joiners);
+        cluster.members.push(...joiners);
+        cluster.generation++;
+        needRing = true;
+        log.info({ joined: joiners.map(describe) }, 'workers joined at a step boundary');
+        opts.events?.event?.(joinedEvent(joiners));
+      }
+      if (needRing) {
+        await formRing();
+        needRing = false;
+      }
+      if (done < (epoch + 1) * S) {
+        if (!(await runSteps())) return;
+      }
+      await endEpoch();
+    }
+
+    /**
+     * The stop: abort the step in flight, fetch the state after the last completed step from the replica
+     * that got furthest, save it as last.ckpt (train-state.json names the step and keeps the epoch's figures
+     * so far), tell the workers to stop. Waits are bounded by stopTimeout; whatever fails leaves last.ckpt
+     * at the last epoch end, and says so.
+     */
+    const stopRun = async (why: string): Promise<StopOutcome> => {
+      log.warn({ reason: why, epoch: epoch + 1, step: done - epoch * S, workers: cluster.members.length }, 'stopping: the step in flight is aborted, the last completed step saved');
+      let saved: StopOutcome['saved'] = result.epochs.length > 0 || opts.resume ? 'epoch' : 'none';
+      let dir = result.epochs.length > 0 ? opts.out : opts.resume;
+      cluster.prune();
+      if (cluster.members.length > 0) {
+        try {
+          const reports = await cluster.abort(`stopping (${why})`, stopTimeout);
+          cluster.prune();
+          const kept = reports.filter((r) => cluster.members.includes(r.member)).sort((a, b) => b.lastStep - a.lastStep);
+          const lead = kept[0];
+          if (lead !== undefined && lead.lastStep + 1 > epoch * S && lead.lastStep + 1 >= done) {
+            const first = uncounted.get(lead.member);
+            for (const d of [...(first ? [first] : []), ...lead.late]) if (d.step >= done && d.step <= lead.lastStep) acc.add(d);
+            done = lead.lastStep + 1;
+            await fetchState(lead.member, stopTimeout);
+            await output.saveLast(state, accum, trainState(epoch, acc.partial()));
+            saved = 'step';
+            dir = opts.out;
+          }
+        } catch (e) {
+          log.warn({ reason: (e as Error).message }, `the state after the last step could not be fetched; last.ckpt is ${saved === 'none' ? 'not written' : 'the last epoch end'}`);
+        }
+        await Promise.all(cluster.members.map((m) => m.channel.send({ type: 'shutdown', reason: `stopped (${why})` }).catch(() => undefined)));
+      }
+      log.info({ saved, dir, epoch, step: done }, 'stopped');
+      return { why, epoch, step: done, stepsPerEpoch: S, saved, ...(dir !== undefined ? { dir } : {}) };
+    };
+
+    try {
+      await train();
+    } catch (e) {
+      if (!(e instanceof StopRequested)) throw e;
+      result.stopped = await stopRun(e.why);
+      return result;
     }
 
     async function recover(e: MemberLost): Promise<void> {
@@ -495,7 +592,7 @@ export async function runJob(opts: JobOptions): Promise<JobResult> {
       while (cluster.members.length < Math.max(1, minWorkers)) {
         log.warn({ have: cluster.members.length, need: Math.max(1, minWorkers) }, 'waiting for workers to (re)join');
         const rejoin = opts.rejoinTimeoutMs ?? joinTimeout;
-        if (server.waiting === 0) await server.arrival(rejoin);
+        if (server.waiting === 0) await untilStop(server.arrival(rejoin));
         if (server.waiting === 0) {
           const saved = result.epochs.length > 0 ? opts.out : opts.resume; // where the last completed epoch is
           throw new WolfpackError('E_WORKER', `only ${cluster.members.length} worker(s) left and none joined within ${rejoin / 1000} s (--min-workers ${minWorkers}); ` +
@@ -519,6 +616,7 @@ export async function runJob(opts: JobOptions): Promise<JobResult> {
     await Promise.all(cluster.members.map((m) => m.channel.send({ type: 'shutdown', reason: 'training finished' }).catch(() => undefined)));
     return result;
   } finally {
+    opts.stop?.removeEventListener('abort', interrupt);
     cluster.close();
     await server.close();
   }

@@ -13,6 +13,7 @@ export type ErrorCode =
   | 'E_DIVERGED' // non-finite loss or gradient too many steps in a row
   | 'E_BACKEND' // no usable tfjs backend
   | 'E_RESUME' // a resume directory that does not fit this job
+  | 'E_STOPPED' // a stop was requested (a signal, an AbortSignal)
   | 'E_IO'; // file system errors
 
 export class WolfpackError extends Error {
