@@ -22,6 +22,9 @@ export class LocalWorkers {
     for (let i = 0; i < n; i++) {
       const p = spawn(process.execPath, [cliPath, 'worker', '--connect', url, '--backend', backend], {
         stdio: ['ignore', 'inherit', 'inherit'],
+        // Their own process group: a terminal's Ctrl-C goes to the coordinator alone, which saves the last
+        // step and then tells them to stop; killed with the group, they could take that step's state with them.
+        detached: true,
         // A training config file (WOLFPACK_CONFIG) holds training flags a worker does not take.
         env: { ...withoutConfig(process.env), ...extraEnv },
       });

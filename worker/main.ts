@@ -62,6 +62,11 @@ export interface WorkerOptions {
   logger: Logger;
   /** Told of each change of the worker's state (shared/health/state-file.ts: --health-file); must not throw. */
   onState?: (state: WorkerState, detail?: string) => void;
+  /**
+   * Aborting it makes the worker leave its job at once: it closes its connection (the coordinator counts it
+   * lost and goes on without it) and runWorker resolves. A worker is told to stop by its coordinator otherwise.
+   */
+  stop?: AbortSignal;
 }
 
 /** Largest frame a worker accepts from the coordinator. */
@@ -152,7 +157,13 @@ export async function runWorker(opts: WorkerOptions): Promise<void> {
   });
   onState('connected', opts.connect);
   // the moment the coordinator's connection drops, not when the worker gets round to noticing it
-  ch.ws.once('close', () => onState('lost', `connection to ${opts.connect} closed`));
+  ch.ws.once('close', () => { if (!opts.stop?.aborted) onState('lost', `connection to ${opts.connect} closed`); });
+  const leave = () => {
+    log.warn({ reason: String(opts.stop?.reason) }, 'stopping: leaving the job');
+    ch.close(1001, 'worker stopping');
+  };
+  if (opts.stop?.aborted) leave();
+  else opts.stop?.addEventListener('abort', leave, { once: true });
   const w = new WorkerSession(ch, listener, log, timeoutMs, secret, ringGuard);
   w.webgpuOptimizer = opts.webgpuOptimizer ?? 'gpu';
   try {
@@ -170,11 +181,17 @@ export async function runWorker(opts: WorkerOptions): Promise<void> {
     await w.serve();
     onState('done');
   } catch (e) {
+    if (opts.stop?.aborted) {
+      onState('done', `stopped (${String(opts.stop.reason)})`);
+      log.info('stopped');
+      return;
+    }
     onState(ch.closed ? 'lost' : 'failed', (e as Error).message);
     log.error({ err: (e as Error).message }, 'worker failed');
     if (!ch.closed) await ch.send({ type: 'failure', rank: w.rank, message: (e as Error).message }).catch(() => undefined);
     throw e;
   } finally {
+    opts.stop?.removeEventListener('abort', leave);
     await heartbeat.stop();
     w.dispose();
     await listener.close().catch(() => undefined);

@@ -9,6 +9,7 @@ import type { Command } from '../wolfpack.js';
 import { num, oneOf, optStr, parse, str } from '../../shared/config/args.js';
 import { loggerFrom, securityFlagsFrom, WORKER_SECURITY_FLAGS, WORKER_SECURITY_USAGE } from './train-flags.js';
 import { HEALTH_FLAGS, HEALTH_USAGE, healthFileFrom } from './health-flags.js';
+import { stopOnSignals } from '../stop-signals.js';
 
 export const worker: Command = {
   summary: 'Join a coordinator as a worker.',
@@ -26,17 +27,24 @@ export const worker: Command = {
     const logger = loggerFrom(values, {});
     if (!security.secret) logger.info('no shared token (WOLFPACK_TOKEN or --token-file): unauthenticated, ring listener on loopback only');
     const health = healthFileFrom(values, 'worker', logger);
+    const stop = stopOnSignals((line) => logger.warn(line));
+    // A worker told to stop exits at once, whatever it was doing: a step's compute or a connection being
+    // retried is not waited for (the coordinator counts it lost, or has not admitted it yet).
+    stop.signal.addEventListener('abort', () => { setTimeout(() => process.exit(0), STOP_EXIT_MS).unref(); }, { once: true });
     await runWorker({
       connect: str(values, 'connect'), backend: oneOf(values, 'backend', BACKENDS, 'auto'),
       ringBind, advertise: optStr(values, 'advertise'),
       gpuIndex: values.gpu === undefined ? undefined : num(values, 'gpu', 0, { int: true, min: 0 }),
       webgpuOptimizer: oneOf(values, 'webgpu-optimizer', ['gpu', 'host'] as const, 'gpu'),
       timeoutMs: num(values, 'timeout', 600, { min: 1 }) * 1000, security, securityFlags, logger,
-      onState: health && ((state, detail) => health.set(state, detail)),
+      onState: health && ((state, detail) => health.set(state, detail)), stop: stop.signal,
     }).catch((e: unknown) => {
       if (health?.state !== 'lost') health?.set('failed', (e as Error).message);
       throw e;
-    }).finally(() => health?.close());
+    }).finally(() => { health?.close(); stop.dispose(); });
     return 0;
   },
 };
+
+/** A stopped worker that has not wound down by itself within this long exits anyway (ms). */
+const STOP_EXIT_MS = 1000;
