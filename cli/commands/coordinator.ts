@@ -7,19 +7,25 @@ import { coordinatorSecurity } from '../../shared/auth/config.js';
 import { WolfpackError } from '../../shared/errors.js';
 import type { Command } from '../wolfpack.js';
 import { parse } from '../../shared/config/args.js';
+import { checkJobFiles, resumeDirFrom, savedJobDefaults } from './preflight.js';
 import { runWithDashboard } from '../../coordinator/dashboard/server.js';
 import { fanOut } from '../../coordinator/dashboard/events.js';
-import { COORDINATOR_SECURITY_FLAGS, COORDINATOR_SECURITY_USAGE, DASHBOARD_USAGE, dashboardFrom, holdFrom, jobOptionsFrom, loggerFrom, reportsFrom, securityFlagsFrom, terminalProgress, TRAIN_FLAGS, TRAIN_USAGE } from './train-flags.js';
+import { COORDINATOR_SECURITY_FLAGS, COORDINATOR_SECURITY_USAGE, DASHBOARD_USAGE, dashboardFrom, holdFrom, jobOptionsFrom, loggerFrom, reportsFrom, securityFlagsFrom, terminalProgress, DEFAULT_OUT, TRAIN_FLAGS, TRAIN_USAGE } from './train-flags.js';
 import { HEALTH_FLAGS, HEALTH_USAGE, healthEvents, healthFileFrom, withHealth } from './health-flags.js';
 import { createPrinter, jsonRequested } from '../../shared/log.js';
+import { describeStop } from '../../coordinator/stop.js';
+import { stopOnSignals } from '../stop-signals.js';
 
 export const coordinator: Command = {
   summary: 'Run the coordinator; workers join with `wolfpack worker --connect ws://HOST:PORT` (wss:// with TLS).',
   usage: `wolfpack coordinator --workers N [--host 127.0.0.1] [--port 7070] ${COORDINATOR_SECURITY_USAGE} ${TRAIN_USAGE} ${DASHBOARD_USAGE} ${HEALTH_USAGE}`,
   async run(argv) {
     const { values } = parse(argv, { ...TRAIN_FLAGS, ...COORDINATOR_SECURITY_FLAGS, ...HEALTH_FLAGS });
-    if (values.workers === undefined) throw new WolfpackError('E_USAGE', '--workers is required');
-    const o = jobOptionsFrom(values, { port: 7070 });
+    const resume = resumeDirFrom(values, DEFAULT_OUT);
+    const saved = savedJobDefaults(resume);
+    if (values.workers === undefined && saved.workers === undefined) throw new WolfpackError('E_USAGE', '--workers is required');
+    const o = jobOptionsFrom({ ...values, resume }, { port: 7070, ...saved });
+    checkJobFiles(o, values.overwrite === true);
     // Check token, certificate and bind address before the (slow) data scan and weights load.
     const flags = securityFlagsFrom(values);
     const security = coordinatorSecurity(flags);
@@ -30,8 +36,14 @@ export const coordinator: Command = {
     const health = healthFileFrom(values, 'coordinator', logger);
     const print = createPrinter(jsonRequested(values['log-format'] === undefined ? [] : ['--log-format', String(values['log-format'])]));
     const dashboard = await dashboardFrom(values, o, security, logger);
-    await withHealth(health, () => runWithDashboard(dashboard, (events) => runJob({ ...o, security, logger, print, progress: terminalProgress(),
-      events: fanOut(events, hold, healthEvents(health), reports) })));
+    const stop = stopOnSignals((line) => logger.warn(line));
+    try {
+      const result = await withHealth(health, () => runWithDashboard(dashboard, (events) => runJob({ ...o, security, logger, print, progress: terminalProgress(),
+        events: fanOut(events, hold, healthEvents(health), reports), stop: stop.signal })));
+      if (result.stopped) print(describeStop(result.stopped, (dir) => `wolfpack coordinator --resume ${dir} (with the same --host, --port and security flags)`));
+    } finally {
+      stop.dispose();
+    }
     return 0;
   },
 };

@@ -16,6 +16,7 @@ export const demo: Command = {
   usage: 'wolfpack demo [any `wolfpack train` flag to override the demo defaults]',
   async run(argv) {
     const { data, weights } = await demoAssets(DEMO_DIR, createPrinter(jsonRequested(argv)));
-    return trainLocally(argv, { data, weights, out: join(DEMO_DIR, 'out'), ...DEMO_DEFAULTS });
+    // The demo's folder is its own: each run starts afresh there (--resume continues one instead).
+    return trainLocally(argv, { data, weights, out: join(DEMO_DIR, 'out'), ...DEMO_DEFAULTS }, { command: 'demo', overwrite: true });
   },
 };

@@ -14,6 +14,9 @@ import type { JobEvents } from '../../coordinator/dashboard/events.js';
 import { DEFAULT_HOLD_TIMEOUT_MS, holdFileEvents, parseHoldPoints } from '../../coordinator/hold.js';
 import { reportEvents } from '../../coordinator/reports.js';
 
+/** Where a run writes when no --out is given. */
+export const DEFAULT_OUT = 'runs/latest';
+
 export const TRAIN_FLAGS: Options = {
   data: { type: 'string' },
   weights: { type: 'string' },
@@ -35,6 +38,8 @@ export const TRAIN_FLAGS: Options = {
   'rejoin-timeout': { type: 'string' },
   'max-bad-steps': { type: 'string' },
   resume: { type: 'string' },
+  overwrite: { type: 'boolean' },
+  'auto-resume': { type: 'boolean' },
   'log-format': { type: 'string' },
   'log-level': { type: 'string' },
   'dashboard-port': { type: 'string' },
@@ -85,7 +90,7 @@ export function securityFlagsFrom(values: Record<string, unknown>): SecurityFlag
 export const TRAIN_USAGE = '--data DIR --weights FILE [--workers N] [--epochs 20] [--batch-size 18] [--lr 0.001] ' +
   '[--momentum 0.9] [--freeze none|backbone] [--bn train|frozen] [--image-size 224] [--seed 0] [--out DIR] ' +
   '[--backend auto|tensorflow-gpu|webgpu|tensorflow|wasm|cpu] [--timeout SECONDS] [--min-workers M] [--rejoin-timeout SECONDS] [--max-bad-steps 5] ' +
-  '[--resume OUT] [--config FILE] [--log-format pretty|json] [--augment train|none] [--views K] [--cache-features] [--feature-cache-mb 1024] ' +
+  '[--resume OUT] [--auto-resume] [--overwrite] [--config FILE] [--log-format pretty|json] [--augment train|none] [--views K] [--cache-features] [--feature-cache-mb 1024] ' +
   '[--hold-file FILE [--hold-at E[:S],...] [--hold-timeout 600]] [--tensorboard DIR]';
 
 export function loggerFrom(values: Record<string, unknown>, base: Record<string, unknown>) {
@@ -116,7 +121,7 @@ export function jobOptionsFrom(values: Record<string, unknown>, defaults: Partia
     bn: oneOf(values, 'bn', ['train', 'frozen'] as const, defaults.bn ?? 'train'),
     imageSize: num(values, 'image-size', defaults.imageSize ?? 224, { int: true, min: 16, max: 1024 }),
     seed: num(values, 'seed', defaults.seed ?? 0, { int: true, min: 0 }),
-    out: str(values, 'out', defaults.out ?? 'runs/latest'),
+    out: str(values, 'out', defaults.out ?? DEFAULT_OUT),
     host: str(values, 'host', defaults.host ?? '127.0.0.1'),
     port: num(values, 'port', defaults.port ?? 0, { int: true, min: 0, max: 65535 }),
     timeoutMs: num(values, 'timeout', 30, { min: 1 }) * 1000,

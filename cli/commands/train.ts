@@ -4,16 +4,29 @@ import { LocalWorkers } from '../../coordinator/local-workers.js';
 import type { Command } from '../wolfpack.js';
 import { coordinatorSecurity, localCoordinatorUrl, securityEnv } from '../../shared/auth/config.js';
 import { parse } from '../../shared/config/args.js';
+import { checkJobFiles, resumeDirFrom, savedJobDefaults } from './preflight.js';
 import { runWithDashboard } from '../../coordinator/dashboard/server.js';
 import { fanOut } from '../../coordinator/dashboard/events.js';
-import { COORDINATOR_SECURITY_FLAGS, COORDINATOR_SECURITY_USAGE, DASHBOARD_USAGE, dashboardFrom, holdFrom, jobOptionsFrom, loggerFrom, reportsFrom, securityFlagsFrom, terminalProgress, TRAIN_FLAGS, TRAIN_USAGE } from './train-flags.js';
+import { COORDINATOR_SECURITY_FLAGS, COORDINATOR_SECURITY_USAGE, DASHBOARD_USAGE, dashboardFrom, holdFrom, jobOptionsFrom, loggerFrom, reportsFrom, securityFlagsFrom, terminalProgress, DEFAULT_OUT, TRAIN_FLAGS, TRAIN_USAGE } from './train-flags.js';
 import { HEALTH_FLAGS, HEALTH_USAGE, healthEvents, healthFileFrom, withHealth } from './health-flags.js';
 import { createPrinter, jsonRequested } from '../../shared/log.js';
+import { describeStop } from '../../coordinator/stop.js';
+import { stopOnSignals } from '../stop-signals.js';
+
+export interface LocalRun {
+  /** The command's name, for the line that says how to resume. */
+  command: string;
+  /** A new run replaces an earlier run's files in --out without --overwrite (the demo's own folder). */
+  overwrite?: boolean;
+}
 
 /** Runs a job with its workers as local processes; used by `train` and `demo`. */
-export async function trainLocally(argv: string[], defaults: Partial<JobOptions> = {}): Promise<number> {
+export async function trainLocally(argv: string[], defaults: Partial<JobOptions> = {}, run: LocalRun = { command: 'train' }): Promise<number> {
   const { values } = parse(argv, { ...TRAIN_FLAGS, ...COORDINATOR_SECURITY_FLAGS, ...HEALTH_FLAGS, 'tls-ca': { type: 'string' } });
-  const o = jobOptionsFrom(values, defaults);
+  const resume = resumeDirFrom(values, defaults.out ?? DEFAULT_OUT);
+  const o = jobOptionsFrom({ ...values, resume }, { ...defaults, ...savedJobDefaults(resume) });
+  // Before any worker is spawned: a missing folder is reported as such, not as workers that were started and killed.
+  checkJobFiles(o, values.overwrite === true || run.overwrite === true);
   const flags = securityFlagsFrom(values);
   const security = coordinatorSecurity(flags);
   // The local workers read the same token / CA from the environment they inherit.
@@ -25,25 +38,28 @@ export async function trainLocally(argv: string[], defaults: Partial<JobOptions>
   const print = createPrinter(jsonRequested(values['log-format'] === undefined ? [] : ['--log-format', String(values['log-format'])]));
   const dashboard = await dashboardFrom(values, o, security, logger);
   const workers = new LocalWorkers(logger);
-  const stop = () => { void workers.stop(0); };
-  process.once('SIGINT', stop);
-  process.once('SIGTERM', stop);
+  // The local workers run in their own process group: Ctrl-C reaches this process alone, which stops them in order.
+  const stop = stopOnSignals((line) => logger.warn(line));
   try {
-    await withHealth(health, () => runWithDashboard(dashboard, (events) => runJob({
-      ...o, security, logger, print, progress: terminalProgress(), events: fanOut(events, hold, healthEvents(health), reports),
+    const result = await withHealth(health, () => runWithDashboard(dashboard, (events) => runJob({
+      ...o, security, logger, print, progress: terminalProgress(), events: fanOut(events, hold, healthEvents(health), reports), stop: stop.signal,
       // Local workers are not restarted: once too few are left, wait only --timeout (or --rejoin-timeout) for one started by hand.
       rejoinTimeoutMs: o.rejoinTimeoutMs ?? o.timeoutMs,
       onListening: (port) => workers.start(o.workers, localCoordinatorUrl(port, security), o.backend,
         values['log-format'] ? { WOLFPACK_LOG_FORMAT: String(values['log-format']) } : {}),
     })));
-    await workers.stop();
+    // Told to shut down, the workers exit at once; a stop before they joined has told them nothing.
+    await workers.stop(result.stopped ? STOPPED_GRACE_MS : undefined);
+    if (result.stopped) print(describeStop(result.stopped, (dir) => `wolfpack ${run.command} --resume ${dir}`));
     return 0;
   } finally {
     await workers.stop(0);
-    process.off('SIGINT', stop);
-    process.off('SIGTERM', stop);
+    stop.dispose();
   }
 }
+
+/** How long stopped local workers get to exit before they are killed (ms). */
+const STOPPED_GRACE_MS = 1000;
 
 export const train: Command = {
   summary: 'Train on one machine: a coordinator plus N local worker processes (ring all-reduce over WebSockets).',
