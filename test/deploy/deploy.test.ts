@@ -122,9 +122,9 @@ function shellCommands(script: string): string[][] {
       word += script.slice(i + 1, j);
       inWord = true;
       i = j;
-    } else if (c === ';' || c === '\n' || script.startsWith('&&', i) || script.startsWith('||', i)) {
+    } else if (c === ';' || c === '\n' || c === '&' || script.startsWith('||', i)) {
       end();
-      if (c === '&' || c === '|') i++;
+      if (script.startsWith('&&', i) || script.startsWith('||', i)) i++;
       cmds.push([]);
     } else if (c === '>' || (c === '2' && script[i + 1] === '>')) {
       // a redirection: skip it and its target
@@ -189,7 +189,7 @@ async function checkRun(t: Test, run: Run): Promise<Map<string, string | undefin
   if (!dispatched.has(sub)) dispatched.set(sub, await cliFails([sub, '--no-such-flag']));
   const d = dispatched.get(sub)!;
   t.equal(d.code, 2, `${run.where}: 'wolfpack ${sub} --no-such-flag' is a usage error`);
-  t.match(d.stderr, new RegExp(`^wolfpack ${sub}: Unknown option '--no-such-flag'`), `${run.where}: the CLI dispatches '${sub}' to its command`);
+  t.match(d.stderr, new RegExp(`^wolfpack ${sub}: unknown flag --no-such-flag`), `${run.where}: the CLI dispatches '${sub}' to its command`);
   const { options, allowPositionals } = await parseCallOf(t, sub);
   const flags = flagsOf(run.argv, options);
   for (const [name, value] of flags) {
@@ -457,7 +457,7 @@ t.test('the health check command', async (t) => {
   // `wolfpack health` itself is tested in test/health/health.test.ts; here, that the CLI dispatches it
   const d = await cliFails(['health', '--no-such-flag']);
   t.equal(d.code, 2);
-  t.match(d.stderr, /^wolfpack health: Unknown option '--no-such-flag'/);
+  t.match(d.stderr, /^wolfpack health: unknown flag --no-such-flag/);
   const missing = await cliFails(['health', '--file', '/nonexistent/wolfpack-health.json']);
   t.equal(missing.code, 1, 'no health file: unhealthy');
 });
@@ -467,6 +467,8 @@ t.test('shell command parsing used above', async (t) => {
     [['wolfpack', 'worker', '--advertise', "$(hostname -i | cut -d' ' -f1)", '--x', 'a b']]);
   t.same(shellCommands('wolfpack a --b c || exit $?; echo "done" >&2; exec sleep infinity'),
     [['wolfpack', 'a', '--b', 'c'], ['exit', '$?'], ['echo', 'done'], ['sleep', 'infinity']]);
+  t.same(shellCommands(`trap 'kill "$pid"' TERM; wolfpack a --b c & pid=$!; wait "$pid" && echo ok`),
+    [['trap', 'kill "$pid"', 'TERM'], ['wolfpack', 'a', '--b', 'c'], ['pid=$!'], ['wait', '$pid'], ['echo', 'ok']]);
 });
 
 // ---- docker compose config, where a Compose is installed ----
