@@ -7,14 +7,15 @@
 // front door, re-exported by index.ts).
 import { join } from 'node:path';
 import { coordinatorSecurity, localCoordinatorUrl, securityEnv, type SecurityFlags } from '../shared/auth/config.js';
-import { BACKENDS, type BackendChoice } from '../shared/backend/select.js';
+import type { BackendChoice } from '../shared/backend/select.js';
+import { apiValue } from '../shared/config/flags.js';
+import { TRAINING_FLAGS } from '../coordinator/job-options.js';
 import { WolfpackError } from '../shared/errors.js';
 import { silentLogger, type Logger } from '../shared/log.js';
 import { runJob, type JobOptions, type JobResult } from '../coordinator/job.js';
 import { LocalWorkers } from '../coordinator/local-workers.js';
 import { fanOut, guardEvents, type JobEvents } from '../coordinator/dashboard/events.js';
 import { DashboardServer, runWithDashboard } from '../coordinator/dashboard/server.js';
-import { DEFAULT_HOLD_TIMEOUT_MS } from '../coordinator/hold.js';
 import { reportEvents, STEPS_FILE } from '../coordinator/reports.js';
 
 export interface TrainOptions {
@@ -75,6 +76,21 @@ export interface TrainOptions {
   print?: (line: string) => void;
   /** The coordinator's logs (pino). Default: none. */
   logger?: Logger;
+  /** Training augmentation ('train', default) or the evaluation transform ('none'). */
+  augment?: 'train' | 'none';
+  /** With augment 'train': K fixed augmentation draws per sample, reused every K epochs (default 0: a new draw every epoch). */
+  views?: number;
+  /** With freeze 'backbone' and bn 'frozen': compute backbone features once per view and train the head on them. */
+  cacheFeatures?: boolean;
+  /** Memory bound of each worker's feature cache, MB (default 1024). */
+  featureCacheMb?: number;
+  /** Longest wait for replacements once fewer than minWorkers are left, ms (default joinTimeoutMs). */
+  rejoinTimeoutMs?: number;
+  /**
+   * Aborting it stops the run cleanly: the step in flight is aborted, the state after the last completed step
+   * is saved in last.ckpt, and train() resolves with `stopped` set (resume with `resume: out`).
+   */
+  stop?: AbortSignal;
   /** The worker processes' log level (their logs go to this process's stderr); default 'warn'. */
   workerLogLevel?: 'silent' | 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace';
 }
@@ -97,64 +113,56 @@ function bad(name: string, want: string, got: unknown): WolfpackError {
   return new WolfpackError('E_USAGE', `train(): options.${name}: expected ${want}, got ${typeof got === 'string' ? `'${got}'` : String(got)}`, { option: name });
 }
 
-function number(o: Record<string, unknown>, name: string, fallback: number, opts: { int?: boolean; min?: number; max?: number } = {}): number {
-  const v = o[name];
-  if (v === undefined) return fallback;
-  if (typeof v !== 'number' || !Number.isFinite(v) || (opts.int && !Number.isInteger(v)) ||
-    (opts.min !== undefined && v < opts.min) || (opts.max !== undefined && v > opts.max)) {
-    const range = [opts.int ? 'an integer' : 'a number', opts.min !== undefined ? `>= ${opts.min}` : '', opts.max !== undefined ? `<= ${opts.max}` : ''].filter(Boolean).join(' ');
-    throw bad(name, range, v);
-  }
-  return v;
-}
+// The options that are flags of `wolfpack train` are checked against the same table (coordinator/job-options.ts).
+const SPECS = new Map(TRAINING_FLAGS.filter((s) => s.api !== undefined).map((s) => [s.api!, s]));
 
-function choice<T extends string>(o: Record<string, unknown>, name: string, allowed: readonly T[], fallback: T): T {
-  const v = o[name];
-  if (v === undefined) return fallback;
-  if (!allowed.includes(v as T)) throw bad(name, `one of ${allowed.join(', ')}`, v);
-  return v as T;
-}
-
-function text(o: Record<string, unknown>, name: string): string | undefined {
-  const v = o[name];
-  if (v === undefined) return undefined;
-  if (typeof v !== 'string' || v.length === 0) throw bad(name, 'a non-empty string', v);
-  return v;
+function option(o: Record<string, unknown>, name: string): string | number | boolean | undefined {
+  const spec = SPECS.get(name);
+  if (!spec) throw new Error(`options.${name} is not in the job's option table`);
+  return apiValue(o, spec, 'train()');
 }
 
 /** The job's options from `options`, with the CLI's defaults; E_USAGE naming the first bad one. */
 export function checkTrainOptions(options: TrainOptions): Checked {
   if (typeof options !== 'object' || options === null) throw new WolfpackError('E_USAGE', 'train(): options must be an object');
   const o = options as unknown as Record<string, unknown>;
-  const data = text(o, 'data');
+  const data = option(o, 'data') as string | undefined;
   if (data === undefined) throw bad('data', 'the data directory (train/<class>/, val/<class>/)', undefined);
-  const weights = text(o, 'weights');
-  const resume = text(o, 'resume');
+  const weights = option(o, 'weights') as string | undefined;
+  const resume = option(o, 'resume') as string | undefined;
   if (weights === undefined && resume === undefined) throw new WolfpackError('E_USAGE', 'train(): options.weights is required (or options.resume)', { option: 'weights' });
-  const workers = number(o, 'workers', 2, { int: true, min: 1, max: 256 });
-  const batchSize = number(o, 'batchSize', 18, { int: true, min: 1 });
+  const workers = option(o, 'workers') as number;
+  const batchSize = option(o, 'batchSize') as number;
   if (batchSize < workers) throw bad('batchSize', `at least options.workers (${workers}): every worker needs a sample`, batchSize);
   for (const f of ['print', 'onDashboard'] as const) {
     if (options[f] !== undefined && typeof options[f] !== 'function') throw bad(f, 'a function', options[f]);
   }
+  if (options.stop !== undefined && !(options.stop instanceof AbortSignal)) throw bad('stop', 'an AbortSignal', options.stop);
+  const joinTimeoutMs = o.joinTimeoutMs ?? 10 * 60_000;
+  if (typeof joinTimeoutMs !== 'number' || !(joinTimeoutMs >= 1)) throw bad('joinTimeoutMs', 'a number >= 1', joinTimeoutMs);
+  const freeze = option(o, 'freeze') as Checked['freeze'];
+  const bn = option(o, 'bn') as Checked['bn'];
+  // Only the feature-cache options that were given, so that a job without them keeps its JobConfig as it was.
+  const given = <K extends keyof Checked>(name: K): Partial<Checked> => (o[name] === undefined ? {} : { [name]: option(o, name) } as Partial<Checked>);
+  const features = { ...given('augment'), ...given('views'), ...given('cacheFeatures'), ...given('featureCacheMb') };
+  if (features.cacheFeatures === true && (freeze !== 'backbone' || bn !== 'frozen')) {
+    throw bad('cacheFeatures', 'freeze \'backbone\' and bn \'frozen\' with it (otherwise the backbone\'s output changes every step)', true);
+  }
   return {
-    data, weights, resume, workers, batchSize,
-    epochs: number(o, 'epochs', 20, { int: true, min: 1 }),
-    lr: number(o, 'lr', 0.001, { min: 0 }),
-    momentum: number(o, 'momentum', 0.9, { min: 0, max: 1 }),
-    freeze: choice(o, 'freeze', ['none', 'backbone'] as const, 'none'),
-    bn: choice(o, 'bn', ['train', 'frozen'] as const, 'train'),
-    imageSize: number(o, 'imageSize', 224, { int: true, min: 16, max: 1024 }),
-    seed: number(o, 'seed', 0, { int: true, min: 0 }),
-    out: text(o, 'out') ?? 'runs/latest',
-    backend: choice(o, 'backend', BACKENDS, 'auto'),
-    timeoutMs: number(o, 'timeoutMs', 30_000, { min: 1 }),
-    joinTimeoutMs: number(o, 'joinTimeoutMs', 10 * 60_000, { min: 1 }),
-    minWorkers: number(o, 'minWorkers', 1, { int: true, min: 1 }),
-    maxBadSteps: number(o, 'maxBadSteps', 5, { int: true, min: 1 }),
-    holdTimeoutMs: number(o, 'holdTimeoutMs', DEFAULT_HOLD_TIMEOUT_MS, { min: 1 }),
-    host: text(o, 'host') ?? '127.0.0.1',
-    port: number(o, 'port', 0, { int: true, min: 0, max: 65535 }),
+    data, weights, resume, workers, batchSize, freeze, bn, joinTimeoutMs, ...features, ...given('rejoinTimeoutMs'),
+    epochs: option(o, 'epochs') as number,
+    lr: option(o, 'lr') as number,
+    momentum: option(o, 'momentum') as number,
+    imageSize: option(o, 'imageSize') as number,
+    seed: option(o, 'seed') as number,
+    out: option(o, 'out') as string,
+    backend: option(o, 'backend') as BackendChoice,
+    timeoutMs: option(o, 'timeoutMs') as number,
+    minWorkers: option(o, 'minWorkers') as number,
+    maxBadSteps: option(o, 'maxBadSteps') as number,
+    holdTimeoutMs: option(o, 'holdTimeoutMs') as number,
+    host: option(o, 'host') as string,
+    port: option(o, 'port') as number,
   };
 }
 
@@ -165,13 +173,12 @@ export function checkTrainOptions(options: TrainOptions): Checked {
  */
 export async function train(options: TrainOptions): Promise<TrainResult> {
   const o = checkTrainOptions(options);
-  const dashboardPort = options.dashboardPort === undefined ? undefined
-    : number(options as unknown as Record<string, unknown>, 'dashboardPort', 0, { int: true, min: 0, max: 65535 });
+  const dashboardPort = option(options as unknown as Record<string, unknown>, 'dashboardPort') as number | undefined;
   const logger = options.logger ?? silentLogger();
   const flags = options.security ?? {};
   const security = coordinatorSecurity(flags, process.env);
   const events = options.events ? guardEvents(options.events, logger) : undefined;
-  const reports = reportEvents({ out: o.out, tensorboard: text(options as unknown as Record<string, unknown>, 'tensorboard'), logger });
+  const reports = reportEvents({ out: o.out, tensorboard: option(options as unknown as Record<string, unknown>, 'tensorboard') as string | undefined, logger });
   const dashboard = dashboardPort === undefined ? undefined : await DashboardServer.start({
     host: o.host, port: dashboardPort, security, logger,
     job: { epochs: o.epochs, batchSize: o.batchSize, workers: o.workers, lr: o.lr, momentum: o.momentum, imageSize: o.imageSize, freeze: o.freeze, bn: o.bn, out: o.out, data: o.data },
@@ -188,7 +195,7 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
   const workers = new LocalWorkers(logger);
   try {
     const result = await runWithDashboard(dashboard, (dashboardEvents) => runJob({
-      ...o, security, logger, print: options.print ?? (() => undefined),
+      ...o, security, logger, print: options.print ?? (() => undefined), ...(options.stop ? { stop: options.stop } : {}),
       events: fanOut(dashboardEvents, events, reports),
       onListening: (port) => workers.start(o.workers, localCoordinatorUrl(port, security), o.backend, workerEnv),
     }));

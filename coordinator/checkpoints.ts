@@ -14,6 +14,9 @@ import { encodeCkptTensor, writeCkptChunks } from '../shared/weights/ckpt.js';
 import type { JobConfig } from '../shared/protocol/messages.js';
 import type { PartialEpoch } from './stop.js';
 
+/** Where a run writes when no --out (or `out`) is given. */
+export const DEFAULT_OUT = 'runs/latest';
+
 export interface TrainState {
   /** Epochs completed. */
   epoch: number;

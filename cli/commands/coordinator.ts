@@ -10,15 +10,23 @@ import { parse } from '../../shared/config/args.js';
 import { checkJobFiles, resumeDirFrom, savedJobDefaults } from './preflight.js';
 import { runWithDashboard } from '../../coordinator/dashboard/server.js';
 import { fanOut } from '../../coordinator/dashboard/events.js';
-import { COORDINATOR_SECURITY_FLAGS, COORDINATOR_SECURITY_USAGE, DASHBOARD_USAGE, dashboardFrom, holdFrom, jobOptionsFrom, loggerFrom, reportsFrom, securityFlagsFrom, terminalProgress, DEFAULT_OUT, TRAIN_FLAGS, TRAIN_USAGE } from './train-flags.js';
-import { HEALTH_FLAGS, HEALTH_USAGE, healthEvents, healthFileFrom, withHealth } from './health-flags.js';
+import { TRAINING_FLAGS } from '../../coordinator/job-options.js';
+import { CONFIG_SPEC, COORDINATOR_SECURITY_FLAGS, COORDINATOR_SECURITY_SPECS, dashboardFrom, LOG_FLAGS, holdFrom, jobOptionsFrom, loggerFrom, reportsFrom, securityFlagsFrom, terminalProgress, TRAIN_FLAGS } from './train-flags.js';
+import { DEFAULT_OUT } from '../../coordinator/checkpoints.js';
+import { HEALTH_FLAGS, HEALTH_SPEC, healthEvents, healthFileFrom, withHealth } from './health-flags.js';
 import { createPrinter, jsonRequested } from '../../shared/log.js';
 import { describeStop } from '../../coordinator/stop.js';
 import { stopOnSignals } from '../stop-signals.js';
 
 export const coordinator: Command = {
   summary: 'Run the coordinator; workers join with `wolfpack worker --connect ws://HOST:PORT` (wss:// with TLS).',
-  usage: `wolfpack coordinator --workers N [--host 127.0.0.1] [--port 7070] ${COORDINATOR_SECURITY_USAGE} ${TRAIN_USAGE} ${DASHBOARD_USAGE} ${HEALTH_USAGE}`,
+  usage: 'wolfpack coordinator --workers N --data DIR --weights FILE [--host ADDR] [--port 7070] [flags below]',
+  flags: [...TRAINING_FLAGS, ...COORDINATOR_SECURITY_SPECS, HEALTH_SPEC, ...LOG_FLAGS, CONFIG_SPEC],
+  examples: [
+    'wolfpack coordinator --workers 4 --host 0.0.0.0 --token-file token --data data/Canidae --weights data/resnet50.ckpt',
+    '  # then on each GPU host: wolfpack worker --connect ws://COORDINATOR:7070 --token-file token --ring-bind 0.0.0.0 --advertise HOST_IP',
+    'wolfpack coordinator --resume runs/latest --host 0.0.0.0 --token-file token   # continue a stopped run',
+  ],
   async run(argv) {
     const { values } = parse(argv, { ...TRAIN_FLAGS, ...COORDINATOR_SECURITY_FLAGS, ...HEALTH_FLAGS });
     const resume = resumeDirFrom(values, DEFAULT_OUT);

@@ -9,11 +9,17 @@ import { join } from 'node:path';
 import { DEMO_DEFAULTS, DEMO_DIR, demoAssets } from '../../shared/demo/assets.js';
 import { createPrinter, jsonRequested } from '../../shared/log.js';
 import type { Command } from '../wolfpack.js';
-import { trainLocally } from './train.js';
+import { LOCAL_TRAIN_SPECS, trainLocally } from './train.js';
 
 export const demo: Command = {
   summary: 'Generate a small dogs-vs-wolves-like data set and a starting checkpoint, then train on 2 local workers.',
   usage: 'wolfpack demo [any `wolfpack train` flag to override the demo defaults]',
+  flags: LOCAL_TRAIN_SPECS,
+  examples: [
+    'wolfpack demo                       # what `npm start` runs: 2 workers, the demo\'s defaults',
+    'wolfpack demo --epochs 3 --workers 3',
+    'wolfpack demo --resume runs/demo/out   # continue a demo run stopped with Ctrl-C',
+  ],
   async run(argv) {
     const { data, weights } = await demoAssets(DEMO_DIR, createPrinter(jsonRequested(argv)));
     // The demo's folder is its own: each run starts afresh there (--resume continues one instead).

@@ -6,10 +6,11 @@ import { HealthFile, type HealthRole } from '../../shared/health/state-file.js';
 import type { Logger } from '../../shared/log.js';
 import type { Options } from '../../shared/config/args.js';
 import { optStr } from '../../shared/config/args.js';
+import { parserOptions, type FlagSpec } from '../../shared/config/flags.js';
 
-export const HEALTH_FLAGS: Options = {
-  'health-file': { type: 'string' },
-};
+export const HEALTH_SPEC: FlagSpec = { name: 'health-file', kind: 'string', value: 'PATH',
+  describe: 'keep PATH up to date with this process\'s state, for `wolfpack health --file PATH` in a container health check' };
+export const HEALTH_FLAGS: Options = parserOptions([HEALTH_SPEC]);
 export const HEALTH_USAGE = '[--health-file PATH]';
 
 /** The health file --health-file names, written as `role`, in state `starting`; undefined without the flag. */

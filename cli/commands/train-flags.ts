@@ -1,11 +1,13 @@
 // The training flags `train`, `coordinator` and `demo` share, and their defaults (the lab's).
 import { existsSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
-import { BACKENDS, type BackendChoice } from '../../shared/backend/select.js';
+import type { BackendChoice } from '../../shared/backend/select.js';
 import { WolfpackError } from '../../shared/errors.js';
 import { createLogger, type LogFormat } from '../../shared/log.js';
 import type { JobOptions } from '../../coordinator/job.js';
-import { num, oneOf, optStr, str, type Options } from '../../shared/config/args.js';
+import { num, oneOf, optStr, type Options } from '../../shared/config/args.js';
+import { flagValue, parserOptions, specIndex, type FlagSpec } from '../../shared/config/flags.js';
+import { TRAINING_FLAGS } from '../../coordinator/job-options.js';
 import type { SecurityFlags } from '../../shared/auth/config.js';
 import type { CoordinatorSecurity } from '../../shared/auth/config.js';
 import type { Logger } from '../../shared/log.js';
@@ -14,62 +16,36 @@ import type { JobEvents } from '../../coordinator/dashboard/events.js';
 import { DEFAULT_HOLD_TIMEOUT_MS, holdFileEvents, parseHoldPoints } from '../../coordinator/hold.js';
 import { reportEvents } from '../../coordinator/reports.js';
 
-/** Where a run writes when no --out is given. */
-export const DEFAULT_OUT = 'runs/latest';
-
-export const TRAIN_FLAGS: Options = {
-  data: { type: 'string' },
-  weights: { type: 'string' },
-  workers: { type: 'string' },
-  epochs: { type: 'string' },
-  'batch-size': { type: 'string' },
-  lr: { type: 'string' },
-  momentum: { type: 'string' },
-  freeze: { type: 'string' },
-  bn: { type: 'string' },
-  'image-size': { type: 'string' },
-  seed: { type: 'string' },
-  out: { type: 'string' },
-  backend: { type: 'string' },
-  host: { type: 'string' },
-  port: { type: 'string' },
-  timeout: { type: 'string' },
-  'min-workers': { type: 'string' },
-  'rejoin-timeout': { type: 'string' },
-  'max-bad-steps': { type: 'string' },
-  resume: { type: 'string' },
-  overwrite: { type: 'boolean' },
-  'auto-resume': { type: 'boolean' },
-  'log-format': { type: 'string' },
-  'log-level': { type: 'string' },
-  'dashboard-port': { type: 'string' },
-  'hold-file': { type: 'string' },
-  'hold-at': { type: 'string' },
-  'hold-timeout': { type: 'string' },
-  tensorboard: { type: 'string' },
-  // feature cache (worker/feature-cache.ts)
-  augment: { type: 'string' },
-  views: { type: 'string' },
-  'cache-features': { type: 'boolean' },
-  'feature-cache-mb': { type: 'string' },
-};
-
 // security flags (shared/auth/config.ts; each has an environment form, e.g. WOLFPACK_TOKEN_FILE)
+const TOKEN_FILE: FlagSpec = { name: 'token-file', kind: 'string', value: 'FILE',
+  describe: 'the shared secret (or WOLFPACK_TOKEN) that authenticates workers and ring links; required to listen beyond loopback' };
+const HANDSHAKE_TIMEOUT: FlagSpec = { name: 'handshake-timeout', kind: 'seconds', min: 0.001, default: 10,
+  describe: 'a connection must prove the token within this long of TCP accept (coordinator, ring ports, dashboard)' };
 /** Flags of a process that serves workers: the coordinator, and `train` when it passes them on. */
-export const COORDINATOR_SECURITY_FLAGS: Options = {
-  'token-file': { type: 'string' },
-  'tls-cert': { type: 'string' },
-  'tls-key': { type: 'string' },
-  'handshake-timeout': { type: 'string' },
-};
+export const COORDINATOR_SECURITY_SPECS: readonly FlagSpec[] = [
+  TOKEN_FILE,
+  { name: 'tls-cert', kind: 'string', value: 'PEM', describe: 'serve wss:// with this certificate (and --tls-key); ring links between workers are then TLS too' },
+  { name: 'tls-key', kind: 'string', value: 'PEM', describe: 'the private key of --tls-cert' },
+  HANDSHAKE_TIMEOUT,
+];
+export const TLS_CA: FlagSpec = { name: 'tls-ca', kind: 'string', value: 'PEM', describe: 'the CA a wss:// coordinator\'s certificate must chain to (workers)' };
 /** Flags of a worker. */
-export const WORKER_SECURITY_FLAGS: Options = {
-  'token-file': { type: 'string' },
-  'tls-ca': { type: 'string' },
-  'handshake-timeout': { type: 'string' },
-};
+export const WORKER_SECURITY_SPECS: readonly FlagSpec[] = [TOKEN_FILE, TLS_CA, HANDSHAKE_TIMEOUT];
+export const COORDINATOR_SECURITY_FLAGS: Options = parserOptions(COORDINATOR_SECURITY_SPECS);
+export const WORKER_SECURITY_FLAGS: Options = parserOptions(WORKER_SECURITY_SPECS);
 export const COORDINATOR_SECURITY_USAGE = '[--token-file FILE] [--tls-cert PEM --tls-key PEM] [--handshake-timeout SECONDS]';
 export const WORKER_SECURITY_USAGE = '[--token-file FILE] [--tls-ca PEM] [--handshake-timeout SECONDS]';
+
+/** Logging, and the config file (consumed by shared/config/config-file.ts before parsing; listed for help). */
+export const LOG_FLAGS: readonly FlagSpec[] = [
+  { name: 'log-format', kind: 'choice', choices: ['pretty', 'json'], defaultText: 'pretty on a terminal, else json', describe: 'how log lines are written (also WOLFPACK_LOG_FORMAT)' },
+  { name: 'log-level', kind: 'choice', choices: ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'], default: 'info', describe: 'the least severe level logged' },
+];
+export const CONFIG_SPEC: FlagSpec = { name: 'config', kind: 'string', value: 'FILE',
+  describe: 'JSON or YAML file of flags; precedence: flags, then WOLFPACK_* variables, then the file, then defaults (docs/CONFIG.md)' };
+
+/** The parser options of `train`, `demo` and `coordinator`: the job's table plus logging. */
+export const TRAIN_FLAGS: Options = parserOptions([...TRAINING_FLAGS, ...LOG_FLAGS]);
 
 /** The security flags among parsed `values`. */
 export function securityFlagsFrom(values: Record<string, unknown>): SecurityFlags {
@@ -87,68 +63,80 @@ export function securityFlagsFrom(values: Record<string, unknown>): SecurityFlag
   return flags;
 }
 
-export const TRAIN_USAGE = '--data DIR --weights FILE [--workers N] [--epochs 20] [--batch-size 18] [--lr 0.001] ' +
-  '[--momentum 0.9] [--freeze none|backbone] [--bn train|frozen] [--image-size 224] [--seed 0] [--out DIR] ' +
-  '[--backend auto|tensorflow-gpu|webgpu|tensorflow|wasm|cpu] [--timeout SECONDS] [--min-workers M] [--rejoin-timeout SECONDS] [--max-bad-steps 5] ' +
-  '[--resume OUT] [--auto-resume] [--overwrite] [--config FILE] [--log-format pretty|json] [--augment train|none] [--views K] [--cache-features] [--feature-cache-mb 1024] ' +
-  '[--hold-file FILE [--hold-at E[:S],...] [--hold-timeout 600]] [--tensorboard DIR]';
+export const TRAIN_USAGE = '--data DIR --weights FILE [--workers N] [--epochs 20] [--batch-size 18] [flags below]';
 
 export function loggerFrom(values: Record<string, unknown>, base: Record<string, unknown>) {
   const format = values['log-format'] === undefined ? undefined : oneOf<LogFormat>(values, 'log-format', ['pretty', 'json'], 'json');
   return createLogger({ format, level: values['log-level'] as string | undefined, base });
 }
 
+const SPEC = specIndex([...TRAINING_FLAGS, ...LOG_FLAGS]);
+
+/** Flag `name`'s value, or the caller's default for it (JobOptions names; ms for seconds flags), or the table's. */
+function flag(values: Record<string, unknown>, name: string, defaults: Partial<JobOptions>): string | number | boolean | undefined {
+  const spec = SPEC.get(name);
+  if (!spec) throw new Error(`--${name} is not in the job's flag table`);
+  const d = spec.api === undefined ? undefined : (defaults as Record<string, unknown>)[spec.api];
+  return flagValue(values, spec, d === undefined ? spec.default : spec.kind === 'seconds' ? (d as number) / 1000 : d as string | number | boolean);
+}
+
+/** The job's options from parsed flags (coordinator/job-options.ts), `defaults` first where a flag is not given. */
 export function jobOptionsFrom(values: Record<string, unknown>, defaults: Partial<JobOptions> = {}): Omit<JobOptions, 'logger' | 'print'> & { backend: BackendChoice } {
-  const workers = num(values, 'workers', defaults.workers ?? 2, { int: true, min: 1, max: 256 });
-  const batchSize = num(values, 'batch-size', defaults.batchSize ?? 18, { int: true, min: 1 });
+  const f = (name: string) => flag(values, name, defaults);
+  const workers = f('workers') as number;
+  const batchSize = f('batch-size') as number;
   if (batchSize < workers) throw new WolfpackError('E_USAGE', `--batch-size ${batchSize} is smaller than --workers ${workers}: every worker needs a sample`);
   const features = featureCacheFrom(values, defaults);
+  const data = f('data') as string | undefined;
+  if (data === undefined) throw new WolfpackError('E_USAGE', '--data is required');
+  const rejoinTimeoutMs = f('rejoin-timeout') as number | undefined;
   return {
     ...features,
-    data: str(values, 'data', defaults.data),
-    weights: values.weights === undefined ? defaults.weights : String(values.weights),
-    resume: optStr(values, 'resume'),
-    minWorkers: num(values, 'min-workers', 1, { int: true, min: 1 }),
+    data,
+    weights: f('weights') as string | undefined,
+    resume: f('resume') as string | undefined,
+    minWorkers: f('min-workers') as number,
     // unset: the coordinator waits as long as for the first workers (10 min), `train` waits --timeout
-    rejoinTimeoutMs: values['rejoin-timeout'] === undefined ? undefined : num(values, 'rejoin-timeout', 0, { min: 1 }) * 1000,
-    maxBadSteps: num(values, 'max-bad-steps', 5, { int: true, min: 1 }),
+    ...(rejoinTimeoutMs !== undefined ? { rejoinTimeoutMs } : {}),
+    maxBadSteps: f('max-bad-steps') as number,
     workers,
-    epochs: num(values, 'epochs', defaults.epochs ?? 20, { int: true, min: 1 }),
+    epochs: f('epochs') as number,
     batchSize,
-    lr: num(values, 'lr', defaults.lr ?? 0.001, { min: 0 }),
-    momentum: num(values, 'momentum', defaults.momentum ?? 0.9, { min: 0, max: 1 }),
-    freeze: oneOf(values, 'freeze', ['none', 'backbone'] as const, defaults.freeze ?? 'none'),
-    bn: oneOf(values, 'bn', ['train', 'frozen'] as const, defaults.bn ?? 'train'),
-    imageSize: num(values, 'image-size', defaults.imageSize ?? 224, { int: true, min: 16, max: 1024 }),
-    seed: num(values, 'seed', defaults.seed ?? 0, { int: true, min: 0 }),
-    out: str(values, 'out', defaults.out ?? DEFAULT_OUT),
-    host: str(values, 'host', defaults.host ?? '127.0.0.1'),
-    port: num(values, 'port', defaults.port ?? 0, { int: true, min: 0, max: 65535 }),
-    timeoutMs: num(values, 'timeout', 30, { min: 1 }) * 1000,
-    holdTimeoutMs: num(values, 'hold-timeout', DEFAULT_HOLD_TIMEOUT_MS / 1000, { min: 0.001 }) * 1000,
-    backend: oneOf(values, 'backend', BACKENDS, 'auto'),
+    lr: f('lr') as number,
+    momentum: f('momentum') as number,
+    freeze: f('freeze') as JobOptions['freeze'],
+    bn: f('bn') as JobOptions['bn'],
+    imageSize: f('image-size') as number,
+    seed: f('seed') as number,
+    out: f('out') as string,
+    host: f('host') as string,
+    port: f('port') as number,
+    timeoutMs: f('timeout') as number,
+    holdTimeoutMs: f('hold-timeout') as number,
+    backend: f('backend') as BackendChoice,
   };
 }
 
 // feature cache: --augment, --views, --cache-features, --feature-cache-mb (worker/feature-cache.ts)
 export function featureCacheFrom(values: Record<string, unknown>, defaults: Partial<JobOptions> = {}): Pick<JobOptions, 'augment' | 'views' | 'cacheFeatures' | 'featureCacheMb'> {
-  const augment = oneOf(values, 'augment', ['train', 'none'] as const, defaults.augment ?? 'train');
-  const views = num(values, 'views', defaults.views ?? 0, { int: true, min: 0, max: 1 << 20 });
-  const cacheFeatures = values['cache-features'] === undefined ? defaults.cacheFeatures ?? false : values['cache-features'] === true;
-  const featureCacheMb = num(values, 'feature-cache-mb', defaults.featureCacheMb ?? 1024, { min: 1, max: 1 << 24 });
+  const f = (name: string) => flag(values, name, defaults);
+  const augment = f('augment') as 'train' | 'none';
+  const views = f('views') as number;
+  const cacheFeatures = f('cache-features') === true;
+  const featureCacheMb = f('feature-cache-mb') as number;
   if (augment === 'none' && views > 0) throw new WolfpackError('E_USAGE', '--views K applies to --augment train (K augmentation draws per sample); with --augment none every epoch sees the same view');
   if (cacheFeatures) {
-    const freeze = oneOf(values, 'freeze', ['none', 'backbone'] as const, defaults.freeze ?? 'none');
-    const bn = oneOf(values, 'bn', ['train', 'frozen'] as const, defaults.bn ?? 'train');
+    const freeze = f('freeze');
+    const bn = f('bn');
     if (freeze !== 'backbone' || bn !== 'frozen') {
-      throw new WolfpackError('E_USAGE', `--cache-features needs --freeze backbone and --bn frozen (got --freeze ${freeze} --bn ${bn}): otherwise the backbone's output changes every step`);
+      throw new WolfpackError('E_USAGE', `--cache-features needs --freeze backbone and --bn frozen (got --freeze ${String(freeze)} --bn ${String(bn)}): otherwise the backbone's output changes every step`);
     }
     if (augment === 'train' && views === 0) {
       throw new WolfpackError('E_USAGE', '--cache-features with --augment train needs --views K (K augmentation draws per sample, reused every K epochs) or --augment none: otherwise no feature is ever seen twice');
     }
   }
   // only what was asked for (flag or caller default), so a job without these flags keeps its JobConfig as it was
-  const given = (flag: string, key: keyof JobOptions) => values[flag] !== undefined || defaults[key] !== undefined;
+  const given = (name: string, key: keyof JobOptions) => values[name] !== undefined || defaults[key] !== undefined;
   return {
     ...(given('augment', 'augment') ? { augment } : {}), ...(given('views', 'views') ? { views } : {}),
     ...(given('cache-features', 'cacheFeatures') ? { cacheFeatures } : {}), ...(given('feature-cache-mb', 'featureCacheMb') ? { featureCacheMb } : {}),

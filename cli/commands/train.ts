@@ -7,8 +7,10 @@ import { parse } from '../../shared/config/args.js';
 import { checkJobFiles, resumeDirFrom, savedJobDefaults } from './preflight.js';
 import { runWithDashboard } from '../../coordinator/dashboard/server.js';
 import { fanOut } from '../../coordinator/dashboard/events.js';
-import { COORDINATOR_SECURITY_FLAGS, COORDINATOR_SECURITY_USAGE, DASHBOARD_USAGE, dashboardFrom, holdFrom, jobOptionsFrom, loggerFrom, reportsFrom, securityFlagsFrom, terminalProgress, DEFAULT_OUT, TRAIN_FLAGS, TRAIN_USAGE } from './train-flags.js';
-import { HEALTH_FLAGS, HEALTH_USAGE, healthEvents, healthFileFrom, withHealth } from './health-flags.js';
+import { TRAINING_FLAGS } from '../../coordinator/job-options.js';
+import { CONFIG_SPEC, COORDINATOR_SECURITY_FLAGS, COORDINATOR_SECURITY_SPECS, dashboardFrom, LOG_FLAGS, TLS_CA, holdFrom, jobOptionsFrom, loggerFrom, reportsFrom, securityFlagsFrom, terminalProgress, TRAIN_FLAGS, TRAIN_USAGE } from './train-flags.js';
+import { DEFAULT_OUT } from '../../coordinator/checkpoints.js';
+import { HEALTH_FLAGS, HEALTH_SPEC, healthEvents, healthFileFrom, withHealth } from './health-flags.js';
 import { createPrinter, jsonRequested } from '../../shared/log.js';
 import { describeStop } from '../../coordinator/stop.js';
 import { stopOnSignals } from '../stop-signals.js';
@@ -61,8 +63,18 @@ export async function trainLocally(argv: string[], defaults: Partial<JobOptions>
 /** How long stopped local workers get to exit before they are killed (ms). */
 const STOPPED_GRACE_MS = 1000;
 
+/** Every flag of `train` and `demo`, as help lists them. */
+export const LOCAL_TRAIN_SPECS = [...TRAINING_FLAGS, ...COORDINATOR_SECURITY_SPECS, TLS_CA, HEALTH_SPEC, ...LOG_FLAGS, CONFIG_SPEC];
+
 export const train: Command = {
   summary: 'Train on one machine: a coordinator plus N local worker processes (ring all-reduce over WebSockets).',
-  usage: `wolfpack train ${TRAIN_USAGE} ${COORDINATOR_SECURITY_USAGE} [--tls-ca PEM] ${DASHBOARD_USAGE} ${HEALTH_USAGE}`,
+  usage: `wolfpack train ${TRAIN_USAGE}`,
+  flags: LOCAL_TRAIN_SPECS,
+  examples: [
+    'wolfpack train --data data/Canidae --weights data/resnet50.ckpt            # the lab: 20 epochs, 2 workers',
+    'wolfpack train --data data/Canidae --weights data/resnet50.ckpt --freeze backbone --workers 4   # head only',
+    'wolfpack train --resume runs/latest                                         # continue a stopped run',
+    'wolfpack train --config runs/canidae.yaml --epochs 5                        # flags from a file, one changed',
+  ],
   run: (argv) => trainLocally(argv),
 };

@@ -7,19 +7,33 @@ import { workerSecurity } from '../../shared/auth/config.js';
 import { BACKENDS } from '../../shared/backend/select.js';
 import type { Command } from '../wolfpack.js';
 import { num, oneOf, optStr, parse, str } from '../../shared/config/args.js';
-import { loggerFrom, securityFlagsFrom, WORKER_SECURITY_FLAGS, WORKER_SECURITY_USAGE } from './train-flags.js';
-import { HEALTH_FLAGS, HEALTH_USAGE, healthFileFrom } from './health-flags.js';
+import { CONFIG_SPEC, LOG_FLAGS, loggerFrom, securityFlagsFrom, WORKER_SECURITY_SPECS } from './train-flags.js';
+import { HEALTH_SPEC, healthFileFrom } from './health-flags.js';
+import { flagValue, parserOptions, type FlagSpec } from '../../shared/config/flags.js';
 import { stopOnSignals } from '../stop-signals.js';
+
+const WORKER_SPECS: readonly FlagSpec[] = [
+  { name: 'connect', kind: 'string', value: 'URL', defaultText: 'required', describe: 'the coordinator: ws://HOST:PORT, or wss://HOST:PORT when it serves TLS' },
+  { name: 'backend', kind: 'choice', choices: BACKENDS, default: 'auto', describe: 'TF.js backend; auto takes the first that works of tensorflow-gpu, webgpu, tensorflow, wasm, cpu' },
+  { name: 'gpu', kind: 'int', value: 'INDEX', min: 0, describe: 'which GPU adapter a webgpu worker uses, on a host with several' },
+  { name: 'webgpu-optimizer', kind: 'choice', choices: ['gpu', 'host'], default: 'gpu',
+    describe: 'where a webgpu worker runs Momentum: one GPU kernel (fastest), or the same JS loop as every other backend (for rings that mix backends)' },
+  { name: 'ring-bind', kind: 'string', value: 'ADDR', default: '127.0.0.1', describe: 'address the ring listener binds to; beyond loopback needs a token' },
+  { name: 'advertise', kind: 'string', value: 'HOST', defaultText: '--ring-bind', describe: 'the address other workers reach this one\'s ring port at' },
+  { name: 'timeout', kind: 'seconds', min: 1, default: 600, describe: 'give up on any single wait (the coordinator, a ring neighbour) after this long' },
+  ...WORKER_SECURITY_SPECS, HEALTH_SPEC, ...LOG_FLAGS, CONFIG_SPEC,
+];
 
 export const worker: Command = {
   summary: 'Join a coordinator as a worker.',
-  usage: 'wolfpack worker --connect ws://HOST:PORT|wss://HOST:PORT [--backend auto|...] [--gpu INDEX] [--webgpu-optimizer gpu|host] [--ring-bind 127.0.0.1] [--advertise HOST] ' +
-    `[--timeout SECONDS] ${WORKER_SECURITY_USAGE} ${HEALTH_USAGE}`,
+  usage: 'wolfpack worker --connect ws://HOST:PORT|wss://HOST:PORT [flags below]',
+  flags: WORKER_SPECS,
+  examples: [
+    'wolfpack worker --connect ws://127.0.0.1:7070                     # a worker on the coordinator\'s machine',
+    'wolfpack worker --connect ws://10.0.0.1:7070 --token-file token --ring-bind 0.0.0.0 --advertise 10.0.0.2 --backend tensorflow-gpu',
+  ],
   async run(argv) {
-    const { values } = parse(argv, {
-      connect: { type: 'string' }, backend: { type: 'string' }, gpu: { type: 'string' }, 'webgpu-optimizer': { type: 'string' }, 'ring-bind': { type: 'string' }, advertise: { type: 'string' },
-      timeout: { type: 'string' }, 'log-format': { type: 'string' }, 'log-level': { type: 'string' }, ...WORKER_SECURITY_FLAGS, ...HEALTH_FLAGS,
-    });
+    const { values } = parse(argv, parserOptions(WORKER_SPECS.filter((s) => s !== CONFIG_SPEC)));
     const securityFlags = securityFlagsFrom(values);
     const security = workerSecurity(securityFlags);
     const ringBind = optStr(values, 'ring-bind');
@@ -36,7 +50,7 @@ export const worker: Command = {
       ringBind, advertise: optStr(values, 'advertise'),
       gpuIndex: values.gpu === undefined ? undefined : num(values, 'gpu', 0, { int: true, min: 0 }),
       webgpuOptimizer: oneOf(values, 'webgpu-optimizer', ['gpu', 'host'] as const, 'gpu'),
-      timeoutMs: num(values, 'timeout', 600, { min: 1 }) * 1000, security, securityFlags, logger,
+      timeoutMs: flagValue(values, WORKER_SPECS.find((s) => s.name === 'timeout')!) as number, security, securityFlags, logger,
       onState: health && ((state, detail) => health.set(state, detail)), stop: stop.signal,
     }).catch((e: unknown) => {
       if (health?.state !== 'lost') health?.set('failed', (e as Error).message);
