@@ -46,7 +46,8 @@ export interface Split {
 
 const IMAGE_EXTENSIONS = new Set(['.jpg', '.jpeg', '.png', '.webp']);
 
-function isImageName(name: string): boolean {
+/** Whether a file name has an image extension wolfpack reads (.jpg, .jpeg, .png, .webp). */
+export function isImageName(name: string): boolean {
   const dot = name.lastIndexOf('.');
   return dot > 0 && IMAGE_EXTENSIONS.has(name.slice(dot).toLowerCase());
 }
