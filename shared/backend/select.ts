@@ -23,6 +23,8 @@ export interface BackendSelection {
   skipped: { backend: ConcreteBackend; reason: string }[];
 }
 
+import { restoreLegacyUtilChecks } from './node-util-compat.js';
+
 const require = createRequire(import.meta.url);
 
 function message(e: unknown): string {
@@ -44,6 +46,7 @@ export function tensorflowLoadError(pkg: string, e: unknown, installed: boolean)
 }
 
 function requireTensorflow(pkg: '@tensorflow/tfjs-node' | '@tensorflow/tfjs-node-gpu'): void {
+  restoreLegacyUtilChecks(); // Node >= 23 removed what tfjs-node 4.22 calls (./node-util-compat.ts)
   try {
     require(pkg);
   } catch (e) {
