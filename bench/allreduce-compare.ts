@@ -1,4 +1,4 @@
-// The all-reduce side by side with PyTorch's Gloo (../shared/peers/peer_allreduce.py), on loopback:
+// The all-reduce side by side with PyTorch's Gloo (bench/peers/peer_allreduce.py), on loopback:
 //  - headline: N = 2, 3, 4 at 25,557,032 floats (ResNet-50's parameters) and 4,098 (the 2-class head),
 //    in `rounds` interleaved rounds (wolfpack's set, then Gloo's, again ...), so that a change in the
 //    machine's load hits both; each figure is the median over rounds of each round's median time;

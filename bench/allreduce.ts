@@ -1,5 +1,5 @@
 // All-reduce benchmark: N node processes joined in a WebSocket ring on loopback, the same measurement as
-// the PyTorch Gloo peer (/work/shared/peers/peer_allreduce.py), and a raw TCP baseline.
+// the PyTorch Gloo peer (bench/peers/peer_allreduce.py), and a raw TCP baseline.
 //
 // runAllreduceBench spawns N ranks (`node dist/bench/allreduce-rank.js ring`); this process is the
 // rendezvous: each rank reports its ring port over IPC, gets its rank and its left neighbour's URL, and

@@ -1,5 +1,5 @@
 // Compute benchmark: images/s of the full-width ResNet-50 (width 64, random init) on a TF.js backend,
-// measured the way the PyTorch peer (../shared/peers/peer_resnet50_cpu.py, beside the repository)
+// measured the way the PyTorch peer (bench/peers/peer_resnet50_cpu.py)
 // measures torchvision's: one untimed warm-up, then the median of `reps` timed runs of
 //   forward          eval-mode forward pass (moving statistics), logits read back
 //   full_finetune    one training step of the whole network: forward and backward with BatchNorm in
@@ -179,13 +179,14 @@ export async function benchModel(opts: ModelBenchOptions = {}): Promise<ModelBen
   return result;
 }
 
-// ---- the PyTorch peers (scripts in ../shared/peers beside the repository, run with Debian's python) ----
+// ---- the PyTorch peers (scripts in bench/peers, run with Debian's python) ----
 
 export const PEER_PYTHON = '/usr/bin/python3';
 
 /** Path of a peer script: the `shared` folder beside the repository root. */
+/** A peer script of bench/peers/ (shipped with the package, so that anyone can rerun every comparison). */
 export function peerScript(name: string): string {
-  return resolve(packageRoot, '..', 'shared', 'peers', name);
+  return resolve(packageRoot, 'bench', 'peers', name);
 }
 
 export type PeerRun<T> = { ok: true; command: string; result: T } | { ok: false; command: string; skipped: string };
@@ -220,7 +221,7 @@ export async function runPeerFile<T>(script: string, shown: string, args: string
   return { ok: true, command, result: lines.map((l) => JSON.parse(l) as T) };
 }
 
-/** A script of ../shared/peers, as runPeerFile runs it. */
+/** A script of bench/peers, as runPeerFile runs it. */
 export function runPeerScript<T>(name: string, args: string[], timeoutMs: number): Promise<PeerRun<T[]>> {
   const script = peerScript(name);
   return runPeerFile<T>(script, script, args, timeoutMs);

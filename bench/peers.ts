@@ -1,5 +1,5 @@
 // The repository's own PyTorch peer scripts (bench/peers/*.py), for comparisons the shared peers
-// (../shared/peers, run by bench/model.ts runPeerScript) do not cover: any image size and batch, and the
+// (bench/peers/peer_*.py, run by bench/model.ts runPeerScript) do not cover: any image size and batch, and the
 // frozen-backbone step. Run with the same Debian python3 and skipped, with the reason, without torch.
 import { resolve } from 'node:path';
 import { packageRoot } from '../shared/paths.js';
