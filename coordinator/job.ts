@@ -145,6 +145,24 @@ class EpochAccumulator {
   }
 }
 
+/** 75 s -> '1:15', 4000 s -> '1:06:40'. */
+function clockTime(seconds: number): string {
+  const t = Math.max(0, Math.round(seconds));
+  const [h, m, sec] = [Math.floor(t / 3600), Math.floor((t % 3600) / 60), t % 60];
+  return h > 0 ? `${h}:${String(m).padStart(2, '0')}:${String(sec).padStart(2, '0')}` : `${m}:${String(sec).padStart(2, '0')}`;
+}
+
+/**
+ * The terminal's progress line: where the run is, the step's loss, time since this process started training
+ * and the time left at the pace of the steps it has run (epoch ends, evaluations and holds included).
+ */
+export function progressLine(epoch: number, epochs: number, done: number, steps: number, loss: number, clock: { t0: number; done0: number }, now = performance.now()): string {
+  const elapsed = (now - clock.t0) / 1000;
+  const ran = done - clock.done0;
+  const eta = ran > 0 ? clockTime((elapsed / ran) * (epochs * steps - done)) : '?';
+  return `epoch ${epoch + 1}/${epochs} step ${done - epoch * steps}/${steps} loss ${loss.toFixed(4)}  elapsed ${clockTime(elapsed)}  ETA ${eta}`;
+}
+
 interface Prepared {
   state: ModelState;
   accum: Float32Array;
@@ -284,6 +302,7 @@ export async function runJob(opts: JobOptions): Promise<JobResult> {
     let needRing = true;
     let badInARow = 0;
     let acc = EpochAccumulator.from(p.start.partial);
+    const clock = { t0: performance.now(), done0: done };
     // Replies to the step not counted yet: a loss can cut it short after some members replied, and one of
     // them may be the survivor that holds it (recover() counts the new rank 0's).
     const uncounted = new Map<Member, MessageOf<'stepDone'>>();
@@ -373,7 +392,7 @@ export async function runJob(opts: JobOptions): Promise<JobResult> {
         } else {
           badInARow = 0;
         }
-        opts.progress?.(`epoch ${epoch + 1}/${opts.epochs} step ${done - epoch * S}/${S} loss ${d.loss.toFixed(4)}`);
+        if (opts.progress) opts.progress(progressLine(epoch, opts.epochs, done, S, d.loss, clock));
         const hold = opts.events?.step?.(stepEvent({ epoch: epoch + 1, step: done - epoch * S, steps: S, global_step: done }, replies.map((r) => r.msg)));
         if (isPromise(hold)) {
           const t0 = performance.now();
