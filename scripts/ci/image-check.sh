@@ -6,7 +6,8 @@
 # demo --epochs 1` runs with every line of its output JSON, its health file says healthy while it trains,
 # `wolfpack bench` writes under the working directory; brings up deploy/compose.yaml (coordinator + 2 CPU
 # workers) with Debian's docker-compose against podman's Docker-compatible socket and waits for the epoch;
-# and, as a separate step, times `podman stop` of a training run. Not part of `npm test` (it takes a while).
+# brings up the two-file layout (compose.coordinator.yaml + compose.workers.yaml with host networking) the
+# same way; and, as a separate step, times `podman stop` of a training run. Not part of `npm test`.
 #
 #   scripts/ci/image-check.sh [--no-compose] [--no-signals] [--require-signals]
 #
@@ -291,6 +292,48 @@ if [ "$COMPOSE" = 1 ]; then
   else
     record compose FAIL "$compose_s s, coordinator exit ${coord_rc:-?}, coordinator healthy $coord_healthy, workers healthy $workers_healthy, epoch '${epoch}', containers' output: $compose_json; $(grep -iE 'error|fail' "$CACHE/compose.log" | tail -2 | tr '\n' ' ')"
   fi
+  # ---- compose, two files: the coordinator's host (compose.coordinator.yaml, port published) and a worker
+  # host (compose.workers.yaml, host networking), both on this machine, the workers reaching the coordinator
+  # at the published port and each other's ring ports over the host's loopback ----
+  service_pid2=
+  podman system service --time=0 "unix://$sock" >>"$CACHE/podman-service.log" 2>&1 &
+  service_pid2=$!
+  for _ in $(seq 50); do [ -S "$sock" ] && break; sleep 0.2; done
+  export DOCKER_HOST=unix://$sock WOLFPACK_PORT=17070
+  dcc() { docker-compose -p "${PROJECT}-c" -f deploy/compose.coordinator.yaml "$@"; }
+  dcw() { WOLFPACK_COORDINATOR=ws://127.0.0.1:$WOLFPACK_PORT WOLFPACK_ADVERTISE=127.0.0.1 docker-compose -p "${PROJECT}-w" -f deploy/compose.workers.yaml "$@"; }
+  dcc down -v >/dev/null 2>&1; dcw down -v >/dev/null 2>&1
+  podman volume create "${PROJECT}-c_data" >/dev/null 2>&1
+  podman run --rm --user 0 -v wp-check-work:/src:ro -v "${PROJECT}-c_data:/data" --entrypoint /bin/sh "$IMAGE" \
+    -c 'rm -rf /data/Canidae && cp -r /src/runs/demo/data /data/Canidae && cp /src/runs/demo/resnet50.ckpt /data/resnet50.ckpt && chown -R 10001:10001 /data'
+  t0=$(now)
+  say "docker-compose up: compose.coordinator.yaml, then compose.workers.yaml with 2 workers (logs: $CACHE/compose-c.log, compose-w.log)"
+  dcc up --no-build coordinator >"$CACHE/compose-c.log" 2>&1 &
+  upc_pid=$!
+  dcw up --no-build --scale worker=2 >"$CACHE/compose-w.log" 2>&1 &
+  upw_pid=$!
+  workers_healthy2=0
+  while kill -0 "$upc_pid" 2>/dev/null; do
+    sleep 5
+    n=0
+    for w in $(podman ps -q --filter "label=com.docker.compose.project=${PROJECT}-w" --filter label=com.docker.compose.service=worker); do
+      podman healthcheck run "$w" >/dev/null 2>&1 && n=$((n + 1))
+    done
+    [ "$n" -gt "$workers_healthy2" ] && workers_healthy2=$n
+    if [ "$(secs "$t0" "$(now)" | cut -d. -f1)" -gt 1200 ]; then say "compose (two files): 20 minutes, giving up"; break; fi
+  done
+  hosts_s=$(secs "$t0" "$(now)")
+  coord2_rc=$(podman inspect "${PROJECT}-c_coordinator_1" --format '{{.State.ExitCode}}' 2>/dev/null)
+  epoch2=$(grep -o 'Epoch: 1/1[^"]*' "$CACHE/compose-c.log" | head -1)
+  ring2=$(grep -c '"msg":"ring formed; state in place"' "$CACHE/compose-w.log")
+  dcw down -v >/dev/null 2>&1; dcc down -v >/dev/null 2>&1
+  kill "$upw_pid" "$service_pid2" 2>/dev/null
+  unset DOCKER_HOST WOLFPACK_PORT
+  if [ -n "$epoch2" ] && [ "$coord2_rc" = 0 ] && [ "$workers_healthy2" = 2 ] && [ "$ring2" -ge 2 ]; then
+    record hosts PASS "$hosts_s s: coordinator exit 0, 2 healthy workers on host networking, ring formed on both; $epoch2"
+  else
+    record hosts FAIL "$hosts_s s: coordinator exit ${coord2_rc:-?}, workers healthy $workers_healthy2, ring formed on $ring2 worker(s), epoch '${epoch2}'; $(grep -iE 'error|fail' "$CACHE/compose-c.log" "$CACHE/compose-w.log" | tail -2 | tr '\n' ' ')"
+  fi
 else
   record compose SKIP "--no-compose"
 fi
@@ -312,8 +355,9 @@ if [ "$SIGNALS" = 1 ]; then
   ckpt=$(podman run --rm -v wp-check-work:/work --entrypoint /bin/sh "$IMAGE" -c 'test -f /work/runs/stop/last.ckpt && echo yes || echo no')
   podman rm -f -v wp-check-stop >/dev/null 2>&1
   fast=$(awk -v s="$stop_s" 'BEGIN { print (s <= 5) ? "yes" : "no" }')
+  stopped=$(grep -o 'stopped (SIGTERM)[^"]*' "$CACHE/stop.log" | head -1)
   if [ "$fast" = yes ] && [ "$stop_rc" = 0 ] && [ "$ckpt" = yes ]; then
-    record signals PASS "podman stop took $stop_s s, exit 0, last.ckpt written"
+    record signals PASS "podman stop took $stop_s s, exit 0, last.ckpt written; '$stopped'"
   else
     record signals FAIL "podman stop took $stop_s s (<= 5 s: $fast), exit $stop_rc (want 0), last.ckpt: $ckpt"
   fi
