@@ -23,7 +23,7 @@ import { stateChecksum } from '../shared/train/checksum.js';
 import { DEFAULT_CHUNK_ELEMS } from '../shared/allreduce/ring.js';
 import type { CoordinatorSecurity } from '../shared/auth/config.js';
 import type { JobConfig, MessageOf, SampleRef } from '../shared/protocol/messages.js';
-import { payloadFloats } from '../shared/protocol/codec.js';
+import { receiveState, sendState, wholeRanges } from '../shared/protocol/state-transfer.js';
 import { renderCurves } from '../shared/report/curves.js';
 import { BlobStore } from './blob-store.js';
 import { RunOutput, type EpochMetrics, type TrainState } from './checkpoints.js';
@@ -99,12 +99,7 @@ export interface JobResult {
   stopped?: StopOutcome;
 }
 
-const WEIGHTS_CHUNK = 4 * 1024 * 1024; // floats per weightsPart frame (16 MiB)
 const BLOBS_MAX_BYTES = 32 * 1024 * 1024;
-
-function floatsAsBytes(f: Float32Array): Uint8Array {
-  return new Uint8Array(f.buffer, f.byteOffset, f.byteLength);
-}
 
 /** Per-epoch training figures; survives a re-formed ring within the epoch. */
 class EpochAccumulator {
@@ -336,11 +331,8 @@ export async function runJob(opts: JobOptions): Promise<JobResult> {
       }));
       if (source === 'coordinator') {
         const m0 = cluster.members[0];
-        for (const [kind, buf] of [['params', state.params], ['stats', state.stats], ['accum', accum]] as const) {
-          for (let off = 0; off < buf.length; off += WEIGHTS_CHUNK) {
-            await cluster.send(m0, { type: 'weightsPart', kind, offset: off, total: buf.length }, floatsAsBytes(buf.subarray(off, off + WEIGHTS_CHUNK)));
-          }
-        }
+        const bufs = { params: state.params, stats: state.stats, accum };
+        await sendState(bufs, wholeRanges(bufs), (part, payload) => cluster.send(m0, { type: 'weightsPart', ...part }, payload));
       }
       await cluster.all('ready', stepTimeout);
       log.info({ generation: g, ring: cluster.members.map((m, r) => ({ rank: r, worker: describe(m) })), from: source === 'coordinator' ? 'coordinator' : 'rank 0 (a peer)' }, 'ring formed');
@@ -433,19 +425,10 @@ export async function runJob(opts: JobOptions): Promise<JobResult> {
     // --bn frozen, ~16 KB instead of ~200 MB); the rest of `state` and `accum` is what the job started with.
     const fetchState = async (m = cluster.members[0], timeoutMs = stepTimeout) => {
       await cluster.send(m, { type: 'stateRequest', epoch });
-      const bufs = { params: state.params, stats: state.stats, accum };
-      const left = { params: ranges.params.end - ranges.params.begin, stats: ranges.stats.end - ranges.stats.begin, accum: ranges.accum.end - ranges.accum.begin };
-      while (left.params + left.stats + left.accum > 0) {
+      await receiveState({ params: state.params, stats: state.stats, accum }, ranges, async () => {
         const { msg, payload } = await cluster.expect(m, 'statePart', timeoutMs);
-        const data = payloadFloats(payload);
-        const dst = bufs[msg.kind];
-        const want = ranges[msg.kind];
-        if (msg.total !== dst.length || msg.offset < want.begin || msg.offset + data.length > want.end || data.length > left[msg.kind]) {
-          throw new WolfpackError('E_PROTOCOL', `statePart ${msg.kind} from rank ${msg.rank}: ${data.length} floats at ${msg.offset} (of ${msg.total}) are outside the expected [${want.begin}, ${want.end}) of ${dst.length}`);
-        }
-        dst.set(data, msg.offset);
-        left[msg.kind] -= data.length;
-      }
+        return { part: msg, payload };
+      }, `worker ${describe(m)}`);
     };
 
     const endEpoch = async () => {

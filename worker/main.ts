@@ -19,7 +19,7 @@ import { resnet50Spec } from '../shared/model/spec.js';
 import { mutableRanges, ParamLayout, type ModelState } from '../shared/model/state.js';
 import { Channel, type Received } from '../shared/protocol/channel.js';
 import type { JobConfig, MessageOf, SampleRef } from '../shared/protocol/messages.js';
-import { payloadFloats } from '../shared/protocol/codec.js';
+import { receiveState, sendState, wholeRanges, type StateBuffers } from '../shared/protocol/state-transfer.js';
 import { connectRing, generateRingCertificate, listenRing, wsLink, type RingListener } from '../shared/transport/ring/index.js';
 import { checkBind } from '../shared/auth/bind-policy.js';
 import type { SecurityFlags, WorkerSecurity } from '../shared/auth/config.js';
@@ -73,8 +73,6 @@ export interface WorkerOptions {
 export const WORKER_MAX_PAYLOAD = 256 * 1024 * 1024;
 /** Images per forward pass during evaluation (bounds memory). */
 const EVAL_CHUNK = 16;
-/** Floats per statePart frame. */
-const STATE_CHUNK = 4 * 1024 * 1024;
 
 // Auth: the connection to the coordinator (ws:// or wss://, verified against `ca` when given). The
 // Channel is made in the 'open' handler: the coordinator speaks first (authChallenge), and its first frame
@@ -96,18 +94,11 @@ function openSocket(url: string, timeoutMs: number, log: Logger, ca?: Buffer): P
 }
 
 /** Receives weights parts from the coordinator until params, stats and accum are complete. */
-async function receiveWeights(ch: Channel, bufs: Record<'params' | 'stats' | 'accum', Float32Array>, timeoutMs: number): Promise<void> {
-  const left = { params: bufs.params.length, stats: bufs.stats.length, accum: bufs.accum.length };
-  while (left.params + left.stats + left.accum > 0) {
+async function receiveWeights(ch: Channel, bufs: StateBuffers, timeoutMs: number): Promise<void> {
+  await receiveState(bufs, wholeRanges(bufs), async () => {
     const { msg, payload } = await ch.expect('weightsPart', timeoutMs);
-    const dst = bufs[msg.kind];
-    const data = payloadFloats(payload);
-    if (msg.total !== dst.length || msg.offset + data.length > dst.length) {
-      throw new WolfpackError('E_PROTOCOL', `weightsPart ${msg.kind}: offset ${msg.offset} + ${data.length} floats does not fit ${dst.length} (total ${msg.total})`);
-    }
-    dst.set(data, msg.offset);
-    left[msg.kind] -= data.length;
-  }
+    return { part: msg, payload };
+  }, 'the coordinator');
 }
 
 /**
@@ -456,18 +447,12 @@ class WorkerSession {
     await this.ch.send({ type: 'evalResult', rank: this.rank, generation: msg.generation, epoch: msg.epoch, correct, total: msg.samples.length, checksum: stateChecksum(replica.state) });
   }
 
-  /** The state that training can have changed (mutableRanges), in STATE_CHUNK parts, for the coordinator's checkpoints. */
+  /** The state that training can have changed (mutableRanges), for the coordinator's checkpoints. */
   private async sendState(): Promise<void> {
     const state = this.state!;
     this.replica!.syncHost();
-    const ranges = mutableRanges(state.layout, this.config.freeze, this.config.bn);
-    for (const [kind, buf] of [['params', state.params], ['stats', state.stats], ['accum', this.replica!.accum]] as const) {
-      const { begin, end } = ranges[kind];
-      for (let off = begin; off < end; off += STATE_CHUNK) {
-        const part = buf.subarray(off, Math.min(end, off + STATE_CHUNK));
-        await this.ch.send({ type: 'statePart', rank: this.rank, kind, offset: off, total: buf.length }, new Uint8Array(part.buffer, part.byteOffset, part.byteLength));
-      }
-    }
+    await sendState({ params: state.params, stats: state.stats, accum: this.replica!.accum }, mutableRanges(state.layout, this.config.freeze, this.config.bn),
+      (part, payload) => this.ch.send({ type: 'statePart', rank: this.rank, ...part }, payload));
   }
 
   dispose(): void {
