@@ -1,3 +1,4 @@
+import { fileURLToPath } from 'node:url';
 import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
@@ -13,4 +14,13 @@ export default tseslint.config(
     },
   },
   { files: ['cli/**', 'bench/**', 'test/**', 'bin/**', 'scripts/**'], rules: { 'no-console': 'off' } },
+  // Type-aware rules for the package's code: a promise nobody awaits or handles is a rejection nobody sees,
+  // and a promise where a callback's return value is ignored (an event handler) hides its failure. Tests are
+  // left out: tap's top-level t.test() calls return promises that tap itself tracks.
+  {
+    files: ['**/*.ts'],
+    ignores: ['test/**'],
+    languageOptions: { parserOptions: { projectService: true, tsconfigRootDir: fileURLToPath(new URL('.', import.meta.url)) } },
+    rules: { '@typescript-eslint/no-floating-promises': 'error', '@typescript-eslint/no-misused-promises': 'error' },
+  },
 );
