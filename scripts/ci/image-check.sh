@@ -355,7 +355,7 @@ if [ "$SIGNALS" = 1 ]; then
   ckpt=$(podman run --rm -v wp-check-work:/work --entrypoint /bin/sh "$IMAGE" -c 'test -f /work/runs/stop/last.ckpt && echo yes || echo no')
   podman rm -f -v wp-check-stop >/dev/null 2>&1
   fast=$(awk -v s="$stop_s" 'BEGIN { print (s <= 5) ? "yes" : "no" }')
-  stopped=$(grep -o 'stopped (SIGTERM)[^"]*' "$CACHE/stop.log" | head -1)
+  stopped=$(grep -o '"msg":"stopped (SIGTERM)[^"]*' "$CACHE/stop.log" | head -1 | cut -d'"' -f4)
   if [ "$fast" = yes ] && [ "$stop_rc" = 0 ] && [ "$ckpt" = yes ]; then
     record signals PASS "podman stop took $stop_s s, exit 0, last.ckpt written; '$stopped'"
   else

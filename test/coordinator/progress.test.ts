@@ -1,6 +1,6 @@
 // The terminal's progress line: position, loss, elapsed time and the time left at the pace so far.
 import t from 'tap';
-import { progressLine } from '../../coordinator/job.js';
+import { progressLine } from '../../coordinator/epoch-figures.js';
 
 t.test('elapsed and ETA from the steps this process ran', (t) => {
   // 20 epochs of 10 steps; started at global step 30 (a resumed run), now at 40 after 50 s: 5 s a step,
