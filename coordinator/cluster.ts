@@ -121,6 +121,22 @@ export class Cluster {
     return this.lost.has(m);
   }
 
+  /** Admits `joiners` (sends them the job's config) and appends them to the ring order. */
+  async join(joiners: Member[]): Promise<void> {
+    await this.admit(joiners);
+    this.members.push(...joiners);
+  }
+
+  /** The ring order from now on (after a loss: the survivors, the one that got furthest first); lost members are dropped. */
+  reorder(members: Member[]): void {
+    this.members = members.filter((m) => !this.lost.has(m));
+  }
+
+  /** Starts a new ring generation: its ring is formed next, and orders of older ones are stale. */
+  nextGeneration(): number {
+    return ++this.generation;
+  }
+
   /** Admits workers that said hello (sends them the job's config). */
   async admit(members: Member[]): Promise<void> {
     for (const m of members) {

@@ -155,9 +155,8 @@ async function train(run: JobRun): Promise<void> {
   const { opts, server, cluster } = run;
   await run.untilStop(server.members(opts.workers, run.joinTimeout));
   const first = server.takeArrivals(opts.workers);
-  await cluster.admit(first);
+  await cluster.join(first);
   opts.events?.event?.(joinedEvent(first));
-  cluster.members = first;
   while (run.epoch < opts.epochs) {
     // recover() may have begun a new generation after the stop was asked for (abort() ends an interruption)
     if (opts.stop?.aborted) throw new StopRequested(stopReason(opts.stop));
@@ -175,9 +174,8 @@ async function trainUntilBoundary(run: JobRun): Promise<void> {
   const { opts, log, server, cluster } = run;
   if (server.waiting > 0) {
     const joiners = server.takeArrivals();
-    await cluster.admit(joiners);
-    cluster.members.push(...joiners);
-    cluster.generation++;
+    await cluster.join(joiners);
+    cluster.nextGeneration();
     run.needRing = true;
     log.info({ joined: joiners.map(describe) }, 'workers joined at a step boundary');
     opts.events?.event?.(joinedEvent(joiners));

@@ -25,7 +25,7 @@ export async function recover(run: JobRun, e: MemberLost): Promise<void> {
   // (a member that answered the abort and was lost after it is no survivor: its steps are not kept).
   const kept = reports.filter((r) => cluster.members.includes(r.member));
   kept.sort((a, b) => b.lastStep - a.lastStep || cluster.members.indexOf(a.member) - cluster.members.indexOf(b.member));
-  cluster.members = kept.map((r) => r.member);
+  cluster.reorder(kept.map((r) => r.member));
   if (kept.length > 0) {
     // Steps it applied beyond the last one counted here (the loss cut their replies short) count from its own replies.
     const first = uncounted.get(kept[0].member);
@@ -49,11 +49,10 @@ export async function recover(run: JobRun, e: MemberLost): Promise<void> {
         (saved ? `the last completed epoch (${run.epoch}) is saved in ${saved}: start workers and run the same command with --resume ${saved}` : 'no epoch was completed, so there is nothing to resume'), { epoch: run.epoch, saved });
     }
     const joiners = server.takeArrivals();
-    await cluster.admit(joiners);
-    cluster.members.push(...joiners);
+    await cluster.join(joiners);
     opts.events?.event?.(joinedEvent(joiners));
   }
-  cluster.generation++;
+  cluster.nextGeneration();
   run.needRing = true;
   log.warn({ workers: cluster.members.length, resumeAtStep: run.done, epoch: run.epoch + 1 }, 'ring will be re-formed; training continues from the last completed step');
 }
