@@ -17,7 +17,7 @@
 // flavour, transforms, batch, optimiser, target and epoch limit; its wall time also counts from process start.
 import { mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { DEMO_DEFAULTS } from '../shared/demo/assets.js';
+import { BENCH_RECIPE } from '../shared/demo/assets.js';
 import { WolfpackError } from '../shared/errors.js';
 import { workPath } from '../shared/paths.js';
 import { readCkpt } from '../shared/weights/ckpt.js';
@@ -137,7 +137,7 @@ export function ttaFlags(variant: TtaVariant, views: number): string[] {
 }
 
 export function demoArgs(fixture: Fixture, maxEpochs: number): string[] {
-  const d = DEMO_DEFAULTS;
+  const d = BENCH_RECIPE;
   return ['--data', fixture.data, '--weights', fixture.weights, '--workers', String(d.workers), '--epochs', String(maxEpochs), '--batch-size', String(d.batchSize),
     '--image-size', String(d.imageSize), '--freeze', d.freeze, '--bn', d.bn, '--lr', String(d.lr), '--backend', 'wasm', '--timeout', '120'];
 }
@@ -161,7 +161,7 @@ export async function benchTimeToAccuracy(opts: { fixture: Fixture; target?: num
   const target = opts.target ?? 0.7;
   const maxEpochs = opts.maxEpochs ?? 12;
   const views = opts.views ?? 2;
-  const batch = DEMO_DEFAULTS.batchSize;
+  const batch = BENCH_RECIPE.batchSize;
   const runs: TtaRun[] = [];
   const onWait = (busy: number): void => { opts.progress?.(`waiting for the machine to quieten (CPU ${(busy * 100).toFixed(0)}% busy)`); };
   for (const variant of opts.variants ?? TTA_VARIANTS) {
@@ -191,8 +191,8 @@ export async function benchTimeToAccuracy(opts: { fixture: Fixture; target?: num
   let peerTtaQuiet: QuietRecord | null = null;
   if (opts.peer !== false) {
     await waitQuiet();
-    opts.progress?.(`PyTorch peer: frozen-backbone step, 2 threads, batch ${batch}, ${DEMO_DEFAULTS.imageSize}x${DEMO_DEFAULTS.imageSize}`);
-    peer = await torchStep({ mode: 'frozen', threads: 2, batch, size: DEMO_DEFAULTS.imageSize, reps: 7 });
+    opts.progress?.(`PyTorch peer: frozen-backbone step, 2 threads, batch ${batch}, ${BENCH_RECIPE.imageSize}x${BENCH_RECIPE.imageSize}`);
+    peer = await torchStep({ mode: 'frozen', threads: 2, batch, size: BENCH_RECIPE.imageSize, reps: 7 });
     peerTtaQuiet = await waitQuiet({ onWait });
     opts.progress?.(`PyTorch peer: time to accuracy ${target}, the same recipe, 2 threads, at most ${maxEpochs} epochs`);
     peerTta = await torchTta({ fixture: opts.fixture, target, maxEpochs, threads: 2 });
@@ -229,7 +229,7 @@ export async function torchTta(o: {
   const weights = join(dir, 'resnet50.safetensors');
   await ckptToSafetensors(o.fixture.weights, weights);
   const args = ['--data', o.fixture.data, '--weights', weights, '--out', join(dir, 'best.pt'), '--target', String(o.target), '--epochs', String(o.maxEpochs),
-    '--lr', String(o.lr ?? DEMO_DEFAULTS.lr), '--batch', String(o.batch ?? DEMO_DEFAULTS.batchSize), '--size', String(o.size ?? DEMO_DEFAULTS.imageSize),
+    '--lr', String(o.lr ?? BENCH_RECIPE.lr), '--batch', String(o.batch ?? BENCH_RECIPE.batchSize), '--size', String(o.size ?? BENCH_RECIPE.imageSize),
     '--threads', String(o.threads), '--seed', String(o.seed ?? 0)];
   const r = await runBenchPeer<PeerTtaEpoch | Omit<PeerTtaResult, 'epochs'>>('torch_tta.py', args, o.timeoutMs ?? 900_000);
   if (!r.ok) return r;

@@ -18,6 +18,13 @@ export type SyntheticSplit = 'train' | 'val';
 export interface SyntheticOptions {
   /** Images per class in train/ (default 60). */
   trainPerClass?: number;
+  /**
+   * 'mixed' (default): some of each class borrow the other's colours or scenery, as real photos do.
+   * 'distinct': every dog is warm-coloured on grass or indoors, every wolf grey on snow or in a forest: the
+   * classes differ in colour and texture statistics, which even a random backbone's features keep (the demo's
+   * set, whose starting network cannot be pretrained here).
+   */
+  look?: 'mixed' | 'distinct';
   /** Images per class in val/ (default 20). */
   valPerClass?: number;
   /** Longer image side in pixels (default 96); images are size x 3/4 size, 3/4 size x size or square. */
@@ -88,15 +95,15 @@ function background(rng: SampleRng, kind: Background): [Rgb, Rgb] {
   }
 }
 
-function furColour(rng: SampleRng, cls: SyntheticClass): Rgb {
+function furColour(rng: SampleRng, cls: SyntheticClass, borrow: number): Rgb {
   if (cls === 'dogs') {
     // Mostly brown/tan/golden; some grey-brown dogs look like wolves.
-    return rng.next() < 0.15
+    return rng.next() < borrow
       ? hsv(rng.uniform(20, 40), rng.uniform(0.12, 0.25), rng.uniform(0.4, 0.7))
       : hsv(rng.uniform(18, 42), rng.uniform(0.35, 0.75), rng.uniform(0.35, 0.85));
   }
   // Mostly grey or blue-grey; some brownish-grey wolves look like dogs.
-  return rng.next() < 0.15
+  return rng.next() < borrow
     ? hsv(rng.uniform(25, 40), rng.uniform(0.2, 0.32), rng.uniform(0.4, 0.7))
     : hsv(rng.uniform(190, 230), rng.uniform(0.02, 0.15), rng.uniform(0.35, 0.75));
 }
@@ -105,16 +112,17 @@ function ellipse(cx: number, cy: number, rx: number, ry: number, angle: number, 
   return { cx, cy, rx, ry, cos: Math.cos(angle), sin: Math.sin(angle), colour };
 }
 
-function drawScene(rng: SampleRng, cls: SyntheticClass, size: number): Scene {
+function drawScene(rng: SampleRng, cls: SyntheticClass, size: number, look: 'mixed' | 'distinct'): Scene {
   const shape = rng.next();
   const short = Math.round((size * 3) / 4);
   const [width, height] = shape < 0.5 ? [size, short] : shape < 0.8 ? [short, size] : [size, size];
+  const mixed = look === 'mixed';
   const kind: Background = cls === 'dogs'
-    ? pick(rng, [[0.7, 'grass'], [0.2, 'indoor'], [0.1, 'snow']])
-    : pick(rng, [[0.55, 'snow'], [0.3, 'forest'], [0.15, 'grass']]);
+    ? pick(rng, mixed ? [[0.7, 'grass'], [0.2, 'indoor'], [0.1, 'snow']] : [[1, 'grass']])
+    : pick(rng, mixed ? [[0.55, 'snow'], [0.3, 'forest'], [0.15, 'grass']] : [[1, 'snow']]);
   const [top, bottom] = background(rng, kind);
 
-  const fur = furColour(rng, cls);
+  const fur = furColour(rng, cls, mixed ? 0.15 : 0);
   const m = Math.min(width, height);
   const rx = m * rng.uniform(0.18, 0.32);
   const ry = rx * rng.uniform(0.5, 0.8);
@@ -225,7 +233,7 @@ export async function generateSyntheticCanidae(dir: string, options: SyntheticOp
     // The split takes the rng's epoch slot and the class the high part of the index: every image
     // has its own stream.
     const rng = sampleRng(seed, job.split, job.label * 1_000_000 + job.index, STREAM.SYNTHETIC);
-    const scene = drawScene(rng, SYNTHETIC_CLASSES[job.label], size);
+    const scene = drawScene(rng, SYNTHETIC_CLASSES[job.label], size, options.look ?? 'mixed');
     const px = render(rng, scene);
     const jpeg = await sharp(px, { raw: { width: scene.width, height: scene.height, channels: 3 } })
       .jpeg({ quality: 90 })

@@ -61,6 +61,35 @@ t.test('default set: layout, counts, sizes, speed, and learnable colour', async 
   t.ok(shapes.size >= 2, 'not all the same shape');
 });
 
+// The two looks, told apart by what a network with no training keeps best: an image's mean colour. A
+// nearest-class-mean rule on mean RGB (class means from train/, scored on val/) must be right on every
+// 'distinct' image (the demo's set: it must visibly learn on a random backbone) and wrong on some 'mixed'
+// ones (the benchmarks' set: colour alone is not the rule there).
+t.test('distinct look: mean colour alone separates the classes; mixed look: it does not', async (t) => {
+  const root = t.testdir();
+  const accuracy: Record<string, number> = {};
+  for (const look of ['mixed', 'distinct'] as const) {
+    const split = await scanSplit((await generateSyntheticCanidae(join(root, look), { look })).root);
+    const rgb = async (path: string) => (await sharp(path).stats()).channels.map((c) => c.mean);
+    const means = [[0, 0, 0], [0, 0, 0]];
+    const counts = [0, 0];
+    for (const x of split.train.samples) {
+      (await rgb(x.path)).forEach((v, k) => { means[x.label][k] += v; });
+      counts[x.label]++;
+    }
+    for (const l of [0, 1]) for (let k = 0; k < 3; k++) means[l][k] /= counts[l];
+    const d2 = (a: number[], b: number[]) => a.reduce((s, v, i) => s + (v - b[i]) ** 2, 0);
+    let right = 0;
+    for (const x of split.val.samples) {
+      const f = await rgb(x.path);
+      if ((d2(f, means[0]) < d2(f, means[1]) ? 0 : 1) === x.label) right++;
+    }
+    accuracy[look] = right / split.val.samples.length;
+  }
+  t.equal(accuracy.distinct, 1, 'distinct: every val image on the side of its class mean');
+  t.ok(accuracy.mixed < 0.9, `mixed: ${accuracy.mixed} of val only`);
+});
+
 t.test('bad options are usage errors', async (t) => {
   const root = t.testdir();
   await t.rejects(generateSyntheticCanidae(root, { size: 8 }), { code: 'E_USAGE', message: /size/ });
