@@ -29,7 +29,7 @@ for major in "${versions[@]}"; do
   [ "$(PATH=$node_bin:$PATH node bin/wolfpack.js --version)" = "$(node -p "require('./package.json').version")" ] || { echo "node $v: --version failed" >>"$log"; ok=0; }
   if ! PATH=$node_bin:$PATH WOLFPACK_LOG_FORMAT=json node bin/wolfpack.js demo --epochs 2 --out "$CACHE/demo-$major" >>"$log" 2>&1; then ok=0; fi
   grep -q 'Epoch: 2/2' "$log" || ok=0
-  if ! PATH=$node_bin:$PATH npx tap -R terse test/transport/ring.test.ts test/transport/ring-tls.test.ts test/allreduce test/e2e/stop.test.ts test/security/fuzz-codec.test.ts >>"$log" 2>&1; then ok=0; fi
+  if ! PATH=$node_bin:$PATH npx tap -R terse test/transport/ring.test.ts test/transport/ring-tls.test.ts test/allreduce test/e2e/stop.test.ts test/protocol/fuzz-codec.test.ts >>"$log" 2>&1; then ok=0; fi
   summary=$(grep -E '^# \{ total: ' "$log" | tail -n 1 || true)
   if [ "$ok" = 1 ]; then
     echo "node $v: PASS in $(( $(date +%s) - start )) s: --version, demo 2 epochs, tests ${summary#\# }"

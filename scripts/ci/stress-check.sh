@@ -26,7 +26,7 @@ for r in $(seq "$rounds"); do
   start=$(date +%s)
   log=$(mktemp)
   set +e
-  npx tap test/e2e test/security -R terse >"$log" 2>&1
+  npx tap test/e2e test/security test/auth -R terse >"$log" 2>&1
   status=$?
   set -e
   secs=$(( $(date +%s) - start ))

@@ -18,7 +18,7 @@ import { isWolfpackError, WolfpackError } from '../../shared/errors.js';
 import type { Logger } from '../../shared/log.js';
 import { Channel, CLOSE_PROTOCOL } from '../../shared/protocol/channel.js';
 import { runCli } from '../helpers/processes.js';
-import { secretForms } from './capture-proxy.js';
+import { secretForms } from '../helpers/capture-proxy.js';
 
 const TOKEN = 'coord-test-token-' + 'k3'.repeat(12);
 const WRONG = 'coord-test-wrong-' + 'p8'.repeat(12);

@@ -17,7 +17,7 @@ import { ensureBuilt } from '../helpers/build.js';
 import { allClosed, Flood, FLOOD_KINDS, openFlood, type FloodKind, type FloodSocket } from '../helpers/flood.js';
 import { makeTinyJob, tinyTrainArgs, type TinyJob } from '../helpers/tiny-job.js';
 import { packageRoot } from '../../shared/paths.js';
-import { logRecords, start, startCoordinator, waitForLog, type Proc } from './cluster.js';
+import { logRecords, start, startCoordinator, waitForLog, type Proc } from '../helpers/secure-cluster.js';
 
 const TOKEN = 'flood-test-token-' + 'f5'.repeat(12);
 /** --handshake-timeout of every process here, seconds. */

@@ -12,8 +12,8 @@ import { coordinatorSecurity } from '../../shared/auth/config.js';
 import { isWolfpackError } from '../../shared/errors.js';
 import { runCli } from '../helpers/processes.js';
 import { makeTinyJob, tinyTrainArgs, type TinyJob } from '../helpers/tiny-job.js';
-import { captureProxy, secretForms } from './capture-proxy.js';
-import { start, startCoordinator } from './cluster.js';
+import { captureProxy, secretForms } from '../helpers/capture-proxy.js';
+import { start, startCoordinator } from '../helpers/secure-cluster.js';
 
 const TOKEN = 'tls-test-token-' + 'r4'.repeat(16);
 

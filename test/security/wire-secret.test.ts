@@ -8,8 +8,8 @@ import t from 'tap';
 import { decodeFrame } from '../../shared/protocol/codec.js';
 import { validateMessage } from '../../shared/protocol/validate.js';
 import { makeTinyJob, tinyTrainArgs } from '../helpers/tiny-job.js';
-import { captureProxy, secretForms } from './capture-proxy.js';
-import { start, startCoordinator } from './cluster.js';
+import { captureProxy, secretForms } from '../helpers/capture-proxy.js';
+import { start, startCoordinator } from '../helpers/secure-cluster.js';
 
 const TOKEN = 'wire-test-token-' + 'm5'.repeat(16);
 

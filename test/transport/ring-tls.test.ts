@@ -23,7 +23,7 @@ import {
   type RingOutgoing,
 } from '../../shared/transport/ring/index.js';
 import { xorshiftRng as rng } from '../helpers/numerics.js';
-import { captureProxy } from '../security/capture-proxy.js';
+import { captureProxy } from '../helpers/capture-proxy.js';
 
 function randomArray(n: number, r: () => number): Float32Array {
   const a = new Float32Array(n);

@@ -2,7 +2,7 @@
 // ephemeral port (read from its 'listening for workers' log line), start workers, wait for them, all
 // bounded, all killed by pid when the test ends (test/helpers/processes.ts).
 import type { ChildProcess } from 'node:child_process';
-import { startCli } from '../helpers/processes.js';
+import { startCli } from './processes.js';
 
 export interface Proc {
   proc: ChildProcess;

@@ -9,7 +9,7 @@ import { RingHelloVerifier, ringHelloAuth, RING_AUTH_WINDOW_MS } from '../../sha
 import { SharedSecret } from '../../shared/auth/secret.js';
 import { isWolfpackError, WolfpackError } from '../../shared/errors.js';
 import { connectRing, listenRing, wsLink, type RingHello, type RingListener } from '../../shared/transport/ring/index.js';
-import { captureProxy, secretForms } from './capture-proxy.js';
+import { captureProxy, secretForms } from '../helpers/capture-proxy.js';
 
 const TOKEN = 'ring-test-token-' + 'q7'.repeat(12);
 const WRONG = 'ring-test-wrong-' + 'z9'.repeat(12);

@@ -12,7 +12,7 @@ import { isWolfpackError } from '../../shared/errors.js';
 import { silentLogger } from '../../shared/log.js';
 import { runCli } from '../helpers/processes.js';
 import { makeTinyJob, tinyTrainArgs, type TinyJob } from '../helpers/tiny-job.js';
-import { startCoordinator } from './cluster.js';
+import { startCoordinator } from '../helpers/secure-cluster.js';
 
 const HOW = /refusing to listen beyond loopback without a shared token.*WOLFPACK_TOKEN.*--token-file/;
 
