@@ -151,6 +151,32 @@ process.stderr.write('RESULT ' + JSON.stringify({ epochs: r.epochs.length, dashb
   t.match(run.stderr, `DASHBOARD ${result.dashboardUrl}`, 'onDashboard got the URL during the run');
 });
 
+t.test('train(): options.stop stops at once with the last step saved; resume: out finishes the run', async (t) => {
+  const job = await makeTinyJob();
+  t.teardown(job.cleanup);
+  const out = join(job.dir, 'out');
+  const controller = new AbortController();
+  const base = { data: job.data, weights: job.weights, workers: 2, epochs: 2, batchSize: 6, imageSize: 32, lr: 0.05, out, backend: 'wasm' as const, timeoutMs: 60_000 };
+  // 24 images / 6 = 4 steps an epoch; the stop is asked for while the step callback holds the run after
+  // epoch 2's step 2 (global step 6), so nothing races the trainer.
+  const stopped = await api.train({ ...base, stop: controller.signal, events: {
+    step: (s) => {
+      if (s.global_step !== 6) return undefined;
+      controller.abort('test');
+      return new Promise<void>(() => undefined); // holds; the stop ends the hold
+    },
+  } });
+  t.same(stopped.stopped && { ...stopped.stopped, dir: stopped.stopped.dir === out }, { why: 'test', epoch: 1, step: 6, stepsPerEpoch: 4, saved: 'step', dir: true },
+    'resolved with the stop: epoch 1 done, global step 6 saved in out');
+  const state = JSON.parse(readFileSync(join(out, 'train-state.json'), 'utf8')) as { epoch: number; step: number };
+  t.same([state.epoch, state.step], [1, 6], 'train-state.json names the step');
+  const resumed = await api.train({ ...base, resume: out });
+  t.notOk(resumed.stopped, 'the resumed run ends normally');
+  const lines = readFileSync(join(out, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { epoch: number; samples: number });
+  t.same(lines.map((m) => [m.epoch, m.samples]), [[1, 24], [2, 24]], 'both epochs, each sample counted once');
+  await t.rejects(api.train({ ...base, stop: 'now' as unknown as AbortSignal }), { code: 'E_USAGE', message: /options\.stop: expected an AbortSignal/ });
+});
+
 t.test('train(): bad options are E_USAGE errors naming the option', async (t) => {
   const base = { data: '/nonexistent', weights: '/nonexistent.ckpt' };
   const cases: [Partial<Wolfpack.TrainOptions>, RegExp][] = [

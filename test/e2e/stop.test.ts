@@ -104,6 +104,18 @@ t.test('a stopped run saves its last step and resumes from it to the uninterrupt
   });
 });
 
+t.test('SIGTERM to a coordinator still waiting for its workers: exit 0, nothing to resume', async (t) => {
+  const job = await makeTinyJob();
+  t.teardown(job.cleanup);
+  const coord = startCli(['coordinator', '--workers', '2', '--port', '0', ...jobArgs(job, join(job.dir, 'waiting'))]);
+  t.teardown(() => { coord.kill('SIGKILL'); });
+  const co = new Output(coord);
+  await co.waitFor(/"msg":"job prepared"/, 120_000);
+  coord.kill('SIGTERM');
+  t.equal(await exited(coord, 60_000), 0, `exit 0${coord.exitCode ? `: ${co.text.slice(-1500)}` : ''}`);
+  t.match(co.text, /stopped \(SIGTERM\) before any step was saved: nothing to resume/);
+});
+
 t.test('train checks its paths before it starts a worker', async (t) => {
   const job = await makeTinyJob();
   t.teardown(job.cleanup);
