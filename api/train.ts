@@ -148,22 +148,10 @@ export function checkTrainOptions(options: TrainOptions): Checked {
   if (features.cacheFeatures === true && (freeze !== 'backbone' || bn !== 'frozen')) {
     throw bad('cacheFeatures', 'freeze \'backbone\' and bn \'frozen\' with it (otherwise the backbone\'s output changes every step)', true);
   }
-  return {
-    data, weights, resume, workers, batchSize, freeze, bn, joinTimeoutMs, ...features, ...given('rejoinTimeoutMs'),
-    epochs: option(o, 'epochs') as number,
-    lr: option(o, 'lr') as number,
-    momentum: option(o, 'momentum') as number,
-    imageSize: option(o, 'imageSize') as number,
-    seed: option(o, 'seed') as number,
-    out: option(o, 'out') as string,
-    backend: option(o, 'backend') as BackendChoice,
-    timeoutMs: option(o, 'timeoutMs') as number,
-    minWorkers: option(o, 'minWorkers') as number,
-    maxBadSteps: option(o, 'maxBadSteps') as number,
-    holdTimeoutMs: option(o, 'holdTimeoutMs') as number,
-    host: option(o, 'host') as string,
-    port: option(o, 'port') as number,
-  };
+  // The rest are read as they are, each checked against its spec.
+  const plain = ['epochs', 'lr', 'momentum', 'imageSize', 'seed', 'out', 'backend', 'timeoutMs', 'minWorkers', 'maxBadSteps', 'holdTimeoutMs', 'host', 'port'] as const;
+  const rest = Object.fromEntries(plain.map((name) => [name, option(o, name)])) as Pick<Checked, (typeof plain)[number]>;
+  return { data, weights, resume, workers, batchSize, freeze, bn, joinTimeoutMs, ...features, ...given('rejoinTimeoutMs'), ...rest };
 }
 
 /**

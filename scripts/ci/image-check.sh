@@ -242,6 +242,16 @@ else
   record bench FAIL "exit $bench_rc: $(tail -c 300 "$CACHE/bench.stderr" | tr '\n' ' ') ${bench:0:100}"
 fi
 
+# healthy_count PROJECT SERVICE: how many of the service's containers pass their health check now (no
+# systemd here: podman runs no health checks by itself, so they are run by hand, as Docker would)
+healthy_count() {
+  local n=0
+  for c in $(podman ps -q --filter "label=com.docker.compose.project=$1" --filter "label=com.docker.compose.service=$2"); do
+    podman healthcheck run "$c" >/dev/null 2>&1 && n=$((n + 1))
+  done
+  echo "$n"
+}
+
 # ---- compose: deploy/compose.yaml, a coordinator + 2 CPU workers, through podman's Docker API ----
 if [ "$COMPOSE" = 1 ]; then
   sock=$CACHE/podman.sock
@@ -270,10 +280,7 @@ if [ "$COMPOSE" = 1 ]; then
     sleep 5
     c=$(podman ps -q --filter "label=com.docker.compose.project=$PROJECT" --filter label=com.docker.compose.service=coordinator | head -1)
     [ -n "$c" ] && podman healthcheck run "$c" >/dev/null 2>&1 && coord_healthy=1
-    n=0
-    for w in $(podman ps -q --filter "label=com.docker.compose.project=$PROJECT" --filter label=com.docker.compose.service=worker); do
-      podman healthcheck run "$w" >/dev/null 2>&1 && n=$((n + 1))
-    done
+    n=$(healthy_count "$PROJECT" worker)
     [ "$n" -gt "$workers_healthy" ] && workers_healthy=$n
     if [ "$(secs "$t0" "$(now)" | cut -d. -f1)" -gt 1200 ]; then say "compose: 20 minutes, giving up"; break; fi
   done
@@ -315,10 +322,7 @@ if [ "$COMPOSE" = 1 ]; then
   workers_healthy2=0
   while kill -0 "$upc_pid" 2>/dev/null; do
     sleep 5
-    n=0
-    for w in $(podman ps -q --filter "label=com.docker.compose.project=${PROJECT}-w" --filter label=com.docker.compose.service=worker); do
-      podman healthcheck run "$w" >/dev/null 2>&1 && n=$((n + 1))
-    done
+    n=$(healthy_count "${PROJECT}-w" worker)
     [ "$n" -gt "$workers_healthy2" ] && workers_healthy2=$n
     if [ "$(secs "$t0" "$(now)" | cut -d. -f1)" -gt 1200 ]; then say "compose (two files): 20 minutes, giving up"; break; fi
   done

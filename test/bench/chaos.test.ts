@@ -9,19 +9,10 @@ import type { ChaosResult } from '../../bench/chaos.js';
 import { netnsUnavailable } from '../../bench/netns-lab.js';
 import { distPath } from '../../shared/paths.js';
 import { ensureBuilt } from '../helpers/build.js';
-import { exited, Output, startCli } from '../helpers/processes.js';
+import { alive, exited, Output, startCli } from '../helpers/processes.js';
 
 // Two training runs of 240 steps and five faults: 70 s on 2 cores at load 10, 2.5 minutes at load 14.
 t.setTimeout(540_000);
-
-const alive = (pid: number): boolean => {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-};
 
 t.test('one fault of each kind: same weights as the uninterrupted run, every sample counted once, nothing left behind', async (t) => {
   ensureBuilt(distPath(join('bench', 'chaos.js')));

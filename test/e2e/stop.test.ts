@@ -10,7 +10,7 @@ import t from 'tap';
 import { readCkptFloats } from '../helpers/checkpoints.js';
 import { Hold } from '../helpers/hold.js';
 import { worstTensorRelDiff } from '../helpers/numerics.js';
-import { exited, Output, runCli, startCli, startCluster } from '../helpers/processes.js';
+import { alive, exited, Output, runCli, startCli, startCluster } from '../helpers/processes.js';
 import { makeTinyJob, type TinyJob } from '../helpers/tiny-job.js';
 
 t.setTimeout(900_000);
@@ -28,15 +28,6 @@ function jobArgs(job: TinyJob, out: string, extra: string[] = []): string[] {
 interface Saved { epoch: number; step: number; stepsPerEpoch: number; partial?: { samples: number; steps: number }; job?: { data: string; epochs: number; workers: number } }
 const trainState = (out: string) => JSON.parse(readFileSync(join(out, 'train-state.json'), 'utf8')) as Saved;
 const samples = (out: string) => readFileSync(join(out, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => (JSON.parse(l) as { samples: number }).samples);
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 t.test('a stopped run saves its last step and resumes from it to the uninterrupted weights', async (t) => {
   const job = await makeTinyJob({ trainPerClass: TRAIN / 2 });

@@ -119,3 +119,13 @@ export async function startCluster(t: { teardown(fn: () => void): void }, coordA
   for (let i = 0; i < n; i++) startWorker();
   return { coord, co, workers, startWorker };
 }
+
+/** Whether a process with this pid exists (signal 0 probes without touching it). */
+export function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
