@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The suite must pass on a busy machine: runs the end-to-end and security tests while CPU hogs (two busy
+# The suite must pass on a busy machine: runs the end-to-end, security and auth tests while CPU hogs (two busy
 # loops by default: one per core here) compete with them, ROUNDS times in a row (default 3), and prints
 # each round's time. Exits non-zero on the first failing round. Not part of `npm test` (it takes a while);
 # run it after touching timing, heartbeats, waits or e2e tests.
@@ -20,7 +20,7 @@ for _ in $(seq "$hogs"); do
   timeout 7200 sh -c 'while :; do :; done' &
   pids+=($!)
 done
-echo "stress-check: $hogs busy loop(s) running (pids ${pids[*]}); $(nproc) cores; ${rounds} round(s) of test/e2e and test/security"
+echo "stress-check: $hogs busy loop(s) running (pids ${pids[*]}); $(nproc) cores; ${rounds} round(s) of test/e2e, test/security and test/auth"
 
 for r in $(seq "$rounds"); do
   start=$(date +%s)
