@@ -84,6 +84,8 @@ export interface TrainOptions {
   cacheFeatures?: boolean;
   /** Memory bound of each worker's feature cache, MB (default 1024). */
   featureCacheMb?: number;
+  /** What the gradient all-reduce sends between workers: 'fp32' (default), or 16-bit 'bf16' / 'fp16' (half the bytes). */
+  wire?: 'fp32' | 'bf16' | 'fp16';
   /** Longest wait for replacements once fewer than minWorkers are left, ms (default joinTimeoutMs). */
   rejoinTimeoutMs?: number;
   /**
@@ -149,7 +151,7 @@ export function checkTrainOptions(options: TrainOptions): Checked {
     throw bad('cacheFeatures', 'freeze \'backbone\' and bn \'frozen\' with it (otherwise the backbone\'s output changes every step)', true);
   }
   // The rest are read as they are, each checked against its spec.
-  const plain = ['epochs', 'lr', 'momentum', 'imageSize', 'seed', 'out', 'backend', 'timeoutMs', 'minWorkers', 'maxBadSteps', 'holdTimeoutMs', 'host', 'port'] as const;
+  const plain = ['epochs', 'lr', 'momentum', 'imageSize', 'seed', 'out', 'backend', 'timeoutMs', 'minWorkers', 'maxBadSteps', 'holdTimeoutMs', 'host', 'port', 'wire'] as const;
   const rest = Object.fromEntries(plain.map((name) => [name, option(o, name)])) as Pick<Checked, (typeof plain)[number]>;
   return { data, weights, resume, workers, batchSize, freeze, bn, joinTimeoutMs, ...features, ...given('rejoinTimeoutMs'), ...rest };
 }

@@ -144,10 +144,10 @@ async function runRank(host: string): Promise<void> {
   const buf = createRingBuffer(total);
   buf.fill(rank + 1);
   let ringStep = 0;
-  const allReduce = async (region: Float32Array) =>
-    link === null ? { bytesSent: 0, bytesReceived: 0, messagesSent: 0, messagesReceived: 0 } : ringAllReduce(region, rank, size, link, { step: ringStep++ });
+  const allReduce = async (region: Float32Array, wire = setup.wire) =>
+    link === null ? { bytesSent: 0, bytesReceived: 0, messagesSent: 0, messagesReceived: 0 } : ringAllReduce(region, rank, size, link, { step: ringStep++, wire });
   const bar = new Float32Array(1);
-  const barrier = async (): Promise<void> => { await allReduce(bar); };
+  const barrier = async (): Promise<void> => { await allReduce(bar, 'fp32'); };
   // --schedule overlap: bucket k is collective ringStep + k, so every rank numbers them alike.
   const bucketed: BucketedCollective = async (buckets, ready) => {
     const step = ringStep;
@@ -156,7 +156,7 @@ async function runRank(host: string): Promise<void> {
       for (let k = 0; k < buckets.length; k++) await ready(k);
       return { bytesSent: 0, bytesReceived: 0, messagesSent: 0, messagesReceived: 0 };
     }
-    return bucketedAllReduce(buf, rank, size, link, { buckets, ready, step });
+    return bucketedAllReduce(buf, rank, size, link, { buckets, ready, step, wire: setup.wire });
   };
   const schedule = createSchedule(setup, buf, layers, allReduce, bucketed);
   const timeline = stepTimeline(layers, setup.computeMs);

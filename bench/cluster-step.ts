@@ -17,7 +17,7 @@
 //            released; finish() awaits the last bucket. Buckets run one after another on the link
 //            (the ring's receiver is ordered and they share the receive slots); each bucket's segments are
 //            the whole buffer's cut to it, so the result is the bits of --schedule none's all-reduce.
-//   --wire   fp32 is what the ring sends today; bf16/fp16 (not implemented yet) would halve the bytes.
+//   --wire   what the gradient all-reduce sends: fp32, or bf16/fp16 (shared/allreduce/wire.ts), half the bytes.
 //
 // The step records when each phase ended, so that the caller can report the all-reduce time the
 // backward pass did not hide (exposed) beside the whole step.
@@ -29,8 +29,8 @@ export const SCHEDULES = ['none', 'overlap'] as const;
 export type GradScheduleKind = (typeof SCHEDULES)[number];
 /** DDP's default bucket size, MiB. */
 export const DEFAULT_BUCKET_MB = 25;
-export const WIRE_FORMATS = ['fp32', 'bf16', 'fp16'] as const;
-export type WireFormat = (typeof WIRE_FORMATS)[number];
+export { WIRE_FORMATS, type WireFormat } from '../shared/allreduce/wire.js';
+import { WIRE_FORMATS, type WireFormat } from '../shared/allreduce/wire.js';
 
 export interface ScheduleOptions {
   schedule: GradScheduleKind;
@@ -48,9 +48,6 @@ export function checkScheduleOptions(o: ScheduleOptions): void {
   }
   if (o.bucketMb !== undefined && !(Number.isFinite(o.bucketMb) && o.bucketMb > 0)) {
     throw new WolfpackError('E_USAGE', `--bucket-mb must be a positive number, got ${o.bucketMb}`);
-  }
-  if (o.wire !== 'fp32') {
-    throw new WolfpackError('E_USAGE', `--wire ${o.wire}: not implemented yet (the ring sends float32 only); use --wire fp32`);
   }
 }
 

@@ -6,49 +6,8 @@
 //   node --import tsx bench/fp16-cost.ts [--elements 25557032] [--reps 5]
 import { basename } from 'node:path';
 import { parseArgs } from 'node:util';
+import { halfTable, toHalf } from '../shared/allreduce/wire.js';
 import { median } from './machine.js';
-
-/** float32 -> float16 bits as IEEE 754 rounds (nearest, ties to even): subnormals, overflow to infinity, NaN kept. */
-export function toHalf(src: Float32Array, dst: Uint16Array): void {
-  const u = new Uint32Array(src.buffer, src.byteOffset, src.length);
-  for (let i = 0; i < u.length; i++) {
-    const x = u[i];
-    const sign = (x >>> 16) & 0x8000;
-    const exp = ((x >>> 23) & 0xff) - 112;
-    const man = x & 0x7fffff;
-    if (((x >>> 23) & 0xff) === 0xff) { dst[i] = sign | 0x7c00 | (man ? 0x200 : 0); continue; }
-    if (exp <= 0) { // a float16 subnormal (units of 2^-24), or zero below half the smallest one
-      if (exp < -10) { dst[i] = sign; continue; }
-      const m = man | 0x800000;
-      const shift = 14 - exp;
-      let h = m >>> shift;
-      const rest = m & ((1 << shift) - 1);
-      const halfway = 1 << (shift - 1);
-      if (rest > halfway || (rest === halfway && (h & 1) === 1)) h++;
-      dst[i] = sign | h;
-      continue;
-    }
-    let h = (exp << 10) | (man >>> 13);
-    const rest = man & 0x1fff;
-    if (rest > 0x1000 || (rest === 0x1000 && (h & 1) === 1)) h++;
-    dst[i] = h >= 0x7c00 ? sign | 0x7c00 : sign | h;
-  }
-}
-
-/** Every float16 bit pattern's float32 value (normal, subnormal, infinities, NaN). */
-export function halfTable(): Float32Array {
-  const table = new Float32Array(65536);
-  const bits = new Uint32Array(table.buffer);
-  for (let h = 0; h < 65536; h++) {
-    const sign = (h & 0x8000) << 16;
-    const exp = (h >>> 10) & 0x1f;
-    const man = h & 0x3ff;
-    if (exp === 0) table[h] = (sign ? -1 : 1) * man * 2 ** -24;
-    else if (exp === 31) bits[h] = sign | 0x7f800000 | (man << 13);
-    else bits[h] = sign | ((exp + 112) << 23) | (man << 13);
-  }
-  return table;
-}
 
 function main(): void {
   const { values } = parseArgs({ options: { elements: { type: 'string' }, reps: { type: 'string' } } });

@@ -2,6 +2,7 @@
 // table, `--help` and docs/CONFIG.md describe them from it, and the library's train() checks its options
 // against it (api/train.ts). A spec's `api` name is the JobOptions / TrainOptions field it sets; kind
 // `seconds` flags are milliseconds there (--timeout 30 is timeoutMs 30000).
+import { WIRE_FORMATS } from '../shared/allreduce/wire.js';
 import { BACKENDS } from '../shared/backend/select.js';
 import { DEFAULT_OUT } from './checkpoints.js';
 import { DEFAULT_HOLD_TIMEOUT_MS } from './hold.js';
@@ -32,6 +33,8 @@ export const JOB_FLAGS: readonly FlagSpec[] = [
   { name: 'cache-features', kind: 'boolean', api: 'cacheFeatures',
     describe: 'with --freeze backbone --bn frozen: compute each view\'s backbone features once and train the head on cached features' },
   { name: 'feature-cache-mb', kind: 'number', value: 'MB', min: 1, max: 1 << 24, default: 1024, api: 'featureCacheMb', describe: 'memory bound of each worker\'s feature cache' },
+  { name: 'wire', kind: 'choice', choices: WIRE_FORMATS, default: 'fp32', api: 'wire',
+    describe: 'what the gradient all-reduce sends between workers: float32, or 16-bit bf16/fp16 (half the bytes; sums stay float32; for slow links, see docs/DESIGN.md)' },
 ];
 
 /** Where the run's files go, and resuming. */

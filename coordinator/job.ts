@@ -66,6 +66,8 @@ export interface JobOptions {
   views?: number;
   cacheFeatures?: boolean;
   featureCacheMb?: number;
+  /** What the gradient all-reduce sends between workers (default fp32). */
+  wire?: 'fp32' | 'bf16' | 'fp16';
   logger: Logger;
   /** The lab's human-readable lines (stdout). */
   print: (line: string) => void;

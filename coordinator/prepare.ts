@@ -69,6 +69,7 @@ export async function prepare(opts: JobOptions, log: Logger): Promise<Prepared> 
     ...(opts.augment !== undefined ? { augment: opts.augment } : {}), ...(opts.views !== undefined ? { views: opts.views } : {}),
     ...(opts.cacheFeatures !== undefined ? { cacheFeatures: opts.cacheFeatures } : {}),
     ...(opts.featureCacheMb !== undefined ? { featureCacheMb: opts.featureCacheMb } : {}),
+    ...(opts.wire !== undefined && opts.wire !== 'fp32' ? { wire: opts.wire } : {}),
   };
   return {
     state, accum, config, store, start,

@@ -241,7 +241,19 @@ export class WorkerSession {
     if (nonFinite) this.log.warn({ step: msg.step }, 'non-finite loss or gradient on this replica');
     const t2 = performance.now();
     const link = this.ringLink(`step ${msg.step}`);
-    if (link) await ringAllReduce(replica.buffer, this.rank, this.world, link, { step: this.collective++, chunkElems: this.config.chunkElems });
+    if (link) {
+      const wire = this.config.wire ?? 'fp32';
+      const chunkElems = this.config.chunkElems;
+      if (wire === 'fp32') {
+        await ringAllReduce(replica.buffer, this.rank, this.world, link, { step: this.collective++, chunkElems });
+      } else {
+        // 16 bits on the wire for the gradients only: the BatchNorm statistics (sums of squares overflow fp16),
+        // the counts and the non-finite flag after them stay float32, in a second all-reduce.
+        const g = replica.reduce.statsOffset;
+        await ringAllReduce(replica.buffer.subarray(0, g), this.rank, this.world, link, { step: this.collective++, chunkElems, wire });
+        await ringAllReduce(replica.buffer.subarray(g), this.rank, this.world, link, { step: this.collective++, chunkElems });
+      }
+    }
     // every rank shares the features it computed this step, so all ranks have them all
     // (a rank without the cache, e.g. on webgpu, takes part with an empty buffer: collectives must pair up)
     if (this.config.cacheFeatures === true && link) {

@@ -35,7 +35,7 @@ export function savedJobDefaults(resumeDir: string | undefined): Partial<JobOpti
   const c = saved.config ?? {};
   const d: Partial<JobOptions> = {
     out: resumeDir, seed: saved.seed, batchSize: c.globalBatch, lr: c.lr, momentum: c.momentum, freeze: c.freeze, bn: c.bn, imageSize: c.imageSize,
-    augment: c.augment, views: c.views, cacheFeatures: c.cacheFeatures, featureCacheMb: c.featureCacheMb,
+    augment: c.augment, views: c.views, cacheFeatures: c.cacheFeatures, featureCacheMb: c.featureCacheMb, wire: c.wire,
     data: saved.job?.data, epochs: saved.job?.epochs, workers: saved.job?.workers,
   };
   return Object.fromEntries(Object.entries(d).filter(([, v]) => v !== undefined)) as Partial<JobOptions>;

@@ -114,6 +114,7 @@ export function jobOptionsFrom(values: Record<string, unknown>, defaults: Partia
     timeoutMs: f('timeout') as number,
     holdTimeoutMs: f('hold-timeout') as number,
     backend: f('backend') as BackendChoice,
+    wire: f('wire') as JobOptions['wire'],
   };
 }
 

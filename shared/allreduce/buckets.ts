@@ -61,7 +61,7 @@ export async function bucketedAllReduce(buf: Float32Array, rank: number, size: n
     const { begin, end } = opts.buckets[k];
     await opts.ready?.(k);
     const s = await ringAllReduce(buf.subarray(begin, end), rank, size, link, {
-      chunkElems: opts.chunkElems, step: step + k, partition: bucketPartition(buf.length, size, begin, end),
+      chunkElems: opts.chunkElems, step: step + k, partition: bucketPartition(buf.length, size, begin, end), ...(opts.wire !== undefined ? { wire: opts.wire } : {}),
     });
     total.bytesSent += s.bytesSent;
     total.bytesReceived += s.bytesReceived;

@@ -29,6 +29,8 @@ export interface JobConfig {
   cacheFeatures?: boolean;
   /** Bound on each worker's feature cache, MiB [1024]. */
   featureCacheMb?: number;
+  /** What the gradient all-reduce sends between ranks (shared/allreduce/wire.ts); absent: fp32. */
+  wire?: 'fp32' | 'bf16' | 'fp16';
 }
 
 /** A sample assigned to a worker: image content hash, label, index in the data set (for its draws). */

@@ -105,6 +105,7 @@ function jobConfig(type: string, v: unknown): void {
   if (c.views !== undefined) int(type, f('views'), c.views, 0, 1 << 20);
   if (c.cacheFeatures !== undefined && typeof c.cacheFeatures !== 'boolean') throw bad(type, f('cacheFeatures'), `must be a boolean, got ${show(c.cacheFeatures)}`);
   if (c.featureCacheMb !== undefined) finite(type, f('featureCacheMb'), c.featureCacheMb, 1, 1 << 24);
+  if (c.wire !== undefined) oneOf(type, f('wire'), c.wire, ['fp32', 'bf16', 'fp16']);
   if (c.cacheFeatures === true && (c.freeze !== 'backbone' || c.bn !== 'frozen')) {
     throw bad(type, f('cacheFeatures'), `needs freeze 'backbone' and bn 'frozen' (features of a trained backbone or batch-statistics BatchNorm change every step), got freeze ${show(c.freeze)}, bn ${show(c.bn)}`);
   }

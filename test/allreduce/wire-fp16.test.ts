@@ -5,7 +5,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
-import { halfTable, toHalf } from '../../bench/fp16-cost.js';
+import { halfTable, toHalf } from '../../shared/allreduce/wire.js';
 
 t.test('toHalf and halfTable agree with numpy float16', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'wolfpack-f16-'));
