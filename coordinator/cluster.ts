@@ -51,6 +51,10 @@ export class Cluster {
   private interruption: Error | undefined;
   private readonly watchdog: NodeJS.Timeout;
   private lastWatch = attentiveClock.now();
+  /** When each member was last heard, as the previous watch saw it. */
+  private readonly lastHeard = new Map<Member, number>();
+  /** When each member was last heard again after a silence of its own longer than the timeout. */
+  private readonly resumedAt = new Map<Member, number>();
 
   constructor(server: CoordinatorServer, config: JobConfig, heartbeatTimeoutMs: number, log: Logger) {
     this.server = server;
@@ -66,7 +70,8 @@ export class Cluster {
    * Silence is measured in attentive time, so this process's own stalls never count against a worker;
    * and a worker is evicted for silence only when others were heard from meanwhile (the fault is then
    * the worker's) or, when nobody was, after twice the timeout (the fault may be ours or the network's,
-   * and evicting every worker would not help). Each eviction logs its evidence.
+   * and evicting every worker would not help). A member just back from a silence past the timeout is not
+   * heard from in that sense: its silence and this one's were one stall. Each eviction logs its evidence.
    */
   private watch(): void {
     const now = attentiveClock.now();
@@ -90,11 +95,19 @@ export class Cluster {
       heard.set(m, Math.max(beat?.heard ?? -Infinity, m.channel.lastHeardAt, this.admittedAt.get(m) ?? now));
     }
     for (const [m, at] of heard) {
+      const prev = this.lastHeard.get(m);
+      if (prev !== undefined && at - prev > this.heartbeatTimeoutMs) this.resumedAt.set(m, at);
+      this.lastHeard.set(m, at);
+    }
+    for (const [m, at] of heard) {
       const silentMs = now - at;
       if (silentMs <= this.heartbeatTimeoutMs) continue;
       // Heard in the later half of this member's silence: when it was already overdue, others were not.
       // (Merely after its last word is not enough: a host frozen whole stops its workers' beats one by one.)
-      const othersHeard = [...heard].filter(([o, t]) => o !== m && t > now - silentMs / 2).map(([o]) => this.members.indexOf(o));
+      // A member that has just come back from a silence as long as this one's is no witness: they went quiet
+      // together (a host or the network stalled), and the one still silent may be a moment behind it.
+      const othersHeard = [...heard].filter(([o, t]) => o !== m && t > now - silentMs / 2 && !((this.resumedAt.get(o) ?? -Infinity) > now - this.heartbeatTimeoutMs))
+        .map(([o]) => this.members.indexOf(o));
       if (othersHeard.length === 0 && silentMs <= 2 * this.heartbeatTimeoutMs) continue;
       const stalls = attentiveClock.stallsSince(at);
       const beat = this.server.heartbeat(m.hello.memberId);
