@@ -155,6 +155,7 @@ export async function runJob(opts: JobOptions): Promise<JobResult> {
 /** Admits the first workers, then runs the epochs, recovering from lost workers, until the last epoch ends. */
 async function train(run: JobRun): Promise<void> {
   const { opts, server, cluster } = run;
+  run.log.info({ need: opts.workers, waiting: server.waiting }, 'waiting for the first workers to join');
   await run.untilStop(server.members(opts.workers, run.joinTimeout));
   const first = server.takeArrivals(opts.workers);
   await cluster.join(first);

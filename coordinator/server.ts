@@ -64,6 +64,8 @@ export class CoordinatorServer {
   private readonly handshakeTimeoutMs: number;
   private readonly arrivals: Member[] = [];
   private readonly waiters: (() => void)[] = [];
+  /** Set by close(): the waits for workers end, so that no timer of theirs keeps a stopped process alive. */
+  private closing = false;
   private readonly logger: Logger;
   private readonly guard: AdmissionGuard;
 
@@ -205,6 +207,7 @@ export class CoordinatorServer {
   async members(n: number, timeoutMs: number): Promise<Member[]> {
     const deadline = Date.now() + timeoutMs;
     while (this.arrivals.filter((m) => !m.channel.closed).length < n) {
+      if (this.closing) throw new WolfpackError('E_WORKER', 'the coordinator closed while it waited for workers');
       const left = deadline - Date.now();
       if (left <= 0) {
         throw new WolfpackError('E_WORKER', `only ${this.arrivals.filter((m) => !m.channel.closed).length} of ${n} workers joined within ${timeoutMs} ms`);
@@ -218,6 +221,8 @@ export class CoordinatorServer {
   }
 
   close(): Promise<void> {
+    this.closing = true;
+    for (const w of this.waiters.splice(0)) w();
     this.guard.close();
     for (const c of this.wss.clients) c.terminate();
     return new Promise((resolve) => {

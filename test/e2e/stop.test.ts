@@ -101,7 +101,8 @@ t.test('SIGTERM to a coordinator still waiting for its workers: exit 0, nothing 
   const coord = startCli(['coordinator', '--workers', '2', '--port', '0', ...jobArgs(job, join(job.dir, 'waiting'))]);
   t.teardown(() => { coord.kill('SIGKILL'); });
   const co = new Output(coord);
-  await co.waitFor(/"msg":"job prepared"/, 120_000);
+  // the job is prepared and waits for workers that never come: the stop must end that wait (and its timers)
+  await co.waitFor(/"msg":"waiting for the first workers to join"/, 120_000);
   coord.kill('SIGTERM');
   t.equal(await exited(coord, 60_000), 0, `exit 0${coord.exitCode ? `: ${co.text.slice(-1500)}` : ''}`);
   t.match(co.text, /stopped \(SIGTERM\) before any step was saved: nothing to resume/);
