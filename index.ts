@@ -8,7 +8,14 @@ export type { PredictInput, PredictOptions, Prediction, TensorInput } from './ap
 export { WolfpackError, isWolfpackError, type ErrorCode } from './shared/errors.js';
 export type { EpochMetrics } from './coordinator/checkpoints.js';
 export type { JobResult } from './coordinator/job.js';
-export type { HeartbeatProbe, JobEvent, JobEventKind, JobEvents, MemberInfo, StepEvent } from './coordinator/dashboard/events.js';
+export type {
+  HeartbeatProbe,
+  JobEvent,
+  JobEventKind,
+  JobEvents,
+  MemberInfo,
+  StepEvent,
+} from './coordinator/dashboard/events.js';
 export { DashboardServer, type DashboardOptions } from './coordinator/dashboard/server.js';
 export type { SecurityFlags } from './shared/auth/config.js';
 export { BACKENDS, type BackendChoice } from './shared/backend/select.js';

@@ -40,12 +40,19 @@ export function nchwToNhwc(data: Float32Array, n: number, h: number, w: number):
 export async function readInputTensor(path: string): Promise<PredictInputs> {
   const x = await readNpy(path);
   if (!(x.data instanceof Float32Array)) {
-    throw new WolfpackError('E_DATA', `input tensor ${path}: dtype ${x.dtype}, expected float32 ('<f4')`, { path, dtype: x.dtype });
+    throw new WolfpackError('E_DATA', `input tensor ${path}: dtype ${x.dtype}, expected float32 ('<f4')`, {
+      path,
+      dtype: x.dtype,
+    });
   }
   const [n, c, h, w] = x.shape;
   if (x.shape.length !== 4 || c !== 3 || n < 1 || h < 1 || w < 1) {
-    throw new WolfpackError('E_DATA', `input tensor ${path}: shape [${x.shape.join(',')}], expected NCHW [N,3,H,W] ` +
-      '(N >= 1 RGB images, normalised with the ImageNet mean and std)', { path, shape: x.shape });
+    throw new WolfpackError(
+      'E_DATA',
+      `input tensor ${path}: shape [${x.shape.join(',')}], expected NCHW [N,3,H,W] ` +
+        '(N >= 1 RGB images, normalised with the ImageNet mean and std)',
+      { path, shape: x.shape },
+    );
   }
   return nchwToNhwc(x.data, n, h, w);
 }
@@ -74,7 +81,11 @@ export function softmax(logits: ArrayLike<number>): number[] {
  * Eval-mode logits [count, K] row-major, `batchSize` images at a time. Reads results with the async
  * data(): the webgpu backend in Node cannot read synchronously (its readSync needs OffscreenCanvas).
  */
-export async function predictLogits(state: ModelState, inputs: PredictInputs, batchSize: number): Promise<Float32Array> {
+export async function predictLogits(
+  state: ModelState,
+  inputs: PredictInputs,
+  batchSize: number,
+): Promise<Float32Array> {
   const net = state.layout.net;
   const k = net.config.numClasses;
   const per = inputs.height * inputs.width * 3;
@@ -84,11 +95,16 @@ export async function predictLogits(state: ModelState, inputs: PredictInputs, ba
     for (let begin = 0; begin < inputs.count; begin += batchSize) {
       const n = Math.min(batchSize, inputs.count - begin);
       const logits = tf.tidy(() => {
-        const x = tf.tensor4d(inputs.images.subarray(begin * per, (begin + n) * per), [n, inputs.height, inputs.width, 3]);
+        const x = tf.tensor4d(inputs.images.subarray(begin * per, (begin + n) * per), [
+          n,
+          inputs.height,
+          inputs.width,
+          3,
+        ]);
         return forward(net, tensors.lookup, x, { bnTrain: false });
       });
       try {
-        out.set(await logits.data() as Float32Array, begin * k);
+        out.set((await logits.data()) as Float32Array, begin * k);
       } finally {
         logits.dispose();
       }
@@ -104,9 +120,13 @@ export async function loadPredictModel(path: string, logger: Logger): Promise<Mo
   const file = await readWeightsFile(path);
   const { flavour, width, headClasses } = inspectTensors(file.tensors, path);
   if (headClasses === undefined) {
-    throw new WolfpackError('E_WEIGHTS', `${path}: this weights file has no classification head (${headPrefix(flavour)}weight/bias), ` +
-      'so it cannot predict; it is a backbone to fine-tune. Train it first (wolfpack train) and predict with the ' +
-      'weights that run writes', { file: path, missing: [`${headPrefix(flavour)}weight`] });
+    throw new WolfpackError(
+      'E_WEIGHTS',
+      `${path}: this weights file has no classification head (${headPrefix(flavour)}weight/bias), ` +
+        'so it cannot predict; it is a backbone to fine-tune. Train it first (wolfpack train) and predict with the ' +
+        'weights that run writes',
+      { file: path, missing: [`${headPrefix(flavour)}weight`] },
+    );
   }
   const { state, config } = modelFromTensors(file.tensors, path);
   logger.info({ file: path, format: file.format, flavour, width, classes: config.numClasses }, 'weights loaded');

@@ -6,7 +6,15 @@
 import { BACKENDS, selectBackend, type BackendChoice } from '../shared/backend/select.js';
 import { WolfpackError } from '../shared/errors.js';
 import { silentLogger, type Logger } from '../shared/log.js';
-import { loadPredictModel, nchwToNhwc, predictLogits, readImages, readInputTensor, softmax, type PredictInputs } from './inference.js';
+import {
+  loadPredictModel,
+  nchwToNhwc,
+  predictLogits,
+  readImages,
+  readInputTensor,
+  softmax,
+  type PredictInputs,
+} from './inference.js';
 
 /** A float32 NCHW batch [N, 3, H, W], normalised with the ImageNet mean and std. */
 export interface TensorInput {
@@ -55,14 +63,14 @@ function usage(message: string, details: Record<string, unknown> = {}): Wolfpack
   return new WolfpackError('E_USAGE', `predict(): ${message}`, details);
 }
 
-
 /** NCHW float32 -> the NHWC images predictLogits takes. */
 function fromNchw(data: Float32Array, shape: readonly number[], what: string): PredictInputs {
   const [n, c, h, w] = shape;
   if (shape.length !== 4 || c !== 3 || ![n, h, w].every((d) => Number.isInteger(d) && d >= 1)) {
     throw usage(`${what}: shape [${shape.join(',')}], expected NCHW [N,3,H,W]`, { shape });
   }
-  if (data.length !== n * c * h * w) throw usage(`${what}: ${data.length} floats do not fill shape [${shape.join(',')}] (${n * c * h * w})`);
+  if (data.length !== n * c * h * w)
+    throw usage(`${what}: ${data.length} floats do not fill shape [${shape.join(',')}] (${n * c * h * w})`);
   return nchwToNhwc(data, n, h, w);
 }
 
@@ -75,8 +83,10 @@ async function readInput(input: PredictInput, i: number, size: number): Promise<
   }
   if (input instanceof Float32Array) {
     if (input.length !== 3 * size * size) {
-      throw usage(`${what}: a Float32Array of ${input.length} floats is not one [3,${size},${size}] image (options.imageSize ${size}); ` +
-        'pass { data, shape: [N,3,H,W] } for other sizes or batches');
+      throw usage(
+        `${what}: a Float32Array of ${input.length} floats is not one [3,${size},${size}] image (options.imageSize ${size}); ` +
+          'pass { data, shape: [N,3,H,W] } for other sizes or batches',
+      );
     }
     return fromNchw(input, [1, 3, size, size], what);
   }
@@ -89,20 +99,27 @@ async function readInput(input: PredictInput, i: number, size: number): Promise<
 /** Classifies `options.inputs`, one Prediction per image, in input order. */
 export async function predict(options: PredictOptions): Promise<Prediction[]> {
   if (typeof options !== 'object' || options === null) throw usage('options must be an object');
-  if (typeof options.weights !== 'string' || options.weights.length === 0) throw usage('options.weights: expected a weights file path');
-  if (!Array.isArray(options.inputs) || options.inputs.length === 0) throw usage('options.inputs: expected a non-empty array');
+  if (typeof options.weights !== 'string' || options.weights.length === 0)
+    throw usage('options.weights: expected a weights file path');
+  if (!Array.isArray(options.inputs) || options.inputs.length === 0)
+    throw usage('options.inputs: expected a non-empty array');
   const size = options.imageSize ?? 224;
   const batchSize = options.batchSize ?? 8;
-  if (!Number.isInteger(size) || size < 16 || size > 1024) throw usage(`options.imageSize: expected an integer in 16..1024, got ${String(size)}`);
-  if (!Number.isInteger(batchSize) || batchSize < 1) throw usage(`options.batchSize: expected an integer >= 1, got ${String(batchSize)}`);
+  if (!Number.isInteger(size) || size < 16 || size > 1024)
+    throw usage(`options.imageSize: expected an integer in 16..1024, got ${String(size)}`);
+  if (!Number.isInteger(batchSize) || batchSize < 1)
+    throw usage(`options.batchSize: expected an integer >= 1, got ${String(batchSize)}`);
   const backend = options.backend ?? 'auto';
-  if (!BACKENDS.includes(backend)) throw usage(`options.backend: expected one of ${BACKENDS.join(', ')}, got '${String(backend)}'`);
+  if (!BACKENDS.includes(backend))
+    throw usage(`options.backend: expected one of ${BACKENDS.join(', ')}, got '${String(backend)}'`);
   const logger = options.logger ?? silentLogger();
 
   const state = await loadPredictModel(options.weights, logger);
   const k = state.layout.net.config.numClasses;
   if (options.classes !== undefined && options.classes.length !== k) {
-    throw usage(`options.classes names ${options.classes.length} class(es) but ${options.weights} has a ${k}-class head`);
+    throw usage(
+      `options.classes names ${options.classes.length} class(es) but ${options.weights} has a ${k}-class head`,
+    );
   }
   const names = options.classes ?? Array.from({ length: k }, (_, i) => String(i));
   const batches: PredictInputs[] = [];
@@ -118,8 +135,14 @@ export async function predict(options: PredictOptions): Promise<Prediction[]> {
       let best = 0;
       for (let c = 1; c < k; c++) if (row[c] > row[best]) best = c;
       out.push({
-        index: out.length, input: i, item: j, ...(typeof input === 'string' ? { path: input } : {}),
-        logits: row, probabilities: softmax(row), classIndex: best, class: names[best],
+        index: out.length,
+        input: i,
+        item: j,
+        ...(typeof input === 'string' ? { path: input } : {}),
+        logits: row,
+        probabilities: softmax(row),
+        classIndex: best,
+        class: names[best],
       });
     }
   }

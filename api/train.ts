@@ -112,7 +112,11 @@ export interface TrainResult extends JobResult {
 type Checked = Omit<JobOptions, 'logger' | 'print'> & { backend: BackendChoice };
 
 function bad(name: string, want: string, got: unknown): WolfpackError {
-  return new WolfpackError('E_USAGE', `train(): options.${name}: expected ${want}, got ${typeof got === 'string' ? `'${got}'` : String(got)}`, { option: name });
+  return new WolfpackError(
+    'E_USAGE',
+    `train(): options.${name}: expected ${want}, got ${typeof got === 'string' ? `'${got}'` : String(got)}`,
+    { option: name },
+  );
 }
 
 // The options that are flags of `wolfpack train` are checked against the same table (coordinator/job-options.ts).
@@ -126,34 +130,76 @@ function option(o: Record<string, unknown>, name: string): string | number | boo
 
 /** The job's options from `options`, with the CLI's defaults; E_USAGE naming the first bad one. */
 export function checkTrainOptions(options: TrainOptions): Checked {
-  if (typeof options !== 'object' || options === null) throw new WolfpackError('E_USAGE', 'train(): options must be an object');
+  if (typeof options !== 'object' || options === null)
+    throw new WolfpackError('E_USAGE', 'train(): options must be an object');
   const o = options as unknown as Record<string, unknown>;
   const data = option(o, 'data') as string | undefined;
   if (data === undefined) throw bad('data', 'the data directory (train/<class>/, val/<class>/)', undefined);
   const weights = option(o, 'weights') as string | undefined;
   const resume = option(o, 'resume') as string | undefined;
-  if (weights === undefined && resume === undefined) throw new WolfpackError('E_USAGE', 'train(): options.weights is required (or options.resume)', { option: 'weights' });
+  if (weights === undefined && resume === undefined)
+    throw new WolfpackError('E_USAGE', 'train(): options.weights is required (or options.resume)', {
+      option: 'weights',
+    });
   const workers = option(o, 'workers') as number;
   const batchSize = option(o, 'batchSize') as number;
-  if (batchSize < workers) throw bad('batchSize', `at least options.workers (${workers}): every worker needs a sample`, batchSize);
+  if (batchSize < workers)
+    throw bad('batchSize', `at least options.workers (${workers}): every worker needs a sample`, batchSize);
   for (const f of ['print', 'onDashboard'] as const) {
     if (options[f] !== undefined && typeof options[f] !== 'function') throw bad(f, 'a function', options[f]);
   }
-  if (options.stop !== undefined && !(options.stop instanceof AbortSignal)) throw bad('stop', 'an AbortSignal', options.stop);
+  if (options.stop !== undefined && !(options.stop instanceof AbortSignal))
+    throw bad('stop', 'an AbortSignal', options.stop);
   const joinTimeoutMs = o.joinTimeoutMs ?? 10 * 60_000;
-  if (typeof joinTimeoutMs !== 'number' || !(joinTimeoutMs >= 1)) throw bad('joinTimeoutMs', 'a number >= 1', joinTimeoutMs);
+  if (typeof joinTimeoutMs !== 'number' || !(joinTimeoutMs >= 1))
+    throw bad('joinTimeoutMs', 'a number >= 1', joinTimeoutMs);
   const freeze = option(o, 'freeze') as Checked['freeze'];
   const bn = option(o, 'bn') as Checked['bn'];
   // Only the feature-cache options that were given, so that a job without them keeps its JobConfig as it was.
-  const given = <K extends keyof Checked>(name: K): Partial<Checked> => (o[name] === undefined ? {} : { [name]: option(o, name) } as Partial<Checked>);
+  const given = <K extends keyof Checked>(name: K): Partial<Checked> =>
+    o[name] === undefined ? {} : ({ [name]: option(o, name) } as Partial<Checked>);
   const features = { ...given('augment'), ...given('views'), ...given('cacheFeatures'), ...given('featureCacheMb') };
   if (features.cacheFeatures === true && (freeze !== 'backbone' || bn !== 'frozen')) {
-    throw bad('cacheFeatures', 'freeze \'backbone\' and bn \'frozen\' with it (otherwise the backbone\'s output changes every step)', true);
+    throw bad(
+      'cacheFeatures',
+      "freeze 'backbone' and bn 'frozen' with it (otherwise the backbone's output changes every step)",
+      true,
+    );
   }
   // The rest are read as they are, each checked against its spec.
-  const plain = ['epochs', 'lr', 'momentum', 'imageSize', 'seed', 'out', 'backend', 'timeoutMs', 'minWorkers', 'maxBadSteps', 'holdTimeoutMs', 'host', 'port', 'wire'] as const;
-  const rest = Object.fromEntries(plain.map((name) => [name, option(o, name)])) as Pick<Checked, (typeof plain)[number]>;
-  return { data, weights, resume, workers, batchSize, freeze, bn, joinTimeoutMs, ...features, ...given('rejoinTimeoutMs'), ...rest };
+  const plain = [
+    'epochs',
+    'lr',
+    'momentum',
+    'imageSize',
+    'seed',
+    'out',
+    'backend',
+    'timeoutMs',
+    'minWorkers',
+    'maxBadSteps',
+    'holdTimeoutMs',
+    'host',
+    'port',
+    'wire',
+  ] as const;
+  const rest = Object.fromEntries(plain.map((name) => [name, option(o, name)])) as Pick<
+    Checked,
+    (typeof plain)[number]
+  >;
+  return {
+    data,
+    weights,
+    resume,
+    workers,
+    batchSize,
+    freeze,
+    bn,
+    joinTimeoutMs,
+    ...features,
+    ...given('rejoinTimeoutMs'),
+    ...rest,
+  };
 }
 
 /**
@@ -168,11 +214,32 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
   const flags = options.security ?? {};
   const security = coordinatorSecurity(flags, process.env);
   const events = options.events ? guardEvents(options.events, logger) : undefined;
-  const reports = reportEvents({ out: o.out, tensorboard: option(options as unknown as Record<string, unknown>, 'tensorboard') as string | undefined, logger });
-  const dashboard = dashboardPort === undefined ? undefined : await DashboardServer.start({
-    host: o.host, port: dashboardPort, security, logger,
-    job: { epochs: o.epochs, batchSize: o.batchSize, workers: o.workers, lr: o.lr, momentum: o.momentum, imageSize: o.imageSize, freeze: o.freeze, bn: o.bn, out: o.out, data: o.data },
+  const reports = reportEvents({
+    out: o.out,
+    tensorboard: option(options as unknown as Record<string, unknown>, 'tensorboard') as string | undefined,
+    logger,
   });
+  const dashboard =
+    dashboardPort === undefined
+      ? undefined
+      : await DashboardServer.start({
+          host: o.host,
+          port: dashboardPort,
+          security,
+          logger,
+          job: {
+            epochs: o.epochs,
+            batchSize: o.batchSize,
+            workers: o.workers,
+            lr: o.lr,
+            momentum: o.momentum,
+            imageSize: o.imageSize,
+            freeze: o.freeze,
+            bn: o.bn,
+            out: o.out,
+            data: o.data,
+          },
+        });
   if (dashboard) {
     try {
       options.onDashboard?.(dashboard.url);
@@ -184,14 +251,25 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
   const workerEnv = { ...securityEnv(flags), WOLFPACK_LOG_LEVEL: options.workerLogLevel ?? 'warn' };
   const workers = new LocalWorkers(logger);
   try {
-    const result = await runWithDashboard(dashboard, (dashboardEvents) => runJob({
-      ...o, security, logger, print: options.print ?? (() => undefined), ...(options.stop ? { stop: options.stop } : {}),
-      events: fanOut(dashboardEvents, events, reports),
-      onListening: (port) => workers.start(o.workers, localCoordinatorUrl(port, security), o.backend, workerEnv),
-    }));
+    const result = await runWithDashboard(dashboard, (dashboardEvents) =>
+      runJob({
+        ...o,
+        security,
+        logger,
+        print: options.print ?? (() => undefined),
+        ...(options.stop ? { stop: options.stop } : {}),
+        events: fanOut(dashboardEvents, events, reports),
+        onListening: (port) => workers.start(o.workers, localCoordinatorUrl(port, security), o.backend, workerEnv),
+      }),
+    );
     await workers.stop();
     return {
-      ...result, out: o.out, best: join(o.out, 'best.ckpt'), last: join(o.out, 'last.ckpt'), metrics: join(o.out, 'metrics.jsonl'), steps: join(o.out, STEPS_FILE),
+      ...result,
+      out: o.out,
+      best: join(o.out, 'best.ckpt'),
+      last: join(o.out, 'last.ckpt'),
+      metrics: join(o.out, 'metrics.jsonl'),
+      steps: join(o.out, STEPS_FILE),
       ...(dashboard ? { dashboardUrl: dashboard.url } : {}),
     };
   } finally {

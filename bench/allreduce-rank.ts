@@ -80,7 +80,8 @@ function verify(buf: Float32Array, setup: RankSetup): { ok: boolean; maxRelErr: 
   if (setup.fill === 'constant') {
     const want = (n * (n + 1)) / 2;
     for (let i = 0; i < buf.length; i++) {
-      if (buf[i] !== want) return { ok: false, maxRelErr: Infinity, firstBad: `element ${i} = ${buf[i]}, expected ${want}` };
+      if (buf[i] !== want)
+        return { ok: false, maxRelErr: Infinity, firstBad: `element ${i} = ${buf[i]}, expected ${want}` };
     }
     return { ok: true, maxRelErr: 0 };
   }
@@ -123,9 +124,10 @@ async function ringMode(): Promise<void> {
   await listener.close();
   await sendToParent({ t: 'ready' });
 
-  const buf = setup.buffer === 'plain'
-    ? new Float32Array(setup.elements)
-    : createRingBuffer(setup.elements, setup.chunkElems !== undefined ? { maxChunkElems: setup.chunkElems } : {});
+  const buf =
+    setup.buffer === 'plain'
+      ? new Float32Array(setup.elements)
+      : createRingBuffer(setup.elements, setup.chunkElems !== undefined ? { maxChunkElems: setup.chunkElems } : {});
   const bar = new Float32Array(1);
   const times: number[] = [];
   let step = 0;
@@ -169,7 +171,9 @@ async function ringMode(): Promise<void> {
     bytesSent,
     ok: check.ok,
     maxRelErr: check.maxRelErr,
-    sha256: createHash('sha256').update(new Uint8Array(buf.buffer, buf.byteOffset, buf.byteLength)).digest('hex'),
+    sha256: createHash('sha256')
+      .update(new Uint8Array(buf.buffer, buf.byteOffset, buf.byteLength))
+      .digest('hex'),
     sampleIdx,
     sampleVal,
     cpuUser,
@@ -212,7 +216,17 @@ async function tcpSink(): Promise<void> {
     if (got >= bytes) ack();
   };
   const sock = onread
-    ? net.connect({ port, host: '127.0.0.1', onread: { buffer: Buffer.allocUnsafe(1 << 20), callback: (n: number) => { count(n); return true; } } })
+    ? net.connect({
+        port,
+        host: '127.0.0.1',
+        onread: {
+          buffer: Buffer.allocUnsafe(1 << 20),
+          callback: (n: number) => {
+            count(n);
+            return true;
+          },
+        },
+      })
     : net.connect({ port, host: '127.0.0.1' }).on('data', (d: Buffer) => count(d.length));
   sock.setNoDelay(true);
   await sendToParent({ t: 'ready' });
@@ -242,7 +256,9 @@ async function tcpDuplex(): Promise<void> {
   await new Promise<void>((res) => server.listen(0, '127.0.0.1', res));
   const accepted = new Promise<net.Socket>((res) => server.once('connection', res));
   await sendToParent({ t: 'listening', port: (server.address() as net.AddressInfo).port });
-  const { port, bytes, chunkBytes } = await nextParentMessage<{ port: number; bytes: number; chunkBytes: number }>('setup');
+  const { port, bytes, chunkBytes } = await nextParentMessage<{ port: number; bytes: number; chunkBytes: number }>(
+    'setup',
+  );
   let got = 0;
   let t0 = 0;
   let received: (seconds: number) => void = () => undefined;
@@ -287,7 +303,9 @@ async function main(): Promise<void> {
     process.exit(0);
   } catch (err) {
     const message = err instanceof Error ? err.message : String(err);
-    await sendToParent({ t: 'error', message, code: isWolfpackError(err) ? err.code : undefined }).catch(() => undefined);
+    await sendToParent({ t: 'error', message, code: isWolfpackError(err) ? err.code : undefined }).catch(
+      () => undefined,
+    );
     process.exit(1);
   }
 }

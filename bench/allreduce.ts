@@ -123,14 +123,18 @@ function start(index: number, args: string[], env: Record<string, string> | unde
 export async function runAllreduceBench(opts: AllreduceBenchOptions): Promise<AllreduceBenchResult> {
   const n = opts.workers;
   const elems = opts.elements;
-  if (!Number.isSafeInteger(n) || n < 1) throw new WolfpackError('E_USAGE', `workers must be an integer >= 1, got ${n}`);
-  if (!Number.isSafeInteger(elems) || elems < 0) throw new WolfpackError('E_USAGE', `elements must be an integer >= 0, got ${elems}`);
+  if (!Number.isSafeInteger(n) || n < 1)
+    throw new WolfpackError('E_USAGE', `workers must be an integer >= 1, got ${n}`);
+  if (!Number.isSafeInteger(elems) || elems < 0)
+    throw new WolfpackError('E_USAGE', `elements must be an integer >= 0, got ${elems}`);
   const smallMax = opts.smallMax ?? 65536;
   const reps0 = opts.reps ?? 5;
   const reps = elems <= smallMax ? Math.max(reps0, opts.repsSmall ?? 50) : reps0;
   const warmup = opts.warmup ?? 2;
-  if (!Number.isSafeInteger(reps) || reps < 1) throw new WolfpackError('E_USAGE', `reps must be an integer >= 1, got ${reps}`);
-  if (!Number.isSafeInteger(warmup) || warmup < 0) throw new WolfpackError('E_USAGE', `warmup must be an integer >= 0, got ${warmup}`);
+  if (!Number.isSafeInteger(reps) || reps < 1)
+    throw new WolfpackError('E_USAGE', `reps must be an integer >= 1, got ${reps}`);
+  if (!Number.isSafeInteger(warmup) || warmup < 0)
+    throw new WolfpackError('E_USAGE', `warmup must be an integer >= 0, got ${warmup}`);
   const timeoutMs = opts.timeoutMs ?? 120_000 + Math.ceil((elems / 1e7) * 10_000 * (reps + warmup));
   const deadline = Date.now() + timeoutMs;
   const jobId = `bench-${process.pid}-${Date.now()}`;
@@ -221,7 +225,8 @@ export async function runRawTcpBench(
   bytes: number,
   opts: { chunkBytes?: number; onread?: boolean; duplex?: boolean; timeoutMs?: number } = {},
 ): Promise<RawTcpBenchResult> {
-  if (!Number.isSafeInteger(bytes) || bytes < 1) throw new WolfpackError('E_USAGE', `bytes must be a positive integer, got ${bytes}`);
+  if (!Number.isSafeInteger(bytes) || bytes < 1)
+    throw new WolfpackError('E_USAGE', `bytes must be a positive integer, got ${bytes}`);
   const chunkBytes = opts.chunkBytes ?? 4 << 20;
   const onread = opts.onread ?? true;
   const duplex = opts.duplex ?? false;
@@ -233,13 +238,19 @@ export async function runRawTcpBench(
       const a = start(0, ['tcp-duplex'], undefined);
       const b = start(1, ['tcp-duplex'], undefined);
       children.push(a, b);
-      const [pa, pb] = await Promise.all([expectMessage<{ port: number }>(a, 'listening', deadline), expectMessage<{ port: number }>(b, 'listening', deadline)]);
+      const [pa, pb] = await Promise.all([
+        expectMessage<{ port: number }>(a, 'listening', deadline),
+        expectMessage<{ port: number }>(b, 'listening', deadline),
+      ]);
       postMessage(a, { t: 'setup', port: pb.port, bytes, chunkBytes });
       postMessage(b, { t: 'setup', port: pa.port, bytes, chunkBytes });
       await Promise.all([expectMessage(a, 'ready', deadline), expectMessage(b, 'ready', deadline)]);
       postMessage(a, { t: 'go' });
       postMessage(b, { t: 'go' });
-      const rs = await Promise.all([expectMessage<{ seconds: number }>(a, 'result', deadline), expectMessage<{ seconds: number }>(b, 'result', deadline)]);
+      const rs = await Promise.all([
+        expectMessage<{ seconds: number }>(a, 'result', deadline),
+        expectMessage<{ seconds: number }>(b, 'result', deadline),
+      ]);
       seconds = Math.max(rs[0].seconds, rs[1].seconds);
     } else {
       const source = start(0, ['tcp-source'], undefined);
@@ -253,7 +264,15 @@ export async function runRawTcpBench(
     }
     for (const c of children) postMessage(c, { t: 'exit' });
     await Promise.all(children.map((c) => waitRankExit(c, Math.min(deadline, Date.now() + 5000))));
-    return { bench: 'raw_tcp_loopback', bytes, chunk_bytes: chunkBytes, onread: onread || duplex, duplex, seconds, MBps: bytes / seconds / 1e6 };
+    return {
+      bench: 'raw_tcp_loopback',
+      bytes,
+      chunk_bytes: chunkBytes,
+      onread: onread || duplex,
+      duplex,
+      seconds,
+      MBps: bytes / seconds / 1e6,
+    };
   } finally {
     stopRanks(children);
   }

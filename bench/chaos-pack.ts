@@ -97,9 +97,13 @@ export class Pack {
 
   private start(name: string, host: string | undefined, args: string[], onLine?: (line: string) => void): PackProcess {
     const env = { WOLFPACK_LOG_FORMAT: 'json' };
-    const child = host !== undefined && this.opts.lab
-      ? this.opts.lab.startCli(host, args, env)
-      : spawn(process.execPath, [cliPath, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child =
+      host !== undefined && this.opts.lab
+        ? this.opts.lab.startCli(host, args, env)
+        : spawn(process.execPath, [cliPath, ...args], {
+            env: { ...process.env, ...env },
+            stdio: ['ignore', 'pipe', 'pipe'],
+          });
     if (child.pid === undefined) throw new Error(`could not start ${name}: wolfpack ${args.join(' ')}`);
     const log = createWriteStream(join(this.opts.logDir, `${name}-${child.pid}.log`));
     this.logs.add(log);
@@ -129,7 +133,12 @@ export class Pack {
   async startCoordinator(args: string[], timeoutMs: number): Promise<PackProcess> {
     const where = this.host('c');
     const net = where ? ['--host', where.addr, '--token-file', this.opts.tokenFile ?? ''] : [];
-    this.coordinator = this.start('coordinator', where ? 'c' : undefined, ['coordinator', '--port', '0', ...net, ...args], (l) => this.onCoordinatorLine(l));
+    this.coordinator = this.start(
+      'coordinator',
+      where ? 'c' : undefined,
+      ['coordinator', '--port', '0', ...net, ...args],
+      (l) => this.onCoordinatorLine(l),
+    );
     await this.until(() => this.port > 0, timeoutMs, 'the coordinator to listen');
     return this.coordinator;
   }
@@ -138,10 +147,22 @@ export class Pack {
   startWorker(slot: string, timeoutS: number): PackProcess {
     const where = this.host(slot);
     const coord = this.host('c')?.addr ?? '127.0.0.1';
-    const net = where ? ['--ring-bind', '0.0.0.0', '--advertise', where.addr, '--token-file', this.opts.tokenFile ?? ''] : [];
+    const net = where
+      ? ['--ring-bind', '0.0.0.0', '--advertise', where.addr, '--token-file', this.opts.tokenFile ?? '']
+      : [];
     this.workerCount++;
-    return this.start(`worker-${slot}`, where ? slot : undefined,
-      ['worker', '--connect', `ws://${coord}:${this.port}`, ...net, '--backend', 'wasm', '--timeout', String(timeoutS), '--log-level', 'debug']);
+    return this.start(`worker-${slot}`, where ? slot : undefined, [
+      'worker',
+      '--connect',
+      `ws://${coord}:${this.port}`,
+      ...net,
+      '--backend',
+      'wasm',
+      '--timeout',
+      String(timeoutS),
+      '--log-level',
+      'debug',
+    ]);
   }
 
   get workersStarted(): number {
@@ -199,7 +220,12 @@ export class Pack {
       this.lastProgressAt = at;
     } else if ((msg === 'worker lost' || msg === 'worker lost while aborting') && typeof r.worker === 'string') {
       const pid = Number(PID_IN_DESCRIPTION.exec(r.worker)?.[1] ?? NaN);
-      this.evictions.push({ pid, reason: typeof r.reason === 'string' ? r.reason : msg, at_ms: at, during_abort: msg !== 'worker lost' });
+      this.evictions.push({
+        pid,
+        reason: typeof r.reason === 'string' ? r.reason : msg,
+        at_ms: at,
+        during_abort: msg !== 'worker lost',
+      });
       this.lastProgressAt = at;
     } else if (msg === 'workers joined at a step boundary') {
       this.lastProgressAt = at;
@@ -232,7 +258,10 @@ export class Pack {
         this.waiters = this.waiters.filter((x) => x !== w);
         reject(new Error(`${why} waiting for ${what}`));
       };
-      const timer = setTimeout(() => fail(`timed out after ${(timeoutMs / 1000).toFixed(0)} s`), Math.max(0, timeoutMs));
+      const timer = setTimeout(
+        () => fail(`timed out after ${(timeoutMs / 1000).toFixed(0)} s`),
+        Math.max(0, timeoutMs),
+      );
       const w: Waiter = {
         check: () => {
           if (cond()) return true;
@@ -241,8 +270,14 @@ export class Pack {
           }
           return false;
         },
-        resolve: () => { clearTimeout(timer); resolve(); },
-        reject: (e) => { clearTimeout(timer); reject(e); },
+        resolve: () => {
+          clearTimeout(timer);
+          resolve();
+        },
+        reject: (e) => {
+          clearTimeout(timer);
+          reject(e);
+        },
       };
       this.waiters.push(w);
       w.check(); // the coordinator may be gone already
@@ -254,7 +289,9 @@ export class Pack {
     let timer: NodeJS.Timeout | undefined;
     const alone = await Promise.race([
       p.exit.then(() => true),
-      new Promise<boolean>((resolve) => { timer = setTimeout(() => resolve(false), timeoutMs); }),
+      new Promise<boolean>((resolve) => {
+        timer = setTimeout(() => resolve(false), timeoutMs);
+      }),
     ]);
     clearTimeout(timer);
     if (!alone) {

@@ -81,19 +81,48 @@ export interface ChaosOptions {
 }
 
 export const CHAOS_DEFAULTS: Omit<ChaosOptions, 'progress' | 'dir'> = {
-  workers: 3, minWorkers: 2, epochs: 20, stepsPerEpoch: 20, batchSize: 6, lr: 0.001, freeze: 'backbone', timeoutS: 3, seed: 1,
-  gap: [2, 6], maxFaults: Infinity, kinds: FAULT_KINDS, network: 'auto', maxMinutes: 30, tolerance: 1e-4, keep: false,
+  workers: 3,
+  minWorkers: 2,
+  epochs: 20,
+  stepsPerEpoch: 20,
+  batchSize: 6,
+  lr: 0.001,
+  freeze: 'backbone',
+  timeoutS: 3,
+  seed: 1,
+  gap: [2, 6],
+  maxFaults: Infinity,
+  kinds: FAULT_KINDS,
+  network: 'auto',
+  maxMinutes: 30,
+  tolerance: 1e-4,
+  keep: false,
 };
 
-export const CHAOS_USAGE = 'wolfpack bench chaos [--workers 3] [--min-workers 2] [--epochs 20] [--steps-per-epoch 20] [--batch-size 6] [--lr 0.001] [--freeze backbone|none] ' +
+export const CHAOS_USAGE =
+  'wolfpack bench chaos [--workers 3] [--min-workers 2] [--epochs 20] [--steps-per-epoch 20] [--batch-size 6] [--lr 0.001] [--freeze backbone|none] ' +
   `[--timeout 3] [--seed 1] [--gap 2-6] [--max-faults N] [--kinds ${FAULT_KINDS.join(',')}] [--network auto|netns|loopback] [--max-minutes 30] ` +
   '[--tolerance 1e-4] [--dir DIR] [--keep] [--json]   (link cuts need root; not part of bench all)';
 
 export const CHAOS_FLAGS: Options = {
-  workers: { type: 'string' }, 'min-workers': { type: 'string' }, epochs: { type: 'string' }, 'steps-per-epoch': { type: 'string' }, 'batch-size': { type: 'string' },
-  lr: { type: 'string' }, freeze: { type: 'string' }, timeout: { type: 'string' }, seed: { type: 'string' }, gap: { type: 'string' },
-  'max-faults': { type: 'string' }, kinds: { type: 'string' }, network: { type: 'string' }, 'max-minutes': { type: 'string' },
-  tolerance: { type: 'string' }, dir: { type: 'string' }, keep: { type: 'boolean' }, json: { type: 'boolean' },
+  workers: { type: 'string' },
+  'min-workers': { type: 'string' },
+  epochs: { type: 'string' },
+  'steps-per-epoch': { type: 'string' },
+  'batch-size': { type: 'string' },
+  lr: { type: 'string' },
+  freeze: { type: 'string' },
+  timeout: { type: 'string' },
+  seed: { type: 'string' },
+  gap: { type: 'string' },
+  'max-faults': { type: 'string' },
+  kinds: { type: 'string' },
+  network: { type: 'string' },
+  'max-minutes': { type: 'string' },
+  tolerance: { type: 'string' },
+  dir: { type: 'string' },
+  keep: { type: 'boolean' },
+  json: { type: 'boolean' },
 };
 
 /** ChaosOptions from the parsed CHAOS_FLAGS, each checked and named when wrong. */
@@ -101,12 +130,17 @@ export function chaosOptionsFrom(values: Record<string, unknown>): Omit<ChaosOpt
   const d = CHAOS_DEFAULTS;
   const gapRaw = optStr(values, 'gap');
   const gapMatch = gapRaw === undefined ? undefined : /^(\d+)(?:-(\d+))?$/.exec(gapRaw);
-  if (gapRaw !== undefined && !gapMatch) throw new WolfpackError('E_USAGE', `--gap: expected MIN-MAX (steps between faults), e.g. 2-6; got '${gapRaw}'`);
+  if (gapRaw !== undefined && !gapMatch)
+    throw new WolfpackError('E_USAGE', `--gap: expected MIN-MAX (steps between faults), e.g. 2-6; got '${gapRaw}'`);
   const kindsRaw = optStr(values, 'kinds');
-  const kinds = kindsRaw === undefined ? d.kinds : kindsRaw.split(',').map((k) => {
-    if (!FAULT_KINDS.includes(k as FaultKind)) throw new WolfpackError('E_USAGE', `--kinds: expected some of ${FAULT_KINDS.join(', ')}, got '${k}'`);
-    return k as FaultKind;
-  });
+  const kinds =
+    kindsRaw === undefined
+      ? d.kinds
+      : kindsRaw.split(',').map((k) => {
+          if (!FAULT_KINDS.includes(k as FaultKind))
+            throw new WolfpackError('E_USAGE', `--kinds: expected some of ${FAULT_KINDS.join(', ')}, got '${k}'`);
+          return k as FaultKind;
+        });
   const dir = optStr(values, 'dir');
   const workers = num(values, 'workers', d.workers, { int: true, min: 2, max: 16 });
   return {
@@ -189,7 +223,10 @@ export interface ChaosResult {
   command: string;
   network: 'netns' | 'loopback';
   skipped: string[];
-  config: Omit<ChaosOptions, 'progress' | 'dir' | 'keep' | 'maxFaults'> & { maxFaults: number | null; trainImages: number };
+  config: Omit<ChaosOptions, 'progress' | 'dir' | 'keep' | 'maxFaults'> & {
+    maxFaults: number | null;
+    trainImages: number;
+  };
   steps: number;
   faults_by_kind: Record<FaultKind, number>;
   evictions: number;
@@ -198,7 +235,14 @@ export interface ChaosResult {
   replacements: number;
   wall_s: { reference: number; chaos: number; total: number };
   /** The worst tensor over the whole checkpoint, and the worst of the weights and of the Momentum accumulators (moments.*) apart. */
-  weights: { worst_rel_diff: number | null; tensor: string; params: TensorDiff | null; momentum: TensorDiff | null; tolerance: number; ok: boolean };
+  weights: {
+    worst_rel_diff: number | null;
+    tensor: string;
+    params: TensorDiff | null;
+    momentum: TensorDiff | null;
+    tolerance: number;
+    ok: boolean;
+  };
   samples: EpochSamples[];
   samples_ok: boolean;
   problems: string[];
@@ -223,7 +267,8 @@ async function makeJob(dir: string, trainPerClass: number): Promise<{ data: stri
   await selectBackend('wasm');
   const { train } = await scanSplit(data);
   const images = new Float32Array(train.samples.length * IMAGE_SIZE * IMAGE_SIZE * 3);
-  for (const [k, x] of train.samples.entries()) images.set(await evalTransform(await readFile(x.path), IMAGE_SIZE, x.path), k * IMAGE_SIZE * IMAGE_SIZE * 3);
+  for (const [k, x] of train.samples.entries())
+    images.set(await evalTransform(await readFile(x.path), IMAGE_SIZE, x.path), k * IMAGE_SIZE * IMAGE_SIZE * 3);
   await calibrateBatchNorm(state, images, train.samples.length, IMAGE_SIZE);
   const weights = join(dir, 'start.ckpt');
   await writeCkpt(weights, tensorsFromModel(state));
@@ -255,14 +300,34 @@ class Run {
   private round: FaultKind[] = [];
   private faultActiveSince: number | undefined;
 
-  constructor(private readonly o: ChaosOptions, label: RunRecord['label'], dir: string,
-    private readonly lab: Lab | undefined, tokenFile: string | undefined, private readonly deadline: number) {
+  constructor(
+    private readonly o: ChaosOptions,
+    label: RunRecord['label'],
+    dir: string,
+    private readonly lab: Lab | undefined,
+    tokenFile: string | undefined,
+    private readonly deadline: number,
+  ) {
     const logs = join(dir, `${label}-logs`);
     mkdirSync(logs, { recursive: true });
     this.pack = new Pack({ logDir: logs, ...(lab ? { lab } : {}), ...(tokenFile ? { tokenFile } : {}) });
     this.rng = sampleRng(o.seed, 0, 0, CHAOS_STREAM);
     this.restartRng = sampleRng(o.seed, 1, 0, CHAOS_STREAM);
-    this.record = { label, code: null, wall_s: 0, steps_logged: 0, faults: [], evictions: [], joins: 0, workers_started: 0, pids: [], problems: [], notes: [], out: join(dir, label), logs };
+    this.record = {
+      label,
+      code: null,
+      wall_s: 0,
+      steps_logged: 0,
+      faults: [],
+      evictions: [],
+      joins: 0,
+      workers_started: 0,
+      pids: [],
+      problems: [],
+      notes: [],
+      out: join(dir, label),
+      logs,
+    };
   }
 
   private slotNames(): string[] {
@@ -284,14 +349,43 @@ class Run {
   async go(job: { data: string; weights: string }, faults: boolean): Promise<RunRecord> {
     const o = this.o;
     const t0 = Date.now();
-    const args = ['--workers', String(o.workers), '--min-workers', String(o.minWorkers), '--data', job.data, '--weights', job.weights, '--epochs', String(o.epochs),
-      '--batch-size', String(o.batchSize), '--image-size', String(IMAGE_SIZE), '--out', this.record.out, '--backend', 'wasm', '--lr', String(o.lr),
-      '--freeze', o.freeze, '--bn', 'frozen', '--timeout', String(o.timeoutS), '--log-level', 'debug'];
+    const args = [
+      '--workers',
+      String(o.workers),
+      '--min-workers',
+      String(o.minWorkers),
+      '--data',
+      job.data,
+      '--weights',
+      job.weights,
+      '--epochs',
+      String(o.epochs),
+      '--batch-size',
+      String(o.batchSize),
+      '--image-size',
+      String(IMAGE_SIZE),
+      '--out',
+      this.record.out,
+      '--backend',
+      'wasm',
+      '--lr',
+      String(o.lr),
+      '--freeze',
+      o.freeze,
+      '--bn',
+      'frozen',
+      '--timeout',
+      String(o.timeoutS),
+      '--log-level',
+      'debug',
+    ];
     // A run that stops moving (no step, ring, eviction or join) for this long, with no fault holding it, is hung.
     const watchdog = setInterval(() => {
       const quietFor = this.pack.now() - Math.max(this.pack.lastProgressAt, this.faultActiveSince ?? 0);
       if (quietFor > this.stallMs && !this.pack.coordinatorExited) {
-        this.problem(`hang: nothing happened for ${(quietFor / 1000).toFixed(0)} s (epoch ${this.pack.epoch} step ${this.pack.stepInEpoch}); last coordinator lines:\n${this.pack.tail.slice(-15).join('\n')}`);
+        this.problem(
+          `hang: nothing happened for ${(quietFor / 1000).toFixed(0)} s (epoch ${this.pack.epoch} step ${this.pack.stepInEpoch}); last coordinator lines:\n${this.pack.tail.slice(-15).join('\n')}`,
+        );
         void this.pack.stop();
       }
     }, 1000);
@@ -299,15 +393,24 @@ class Run {
       const coord = await this.pack.startCoordinator(args, Math.min(120_000, this.left));
       for (const s of this.slotNames()) this.slots.set(s, this.pack.startWorker(s, 60));
       this.progress(`coordinator pid ${coord.pid}, workers ${[...this.slots.values()].map((p) => p.pid).join(', ')}`);
-      if (faults) await this.schedule().catch((e: Error) => { if (!this.pack.coordinatorExited) this.problem(e.message); });
-      const timer = setTimeout(() => {
-        this.problem(`time limit: --max-minutes ${o.maxMinutes} reached before the coordinator finished`);
-        void this.pack.stop();
-      }, Math.max(0, this.left));
+      if (faults)
+        await this.schedule().catch((e: Error) => {
+          if (!this.pack.coordinatorExited) this.problem(e.message);
+        });
+      const timer = setTimeout(
+        () => {
+          this.problem(`time limit: --max-minutes ${o.maxMinutes} reached before the coordinator finished`);
+          void this.pack.stop();
+        },
+        Math.max(0, this.left),
+      );
       this.record.code = await coord.exit;
       clearTimeout(timer);
       await Promise.all(this.replacing.values());
-      if (this.record.code !== 0) this.problem(`the coordinator exited with ${this.record.code ?? 'a signal'}:\n${this.pack.tail.slice(-15).join('\n')}`);
+      if (this.record.code !== 0)
+        this.problem(
+          `the coordinator exited with ${this.record.code ?? 'a signal'}:\n${this.pack.tail.slice(-15).join('\n')}`,
+        );
       // Workers leave on the coordinator's shutdown; any still there after a while are killed.
       await Promise.all([...this.slots.values()].map((p) => this.pack.exitOrKill(p, 15_000)));
     } finally {
@@ -331,7 +434,8 @@ class Run {
   /** Which fault an eviction belongs to, and whether that fault should have caused it. */
   private classify(e: Eviction): RunRecord['evictions'][number] {
     const f = [...this.record.faults].reverse().find((x) => x.at_s * 1000 <= e.at_ms);
-    const expected = f !== undefined && f.pid === e.pid && (f.kind === 'kill' || f.kind === 'stop-long' || f.kind === 'cut-long');
+    const expected =
+      f !== undefined && f.pid === e.pid && (f.kind === 'kill' || f.kind === 'stop-long' || f.kind === 'cut-long');
     return { ...e, at_ms: Math.round(e.at_ms), fault: f?.n ?? null, expected };
   }
 
@@ -347,7 +451,11 @@ class Run {
     while (this.record.faults.length < o.maxFaults && !pack.finished && this.left > 60_000) {
       this.reconcile(); // a short fault's late eviction
       // Two members at least, so that the run can always go on; a fresh worker may still be on its way in.
-      await pack.until(() => pack.members().length >= 2, Math.min(this.stallMs, this.left), 'a ring of two workers or more');
+      await pack.until(
+        () => pack.members().length >= 2,
+        Math.min(this.stallMs, this.left),
+        'a ring of two workers or more',
+      );
       const k = o.gap[0] + this.rng.below(o.gap[1] - o.gap[0] + 1);
       const target = pack.steps + k;
       await pack.until(() => pack.steps >= target, Math.min(this.stallMs, this.left), `${k} more step(s)`);
@@ -356,7 +464,9 @@ class Run {
       const stepMs = times.length > 1 ? median(times.slice(1).map((t, i) => t - times[i])) : 500;
       await sleep(this.rng.uniform(0, 1.2) * stepMs);
       const kind = this.nextKind();
-      const eligible = this.slotNames().filter((s) => !this.replacing.has(s) && pack.members().includes(this.slots.get(s)!.pid));
+      const eligible = this.slotNames().filter(
+        (s) => !this.replacing.has(s) && pack.members().includes(this.slots.get(s)!.pid),
+      );
       if (eligible.length === 0 || pack.finished) continue;
       await this.inject(kind, eligible[this.rng.below(eligible.length)]);
     }
@@ -367,16 +477,32 @@ class Run {
     const p = this.slots.get(slot)!;
     const t = pack.now();
     const f: FaultRecord = {
-      n: this.record.faults.length + 1, kind, slot, pid: p.pid, rank: pack.ring.indexOf(p.pid), epoch: pack.epoch, step: pack.stepInEpoch,
-      at_s: round2(t / 1000), held_s: 0, evicted_after_s: null, resumed_after_s: null, replacement: null, notes: [],
+      n: this.record.faults.length + 1,
+      kind,
+      slot,
+      pid: p.pid,
+      rank: pack.ring.indexOf(p.pid),
+      epoch: pack.epoch,
+      step: pack.stepInEpoch,
+      at_s: round2(t / 1000),
+      held_s: 0,
+      evicted_after_s: null,
+      resumed_after_s: null,
+      replacement: null,
+      notes: [],
     };
     this.record.faults.push(f);
     this.faultActiveSince = t;
     const timeoutMs = this.o.timeoutS * 1000;
     const short = () => this.rng.uniform(0.15, 0.35) * timeoutMs;
     const evictBound = Math.min(2 * timeoutMs + 60_000, this.left);
-    const awaitEviction = () => pack.until(() => pack.evicted(p.pid) !== undefined, evictBound, `the eviction of pid ${p.pid} (${kind})`)
-      .catch((e: Error) => { f.notes.push(`not evicted: ${e.message}`); this.problem(`fault ${f.n} (${kind} of pid ${p.pid}): ${e.message}`); });
+    const awaitEviction = () =>
+      pack
+        .until(() => pack.evicted(p.pid) !== undefined, evictBound, `the eviction of pid ${p.pid} (${kind})`)
+        .catch((e: Error) => {
+          f.notes.push(`not evicted: ${e.message}`);
+          this.problem(`fault ${f.n} (${kind} of pid ${p.pid}): ${e.message}`);
+        });
     this.progress(`fault ${f.n}: ${kind} ${slot} pid ${p.pid} (rank ${f.rank}) after epoch ${f.epoch} step ${f.step}`);
     switch (kind) {
       case 'kill':
@@ -410,12 +536,18 @@ class Run {
     this.reconcile();
     this.faultActiveSince = undefined;
     // The run goes on: a step completes after the fault ended (a short fault may still cost an eviction meanwhile).
-    await pack.until(() => pack.lastStepAt > ended, Math.min(this.stallMs, this.left), `a step after fault ${f.n} (${kind})`)
-      .then(() => { f.resumed_after_s = round2((pack.lastStepAt - t) / 1000); })
-      .catch((e: Error) => { if (!pack.coordinatorExited) this.problem(`fault ${f.n} (${kind} of pid ${p.pid}): ${e.message}`); });
+    await pack
+      .until(() => pack.lastStepAt > ended, Math.min(this.stallMs, this.left), `a step after fault ${f.n} (${kind})`)
+      .then(() => {
+        f.resumed_after_s = round2((pack.lastStepAt - t) / 1000);
+      })
+      .catch((e: Error) => {
+        if (!pack.coordinatorExited) this.problem(`fault ${f.n} (${kind} of pid ${p.pid}): ${e.message}`);
+      });
     const ev = pack.evicted(p.pid);
     if (ev) f.evicted_after_s = round2((ev.at_ms - t) / 1000);
-    if (ev && (kind === 'stop-short' || kind === 'cut-short')) f.notes.push(`evicted although held only ${f.held_s} s (--timeout ${this.o.timeoutS} s): ${ev.reason}`);
+    if (ev && (kind === 'stop-short' || kind === 'cut-short'))
+      f.notes.push(`evicted although held only ${f.held_s} s (--timeout ${this.o.timeoutS} s): ${ev.reason}`);
   }
 
   /** Every slot whose worker was lost or exited gets a fresh one once the old process is gone, in the background. */
@@ -424,7 +556,10 @@ class Run {
       if (this.replacing.has(slot) || this.pack.finished) continue;
       const lost = this.pack.evicted(p.pid) !== undefined;
       if (!lost && p.child.exitCode === null && p.child.signalCode === null) continue;
-      this.replacing.set(slot, this.replace(slot, p, lost).finally(() => this.replacing.delete(slot)));
+      this.replacing.set(
+        slot,
+        this.replace(slot, p, lost).finally(() => this.replacing.delete(slot)),
+      );
     }
   }
 
@@ -447,12 +582,30 @@ class Run {
 }
 
 function notRun(dir: string, why: string): RunRecord {
-  return { label: 'chaos', code: null, wall_s: 0, steps_logged: 0, faults: [], evictions: [], joins: 0, workers_started: 0, pids: [], problems: [`not run: ${why}`], notes: [], out: join(dir, 'chaos'), logs: '' };
+  return {
+    label: 'chaos',
+    code: null,
+    wall_s: 0,
+    steps_logged: 0,
+    faults: [],
+    evictions: [],
+    joins: 0,
+    workers_started: 0,
+    pids: [],
+    problems: [`not run: ${why}`],
+    notes: [],
+    out: join(dir, 'chaos'),
+    logs: '',
+  };
 }
 
 function readMetrics(out: string): { epoch: number; workers?: number; samples?: number }[] {
   try {
-    return readFileSync(join(out, 'metrics.jsonl'), 'utf8').trim().split('\n').filter(Boolean).map((l) => JSON.parse(l) as { epoch: number; workers?: number; samples?: number });
+    return readFileSync(join(out, 'metrics.jsonl'), 'utf8')
+      .trim()
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => JSON.parse(l) as { epoch: number; workers?: number; samples?: number });
   } catch {
     return [];
   }
@@ -462,7 +615,8 @@ function readMetrics(out: string): { epoch: number; workers?: number; samples?: 
 export async function runChaos(opts: ChaosOptions, command: string): Promise<ChaosResult> {
   const o = opts;
   if (o.workers < 2) throw new WolfpackError('E_USAGE', '--workers: a chaos run needs at least 2 workers');
-  if (o.gap[0] < 1 || o.gap[1] < o.gap[0]) throw new WolfpackError('E_USAGE', `--gap: expected MIN-MAX steps with 1 <= MIN <= MAX, got ${o.gap.join('-')}`);
+  if (o.gap[0] < 1 || o.gap[1] < o.gap[0])
+    throw new WolfpackError('E_USAGE', `--gap: expected MIN-MAX steps with 1 <= MIN <= MAX, got ${o.gap.join('-')}`);
   const started = Date.now();
   const deadline = started + o.maxMinutes * 60_000;
   const skipped: string[] = [];
@@ -478,7 +632,8 @@ export async function runChaos(opts: ChaosOptions, command: string): Promise<Cha
   const dir = o.dir ?? mkdtempSync(join(tmpdir(), 'wolfpack-chaos-'));
   mkdirSync(dir, { recursive: true });
   const trainPerClass = (o.stepsPerEpoch * o.batchSize) / 2;
-  if (!Number.isInteger(trainPerClass)) throw new WolfpackError('E_USAGE', '--steps-per-epoch x --batch-size must be even (two classes of equal size)');
+  if (!Number.isInteger(trainPerClass))
+    throw new WolfpackError('E_USAGE', '--steps-per-epoch x --batch-size must be even (two classes of equal size)');
   o.progress?.(`work folder ${dir}; generating the tiny job (${2 * trainPerClass} training images)`);
   const job = await makeJob(dir, trainPerClass);
   let lab: Lab | undefined;
@@ -486,17 +641,27 @@ export async function runChaos(opts: ChaosOptions, command: string): Promise<Cha
   let failed = true;
   try {
     if (why === undefined) {
-      lab = Lab.create([{ name: 'c', octet: 1 }, ...Array.from({ length: o.workers }, (_, i) => ({ name: `w${i + 1}`, octet: 11 + i }))]);
+      lab = Lab.create([
+        { name: 'c', octet: 1 },
+        ...Array.from({ length: o.workers }, (_, i) => ({ name: `w${i + 1}`, octet: 11 + i })),
+      ]);
       await lab.waitUp();
       tokenFile = join(dir, 'token');
       writeFileSync(tokenFile, TOKEN + '\n');
       chmodSync(tokenFile, 0o600);
     }
     const reference = await new Run(run, 'reference', dir, lab, tokenFile, deadline).go(job, false);
-    const chaos = reference.code === 0 ? await new Run(run, 'chaos', dir, lab, tokenFile, deadline).go(job, true)
-      : notRun(dir, 'the uninterrupted run failed');
+    const chaos =
+      reference.code === 0
+        ? await new Run(run, 'chaos', dir, lab, tokenFile, deadline).go(job, true)
+        : notRun(dir, 'the uninterrupted run failed');
     const result = judge(run, command, lab ? 'netns' : 'loopback', skipped, reference, chaos, started);
-    if (chaos.code === 0 && reference.code === 0) result.weights = compareWeights(await readCkptFloats(join(chaos.out, 'last.ckpt')), await readCkptFloats(join(reference.out, 'last.ckpt')), o.tolerance);
+    if (chaos.code === 0 && reference.code === 0)
+      result.weights = compareWeights(
+        await readCkptFloats(join(chaos.out, 'last.ckpt')),
+        await readCkptFloats(join(reference.out, 'last.ckpt')),
+        o.tolerance,
+      );
     result.ok = result.weights.ok && result.samples_ok && result.problems.length === 0;
     failed = !result.ok;
     result.dir = o.keep || failed ? dir : null;
@@ -507,7 +672,11 @@ export async function runChaos(opts: ChaosOptions, command: string): Promise<Cha
   }
 }
 
-function compareWeights(got: Map<string, Float32Array>, want: Map<string, Float32Array>, tolerance: number): ChaosResult['weights'] {
+function compareWeights(
+  got: Map<string, Float32Array>,
+  want: Map<string, Float32Array>,
+  tolerance: number,
+): ChaosResult['weights'] {
   const part = (momentum: boolean): TensorDiff | null => {
     const w = new Map([...want].filter(([k]) => k.startsWith('moments.') === momentum));
     if (w.size === 0) return null;
@@ -515,10 +684,25 @@ function compareWeights(got: Map<string, Float32Array>, want: Map<string, Float3
     return { rel: d.rel, tensor: d.name };
   };
   const all = worstTensor(got, want);
-  return { worst_rel_diff: all.rel, tensor: all.name, params: part(false), momentum: part(true), tolerance, ok: all.rel <= tolerance };
+  return {
+    worst_rel_diff: all.rel,
+    tensor: all.name,
+    params: part(false),
+    momentum: part(true),
+    tolerance,
+    ok: all.rel <= tolerance,
+  };
 }
 
-function judge(o: ChaosOptions, command: string, network: 'netns' | 'loopback', skipped: string[], reference: RunRecord, chaos: RunRecord, started: number): ChaosResult {
+function judge(
+  o: ChaosOptions,
+  command: string,
+  network: 'netns' | 'loopback',
+  skipped: string[],
+  reference: RunRecord,
+  chaos: RunRecord,
+  started: number,
+): ChaosResult {
   const expected = o.stepsPerEpoch * o.batchSize;
   const metrics = readMetrics(chaos.out);
   const samples: EpochSamples[] = Array.from({ length: o.epochs }, (_, i) => {
@@ -528,12 +712,22 @@ function judge(o: ChaosOptions, command: string, network: 'netns' | 'loopback', 
   });
   const refSamples = readMetrics(reference.out).map((m) => m.samples);
   const problems = [...reference.problems.map((p) => `reference: ${p}`), ...chaos.problems];
-  if (refSamples.some((n) => n !== expected)) problems.push(`reference: samples per epoch ${refSamples.join(', ')}, expected ${expected} each`);
-  const byKind = Object.fromEntries(FAULT_KINDS.map((k) => [k, chaos.faults.filter((f) => f.kind === k).length])) as Record<FaultKind, number>;
+  if (refSamples.some((n) => n !== expected))
+    problems.push(`reference: samples per epoch ${refSamples.join(', ')}, expected ${expected} each`);
+  const byKind = Object.fromEntries(
+    FAULT_KINDS.map((k) => [k, chaos.faults.filter((f) => f.kind === k).length]),
+  ) as Record<FaultKind, number>;
   const { progress: _p, dir: _d, keep: _k, maxFaults, ...config } = o;
   return {
-    bench: 'wolfpack_chaos', command, network, skipped,
-    config: { ...config, maxFaults: Number.isFinite(maxFaults) ? maxFaults : null, trainImages: o.stepsPerEpoch * o.batchSize },
+    bench: 'wolfpack_chaos',
+    command,
+    network,
+    skipped,
+    config: {
+      ...config,
+      maxFaults: Number.isFinite(maxFaults) ? maxFaults : null,
+      trainImages: o.stepsPerEpoch * o.batchSize,
+    },
     steps: o.epochs * o.stepsPerEpoch,
     faults_by_kind: byKind,
     evictions: chaos.evictions.length,
@@ -542,8 +736,13 @@ function judge(o: ChaosOptions, command: string, network: 'netns' | 'loopback', 
     replacements: chaos.workers_started - o.workers,
     wall_s: { reference: reference.wall_s, chaos: chaos.wall_s, total: round2((Date.now() - started) / 1000) },
     weights: { worst_rel_diff: null, tensor: '', params: null, momentum: null, tolerance: o.tolerance, ok: false },
-    samples, samples_ok: samples.every((s) => s.ok),
-    problems, reference, chaos, dir: null, ok: false,
+    samples,
+    samples_ok: samples.every((s) => s.ok),
+    problems,
+    reference,
+    chaos,
+    dir: null,
+    ok: false,
   };
 }
 
@@ -552,35 +751,63 @@ const sci = (x: number | null) => (x === null ? '-' : x.toExponential(1));
 /** The result as the table `wolfpack bench chaos` prints. */
 export function chaosTable(r: ChaosResult): string {
   const c = r.config;
-  const kinds = FAULT_KINDS.filter((k) => c.kinds.includes(k)).map((k) => `${k} ${r.faults_by_kind[k]}`).join(', ');
+  const kinds = FAULT_KINDS.filter((k) => c.kinds.includes(k))
+    .map((k) => `${k} ${r.faults_by_kind[k]}`)
+    .join(', ');
   const nFaults = Object.values(r.faults_by_kind).reduce((a, b) => a + b, 0);
   const bad = r.samples.filter((s) => !s.ok);
   const unexpected = r.chaos.evictions.filter((e) => !e.expected);
   const rows: [string, string][] = [
-    ['setting', `${c.workers} workers, --min-workers ${c.minWorkers} (${r.network === 'netns' ? 'each in a network namespace, token-authenticated' : 'loopback'}), ` +
-      `${c.epochs} epochs x ${c.stepsPerEpoch} steps x ${c.batchSize} images, --freeze ${c.freeze} --bn frozen --lr ${c.lr}, --timeout ${c.timeoutS} s, fault seed ${c.seed}`],
+    [
+      'setting',
+      `${c.workers} workers, --min-workers ${c.minWorkers} (${r.network === 'netns' ? 'each in a network namespace, token-authenticated' : 'loopback'}), ` +
+        `${c.epochs} epochs x ${c.stepsPerEpoch} steps x ${c.batchSize} images, --freeze ${c.freeze} --bn frozen --lr ${c.lr}, --timeout ${c.timeoutS} s, fault seed ${c.seed}`,
+    ],
     ['faults', `${nFaults}: ${kinds}`],
-    ['evictions', `${r.evictions} (${r.unexpected_evictions} not caused by the fault's own kind${unexpected.length ? `: ${unexpected.map((e) => `pid ${e.pid} ${e.reason}`).join('; ')}` : ''})`],
+    [
+      'evictions',
+      `${r.evictions} (${r.unexpected_evictions} not caused by the fault's own kind${unexpected.length ? `: ${unexpected.map((e) => `pid ${e.pid} ${e.reason}`).join('; ')}` : ''})`,
+    ],
     ['joins', `${r.joins} fresh workers entered the ring (${r.replacements} started)`],
-    ['steps', `${r.steps} (${r.chaos.steps_logged} logged by the coordinator; the rest completed on survivors when a fault cut the replies short)`],
-    ['wall time', `chaos ${r.wall_s.chaos.toFixed(0)} s, uninterrupted ${r.wall_s.reference.toFixed(0)} s, total ${r.wall_s.total.toFixed(0)} s`],
-    ['weights vs uninterrupted', `worst per-tensor relative difference ${sci(r.weights.worst_rel_diff)} ${r.weights.ok ? '<=' : 'NOT <='} ${sci(r.weights.tolerance)}: ` +
-      `${r.weights.ok ? 'ok' : 'MISMATCH'}${r.weights.params ? ` (weights ${sci(r.weights.params.rel)} in ${r.weights.params.tensor}` : ''}` +
-      `${r.weights.momentum ? `, Momentum accumulators ${sci(r.weights.momentum.rel)} in ${r.weights.momentum.tensor})` : r.weights.params ? ')' : ''}`],
-    ['samples per epoch', bad.length === 0 ? `every epoch ${r.samples[0]?.expected ?? 0} = ${c.stepsPerEpoch} steps x ${c.batchSize}: ok`
-      : `MISMATCH in ${bad.length} epoch(s): ${bad.map((s) => `epoch ${s.epoch} ${s.samples ?? 'no record'} (expected ${s.expected})`).join(', ')}`],
+    [
+      'steps',
+      `${r.steps} (${r.chaos.steps_logged} logged by the coordinator; the rest completed on survivors when a fault cut the replies short)`,
+    ],
+    [
+      'wall time',
+      `chaos ${r.wall_s.chaos.toFixed(0)} s, uninterrupted ${r.wall_s.reference.toFixed(0)} s, total ${r.wall_s.total.toFixed(0)} s`,
+    ],
+    [
+      'weights vs uninterrupted',
+      `worst per-tensor relative difference ${sci(r.weights.worst_rel_diff)} ${r.weights.ok ? '<=' : 'NOT <='} ${sci(r.weights.tolerance)}: ` +
+        `${r.weights.ok ? 'ok' : 'MISMATCH'}${r.weights.params ? ` (weights ${sci(r.weights.params.rel)} in ${r.weights.params.tensor}` : ''}` +
+        `${r.weights.momentum ? `, Momentum accumulators ${sci(r.weights.momentum.rel)} in ${r.weights.momentum.tensor})` : r.weights.params ? ')' : ''}`,
+    ],
+    [
+      'samples per epoch',
+      bad.length === 0
+        ? `every epoch ${r.samples[0]?.expected ?? 0} = ${c.stepsPerEpoch} steps x ${c.batchSize}: ok`
+        : `MISMATCH in ${bad.length} epoch(s): ${bad.map((s) => `epoch ${s.epoch} ${s.samples ?? 'no record'} (expected ${s.expected})`).join(', ')}`,
+    ],
     ['result', r.ok ? 'ok' : `FAILED${r.dir ? ` (logs in ${r.dir})` : ''}`],
   ];
   const w = Math.max(...rows.map(([k]) => k.length));
-  const lines = [`$ ${r.command}`, '', ...r.skipped.map((s) => `note: ${s}`), ...rows.map(([k, v]) => `${k.padEnd(w)}   ${v}`)];
+  const lines = [
+    `$ ${r.command}`,
+    '',
+    ...r.skipped.map((s) => `note: ${s}`),
+    ...rows.map(([k, v]) => `${k.padEnd(w)}   ${v}`),
+  ];
   if (r.problems.length > 0) lines.push('', 'problems:', ...r.problems.map((p) => `  ${p.split('\n').join('\n    ')}`));
   if (r.chaos.notes.length > 0) lines.push('', 'notes:', ...r.chaos.notes.map((n) => `  ${n}`));
   lines.push('', 'faults (time, where the run was, victim, what happened):');
   for (const f of r.chaos.faults) {
-    lines.push(`  ${String(f.n).padStart(3)} ${f.at_s.toFixed(1).padStart(7)} s  e${f.epoch} s${f.step}  ${f.kind.padEnd(10)} ${f.slot} pid ${f.pid} rank ${f.rank}` +
-      `${f.held_s ? `, held ${f.held_s.toFixed(1)} s` : ''}${f.evicted_after_s !== null ? `, evicted after ${f.evicted_after_s.toFixed(1)} s` : ''}` +
-      `${f.resumed_after_s !== null ? `, next step after ${f.resumed_after_s.toFixed(1)} s` : ''}${f.replacement !== null ? `, replaced by pid ${f.replacement}` : ''}` +
-      `${f.notes.length ? `; ${f.notes.join('; ')}` : ''}`);
+    lines.push(
+      `  ${String(f.n).padStart(3)} ${f.at_s.toFixed(1).padStart(7)} s  e${f.epoch} s${f.step}  ${f.kind.padEnd(10)} ${f.slot} pid ${f.pid} rank ${f.rank}` +
+        `${f.held_s ? `, held ${f.held_s.toFixed(1)} s` : ''}${f.evicted_after_s !== null ? `, evicted after ${f.evicted_after_s.toFixed(1)} s` : ''}` +
+        `${f.resumed_after_s !== null ? `, next step after ${f.resumed_after_s.toFixed(1)} s` : ''}${f.replacement !== null ? `, replaced by pid ${f.replacement}` : ''}` +
+        `${f.notes.length ? `; ${f.notes.join('; ')}` : ''}`,
+    );
   }
   return lines.join('\n') + '\n';
 }

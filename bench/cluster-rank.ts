@@ -22,7 +22,14 @@ import { createRingBuffer, ringAllReduce } from '../shared/allreduce/ring.js';
 import type { Link } from '../shared/allreduce/link.js';
 import { isWolfpackError } from '../shared/errors.js';
 import { connectRing, listenRing, wsLink } from '../shared/transport/ring/index.js';
-import { createSchedule, modelledStep, type BucketedCollective, releaseOrder, stepTimeline, type ScheduleOptions } from './cluster-step.js';
+import {
+  createSchedule,
+  modelledStep,
+  type BucketedCollective,
+  releaseOrder,
+  stepTimeline,
+  type ScheduleOptions,
+} from './cluster-step.js';
 import { listenToParent, nextParentMessage, sendToParent } from './rank-ipc.js';
 
 export interface ClusterRankSetup extends ScheduleOptions {
@@ -88,7 +95,9 @@ export interface ClusterRankResult {
 function qdiscCounters(iface: string | null): { bytes: number; packets: number; drops: number } | null {
   if (iface === null) return null;
   const out = execFileSync('tc', ['-s', '-j', 'qdisc', 'show', 'dev', iface], { encoding: 'utf8', timeout: 5000 });
-  const q = (JSON.parse(out) as Array<{ kind?: string; root?: boolean; bytes?: number; packets?: number; drops?: number }>).find((x) => x.root === true);
+  const q = (
+    JSON.parse(out) as Array<{ kind?: string; root?: boolean; bytes?: number; packets?: number; drops?: number }>
+  ).find((x) => x.root === true);
   return q?.kind === 'tbf' ? { bytes: q.bytes ?? 0, packets: q.packets ?? 0, drops: q.drops ?? 0 } : null;
 }
 
@@ -106,18 +115,26 @@ function cpuJiffies(): { busy: number; system: number; softirq: number; total: n
 function checkFirst(buf: Float32Array, size: number): { ok: boolean; firstBad?: string } {
   const want = (size * (size + 1)) / 2;
   for (let i = 0; i < buf.length; i++) {
-    if (buf[i] !== want) return { ok: false, firstBad: `element ${i} = ${buf[i]} after the first all-reduce, expected ${want}` };
+    if (buf[i] !== want)
+      return { ok: false, firstBad: `element ${i} = ${buf[i]} after the first all-reduce, expected ${want}` };
   }
   return { ok: true };
 }
 
-const hashOf = (buf: Float32Array): string => createHash('sha256').update(new Uint8Array(buf.buffer, buf.byteOffset, buf.byteLength)).digest('hex');
+const hashOf = (buf: Float32Array): string =>
+  createHash('sha256')
+    .update(new Uint8Array(buf.buffer, buf.byteOffset, buf.byteLength))
+    .digest('hex');
 
 /** Rank-seeded values of mixed magnitudes (xorshift32), so that sums in another order would round differently. */
 function fillMixed(buf: Float32Array, rank: number): void {
   let x = (0x9e3779b9 ^ (rank * 0x85ebca6b)) >>> 0 || 1;
   for (let i = 0; i < buf.length; i++) {
-    x ^= x << 13; x >>>= 0; x ^= x >>> 17; x ^= x << 5; x >>>= 0;
+    x ^= x << 13;
+    x >>>= 0;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    x >>>= 0;
     const u = x / 4294967296;
     buf[i] = (u * 2 - 1) * ((x & 7) === 0 ? 1e4 : 1e-2);
   }
@@ -145,9 +162,13 @@ async function runRank(host: string): Promise<void> {
   buf.fill(rank + 1);
   let ringStep = 0;
   const allReduce = async (region: Float32Array, wire = setup.wire) =>
-    link === null ? { bytesSent: 0, bytesReceived: 0, messagesSent: 0, messagesReceived: 0 } : ringAllReduce(region, rank, size, link, { step: ringStep++, wire });
+    link === null
+      ? { bytesSent: 0, bytesReceived: 0, messagesSent: 0, messagesReceived: 0 }
+      : ringAllReduce(region, rank, size, link, { step: ringStep++, wire });
   const bar = new Float32Array(1);
-  const barrier = async (): Promise<void> => { await allReduce(bar, 'fp32'); };
+  const barrier = async (): Promise<void> => {
+    await allReduce(bar, 'fp32');
+  };
   // --schedule overlap: bucket k is collective ringStep + k, so every rank numbers them alike.
   const bucketed: BucketedCollective = async (buckets, ready) => {
     const step = ringStep;
@@ -178,7 +199,12 @@ async function runRank(host: string): Promise<void> {
       if (setup.machineStats) mach0 = cpuJiffies();
     }
     const m = await modelledStep(timeline, schedule);
-    steps.push({ compute_ms: m.backwardEnd - m.start, exposed_ms: m.end - m.backwardEnd, allreduce_ms: m.end - m.commStart, step_ms: m.end - m.start });
+    steps.push({
+      compute_ms: m.backwardEnd - m.start,
+      exposed_ms: m.end - m.backwardEnd,
+      allreduce_ms: m.end - m.commStart,
+      step_ms: m.end - m.start,
+    });
     bytesSent = m.bytesSent;
     if (k === 0) check = checkFirst(buf, size);
   }
@@ -190,7 +216,11 @@ async function runRank(host: string): Promise<void> {
   const mach1 = cpuJiffies();
   if (setup.machineStats && mach0 !== undefined && mach1 !== undefined && mach1.total > mach0.total) {
     const dt = mach1.total - mach0.total;
-    machine = { busy: (mach1.busy - mach0.busy) / dt, system: (mach1.system - mach0.system) / dt, softirq: (mach1.softirq - mach0.softirq) / dt };
+    machine = {
+      busy: (mach1.busy - mach0.busy) / dt,
+      system: (mach1.system - mach0.system) / dt,
+      softirq: (mach1.softirq - mach0.softirq) / dt,
+    };
   }
   const sha256 = hashOf(buf);
   fillMixed(buf, rank);
@@ -203,8 +233,14 @@ async function runRank(host: string): Promise<void> {
     rank,
     steps,
     bytesSent,
-    wire: wire0 === null || wire1 === null ? null
-      : { bytes: perStep(wire1.bytes - wire0.bytes), packets: perStep(wire1.packets - wire0.packets), drops: perStep(wire1.drops - wire0.drops) },
+    wire:
+      wire0 === null || wire1 === null
+        ? null
+        : {
+            bytes: perStep(wire1.bytes - wire0.bytes),
+            packets: perStep(wire1.packets - wire0.packets),
+            drops: perStep(wire1.drops - wire0.drops),
+          },
     cpuUserS: cpu.user / 1e6,
     cpuSystemS: cpu.system / 1e6,
     timedWallS,
@@ -228,7 +264,9 @@ async function main(): Promise<void> {
     process.exit(0);
   } catch (err) {
     const message = err instanceof Error ? err.message : String(err);
-    await sendToParent({ t: 'error', message, code: isWolfpackError(err) ? err.code : undefined }).catch(() => undefined);
+    await sendToParent({ t: 'error', message, code: isWolfpackError(err) ? err.code : undefined }).catch(
+      () => undefined,
+    );
     process.exit(1);
   }
 }

@@ -41,8 +41,13 @@ export interface ScheduleOptions {
 
 /** Throws E_USAGE for schedule options the current ring cannot run, saying what is missing. */
 export function checkScheduleOptions(o: ScheduleOptions): void {
-  if (!SCHEDULES.includes(o.schedule)) throw new WolfpackError('E_USAGE', `--schedule: expected one of ${SCHEDULES.join(', ')}, got '${String(o.schedule)}'`);
-  if (!WIRE_FORMATS.includes(o.wire)) throw new WolfpackError('E_USAGE', `--wire: expected one of ${WIRE_FORMATS.join(', ')}, got '${String(o.wire)}'`);
+  if (!SCHEDULES.includes(o.schedule))
+    throw new WolfpackError(
+      'E_USAGE',
+      `--schedule: expected one of ${SCHEDULES.join(', ')}, got '${String(o.schedule)}'`,
+    );
+  if (!WIRE_FORMATS.includes(o.wire))
+    throw new WolfpackError('E_USAGE', `--wire: expected one of ${WIRE_FORMATS.join(', ')}, got '${String(o.wire)}'`);
   if (o.bucketMb !== undefined && o.schedule !== 'overlap') {
     throw new WolfpackError('E_USAGE', '--bucket-mb applies to --schedule overlap only');
   }
@@ -62,7 +67,8 @@ export function releaseOrder(sizes: readonly number[]): GradLayer[] {
   const layers: GradLayer[] = [];
   let offset = 0;
   for (const size of sizes) {
-    if (!Number.isSafeInteger(size) || size < 1) throw new WolfpackError('E_USAGE', `layer sizes must be positive integers, got ${size}`);
+    if (!Number.isSafeInteger(size) || size < 1)
+      throw new WolfpackError('E_USAGE', `layer sizes must be positive integers, got ${size}`);
     layers.push({ offset, size });
     offset += size;
   }
@@ -78,7 +84,8 @@ export interface StepTimeline {
 
 /** Forward T/3, then the layers released over 2T/3 in proportion to their sizes. */
 export function stepTimeline(layers: readonly GradLayer[], computeMs: number): StepTimeline {
-  if (!(Number.isFinite(computeMs) && computeMs >= 0)) throw new WolfpackError('E_USAGE', `computeMs must be a number >= 0, got ${computeMs}`);
+  if (!(Number.isFinite(computeMs) && computeMs >= 0))
+    throw new WolfpackError('E_USAGE', `computeMs must be a number >= 0, got ${computeMs}`);
   const total = layers.reduce((a, l) => a + l.size, 0);
   const forwardMs = computeMs / 3;
   const backwardMs = computeMs - forwardMs;
@@ -94,7 +101,10 @@ export function stepTimeline(layers: readonly GradLayer[], computeMs: number): S
 /** One all-reduce of `region` (a view of the gradient buffer) on the ring, with the next step number. */
 export type Collective = (region: Float32Array) => Promise<RingStats>;
 /** bucketedAllReduce of the whole gradient buffer over `buckets` on the ring, with the next step numbers. */
-export type BucketedCollective = (buckets: readonly Bucket[], ready: (k: number) => Promise<void>) => Promise<RingStats>;
+export type BucketedCollective = (
+  buckets: readonly Bucket[],
+  ready: (k: number) => Promise<void>,
+) => Promise<RingStats>;
 
 /** What a gradient schedule does with the released layers in one step. */
 export interface GradSchedule {
@@ -115,7 +125,10 @@ export function bucketElems(bucketMb: number): number {
 export function gradBuckets(layerSizes: readonly number[], bucketMb = DEFAULT_BUCKET_MB): Bucket[] {
   const cuts: number[] = [];
   let at = 0;
-  for (const s of layerSizes) { cuts.push(at); at += s; }
+  for (const s of layerSizes) {
+    cuts.push(at);
+    at += s;
+  }
   return reverseBuckets(at, bucketElems(bucketMb), cuts);
 }
 
@@ -132,7 +145,13 @@ export function bucketReadyAfter(buckets: readonly Bucket[], layers: readonly Gr
 }
 
 /** The schedule for `opts` over `buf`, whose layers the backward pass releases in `layers`' order. */
-export function createSchedule(opts: ScheduleOptions, buf: Float32Array, layers: readonly GradLayer[], allReduce: Collective, bucketed?: BucketedCollective): GradSchedule {
+export function createSchedule(
+  opts: ScheduleOptions,
+  buf: Float32Array,
+  layers: readonly GradLayer[],
+  allReduce: Collective,
+  bucketed?: BucketedCollective,
+): GradSchedule {
   checkScheduleOptions(opts);
   if (opts.schedule === 'overlap') {
     if (bucketed === undefined) throw new WolfpackError('E_USAGE', '--schedule overlap needs a bucketed collective');
@@ -150,9 +169,22 @@ export function createSchedule(opts: ScheduleOptions, buf: Float32Array, layers:
         commStart = 0;
         const ready = (k: number): Promise<void> => {
           const need = after[k];
-          const mark = (): void => { if (k === 0) commStart = performance.now(); };
-          if (released >= need) { mark(); return Promise.resolve(); }
-          return new Promise<void>((resolve) => { waiters.push({ need, resolve: () => { mark(); resolve(); } }); });
+          const mark = (): void => {
+            if (k === 0) commStart = performance.now();
+          };
+          if (released >= need) {
+            mark();
+            return Promise.resolve();
+          }
+          return new Promise<void>((resolve) => {
+            waiters.push({
+              need,
+              resolve: () => {
+                mark();
+                resolve();
+              },
+            });
+          });
         };
         running = bucketed(buckets, ready);
         running.catch(() => undefined); // awaited in finish(); never an unhandled rejection meanwhile

@@ -35,7 +35,16 @@ import { ParamLayout } from '../shared/model/state.js';
 import { distPath } from '../shared/paths.js';
 import { WolfpackError } from '../shared/errors.js';
 import type { ClusterRankResult, ClusterRankSetup } from './cluster-rank.js';
-import { checkScheduleOptions, DEFAULT_BUCKET_MB, gradBuckets, bucketReadyAfter, releaseOrder, stepTimeline, type GradScheduleKind, type WireFormat } from './cluster-step.js';
+import {
+  checkScheduleOptions,
+  DEFAULT_BUCKET_MB,
+  gradBuckets,
+  bucketReadyAfter,
+  releaseOrder,
+  stepTimeline,
+  type GradScheduleKind,
+  type WireFormat,
+} from './cluster-step.js';
 import { NetLab, MAX_HOSTS, netlabUnavailable } from './netlab.js';
 import { expectMessage, postMessage, stopRanks, waitRankExit, watchRank, type RankProcess } from './rank-process.js';
 
@@ -138,7 +147,8 @@ function rankScript(): string {
 
 /** Gradient sizes of ResNet-50 (ImageNet head) per trainable tensor, in buffer order, each scaled by `scale`. */
 export function resnet50GradientSizes(scale = 1): number[] {
-  if (!(Number.isFinite(scale) && scale > 0 && scale <= 1)) throw new WolfpackError('E_USAGE', `layout scale must be in (0, 1], got ${scale}`);
+  if (!(Number.isFinite(scale) && scale > 0 && scale <= 1))
+    throw new WolfpackError('E_USAGE', `layout scale must be in (0, 1], got ${scale}`);
   const layout = new ParamLayout(resnet50Spec({ flavour: 'torchvision', width: 64, numClasses: 1000 }));
   return layout.trainable.map((s) => (scale === 1 ? s.size : Math.max(1, Math.round(s.size * scale))));
 }
@@ -154,7 +164,13 @@ export function efficiencyOnPaper(workers: number, elements: number, computeMs: 
  * --schedule overlap on paper: the ring at line rate, bucket by bucket (gradBuckets), bucket k starting
  * when the modelled backward pass has released it and bucket k-1 is done; T / max(T, end of the last).
  */
-export function overlapOnPaper(workers: number, layerSizes: readonly number[], computeMs: number, linkMbit: number, bucketMb = DEFAULT_BUCKET_MB): number {
+export function overlapOnPaper(
+  workers: number,
+  layerSizes: readonly number[],
+  computeMs: number,
+  linkMbit: number,
+  bucketMb = DEFAULT_BUCKET_MB,
+): number {
   const t = computeMs / 1000;
   if (workers <= 1) return 1;
   const layers = releaseOrder(layerSizes);
@@ -177,8 +193,16 @@ export function overlapOnPaper(workers: number, layerSizes: readonly number[], c
 export function crossCheckSchedules(rs: ClusterRunResult[]): number {
   let pairs = 0;
   for (const o of rs.filter((r) => r.schedule === 'overlap')) {
-    const n = rs.find((r) => r.schedule === 'none' && r.workers === o.workers && r.net === o.net && r.link_mbit === o.link_mbit &&
-      r.steps === o.steps && r.warmup === o.warmup && r.layout_scale === o.layout_scale);
+    const n = rs.find(
+      (r) =>
+        r.schedule === 'none' &&
+        r.workers === o.workers &&
+        r.net === o.net &&
+        r.link_mbit === o.link_mbit &&
+        r.steps === o.steps &&
+        r.warmup === o.warmup &&
+        r.layout_scale === o.layout_scale,
+    );
     if (n === undefined) continue;
     pairs++;
     o.same_bits_as_none = o.final_sha256 === n.final_sha256 && o.mixed_sha256 === n.mixed_sha256;
@@ -205,23 +229,31 @@ export async function runClusterBench(opts: ClusterBenchOptions): Promise<Cluste
   const wire = opts.wire ?? 'fp32';
   const linkMbit = opts.linkMbit === 0 ? undefined : opts.linkMbit;
   const scale = opts.layoutScale ?? 1;
-  if (!Number.isSafeInteger(n) || n < 1 || n > MAX_HOSTS) throw new WolfpackError('E_USAGE', `workers must be an integer in [1, ${MAX_HOSTS}], got ${n}`);
-  if (!Number.isSafeInteger(opts.steps) || opts.steps < 1) throw new WolfpackError('E_USAGE', `steps must be an integer >= 1, got ${opts.steps}`);
-  if (!Number.isSafeInteger(opts.warmup) || opts.warmup < 0) throw new WolfpackError('E_USAGE', `warmup must be an integer >= 0, got ${opts.warmup}`);
-  if (!(Number.isFinite(opts.computeMs) && opts.computeMs >= 0)) throw new WolfpackError('E_USAGE', `compute ms must be a number >= 0, got ${opts.computeMs}`);
-  if (linkMbit !== undefined && !(Number.isFinite(linkMbit) && linkMbit > 0)) throw new WolfpackError('E_USAGE', `link Mbit/s must be a positive number (0: unshaped), got ${linkMbit}`);
-  if (linkMbit !== undefined && net === 'loopback') throw new WolfpackError('E_USAGE', '--link-mbit needs --net netns: loopback links cannot be shaped');
+  if (!Number.isSafeInteger(n) || n < 1 || n > MAX_HOSTS)
+    throw new WolfpackError('E_USAGE', `workers must be an integer in [1, ${MAX_HOSTS}], got ${n}`);
+  if (!Number.isSafeInteger(opts.steps) || opts.steps < 1)
+    throw new WolfpackError('E_USAGE', `steps must be an integer >= 1, got ${opts.steps}`);
+  if (!Number.isSafeInteger(opts.warmup) || opts.warmup < 0)
+    throw new WolfpackError('E_USAGE', `warmup must be an integer >= 0, got ${opts.warmup}`);
+  if (!(Number.isFinite(opts.computeMs) && opts.computeMs >= 0))
+    throw new WolfpackError('E_USAGE', `compute ms must be a number >= 0, got ${opts.computeMs}`);
+  if (linkMbit !== undefined && !(Number.isFinite(linkMbit) && linkMbit > 0))
+    throw new WolfpackError('E_USAGE', `link Mbit/s must be a positive number (0: unshaped), got ${linkMbit}`);
+  if (linkMbit !== undefined && net === 'loopback')
+    throw new WolfpackError('E_USAGE', '--link-mbit needs --net netns: loopback links cannot be shaped');
   checkScheduleOptions({ schedule, wire, ...(opts.bucketMb !== undefined ? { bucketMb: opts.bucketMb } : {}) });
   if (net === 'netns') {
     const why = netlabUnavailable();
-    if (why !== undefined) throw new WolfpackError('E_USAGE', `bench cluster --net netns: ${why} (or use --net loopback, unshaped)`);
+    if (why !== undefined)
+      throw new WolfpackError('E_USAGE', `bench cluster --net netns: ${why} (or use --net loopback, unshaped)`);
   }
   const layerSizes = resnet50GradientSizes(scale);
   const elements = layerSizes.reduce((a, b) => a + b, 0);
   const script = rankScript();
   // Generous bound: every step's compute, plus its all-reduce at a quarter of the link rate (or 25 MB/s
   // unshaped), plus a minute to set up.
-  const commBoundMs = linkMbit !== undefined ? ((2 * 4 * elements * 8) / (linkMbit * 1e6)) * 4000 : ((2 * 4 * elements) / 25e6) * 1000;
+  const commBoundMs =
+    linkMbit !== undefined ? ((2 * 4 * elements * 8) / (linkMbit * 1e6)) * 4000 : ((2 * 4 * elements) / 25e6) * 1000;
   const timeoutMs = opts.timeoutMs ?? 60_000 + (opts.warmup + opts.steps + 3) * (opts.computeMs + commBoundMs + 5_000);
   const deadline = Date.now() + timeoutMs;
   const jobId = `cluster-${process.pid}-${Date.now()}`;
@@ -239,23 +271,37 @@ export async function runClusterBench(opts: ClusterBenchOptions): Promise<Cluste
     } else {
       for (let i = 0; i < n; i++) hosts.push('127.0.0.1');
     }
-    opts.progress?.(`N=${n}: ${net === 'netns' ? `${n} namespaces, links ${linkMbit !== undefined ? `${linkMbit} Mbit/s (tbf)` : 'unshaped'}` : 'loopback'}, ` +
-      `${elements.toLocaleString('en-US')} floats in ${layerSizes.length} tensors, T = ${opts.computeMs} ms, ${opts.warmup} + ${opts.steps} steps`);
+    opts.progress?.(
+      `N=${n}: ${net === 'netns' ? `${n} namespaces, links ${linkMbit !== undefined ? `${linkMbit} Mbit/s (tbf)` : 'unshaped'}` : 'loopback'}, ` +
+        `${elements.toLocaleString('en-US')} floats in ${layerSizes.length} tensors, T = ${opts.computeMs} ms, ${opts.warmup} + ${opts.steps} steps`,
+    );
     const stdio: ['ignore', 'ignore', 'pipe', 'ipc'] = ['ignore', 'ignore', 'pipe', 'ipc'];
     for (let i = 0; i < n; i++) {
-      const proc = lab !== null
-        ? lab.spawn(i, process.execPath, [script, hosts[i]], { stdio })
-        : spawn(process.execPath, [script, hosts[i]], { stdio });
+      const proc =
+        lab !== null
+          ? lab.spawn(i, process.execPath, [script, hosts[i]], { stdio })
+          : spawn(process.execPath, [script, hosts[i]], { stdio });
       ranks.push(watchRank(i, proc));
     }
     const ports = await Promise.all(ranks.map((c) => expectMessage<{ port: number }>(c, 'listening', deadline)));
     ranks.forEach((c, i) => {
       const left = (i + n - 1) % n;
       const setup: ClusterRankSetup = {
-        t: 'setup', rank: i, size: n, left: `ws://${hosts[left]}:${ports[left].port}`, jobId, layerSizes,
-        computeMs: opts.computeMs, steps: opts.steps, warmup: opts.warmup, schedule, wire,
+        t: 'setup',
+        rank: i,
+        size: n,
+        left: `ws://${hosts[left]}:${ports[left].port}`,
+        jobId,
+        layerSizes,
+        computeMs: opts.computeMs,
+        steps: opts.steps,
+        warmup: opts.warmup,
+        schedule,
+        wire,
         ...(opts.bucketMb !== undefined ? { bucketMb: opts.bucketMb } : {}),
-        iface: lab !== null ? 'eth0' : null, machineStats: i === 0, connectTimeoutMs: Math.max(1000, Math.min(30_000, deadline - Date.now())),
+        iface: lab !== null ? 'eth0' : null,
+        machineStats: i === 0,
+        connectTimeoutMs: Math.max(1000, Math.min(30_000, deadline - Date.now())),
       };
       postMessage(c, setup);
     });
@@ -273,9 +319,14 @@ export async function runClusterBench(opts: ClusterBenchOptions): Promise<Cluste
     const stepS = meanStep[slow] / 1000;
     const m0 = results[0].machine;
     const bad = results.find((r) => !r.ok);
-    const firstBad = bad !== undefined ? `rank ${bad.rank}: ${bad.firstBad ?? 'wrong result'}`
-      : results.some((r) => r.sha256 !== results[0].sha256) ? 'the ranks\' final buffers differ'
-        : results.some((r) => r.mixedSha256 !== results[0].mixedSha256) ? 'the ranks\' buffers differ after the mixed-values reduction' : undefined;
+    const firstBad =
+      bad !== undefined
+        ? `rank ${bad.rank}: ${bad.firstBad ?? 'wrong result'}`
+        : results.some((r) => r.sha256 !== results[0].sha256)
+          ? "the ranks' final buffers differ"
+          : results.some((r) => r.mixedSha256 !== results[0].mixedSha256)
+            ? "the ranks' buffers differ after the mixed-values reduction"
+            : undefined;
     return {
       bench: 'wolfpack_cluster_sim',
       compute: 'modelled',
@@ -287,7 +338,7 @@ export async function runClusterBench(opts: ClusterBenchOptions): Promise<Cluste
       steps: opts.steps,
       warmup: opts.warmup,
       schedule,
-      bucket_mb: schedule === 'overlap' ? opts.bucketMb ?? DEFAULT_BUCKET_MB : null,
+      bucket_mb: schedule === 'overlap' ? (opts.bucketMb ?? DEFAULT_BUCKET_MB) : null,
       buckets: schedule === 'overlap' ? gradBuckets(layerSizes, opts.bucketMb ?? DEFAULT_BUCKET_MB).length : null,
       wire,
       layout_scale: scale,
@@ -302,9 +353,12 @@ export async function runClusterBench(opts: ClusterBenchOptions): Promise<Cluste
       allreduce_s: mean(timed[slow].map((s) => s.allreduce_ms)) / 1000,
       compute_s: mean(timed[slow].map((s) => s.compute_ms)) / 1000,
       efficiency: opts.computeMs / 1000 / stepS,
-      efficiency_on_paper: linkMbit === undefined ? null
-        : schedule === 'overlap' ? overlapOnPaper(n, layerSizes, opts.computeMs, linkMbit, opts.bucketMb ?? DEFAULT_BUCKET_MB)
-          : efficiencyOnPaper(n, elements, opts.computeMs, linkMbit),
+      efficiency_on_paper:
+        linkMbit === undefined
+          ? null
+          : schedule === 'overlap'
+            ? overlapOnPaper(n, layerSizes, opts.computeMs, linkMbit, opts.bucketMb ?? DEFAULT_BUCKET_MB)
+            : efficiencyOnPaper(n, elements, opts.computeMs, linkMbit),
       bytes_per_rank: results.map((r) => r.bytesSent),
       wire_tx_bytes_per_rank: results.map((r) => r.wire?.bytes ?? null),
       wire_drops: results.some((r) => r.wire === null) ? null : results.reduce((a, r) => a + (r.wire?.drops ?? 0), 0),

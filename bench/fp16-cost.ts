@@ -26,9 +26,14 @@ function main(): void {
     const t1 = performance.now();
     for (let i = 0; i < n; i++) sum[i] += table[half[i]];
     const t2 = performance.now();
-    if (r > 0) { enc.push(t1 - t0); add.push(t2 - t1); } // the first run warms the JIT
+    if (r > 0) {
+      enc.push(t1 - t0);
+      add.push(t2 - t1);
+    } // the first run warms the JIT
   }
-  process.stdout.write(`${JSON.stringify({ bench: 'fp16_conversion', elements: n, reps, to_half_ms: median(enc), add_half_ms: median(add), to_half_runs: enc.map(Math.round), add_half_runs: add.map(Math.round) })}\n`);
+  process.stdout.write(
+    `${JSON.stringify({ bench: 'fp16_conversion', elements: n, reps, to_half_ms: median(enc), add_half_ms: median(add), to_half_runs: enc.map(Math.round), add_half_runs: add.map(Math.round) })}\n`,
+  );
 }
 
 if (['fp16-cost.ts', 'fp16-cost.js'].includes(basename(process.argv[1] ?? ''))) main();

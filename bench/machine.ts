@@ -21,7 +21,13 @@ export function machineInfo(): MachineInfo {
   } catch {
     // not Linux: os.cpus() it is
   }
-  return { cpu_model: model, cores: os.cpus().length, memory_gib: Math.round((os.totalmem() / 2 ** 30) * 10) / 10, node: process.version, platform: `${os.platform()} ${os.release()}` };
+  return {
+    cpu_model: model,
+    cores: os.cpus().length,
+    memory_gib: Math.round((os.totalmem() / 2 ** 30) * 10) / 10,
+    node: process.version,
+    platform: `${os.platform()} ${os.release()}`,
+  };
 }
 
 /** Jiffies the CPUs were busy and in total, from /proc/stat's first line (undefined off Linux). */
@@ -61,7 +67,9 @@ export interface QuietRecord {
  * Waits until the CPUs were at most `maxBusy` busy over one second (default 0.25: half a core of
  * a 2-core machine), at most `limitMs`; returns how busy it was when the benchmark began.
  */
-export async function waitQuiet(opts: { maxBusy?: number; limitMs?: number; onWait?: (busy: number) => void } = {}): Promise<QuietRecord> {
+export async function waitQuiet(
+  opts: { maxBusy?: number; limitMs?: number; onWait?: (busy: number) => void } = {},
+): Promise<QuietRecord> {
   const maxBusy = opts.maxBusy ?? 0.25;
   const limit = opts.limitMs ?? 30_000;
   const t0 = performance.now();
@@ -72,7 +80,12 @@ export async function waitQuiet(opts: { maxBusy?: number; limitMs?: number; onWa
     told = true;
     busy = await cpuBusy(1000);
   }
-  return { busy_before: round(busy, 3), load1: round(os.loadavg()[0], 2), waited_s: round((performance.now() - t0) / 1000 - 1, 1), quiet: busy <= maxBusy };
+  return {
+    busy_before: round(busy, 3),
+    load1: round(os.loadavg()[0], 2),
+    waited_s: round((performance.now() - t0) / 1000 - 1, 1),
+    quiet: busy <= maxBusy,
+  };
 }
 
 export function round(v: number, digits: number): number {

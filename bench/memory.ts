@@ -62,8 +62,30 @@ export interface MemoryResult {
 }
 
 function trainArgs(f: Fixture, freeze: Freeze, size: number, perWorker: number, epochs: number): string[] {
-  return ['--data', f.data, '--weights', f.weights, '--workers', '2', '--batch-size', String(2 * perWorker), '--epochs', String(epochs), '--image-size', String(size),
-    '--freeze', freeze, '--bn', freeze === 'backbone' ? 'frozen' : 'train', '--lr', '0.0001', '--backend', 'wasm', '--timeout', '300'];
+  return [
+    '--data',
+    f.data,
+    '--weights',
+    f.weights,
+    '--workers',
+    '2',
+    '--batch-size',
+    String(2 * perWorker),
+    '--epochs',
+    String(epochs),
+    '--image-size',
+    String(size),
+    '--freeze',
+    freeze,
+    '--bn',
+    freeze === 'backbone' ? 'frozen' : 'train',
+    '--lr',
+    '0.0001',
+    '--backend',
+    'wasm',
+    '--timeout',
+    '300',
+  ];
 }
 
 function slope(points: Array<[number, number]>): number {
@@ -86,28 +108,48 @@ const med = (xs: number[]) => {
 };
 
 export async function benchMemory(opts: {
-  fixture: Fixture; peakSize?: number; peakBatch?: number; peakSteps?: number; growthSize?: number; growthEpochs?: number; growthFreeze?: Freeze[];
-  skipPeak?: boolean; progress?: (l: string) => void;
+  fixture: Fixture;
+  peakSize?: number;
+  peakBatch?: number;
+  peakSteps?: number;
+  growthSize?: number;
+  growthEpochs?: number;
+  growthFreeze?: Freeze[];
+  skipPeak?: boolean;
+  progress?: (l: string) => void;
 }): Promise<MemoryResult> {
   const peakSize = opts.peakSize ?? 224;
   const peakBatch = opts.peakBatch ?? 18;
   const peakSteps = opts.peakSteps ?? 2;
   const result: MemoryResult = { bench: 'wolfpack_memory', peak: [], growth: [] };
-  const wait = () => waitQuiet({ onWait: (b) => opts.progress?.(`waiting for the machine to quieten (CPU ${(b * 100).toFixed(0)}% busy)`) });
+  const wait = () =>
+    waitQuiet({
+      onWait: (b) => opts.progress?.(`waiting for the machine to quieten (CPU ${(b * 100).toFixed(0)}% busy)`),
+    });
 
   for (const freeze of (opts.skipPeak ? [] : ['backbone', 'none']) as Freeze[]) {
     const fits = freeze === 'none' ? largestWasmTrainBatch(peakBatch, peakSize) : peakBatch;
     const out = workPath('runs', 'bench', `memory-peak-${freeze}`);
     rmSync(out, { recursive: true, force: true });
     const quiet = await wait();
-    opts.progress?.(`memory: peak RSS, --freeze ${freeze}, ${fits} images per worker, ${peakSize}x${peakSize}, ${peakSteps} steps on 2 workers`);
+    opts.progress?.(
+      `memory: peak RSS, --freeze ${freeze}, ${fits} images per worker, ${peakSize}x${peakSize}, ${peakSteps} steps on 2 workers`,
+    );
     const args = trainArgs(opts.fixture, freeze, peakSize, fits, 1);
     const run = await runTrain({ args, out, timeoutMs: 900_000, stopAfterSteps: peakSteps });
     result.peak.push({
-      freeze, image_size: peakSize, batch_per_worker: fits,
-      ...(fits < peakBatch ? { note: `full fine-tuning at ${fits} images per worker: ${peakBatch} at ${peakSize}x${peakSize} needs more than the wasm backend's 4 GiB heap holds` } : {}),
-      steps: run.coordinatorSteps.length, peak_rss_mib: run.workers.map((w) => round(w.hwm / MiB, 0)).sort((a, b) => b - a),
-      command: `wolfpack train ${args.join(' ')} --out ${out}`, quiet,
+      freeze,
+      image_size: peakSize,
+      batch_per_worker: fits,
+      ...(fits < peakBatch
+        ? {
+            note: `full fine-tuning at ${fits} images per worker: ${peakBatch} at ${peakSize}x${peakSize} needs more than the wasm backend's 4 GiB heap holds`,
+          }
+        : {}),
+      steps: run.coordinatorSteps.length,
+      peak_rss_mib: run.workers.map((w) => round(w.hwm / MiB, 0)).sort((a, b) => b - a),
+      command: `wolfpack train ${args.join(' ')} --out ${out}`,
+      quiet,
     });
   }
 
@@ -117,23 +159,48 @@ export async function benchMemory(opts: {
     const out = workPath('runs', 'bench', `memory-growth-${freeze}`);
     rmSync(out, { recursive: true, force: true });
     const quiet = await wait();
-    opts.progress?.(`memory: growth over ${epochs} epochs, --freeze ${freeze}, 9 images per worker, ${size}x${size}, 2 workers`);
+    opts.progress?.(
+      `memory: growth over ${epochs} epochs, --freeze ${freeze}, 9 images per worker, ${size}x${size}, 2 workers`,
+    );
     const args = trainArgs(opts.fixture, freeze, size, 9, epochs);
     const run = await runTrain({ args, out, timeoutMs: 900_000 });
     const pids = [...new Set(run.steps.map((s) => s.pid))];
-    const series = pids.map((pid) => ({ pid, points: run.steps.filter((s) => s.pid === pid).sort((a, b) => a.step - b.step).map((s) => [s.step, round(s.rss / MiB, 1)] as [number, number]) }));
+    const series = pids.map((pid) => ({
+      pid,
+      points: run.steps
+        .filter((s) => s.pid === pid)
+        .sort((a, b) => a.step - b.step)
+        .map((s) => [s.step, round(s.rss / MiB, 1)] as [number, number]),
+    }));
     const perWorker = pids.map((pid) => run.steps.filter((s) => s.pid === pid).sort((a, b) => a.step - b.step));
     const epoch1Last = (steps: typeof run.steps) => steps.filter((s) => s.epoch === 0).at(-1);
     result.growth.push({
-      freeze, image_size: size, batch_per_worker: 9, epochs, steps: perWorker[0]?.length ?? 0,
-      tensors_first: perWorker[0]?.[0]?.numTensors ?? NaN, tensors_last: perWorker[0]?.at(-1)?.numTensors ?? NaN,
+      freeze,
+      image_size: size,
+      batch_per_worker: 9,
+      epochs,
+      steps: perWorker[0]?.length ?? 0,
+      tensors_first: perWorker[0]?.[0]?.numTensors ?? NaN,
+      tensors_last: perWorker[0]?.at(-1)?.numTensors ?? NaN,
       tensors_distinct: [...new Set(run.steps.map((s) => s.numTensors))].sort((a, b) => a - b),
       rss_after_epoch1_mib: round(med(perWorker.map((s) => (epoch1Last(s)?.rss ?? NaN) / MiB)), 1),
       rss_last_mib: round(med(perWorker.map((s) => (s.at(-1)?.rss ?? NaN) / MiB)), 1),
-      rss_epoch_medians_mib: perWorker.map((steps) => [...new Set(steps.map((x) => x.epoch))].sort((a, b) => a - b)
-        .map((e) => round(med(steps.filter((x) => x.epoch === e).map((x) => x.rss / MiB)), 0))),
-      rss_slope_mib_per_100_steps: round(med(series.map((s) => slope(s.points.filter(([step]) => run.steps.find((x) => x.step === step)!.epoch > 0)) * 100)), 2),
-      series, command: `WOLFPACK_LOG_LEVEL=debug wolfpack train ${args.join(' ')} --out ${out}`, quiet,
+      rss_epoch_medians_mib: perWorker.map((steps) =>
+        [...new Set(steps.map((x) => x.epoch))]
+          .sort((a, b) => a - b)
+          .map((e) => round(med(steps.filter((x) => x.epoch === e).map((x) => x.rss / MiB)), 0)),
+      ),
+      rss_slope_mib_per_100_steps: round(
+        med(
+          series.map(
+            (s) => slope(s.points.filter(([step]) => run.steps.find((x) => x.step === step)!.epoch > 0)) * 100,
+          ),
+        ),
+        2,
+      ),
+      series,
+      command: `WOLFPACK_LOG_LEVEL=debug wolfpack train ${args.join(' ')} --out ${out}`,
+      quiet,
     });
   }
   return result;

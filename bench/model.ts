@@ -81,8 +81,6 @@ export function largestWasmTrainBatch(batch: number, imageSize: number): number 
   return b;
 }
 
-
-
 async function backendThreads(tfName: string): Promise<number | null> {
   if (tfName !== 'wasm') return null;
   try {
@@ -94,7 +92,8 @@ async function backendThreads(tfName: string): Promise<number | null> {
 }
 
 function checkInt(name: string, v: number, min: number): void {
-  if (!Number.isSafeInteger(v) || v < min) throw new WolfpackError('E_USAGE', `benchModel: ${name} must be an integer >= ${min}, got ${v}`);
+  if (!Number.isSafeInteger(v) || v < min)
+    throw new WolfpackError('E_USAGE', `benchModel: ${name} must be an integer >= ${min}, got ${v}`);
 }
 
 /** Images/s of ResNet-50 (width 64) forward and training steps; see the module comment. */
@@ -132,7 +131,12 @@ export async function benchModel(opts: ModelBenchOptions = {}): Promise<ModelBen
   // restored between phases so that every phase starts from the same initialised model.
   const params0 = Float32Array.from(state.params);
   const stats0 = Float32Array.from(state.stats);
-  const phase = async (name: string, f: Freeze, bn: 'train' | 'frozen', step: (r: Replica) => Promise<void>): Promise<number[]> => {
+  const phase = async (
+    name: string,
+    f: Freeze,
+    bn: 'train' | 'frozen',
+    step: (r: Replica) => Promise<void>,
+  ): Promise<number[]> => {
     state.params.set(params0);
     state.stats.set(stats0);
     const replica = new Replica(state, { lr: 1e-3, momentum: 0.9, freeze: f, bn });
@@ -146,21 +150,30 @@ export async function benchModel(opts: ModelBenchOptions = {}): Promise<ModelBen
     }
   };
 
-  result.times_s.forward = await phase('forward', 'none', 'frozen', async (r) => { await r.predict(batch); });
+  result.times_s.forward = await phase('forward', 'none', 'frozen', async (r) => {
+    await r.predict(batch);
+  });
   result.forward_img_s = batchSize / median(result.times_s.forward);
-  const train = (b: Batch) => async (r: Replica): Promise<void> => {
-    await r.computeGradients(b, b.count);
-    const m = r.applyReduced();
-    if (m.samples !== b.count) throw new Error(`bench model: step saw ${m.samples} samples, expected ${b.count}`);
-  };
+  const train =
+    (b: Batch) =>
+    async (r: Replica): Promise<void> => {
+      await r.computeGradients(b, b.count);
+      const m = r.applyReduced();
+      if (m.samples !== b.count) throw new Error(`bench model: step saw ${m.samples} samples, expected ${b.count}`);
+    };
   if (freeze.includes('none')) {
     const fits = sel.tfName === 'wasm' ? largestWasmTrainBatch(batchSize, imageSize) : batchSize;
     if (fits < batchSize) {
       const need = (fullStepPeakBytes(batchSize, imageSize) / GiB).toFixed(1);
-      result.notes.push(fits > 0
-        ? `full fine-tuning timed at batch ${fits}: batch ${batchSize} at ${imageSize}x${imageSize} needs ~${need} GiB of tensors, more than the wasm heap (4 GiB) holds`
-        : `full fine-tuning skipped: even one ${imageSize}x${imageSize} image needs more than the wasm heap (4 GiB) holds`);
-      log?.warn({ batch: batchSize, fits, imageSize }, 'bench model: full fine-tuning batch reduced to fit the wasm heap');
+      result.notes.push(
+        fits > 0
+          ? `full fine-tuning timed at batch ${fits}: batch ${batchSize} at ${imageSize}x${imageSize} needs ~${need} GiB of tensors, more than the wasm heap (4 GiB) holds`
+          : `full fine-tuning skipped: even one ${imageSize}x${imageSize} image needs more than the wasm heap (4 GiB) holds`,
+      );
+      log?.warn(
+        { batch: batchSize, fits, imageSize },
+        'bench model: full fine-tuning batch reduced to fit the wasm heap',
+      );
     }
     if (fits > 0) {
       const small = fits === batchSize ? batch : { ...batch, count: fits };
@@ -191,7 +204,6 @@ export function peerScript(name: string): string {
 
 export type PeerRun<T> = { ok: true; command: string; result: T } | { ok: false; command: string; skipped: string };
 
-
 /** Why the PyTorch peers cannot run here, or undefined when they can. */
 export async function peerUnavailable(script: string): Promise<string | undefined> {
   if (!existsSync(PEER_PYTHON)) return `${PEER_PYTHON} not found (the peers need Debian's python3 with python3-torch)`;
@@ -208,16 +220,25 @@ export async function peerUnavailable(script: string): Promise<string | undefine
  * Runs the python script at `script` (shown as `shown` in the command line it reports) and parses every
  * JSON line it prints; skipped (with why) when torch is missing.
  */
-export async function runPeerFile<T>(script: string, shown: string, args: string[], timeoutMs: number): Promise<PeerRun<T[]>> {
+export async function runPeerFile<T>(
+  script: string,
+  shown: string,
+  args: string[],
+  timeoutMs: number,
+): Promise<PeerRun<T[]>> {
   const command = [PEER_PYTHON, shown, ...args].join(' ');
   const why = await peerUnavailable(script);
   if (why) return { ok: false, command, skipped: why };
   const r = await runCommand(PEER_PYTHON, [script, ...args], timeoutMs);
   if (r.code !== 0) {
-    throw new WolfpackError('E_WORKER', `peer ${command} failed (exit ${r.code}): ${r.stderr.trim().split('\n').slice(-3).join(' | ')}`);
+    throw new WolfpackError(
+      'E_WORKER',
+      `peer ${command} failed (exit ${r.code}): ${r.stderr.trim().split('\n').slice(-3).join(' | ')}`,
+    );
   }
   const lines = r.stdout.split('\n').filter((l) => l.trim().startsWith('{'));
-  if (lines.length === 0) throw new WolfpackError('E_WORKER', `peer ${command} printed no JSON line: ${r.stdout.slice(0, 200)}`);
+  if (lines.length === 0)
+    throw new WolfpackError('E_WORKER', `peer ${command} printed no JSON line: ${r.stdout.slice(0, 200)}`);
   return { ok: true, command, result: lines.map((l) => JSON.parse(l) as T) };
 }
 
@@ -235,11 +256,17 @@ export interface PeerModelResult {
 }
 
 /** torchvision ResNet-50 images/s at 224x224 with `threads` threads (the peer script's JSON). */
-export async function benchPeer(opts: { threads?: number; batch?: number; timeoutMs?: number } = {}): Promise<PeerRun<PeerModelResult>> {
+export async function benchPeer(
+  opts: { threads?: number; batch?: number; timeoutMs?: number } = {},
+): Promise<PeerRun<PeerModelResult>> {
   const threads = opts.threads ?? 2;
   const batch = opts.batch ?? 8;
   checkInt('threads', threads, 1);
   checkInt('batch', batch, 1);
-  const r = await runPeerScript<PeerModelResult>('peer_resnet50_cpu.py', [String(threads), String(batch)], opts.timeoutMs ?? 600_000);
+  const r = await runPeerScript<PeerModelResult>(
+    'peer_resnet50_cpu.py',
+    [String(threads), String(batch)],
+    opts.timeoutMs ?? 600_000,
+  );
   return r.ok ? { ok: true, command: r.command, result: r.result[0] } : r;
 }

@@ -66,7 +66,10 @@ function killNamespace(ns: string): void {
 /** Our namespaces that currently exist (all of this process's when `pid` is given). */
 export function listNamespaces(pid?: number): string[] {
   const list = tryIp(['netns', 'list']) ?? '';
-  return list.split('\n').map((l) => l.split(' ')[0]).filter((n) => n.startsWith(pid === undefined ? PREFIX : `${PREFIX}${pid}-`));
+  return list
+    .split('\n')
+    .map((l) => l.split(' ')[0])
+    .filter((n) => n.startsWith(pid === undefined ? PREFIX : `${PREFIX}${pid}-`));
 }
 
 /** Removes namespaces left by earlier runs whose process is gone. */
@@ -94,7 +97,22 @@ export function netlabUnavailable(): string | undefined {
   try {
     run('ip', ['-n', probe, 'link', 'add', 'br0', 'type', 'bridge']);
     run('ip', ['-n', probe, 'link', 'add', 'va', 'type', 'veth', 'peer', 'name', 'vb']);
-    run('tc', ['-n', probe, 'qdisc', 'add', 'dev', 'va', 'root', 'tbf', 'rate', '100mbit', 'burst', '64kb', 'latency', '50ms']);
+    run('tc', [
+      '-n',
+      probe,
+      'qdisc',
+      'add',
+      'dev',
+      'va',
+      'root',
+      'tbf',
+      'rate',
+      '100mbit',
+      'burst',
+      '64kb',
+      'latency',
+      '50ms',
+    ]);
   } catch (e) {
     return `network namespaces work but veth pairs, bridges or tc tbf do not: ${errText(e).split('\n')[0]}`;
   } finally {
@@ -227,17 +245,26 @@ export class NetLab {
     for (;;) {
       const d = down();
       if (d.length === 0) return;
-      if (Date.now() > deadline) throw new WolfpackError('E_IO', `simulated cluster links still down after ${timeoutMs} ms: ${d.join(', ')}`);
+      if (Date.now() > deadline)
+        throw new WolfpackError('E_IO', `simulated cluster links still down after ${timeoutMs} ms: ${d.join(', ')}`);
       await new Promise((r) => setTimeout(r, 50));
     }
   }
 
   /** Starts `command args` inside host `i`'s namespace (`ip netns exec` execs it: the pid is the command's). */
-  spawn(i: number, command: string, args: string[], opts: { env?: NodeJS.ProcessEnv; stdio?: StdioOptions } = {}): ChildProcess {
+  spawn(
+    i: number,
+    command: string,
+    args: string[],
+    opts: { env?: NodeJS.ProcessEnv; stdio?: StdioOptions } = {},
+  ): ChildProcess {
     if (this.destroyed) throw new WolfpackError('E_USAGE', 'the simulated cluster network was already removed');
     const h = this.hosts[i];
     if (h === undefined) throw new WolfpackError('E_USAGE', `no host ${i} in the simulated cluster network`);
-    const p = spawn('ip', ['netns', 'exec', h.ns, command, ...args], { env: opts.env ?? process.env, stdio: opts.stdio ?? ['ignore', 'pipe', 'pipe'] });
+    const p = spawn('ip', ['netns', 'exec', h.ns, command, ...args], {
+      env: opts.env ?? process.env,
+      stdio: opts.stdio ?? ['ignore', 'pipe', 'pipe'],
+    });
     this.procs.add(p);
     p.on('exit', () => this.procs.delete(p));
     return p;

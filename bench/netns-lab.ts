@@ -56,7 +56,11 @@ function removeStale(): void {
     const m = /^wpnet-(\d+)-[a-z0-9]+$/.exec(name);
     if (m && Number(m[1]) !== process.pid && !alive(Number(m[1]))) {
       for (const pid of (tryIp(['netns', 'pids', name]) ?? '').split(/\s+/).filter(Boolean)) {
-        try { process.kill(Number(pid), 'SIGKILL'); } catch { /* gone */ }
+        try {
+          process.kill(Number(pid), 'SIGKILL');
+        } catch {
+          /* gone */
+        }
       }
       tryIp(['netns', 'del', name]);
     }
@@ -163,9 +167,13 @@ export class Lab {
     ip(['-n', ns, 'link', 'set', 'eth0', 'up']);
     if (delayMs) {
       try {
-        execFileSync('ip', ['netns', 'exec', ns, 'tc', 'qdisc', 'add', 'dev', 'eth0', 'root', 'netem', 'delay', `${delayMs}ms`],
-          { timeout: CMD_TIMEOUT_MS, stdio: ['ignore', 'pipe', 'pipe'] });
-        if (!this.notes.includes(`netem delay ${delayMs} ms on every host link`)) this.notes.push(`netem delay ${delayMs} ms on every host link`);
+        execFileSync(
+          'ip',
+          ['netns', 'exec', ns, 'tc', 'qdisc', 'add', 'dev', 'eth0', 'root', 'netem', 'delay', `${delayMs}ms`],
+          { timeout: CMD_TIMEOUT_MS, stdio: ['ignore', 'pipe', 'pipe'] },
+        );
+        if (!this.notes.includes(`netem delay ${delayMs} ms on every host link`))
+          this.notes.push(`netem delay ${delayMs} ms on every host link`);
       } catch (e) {
         const why = `no netem delay (${errText(e).split('\n')[0]})`;
         if (!this.notes.includes(why)) this.notes.push(why);
@@ -206,7 +214,8 @@ export class Lab {
   startCli(name: string, args: string[], env: Record<string, string> = {}): ChildProcess {
     const h = this.host(name);
     const p = spawn('ip', ['netns', 'exec', h.ns, process.execPath, cliPath, ...args], {
-      env: { ...process.env, WOLFPACK_LOG_FORMAT: 'json', ...env }, stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...process.env, WOLFPACK_LOG_FORMAT: 'json', ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
     });
     this.procs.add(p);
     p.on('exit', () => this.procs.delete(p));
@@ -230,12 +239,21 @@ export class Lab {
     live.delete(this);
     for (const p of this.procs) {
       if (p.exitCode === null && p.signalCode === null) {
-        try { p.kill('SIGCONT'); p.kill('SIGKILL'); } catch { /* gone */ }
+        try {
+          p.kill('SIGCONT');
+          p.kill('SIGKILL');
+        } catch {
+          /* gone */
+        }
       }
     }
     for (const ns of this.namespaces) {
       for (const pid of (tryIp(['netns', 'pids', ns]) ?? '').split(/\s+/).filter(Boolean)) {
-        try { process.kill(Number(pid), 'SIGKILL'); } catch { /* gone */ }
+        try {
+          process.kill(Number(pid), 'SIGKILL');
+        } catch {
+          /* gone */
+        }
       }
     }
     for (const ns of [...this.namespaces].reverse()) tryIp(['netns', 'del', ns]);
@@ -244,6 +262,9 @@ export class Lab {
   /** Names of this lab's namespaces that still exist (for checking the cleanup). */
   remaining(): string[] {
     const list = tryIp(['netns', 'list']) ?? '';
-    return list.split('\n').map((l) => l.split(' ')[0]).filter((n) => this.namespaces.includes(n));
+    return list
+      .split('\n')
+      .map((l) => l.split(' ')[0])
+      .filter((n) => this.namespaces.includes(n));
   }
 }

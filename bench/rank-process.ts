@@ -73,7 +73,9 @@ export function expectMessage<T>(c: RankProcess, t: string, deadline: number): P
       if (k >= 0) {
         const m = c.messages.splice(k, 1)[0];
         if (m.t === 'error') {
-          reject(new WolfpackError('E_WORKER', `rank process ${c.index} failed: ${String(m.message)}`, { code: m.code }));
+          reject(
+            new WolfpackError('E_WORKER', `rank process ${c.index} failed: ${String(m.message)}`, { code: m.code }),
+          );
         } else {
           resolve(m as unknown as T);
         }
@@ -81,15 +83,23 @@ export function expectMessage<T>(c: RankProcess, t: string, deadline: number): P
       }
       if (c.exited !== null) {
         const how = c.exited.signal ?? `code ${c.exited.code}`;
-        reject(new WolfpackError('E_WORKER', `rank process ${c.index} exited (${how}) while waiting for '${t}'${c.stderr ? `: ${c.stderr.trim().slice(-1000)}` : ''}`));
+        reject(
+          new WolfpackError(
+            'E_WORKER',
+            `rank process ${c.index} exited (${how}) while waiting for '${t}'${c.stderr ? `: ${c.stderr.trim().slice(-1000)}` : ''}`,
+          ),
+        );
         return true;
       }
       return false;
     };
     if (check()) return;
-    const timer = setTimeout(() => {
-      reject(new WolfpackError('E_WORKER', `rank process ${c.index}: no '${t}' within the time limit`));
-    }, Math.max(0, deadline - Date.now()));
+    const timer = setTimeout(
+      () => {
+        reject(new WolfpackError('E_WORKER', `rank process ${c.index}: no '${t}' within the time limit`));
+      },
+      Math.max(0, deadline - Date.now()),
+    );
     const again = (): void => {
       if (check()) clearTimeout(timer);
       else c.waiters.push(again);
@@ -110,10 +120,13 @@ export function waitRankExit(c: RankProcess, deadline: number): Promise<void> {
       resolve();
       return;
     }
-    const timer = setTimeout(() => {
-      stopRanks([c]);
-      resolve();
-    }, Math.max(0, deadline - Date.now()));
+    const timer = setTimeout(
+      () => {
+        stopRanks([c]);
+        resolve();
+      },
+      Math.max(0, deadline - Date.now()),
+    );
     const again = (): void => {
       if (c.exited !== null) {
         clearTimeout(timer);

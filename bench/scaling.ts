@@ -105,7 +105,11 @@ function roundAll<T extends Record<string, number>>(o: T): T {
  * intervals between consecutive steps of one epoch, past the first `skip` steps of the run (an epoch's
  * first step, which follows the previous epoch's evaluation and checkpoint, has no interval).
  */
-function steady(run: TrainRun, skip: number, globalBatch: number): { imagesPerS: number; stepMs: number; steps: number } {
+function steady(
+  run: TrainRun,
+  skip: number,
+  globalBatch: number,
+): { imagesPerS: number; stepMs: number; steps: number } {
   const done = [...run.coordinatorSteps].sort((a, b) => a.time_ms - b.time_ms);
   const intervals: number[] = [];
   for (let k = Math.max(1, skip); k < done.length; k++) {
@@ -116,10 +120,38 @@ function steady(run: TrainRun, skip: number, globalBatch: number): { imagesPerS:
   return { imagesPerS: (intervals.length * globalBatch) / total, stepMs: median(intervals), steps: intervals.length };
 }
 
-export function scalingArgs(o: { fixture: Fixture; freeze: Freeze; workers: number; imageSize: number; batchPerWorker: number; backend: string }): string[] {
-  return ['--data', o.fixture.data, '--weights', o.fixture.weights, '--workers', String(o.workers), '--batch-size', String(o.batchPerWorker * o.workers),
-    '--epochs', '20', '--image-size', String(o.imageSize), '--freeze', o.freeze, '--bn', o.freeze === 'backbone' ? 'frozen' : 'train',
-    '--lr', '0.0001', '--backend', o.backend, '--timeout', '120'];
+export function scalingArgs(o: {
+  fixture: Fixture;
+  freeze: Freeze;
+  workers: number;
+  imageSize: number;
+  batchPerWorker: number;
+  backend: string;
+}): string[] {
+  return [
+    '--data',
+    o.fixture.data,
+    '--weights',
+    o.fixture.weights,
+    '--workers',
+    String(o.workers),
+    '--batch-size',
+    String(o.batchPerWorker * o.workers),
+    '--epochs',
+    '20',
+    '--image-size',
+    String(o.imageSize),
+    '--freeze',
+    o.freeze,
+    '--bn',
+    o.freeze === 'backbone' ? 'frozen' : 'train',
+    '--lr',
+    '0.0001',
+    '--backend',
+    o.backend,
+    '--timeout',
+    '120',
+  ];
 }
 
 export async function benchScaling(opts: ScalingOptions): Promise<ScalingResult> {
@@ -134,13 +166,34 @@ export async function benchScaling(opts: ScalingOptions): Promise<ScalingResult>
     for (const n of workers) {
       const out = workPath('runs', 'bench', `scaling-${opts.freeze}-${n}`);
       rmSync(out, { recursive: true, force: true });
-      const quiet = await waitQuiet({ onWait: (b) => opts.progress?.(`waiting for the machine to quieten (CPU ${(b * 100).toFixed(0)}% busy)`) });
-      opts.progress?.(`scaling, --freeze ${opts.freeze}: ${n} worker(s), ${batchPerWorker} images each per step, ${imageSize}x${imageSize} (repeat ${r + 1}/${repeats})`);
-      const run = await runTrain({ args: scalingArgs({ fixture: opts.fixture, freeze: opts.freeze, workers: n, imageSize, batchPerWorker, backend }), out, timeoutMs: 600_000, stopAfterSteps: skip + (opts.measureSteps ?? 10) });
+      const quiet = await waitQuiet({
+        onWait: (b) => opts.progress?.(`waiting for the machine to quieten (CPU ${(b * 100).toFixed(0)}% busy)`),
+      });
+      opts.progress?.(
+        `scaling, --freeze ${opts.freeze}: ${n} worker(s), ${batchPerWorker} images each per step, ${imageSize}x${imageSize} (repeat ${r + 1}/${repeats})`,
+      );
+      const run = await runTrain({
+        args: scalingArgs({
+          fixture: opts.fixture,
+          freeze: opts.freeze,
+          workers: n,
+          imageSize,
+          batchPerWorker,
+          backend,
+        }),
+        out,
+        timeoutMs: 600_000,
+        stopAfterSteps: skip + (opts.measureSteps ?? 10),
+      });
       const s = steady(run, skip, batchPerWorker * n);
       runs.push({
-        workers: n, images_per_s: round(s.imagesPerS, 2), breakdown: breakdownOf(run, skip, s.stepMs), steps_measured: s.steps,
-        skipped_steps: (run.epochs[0] as unknown as { skipped_steps?: number } | undefined)?.skipped_steps ?? 0, quiet, wall_s: round(run.wall_s, 1),
+        workers: n,
+        images_per_s: round(s.imagesPerS, 2),
+        breakdown: breakdownOf(run, skip, s.stepMs),
+        steps_measured: s.steps,
+        skipped_steps: (run.epochs[0] as unknown as { skipped_steps?: number } | undefined)?.skipped_steps ?? 0,
+        quiet,
+        wall_s: round(run.wall_s, 1),
       });
     }
   }
@@ -150,14 +203,39 @@ export async function benchScaling(opts: ScalingOptions): Promise<ScalingResult>
     const ips = median(mine.map((r) => r.images_per_s));
     const bd = (k: keyof Breakdown) => round(median(mine.map((r) => r.breakdown[k])), 1);
     return {
-      workers: n, images_per_s: round(ips, 2), efficiency: round(ips / (n * one), 3),
-      breakdown: { data_ms: bd('data_ms'), compute_ms: bd('compute_ms'), allreduce_ms: bd('allreduce_ms'), update_ms: bd('update_ms'), other_ms: bd('other_ms'), step_ms: bd('step_ms') },
-      runs_images_per_s: mine.map((r) => r.images_per_s), spread: round(spread(mine.map((r) => r.images_per_s)), 3),
+      workers: n,
+      images_per_s: round(ips, 2),
+      efficiency: round(ips / (n * one), 3),
+      breakdown: {
+        data_ms: bd('data_ms'),
+        compute_ms: bd('compute_ms'),
+        allreduce_ms: bd('allreduce_ms'),
+        update_ms: bd('update_ms'),
+        other_ms: bd('other_ms'),
+        step_ms: bd('step_ms'),
+      },
+      runs_images_per_s: mine.map((r) => r.images_per_s),
+      spread: round(spread(mine.map((r) => r.images_per_s)), 3),
     };
   });
-  const example = scalingArgs({ fixture: opts.fixture, freeze: opts.freeze, workers: workers[workers.length - 1], imageSize, batchPerWorker, backend });
+  const example = scalingArgs({
+    fixture: opts.fixture,
+    freeze: opts.freeze,
+    workers: workers[workers.length - 1],
+    imageSize,
+    batchPerWorker,
+    backend,
+  });
   return {
-    bench: 'wolfpack_scaling', freeze: opts.freeze, bn: opts.freeze === 'backbone' ? 'frozen' : 'train', image_size: imageSize, batch_per_worker: batchPerWorker,
-    skip_steps: skip, repeats, command: `WOLFPACK_LOG_LEVEL=debug wolfpack train ${example.join(' ')} --out runs/bench/...`, points, runs,
+    bench: 'wolfpack_scaling',
+    freeze: opts.freeze,
+    bn: opts.freeze === 'backbone' ? 'frozen' : 'train',
+    image_size: imageSize,
+    batch_per_worker: batchPerWorker,
+    skip_steps: skip,
+    repeats,
+    command: `WOLFPACK_LOG_LEVEL=debug wolfpack train ${example.join(' ')} --out runs/bench/...`,
+    points,
+    runs,
   };
 }

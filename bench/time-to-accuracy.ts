@@ -129,17 +129,43 @@ export interface TtaResult {
 
 export function ttaFlags(variant: TtaVariant, views: number): string[] {
   switch (variant) {
-    case 'demo': return [];
-    case 'augment-none': return ['--augment', 'none'];
-    case 'augment-none+cache': return ['--augment', 'none', '--cache-features'];
-    case 'views+cache': return ['--views', String(views), '--cache-features'];
+    case 'demo':
+      return [];
+    case 'augment-none':
+      return ['--augment', 'none'];
+    case 'augment-none+cache':
+      return ['--augment', 'none', '--cache-features'];
+    case 'views+cache':
+      return ['--views', String(views), '--cache-features'];
   }
 }
 
 export function demoArgs(fixture: Fixture, maxEpochs: number): string[] {
   const d = BENCH_RECIPE;
-  return ['--data', fixture.data, '--weights', fixture.weights, '--workers', String(d.workers), '--epochs', String(maxEpochs), '--batch-size', String(d.batchSize),
-    '--image-size', String(d.imageSize), '--freeze', d.freeze, '--bn', d.bn, '--lr', String(d.lr), '--backend', 'wasm', '--timeout', '120'];
+  return [
+    '--data',
+    fixture.data,
+    '--weights',
+    fixture.weights,
+    '--workers',
+    String(d.workers),
+    '--epochs',
+    String(maxEpochs),
+    '--batch-size',
+    String(d.batchSize),
+    '--image-size',
+    String(d.imageSize),
+    '--freeze',
+    d.freeze,
+    '--bn',
+    d.bn,
+    '--lr',
+    String(d.lr),
+    '--backend',
+    'wasm',
+    '--timeout',
+    '120',
+  ];
 }
 
 function stepRate(run: TrainRun, batch: number, epochs?: number[]): number {
@@ -157,32 +183,67 @@ function stepRate(run: TrainRun, batch: number, epochs?: number[]): number {
   return intervals.length > 0 && total > 0 ? (intervals.length * batch) / (total / 1000) : NaN;
 }
 
-export async function benchTimeToAccuracy(opts: { fixture: Fixture; target?: number; maxEpochs?: number; views?: number; variants?: readonly TtaVariant[]; peer?: boolean; progress?: (l: string) => void }): Promise<TtaResult> {
+export async function benchTimeToAccuracy(opts: {
+  fixture: Fixture;
+  target?: number;
+  maxEpochs?: number;
+  views?: number;
+  variants?: readonly TtaVariant[];
+  peer?: boolean;
+  progress?: (l: string) => void;
+}): Promise<TtaResult> {
   const target = opts.target ?? 0.7;
   const maxEpochs = opts.maxEpochs ?? 12;
   const views = opts.views ?? 2;
   const batch = BENCH_RECIPE.batchSize;
   const runs: TtaRun[] = [];
-  const onWait = (busy: number): void => { opts.progress?.(`waiting for the machine to quieten (CPU ${(busy * 100).toFixed(0)}% busy)`); };
+  const onWait = (busy: number): void => {
+    opts.progress?.(`waiting for the machine to quieten (CPU ${(busy * 100).toFixed(0)}% busy)`);
+  };
   for (const variant of opts.variants ?? TTA_VARIANTS) {
     const flags = ttaFlags(variant, views);
     const out = workPath('runs', 'bench', `tta-${variant.replace('+', '-')}`);
     rmSync(out, { recursive: true, force: true });
     const quiet = await waitQuiet({ onWait });
-    opts.progress?.(`time to accuracy ${target}: ${variant}${flags.length ? ` (${flags.join(' ')})` : ''}, at most ${maxEpochs} epochs`);
-    const run = await runTrain({ args: [...demoArgs(opts.fixture, maxEpochs), ...flags], out, timeoutMs: 900_000, stopWhen: (e) => e.val_accuracy >= target });
+    opts.progress?.(
+      `time to accuracy ${target}: ${variant}${flags.length ? ` (${flags.join(' ')})` : ''}, at most ${maxEpochs} epochs`,
+    );
+    const run = await runTrain({
+      args: [...demoArgs(opts.fixture, maxEpochs), ...flags],
+      out,
+      timeoutMs: 900_000,
+      stopWhen: (e) => e.val_accuracy >= target,
+    });
     const epochs: TtaEpoch[] = run.epochs.map((e) => {
       const steps = run.steps.filter((s) => s.epoch === e.epoch - 1);
       const samples = steps.reduce((a, s) => a + s.samples, 0);
-      return { epoch: e.epoch, val_accuracy: round(e.val_accuracy, 4), images_per_s: round(e.images_per_s, 1), epoch_time_s: round(e.epoch_time_s, 2), wall_s: round(e.wall_s, 1),
-        cache_hit_rate: samples > 0 ? round(steps.reduce((a, s) => a + s.cached, 0) / samples, 3) : 0 };
+      return {
+        epoch: e.epoch,
+        val_accuracy: round(e.val_accuracy, 4),
+        images_per_s: round(e.images_per_s, 1),
+        epoch_time_s: round(e.epoch_time_s, 2),
+        wall_s: round(e.wall_s, 1),
+        cache_hit_rate: samples > 0 ? round(steps.reduce((a, s) => a + s.cached, 0) / samples, 3) : 0,
+      };
     });
     const hit = epochs.find((e) => e.val_accuracy >= target);
     const last = epochs.length > 0 ? epochs[epochs.length - 1].epoch : 1;
     runs.push({
-      variant, flags, reached: hit !== undefined, epoch: hit?.epoch ?? null, wall_s: hit?.wall_s ?? null,
-      epochs_s: hit ? round(epochs.filter((e) => e.epoch <= hit.epoch).reduce((a, e) => a + e.epoch_time_s, 0), 2) : null,
-      epochs, step_images_per_s: round(stepRate(run, batch), 1), last_epoch_step_images_per_s: round(stepRate(run, batch, [last]), 1), quiet,
+      variant,
+      flags,
+      reached: hit !== undefined,
+      epoch: hit?.epoch ?? null,
+      wall_s: hit?.wall_s ?? null,
+      epochs_s: hit
+        ? round(
+            epochs.filter((e) => e.epoch <= hit.epoch).reduce((a, e) => a + e.epoch_time_s, 0),
+            2,
+          )
+        : null,
+      epochs,
+      step_images_per_s: round(stepRate(run, batch), 1),
+      last_epoch_step_images_per_s: round(stepRate(run, batch, [last]), 1),
+      quiet,
     });
   }
   const noPeer = { ok: false, command: '', skipped: '--no-peer' } as const;
@@ -191,22 +252,35 @@ export async function benchTimeToAccuracy(opts: { fixture: Fixture; target?: num
   let peerTtaQuiet: QuietRecord | null = null;
   if (opts.peer !== false) {
     await waitQuiet();
-    opts.progress?.(`PyTorch peer: frozen-backbone step, 2 threads, batch ${batch}, ${BENCH_RECIPE.imageSize}x${BENCH_RECIPE.imageSize}`);
+    opts.progress?.(
+      `PyTorch peer: frozen-backbone step, 2 threads, batch ${batch}, ${BENCH_RECIPE.imageSize}x${BENCH_RECIPE.imageSize}`,
+    );
     peer = await torchStep({ mode: 'frozen', threads: 2, batch, size: BENCH_RECIPE.imageSize, reps: 7 });
     peerTtaQuiet = await waitQuiet({ onWait });
-    opts.progress?.(`PyTorch peer: time to accuracy ${target}, the same recipe, 2 threads, at most ${maxEpochs} epochs`);
+    opts.progress?.(
+      `PyTorch peer: time to accuracy ${target}, the same recipe, 2 threads, at most ${maxEpochs} epochs`,
+    );
     peerTta = await torchTta({ fixture: opts.fixture, target, maxEpochs, threads: 2 });
   }
   const ratio: Partial<Record<TtaVariant, number>> = {};
   if (peer.ok) for (const r of runs) ratio[r.variant] = round(r.last_epoch_step_images_per_s / peer.result.img_s, 3);
   const ttaRatio: Partial<Record<TtaVariant, number>> = {};
   if (peerTta.ok && peerTta.result.wall_s !== null) {
-    for (const r of runs) if (r.wall_s !== null && r.wall_s > 0) ttaRatio[r.variant] = round(peerTta.result.wall_s / r.wall_s, 3);
+    for (const r of runs)
+      if (r.wall_s !== null && r.wall_s > 0) ttaRatio[r.variant] = round(peerTta.result.wall_s / r.wall_s, 3);
   }
   return {
-    bench: 'wolfpack_time_to_accuracy', target, max_epochs: maxEpochs, views,
-    command: `WOLFPACK_LOG_LEVEL=debug wolfpack train ${demoArgs(opts.fixture, maxEpochs).join(' ')} [variant flags] --out runs/bench/tta-...`, runs, peer, ratio,
-    peer_tta: peerTta, tta_ratio: ttaRatio, peer_tta_quiet: peerTtaQuiet,
+    bench: 'wolfpack_time_to_accuracy',
+    target,
+    max_epochs: maxEpochs,
+    views,
+    command: `WOLFPACK_LOG_LEVEL=debug wolfpack train ${demoArgs(opts.fixture, maxEpochs).join(' ')} [variant flags] --out runs/bench/tta-...`,
+    runs,
+    peer,
+    ratio,
+    peer_tta: peerTta,
+    tta_ratio: ttaRatio,
+    peer_tta_quiet: peerTtaQuiet,
   };
 }
 
@@ -221,27 +295,78 @@ export async function ckptToSafetensors(ckpt: string, out: string): Promise<void
  * runs/bench/tta-torch), and the peer saves its best state_dict beside it as best.pt.
  */
 export async function torchTta(o: {
-  fixture: Fixture; target: number; maxEpochs: number; threads: number; lr?: number; batch?: number; size?: number; seed?: number; timeoutMs?: number; dir?: string;
+  fixture: Fixture;
+  target: number;
+  maxEpochs: number;
+  threads: number;
+  lr?: number;
+  batch?: number;
+  size?: number;
+  seed?: number;
+  timeoutMs?: number;
+  dir?: string;
 }): Promise<PeerRun<PeerTtaResult>> {
   const dir = o.dir ?? workPath('runs', 'bench', 'tta-torch');
   rmSync(dir, { recursive: true, force: true });
   mkdirSync(dir, { recursive: true });
   const weights = join(dir, 'resnet50.safetensors');
   await ckptToSafetensors(o.fixture.weights, weights);
-  const args = ['--data', o.fixture.data, '--weights', weights, '--out', join(dir, 'best.pt'), '--target', String(o.target), '--epochs', String(o.maxEpochs),
-    '--lr', String(o.lr ?? BENCH_RECIPE.lr), '--batch', String(o.batch ?? BENCH_RECIPE.batchSize), '--size', String(o.size ?? BENCH_RECIPE.imageSize),
-    '--threads', String(o.threads), '--seed', String(o.seed ?? 0)];
-  const r = await runBenchPeer<PeerTtaEpoch | Omit<PeerTtaResult, 'epochs'>>('torch_tta.py', args, o.timeoutMs ?? 900_000);
+  const args = [
+    '--data',
+    o.fixture.data,
+    '--weights',
+    weights,
+    '--out',
+    join(dir, 'best.pt'),
+    '--target',
+    String(o.target),
+    '--epochs',
+    String(o.maxEpochs),
+    '--lr',
+    String(o.lr ?? BENCH_RECIPE.lr),
+    '--batch',
+    String(o.batch ?? BENCH_RECIPE.batchSize),
+    '--size',
+    String(o.size ?? BENCH_RECIPE.imageSize),
+    '--threads',
+    String(o.threads),
+    '--seed',
+    String(o.seed ?? 0),
+  ];
+  const r = await runBenchPeer<PeerTtaEpoch | Omit<PeerTtaResult, 'epochs'>>(
+    'torch_tta.py',
+    args,
+    o.timeoutMs ?? 900_000,
+  );
   if (!r.ok) return r;
-  const final = r.result.find((l): l is Omit<PeerTtaResult, 'epochs'> => 'bench' in l && l.bench === 'torch_time_to_accuracy');
+  const final = r.result.find(
+    (l): l is Omit<PeerTtaResult, 'epochs'> => 'bench' in l && l.bench === 'torch_time_to_accuracy',
+  );
   if (!final) throw new WolfpackError('E_WORKER', `peer ${r.command} printed no final line`);
   const epochs = r.result.filter((l): l is PeerTtaEpoch => !('bench' in l));
   return { ok: true, command: r.command, result: { ...final, epochs } };
 }
 
 /** bench/peers/torch_resnet50_step.py: PyTorch images/s of one kind of step at any size and batch. */
-export async function torchStep(o: { mode: 'forward' | 'frozen' | 'full'; threads: number; batch: number; size: number; reps?: number }): Promise<PeerRun<PeerStepResult>> {
-  const args = ['--threads', String(o.threads), '--batch', String(o.batch), '--size', String(o.size), '--mode', o.mode, '--reps', String(o.reps ?? 5)];
+export async function torchStep(o: {
+  mode: 'forward' | 'frozen' | 'full';
+  threads: number;
+  batch: number;
+  size: number;
+  reps?: number;
+}): Promise<PeerRun<PeerStepResult>> {
+  const args = [
+    '--threads',
+    String(o.threads),
+    '--batch',
+    String(o.batch),
+    '--size',
+    String(o.size),
+    '--mode',
+    o.mode,
+    '--reps',
+    String(o.reps ?? 5),
+  ];
   const r = await runBenchPeer<PeerStepResult>('torch_resnet50_step.py', args, 600_000);
   return r.ok ? { ok: true, command: r.command, result: r.result[0] } : r;
 }

@@ -116,11 +116,24 @@ export function runTrain(opts: TrainRunOptions): Promise<TrainRun> {
       env: { ...process.env, WOLFPACK_LOG_FORMAT: 'json', WOLFPACK_LOG_LEVEL: 'debug', ...(opts.env ?? {}) },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
-    const run: TrainRun = { command, code: null, stopped: false, wall_s: 0, epochs: [], steps: [], workers: [], coordinatorSteps: [], stdout: '', stderrTail: '' };
+    const run: TrainRun = {
+      command,
+      code: null,
+      stopped: false,
+      wall_s: 0,
+      epochs: [],
+      steps: [],
+      workers: [],
+      coordinatorSteps: [],
+      stdout: '',
+      stderrTail: '',
+    };
     const mem = new Map<number, ProcMemory>();
     let partial = '';
     p.stdout.setEncoding('utf8');
-    p.stdout.on('data', (s: string) => { run.stdout += s; });
+    p.stdout.on('data', (s: string) => {
+      run.stdout += s;
+    });
     p.stderr.setEncoding('utf8');
     p.stderr.on('data', (s: string) => {
       run.stderrTail = (run.stderrTail + s).slice(-6000);
@@ -140,7 +153,16 @@ export function runTrain(opts: TrainRunOptions): Promise<TrainRun> {
         if (!line.includes('"step timings"')) continue;
         try {
           const r = JSON.parse(line) as StepRecord;
-          run.steps.push({ pid: r.pid, step: r.step, epoch: r.epoch, samples: r.samples, cached: r.cached, timings: r.timings, numTensors: r.numTensors, rss: r.rss });
+          run.steps.push({
+            pid: r.pid,
+            step: r.step,
+            epoch: r.epoch,
+            samples: r.samples,
+            cached: r.cached,
+            timings: r.timings,
+            numTensors: r.numTensors,
+            rss: r.rss,
+          });
         } catch {
           // not one of ours
         }
@@ -169,7 +191,8 @@ export function runTrain(opts: TrainRunOptions): Promise<TrainRun> {
         if (!m) mem.set(pid, (m = { pid, max_rss: 0, hwm: 0, samples: [] }));
         m.max_rss = Math.max(m.max_rss, st.rss);
         m.hwm = Math.max(m.hwm, st.hwm);
-        if (m.samples.length === 0 || now - m.samples[m.samples.length - 1].t >= 1) m.samples.push({ t: Math.round(now * 10) / 10, rss: st.rss });
+        if (m.samples.length === 0 || now - m.samples[m.samples.length - 1].t >= 1)
+          m.samples.push({ t: Math.round(now * 10) / 10, rss: st.rss });
       }
       let text = '';
       try {
@@ -202,13 +225,24 @@ export function runTrain(opts: TrainRunOptions): Promise<TrainRun> {
       run.workers = [...mem.values()];
       // a metrics line written just before exit
       try {
-        const lines = readFileSync(metricsPath, 'utf8').split('\n').filter((l) => l.trim() !== '');
-        for (; seen < lines.length; seen++) run.epochs.push({ ...(JSON.parse(lines[seen]) as Omit<EpochLine, 'wall_s'>), wall_s: run.wall_s } as EpochLine);
+        const lines = readFileSync(metricsPath, 'utf8')
+          .split('\n')
+          .filter((l) => l.trim() !== '');
+        for (; seen < lines.length; seen++)
+          run.epochs.push({
+            ...(JSON.parse(lines[seen]) as Omit<EpochLine, 'wall_s'>),
+            wall_s: run.wall_s,
+          } as EpochLine);
       } catch {
         // no metrics
       }
       if (code !== 0 && !run.stopped) {
-        reject(new WolfpackError('E_WORKER', `${command} exited with ${code === null ? 'a signal' : `code ${code}`}: ${run.stderrTail.slice(-1500)}`));
+        reject(
+          new WolfpackError(
+            'E_WORKER',
+            `${command} exited with ${code === null ? 'a signal' : `code ${code}`}: ${run.stderrTail.slice(-1500)}`,
+          ),
+        );
         return;
       }
       resolve(run);

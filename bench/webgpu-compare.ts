@@ -65,14 +65,23 @@ export interface WebGpuComparison {
 }
 
 /** The phases run by default; --profile adds the CPU profile and TF.js's unfused training step. */
-export const DEFAULT_PHASES: readonly Phase[] = ['forward-stock', 'forward-fused', 'train-fused-ddp', 'train-fused-single', 'profile-gpu'];
+export const DEFAULT_PHASES: readonly Phase[] = [
+  'forward-stock',
+  'forward-fused',
+  'train-fused-ddp',
+  'train-fused-single',
+  'profile-gpu',
+];
 
 const TORCH_SCRIPT = resolve(packageRoot, 'scripts', 'gpu', 'torch_resnet50.py');
 
 /** The first python that imports torch, or why there is none. */
 export async function findTorchPython(explicit?: string): Promise<{ python?: string; why?: string }> {
-  const candidates = explicit ? [explicit] : [process.env.WOLFPACK_TORCH_PYTHON, 'python3', '/usr/bin/python3', '/opt/conda/bin/python', 'python']
-    .filter((c): c is string => typeof c === 'string' && c.length > 0);
+  const candidates = explicit
+    ? [explicit]
+    : [process.env.WOLFPACK_TORCH_PYTHON, 'python3', '/usr/bin/python3', '/opt/conda/bin/python', 'python'].filter(
+        (c): c is string => typeof c === 'string' && c.length > 0,
+      );
   const tried: string[] = [];
   for (const c of candidates) {
     const r = await runCommand(c, ['-c', 'import torch'], 60_000);
@@ -83,16 +92,27 @@ export async function findTorchPython(explicit?: string): Promise<{ python?: str
 }
 
 /** Runs scripts/gpu/torch_resnet50.py; skipped, with the reason, without torch or CUDA. */
-export async function torchOnGpu(o: { batch: number; imageSize: number; python?: string }): Promise<PeerRun<TorchCudaResult>> {
+export async function torchOnGpu(o: {
+  batch: number;
+  imageSize: number;
+  python?: string;
+}): Promise<PeerRun<TorchCudaResult>> {
   const args = [TORCH_SCRIPT, '--batch', String(o.batch), '--image-size', String(o.imageSize)];
   const found = await findTorchPython(o.python);
   const command = [found.python ?? 'python3', 'scripts/gpu/torch_resnet50.py', ...args.slice(1)].join(' ');
   if (!found.python) return { ok: false, command, skipped: found.why ?? 'no python with torch' };
   if (!existsSync(TORCH_SCRIPT)) return { ok: false, command, skipped: `${TORCH_SCRIPT} not found` };
   const r = await runCommand(found.python, args, 300_000);
-  const line = r.stdout.split('\n').filter((l) => l.trim().startsWith('{')).pop();
+  const line = r.stdout
+    .split('\n')
+    .filter((l) => l.trim().startsWith('{'))
+    .pop();
   if (r.code !== 0 || line === undefined) {
-    return { ok: false, command, skipped: `failed (exit ${r.code}): ${r.stderr.trim().split('\n').slice(-2).join(' | ')}` };
+    return {
+      ok: false,
+      command,
+      skipped: `failed (exit ${r.code}): ${r.stderr.trim().split('\n').slice(-2).join(' | ')}`,
+    };
   }
   const result = JSON.parse(line) as TorchCudaResult;
   if (result.error) return { ok: false, command, skipped: `${result.error} (torch ${result.torch ?? '?'})` };
@@ -101,8 +121,12 @@ export async function torchOnGpu(o: { batch: number; imageSize: number; python?:
 
 function nvidiaSmi(): string | undefined {
   try {
-    return execFileSync('nvidia-smi', ['--query-gpu=name,driver_version,memory.total', '--format=csv,noheader'], { encoding: 'utf8', timeout: 10_000 })
-      .trim().split('\n')[0];
+    return execFileSync('nvidia-smi', ['--query-gpu=name,driver_version,memory.total', '--format=csv,noheader'], {
+      encoding: 'utf8',
+      timeout: 10_000,
+    })
+      .trim()
+      .split('\n')[0];
   } catch {
     return undefined;
   }
@@ -114,10 +138,20 @@ export async function compareWebGpu(opts: WebGpuCompareOptions = {}): Promise<We
   const say = opts.progress ?? ((l: string) => process.stderr.write(`bench webgpu: ${l}\n`));
   const phases: Phase[] = [...DEFAULT_PHASES];
   if (opts.profile) phases.push('profile-cpu', 'train-stock');
-  const wolfpack = await benchWebGpu({ batch, imageSize, reps: opts.reps ?? 5, width: opts.width, software: opts.software, phases, progress: say });
+  const wolfpack = await benchWebGpu({
+    batch,
+    imageSize,
+    reps: opts.reps ?? 5,
+    width: opts.width,
+    software: opts.software,
+    phases,
+    progress: say,
+  });
   say(`PyTorch on the same GPU: batch ${batch}, ${imageSize}x${imageSize}`);
-  const torch: PeerRun<TorchCudaResult> = (opts.width ?? 64) === 64 ? await torchOnGpu({ batch, imageSize, python: opts.python })
-    : { ok: false, command: '', skipped: `--width ${opts.width}: PyTorch's peer is the full-width ResNet-50` };
+  const torch: PeerRun<TorchCudaResult> =
+    (opts.width ?? 64) === 64
+      ? await torchOnGpu({ batch, imageSize, python: opts.python })
+      : { ok: false, command: '', skipped: `--width ${opts.width}: PyTorch's peer is the full-width ResNet-50` };
   if (!torch.ok) say(`PyTorch skipped: ${torch.skipped}`);
   const ratios: Record<string, number> = {};
   if (torch.ok) {
@@ -138,8 +172,13 @@ export async function compareWebGpu(opts: WebGpuCompareOptions = {}): Promise<We
 export function webgpuSection(c: WebGpuComparison, command: string): string {
   const w = c.wolfpack;
   const t = c.torch.ok ? c.torch.result : undefined;
-  const device = [c.gpu ? `GPU ${c.gpu}` : undefined, w.adapter ? `WebGPU adapter ${w.adapter.description}${w.adapter.software ? ' (software)' : ''}` : undefined,
-    `${c.machine.cpu_model}, ${c.machine.cores} cores, Node ${c.machine.node}`].filter(Boolean).join('; ');
+  const device = [
+    c.gpu ? `GPU ${c.gpu}` : undefined,
+    w.adapter ? `WebGPU adapter ${w.adapter.description}${w.adapter.software ? ' (software)' : ''}` : undefined,
+    `${c.machine.cpu_model}, ${c.machine.cores} cores, Node ${c.machine.node}`,
+  ]
+    .filter(Boolean)
+    .join('; ');
   const rows: [string, PhaseResult | undefined, 'forward' | 'train'][] = [
     ['forward, TF.js ops (Replica.predict)', w.forward.stock, 'forward'],
     ['forward, fused (WebGpuReplica.predict)', w.forward.fused, 'forward'],
@@ -147,11 +186,21 @@ export function webgpuSection(c: WebGpuComparison, command: string): string {
     ['training step, fused, one worker (no read-back)', w.train.fused_single, 'train'],
     ['training step, TF.js ops (Replica)', w.train.stock, 'train'],
   ];
-  const body = rows.filter(([, r]) => r !== undefined).map(([name, r, kind]) => {
-    const fp32 = t?.fp32?.[kind].img_s;
-    const def = t?.default?.[kind].img_s;
-    return [name, fmt(r!.img_s, 1), String(r!.dispatches), fmt(fp32, 1), fmt(def, 1), fp32 ? (r!.img_s / fp32).toFixed(3) : '-', def ? (r!.img_s / def).toFixed(3) : '-'];
-  });
+  const body = rows
+    .filter(([, r]) => r !== undefined)
+    .map(([name, r, kind]) => {
+      const fp32 = t?.fp32?.[kind].img_s;
+      const def = t?.default?.[kind].img_s;
+      return [
+        name,
+        fmt(r!.img_s, 1),
+        String(r!.dispatches),
+        fmt(fp32, 1),
+        fmt(def, 1),
+        fp32 ? (r!.img_s / fp32).toFixed(3) : '-',
+        def ? (r!.img_s / def).toFixed(3) : '-',
+      ];
+    });
   const out = [
     `Device: ${device}.`,
     '',
@@ -159,25 +208,60 @@ export function webgpuSection(c: WebGpuComparison, command: string): string {
     ...(c.torch.command ? [`$ ${c.torch.command}${c.torch.ok ? '' : `   (skipped: ${c.torch.skipped})`}`] : []),
     '',
     `ResNet-50${w.width === 64 ? '' : ` (stem width ${w.width}, not the real network)`}, ${w.image_size}x${w.image_size}, batch ${w.batch}, float32, median of ${w.reps} runs after warm-up.` +
-      (t ? ` PyTorch ${t.torch} on ${t.device} (CUDA ${t.cuda}, cuDNN ${t.cudnn}): 'fp32' = TF32 off, 'default' = PyTorch's defaults (cuDNN may use TF32).` : ''),
+      (t
+        ? ` PyTorch ${t.torch} on ${t.device} (CUDA ${t.cuda}, cuDNN ${t.cudnn}): 'fp32' = TF32 off, 'default' = PyTorch's defaults (cuDNN may use TF32).`
+        : ''),
     '',
-    table(['ResNet-50 images/s', 'wolfpack webgpu', 'dispatches', 'PyTorch fp32', 'PyTorch default', 'wolfpack / fp32', 'wolfpack / default'], body),
+    table(
+      [
+        'ResNet-50 images/s',
+        'wolfpack webgpu',
+        'dispatches',
+        'PyTorch fp32',
+        'PyTorch default',
+        'wolfpack / fp32',
+        'wolfpack / default',
+      ],
+      body,
+    ),
   ];
   const split = w.train.fused_ddp?.split_ms;
-  if (split) out.push('', `Fused step with read-back, where the wall time goes (ms, median): recording GPU work ${fmt(split.record, 1)}, waiting for the gradients ${fmt(split.read, 1)}, update ${fmt(split.update, 1)}.`);
-  for (const [name, r] of [['with read-back', w.train.fused_ddp], ['one worker', w.train.fused_single]] as const) {
+  if (split)
+    out.push(
+      '',
+      `Fused step with read-back, where the wall time goes (ms, median): recording GPU work ${fmt(split.record, 1)}, waiting for the gradients ${fmt(split.read, 1)}, update ${fmt(split.update, 1)}.`,
+    );
+  for (const [name, r] of [
+    ['with read-back', w.train.fused_ddp],
+    ['one worker', w.train.fused_single],
+  ] as const) {
     const c = r?.captured;
     if (!r?.split_ms || !c) continue;
-    out.push('', c.fallback ? `Captured step (${name}): capture fell back to TF.js (${c.fallback}).`
-      : `Captured step (${name}): launching a replay takes ${fmt(c.launch_ms, 2)} ms of CPU where TF.js records for ${fmt(r.split_ms.record, 1)} ms ` +
-        `(${fmt(c.launch_over_record, 3)}x)` +
-        (c.launch_cpu_ms !== undefined ? `, ${fmt(c.launch_cpu_ms, 2)} against ${fmt(r.record_cpu_ms, 1)} ms of the thread's CPU time (${fmt(c.launch_cpu_over_record_cpu, 3)}x)` : '') +
-        `; ${fmt(c.img_s, 1)} images/s against ${fmt(r.img_s, 1)}.`);
+    out.push(
+      '',
+      c.fallback
+        ? `Captured step (${name}): capture fell back to TF.js (${c.fallback}).`
+        : `Captured step (${name}): launching a replay takes ${fmt(c.launch_ms, 2)} ms of CPU where TF.js records for ${fmt(r.split_ms.record, 1)} ms ` +
+            `(${fmt(c.launch_over_record, 3)}x)` +
+            (c.launch_cpu_ms !== undefined
+              ? `, ${fmt(c.launch_cpu_ms, 2)} against ${fmt(r.record_cpu_ms, 1)} ms of the thread's CPU time (${fmt(c.launch_cpu_over_record_cpu, 3)}x)`
+              : '') +
+            `; ${fmt(c.img_s, 1)} images/s against ${fmt(r.img_s, 1)}.`,
+    );
   }
   const prof = w.gpu_profile?.fused_step;
   if (prof?.supported && prof.byKernel.length > 0) {
-    out.push('', `GPU time of one fused step: ${fmt(prof.totalMs, 1)} ms over ${prof.dispatches} dispatches; the kernels that take most:`, '',
-      table(['kernel', 'dispatches', 'GPU ms', 'share'], prof.byKernel.slice(0, 8).map((k) => [k.name, String(k.count), fmt(k.ms, 2), `${fmt((100 * k.ms) / prof.totalMs, 1)}%`])));
+    out.push(
+      '',
+      `GPU time of one fused step: ${fmt(prof.totalMs, 1)} ms over ${prof.dispatches} dispatches; the kernels that take most:`,
+      '',
+      table(
+        ['kernel', 'dispatches', 'GPU ms', 'share'],
+        prof.byKernel
+          .slice(0, 8)
+          .map((k) => [k.name, String(k.count), fmt(k.ms, 2), `${fmt((100 * k.ms) / prof.totalMs, 1)}%`]),
+      ),
+    );
   } else if (prof) {
     out.push('', 'No per-kernel GPU times: the adapter has no timestamp queries.');
   }
@@ -187,14 +271,25 @@ export function webgpuSection(c: WebGpuComparison, command: string): string {
 
 /** `wolfpack bench webgpu`'s flags, shared by the CLI and this file's own entry point (bundled for GPU hosts). */
 export const WEBGPU_BENCH_FLAGS = {
-  batch: { type: 'string' }, 'image-size': { type: 'string' }, reps: { type: 'string' }, width: { type: 'string' }, software: { type: 'boolean' }, profile: { type: 'boolean' },
-  python: { type: 'string' }, json: { type: 'boolean' }, out: { type: 'string' },
+  batch: { type: 'string' },
+  'image-size': { type: 'string' },
+  reps: { type: 'string' },
+  width: { type: 'string' },
+  software: { type: 'boolean' },
+  profile: { type: 'boolean' },
+  python: { type: 'string' },
+  json: { type: 'boolean' },
+  out: { type: 'string' },
 } as const;
 
 export function webgpuOptionsFrom(values: Record<string, unknown>): WebGpuCompareOptions {
   return {
-    batch: num(values, 'batch', 32, { int: true, min: 1 }), imageSize: num(values, 'image-size', 224, { int: true, min: 32 }),
-    reps: num(values, 'reps', 5, { int: true, min: 1 }), width: num(values, 'width', 64, { int: true, min: 1 }), software: values.software === true, profile: values.profile === true,
+    batch: num(values, 'batch', 32, { int: true, min: 1 }),
+    imageSize: num(values, 'image-size', 224, { int: true, min: 32 }),
+    reps: num(values, 'reps', 5, { int: true, min: 1 }),
+    width: num(values, 'width', 64, { int: true, min: 1 }),
+    software: values.software === true,
+    profile: values.profile === true,
     python: typeof values.python === 'string' ? values.python : undefined,
   };
 }
@@ -202,7 +297,9 @@ export function webgpuOptionsFrom(values: Record<string, unknown>): WebGpuCompar
 /** Writes OUT/webgpu-latest.md and OUT/webgpu-latest.json; returns the markdown. */
 export async function writeWebGpuReport(c: WebGpuComparison, outDir: string, command: string): Promise<string> {
   await mkdir(outDir, { recursive: true });
-  const md = [`# wolfpack on webgpu beside PyTorch (${new Date().toISOString()})`, '', webgpuSection(c, command)].join('\n');
+  const md = [`# wolfpack on webgpu beside PyTorch (${new Date().toISOString()})`, '', webgpuSection(c, command)].join(
+    '\n',
+  );
   await writeFile(join(outDir, 'webgpu-latest.md'), md);
   await writeFile(join(outDir, 'webgpu-latest.json'), JSON.stringify(c, null, 1) + '\n');
   return md;
@@ -212,15 +309,18 @@ async function main(argv: string[]): Promise<void> {
   const { values } = parse(argv, WEBGPU_BENCH_FLAGS);
   const c = await compareWebGpu(webgpuOptionsFrom(values));
   const command = ['wolfpack', 'bench', 'webgpu', ...argv].join(' ');
-  const md = typeof values.out === 'string' ? await writeWebGpuReport(c, values.out, command) : webgpuSection(c, command);
+  const md =
+    typeof values.out === 'string' ? await writeWebGpuReport(c, values.out, command) : webgpuSection(c, command);
   process.stdout.write(values.json === true ? `${JSON.stringify(c)}\n` : md);
 }
 
 // By file name, not import.meta.url: in an esbuild bundle every module shares the bundle's URL.
 if (['webgpu-compare.ts', 'webgpu-compare.js', 'bench-webgpu-compare.mjs'].includes(basename(process.argv[1] ?? ''))) {
-  main(process.argv.slice(2)).then(() => process.exit(0), (e: unknown) => {
-    process.stderr.write(`bench webgpu: ${(e as Error).stack ?? String(e)}\n`);
-    process.exit(1);
-  });
+  main(process.argv.slice(2)).then(
+    () => process.exit(0),
+    (e: unknown) => {
+      process.stderr.write(`bench webgpu: ${(e as Error).stack ?? String(e)}\n`);
+      process.exit(1);
+    },
+  );
 }
-

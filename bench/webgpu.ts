@@ -32,8 +32,16 @@ import { median, round, timeRuns } from './machine.js';
 import { syntheticBatch } from './synthetic-batch.js';
 
 /** In the order they run: the slow stock training step last, so a time limit cuts it first. */
-export const PHASES = ['forward-stock', 'forward-fused', 'train-fused-ddp', 'train-fused-single', 'train-fused-host',
-  'profile-gpu', 'profile-cpu', 'train-stock'] as const;
+export const PHASES = [
+  'forward-stock',
+  'forward-fused',
+  'train-fused-ddp',
+  'train-fused-single',
+  'train-fused-host',
+  'profile-gpu',
+  'profile-cpu',
+  'train-stock',
+] as const;
 export type Phase = (typeof PHASES)[number];
 
 export interface WebGpuBenchOptions {
@@ -98,7 +106,11 @@ export interface CapturedPhase {
   fallback?: string;
 }
 
-export interface CpuProfileSummary { wall_ms: number; sampled_ms: number; top: { fn: string; ms: number; pct: number }[] }
+export interface CpuProfileSummary {
+  wall_ms: number;
+  sampled_ms: number;
+  top: { fn: string; ms: number; pct: number }[];
+}
 
 export interface WebGpuBenchResult {
   bench: 'wolfpack_resnet50_webgpu';
@@ -118,17 +130,27 @@ export interface WebGpuBenchResult {
   notes: string[];
 }
 
-
 /** Counts dispatches and reads of one more run of fn. */
 async function countOne(fn: () => Promise<void>): Promise<Pick<PhaseResult, 'dispatches' | 'reads' | 'by_program'>> {
   resetDispatchStats();
   await fn();
   dispatchStats.enabled = false;
-  return { dispatches: dispatchStats.total, reads: dispatchStats.syncReads, by_program: Object.fromEntries([...dispatchStats.byName].sort((a, b) => b[1] - a[1])) };
+  return {
+    dispatches: dispatchStats.total,
+    reads: dispatchStats.syncReads,
+    by_program: Object.fromEntries([...dispatchStats.byName].sort((a, b) => b[1] - a[1])),
+  };
 }
 
 /** Self time by function of a V8 CPU profile, largest first. */
-export function summarizeCpuProfile(profile: { nodes: { id: number; callFrame: { functionName: string; url: string; lineNumber: number } }[]; samples?: number[]; timeDeltas?: number[] }, top = 25): Omit<CpuProfileSummary, 'wall_ms'> {
+export function summarizeCpuProfile(
+  profile: {
+    nodes: { id: number; callFrame: { functionName: string; url: string; lineNumber: number } }[];
+    samples?: number[];
+    timeDeltas?: number[];
+  },
+  top = 25,
+): Omit<CpuProfileSummary, 'wall_ms'> {
   const byId = new Map(profile.nodes.map((n) => [n.id, n]));
   const self = new Map<string, number>();
   const samples = profile.samples ?? [];
@@ -146,7 +168,10 @@ export function summarizeCpuProfile(profile: { nodes: { id: number; callFrame: {
   }
   return {
     sampled_ms: total / 1000,
-    top: [...self].sort((a, b) => b[1] - a[1]).slice(0, top).map(([fn, us]) => ({ fn, ms: us / 1000, pct: total ? (100 * us) / total : 0 })),
+    top: [...self]
+      .sort((a, b) => b[1] - a[1])
+      .slice(0, top)
+      .map(([fn, us]) => ({ fn, ms: us / 1000, pct: total ? (100 * us) / total : 0 })),
   };
 }
 
@@ -156,7 +181,8 @@ export function summarizeCpuProfile(profile: { nodes: { id: number; callFrame: {
  * of a recording, +-4 ms for a replay's launch.
  */
 const threadCpuMs: (() => number) | undefined = existsSync('/proc/thread-self/schedstat')
-  ? () => Number(readFileSync('/proc/thread-self/schedstat', 'utf8').split(' ')[0]) / 1e6 : undefined;
+  ? () => Number(readFileSync('/proc/thread-self/schedstat', 'utf8').split(' ')[0]) / 1e6
+  : undefined;
 
 export async function benchWebGpu(opts: WebGpuBenchOptions = {}): Promise<WebGpuBenchResult> {
   const batchSize = opts.batch ?? 32;
@@ -166,10 +192,21 @@ export async function benchWebGpu(opts: WebGpuBenchOptions = {}): Promise<WebGpu
   const phases = new Set(opts.phases ?? PHASES);
   const say = opts.progress ?? ((l: string) => process.stderr.write(`bench webgpu: ${l}\n`));
   const result: WebGpuBenchResult = {
-    bench: 'wolfpack_resnet50_webgpu', batch: batchSize, width: opts.width ?? 64, image_size: imageSize, classes, reps, flags: {},
-    forward: {}, train: {}, errors: [], notes: [],
+    bench: 'wolfpack_resnet50_webgpu',
+    batch: batchSize,
+    width: opts.width ?? 64,
+    image_size: imageSize,
+    classes,
+    reps,
+    flags: {},
+    forward: {},
+    train: {},
+    errors: [],
+    notes: [],
   };
-  const save = (): void => { if (opts.out) writeFileSync(opts.out, JSON.stringify(result, null, 1)); };
+  const save = (): void => {
+    if (opts.out) writeFileSync(opts.out, JSON.stringify(result, null, 1));
+  };
   tf.env().set('PROD', true);
   result.adapter = await activateWebGpu({ allowSoftwareGpu: opts.software ?? false });
   if (opts.dxMatMul) tf.env().set('WEBGPU_USE_NAIVE_CONV2D_TRANSPOSE', false);
@@ -181,13 +218,21 @@ export async function benchWebGpu(opts: WebGpuBenchOptions = {}): Promise<WebGpu
     WEBGPU_CPU_FORWARD: tf.env().get('WEBGPU_CPU_FORWARD'),
     WEBGPU_USE_NAIVE_CONV2D_TRANSPOSE: tf.env().get('WEBGPU_USE_NAIVE_CONV2D_TRANSPOSE'),
     timestamp_query: backend.supportTimestampQuery,
-    limits: Object.fromEntries(['maxStorageBufferBindingSize', 'maxBufferSize', 'maxComputeWorkgroupStorageSize']
-      .map((k) => [k, backend.device.limits[k]])),
+    limits: Object.fromEntries(
+      ['maxStorageBufferBindingSize', 'maxBufferSize', 'maxComputeWorkgroupStorageSize'].map((k) => [
+        k,
+        backend.device.limits[k],
+      ]),
+    ),
   };
   say(`adapter ${result.adapter.description}; batch ${batchSize}, ${imageSize}x${imageSize}, ${reps} reps`);
   const config = { flavour: 'torchvision' as const, width: result.width, numClasses: classes };
   const state0 = initModel(config, 0);
-  const fresh = (): ModelState => ({ layout: state0.layout, params: Float32Array.from(state0.params), stats: Float32Array.from(state0.stats) });
+  const fresh = (): ModelState => ({
+    layout: state0.layout,
+    params: Float32Array.from(state0.params),
+    stats: Float32Array.from(state0.stats),
+  });
   const batch = syntheticBatch(batchSize, imageSize, classes);
   const trainOpts = { lr: 1e-3, momentum: 0.9, freeze: 'none' as const, bn: 'train' as const };
 
@@ -214,7 +259,9 @@ export async function benchWebGpu(opts: WebGpuBenchOptions = {}): Promise<WebGpu
   await phase('forward-stock', async () => {
     const r = new Replica(fresh(), trainOpts);
     try {
-      result.forward.stock = await measure(async () => { await r.predict(batch); }, 2);
+      result.forward.stock = await measure(async () => {
+        await r.predict(batch);
+      }, 2);
     } finally {
       r.dispose();
     }
@@ -222,7 +269,9 @@ export async function benchWebGpu(opts: WebGpuBenchOptions = {}): Promise<WebGpu
   await phase('forward-fused', async () => {
     const r = new WebGpuReplica(fresh(), trainOpts);
     try {
-      result.forward.fused = await measure(async () => { await r.predict(batch); }, 2);
+      result.forward.fused = await measure(async () => {
+        await r.predict(batch);
+      }, 2);
     } finally {
       r.dispose();
     }
@@ -230,10 +279,20 @@ export async function benchWebGpu(opts: WebGpuBenchOptions = {}): Promise<WebGpu
   // A software adapter runs the GPU's work on the CPU's cores: the last step's update, still running,
   // would take them from the next step's recording. So there each fused step starts on an idle device.
   const settleBeforeStep = result.adapter.software;
-  if (settleBeforeStep) result.notes.push('software adapter: each fused training step starts after the previous step\'s GPU work is done (it runs on the CPU cores that record)');
-  const fusedTrain = async (key: 'fused_ddp' | 'fused_single' | 'fused_host', o: WebGpuReplicaOptions): Promise<void> => {
+  if (settleBeforeStep)
+    result.notes.push(
+      "software adapter: each fused training step starts after the previous step's GPU work is done (it runs on the CPU cores that record)",
+    );
+  const fusedTrain = async (
+    key: 'fused_ddp' | 'fused_single' | 'fused_host',
+    o: WebGpuReplicaOptions,
+  ): Promise<void> => {
     const timed = async (capture: boolean) => {
-      const r = new WebGpuReplica(fresh(), trainOpts, undefined, { ...o, capture, ...(threadCpuMs ? { cpuClock: threadCpuMs } : {}) });
+      const r = new WebGpuReplica(fresh(), trainOpts, undefined, {
+        ...o,
+        capture,
+        ...(threadCpuMs ? { cpuClock: threadCpuMs } : {}),
+      });
       const settle = settleBeforeStep ? () => backend.device.queue.onSubmittedWorkDone() : async () => {};
       const splits: { record: number; read: number; update: number; recordCpu: number }[] = [];
       const launches: { flush: number; inputs: number; encode: number; submit: number }[] = [];
@@ -248,26 +307,59 @@ export async function benchWebGpu(opts: WebGpuBenchOptions = {}): Promise<WebGpu
         // Two warm-ups: with capture, the first records and the second is the first replay.
         const res = await measure(step, 2);
         const tail = splits.slice(2, 2 + reps);
-        const split = { record: median(tail.map((s) => s.record)), read: median(tail.map((s) => s.read)), update: median(tail.map((s) => s.update)) };
+        const split = {
+          record: median(tail.map((s) => s.record)),
+          read: median(tail.map((s) => s.read)),
+          update: median(tail.map((s) => s.update)),
+        };
         const lt = launches.slice(2, 2 + reps);
-        const parts = { flush: median(lt.map((l) => l.flush)), inputs: median(lt.map((l) => l.inputs)), encode: median(lt.map((l) => l.encode)), submit: median(lt.map((l) => l.submit)) };
+        const parts = {
+          flush: median(lt.map((l) => l.flush)),
+          inputs: median(lt.map((l) => l.inputs)),
+          encode: median(lt.map((l) => l.encode)),
+          submit: median(lt.map((l) => l.submit)),
+        };
         const cpu = tail.map((s) => round(s.recordCpu, 2));
-        return { res, split, parts, records: tail.map((s) => round(s.record, 2)), cpu, info: r.captureInfo, off: r.captureOff };
+        return {
+          res,
+          split,
+          parts,
+          records: tail.map((s) => round(s.record, 2)),
+          cpu,
+          info: r.captureInfo,
+          off: r.captureOff,
+        };
       } finally {
         r.dispose();
       }
     };
     const plain = await timed(false);
     result.train[key] = {
-      ...plain.res, split_ms: plain.split, record_runs_ms: plain.records,
+      ...plain.res,
+      split_ms: plain.split,
+      record_runs_ms: plain.records,
       ...(threadCpuMs ? { record_cpu_ms: median(plain.cpu), record_cpu_runs_ms: plain.cpu } : {}),
     };
     const cap = await timed(true);
     result.train[key]!.captured = {
-      img_s: cap.res.img_s, median_s: cap.res.median_s, times_s: cap.res.times_s, launch_ms: cap.split.record, launch_runs_ms: cap.records,
-      launch_over_record: round(cap.split.record / plain.split.record, 4), split_ms: cap.split, launch_split_ms: cap.parts,
-      ...(threadCpuMs ? { launch_cpu_ms: median(cap.cpu), launch_cpu_runs_ms: cap.cpu, launch_cpu_over_record_cpu: round(median(cap.cpu) / median(plain.cpu), 4) } : {}),
-      ...(cap.info ? { capture: { dispatches: cap.info.dispatches, copies: cap.info.copies, bytes: cap.info.bytes } } : {}),
+      img_s: cap.res.img_s,
+      median_s: cap.res.median_s,
+      times_s: cap.res.times_s,
+      launch_ms: cap.split.record,
+      launch_runs_ms: cap.records,
+      launch_over_record: round(cap.split.record / plain.split.record, 4),
+      split_ms: cap.split,
+      launch_split_ms: cap.parts,
+      ...(threadCpuMs
+        ? {
+            launch_cpu_ms: median(cap.cpu),
+            launch_cpu_runs_ms: cap.cpu,
+            launch_cpu_over_record_cpu: round(median(cap.cpu) / median(plain.cpu), 4),
+          }
+        : {}),
+      ...(cap.info
+        ? { capture: { dispatches: cap.info.dispatches, copies: cap.info.copies, bytes: cap.info.bytes } }
+        : {}),
       ...(cap.off ? { fallback: cap.off } : {}),
     };
   };
@@ -278,7 +370,11 @@ export async function benchWebGpu(opts: WebGpuBenchOptions = {}): Promise<WebGpu
     result.gpu_profile = {};
     if (!backend.supportTimestampQuery) result.notes.push('no timestamp-query: GPU times are zero');
     // Through TF.js (no capture): a replayed step bypasses the per-dispatch timers.
-    const r = new WebGpuReplica(fresh(), trainOpts, undefined, { optimizer: 'gpu', hostGradients: true, capture: false });
+    const r = new WebGpuReplica(fresh(), trainOpts, undefined, {
+      optimizer: 'gpu',
+      hostGradients: true,
+      capture: false,
+    });
     try {
       await r.computeGradients(batch, batchSize); // compile outside the timed run
       r.applyReduced();
@@ -286,7 +382,9 @@ export async function benchWebGpu(opts: WebGpuBenchOptions = {}): Promise<WebGpu
         await r.computeGradients(batch, batchSize);
         r.applyReduced();
       });
-      result.gpu_profile.fused_forward = await profileGpu(async () => { await r.predict(batch); });
+      result.gpu_profile.fused_forward = await profileGpu(async () => {
+        await r.predict(batch);
+      });
     } finally {
       r.dispose();
     }
@@ -303,7 +401,11 @@ export async function benchWebGpu(opts: WebGpuBenchOptions = {}): Promise<WebGpu
     }
   });
   await phase('profile-cpu', async () => {
-    const r = new WebGpuReplica(fresh(), trainOpts, undefined, { optimizer: 'gpu', hostGradients: true, capture: false });
+    const r = new WebGpuReplica(fresh(), trainOpts, undefined, {
+      optimizer: 'gpu',
+      hostGradients: true,
+      capture: false,
+    });
     const session = new Session();
     session.connect();
     try {
@@ -323,7 +425,13 @@ export async function benchWebGpu(opts: WebGpuBenchOptions = {}): Promise<WebGpu
       const wall = (performance.now() - t0) / steps;
       const { profile } = await session.post('Profiler.stop');
       const summary = summarizeCpuProfile(profile as Parameters<typeof summarizeCpuProfile>[0]);
-      result.cpu_profile = { fused_step: { wall_ms: wall, sampled_ms: summary.sampled_ms / steps, top: summary.top.map((t) => ({ ...t, ms: t.ms / steps })) } };
+      result.cpu_profile = {
+        fused_step: {
+          wall_ms: wall,
+          sampled_ms: summary.sampled_ms / steps,
+          top: summary.top.map((t) => ({ ...t, ms: t.ms / steps })),
+        },
+      };
     } finally {
       session.disconnect();
       r.dispose();
@@ -332,10 +440,14 @@ export async function benchWebGpu(opts: WebGpuBenchOptions = {}): Promise<WebGpu
   await phase('train-stock', async () => {
     const r = new Replica(fresh(), trainOpts);
     try {
-      result.train.stock = await measure(async () => {
-        await r.computeGradients(batch, batchSize);
-        r.applyReduced();
-      }, 1, Math.min(reps, 2));
+      result.train.stock = await measure(
+        async () => {
+          await r.computeGradients(batch, batchSize);
+          r.applyReduced();
+        },
+        1,
+        Math.min(reps, 2),
+      );
     } finally {
       r.dispose();
     }
@@ -347,9 +459,15 @@ async function main(argv: string[]): Promise<void> {
   const { values } = parseArgs({
     args: argv,
     options: {
-      batch: { type: 'string' }, 'image-size': { type: 'string' }, reps: { type: 'string' }, classes: { type: 'string' },
-      phases: { type: 'string' }, software: { type: 'boolean' }, out: { type: 'string' },
-      'dx-mm': { type: 'boolean' }, 'submit-batch': { type: 'string' },
+      batch: { type: 'string' },
+      'image-size': { type: 'string' },
+      reps: { type: 'string' },
+      classes: { type: 'string' },
+      phases: { type: 'string' },
+      software: { type: 'boolean' },
+      out: { type: 'string' },
+      'dx-mm': { type: 'boolean' },
+      'submit-batch': { type: 'string' },
     },
   });
   const int = (v: string | undefined, name: string): number | undefined => {
@@ -358,20 +476,33 @@ async function main(argv: string[]): Promise<void> {
     if (!Number.isSafeInteger(n) || n < 1) throw new Error(`--${name} must be a positive integer, got ${v}`);
     return n;
   };
-  const phases = values.phases?.split(',').map((p) => p.trim()).filter(Boolean);
-  for (const p of phases ?? []) if (!(PHASES as readonly string[]).includes(p)) throw new Error(`unknown phase ${p}; phases: ${PHASES.join(',')}`);
+  const phases = values.phases
+    ?.split(',')
+    .map((p) => p.trim())
+    .filter(Boolean);
+  for (const p of phases ?? [])
+    if (!(PHASES as readonly string[]).includes(p)) throw new Error(`unknown phase ${p}; phases: ${PHASES.join(',')}`);
   const r = await benchWebGpu({
-    batch: int(values.batch, 'batch'), imageSize: int(values['image-size'], 'image-size'), reps: int(values.reps, 'reps'),
-    classes: int(values.classes, 'classes'), phases: phases as Phase[] | undefined, software: values.software, out: values.out,
-    dxMatMul: values['dx-mm'], submitBatch: int(values['submit-batch'], 'submit-batch'),
+    batch: int(values.batch, 'batch'),
+    imageSize: int(values['image-size'], 'image-size'),
+    reps: int(values.reps, 'reps'),
+    classes: int(values.classes, 'classes'),
+    phases: phases as Phase[] | undefined,
+    software: values.software,
+    out: values.out,
+    dxMatMul: values['dx-mm'],
+    submitBatch: int(values['submit-batch'], 'submit-batch'),
   });
   process.stdout.write(`${JSON.stringify(r)}\n`);
 }
 
 // By file name, not import.meta.url: in an esbuild bundle every module shares the bundle's URL.
 if (['webgpu.ts', 'webgpu.js', 'bench-webgpu.mjs'].includes(basename(process.argv[1] ?? ''))) {
-  main(process.argv.slice(2)).then(() => process.exit(0), (e: unknown) => {
-    process.stderr.write(`bench webgpu: ${(e as Error).stack ?? String(e)}\n`);
-    process.exit(1);
-  });
+  main(process.argv.slice(2)).then(
+    () => process.exit(0),
+    (e: unknown) => {
+      process.stderr.write(`bench webgpu: ${(e as Error).stack ?? String(e)}\n`);
+      process.exit(1);
+    },
+  );
 }

@@ -8,16 +8,25 @@ try {
   log = await import('../dist/shared/log.js');
 } catch (e) {
   if (e && e.code === 'ERR_MODULE_NOT_FOUND' && String(e.message).includes('/dist/')) {
-    process.stderr.write('wolfpack: the compiled JavaScript (dist/) is missing: run `npm install` (which builds it) or `npm run build` in the package folder\n');
+    process.stderr.write(
+      'wolfpack: the compiled JavaScript (dist/) is missing: run `npm install` (which builds it) or `npm run build` in the package folder\n',
+    );
     process.exit(1);
   }
   throw e;
 }
 
 cli.main(process.argv.slice(2)).then(
-  (code) => { process.exitCode = code; },
+  (code) => {
+    process.exitCode = code;
+  },
   (err) => {
-    process.stderr.write(log.errorLine(`wolfpack: ${err && err.message ? err.message : String(err)}`, log.jsonRequested(process.argv.slice(2))));
+    process.stderr.write(
+      log.errorLine(
+        `wolfpack: ${err && err.message ? err.message : String(err)}`,
+        log.jsonRequested(process.argv.slice(2)),
+      ),
+    );
     process.exitCode = 1;
   },
 );

@@ -15,7 +15,10 @@ export interface StopSignals {
  * Installs the handlers. `say` is told what happens (a log line); `exitNow` ends the process on the second
  * signal (tests pass their own), with the shell's code for death by that signal (128 + its number).
  */
-export function stopOnSignals(say: (line: string) => void, exitNow: (code: number) => void = (code) => process.exit(code)): StopSignals {
+export function stopOnSignals(
+  say: (line: string) => void,
+  exitNow: (code: number) => void = (code) => process.exit(code),
+): StopSignals {
   const controller = new AbortController();
   const onSignal = (name: NodeJS.Signals) => {
     if (controller.signal.aborted) {

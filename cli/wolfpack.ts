@@ -25,7 +25,10 @@ export function version(): string {
 /** `wolfpack COMMAND --help`: summary, usage, every flag with its meaning and default, examples. */
 export function commandHelp(cmd: Command): string {
   const parts = [cmd.summary, `usage: ${cmd.usage}`];
-  if (cmd.flags?.length) parts.push(`flags (each also WOLFPACK_<FLAG> in the environment, or a key of --config FILE):\n${flagHelp(cmd.flags)}`);
+  if (cmd.flags?.length)
+    parts.push(
+      `flags (each also WOLFPACK_<FLAG> in the environment, or a key of --config FILE):\n${flagHelp(cmd.flags)}`,
+    );
   if (cmd.examples?.length) parts.push(`examples:\n${cmd.examples.map((e) => `  ${e}`).join('\n')}`);
   return parts.join('\n\n') + '\n';
 }
@@ -51,16 +54,20 @@ const SUMMARIES: Record<keyof typeof COMMANDS, string> = {
   predict: 'classify images with a trained checkpoint',
   preview: 'write one augmented training batch as a PNG grid',
   bench: 'benchmarks: all-reduce, scaling, cluster, chaos, peers',
-  fetch: 'download the lab\'s data set and starting checkpoint',
+  fetch: "download the lab's data set and starting checkpoint",
   health: 'container health check: is the process writing --file healthy?',
 };
 
 function help(): string {
   const width = Math.max(...Object.keys(COMMANDS).map((c) => c.length)) + 2;
-  return `wolfpack ${version()}: data-parallel fine-tuning of ResNet-50 over a ring of workers\n\n` +
+  return (
+    `wolfpack ${version()}: data-parallel fine-tuning of ResNet-50 over a ring of workers\n\n` +
     'usage: wolfpack <command> [flags]\n\ncommands:\n' +
-    Object.keys(COMMANDS).map((c) => `  ${c.padEnd(width)}${SUMMARIES[c as keyof typeof COMMANDS]}`).join('\n') +
-    '\n\n`wolfpack <command> --help` lists its flags; `wolfpack --version` prints the version.\n';
+    Object.keys(COMMANDS)
+      .map((c) => `  ${c.padEnd(width)}${SUMMARIES[c as keyof typeof COMMANDS]}`)
+      .join('\n') +
+    '\n\n`wolfpack <command> --help` lists its flags; `wolfpack --version` prints the version.\n'
+  );
 }
 
 export async function main(argv: string[]): Promise<number> {

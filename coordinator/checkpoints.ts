@@ -63,7 +63,10 @@ export class RunOutput {
   private readonly fixed = new Map<string, Uint8Array>();
 
   /** `mutable`: the parts of the state that can change during the run; without it every save encodes everything. */
-  constructor(dir: string, private readonly mutable?: MutableRanges) {
+  constructor(
+    dir: string,
+    private readonly mutable?: MutableRanges,
+  ) {
     this.dir = dir;
   }
 

@@ -78,7 +78,10 @@ export class Cluster {
     const stalled = attentiveClock.stallsSince(this.lastWatch);
     this.lastWatch = now;
     if (stalled.maxGapMs >= STALL_WARN_MS) {
-      this.log.warn({ stalled_ms: stalled.maxGapMs }, 'the coordinator\'s event loop stalled; that time is not counted as any worker\'s silence');
+      this.log.warn(
+        { stalled_ms: stalled.maxGapMs },
+        "the coordinator's event loop stalled; that time is not counted as any worker's silence",
+      );
     }
     const heard = new Map<Member, number>();
     for (const m of this.members) {
@@ -106,17 +109,36 @@ export class Cluster {
       // (Merely after its last word is not enough: a host frozen whole stops its workers' beats one by one.)
       // A member that has just come back from a silence as long as this one's is no witness: they went quiet
       // together (a host or the network stalled), and the one still silent may be a moment behind it.
-      const othersHeard = [...heard].filter(([o, t]) => o !== m && t > now - silentMs / 2 && !((this.resumedAt.get(o) ?? -Infinity) > now - this.heartbeatTimeoutMs))
+      const othersHeard = [...heard]
+        .filter(
+          ([o, t]) =>
+            o !== m &&
+            t > now - silentMs / 2 &&
+            !((this.resumedAt.get(o) ?? -Infinity) > now - this.heartbeatTimeoutMs),
+        )
         .map(([o]) => this.members.indexOf(o));
       if (othersHeard.length === 0 && silentMs <= 2 * this.heartbeatTimeoutMs) continue;
       const stalls = attentiveClock.stallsSince(at);
       const beat = this.server.heartbeat(m.hello.memberId);
-      this.log.warn({
-        worker: describe(m), rank: this.members.indexOf(m), silent_s: round1(silentMs / 1000),
-        wall_since_last_beat_s: beat ? round1((Date.now() - beat.last) / 1000) : null, timeout_s: this.heartbeatTimeoutMs / 1000,
-        others_heard_recently: othersHeard, coordinator_stalled_s: round1(stalls.totalMs / 1000), coordinator_longest_stall_ms: stalls.maxGapMs,
-      }, othersHeard.length > 0 ? 'evicting a silent worker: the others were heard from meanwhile' : 'evicting a silent worker: nobody was heard from for twice the timeout');
-      this.markLost(m, `no heartbeat for ${(silentMs / 1000).toFixed(1)} s (--timeout ${this.heartbeatTimeoutMs / 1000} s)`);
+      this.log.warn(
+        {
+          worker: describe(m),
+          rank: this.members.indexOf(m),
+          silent_s: round1(silentMs / 1000),
+          wall_since_last_beat_s: beat ? round1((Date.now() - beat.last) / 1000) : null,
+          timeout_s: this.heartbeatTimeoutMs / 1000,
+          others_heard_recently: othersHeard,
+          coordinator_stalled_s: round1(stalls.totalMs / 1000),
+          coordinator_longest_stall_ms: stalls.maxGapMs,
+        },
+        othersHeard.length > 0
+          ? 'evicting a silent worker: the others were heard from meanwhile'
+          : 'evicting a silent worker: nobody was heard from for twice the timeout',
+      );
+      this.markLost(
+        m,
+        `no heartbeat for ${(silentMs / 1000).toFixed(1)} s (--timeout ${this.heartbeatTimeoutMs / 1000} s)`,
+      );
     }
   }
 
@@ -163,15 +185,22 @@ export class Cluster {
    * The next message of `type` from `m`, or MemberLost. Stale messages of the `skip` types are passed to
    * `skipped` and dropped. A wait still pending when the generation is aborted rejects (not MemberLost).
    */
-  async expect<T extends MessageType>(m: Member, type: T, timeoutMs: number, skip: readonly MessageType[] = [],
-    skipped?: (msg: Message) => void): Promise<Received<MessageOf<T>>> {
+  async expect<T extends MessageType>(
+    m: Member,
+    type: T,
+    timeoutMs: number,
+    skip: readonly MessageType[] = [],
+    skipped?: (msg: Message) => void,
+  ): Promise<Received<MessageOf<T>>> {
     const already = this.lost.get(m);
     if (already) throw already;
     if (this.interruption) throw this.interruption;
     const signal = this.waits.signal;
     let onLost: ((l: MemberLost) => void) | undefined;
     const lost = new Promise<never>((_, reject) => {
-      onLost = (l) => { if (l.member === m) reject(l); };
+      onLost = (l) => {
+        if (l.member === m) reject(l);
+      };
       this.listeners.add(onLost);
     });
     try {
@@ -193,7 +222,11 @@ export class Cluster {
   }
 
   /** One message of `type` from every member, in rank order; MemberLost on the first loss. */
-  all<T extends MessageType>(type: T, timeoutMs: number, skip: readonly MessageType[] = []): Promise<Received<MessageOf<T>>[]> {
+  all<T extends MessageType>(
+    type: T,
+    timeoutMs: number,
+    skip: readonly MessageType[] = [],
+  ): Promise<Received<MessageOf<T>>[]> {
     return Promise.all(this.members.map((m) => this.expect(m, type, timeoutMs, skip)));
   }
 
@@ -226,23 +259,35 @@ export class Cluster {
     this.waits = new AbortController();
   }
 
-  async abort(reason: string, timeoutMs: number): Promise<{ member: Member; lastStep: number; late: MessageOf<'stepDone'>[] }[]> {
+  async abort(
+    reason: string,
+    timeoutMs: number,
+  ): Promise<{ member: Member; lastStep: number; late: MessageOf<'stepDone'>[] }[]> {
     this.generation++;
     this.interruption = undefined;
     this.waits.abort(new WolfpackError('E_WORKER', `wait withdrawn: generation ${this.generation - 1} was aborted`));
     this.waits = new AbortController();
     const out: { member: Member; lastStep: number; late: MessageOf<'stepDone'>[] }[] = [];
-    await Promise.all(this.members.map(async (m) => {
-      try {
-        await this.send(m, { type: 'abort', generation: this.generation, reason });
-        const late: MessageOf<'stepDone'>[] = [];
-        const { msg } = await this.expect(m, 'aborted', timeoutMs, ['stepDone', 'evalResult', 'statePart', 'ready'],
-          (x) => { if (x.type === 'stepDone') late.push(x); });
-        out.push({ member: m, lastStep: msg.lastStep, late });
-      } catch (e) {
-        if (!(e instanceof MemberLost)) throw e;
-      }
-    }));
+    await Promise.all(
+      this.members.map(async (m) => {
+        try {
+          await this.send(m, { type: 'abort', generation: this.generation, reason });
+          const late: MessageOf<'stepDone'>[] = [];
+          const { msg } = await this.expect(
+            m,
+            'aborted',
+            timeoutMs,
+            ['stepDone', 'evalResult', 'statePart', 'ready'],
+            (x) => {
+              if (x.type === 'stepDone') late.push(x);
+            },
+          );
+          out.push({ member: m, lastStep: msg.lastStep, late });
+        } catch (e) {
+          if (!(e instanceof MemberLost)) throw e;
+        }
+      }),
+    );
     return out;
   }
 

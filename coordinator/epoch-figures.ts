@@ -21,13 +21,26 @@ export class EpochAccumulator {
   /** An epoch's accumulator that goes on from figures a stop saved (train-state.json `partial`). */
   static from(p: PartialEpoch | undefined): EpochAccumulator {
     const a = new EpochAccumulator();
-    if (p) Object.assign(a, { lossSum: p.lossSum, lastLoss: p.lastLoss ?? NaN, steps: p.steps, skipped: p.skipped, samples: p.samples });
+    if (p)
+      Object.assign(a, {
+        lossSum: p.lossSum,
+        lastLoss: p.lastLoss ?? NaN,
+        steps: p.steps,
+        skipped: p.skipped,
+        samples: p.samples,
+      });
     return a;
   }
 
   /** The figures worth keeping across a stop (timings are not: they restart with the run). */
   partial(): PartialEpoch {
-    return { lossSum: this.lossSum, lastLoss: Number.isFinite(this.lastLoss) ? this.lastLoss : null, steps: this.steps, skipped: this.skipped, samples: this.samples };
+    return {
+      lossSum: this.lossSum,
+      lastLoss: Number.isFinite(this.lastLoss) ? this.lastLoss : null,
+      steps: this.steps,
+      skipped: this.skipped,
+      samples: this.samples,
+    };
   }
 
   /** Counts a completed step from one of its replies (every rank's carries the same all-reduced loss and count). */
@@ -47,14 +60,24 @@ export class EpochAccumulator {
 function clockTime(seconds: number): string {
   const t = Math.max(0, Math.round(seconds));
   const [h, m, sec] = [Math.floor(t / 3600), Math.floor((t % 3600) / 60), t % 60];
-  return h > 0 ? `${h}:${String(m).padStart(2, '0')}:${String(sec).padStart(2, '0')}` : `${m}:${String(sec).padStart(2, '0')}`;
+  return h > 0
+    ? `${h}:${String(m).padStart(2, '0')}:${String(sec).padStart(2, '0')}`
+    : `${m}:${String(sec).padStart(2, '0')}`;
 }
 
 /**
  * The terminal's progress line: where the run is, the step's loss, time since this process started training
  * and the time left at the pace of the steps it has run (epoch ends, evaluations and holds included).
  */
-export function progressLine(epoch: number, epochs: number, done: number, steps: number, loss: number, clock: { t0: number; done0: number }, now = performance.now()): string {
+export function progressLine(
+  epoch: number,
+  epochs: number,
+  done: number,
+  steps: number,
+  loss: number,
+  clock: { t0: number; done0: number },
+  now = performance.now(),
+): string {
   const elapsed = (now - clock.t0) / 1000;
   const ran = done - clock.done0;
   const eta = ran > 0 ? clockTime((elapsed / ran) * (epochs * steps - done)) : '?';

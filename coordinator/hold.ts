@@ -23,16 +23,28 @@ export async function settleWithin(hold: Hold, timeoutMs: number, log: Logger, a
   if (!isPromise(hold)) return;
   let timer: NodeJS.Timeout | undefined;
   // unref: the bound alone must not keep a process alive whose job has ended meanwhile.
-  const expired = new Promise<'expired'>((resolve) => { timer = setTimeout(() => resolve('expired'), timeoutMs).unref(); });
+  const expired = new Promise<'expired'>((resolve) => {
+    timer = setTimeout(() => resolve('expired'), timeoutMs).unref();
+  });
   const outcome = await Promise.race([
-    Promise.resolve(hold).then(() => 'settled' as const, (e: unknown) => {
-      log.warn({ at, err: (e as Error)?.message ?? String(e) }, `the events callback at ${at} failed; the job goes on`);
-      return 'settled' as const;
-    }),
+    Promise.resolve(hold).then(
+      () => 'settled' as const,
+      (e: unknown) => {
+        log.warn(
+          { at, err: (e as Error)?.message ?? String(e) },
+          `the events callback at ${at} failed; the job goes on`,
+        );
+        return 'settled' as const;
+      },
+    ),
     expired,
   ]);
   clearTimeout(timer);
-  if (outcome === 'expired') log.warn({ at, timeoutMs }, `the events callback at ${at} still holds the run after ${timeoutMs / 1000} s; the job goes on`);
+  if (outcome === 'expired')
+    log.warn(
+      { at, timeoutMs },
+      `the events callback at ${at} still holds the run after ${timeoutMs / 1000} s; the job goes on`,
+    );
 }
 
 /** A point of the run: the end of `epoch`, or the end of `step` within `epoch` (both 1-based). */
@@ -49,7 +61,10 @@ export function parseHoldPoints(spec: string, epochs: number): HoldPoint[] {
     const epoch = m ? Number(m[1]) : NaN;
     const step = m?.[2] === undefined ? undefined : Number(m[2]);
     if (!m || epoch < 1 || (step !== undefined && step < 1)) {
-      throw new WolfpackError('E_USAGE', `--hold-at: expected E (the end of epoch E) or E:S (after step S of epoch E), 1-based, comma-separated; got '${part}'`);
+      throw new WolfpackError(
+        'E_USAGE',
+        `--hold-at: expected E (the end of epoch E) or E:S (after step S of epoch E), 1-based, comma-separated; got '${part}'`,
+      );
     }
     if (epoch > epochs) throw new WolfpackError('E_USAGE', `--hold-at ${part}: the run has ${epochs} epoch(s)`);
     return step === undefined ? { epoch } : { epoch, step };
@@ -93,7 +108,10 @@ export function holdFileEvents(o: HoldFileOptions): JobEvents {
       if (!checkedSteps) {
         checkedSteps = true;
         for (const p of o.points.filter((x) => x.step !== undefined && x.step > s.steps)) {
-          o.log.warn({ epoch: p.epoch, step: p.step, steps: s.steps }, `--hold-at ${p.epoch}:${p.step} is never reached: an epoch has ${s.steps} steps`);
+          o.log.warn(
+            { epoch: p.epoch, step: p.step, steps: s.steps },
+            `--hold-at ${p.epoch}:${p.step} is never reached: an epoch has ${s.steps} steps`,
+          );
         }
       }
       return hold(`at epoch ${s.epoch} step ${s.step}`, { epoch: s.epoch, step: s.step }, isPoint(s.epoch, s.step));

@@ -51,8 +51,16 @@ export class JobRun {
    */
   readonly uncounted = new Map<Member, MessageOf<'stepDone'>>();
 
-  constructor(readonly opts: JobOptions, readonly log: Logger, readonly server: CoordinatorServer, readonly cluster: Cluster, readonly p: Prepared,
-    readonly ranges: MutableRanges, readonly output: RunOutput, readonly untilStop: <T>(w: Promise<T>) => Promise<T>) {
+  constructor(
+    readonly opts: JobOptions,
+    readonly log: Logger,
+    readonly server: CoordinatorServer,
+    readonly cluster: Cluster,
+    readonly p: Prepared,
+    readonly ranges: MutableRanges,
+    readonly output: RunOutput,
+    readonly untilStop: <T>(w: Promise<T>) => Promise<T>,
+  ) {
     ({ state: this.state, accum: this.accum, config: this.config, store: this.store } = p);
     this.S = stepsPerEpoch(p.trainRefs.length, opts.batchSize);
     this.stepTimeout = opts.stepTimeoutMs ?? opts.timeoutMs * 10;
@@ -91,8 +99,16 @@ export class JobRun {
   trainState(completed: number, partial?: PartialEpoch): TrainState {
     const { jobId: _jobId, ...persisted } = this.config;
     const { opts, result } = this;
-    return { epoch: completed, step: this.done, stepsPerEpoch: this.S, ...(partial ? { partial } : {}), seed: opts.seed,
-      bestAccuracy: result.bestAccuracy, bestEpoch: result.bestEpoch, config: persisted,
-      job: { data: resolve(opts.data), epochs: opts.epochs, workers: opts.workers } };
+    return {
+      epoch: completed,
+      step: this.done,
+      stepsPerEpoch: this.S,
+      ...(partial ? { partial } : {}),
+      seed: opts.seed,
+      bestAccuracy: result.bestAccuracy,
+      bestEpoch: result.bestEpoch,
+      config: persisted,
+      job: { data: resolve(opts.data), epochs: opts.epochs, workers: opts.workers },
+    };
   }
 }

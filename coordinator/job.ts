@@ -101,7 +101,12 @@ export async function runJob(opts: JobOptions): Promise<JobResult> {
   // Listen, and let local workers start (onListening), before preparing the job: a worker boots (Node,
   // TF.js, wasm: ~1.3 s here) while the coordinator reads the weights and scans the data, and its hello
   // waits in the server until the job admits it. (Measured on the demo: the first step ~1.2 s sooner.)
-  const server = await CoordinatorServer.listen(opts.host, opts.port, log, opts.security ? { security: opts.security } : undefined);
+  const server = await CoordinatorServer.listen(
+    opts.host,
+    opts.port,
+    log,
+    opts.security ? { security: opts.security } : undefined,
+  );
   log.info({ host: opts.host, port: server.port, workers: opts.workers }, 'listening for workers');
   // A stop request ends the waits that are not on a member (those the cluster interrupts): joins, holds, the preparation.
   const stopped = whenStopped(opts.stop);
@@ -115,7 +120,12 @@ export async function runJob(opts: JobOptions): Promise<JobResult> {
     await server.close();
     if (e instanceof StopRequested) {
       log.warn({ reason: e.why }, 'stopped before training started');
-      return { bestAccuracy: -1, bestEpoch: -1, epochs: [], stopped: { why: e.why, epoch: 0, step: 0, stepsPerEpoch: 0, saved: 'none' } };
+      return {
+        bestAccuracy: -1,
+        bestEpoch: -1,
+        epochs: [],
+        stopped: { why: e.why, epoch: 0, step: 0, stepsPerEpoch: 0, saved: 'none' },
+      };
     }
     throw e;
   }
@@ -123,7 +133,10 @@ export async function runJob(opts: JobOptions): Promise<JobResult> {
   // state fetch carries only these ranges, and the checkpoints re-encode only the tensors in them.
   const ranges = mutableRanges(p.state.layout, p.config.freeze, p.config.bn);
   const output = new RunOutput(opts.out, ranges);
-  await output.init().catch(async (e: unknown) => { await server.close(); throw e; });
+  await output.init().catch(async (e: unknown) => {
+    await server.close();
+    throw e;
+  });
 
   const cluster = new Cluster(server, p.config, opts.timeoutMs, log);
   const interrupt = () => cluster.interrupt(new StopRequested(stopReason(opts.stop!)));
@@ -139,11 +152,18 @@ export async function runJob(opts: JobOptions): Promise<JobResult> {
       return result;
     }
     opts.print('='.repeat(20));
-    opts.print(`End training, the best Accuracy is: ${result.bestAccuracy.toFixed(4)}, the best Accuracy epoch is ${result.bestEpoch}`);
-    await renderCurves(join(opts.out, 'metrics.jsonl'), join(opts.out, 'curves.png'))
-      .catch((e: Error) => log.warn({ reason: e.message }, 'curves.png not drawn'));
+    opts.print(
+      `End training, the best Accuracy is: ${result.bestAccuracy.toFixed(4)}, the best Accuracy epoch is ${result.bestEpoch}`,
+    );
+    await renderCurves(join(opts.out, 'metrics.jsonl'), join(opts.out, 'curves.png')).catch((e: Error) =>
+      log.warn({ reason: e.message }, 'curves.png not drawn'),
+    );
     log.info({ out: opts.out, best: join(opts.out, 'best.ckpt') }, 'training finished');
-    await Promise.all(cluster.members.map((m) => m.channel.send({ type: 'shutdown', reason: 'training finished' }).catch(() => undefined)));
+    await Promise.all(
+      cluster.members.map((m) =>
+        m.channel.send({ type: 'shutdown', reason: 'training finished' }).catch(() => undefined),
+      ),
+    );
     return result;
   } finally {
     opts.stop?.removeEventListener('abort', interrupt);

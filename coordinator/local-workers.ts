@@ -43,9 +43,19 @@ export class LocalWorkers {
   /** Waits up to `graceMs` for the workers to exit by themselves, then kills what is left. */
   async stop(graceMs = 5000): Promise<void> {
     const alive = this.procs.filter((p) => p.exitCode === null && p.signalCode === null);
-    await Promise.all(alive.map((p) => new Promise<void>((resolve) => {
-      const t = setTimeout(() => { p.kill('SIGKILL'); }, graceMs);
-      p.once('exit', () => { clearTimeout(t); resolve(); });
-    })));
+    await Promise.all(
+      alive.map(
+        (p) =>
+          new Promise<void>((resolve) => {
+            const t = setTimeout(() => {
+              p.kill('SIGKILL');
+            }, graceMs);
+            p.once('exit', () => {
+              clearTimeout(t);
+              resolve();
+            });
+          }),
+      ),
+    );
   }
 }

@@ -34,7 +34,10 @@ export interface Prepared {
 export async function prepare(opts: JobOptions, log: Logger): Promise<Prepared> {
   const split = await scanSplit(opts.data, { logger: log });
   if (split.train.samples.length < opts.batchSize) {
-    throw new WolfpackError('E_DATA', `${opts.data}/train has ${split.train.samples.length} images, fewer than one batch of ${opts.batchSize}`);
+    throw new WolfpackError(
+      'E_DATA',
+      `${opts.data}/train has ${split.train.samples.length} images, fewer than one batch of ${opts.batchSize}`,
+    );
   }
   let state: ModelState;
   let accum: Float32Array;
@@ -42,7 +45,12 @@ export async function prepare(opts: JobOptions, log: Logger): Promise<Prepared> 
   let width: number;
   const start: Prepared['start'] = { epoch: 0, step: 0, bestAccuracy: -1, bestEpoch: -1 };
   if (opts.resume) {
-    const r = await readResume(opts.resume, opts, split.classes, stepsPerEpoch(split.train.samples.length, opts.batchSize));
+    const r = await readResume(
+      opts.resume,
+      opts,
+      split.classes,
+      stepsPerEpoch(split.train.samples.length, opts.batchSize),
+    );
     ({ state, accum } = r);
     flavour = r.flavour;
     width = r.width;
@@ -51,28 +59,50 @@ export async function prepare(opts: JobOptions, log: Logger): Promise<Prepared> 
   } else {
     if (!opts.weights) throw new WolfpackError('E_USAGE', '--weights is required (or --resume DIR)');
     const { tensors } = await readWeightsFile(opts.weights);
-    const model = modelFromTensors(tensors, opts.weights, { dropHead: true, numClasses: split.classes.length, seed: opts.seed });
+    const model = modelFromTensors(tensors, opts.weights, {
+      dropHead: true,
+      numClasses: split.classes.length,
+      seed: opts.seed,
+    });
     state = model.state;
     accum = new Float32Array(state.layout.paramCount);
     ({ flavour, width } = model.config);
   }
-  log.info({ flavour, width, classes: split.classes, train: split.train.samples.length, val: split.val.samples.length }, 'job prepared');
+  log.info(
+    { flavour, width, classes: split.classes, train: split.train.samples.length, val: split.val.samples.length },
+    'job prepared',
+  );
 
   const store = new BlobStore();
   const trainHashes = await store.add(split.train.samples.map((s) => s.path));
   const valHashes = await store.add(split.val.samples.map((s) => s.path));
   const config: JobConfig = {
-    jobId: randomBytes(8).toString('hex'), flavour, width,
-    numClasses: split.classes.length, classes: split.classes, imageSize: opts.imageSize, freeze: opts.freeze, bn: opts.bn,
-    lr: opts.lr, momentum: opts.momentum, seed: opts.seed, globalBatch: opts.batchSize, chunkElems: DEFAULT_CHUNK_ELEMS,
+    jobId: randomBytes(8).toString('hex'),
+    flavour,
+    width,
+    numClasses: split.classes.length,
+    classes: split.classes,
+    imageSize: opts.imageSize,
+    freeze: opts.freeze,
+    bn: opts.bn,
+    lr: opts.lr,
+    momentum: opts.momentum,
+    seed: opts.seed,
+    globalBatch: opts.batchSize,
+    chunkElems: DEFAULT_CHUNK_ELEMS,
     // only the fields that were set, so a default job's config is unchanged
-    ...(opts.augment !== undefined ? { augment: opts.augment } : {}), ...(opts.views !== undefined ? { views: opts.views } : {}),
+    ...(opts.augment !== undefined ? { augment: opts.augment } : {}),
+    ...(opts.views !== undefined ? { views: opts.views } : {}),
     ...(opts.cacheFeatures !== undefined ? { cacheFeatures: opts.cacheFeatures } : {}),
     ...(opts.featureCacheMb !== undefined ? { featureCacheMb: opts.featureCacheMb } : {}),
     ...(opts.wire !== undefined && opts.wire !== 'fp32' ? { wire: opts.wire } : {}),
   };
   return {
-    state, accum, config, store, start,
+    state,
+    accum,
+    config,
+    store,
+    start,
     trainRefs: split.train.samples.map((s, i) => ({ h: trainHashes[i], l: s.label, i })),
     valRefs: split.val.samples.map((s, i) => ({ h: valHashes[i], l: s.label, i })),
   };
@@ -90,24 +120,49 @@ async function readResume(dir: string, opts: JobOptions, classes: string[], step
   const c = saved.config;
   const want: [string, unknown, unknown][] = [
     ['classes', JSON.stringify(c?.classes), JSON.stringify(classes)],
-    ['batch size', c?.globalBatch, opts.batchSize], ['seed', saved.seed, opts.seed], ['image size', c?.imageSize, opts.imageSize],
-    ['freeze', c?.freeze, opts.freeze], ['bn', c?.bn, opts.bn],
+    ['batch size', c?.globalBatch, opts.batchSize],
+    ['seed', saved.seed, opts.seed],
+    ['image size', c?.imageSize, opts.imageSize],
+    ['freeze', c?.freeze, opts.freeze],
+    ['bn', c?.bn, opts.bn],
   ];
   const diffs = want.filter(([, a, b]) => a !== b).map(([k, a, b]) => `${k}: saved ${String(a)}, now ${String(b)}`);
-  if (diffs.length > 0) throw new WolfpackError('E_RESUME', `--resume ${dir} is from a different job (${diffs.join('; ')})`);
+  if (diffs.length > 0)
+    throw new WolfpackError('E_RESUME', `--resume ${dir} is from a different job (${diffs.join('; ')})`);
   // A stop saves the step it reached within an epoch; that step means the same only with the same epoch length.
   const epochStart = saved.epoch * steps;
   const step = typeof saved.step === 'number' && saved.step > epochStart ? saved.step : epochStart;
   if (step > epochStart && (saved.stepsPerEpoch !== steps || step > epochStart + steps)) {
-    throw new WolfpackError('E_RESUME', `--resume ${dir}: train-state.json saved step ${saved.step} within epoch ${saved.epoch + 1} of ${String(saved.stepsPerEpoch)} steps, ` +
-      `but the data now makes ${steps} steps an epoch (${statePath})`);
+    throw new WolfpackError(
+      'E_RESUME',
+      `--resume ${dir}: train-state.json saved step ${saved.step} within epoch ${saved.epoch + 1} of ${String(saved.stepsPerEpoch)} steps, ` +
+        `but the data now makes ${steps} steps an epoch (${statePath})`,
+    );
   }
   const ckptPath = join(dir, 'last.ckpt');
   const model = modelFromTensors(await readCkpt(ckptPath), ckptPath, { withMomentum: true });
-  if (model.config.flavour !== c.flavour || model.config.width !== c.width || model.config.numClasses !== classes.length) {
-    throw new WolfpackError('E_RESUME', `--resume ${dir}: last.ckpt is a ${model.config.flavour} ResNet-50 (width ${model.config.width}, ${model.config.numClasses} classes), ` +
-      `train-state.json says ${c.flavour} (width ${c.width}, ${classes.length} classes)`);
+  if (
+    model.config.flavour !== c.flavour ||
+    model.config.width !== c.width ||
+    model.config.numClasses !== classes.length
+  ) {
+    throw new WolfpackError(
+      'E_RESUME',
+      `--resume ${dir}: last.ckpt is a ${model.config.flavour} ResNet-50 (width ${model.config.width}, ${model.config.numClasses} classes), ` +
+        `train-state.json says ${c.flavour} (width ${c.width}, ${classes.length} classes)`,
+    );
   }
-  return { state: model.state, accum: model.accum!, flavour: model.config.flavour, width: model.config.width,
-    start: { epoch: saved.epoch, step, ...(step > epochStart && saved.partial ? { partial: saved.partial } : {}), bestAccuracy: saved.bestAccuracy, bestEpoch: saved.bestEpoch } };
+  return {
+    state: model.state,
+    accum: model.accum!,
+    flavour: model.config.flavour,
+    width: model.config.width,
+    start: {
+      epoch: saved.epoch,
+      step,
+      ...(step > epochStart && saved.partial ? { partial: saved.partial } : {}),
+      bestAccuracy: saved.bestAccuracy,
+      bestEpoch: saved.bestEpoch,
+    },
+  };
 }

@@ -29,7 +29,8 @@ export async function recover(run: JobRun, e: MemberLost): Promise<void> {
   if (kept.length > 0) {
     // Steps it applied beyond the last one counted here (the loss cut their replies short) count from its own replies.
     const first = uncounted.get(kept[0].member);
-    for (const d of [...(first ? [first] : []), ...kept[0].late]) if (d.step >= run.done && d.step <= kept[0].lastStep) run.acc.add(d);
+    for (const d of [...(first ? [first] : []), ...kept[0].late])
+      if (d.step >= run.done && d.step <= kept[0].lastStep) run.acc.add(d);
     run.done = Math.max(kept[0].lastStep + 1, run.epoch * S);
   }
   uncounted.clear();
@@ -45,8 +46,14 @@ export async function recover(run: JobRun, e: MemberLost): Promise<void> {
     if (server.waiting === 0) await untilStop(server.arrival(rejoin));
     if (server.waiting === 0) {
       const saved = result.epochs.length > 0 ? opts.out : opts.resume; // where the last completed epoch is
-      throw new WolfpackError('E_WORKER', `only ${cluster.members.length} worker(s) left and none joined within ${rejoin / 1000} s (--min-workers ${minWorkers}); ` +
-        (saved ? `the last completed epoch (${run.epoch}) is saved in ${saved}: start workers and run the same command with --resume ${saved}` : 'no epoch was completed, so there is nothing to resume'), { epoch: run.epoch, saved });
+      throw new WolfpackError(
+        'E_WORKER',
+        `only ${cluster.members.length} worker(s) left and none joined within ${rejoin / 1000} s (--min-workers ${minWorkers}); ` +
+          (saved
+            ? `the last completed epoch (${run.epoch}) is saved in ${saved}: start workers and run the same command with --resume ${saved}`
+            : 'no epoch was completed, so there is nothing to resume'),
+        { epoch: run.epoch, saved },
+      );
     }
     const joiners = server.takeArrivals();
     await cluster.join(joiners);
@@ -54,7 +61,10 @@ export async function recover(run: JobRun, e: MemberLost): Promise<void> {
   }
   cluster.nextGeneration();
   run.needRing = true;
-  log.warn({ workers: cluster.members.length, resumeAtStep: run.done, epoch: run.epoch + 1 }, 'ring will be re-formed; training continues from the last completed step');
+  log.warn(
+    { workers: cluster.members.length, resumeAtStep: run.done, epoch: run.epoch + 1 },
+    'ring will be re-formed; training continues from the last completed step',
+  );
 }
 
 /**
@@ -65,7 +75,10 @@ export async function recover(run: JobRun, e: MemberLost): Promise<void> {
  */
 export async function stopRun(run: JobRun, why: string): Promise<StopOutcome> {
   const { opts, log, cluster, state, accum, output, S, stopTimeout, result, uncounted } = run;
-  log.warn({ reason: why, epoch: run.epoch + 1, step: run.done - run.epoch * S, workers: cluster.members.length }, 'stopping: the step in flight is aborted, the last completed step saved');
+  log.warn(
+    { reason: why, epoch: run.epoch + 1, step: run.done - run.epoch * S, workers: cluster.members.length },
+    'stopping: the step in flight is aborted, the last completed step saved',
+  );
   let saved: StopOutcome['saved'] = result.epochs.length > 0 || opts.resume ? 'epoch' : 'none';
   let dir = result.epochs.length > 0 ? opts.out : opts.resume;
   cluster.prune();
@@ -77,7 +90,8 @@ export async function stopRun(run: JobRun, why: string): Promise<StopOutcome> {
       const lead = kept[0];
       if (lead !== undefined && lead.lastStep + 1 > run.epoch * S && lead.lastStep + 1 >= run.done) {
         const first = uncounted.get(lead.member);
-        for (const d of [...(first ? [first] : []), ...lead.late]) if (d.step >= run.done && d.step <= lead.lastStep) run.acc.add(d);
+        for (const d of [...(first ? [first] : []), ...lead.late])
+          if (d.step >= run.done && d.step <= lead.lastStep) run.acc.add(d);
         run.done = lead.lastStep + 1;
         await fetchState(run, lead.member, stopTimeout);
         await output.saveLast(state, accum, run.trainState(run.epoch, run.acc.partial()));
@@ -85,9 +99,16 @@ export async function stopRun(run: JobRun, why: string): Promise<StopOutcome> {
         dir = opts.out;
       }
     } catch (e) {
-      log.warn({ reason: (e as Error).message }, `the state after the last step could not be fetched; last.ckpt is ${saved === 'none' ? 'not written' : 'the last epoch end'}`);
+      log.warn(
+        { reason: (e as Error).message },
+        `the state after the last step could not be fetched; last.ckpt is ${saved === 'none' ? 'not written' : 'the last epoch end'}`,
+      );
     }
-    await Promise.all(cluster.members.map((m) => m.channel.send({ type: 'shutdown', reason: `stopped (${why})` }).catch(() => undefined)));
+    await Promise.all(
+      cluster.members.map((m) =>
+        m.channel.send({ type: 'shutdown', reason: `stopped (${why})` }).catch(() => undefined),
+      ),
+    );
   }
   log.info({ saved, dir, epoch: run.epoch, step: run.done }, 'stopped');
   return { why, epoch: run.epoch, step: run.done, stepsPerEpoch: S, saved, ...(dir !== undefined ? { dir } : {}) };

@@ -36,8 +36,16 @@ const finiteOrNull = (v: number): number | null => (Number.isFinite(v) ? v : nul
 
 export function stepLine(s: StepEvent, wallTime: number): StepLine {
   return {
-    epoch: s.epoch, step: s.step, global_step: s.global_step, loss: finiteOrNull(s.loss), accuracy: finiteOrNull(s.accuracy),
-    skipped: s.skipped, images_per_s: s.images_per_s, allreduce_share: s.allreduce_share, workers: s.ranks.length, wall_time: wallTime,
+    epoch: s.epoch,
+    step: s.step,
+    global_step: s.global_step,
+    loss: finiteOrNull(s.loss),
+    accuracy: finiteOrNull(s.accuracy),
+    skipped: s.skipped,
+    images_per_s: s.images_per_s,
+    allreduce_share: s.allreduce_share,
+    workers: s.ranks.length,
+    wall_time: wallTime,
   };
 }
 
@@ -54,11 +62,15 @@ export function stepScalars(l: StepLine): Scalar[] {
 
 /** An epoch's scalars, at the epoch's number; `trainAccuracy` from its steps (undefined when none counted). */
 export function epochScalars(m: EpochMetrics, trainAccuracy: number | undefined): Scalar[] {
-  const finite = (tag: string, v: number | undefined): Scalar[] => (v !== undefined && Number.isFinite(v) ? [{ tag, value: v }] : []);
+  const finite = (tag: string, v: number | undefined): Scalar[] =>
+    v !== undefined && Number.isFinite(v) ? [{ tag, value: v }] : [];
   return [
-    ...finite('epoch/train_loss', m.train_loss), ...finite('epoch/last_loss', m.last_loss),
-    ...finite('epoch/train_accuracy', trainAccuracy), ...finite('epoch/val_accuracy', m.val_accuracy),
-    ...finite('epoch/images_per_s', m.images_per_s), ...finite('epoch/allreduce_share', m.allreduce_share),
+    ...finite('epoch/train_loss', m.train_loss),
+    ...finite('epoch/last_loss', m.last_loss),
+    ...finite('epoch/train_accuracy', trainAccuracy),
+    ...finite('epoch/val_accuracy', m.val_accuracy),
+    ...finite('epoch/images_per_s', m.images_per_s),
+    ...finite('epoch/allreduce_share', m.allreduce_share),
     ...finite('epoch/workers', m.workers),
   ];
 }
@@ -93,26 +105,29 @@ export function reportEvents(o: ReportOptions): JobEvents {
   let madeOut = false;
   // train accuracy of the epoch so far: correct and total images over its counted steps
   const train = new Map<number, { correct: number; samples: number }>();
-  return guardEvents({
-    step(s) {
-      const wallTime = now() / 1000;
-      const line = stepLine(s, wallTime);
-      if (!madeOut) mkdirSync(o.out, { recursive: true });
-      madeOut = true;
-      appendFileSync(stepsPath, JSON.stringify(line) + '\n');
-      const samples = s.ranks.reduce((a, r) => a + r.samples, 0);
-      if (line.accuracy !== null && samples > 0) {
-        const t = train.get(s.epoch) ?? { correct: 0, samples: 0 };
-        t.correct += Math.round(line.accuracy * samples); // a count: the all-reduced number right
-        t.samples += samples;
-        train.set(s.epoch, t);
-      }
-      writer?.scalars(s.global_step, stepScalars(line), wallTime);
+  return guardEvents(
+    {
+      step(s) {
+        const wallTime = now() / 1000;
+        const line = stepLine(s, wallTime);
+        if (!madeOut) mkdirSync(o.out, { recursive: true });
+        madeOut = true;
+        appendFileSync(stepsPath, JSON.stringify(line) + '\n');
+        const samples = s.ranks.reduce((a, r) => a + r.samples, 0);
+        if (line.accuracy !== null && samples > 0) {
+          const t = train.get(s.epoch) ?? { correct: 0, samples: 0 };
+          t.correct += Math.round(line.accuracy * samples); // a count: the all-reduced number right
+          t.samples += samples;
+          train.set(s.epoch, t);
+        }
+        writer?.scalars(s.global_step, stepScalars(line), wallTime);
+      },
+      epoch(m) {
+        const t = train.get(m.epoch);
+        train.delete(m.epoch);
+        writer?.scalars(m.epoch, epochScalars(m, t ? t.correct / t.samples : undefined));
+      },
     },
-    epoch(m) {
-      const t = train.get(m.epoch);
-      train.delete(m.epoch);
-      writer?.scalars(m.epoch, epochScalars(m, t ? t.correct / t.samples : undefined));
-    },
-  }, o.logger);
+    o.logger,
+  );
 }

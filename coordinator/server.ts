@@ -69,7 +69,14 @@ export class CoordinatorServer {
   private readonly logger: Logger;
   private readonly guard: AdmissionGuard;
 
-  private constructor(http: HttpServer | HttpsServer, wss: WebSocketServer, guard: AdmissionGuard, host: string, logger: Logger, security: CoordinatorSecurity) {
+  private constructor(
+    http: HttpServer | HttpsServer,
+    wss: WebSocketServer,
+    guard: AdmissionGuard,
+    host: string,
+    logger: Logger,
+    security: CoordinatorSecurity,
+  ) {
     this.http = http;
     this.wss = wss;
     this.guard = guard;
@@ -86,16 +93,28 @@ export class CoordinatorServer {
    * Listens on host:port. Refuses (E_USAGE) a non-loopback host without a shared secret; E_IO when the
    * port cannot be bound.
    */
-  static async listen(host: string, port: number, logger: Logger, opts: CoordinatorListenOptions = {}): Promise<CoordinatorServer> {
+  static async listen(
+    host: string,
+    port: number,
+    logger: Logger,
+    opts: CoordinatorListenOptions = {},
+  ): Promise<CoordinatorServer> {
     const security = opts.security ?? coordinatorSecurity({}, process.env);
     checkBind(host, security.secret, 'coordinator --host');
     const http = createCoordinatorHttpServer(security.tls);
     const wss = new WebSocketServer({ server: http, maxPayload: COORDINATOR_MAX_PAYLOAD, perMessageDeflate: false });
-    const guard = new AdmissionGuard({ name: 'coordinator', proof: security.secret ? 'authentication' : 'hello', logger, ...opts.admission,
-      deadlineMs: opts.handshakeTimeoutMs ?? security.handshakeTimeoutMs ?? HANDSHAKE_TIMEOUT_MS });
+    const guard = new AdmissionGuard({
+      name: 'coordinator',
+      proof: security.secret ? 'authentication' : 'hello',
+      logger,
+      ...opts.admission,
+      deadlineMs: opts.handshakeTimeoutMs ?? security.handshakeTimeoutMs ?? HANDSHAKE_TIMEOUT_MS,
+    });
     guard.watch(http);
     await new Promise<void>((resolve, reject) => {
-      http.once('error', (e: Error) => reject(new WolfpackError('E_IO', `cannot listen on ${host}:${port}: ${e.message}`)));
+      http.once('error', (e: Error) =>
+        reject(new WolfpackError('E_IO', `cannot listen on ${host}:${port}: ${e.message}`)),
+      );
       http.listen(port, host, () => resolve());
     });
     http.on('error', (e: Error) => logger.error({ err: e.message }, 'coordinator server error'));
@@ -103,9 +122,15 @@ export class CoordinatorServer {
     const server = new CoordinatorServer(http, wss, guard, host, logger, security);
     const where = { host, port: server.port, scheme: server.scheme };
     if (security.secret) {
-      logger.info({ ...where, token: security.secret.source }, 'workers must prove the shared token (mutual HMAC challenge-response)');
+      logger.info(
+        { ...where, token: security.secret.source },
+        'workers must prove the shared token (mutual HMAC challenge-response)',
+      );
     } else {
-      logger.info(where, 'no shared token (WOLFPACK_TOKEN or --token-file): listening on loopback only; workers on other hosts cannot join');
+      logger.info(
+        where,
+        'no shared token (WOLFPACK_TOKEN or --token-file): listening on loopback only; workers on other hosts cannot join',
+      );
     }
     if (security.tls) logger.info({ cert: security.tls.certPath }, 'TLS: workers connect with wss://');
     return server;
@@ -136,31 +161,47 @@ export class CoordinatorServer {
       await authenticateWorker(ch, this.secret, peer, deadline);
       if (this.secret !== undefined) admit();
       const { msg } = await ch.next(admitted ? HANDSHAKE_TIMEOUT_MS : Math.max(1, deadline - Date.now()));
-      if (msg.type !== 'hello' && msg.type !== 'beat') throw new WolfpackError('E_PROTOCOL', `${peer}: expected hello or beat, got ${msg.type}`);
+      if (msg.type !== 'hello' && msg.type !== 'beat')
+        throw new WolfpackError('E_PROTOCOL', `${peer}: expected hello or beat, got ${msg.type}`);
       if (!admitted) admit();
       // Under TLS the ring links must be encrypted too: a worker that offers a plain ring listener would
       // send and receive gradients in the clear (it connected with wss://, so this one is from another build).
       if (msg.type === 'hello' && this.scheme === 'wss' && msg.ringCert === undefined) {
-        throw new WolfpackError('E_PROTOCOL', `${peer}: the coordinator serves TLS, but the worker's ring listener ${msg.ringHost}:${msg.ringPort} is plain ws:// (its hello has no ringCert)`);
+        throw new WolfpackError(
+          'E_PROTOCOL',
+          `${peer}: the coordinator serves TLS, but the worker's ring listener ${msg.ringHost}:${msg.ringPort} is plain ws:// (its hello has no ringCert)`,
+        );
       }
       return msg;
     };
-    handshake().then((msg) => {
-      if (msg.type === 'beat') {
-        this.trackBeats(msg.memberId, ch);
-        return;
-      }
-      this.logger.info({ peer, host: msg.host, backend: msg.backend, pid: msg.pid, ring: `${msg.ringCert !== undefined ? 'wss' : 'ws'}://${msg.ringHost}:${msg.ringPort}` }, 'worker connected');
-      this.arrivals.push({ channel: ch, hello: msg, address });
-      for (const w of this.waiters.splice(0)) w();
-    }, (e: Error) => {
-      const code = e instanceof WolfpackError ? e.code : 'E_PROTOCOL';
-      const what = code === 'E_AUTH' ? 'authentication failed' : 'no valid handshake';
-      // Before admission the guard counts it (nothing more when it cut the connection itself or the peer left).
-      if (admitted) this.logger.warn({ peer, code, reason: e.message }, `connection refused: ${what}`);
-      else this.guard.refused(socket, code === 'E_AUTH' ? 'authentication' : 'handshake', `${what}: ${e.message}`);
-      if (!ch.closed) ch.close(code === 'E_AUTH' ? CLOSE_AUTH : CLOSE_PROTOCOL, e.message.slice(0, 120));
-    });
+    handshake().then(
+      (msg) => {
+        if (msg.type === 'beat') {
+          this.trackBeats(msg.memberId, ch);
+          return;
+        }
+        this.logger.info(
+          {
+            peer,
+            host: msg.host,
+            backend: msg.backend,
+            pid: msg.pid,
+            ring: `${msg.ringCert !== undefined ? 'wss' : 'ws'}://${msg.ringHost}:${msg.ringPort}`,
+          },
+          'worker connected',
+        );
+        this.arrivals.push({ channel: ch, hello: msg, address });
+        for (const w of this.waiters.splice(0)) w();
+      },
+      (e: Error) => {
+        const code = e instanceof WolfpackError ? e.code : 'E_PROTOCOL';
+        const what = code === 'E_AUTH' ? 'authentication failed' : 'no valid handshake';
+        // Before admission the guard counts it (nothing more when it cut the connection itself or the peer left).
+        if (admitted) this.logger.warn({ peer, code, reason: e.message }, `connection refused: ${what}`);
+        else this.guard.refused(socket, code === 'E_AUTH' ? 'authentication' : 'handshake', `${what}: ${e.message}`);
+        if (!ch.closed) ch.close(code === 'E_AUTH' ? CLOSE_AUTH : CLOSE_PROTOCOL, e.message.slice(0, 120));
+      },
+    );
   }
 
   private readonly beats = new Map<string, HeartbeatRecord>();
@@ -175,7 +216,9 @@ export class CoordinatorServer {
       }
       return true;
     };
-    ch.ws.once('close', () => { rec.closed = true; });
+    ch.ws.once('close', () => {
+      rec.closed = true;
+    });
   }
 
   /** Heartbeat state of a member: when it last beat, and whether its heartbeat connection closed. */
@@ -199,7 +242,10 @@ export class CoordinatorServer {
   arrival(ms: number): Promise<void> {
     return new Promise<void>((resolve) => {
       const t = setTimeout(resolve, ms);
-      this.waiters.push(() => { clearTimeout(t); resolve(); });
+      this.waiters.push(() => {
+        clearTimeout(t);
+        resolve();
+      });
     });
   }
 
@@ -210,11 +256,17 @@ export class CoordinatorServer {
       if (this.closing) throw new WolfpackError('E_WORKER', 'the coordinator closed while it waited for workers');
       const left = deadline - Date.now();
       if (left <= 0) {
-        throw new WolfpackError('E_WORKER', `only ${this.arrivals.filter((m) => !m.channel.closed).length} of ${n} workers joined within ${timeoutMs} ms`);
+        throw new WolfpackError(
+          'E_WORKER',
+          `only ${this.arrivals.filter((m) => !m.channel.closed).length} of ${n} workers joined within ${timeoutMs} ms`,
+        );
       }
       await new Promise<void>((resolve) => {
         const t = setTimeout(resolve, Math.min(left, 1000));
-        this.waiters.push(() => { clearTimeout(t); resolve(); });
+        this.waiters.push(() => {
+          clearTimeout(t);
+          resolve();
+        });
       });
     }
     return this.arrivals.filter((m) => !m.channel.closed).slice(0, n);

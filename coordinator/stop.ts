@@ -66,7 +66,8 @@ export interface StopOutcome {
 export function describeStop(s: StopOutcome, resumeCommand: (dir: string) => string): string {
   const within = s.step - s.epoch * s.stepsPerEpoch;
   const where = within > 0 ? `epoch ${s.epoch + 1}, step ${within}/${s.stepsPerEpoch}` : `the end of epoch ${s.epoch}`;
-  if (s.saved === 'none' || s.dir === undefined) return `stopped (${s.why}) before any step was saved: nothing to resume`;
+  if (s.saved === 'none' || s.dir === undefined)
+    return `stopped (${s.why}) before any step was saved: nothing to resume`;
   const what = s.saved === 'step' ? `the state after ${where} is saved` : `last.ckpt holds the end of epoch ${s.epoch}`;
   return `stopped (${s.why}): ${what} in ${s.dir}; resume with: ${resumeCommand(s.dir)}`;
 }

@@ -10,5 +10,7 @@ for (const file of ['README.md', 'docs/CONFIG.md']) {
   const before = readFileSync(path, 'utf8');
   const { text, blocks } = await renderFlagDocs(before);
   if (text !== before) writeFileSync(path, text);
-  console.log(`${file}: ${blocks.length ? blocks.join(', ') : 'no flags blocks'}${text !== before ? ' (rewritten)' : ' (current)'}`);
+  console.log(
+    `${file}: ${blocks.length ? blocks.join(', ') : 'no flags blocks'}${text !== before ? ' (rewritten)' : ' (current)'}`,
+  );
 }

@@ -15,7 +15,9 @@ export interface LogOptions {
 /** Root logger. 'pretty' writes short human lines to stderr; 'json' writes pino's NDJSON to stderr. */
 export function createLogger(opts: LogOptions = {}): Logger {
   const level = opts.level ?? process.env.WOLFPACK_LOG_LEVEL ?? 'info';
-  const format = opts.format ?? (process.env.WOLFPACK_LOG_FORMAT as LogFormat | undefined) ??
+  const format =
+    opts.format ??
+    (process.env.WOLFPACK_LOG_FORMAT as LogFormat | undefined) ??
     (process.stderr.isTTY ? 'pretty' : 'json');
   const options: LoggerOptions = { level, base: { pid: process.pid, ...(opts.base ?? {}) } };
   if (format === 'pretty') {
@@ -45,9 +47,14 @@ export function jsonRequested(argv: readonly string[] = []): boolean {
  * time, pid, msg), so that every line a container writes parses as JSON.
  */
 export function createPrinter(json: boolean): (line: string) => void {
-  if (!json) return (line) => { process.stdout.write(line + '\n'); };
+  if (!json)
+    return (line) => {
+      process.stdout.write(line + '\n');
+    };
   const out = pino({ base: { pid: process.pid } }, pino.destination({ fd: 1, sync: true }));
-  return (line) => { for (const l of line.split('\n')) out.info(l); };
+  return (line) => {
+    for (const l of line.split('\n')) out.info(l);
+  };
 }
 
 /**
@@ -55,7 +62,10 @@ export function createPrinter(json: boolean): (line: string) => void {
  * non-empty line becomes one JSON record (level 30, or `level`) on file descriptor `fd`. Not a terminal,
  * so progress bars are drawn as lines.
  */
-export function jsonLineStream(fd: 1 | 2, level: 'info' | 'warn' = 'info'): { write(chunk: string): boolean; isTTY: false } {
+export function jsonLineStream(
+  fd: 1 | 2,
+  level: 'info' | 'warn' = 'info',
+): { write(chunk: string): boolean; isTTY: false } {
   const out = pino({ base: { pid: process.pid } }, pino.destination({ fd, sync: true }));
   let pending = '';
   return {
@@ -71,7 +81,9 @@ export function jsonLineStream(fd: 1 | 2, level: 'info' | 'warn' = 'info'): { wr
 
 /** A command's final error as one JSON line (level 50) when `json`, else as the text itself. */
 export function errorLine(text: string, json: boolean, fields: Record<string, unknown> = {}): string {
-  return json ? JSON.stringify({ level: 50, time: Date.now(), pid: process.pid, ...fields, msg: text }) + '\n' : text + '\n';
+  return json
+    ? JSON.stringify({ level: 50, time: Date.now(), pid: process.pid, ...fields, msg: text }) + '\n'
+    : text + '\n';
 }
 
 /** A logger that drops everything: for tests and library callers that pass none. */
@@ -96,10 +108,15 @@ function prettyStream(): { write(line: string): void } {
       }
       const t = new Date(Number(rec.time)).toISOString().slice(11, 23);
       const who = [rec.component, rec.rank !== undefined ? `r${String(rec.rank)}` : undefined]
-        .filter((x) => x !== undefined).join(':');
-      const extra = Object.entries(rec).filter(([k]) => !HIDDEN.has(k))
-        .map(([k, v]) => `${k}=${typeof v === 'string' ? v : JSON.stringify(v)}`).join(' ');
-      process.stderr.write(`${t} ${LEVELS[Number(rec.level)] ?? rec.level} ${who ? `[${who}] ` : ''}${String(rec.msg ?? '')}${extra ? ' ' + extra : ''}\n`);
+        .filter((x) => x !== undefined)
+        .join(':');
+      const extra = Object.entries(rec)
+        .filter(([k]) => !HIDDEN.has(k))
+        .map(([k, v]) => `${k}=${typeof v === 'string' ? v : JSON.stringify(v)}`)
+        .join(' ');
+      process.stderr.write(
+        `${t} ${LEVELS[Number(rec.level)] ?? rec.level} ${who ? `[${who}] ` : ''}${String(rec.msg ?? '')}${extra ? ' ' + extra : ''}\n`,
+      );
     },
   };
 }

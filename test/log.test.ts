@@ -13,7 +13,10 @@ const lines = (text: string) => text.split('\n').filter((l) => l.trim() !== '');
 
 t.test('jsonRequested: the flag, else WOLFPACK_LOG_FORMAT', async (t) => {
   const saved = process.env.WOLFPACK_LOG_FORMAT;
-  t.teardown(() => { if (saved === undefined) delete process.env.WOLFPACK_LOG_FORMAT; else process.env.WOLFPACK_LOG_FORMAT = saved; });
+  t.teardown(() => {
+    if (saved === undefined) delete process.env.WOLFPACK_LOG_FORMAT;
+    else process.env.WOLFPACK_LOG_FORMAT = saved;
+  });
   delete process.env.WOLFPACK_LOG_FORMAT;
   t.equal(jsonRequested([]), false, 'not asked for');
   t.equal(jsonRequested(['--log-format', 'json']), true);
@@ -33,26 +36,65 @@ t.test('errorLine: JSON with the code, or the text', async (t) => {
 t.test('the CLI in JSON mode: printed lines and the final error are JSON records', async (t) => {
   ensureBuilt(join(packageRoot, 'dist', 'shared', 'log.js'));
   const env = { ...process.env, WOLFPACK_LOG_FORMAT: 'json' };
-  const bad = spawnSync(process.execPath, [cliPath, 'worker', '--connect', 'ws://127.0.0.1:9', '--backend', 'bogus'], { encoding: 'utf8', env, timeout: 60_000 });
+  const bad = spawnSync(process.execPath, [cliPath, 'worker', '--connect', 'ws://127.0.0.1:9', '--backend', 'bogus'], {
+    encoding: 'utf8',
+    env,
+    timeout: 60_000,
+  });
   t.equal(bad.status, 2);
   const err = lines(bad.stderr).map((l) => JSON.parse(l) as Record<string, unknown>);
-  t.match(err.at(-1), { level: 50, code: 'E_USAGE', msg: /^wolfpack worker: --backend: expected one of auto, .*got 'bogus'/ });
-  const plain = spawnSync(process.execPath, [cliPath, 'worker', '--connect', 'ws://127.0.0.1:9', '--backend', 'bogus'], {
-    encoding: 'utf8', env: { ...process.env, WOLFPACK_LOG_FORMAT: '' }, timeout: 60_000,
+  t.match(err.at(-1), {
+    level: 50,
+    code: 'E_USAGE',
+    msg: /^wolfpack worker: --backend: expected one of auto, .*got 'bogus'/,
   });
+  const plain = spawnSync(
+    process.execPath,
+    [cliPath, 'worker', '--connect', 'ws://127.0.0.1:9', '--backend', 'bogus'],
+    {
+      encoding: 'utf8',
+      env: { ...process.env, WOLFPACK_LOG_FORMAT: '' },
+      timeout: 60_000,
+    },
+  );
   t.match(plain.stderr, /^wolfpack worker: --backend: expected one of/m, 'not asked for: the text');
 
   const logUrl = pathToFileURL(join(packageRoot, 'dist', 'shared', 'log.js')).href;
-  const print = (json: boolean) => spawnSync(process.execPath, ['--input-type=module', '-e',
-    `const { createPrinter } = await import(${JSON.stringify(logUrl)}); const p = createPrinter(${json}); p('Epoch: 1/2, train Loss: 0.5'); p('a\\nb');`], { encoding: 'utf8', timeout: 30_000 });
+  const print = (json: boolean) =>
+    spawnSync(
+      process.execPath,
+      [
+        '--input-type=module',
+        '-e',
+        `const { createPrinter } = await import(${JSON.stringify(logUrl)}); const p = createPrinter(${json}); p('Epoch: 1/2, train Loss: 0.5'); p('a\\nb');`,
+      ],
+      { encoding: 'utf8', timeout: 30_000 },
+    );
   const json = lines(print(true).stdout).map((l) => JSON.parse(l) as Record<string, unknown>);
-  t.same(json.map((r) => r.msg), ['Epoch: 1/2, train Loss: 0.5', 'a', 'b'], 'one record a line');
-  t.ok(json.every((r) => r.level === 30 && typeof r.time === 'number'), 'pino-shaped records at info');
+  t.same(
+    json.map((r) => r.msg),
+    ['Epoch: 1/2, train Loss: 0.5', 'a', 'b'],
+    'one record a line',
+  );
+  t.ok(
+    json.every((r) => r.level === 30 && typeof r.time === 'number'),
+    'pino-shaped records at info',
+  );
   t.equal(print(false).stdout, 'Epoch: 1/2, train Loss: 0.5\na\nb\n', 'text when JSON was not asked for');
 
   // chunked text (fetch's report and progress): one record per complete, non-empty line
-  const chunks = spawnSync(process.execPath, ['--input-type=module', '-e',
-    `const { jsonLineStream } = await import(${JSON.stringify(logUrl)}); const s = jsonLineStream(2); s.write('f.zip: 10'); s.write('%\\n\\nnext'); s.write(' line\\n');`], { encoding: 'utf8', timeout: 30_000 });
-  t.same(lines(chunks.stderr).map((l) => (JSON.parse(l) as { msg: string }).msg), ['f.zip: 10%', 'next line']);
+  const chunks = spawnSync(
+    process.execPath,
+    [
+      '--input-type=module',
+      '-e',
+      `const { jsonLineStream } = await import(${JSON.stringify(logUrl)}); const s = jsonLineStream(2); s.write('f.zip: 10'); s.write('%\\n\\nnext'); s.write(' line\\n');`,
+    ],
+    { encoding: 'utf8', timeout: 30_000 },
+  );
+  t.same(
+    lines(chunks.stderr).map((l) => (JSON.parse(l) as { msg: string }).msg),
+    ['f.zip: 10%', 'next line'],
+  );
   t.equal(chunks.stdout, '');
 });

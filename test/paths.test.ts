@@ -20,7 +20,9 @@ t.test('packageRoot in a packed copy: dist/ and package.json, no sources', async
   writeFileSync(join(dir, 'pkg', 'package.json'), JSON.stringify({ name: 'wolfpack', type: 'module' }));
   // a user's project around it, with a package.json of its own
   writeFileSync(join(dir, 'package.json'), JSON.stringify({ name: 'my-app', type: 'module' }));
-  const m = await import(pathToFileURL(join(dir, 'pkg', 'dist', 'shared', 'paths.js')).href) as typeof import('../shared/paths.js');
+  const m = (await import(
+    pathToFileURL(join(dir, 'pkg', 'dist', 'shared', 'paths.js')).href
+  )) as typeof import('../shared/paths.js');
   t.equal(m.packageRoot, join(dir, 'pkg'));
   t.equal(m.cliPath, join(dir, 'pkg', 'bin', 'wolfpack.js'));
 });
@@ -40,7 +42,11 @@ t.test('no default output path is under the package', async (t) => {
     for (const e of readdirSync(join(packageRoot, rel), { withFileTypes: true })) {
       const p = join(rel, e.name);
       if (e.isDirectory()) walk(p);
-      else if (e.name.endsWith('.ts') && /(join|resolve)\(packageRoot, '(runs|bench', 'results)'/.test(readFileSync(join(packageRoot, p), 'utf8'))) offenders.push(p);
+      else if (
+        e.name.endsWith('.ts') &&
+        /(join|resolve)\(packageRoot, '(runs|bench', 'results)'/.test(readFileSync(join(packageRoot, p), 'utf8'))
+      )
+        offenders.push(p);
     }
   };
   for (const d of ['bench', 'cli', 'coordinator', 'shared', 'worker']) walk(d);

@@ -13,12 +13,17 @@ export class ImageCache {
   addAll(items: { h: string; n: number }[], payload: Uint8Array): void {
     let off = 0;
     for (const { h, n } of items) {
-      if (off + n > payload.length) throw new WolfpackError('E_PROTOCOL', `blobs: item ${h} runs past the payload (${off + n} > ${payload.length})`);
+      if (off + n > payload.length)
+        throw new WolfpackError(
+          'E_PROTOCOL',
+          `blobs: item ${h} runs past the payload (${off + n} > ${payload.length})`,
+        );
       // copy: the payload's frame buffer is released after this message
       this.blobs.set(h, Uint8Array.prototype.slice.call(payload, off, off + n));
       off += n;
     }
-    if (off !== payload.length) throw new WolfpackError('E_PROTOCOL', `blobs: ${payload.length - off} bytes beyond the listed items`);
+    if (off !== payload.length)
+      throw new WolfpackError('E_PROTOCOL', `blobs: ${payload.length - off} bytes beyond the listed items`);
   }
 
   get(hash: string): Uint8Array {
@@ -44,17 +49,24 @@ export async function loadBatch(cache: ImageCache, samples: SampleRef[], opts: L
   const per = opts.size * opts.size * 3;
   const images = new Float32Array(samples.length * per);
   const labels = new Int32Array(samples.length);
-  await Promise.all(samples.map(async (s, k) => {
-    const bytes = cache.get(s.h);
-    let pixels: Float32Array;
-    if (opts.train) {
-      const { width, height } = await imageSize(bytes, s.h);
-      pixels = await trainTransform(bytes, opts.size, drawTrainAugment(opts.seed, opts.epoch, s.i, width, height), s.h);
-    } else {
-      pixels = await evalTransform(bytes, opts.size, s.h);
-    }
-    images.set(pixels, k * per);
-    labels[k] = s.l;
-  }));
+  await Promise.all(
+    samples.map(async (s, k) => {
+      const bytes = cache.get(s.h);
+      let pixels: Float32Array;
+      if (opts.train) {
+        const { width, height } = await imageSize(bytes, s.h);
+        pixels = await trainTransform(
+          bytes,
+          opts.size,
+          drawTrainAugment(opts.seed, opts.epoch, s.i, width, height),
+          s.h,
+        );
+      } else {
+        pixels = await evalTransform(bytes, opts.size, s.h);
+      }
+      images.set(pixels, k * per);
+      labels[k] = s.l;
+    }),
+  );
   return { images, labels, count: samples.length, size: opts.size };
 }

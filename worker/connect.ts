@@ -18,23 +18,42 @@ function openSocket(url: string, timeoutMs: number, log: Logger, ca?: Buffer): P
   try {
     u = new URL(url);
   } catch {
-    return Promise.reject(new WolfpackError('E_USAGE', `--connect: bad URL ${JSON.stringify(url)} (expected ws://HOST:PORT or wss://HOST:PORT)`));
+    return Promise.reject(
+      new WolfpackError(
+        'E_USAGE',
+        `--connect: bad URL ${JSON.stringify(url)} (expected ws://HOST:PORT or wss://HOST:PORT)`,
+      ),
+    );
   }
-  if (u.protocol !== 'ws:' && u.protocol !== 'wss:') return Promise.reject(new WolfpackError('E_USAGE', `--connect: ${url} is not a ws:// or wss:// URL`));
-  if (ca !== undefined && u.protocol !== 'wss:') return Promise.reject(new WolfpackError('E_USAGE', `--tls-ca is set but --connect ${url} is not wss://`));
+  if (u.protocol !== 'ws:' && u.protocol !== 'wss:')
+    return Promise.reject(new WolfpackError('E_USAGE', `--connect: ${url} is not a ws:// or wss:// URL`));
+  if (ca !== undefined && u.protocol !== 'wss:')
+    return Promise.reject(new WolfpackError('E_USAGE', `--tls-ca is set but --connect ${url} is not wss://`));
   return new Promise((resolve, reject) => {
-    const ws = new WebSocket(url, { maxPayload: WORKER_MAX_PAYLOAD, perMessageDeflate: false, handshakeTimeout: timeoutMs, ...(ca ? { ca } : {}) });
+    const ws = new WebSocket(url, {
+      maxPayload: WORKER_MAX_PAYLOAD,
+      perMessageDeflate: false,
+      handshakeTimeout: timeoutMs,
+      ...(ca ? { ca } : {}),
+    });
     ws.once('open', () => resolve(new Channel(ws, 'coordinator', log, WORKER_MAX_PAYLOAD)));
-    ws.once('error', (e: NodeJS.ErrnoException) => reject(new WolfpackError('E_WORKER', `cannot reach the coordinator at ${url}: ${e.message}`, { errno: e.code })));
+    ws.once('error', (e: NodeJS.ErrnoException) =>
+      reject(new WolfpackError('E_WORKER', `cannot reach the coordinator at ${url}: ${e.message}`, { errno: e.code })),
+    );
   });
 }
 
 /** Receives weights parts from the coordinator until params, stats and accum are complete. */
 export async function receiveWeights(ch: Channel, bufs: StateBuffers, timeoutMs: number): Promise<void> {
-  await receiveState(bufs, wholeRanges(bufs), async () => {
-    const { msg, payload } = await ch.expect('weightsPart', timeoutMs);
-    return { part: msg, payload };
-  }, 'the coordinator');
+  await receiveState(
+    bufs,
+    wholeRanges(bufs),
+    async () => {
+      const { msg, payload } = await ch.expect('weightsPart', timeoutMs);
+      return { part: msg, payload };
+    },
+    'the coordinator',
+  );
 }
 
 /**

@@ -39,7 +39,10 @@ export function viewPlan(config: Pick<JobConfig, 'augment' | 'views'>, epoch: nu
 }
 
 /** loadBatch options for a training step of `epoch` under the job's --augment / --views. */
-export function stepLoadOptions(config: Pick<JobConfig, 'augment' | 'views' | 'imageSize' | 'seed'>, epoch: number): LoadOptions {
+export function stepLoadOptions(
+  config: Pick<JobConfig, 'augment' | 'views' | 'imageSize' | 'seed'>,
+  epoch: number,
+): LoadOptions {
   const plan = viewPlan(config, epoch);
   return { size: config.imageSize, seed: config.seed, epoch: plan.drawEpoch, train: plan.train };
 }
@@ -75,10 +78,15 @@ export class FeatureCache {
   evictions = 0;
 
   constructor(dim: number, maxBytes: number) {
-    if (!Number.isSafeInteger(dim) || dim < 1) throw new WolfpackError('E_USAGE', `FeatureCache: dim must be an integer >= 1, got ${dim}`);
+    if (!Number.isSafeInteger(dim) || dim < 1)
+      throw new WolfpackError('E_USAGE', `FeatureCache: dim must be an integer >= 1, got ${dim}`);
     this.dim = dim;
     this.capacity = Math.floor(maxBytes / (4 * dim));
-    if (this.capacity < 1) throw new WolfpackError('E_USAGE', `FeatureCache: ${maxBytes} bytes hold no ${dim}-float feature row (${4 * dim} bytes)`);
+    if (this.capacity < 1)
+      throw new WolfpackError(
+        'E_USAGE',
+        `FeatureCache: ${maxBytes} bytes hold no ${dim}-float feature row (${4 * dim} bytes)`,
+      );
   }
 
   private row(slot: number): Float32Array {
@@ -110,7 +118,8 @@ export class FeatureCache {
 
   /** Stores a copy of `features[0 .. dim)` under `key`, evicting the least recently used entry when full. */
   put(key: string, features: Float32Array): void {
-    if (features.length < this.dim) throw new WolfpackError('E_USAGE', `FeatureCache.put: ${features.length} floats, expected ${this.dim}`);
+    if (features.length < this.dim)
+      throw new WolfpackError('E_USAGE', `FeatureCache.put: ${features.length} floats, expected ${this.dim}`);
     let slot = this.slots.get(key);
     if (slot !== undefined) {
       this.slots.delete(key);
@@ -138,7 +147,14 @@ export class FeatureCache {
   }
 
   stats(): FeatureCacheStats {
-    return { entries: this.slots.size, capacity: this.capacity, bytes: this.bytes, hits: this.hits, misses: this.misses, evictions: this.evictions };
+    return {
+      entries: this.slots.size,
+      capacity: this.capacity,
+      bytes: this.bytes,
+      hits: this.hits,
+      misses: this.misses,
+      evictions: this.evictions,
+    };
   }
 }
 
@@ -182,7 +198,10 @@ function packHash(h: string, out: Float32Array, off: number): void {
 
 function unpackHash(buf: Float32Array, off: number): string {
   let hex = '';
-  for (let k = 0; k < HASH_PIECES; k++) hex += Math.round(buf[off + 1 + k]).toString(16).padStart(6, '0');
+  for (let k = 0; k < HASH_PIECES; k++)
+    hex += Math.round(buf[off + 1 + k])
+      .toString(16)
+      .padStart(6, '0');
   return hex.slice(0, Math.round(buf[off]));
 }
 
@@ -190,7 +209,11 @@ function unpackHash(buf: Float32Array, off: number): string {
 export class StepFeatureCache {
   readonly cache: FeatureCache;
 
-  constructor(private readonly config: JobConfig, private readonly images: ImageCache, dim: number) {
+  constructor(
+    private readonly config: JobConfig,
+    private readonly images: ImageCache,
+    dim: number,
+  ) {
     this.cache = new FeatureCache(dim, (config.featureCacheMb ?? 1024) * 2 ** 20);
   }
 
@@ -198,8 +221,14 @@ export class StepFeatureCache {
   async load(samples: SampleRef[], epoch: number): Promise<StepBatch> {
     const plan = viewPlan(this.config, epoch);
     const positions: number[] = [];
-    samples.forEach((s, k) => { if (!this.cache.has(featureKey(s, plan))) positions.push(k); });
-    const batch = await loadBatch(this.images, positions.map((k) => samples[k]), stepLoadOptions(this.config, epoch));
+    samples.forEach((s, k) => {
+      if (!this.cache.has(featureKey(s, plan))) positions.push(k);
+    });
+    const batch = await loadBatch(
+      this.images,
+      positions.map((k) => samples[k]),
+      stepLoadOptions(this.config, epoch),
+    );
     return { ...batch, positions };
   }
 
@@ -207,7 +236,12 @@ export class StepFeatureCache {
    * Every sample's features: cached rows, rows the backbone computes now from `decoded` (load()'s
    * output), and -- for a sample evicted since load() ran -- from images decoded here.
    */
-  async features(replica: FeatureTraining, samples: SampleRef[], epoch: number, decoded: StepBatch): Promise<StepFeatures> {
+  async features(
+    replica: FeatureTraining,
+    samples: SampleRef[],
+    epoch: number,
+    decoded: StepBatch,
+  ): Promise<StepFeatures> {
     const plan = viewPlan(this.config, epoch);
     const dim = this.cache.dim;
     const features = new Float32Array(samples.length * dim);
@@ -227,21 +261,39 @@ export class StepFeatureCache {
     const positions = decoded.positions ?? samples.map((_, k) => k);
     const fromDecoded = positions.map((k, j) => ({ k, j })).filter(({ k }) => have[k] === 0);
     const missing = samples.map((_, k) => k).filter((k) => have[k] === 0 && !positions.includes(k));
-    const extra = missing.length > 0 ? await loadBatch(this.images, missing.map((k) => samples[k]), stepLoadOptions(this.config, epoch)) : undefined;
+    const extra =
+      missing.length > 0
+        ? await loadBatch(
+            this.images,
+            missing.map((k) => samples[k]),
+            stepLoadOptions(this.config, epoch),
+          )
+        : undefined;
     const count = fromDecoded.length + missing.length;
     if (count > 0) {
       const images = new Float32Array(count * per);
       fromDecoded.forEach(({ j }, n) => images.set(decoded.images.subarray(j * per, (j + 1) * per), n * per));
       if (extra) images.set(extra.images.subarray(0, missing.length * per), fromDecoded.length * per);
       const order = [...fromDecoded.map(({ k }) => k), ...missing];
-      const out = await replica.computeFeatures({ images, labels: Int32Array.from(order, (k) => labels[k]), count, size: decoded.size });
+      const out = await replica.computeFeatures({
+        images,
+        labels: Int32Array.from(order, (k) => labels[k]),
+        count,
+        size: decoded.size,
+      });
       order.forEach((k, n) => {
         const row = out.subarray(n * dim, (n + 1) * dim);
         features.set(row, k * dim);
         this.cache.put(featureKey(samples[k], plan), row);
       });
     }
-    return { features, labels, cached, computed: count, computedAt: count > 0 ? [...fromDecoded.map(({ k }) => k), ...missing] : [] };
+    return {
+      features,
+      labels,
+      cached,
+      computed: count,
+      computedAt: count > 0 ? [...fromDecoded.map(({ k }) => k), ...missing] : [],
+    };
   }
 
   /**
@@ -249,7 +301,10 @@ export class StepFeatureCache {
    * cached rows, and the backbone run only on the samples not cached yet -- so from the second epoch on
    * a worker's evaluation is the head alone. Rows in `samples` order; `cached`: how many were cached.
    */
-  async evalFeatures(replica: FeatureTraining, samples: SampleRef[]): Promise<{ features: Float32Array; cached: number }> {
+  async evalFeatures(
+    replica: FeatureTraining,
+    samples: SampleRef[],
+  ): Promise<{ features: Float32Array; cached: number }> {
     const dim = this.cache.dim;
     const out = new Float32Array(samples.length * dim);
     const missing: number[] = [];
@@ -260,7 +315,11 @@ export class StepFeatureCache {
       else missing.push(k);
     });
     if (missing.length > 0) {
-      const batch = await loadBatch(this.images, missing.map((k) => samples[k]), { size: this.config.imageSize, seed: this.config.seed, epoch: 0, train: plan.train });
+      const batch = await loadBatch(
+        this.images,
+        missing.map((k) => samples[k]),
+        { size: this.config.imageSize, seed: this.config.seed, epoch: 0, train: plan.train },
+      );
       const computed = await replica.computeFeatures(batch);
       missing.forEach((k, n) => {
         const row = computed.subarray(n * dim, (n + 1) * dim);

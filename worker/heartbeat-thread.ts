@@ -21,7 +21,11 @@ export interface HeartbeatData {
 async function run(data: HeartbeatData, stopped: Promise<void>): Promise<void> {
   const security = workerSecurity(data.flags);
   const ch = await new Promise<Channel>((resolve, reject) => {
-    const ws = new WebSocket(data.url, { perMessageDeflate: false, handshakeTimeout: data.timeoutMs, ...(security.ca ? { ca: security.ca } : {}) });
+    const ws = new WebSocket(data.url, {
+      perMessageDeflate: false,
+      handshakeTimeout: data.timeoutMs,
+      ...(security.ca ? { ca: security.ca } : {}),
+    });
     ws.once('open', () => resolve(new Channel(ws, 'coordinator (heartbeat)')));
     ws.once('error', reject);
   });
@@ -29,7 +33,9 @@ async function run(data: HeartbeatData, stopped: Promise<void>): Promise<void> {
   const beat = () => ch.send({ type: 'beat', memberId: data.memberId }).catch(() => undefined);
   await beat();
   parentPort?.postMessage({ beating: true });
-  const timer = setInterval(() => { void beat(); }, data.intervalMs);
+  const timer = setInterval(() => {
+    void beat();
+  }, data.intervalMs);
   ch.ws.once('close', () => clearInterval(timer));
   await stopped;
   clearInterval(timer);
@@ -37,9 +43,12 @@ async function run(data: HeartbeatData, stopped: Promise<void>): Promise<void> {
 }
 
 let stop: () => void = () => undefined;
-const stopped = new Promise<void>((resolve) => { stop = resolve; });
+const stopped = new Promise<void>((resolve) => {
+  stop = resolve;
+});
 parentPort?.on('message', (m: unknown) => {
-  if (m === 'start') run(workerData as HeartbeatData, stopped).catch((e: Error) => parentPort?.postMessage({ error: e.message }));
+  if (m === 'start')
+    run(workerData as HeartbeatData, stopped).catch((e: Error) => parentPort?.postMessage({ error: e.message }));
   if (m === 'stop') {
     stop();
     parentPort?.close();

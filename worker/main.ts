@@ -60,12 +60,20 @@ export async function runWorker(opts: WorkerOptions): Promise<void> {
   // A job whose coordinator speaks TLS gets TLS ring links too: the listener serves a certificate made now,
   // whose fingerprint the hello announces and the coordinator hands to the rank that connects here.
   const ringTls = opts.connect.startsWith('wss:') ? generateRingCertificate() : undefined;
-  const listener: RingListener = await listenRing({ host: ringBind, port: 0, logger: opts.logger, ...(ringGuard ? { verifyHello: ringGuard.verify } : {}),
+  const listener: RingListener = await listenRing({
+    host: ringBind,
+    port: 0,
+    logger: opts.logger,
+    ...(ringGuard ? { verifyHello: ringGuard.verify } : {}),
     ...(ringTls ? { tls: ringTls } : {}),
-    ...(opts.security?.handshakeTimeoutMs !== undefined ? { helloTimeoutMs: opts.security.handshakeTimeoutMs } : {}) });
+    ...(opts.security?.handshakeTimeoutMs !== undefined ? { helloTimeoutMs: opts.security.handshakeTimeoutMs } : {}),
+  });
   let log = opts.logger.child({ component: 'worker' });
   const memberId = randomBytes(16).toString('hex');
-  const heartbeat = new Heartbeat({ url: opts.connect, memberId, intervalMs: opts.heartbeatMs ?? 1000, timeoutMs, flags: opts.securityFlags ?? {} }, log);
+  const heartbeat = new Heartbeat(
+    { url: opts.connect, memberId, intervalMs: opts.heartbeatMs ?? 1000, timeoutMs, flags: opts.securityFlags ?? {} },
+    log,
+  );
   onState('connecting', opts.connect);
   const ch = await connectWithRetry(opts.connect, timeoutMs, log, opts.security?.ca).catch(async (e: unknown) => {
     onState('failed', (e as Error).message);
@@ -74,7 +82,9 @@ export async function runWorker(opts: WorkerOptions): Promise<void> {
   });
   onState('connected', opts.connect);
   // the moment the coordinator's connection drops, not when the worker gets round to noticing it
-  ch.ws.once('close', () => { if (!opts.stop?.aborted) onState('lost', `connection to ${opts.connect} closed`); });
+  ch.ws.once('close', () => {
+    if (!opts.stop?.aborted) onState('lost', `connection to ${opts.connect} closed`);
+  });
   const leave = () => {
     log.warn({ reason: String(opts.stop?.reason) }, 'stopping: leaving the job');
     ch.close(1001, 'worker stopping');
@@ -85,14 +95,29 @@ export async function runWorker(opts: WorkerOptions): Promise<void> {
   w.webgpuOptimizer = opts.webgpuOptimizer ?? 'gpu';
   try {
     await Promise.all([authenticateToCoordinator(ch, secret, opts.connect, timeoutMs), heartbeat.start()]);
-    await ch.send({ type: 'hello', host: hostname(), ringHost: opts.advertise ?? (ringBind === '0.0.0.0' ? '127.0.0.1' : ringBind), ringPort: listener.port, backend: sel.backend, pid: process.pid, memberId,
-      ...(listener.fingerprint !== undefined ? { ringCert: listener.fingerprint } : {}) });
+    await ch.send({
+      type: 'hello',
+      host: hostname(),
+      ringHost: opts.advertise ?? (ringBind === '0.0.0.0' ? '127.0.0.1' : ringBind),
+      ringPort: listener.port,
+      backend: sel.backend,
+      pid: process.pid,
+      memberId,
+      ...(listener.fingerprint !== undefined ? { ringCert: listener.fingerprint } : {}),
+    });
     const { msg: welcome } = await ch.expect('welcome', timeoutMs);
     w.config = welcome.config;
     log = log.child({ memberId: memberId.slice(0, 8) });
     w.log = log;
     w.sessionLog = log;
-    log.info({ backend: sel.backend, job: welcome.config.jobId, ring: listener.fingerprint !== undefined ? 'wss (TLS, pinned certificate)' : 'ws' }, 'admitted');
+    log.info(
+      {
+        backend: sel.backend,
+        job: welcome.config.jobId,
+        ring: listener.fingerprint !== undefined ? 'wss (TLS, pinned certificate)' : 'ws',
+      },
+      'admitted',
+    );
     onState('admitted', welcome.config.jobId);
     w.onRing = (rank) => onState('training', `rank ${rank}`);
     await w.serve();
@@ -105,7 +130,8 @@ export async function runWorker(opts: WorkerOptions): Promise<void> {
     }
     onState(ch.closed ? 'lost' : 'failed', (e as Error).message);
     log.error({ err: (e as Error).message }, 'worker failed');
-    if (!ch.closed) await ch.send({ type: 'failure', rank: w.rank, message: (e as Error).message }).catch(() => undefined);
+    if (!ch.closed)
+      await ch.send({ type: 'failure', rank: w.rank, message: (e as Error).message }).catch(() => undefined);
     throw e;
   } finally {
     opts.stop?.removeEventListener('abort', leave);

@@ -55,8 +55,14 @@ export class WorkerSession {
   private readonly cache = new ImageCache();
   private readonly decoding = new Map<number, Promise<Batch>>();
 
-  constructor(private readonly ch: Channel, private readonly listener: RingListener, log: Logger, private readonly timeoutMs: number,
-    private readonly secret: WorkerSecurity['secret'], private readonly ringGuard: RingHelloVerifier | undefined) {
+  constructor(
+    private readonly ch: Channel,
+    private readonly listener: RingListener,
+    log: Logger,
+    private readonly timeoutMs: number,
+    private readonly secret: WorkerSecurity['secret'],
+    private readonly ringGuard: RingHelloVerifier | undefined,
+  ) {
     this.log = log;
     this.sessionLog = log;
   }
@@ -143,7 +149,11 @@ export class WorkerSession {
    */
   private ringLink(what: string): Link | undefined {
     if (this.world === 1) return undefined;
-    if (!this.link) throw new WolfpackError('E_WORKER', `${what}: the ring was cut (the coordinator aborted it) before its collective`);
+    if (!this.link)
+      throw new WolfpackError(
+        'E_WORKER',
+        `${what}: the ring was cut (the coordinator aborted it) before its collective`,
+      );
     return this.link;
   }
 
@@ -169,31 +179,44 @@ export class WorkerSession {
       // (whose server sends to it) and accepts its RIGHT neighbour (to which it sends).
       const ringHello = { rank, size: world, jobId };
       const links = Promise.all([
-        connectRing(msg.leftUrl, this.secret ? { ...ringHello, auth: ringHelloAuth(this.secret, ringHello, generation) } : ringHello, { timeoutMs: this.timeoutMs, logger: this.log, ...(msg.leftCert !== undefined ? { pin: msg.leftCert } : {}) }),
+        connectRing(
+          msg.leftUrl,
+          this.secret ? { ...ringHello, auth: ringHelloAuth(this.secret, ringHello, generation) } : ringHello,
+          { timeoutMs: this.timeoutMs, logger: this.log, ...(msg.leftCert !== undefined ? { pin: msg.leftCert } : {}) },
+        ),
         this.listener.accept({ rank: msg.rightRank, jobId }, this.timeoutMs),
       ]);
       // A neighbour that died meanwhile never connects: the coordinator's abort ends the wait (not --timeout).
-      const aborted = new Promise<never>((_, reject) => { this.abortFormation = reject; });
+      const aborted = new Promise<never>((_, reject) => {
+        this.abortFormation = reject;
+      });
       try {
         const [incoming, outgoing] = await Promise.race([links, aborted]);
         this.link = wsLink(outgoing, incoming);
       } catch (e) {
-        links.then(([incoming, outgoing]) => wsLink(outgoing, incoming).close(), () => undefined); // opened too late
+        links.then(
+          ([incoming, outgoing]) => wsLink(outgoing, incoming).close(),
+          () => undefined,
+        ); // opened too late
         throw e;
       } finally {
         this.abortFormation = undefined;
       }
     }
     if (!this.state) {
-      const layout = new ParamLayout(resnet50Spec({ flavour: config.flavour, width: config.width, numClasses: config.numClasses }));
+      const layout = new ParamLayout(
+        resnet50Spec({ flavour: config.flavour, width: config.width, numClasses: config.numClasses }),
+      );
       this.state = { layout, params: new Float32Array(layout.paramCount), stats: new Float32Array(layout.statCount) };
     }
     const state = this.state;
     const accum = this.replica?.accum ?? new Float32Array(state.layout.paramCount);
-    if (rank === 0 && msg.source === 'coordinator') await receiveWeights(this.ch, { params: state.params, stats: state.stats, accum }, this.timeoutMs);
+    if (rank === 0 && msg.source === 'coordinator')
+      await receiveWeights(this.ch, { params: state.params, stats: state.stats, accum }, this.timeoutMs);
     for (const buf of [state.params, state.stats, accum]) {
       const link = this.ringLink(`generation ${generation}'s state relay`);
-      if (link) await chainBroadcast(buf, rank, world, link, { step: this.collective++, chunkElems: config.chunkElems });
+      if (link)
+        await chainBroadcast(buf, rank, world, link, { step: this.collective++, chunkElems: config.chunkElems });
     }
     this.replica?.dispose();
     const trainOptions = { lr: config.lr, momentum: config.momentum, freeze: config.freeze, bn: config.bn };
@@ -201,7 +224,15 @@ export class WorkerSession {
     this.lastStep = msg.lastStep;
     await this.ch.send({ type: 'ready', rank, generation });
     this.onRing(rank);
-    this.log.info({ world, params: state.layout.paramCount, reduceFloats: this.replica.reduce.size, source: rank === 0 ? msg.source : 'rank 0' }, 'ring formed; state in place');
+    this.log.info(
+      {
+        world,
+        params: state.layout.paramCount,
+        reduceFloats: this.replica.reduce.size,
+        source: rank === 0 ? msg.source : 'rank 0',
+      },
+      'ring formed; state in place',
+    );
   }
 
   // Feature cache (worker/feature-cache.ts): --augment / --views pick the step's transform and draw;
@@ -216,7 +247,9 @@ export class WorkerSession {
   }
 
   private loadStep(samples: SampleRef[], epoch: number): Promise<StepBatch> {
-    return this.featureCache()?.load(samples, epoch) ?? loadBatch(this.cache, samples, stepLoadOptions(this.config, epoch));
+    return (
+      this.featureCache()?.load(samples, epoch) ?? loadBatch(this.cache, samples, stepLoadOptions(this.config, epoch))
+    );
   }
 
   private async runStep(msg: MessageOf<'step'>): Promise<void> {
@@ -233,7 +266,12 @@ export class WorkerSession {
     if (fc !== undefined && replica.featureTraining !== undefined) {
       computed = await fc.features(replica.featureTraining, msg.samples, msg.epoch, batch);
       cached = computed.cached;
-      await replica.featureTraining.computeHeadGradients(computed.features, computed.labels, msg.samples.length, this.config.globalBatch);
+      await replica.featureTraining.computeHeadGradients(
+        computed.features,
+        computed.labels,
+        msg.samples.length,
+        this.config.globalBatch,
+      );
     } else {
       await replica.computeGradients(batch, this.config.globalBatch);
     }
@@ -250,16 +288,28 @@ export class WorkerSession {
         // 16 bits on the wire for the gradients only: the BatchNorm statistics (sums of squares overflow fp16),
         // the counts and the non-finite flag after them stay float32, in a second all-reduce.
         const g = replica.reduce.statsOffset;
-        await ringAllReduce(replica.buffer.subarray(0, g), this.rank, this.world, link, { step: this.collective++, chunkElems, wire });
-        await ringAllReduce(replica.buffer.subarray(g), this.rank, this.world, link, { step: this.collective++, chunkElems });
+        await ringAllReduce(replica.buffer.subarray(0, g), this.rank, this.world, link, {
+          step: this.collective++,
+          chunkElems,
+          wire,
+        });
+        await ringAllReduce(replica.buffer.subarray(g), this.rank, this.world, link, {
+          step: this.collective++,
+          chunkElems,
+        });
       }
     }
     // every rank shares the features it computed this step, so all ranks have them all
     // (a rank without the cache, e.g. on webgpu, takes part with an empty buffer: collectives must pair up)
     if (this.config.cacheFeatures === true && link) {
-      const ex = fc !== undefined && computed !== undefined ? fc.packExchange(this.rank, this.world, msg.samples, computed)
-        : new Float32Array(exchangeSize(this.state!.layout.net.fc.inF, this.config.globalBatch, this.world));
-      await ringAllReduce(ex, this.rank, this.world, this.ringLink(`step ${msg.step}`)!, { step: this.collective++, chunkElems: this.config.chunkElems });
+      const ex =
+        fc !== undefined && computed !== undefined
+          ? fc.packExchange(this.rank, this.world, msg.samples, computed)
+          : new Float32Array(exchangeSize(this.state!.layout.net.fc.inF, this.config.globalBatch, this.world));
+      await ringAllReduce(ex, this.rank, this.world, this.ringLink(`step ${msg.step}`)!, {
+        step: this.collective++,
+        chunkElems: this.config.chunkElems,
+      });
       fc?.unpackExchange(ex, msg.epoch);
     }
     const t3 = performance.now();
@@ -267,11 +317,29 @@ export class WorkerSession {
     this.lastStep = msg.step;
     const t4 = performance.now();
     // bench (bench/scaling.ts, bench/memory.ts): per-step timings and memory, at debug level
-    this.log.debug({ step: msg.step, epoch: msg.epoch, samples: msg.samples.length, cached, timings: { data: t1 - t0, compute: t2 - t1, allreduce: t3 - t2, update: t4 - t3 },
-      numTensors: tf.memory().numTensors, rss: process.memoryUsage.rss() }, 'step timings');
+    this.log.debug(
+      {
+        step: msg.step,
+        epoch: msg.epoch,
+        samples: msg.samples.length,
+        cached,
+        timings: { data: t1 - t0, compute: t2 - t1, allreduce: t3 - t2, update: t4 - t3 },
+        numTensors: tf.memory().numTensors,
+        rss: process.memoryUsage.rss(),
+      },
+      'step timings',
+    );
     await this.ch.send({
-      type: 'stepDone', rank: this.rank, generation: msg.generation, step: msg.step, loss: m.loss, correct: m.correct, samples: m.samples,
-      skipped: m.skipped, nonFinite, timings: { data: t1 - t0, compute: t2 - t1, allreduce: t3 - t2, update: t4 - t3 },
+      type: 'stepDone',
+      rank: this.rank,
+      generation: msg.generation,
+      step: msg.step,
+      loss: m.loss,
+      correct: m.correct,
+      samples: m.samples,
+      skipped: m.skipped,
+      nonFinite,
+      timings: { data: t1 - t0, compute: t2 - t1, allreduce: t3 - t2, update: t4 - t3 },
     });
   }
 
@@ -284,27 +352,49 @@ export class WorkerSession {
     for (let i = 0; i < msg.samples.length; i += EVAL_CHUNK) {
       const part = msg.samples.slice(i, i + EVAL_CHUNK);
       let logits: Float32Array;
-      if (fc !== undefined && replica.featureTraining !== undefined) { // the head alone on cached features
+      if (fc !== undefined && replica.featureTraining !== undefined) {
+        // the head alone on cached features
         const { features, cached: hits } = await fc.evalFeatures(replica.featureTraining, part);
         cached += hits;
         logits = await replica.featureTraining.predictFromFeatures(features, part.length);
       } else {
-        logits = await replica.predict(await loadBatch(this.cache, part, { size: this.config.imageSize, seed: this.config.seed, epoch: msg.epoch, train: false }));
+        logits = await replica.predict(
+          await loadBatch(this.cache, part, {
+            size: this.config.imageSize,
+            seed: this.config.seed,
+            epoch: msg.epoch,
+            train: false,
+          }),
+        );
       }
       const predicted = argmaxRows(logits, this.config.numClasses);
       for (let k = 0; k < part.length; k++) if (predicted[k] === part[k].l) correct++;
     }
     replica.syncHost();
-    this.log.debug({ epoch: msg.epoch, samples: msg.samples.length, cached, ms: performance.now() - t0 }, 'eval timings');
-    await this.ch.send({ type: 'evalResult', rank: this.rank, generation: msg.generation, epoch: msg.epoch, correct, total: msg.samples.length, checksum: stateChecksum(replica.state) });
+    this.log.debug(
+      { epoch: msg.epoch, samples: msg.samples.length, cached, ms: performance.now() - t0 },
+      'eval timings',
+    );
+    await this.ch.send({
+      type: 'evalResult',
+      rank: this.rank,
+      generation: msg.generation,
+      epoch: msg.epoch,
+      correct,
+      total: msg.samples.length,
+      checksum: stateChecksum(replica.state),
+    });
   }
 
   /** The state that training can have changed (mutableRanges), for the coordinator's checkpoints. */
   private async sendState(): Promise<void> {
     const state = this.state!;
     this.replica!.syncHost();
-    await sendState({ params: state.params, stats: state.stats, accum: this.replica!.accum }, mutableRanges(state.layout, this.config.freeze, this.config.bn),
-      (part, payload) => this.ch.send({ type: 'statePart', rank: this.rank, ...part }, payload));
+    await sendState(
+      { params: state.params, stats: state.stats, accum: this.replica!.accum },
+      mutableRanges(state.layout, this.config.freeze, this.config.bn),
+      (part, payload) => this.ch.send({ type: 'statePart', rank: this.rank, ...part }, payload),
+    );
   }
 
   dispose(): void {

@@ -15,16 +15,39 @@ import { join, relative } from 'node:path';
 import { runAllreduceBench, runRawTcpBench, type AllreduceBenchResult } from '../../bench/allreduce.js';
 import { allreduceCurve, compareAllreduce, CURVE_SIZES } from '../../bench/allreduce-compare.js';
 import { CHAOS_FLAGS, CHAOS_USAGE, chaosOptionsFrom, chaosTable, runChaos } from '../../bench/chaos.js';
-import { CLUSTER_NETS, clusterUnavailable, crossCheckSchedules, runClusterBench, type ClusterBenchOptions, type ClusterRunResult } from '../../bench/cluster.js';
+import {
+  CLUSTER_NETS,
+  clusterUnavailable,
+  crossCheckSchedules,
+  runClusterBench,
+  type ClusterBenchOptions,
+  type ClusterRunResult,
+} from '../../bench/cluster.js';
 import { SCHEDULES, WIRE_FORMATS, type GradScheduleKind } from '../../bench/cluster-step.js';
 import { demoFixture } from '../../bench/fixture.js';
 import { machineInfo, waitQuiet } from '../../bench/machine.js';
 import { benchMemory } from '../../bench/memory.js';
 import { benchModel, benchPeer, type ModelBenchResult, type PeerModelResult, type PeerRun } from '../../bench/model.js';
-import { allreduceSection, clusterSection, curveSection, fmt, machineLine, memorySection, quietLine, scalingSection, ttaSection } from '../../bench/report.js';
+import {
+  allreduceSection,
+  clusterSection,
+  curveSection,
+  fmt,
+  machineLine,
+  memorySection,
+  quietLine,
+  scalingSection,
+  ttaSection,
+} from '../../bench/report.js';
 import { benchScaling, type ScalingResult } from '../../bench/scaling.js';
 import { benchTimeToAccuracy, TTA_VARIANTS, type TtaVariant } from '../../bench/time-to-accuracy.js';
-import { compareWebGpu, WEBGPU_BENCH_FLAGS, webgpuOptionsFrom, webgpuSection, writeWebGpuReport } from '../../bench/webgpu-compare.js';
+import {
+  compareWebGpu,
+  WEBGPU_BENCH_FLAGS,
+  webgpuOptionsFrom,
+  webgpuSection,
+  writeWebGpuReport,
+} from '../../bench/webgpu-compare.js';
 import { workPath } from '../../shared/paths.js';
 import { BACKENDS } from '../../shared/backend/select.js';
 import { WolfpackError } from '../../shared/errors.js';
@@ -56,19 +79,36 @@ export interface ModelComparison {
 }
 
 const ratio = (a: number | undefined, b: number | undefined): number | undefined =>
-  (a === undefined || b === undefined || b === 0 ? undefined : a / b);
+  a === undefined || b === undefined || b === 0 ? undefined : a / b;
 // progress on stderr: text, or JSON records with WOLFPACK_LOG_FORMAT=json (as in the images)
 let progressStream: { write(s: string): unknown } | undefined;
-const progress = (line: string): void => { (progressStream ??= jsonRequested() ? jsonLineStream(2) : process.stderr).write(`bench: ${line}\n`); };
+const progress = (line: string): void => {
+  (progressStream ??= jsonRequested() ? jsonLineStream(2) : process.stderr).write(`bench: ${line}\n`);
+};
 
 function commandLine(argv: string[]): string {
   return ['wolfpack', 'bench', ...argv].join(' ');
 }
 
-async function compareModel(opts: { backend: (typeof BACKENDS)[number]; imageSize: number; batch: number; reps: number; threads: number; peer: boolean }): Promise<ModelComparison> {
+async function compareModel(opts: {
+  backend: (typeof BACKENDS)[number];
+  imageSize: number;
+  batch: number;
+  reps: number;
+  threads: number;
+  peer: boolean;
+}): Promise<ModelComparison> {
   const logger = createLogger({ base: { component: 'bench' } });
-  progress(`ResNet-50 on wolfpack (${opts.backend}): ${opts.imageSize}x${opts.imageSize}, batch ${opts.batch}, ${opts.reps} reps after 1 warm-up`);
-  const wolfpack = await benchModel({ backend: opts.backend, imageSize: opts.imageSize, batch: opts.batch, reps: opts.reps, logger });
+  progress(
+    `ResNet-50 on wolfpack (${opts.backend}): ${opts.imageSize}x${opts.imageSize}, batch ${opts.batch}, ${opts.reps} reps after 1 warm-up`,
+  );
+  const wolfpack = await benchModel({
+    backend: opts.backend,
+    imageSize: opts.imageSize,
+    batch: opts.batch,
+    reps: opts.reps,
+    logger,
+  });
   let peer: PeerRun<PeerModelResult>;
   if (opts.peer) {
     progress(`ResNet-50 on PyTorch: ${opts.threads} threads, batch ${opts.batch}, 224x224`);
@@ -81,7 +121,10 @@ async function compareModel(opts: { backend: (typeof BACKENDS)[number]; imageSiz
   return {
     wolfpack,
     peer,
-    ratio: { forward: ratio(wolfpack.forward_img_s, p?.forward_img_s), full_finetune: ratio(wolfpack.full_finetune_img_s, p?.full_finetune_img_s) },
+    ratio: {
+      forward: ratio(wolfpack.forward_img_s, p?.forward_img_s),
+      full_finetune: ratio(wolfpack.full_finetune_img_s, p?.full_finetune_img_s),
+    },
   };
 }
 
@@ -89,11 +132,20 @@ function modelTable(c: ModelComparison, markdown: boolean): string {
   const w = c.wolfpack;
   const p = c.peer.ok ? c.peer.result : undefined;
   const threads = w.threads === null ? '' : `, ${w.threads} thread${w.threads === 1 ? '' : 's'}`;
-  const head = [`ResNet-50 images/s (${w.image_size}x${w.image_size}, batch ${w.batch})`, `wolfpack (${w.backend}${threads})`,
-    p ? `PyTorch (${p.threads} threads, 224x224)` : 'PyTorch', 'wolfpack / PyTorch'];
+  const head = [
+    `ResNet-50 images/s (${w.image_size}x${w.image_size}, batch ${w.batch})`,
+    `wolfpack (${w.backend}${threads})`,
+    p ? `PyTorch (${p.threads} threads, 224x224)` : 'PyTorch',
+    'wolfpack / PyTorch',
+  ];
   const rows = [
     ['forward (eval)', fmt(w.forward_img_s), fmt(p?.forward_img_s), fmt(c.ratio.forward, 3)],
-    [`full fine-tuning step${w.full_finetune_batch !== undefined && w.full_finetune_batch !== w.batch ? ` (batch ${w.full_finetune_batch})` : ''}`, fmt(w.full_finetune_img_s), fmt(p?.full_finetune_img_s), fmt(c.ratio.full_finetune, 3)],
+    [
+      `full fine-tuning step${w.full_finetune_batch !== undefined && w.full_finetune_batch !== w.batch ? ` (batch ${w.full_finetune_batch})` : ''}`,
+      fmt(w.full_finetune_img_s),
+      fmt(p?.full_finetune_img_s),
+      fmt(c.ratio.full_finetune, 3),
+    ],
     ['frozen-backbone step', fmt(w.frozen_backbone_img_s), '-', '-'],
   ];
   return renderTable(head, rows, markdown) + w.notes.map((n) => `note: ${n}\n`).join('');
@@ -105,13 +157,16 @@ function renderTable(head: string[], rows: string[][], markdown: boolean): strin
     return [line(head), line(head.map((_, i) => (i === 0 ? '---' : '---:'))), ...rows.map(line)].join('\n') + '\n';
   }
   const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
-  const line = (r: string[]): string => r.map((v, i) => (i === 0 ? v.padEnd(widths[i]) : v.padStart(widths[i]))).join('   ');
+  const line = (r: string[]): string =>
+    r.map((v, i) => (i === 0 ? v.padEnd(widths[i]) : v.padStart(widths[i]))).join('   ');
   return [line(head), ...rows.map(line)].join('\n') + '\n';
 }
 
 function allreduceLine(r: AllreduceBenchResult): string {
-  return `N=${r.procs} ${r.elems.toLocaleString('en-US')} floats (${(r.bytes / 1e6).toFixed(2)} MB): median ${(r.median_s * 1e3).toFixed(3)} ms over ` +
-    `${r.reps} reps, algbw ${r.algbw_MBps.toFixed(1)} MB/s, busbw ${r.busbw_MBps.toFixed(1)} MB/s, verified ${String(r.verified)}`;
+  return (
+    `N=${r.procs} ${r.elems.toLocaleString('en-US')} floats (${(r.bytes / 1e6).toFixed(2)} MB): median ${(r.median_s * 1e3).toFixed(3)} ms over ` +
+    `${r.reps} reps, algbw ${r.algbw_MBps.toFixed(1)} MB/s, busbw ${r.busbw_MBps.toFixed(1)} MB/s, verified ${String(r.verified)}`
+  );
 }
 
 function stripRanks(r: AllreduceBenchResult): Omit<AllreduceBenchResult, 'ranks'> {
@@ -121,8 +176,13 @@ function stripRanks(r: AllreduceBenchResult): Omit<AllreduceBenchResult, 'ranks'
 
 async function runModel(argv: string[]): Promise<number> {
   const { values } = parse(argv, {
-    backend: { type: 'string' }, 'image-size': { type: 'string' }, batch: { type: 'string' }, reps: { type: 'string' },
-    threads: { type: 'string' }, 'no-peer': { type: 'boolean' }, json: { type: 'boolean' },
+    backend: { type: 'string' },
+    'image-size': { type: 'string' },
+    batch: { type: 'string' },
+    reps: { type: 'string' },
+    threads: { type: 'string' },
+    'no-peer': { type: 'boolean' },
+    json: { type: 'boolean' },
   });
   const c = await compareModel({
     backend: oneOf(values, 'backend', BACKENDS, 'auto'),
@@ -137,15 +197,21 @@ async function runModel(argv: string[]): Promise<number> {
     return 0;
   }
   process.stdout.write(`$ ${commandLine(['model', ...argv])}\n`);
-  if (c.peer.command) process.stdout.write(`$ ${c.peer.command}${c.peer.ok ? '' : `   (skipped: ${c.peer.skipped})`}\n`);
+  if (c.peer.command)
+    process.stdout.write(`$ ${c.peer.command}${c.peer.ok ? '' : `   (skipped: ${c.peer.skipped})`}\n`);
   process.stdout.write('\n' + modelTable(c, false));
-  if (c.wolfpack.image_size !== 224 && c.peer.ok) process.stdout.write('note: the PyTorch peer always runs at 224x224; the ratio compares different sizes\n');
+  if (c.wolfpack.image_size !== 224 && c.peer.ok)
+    process.stdout.write('note: the PyTorch peer always runs at 224x224; the ratio compares different sizes\n');
   return 0;
 }
 
 async function runAllreduce(argv: string[]): Promise<number> {
   const { values } = parse(argv, {
-    workers: { type: 'string' }, elements: { type: 'string' }, reps: { type: 'string' }, warmup: { type: 'string' }, json: { type: 'boolean' },
+    workers: { type: 'string' },
+    elements: { type: 'string' },
+    reps: { type: 'string' },
+    warmup: { type: 'string' },
+    json: { type: 'boolean' },
   });
   if (values.workers === undefined || values.elements === undefined) {
     throw new WolfpackError('E_USAGE', 'bench allreduce needs --workers N and --elements E');
@@ -164,12 +230,32 @@ async function runAllreduce(argv: string[]): Promise<number> {
 }
 
 /** The `bench cluster` runs `bench all` makes: the issue's reference point, T = 2.4 s on 500 Mbit/s links. */
-const clusterAllArgv = (steps: number): string[] => ['--workers', '2,4,8', '--link-mbit', '500', '--compute-ms', '2400', '--steps', String(steps), '--warmup', '1'];
+const clusterAllArgv = (steps: number): string[] => [
+  '--workers',
+  '2,4,8',
+  '--link-mbit',
+  '500',
+  '--compute-ms',
+  '2400',
+  '--steps',
+  String(steps),
+  '--warmup',
+  '1',
+];
 
 async function clusterRuns(argv: string[], each?: (r: ClusterRunResult) => void): Promise<ClusterRunResult[]> {
   const { values } = parse(argv, {
-    workers: { type: 'string' }, 'link-mbit': { type: 'string' }, 'compute-ms': { type: 'string' }, steps: { type: 'string' }, warmup: { type: 'string' },
-    schedule: { type: 'string' }, 'bucket-mb': { type: 'string' }, wire: { type: 'string' }, 'layout-scale': { type: 'string' }, net: { type: 'string' }, json: { type: 'boolean' },
+    workers: { type: 'string' },
+    'link-mbit': { type: 'string' },
+    'compute-ms': { type: 'string' },
+    steps: { type: 'string' },
+    warmup: { type: 'string' },
+    schedule: { type: 'string' },
+    'bucket-mb': { type: 'string' },
+    wire: { type: 'string' },
+    'layout-scale': { type: 'string' },
+    net: { type: 'string' },
+    json: { type: 'boolean' },
   });
   const net = oneOf(values, 'net', CLUSTER_NETS, 'netns');
   const base: Omit<ClusterBenchOptions, 'workers'> = {
@@ -185,28 +271,46 @@ async function clusterRuns(argv: string[], each?: (r: ClusterRunResult) => void)
   // --schedule none,overlap runs both at each N, on the same links, one after the other.
   const schedules = (typeof values.schedule === 'string' ? values.schedule : 'none').split(',').map((x) => x.trim());
   for (const x of schedules) {
-    if (!(SCHEDULES as readonly string[]).includes(x)) throw new WolfpackError('E_USAGE', `--schedule: expected one or more of ${SCHEDULES.join(', ')} (comma-separated), got '${x}'`);
+    if (!(SCHEDULES as readonly string[]).includes(x))
+      throw new WolfpackError(
+        'E_USAGE',
+        `--schedule: expected one or more of ${SCHEDULES.join(', ')} (comma-separated), got '${x}'`,
+      );
   }
-  if (new Set(schedules).size !== schedules.length) throw new WolfpackError('E_USAGE', `--schedule: '${String(values.schedule)}' names a schedule twice`);
-  if (values['bucket-mb'] !== undefined && !schedules.includes('overlap')) throw new WolfpackError('E_USAGE', '--bucket-mb applies to --schedule overlap only');
-  const bucketMb = values['bucket-mb'] !== undefined ? num(values, 'bucket-mb', 25, { min: 0.001, max: 1e4 }) : undefined;
+  if (new Set(schedules).size !== schedules.length)
+    throw new WolfpackError('E_USAGE', `--schedule: '${String(values.schedule)}' names a schedule twice`);
+  if (values['bucket-mb'] !== undefined && !schedules.includes('overlap'))
+    throw new WolfpackError('E_USAGE', '--bucket-mb applies to --schedule overlap only');
+  const bucketMb =
+    values['bucket-mb'] !== undefined ? num(values, 'bucket-mb', 25, { min: 0.001, max: 1e4 }) : undefined;
   const results: ClusterRunResult[] = [];
-  for (const workers of intList(values, 'workers', [2, 4, 8])) for (const schedule of schedules as GradScheduleKind[]) {
-    const r = await runClusterBench({ ...base, workers, schedule, ...(schedule === 'overlap' && bucketMb !== undefined ? { bucketMb } : {}) });
-    results.push(r);
-    crossCheckSchedules(results);
-    progress(`N=${workers} --schedule ${schedule}${r.buckets !== null ? ` (${r.buckets} buckets of <= ${r.bucket_mb} MiB)` : ''}: step ${(r.step_s * 1e3).toFixed(0)} ms, exposed all-reduce ${(r.exposed_allreduce_s * 1e3).toFixed(0)} ms, efficiency ${(r.efficiency * 100).toFixed(1)}%` +
-      `${r.efficiency_on_paper === null ? '' : ` (on paper ${(r.efficiency_on_paper * 100).toFixed(1)}%)`}, load ${r.load1_before.toFixed(2)} -> ${r.load1_after.toFixed(2)}` +
-      `${r.same_bits_as_none === undefined ? '' : `, same bits as --schedule none: ${r.same_bits_as_none}`}`);
-    each?.(r);
-  }
+  for (const workers of intList(values, 'workers', [2, 4, 8]))
+    for (const schedule of schedules as GradScheduleKind[]) {
+      const r = await runClusterBench({
+        ...base,
+        workers,
+        schedule,
+        ...(schedule === 'overlap' && bucketMb !== undefined ? { bucketMb } : {}),
+      });
+      results.push(r);
+      crossCheckSchedules(results);
+      progress(
+        `N=${workers} --schedule ${schedule}${r.buckets !== null ? ` (${r.buckets} buckets of <= ${r.bucket_mb} MiB)` : ''}: step ${(r.step_s * 1e3).toFixed(0)} ms, exposed all-reduce ${(r.exposed_allreduce_s * 1e3).toFixed(0)} ms, efficiency ${(r.efficiency * 100).toFixed(1)}%` +
+          `${r.efficiency_on_paper === null ? '' : ` (on paper ${(r.efficiency_on_paper * 100).toFixed(1)}%)`}, load ${r.load1_before.toFixed(2)} -> ${r.load1_after.toFixed(2)}` +
+          `${r.same_bits_as_none === undefined ? '' : `, same bits as --schedule none: ${r.same_bits_as_none}`}`,
+      );
+      each?.(r);
+    }
   return results;
 }
 
 async function runCluster(argv: string[]): Promise<number> {
   const json = argv.includes('--json');
   const results = await clusterRuns(argv, json ? (r) => process.stdout.write(JSON.stringify(r) + '\n') : undefined);
-  if (!json) process.stdout.write(`${machineLine(machineInfo())}\n${clusterSection(results, commandLine(['cluster', ...argv]))}`);
+  if (!json)
+    process.stdout.write(
+      `${machineLine(machineInfo())}\n${clusterSection(results, commandLine(['cluster', ...argv]))}`,
+    );
   return results.every((r) => r.verified) ? 0 : 1;
 }
 
@@ -247,8 +351,12 @@ async function runRawTcp(argv: string[]): Promise<number> {
   const { values } = parse(argv, { bytes: { type: 'string' }, duplex: { type: 'boolean' }, json: { type: 'boolean' } });
   const bytes = num(values, 'bytes', 25_557_032 * 4, { int: true, min: 1, max: 2 ** 32 });
   const r = await runRawTcpBench(bytes, { duplex: values.duplex === true });
-  emit(values.json === true, r, `$ ${commandLine(['rawtcp', ...argv])}\n${(bytes / 1e6).toFixed(2)} MB over loopback TCP${r.duplex ? ', both ways at once' : ''}: ` +
-    `${(r.seconds * 1e3).toFixed(1)} ms, ${r.MBps.toFixed(0)} MB/s${r.duplex ? ' per direction' : ''}\n`);
+  emit(
+    values.json === true,
+    r,
+    `$ ${commandLine(['rawtcp', ...argv])}\n${(bytes / 1e6).toFixed(2)} MB over loopback TCP${r.duplex ? ', both ways at once' : ''}: ` +
+      `${(r.seconds * 1e3).toFixed(1)} ms, ${r.MBps.toFixed(0)} MB/s${r.duplex ? ' per direction' : ''}\n`,
+  );
   return 0;
 }
 
@@ -256,45 +364,89 @@ function intList(values: Record<string, unknown>, name: string, fallback: number
   const raw = values[name];
   if (raw === undefined) return fallback;
   const xs = String(raw).split(',').map(Number);
-  if (xs.some((x) => !Number.isSafeInteger(x) || x < 1)) throw new WolfpackError('E_USAGE', `--${name}: expected a comma-separated list of positive integers, got '${String(raw)}'`);
+  if (xs.some((x) => !Number.isSafeInteger(x) || x < 1))
+    throw new WolfpackError(
+      'E_USAGE',
+      `--${name}: expected a comma-separated list of positive integers, got '${String(raw)}'`,
+    );
   return xs;
 }
 
 async function runCurve(argv: string[]): Promise<number> {
   const { values } = parse(argv, { procs: { type: 'string' }, png: { type: 'string' }, json: { type: 'boolean' } });
-  const c = await allreduceCurve({ procs: intList(values, 'procs', [2, 4]), sizes: CURVE_SIZES, png: str(values, 'png', join('bench', 'results', 'allreduce-curve.png')), progress });
+  const c = await allreduceCurve({
+    procs: intList(values, 'procs', [2, 4]),
+    sizes: CURVE_SIZES,
+    png: str(values, 'png', join('bench', 'results', 'allreduce-curve.png')),
+    progress,
+  });
   emit(values.json === true, { machine: machineInfo(), ...c }, `${machineLine(machineInfo())}\n${curveSection(c)}`);
   return 0;
 }
 
 async function runScaling(argv: string[]): Promise<number> {
   const { values } = parse(argv, {
-    freeze: { type: 'string' }, repeats: { type: 'string' }, 'image-size': { type: 'string' }, 'batch-per-worker': { type: 'string' }, workers: { type: 'string' }, json: { type: 'boolean' },
+    freeze: { type: 'string' },
+    repeats: { type: 'string' },
+    'image-size': { type: 'string' },
+    'batch-per-worker': { type: 'string' },
+    workers: { type: 'string' },
+    json: { type: 'boolean' },
   });
   const fixture = await demoFixture(progress);
-  const modes = values.freeze === undefined ? (['backbone', 'none'] as const) : [oneOf(values, 'freeze', ['backbone', 'none'] as const, 'backbone')];
+  const modes =
+    values.freeze === undefined
+      ? (['backbone', 'none'] as const)
+      : [oneOf(values, 'freeze', ['backbone', 'none'] as const, 'backbone')];
   const results: ScalingResult[] = [];
   for (const freeze of modes) {
-    results.push(await benchScaling({
-      fixture, freeze, workers: intList(values, 'workers', [1, 2]), repeats: num(values, 'repeats', 2, { int: true, min: 1, max: 20 }),
-      imageSize: num(values, 'image-size', 64, { int: true, min: 16, max: 1024 }), batchPerWorker: num(values, 'batch-per-worker', 18, { int: true, min: 1, max: 256 }), progress,
-    }));
+    results.push(
+      await benchScaling({
+        fixture,
+        freeze,
+        workers: intList(values, 'workers', [1, 2]),
+        repeats: num(values, 'repeats', 2, { int: true, min: 1, max: 20 }),
+        imageSize: num(values, 'image-size', 64, { int: true, min: 16, max: 1024 }),
+        batchPerWorker: num(values, 'batch-per-worker', 18, { int: true, min: 1, max: 256 }),
+        progress,
+      }),
+    );
   }
-  emit(values.json === true, { machine: machineInfo(), scaling: results }, `${machineLine(machineInfo())}\n${scalingSection(results)}`);
+  emit(
+    values.json === true,
+    { machine: machineInfo(), scaling: results },
+    `${machineLine(machineInfo())}\n${scalingSection(results)}`,
+  );
   return 0;
 }
 
 async function runTta(argv: string[]): Promise<number> {
   const { values } = parse(argv, {
-    target: { type: 'string' }, 'max-epochs': { type: 'string' }, views: { type: 'string' }, variants: { type: 'string' }, 'no-peer': { type: 'boolean' }, json: { type: 'boolean' },
+    target: { type: 'string' },
+    'max-epochs': { type: 'string' },
+    views: { type: 'string' },
+    variants: { type: 'string' },
+    'no-peer': { type: 'boolean' },
+    json: { type: 'boolean' },
   });
-  const variants = values.variants === undefined ? TTA_VARIANTS : String(values.variants).split(',').map((v) => {
-    if (!TTA_VARIANTS.includes(v as TtaVariant)) throw new WolfpackError('E_USAGE', `--variants: expected some of ${TTA_VARIANTS.join(', ')}, got '${v}'`);
-    return v as TtaVariant;
-  });
+  const variants =
+    values.variants === undefined
+      ? TTA_VARIANTS
+      : String(values.variants)
+          .split(',')
+          .map((v) => {
+            if (!TTA_VARIANTS.includes(v as TtaVariant))
+              throw new WolfpackError('E_USAGE', `--variants: expected some of ${TTA_VARIANTS.join(', ')}, got '${v}'`);
+            return v as TtaVariant;
+          });
   const t = await benchTimeToAccuracy({
-    fixture: await demoFixture(progress), target: num(values, 'target', 0.7, { min: 0, max: 1 }), maxEpochs: num(values, 'max-epochs', 12, { int: true, min: 1, max: 200 }),
-    views: num(values, 'views', 2, { int: true, min: 1, max: 1000 }), variants, peer: values['no-peer'] !== true, progress,
+    fixture: await demoFixture(progress),
+    target: num(values, 'target', 0.7, { min: 0, max: 1 }),
+    maxEpochs: num(values, 'max-epochs', 12, { int: true, min: 1, max: 200 }),
+    views: num(values, 'views', 2, { int: true, min: 1, max: 1000 }),
+    variants,
+    peer: values['no-peer'] !== true,
+    progress,
   });
   emit(values.json === true, { machine: machineInfo(), ...t }, `${machineLine(machineInfo())}\n${ttaSection(t)}`);
   return 0;
@@ -302,7 +454,11 @@ async function runTta(argv: string[]): Promise<number> {
 
 async function runMemory(argv: string[]): Promise<number> {
   const { values } = parse(argv, { 'skip-peak': { type: 'boolean' }, json: { type: 'boolean' } });
-  const m = await benchMemory({ fixture: await demoFixture(progress), skipPeak: values['skip-peak'] === true, progress });
+  const m = await benchMemory({
+    fixture: await demoFixture(progress),
+    skipPeak: values['skip-peak'] === true,
+    progress,
+  });
   emit(values.json === true, { machine: machineInfo(), ...m }, `${machineLine(machineInfo())}\n${memorySection(m)}`);
   return 0;
 }
@@ -316,9 +472,19 @@ async function runAll(argv: string[]): Promise<number> {
   // On a GPU host the comparison that matters is the GPU one (`npm run bench -- --backend webgpu`); the
   // CPU benchmarks (all-reduce, scaling, ...) are `bench all` without it.
   if (argv.some((a, i) => a === '--backend=webgpu' || (a === '--backend' && argv[i + 1] === 'webgpu'))) {
-    return runWebGpu(argv.some((a) => a === '--out' || a.startsWith('--out=')) ? argv : [...argv, '--out', workPath('bench', 'results')], commandLine(['all', ...argv]));
+    return runWebGpu(
+      argv.some((a) => a === '--out' || a.startsWith('--out='))
+        ? argv
+        : [...argv, '--out', workPath('bench', 'results')],
+      commandLine(['all', ...argv]),
+    );
   }
-  const { values } = parse(argv, { backend: { type: 'string' }, quick: { type: 'boolean' }, out: { type: 'string' }, json: { type: 'boolean' } });
+  const { values } = parse(argv, {
+    backend: { type: 'string' },
+    quick: { type: 'boolean' },
+    out: { type: 'string' },
+    json: { type: 'boolean' },
+  });
   const quick = values.quick === true;
   const outDir = str(values, 'out', workPath('bench', 'results'));
   await mkdir(outDir, { recursive: true });
@@ -338,16 +504,35 @@ async function runAll(argv: string[]): Promise<number> {
   const fixture = await demoFixture(progress);
 
   const allreduce = await timed('all-reduce vs Gloo', () => compareAllreduce({ rounds: quick ? 1 : 3, progress }));
-  const curve = await timed('all-reduce curve', () => allreduceCurve({ procs: [2, 4], sizes: CURVE_SIZES, png: join(outDir, 'allreduce-curve.png'), progress }));
+  const curve = await timed('all-reduce curve', () =>
+    allreduceCurve({ procs: [2, 4], sizes: CURVE_SIZES, png: join(outDir, 'allreduce-curve.png'), progress }),
+  );
   curve.png = relative(process.cwd(), curve.png ?? '');
   const modelQuiet = await waitQuiet();
-  const model = await timed('model', () => compareModel({ backend: oneOf(values, 'backend', BACKENDS, 'auto'), imageSize: 224, batch: 4, reps: 2, threads: 2, peer: true }));
+  const model = await timed('model', () =>
+    compareModel({
+      backend: oneOf(values, 'backend', BACKENDS, 'auto'),
+      imageSize: 224,
+      batch: 4,
+      reps: 2,
+      threads: 2,
+      peer: true,
+    }),
+  );
   const scaling: ScalingResult[] = [];
   for (const freeze of ['backbone', 'none'] as const) {
-    scaling.push(await timed(`scaling ${freeze}`, () => benchScaling({ fixture, freeze, repeats: quick ? 1 : 3, measureSteps: freeze === 'none' ? 8 : 10, progress })));
+    scaling.push(
+      await timed(`scaling ${freeze}`, () =>
+        benchScaling({ fixture, freeze, repeats: quick ? 1 : 3, measureSteps: freeze === 'none' ? 8 : 10, progress }),
+      ),
+    );
   }
-  const tta = await timed('time to accuracy', () => benchTimeToAccuracy({ fixture, target: 0.7, maxEpochs: 12, views: 2, progress }));
-  const memory = await timed('memory', () => benchMemory({ fixture, peakSteps: 2, ...(quick ? { growthEpochs: 2 } : {}), progress }));
+  const tta = await timed('time to accuracy', () =>
+    benchTimeToAccuracy({ fixture, target: 0.7, maxEpochs: 12, views: 2, progress }),
+  );
+  const memory = await timed('memory', () =>
+    benchMemory({ fixture, peakSteps: 2, ...(quick ? { growthEpochs: 2 } : {}), progress }),
+  );
   const clusterSkipped = clusterUnavailable();
   if (clusterSkipped !== undefined) progress(`simulated cluster skipped: ${clusterSkipped}`);
   const clusterArgv = clusterAllArgv(quick ? 1 : 3);
@@ -357,7 +542,9 @@ async function runAll(argv: string[]): Promise<number> {
   const md = [
     `# wolfpack benchmarks (${at})`,
     '',
-    `$ ${commandLine(['all', ...argv])}   (${seconds.toFixed(0)} s: ${Object.entries(phase).map(([k, v]) => `${k} ${v.toFixed(0)} s`).join(', ')})`,
+    `$ ${commandLine(['all', ...argv])}   (${seconds.toFixed(0)} s: ${Object.entries(phase)
+      .map(([k, v]) => `${k} ${v.toFixed(0)} s`)
+      .join(', ')})`,
     '',
     machineLine(machine),
     '',
@@ -369,7 +556,9 @@ async function runAll(argv: string[]): Promise<number> {
     curveSection(curve),
     `## ResNet-50 compute against PyTorch (224x224) (${machine.cpu_model}, ${machine.cores} cores)`,
     '',
-    ...(model.peer.command ? [`$ ${model.peer.command}${model.peer.ok ? '' : `   (skipped: ${model.peer.skipped})`}`, ''] : []),
+    ...(model.peer.command
+      ? [`$ ${model.peer.command}${model.peer.ok ? '' : `   (skipped: ${model.peer.skipped})`}`, '']
+      : []),
     modelTable(model, true) + quietLine([modelQuiet]),
     '',
     `## Scaling with N local workers (${machine.cpu_model}, ${machine.cores} cores)`,
@@ -383,10 +572,22 @@ async function runAll(argv: string[]): Promise<number> {
     memorySection(memory),
     `## Simulated cluster: modelled compute, real ring on shaped links (${machine.cpu_model}, ${machine.cores} cores)`,
     '',
-    clusterSkipped === undefined ? clusterSection(cluster, commandLine(['cluster', ...clusterArgv])) : `Skipped: ${clusterSkipped}.\n`,
+    clusterSkipped === undefined
+      ? clusterSection(cluster, commandLine(['cluster', ...clusterArgv]))
+      : `Skipped: ${clusterSkipped}.\n`,
   ].join('\n');
   const all = {
-    at, command: commandLine(['all', ...argv]), seconds, phase, machine, allreduce, curve, model: { ...model, quiet: modelQuiet }, scaling, tta, memory,
+    at,
+    command: commandLine(['all', ...argv]),
+    seconds,
+    phase,
+    machine,
+    allreduce,
+    curve,
+    model: { ...model, quiet: modelQuiet },
+    scaling,
+    tta,
+    memory,
     cluster: clusterSkipped === undefined ? cluster : { skipped: clusterSkipped },
   };
   await writeFile(join(outDir, 'latest.md'), md + '\n');
@@ -397,25 +598,41 @@ async function runAll(argv: string[]): Promise<number> {
 }
 
 export const bench: Command = {
-  summary: 'Benchmarks beside their PyTorch peers: all-reduce, compute, scaling, time to accuracy, memory, or all of them.',
+  summary:
+    'Benchmarks beside their PyTorch peers: all-reduce, compute, scaling, time to accuracy, memory, or all of them.',
   usage: USAGE,
   async run(argv: string[]): Promise<number> {
     const [sub, ...rest] = argv;
     switch (sub) {
-      case 'model': return runModel(rest);
-      case 'allreduce': return runAllreduce(rest);
-      case 'allreduce-vs-gloo': return runAllreduceVsGloo(rest);
-      case 'rawtcp': return runRawTcp(rest);
-      case 'curve': return runCurve(rest);
-      case 'scaling': return runScaling(rest);
-      case 'tta': return runTta(rest);
-      case 'memory': return runMemory(rest);
-      case 'cluster': return runCluster(rest);
-      case 'webgpu': return runWebGpu(rest);
-      case 'chaos': return runChaosBench(rest);
-      case 'all': return runAll(rest);
+      case 'model':
+        return runModel(rest);
+      case 'allreduce':
+        return runAllreduce(rest);
+      case 'allreduce-vs-gloo':
+        return runAllreduceVsGloo(rest);
+      case 'rawtcp':
+        return runRawTcp(rest);
+      case 'curve':
+        return runCurve(rest);
+      case 'scaling':
+        return runScaling(rest);
+      case 'tta':
+        return runTta(rest);
+      case 'memory':
+        return runMemory(rest);
+      case 'cluster':
+        return runCluster(rest);
+      case 'webgpu':
+        return runWebGpu(rest);
+      case 'chaos':
+        return runChaosBench(rest);
+      case 'all':
+        return runAll(rest);
       default:
-        throw new WolfpackError('E_USAGE', `expected a benchmark (model, allreduce, allreduce-vs-gloo, rawtcp, curve, scaling, tta, memory, cluster, webgpu, chaos or all), got ${sub === undefined ? 'nothing' : `'${sub}'`}\nusage: ${USAGE}`);
+        throw new WolfpackError(
+          'E_USAGE',
+          `expected a benchmark (model, allreduce, allreduce-vs-gloo, rawtcp, curve, scaling, tta, memory, cluster, webgpu, chaos or all), got ${sub === undefined ? 'nothing' : `'${sub}'`}\nusage: ${USAGE}`,
+        );
     }
   },
 };

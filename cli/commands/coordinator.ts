@@ -11,7 +11,20 @@ import { checkJobFiles, resumeDirFrom, savedJobDefaults } from './preflight.js';
 import { runWithDashboard } from '../../coordinator/dashboard/server.js';
 import { fanOut } from '../../coordinator/dashboard/events.js';
 import { TRAINING_FLAGS } from '../../coordinator/job-options.js';
-import { CONFIG_SPEC, COORDINATOR_SECURITY_FLAGS, COORDINATOR_SECURITY_SPECS, dashboardFrom, LOG_FLAGS, holdFrom, jobOptionsFrom, loggerFrom, reportsFrom, securityFlagsFrom, terminalProgress, TRAIN_FLAGS } from './train-flags.js';
+import {
+  CONFIG_SPEC,
+  COORDINATOR_SECURITY_FLAGS,
+  COORDINATOR_SECURITY_SPECS,
+  dashboardFrom,
+  LOG_FLAGS,
+  holdFrom,
+  jobOptionsFrom,
+  loggerFrom,
+  reportsFrom,
+  securityFlagsFrom,
+  terminalProgress,
+  TRAIN_FLAGS,
+} from './train-flags.js';
 import { DEFAULT_OUT } from '../../coordinator/checkpoints.js';
 import { HEALTH_FLAGS, HEALTH_SPEC, healthEvents, healthFileFrom, withHealth } from './health-flags.js';
 import { createPrinter, jsonRequested } from '../../shared/log.js';
@@ -31,7 +44,8 @@ export const coordinator: Command = {
     const { values } = parse(argv, { ...TRAIN_FLAGS, ...COORDINATOR_SECURITY_FLAGS, ...HEALTH_FLAGS });
     const resume = resumeDirFrom(values, DEFAULT_OUT);
     const saved = savedJobDefaults(resume);
-    if (values.workers === undefined && saved.workers === undefined) throw new WolfpackError('E_USAGE', '--workers is required');
+    if (values.workers === undefined && saved.workers === undefined)
+      throw new WolfpackError('E_USAGE', '--workers is required');
     const o = jobOptionsFrom({ ...values, resume }, { port: 7070, ...saved });
     checkJobFiles(o, values.overwrite === true);
     // Check token, certificate and bind address before the (slow) data scan and weights load.
@@ -42,13 +56,32 @@ export const coordinator: Command = {
     const hold = holdFrom(values, o, logger);
     const reports = reportsFrom(values, o, logger);
     const health = healthFileFrom(values, 'coordinator', logger);
-    const print = createPrinter(jsonRequested(values['log-format'] === undefined ? [] : ['--log-format', String(values['log-format'])]));
+    const print = createPrinter(
+      jsonRequested(values['log-format'] === undefined ? [] : ['--log-format', String(values['log-format'])]),
+    );
     const dashboard = await dashboardFrom(values, o, security, logger);
     const stop = stopOnSignals((line) => logger.warn(line));
     try {
-      const result = await withHealth(health, () => runWithDashboard(dashboard, (events) => runJob({ ...o, security, logger, print, progress: terminalProgress(),
-        events: fanOut(events, hold, healthEvents(health), reports), stop: stop.signal })));
-      if (result.stopped) print(describeStop(result.stopped, (dir) => `wolfpack coordinator --resume ${dir} (with the same --host, --port and security flags)`));
+      const result = await withHealth(health, () =>
+        runWithDashboard(dashboard, (events) =>
+          runJob({
+            ...o,
+            security,
+            logger,
+            print,
+            progress: terminalProgress(),
+            events: fanOut(events, hold, healthEvents(health), reports),
+            stop: stop.signal,
+          }),
+        ),
+      );
+      if (result.stopped)
+        print(
+          describeStop(
+            result.stopped,
+            (dir) => `wolfpack coordinator --resume ${dir} (with the same --host, --port and security flags)`,
+          ),
+        );
     } finally {
       stop.dispose();
     }

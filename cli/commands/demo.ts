@@ -16,13 +16,17 @@ export const demo: Command = {
   usage: 'wolfpack demo [any `wolfpack train` flag to override the demo defaults]',
   flags: LOCAL_TRAIN_SPECS,
   examples: [
-    'wolfpack demo                       # what `npm start` runs: 2 workers, the demo\'s defaults',
+    "wolfpack demo                       # what `npm start` runs: 2 workers, the demo's defaults",
     'wolfpack demo --epochs 3 --workers 3',
     'wolfpack demo --resume runs/demo/out   # continue a demo run stopped with Ctrl-C',
   ],
   async run(argv) {
     const { data, weights } = await demoAssets(DEMO_DIR, createPrinter(jsonRequested(argv)));
     // The demo's folder is its own: each run starts afresh there (--resume continues one instead).
-    return trainLocally(argv, { data, weights, out: join(DEMO_DIR, 'out'), ...DEMO_DEFAULTS }, { command: 'demo', overwrite: true });
+    return trainLocally(
+      argv,
+      { data, weights, out: join(DEMO_DIR, 'out'), ...DEMO_DEFAULTS },
+      { command: 'demo', overwrite: true },
+    );
   },
 };

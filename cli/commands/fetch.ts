@@ -39,7 +39,8 @@ export const WEIGHTS: Record<string, Source> = {
   },
 };
 
-const USAGE = `wolfpack fetch [--dataset ${Object.keys(DATASETS).join('|')}|none] [--weights ${Object.keys(WEIGHTS).join('|')}|none] ` +
+const USAGE =
+  `wolfpack fetch [--dataset ${Object.keys(DATASETS).join('|')}|none] [--weights ${Object.keys(WEIGHTS).join('|')}|none] ` +
   '[--dir data] [--url-dataset URL] [--url-weights URL]';
 
 export interface FetchOptions {
@@ -63,7 +64,11 @@ export interface FetchResult {
 
 function pick<T>(table: Record<string, T>, name: string, flag: string): T {
   const v = table[name];
-  if (!v) throw new WolfpackError('E_USAGE', `--${flag}: unknown '${name}', expected one of ${[...Object.keys(table), 'none'].join(', ')}`);
+  if (!v)
+    throw new WolfpackError(
+      'E_USAGE',
+      `--${flag}: unknown '${name}', expected one of ${[...Object.keys(table), 'none'].join(', ')}`,
+    );
   return v;
 }
 
@@ -96,15 +101,26 @@ export async function runFetch(opts: FetchOptions, out: ProgressStream, err: Pro
     } else {
       const zip = join(opts.dir, src.file);
       say(`dataset ${name}: ${src.url} -> ${zip}`);
-      const got = await download({ url: src.url, dest: zip, size: src.size, sha256: src.sha256, ...common, onProgress: progressPrinter(err, src.file) });
-      say(got.skipped ? `  ${zip} is already there (${got.bytes} bytes)` : `  ${got.bytes} bytes, sha256 ${got.sha256}`);
+      const got = await download({
+        url: src.url,
+        dest: zip,
+        size: src.size,
+        sha256: src.sha256,
+        ...common,
+        onProgress: progressPrinter(err, src.file),
+      });
+      say(
+        got.skipped ? `  ${zip} is already there (${got.bytes} bytes)` : `  ${got.bytes} bytes, sha256 ${got.sha256}`,
+      );
       const un = await unzipImageFolder(zip, folder);
       say(`  unpacked ${un.files} files from ${un.rootInZip || 'the top of the zip'}/ into ${folder}`);
     }
     const split = await scanSplit(folder);
     const skipped = split.train.skipped.length + split.val.skipped.length;
-    say(`  classes: ${split.classes.join(', ')}; train ${split.train.samples.length} images, val ${split.val.samples.length} images` +
-      (skipped > 0 ? `; ${skipped} unreadable files will be skipped` : ''));
+    say(
+      `  classes: ${split.classes.join(', ')}; train ${split.train.samples.length} images, val ${split.val.samples.length} images` +
+        (skipped > 0 ? `; ${skipped} unreadable files will be skipped` : ''),
+    );
     result.data = folder;
   }
 
@@ -114,7 +130,14 @@ export async function runFetch(opts: FetchOptions, out: ProgressStream, err: Pro
     const src: Source = opts.urlWeights ? { url: opts.urlWeights, file: fileOf(opts.urlWeights, 'weights.ckpt') } : w;
     const dest = join(opts.dir, src.file);
     say(`weights ${name}: ${src.url} -> ${dest}`);
-    const got = await download({ url: src.url, dest, size: src.size, sha256: src.sha256, ...common, onProgress: progressPrinter(err, src.file) });
+    const got = await download({
+      url: src.url,
+      dest,
+      size: src.size,
+      sha256: src.sha256,
+      ...common,
+      onProgress: progressPrinter(err, src.file),
+    });
     say(got.skipped ? `  ${dest} is already there (${got.bytes} bytes)` : `  ${got.bytes} bytes, sha256 ${got.sha256}`);
     const file = await readWeightsFile(dest);
     say(`  ${file.format} file with ${file.tensors.size} tensors`);
@@ -134,18 +157,29 @@ export async function runFetch(opts: FetchOptions, out: ProgressStream, err: Pro
 }
 
 export const fetch: Command = {
-  summary: 'Download the lab\'s data set (dogs vs wolves, unpacked as train/ and val/) and starting ResNet-50 checkpoint.',
+  summary:
+    "Download the lab's data set (dogs vs wolves, unpacked as train/ and val/) and starting ResNet-50 checkpoint.",
   usage: USAGE,
   async run(argv) {
     const { values } = parse(argv, {
-      dataset: { type: 'string' }, weights: { type: 'string' }, dir: { type: 'string' },
-      'url-dataset': { type: 'string' }, 'url-weights': { type: 'string' },
+      dataset: { type: 'string' },
+      weights: { type: 'string' },
+      dir: { type: 'string' },
+      'url-dataset': { type: 'string' },
+      'url-weights': { type: 'string' },
     });
     const json = jsonRequested(argv);
-    await runFetch({
-      dataset: optStr(values, 'dataset'), weights: optStr(values, 'weights'), dir: str(values, 'dir', 'data'),
-      urlDataset: optStr(values, 'url-dataset'), urlWeights: optStr(values, 'url-weights'),
-    }, json ? jsonLineStream(1) : process.stdout, json ? jsonLineStream(2) : process.stderr);
+    await runFetch(
+      {
+        dataset: optStr(values, 'dataset'),
+        weights: optStr(values, 'weights'),
+        dir: str(values, 'dir', 'data'),
+        urlDataset: optStr(values, 'url-dataset'),
+        urlWeights: optStr(values, 'url-weights'),
+      },
+      json ? jsonLineStream(1) : process.stdout,
+      json ? jsonLineStream(2) : process.stderr,
+    );
     return 0;
   },
 };

@@ -8,13 +8,22 @@ import type { Options } from '../../shared/config/args.js';
 import { optStr } from '../../shared/config/args.js';
 import { parserOptions, type FlagSpec } from '../../shared/config/flags.js';
 
-export const HEALTH_SPEC: FlagSpec = { name: 'health-file', kind: 'string', value: 'PATH',
-  describe: 'keep PATH up to date with this process\'s state, for `wolfpack health --file PATH` in a container health check' };
+export const HEALTH_SPEC: FlagSpec = {
+  name: 'health-file',
+  kind: 'string',
+  value: 'PATH',
+  describe:
+    "keep PATH up to date with this process's state, for `wolfpack health --file PATH` in a container health check",
+};
 export const HEALTH_FLAGS: Options = parserOptions([HEALTH_SPEC]);
 export const HEALTH_USAGE = '[--health-file PATH]';
 
 /** The health file --health-file names, written as `role`, in state `starting`; undefined without the flag. */
-export function healthFileFrom(values: Record<string, unknown>, role: HealthRole, logger: Logger): HealthFile | undefined {
+export function healthFileFrom(
+  values: Record<string, unknown>,
+  role: HealthRole,
+  logger: Logger,
+): HealthFile | undefined {
   const path = optStr(values, 'health-file');
   if (path === undefined) return undefined;
   const file = new HealthFile(path, role, logger);

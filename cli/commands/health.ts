@@ -9,8 +9,21 @@ import { num, parse, str } from '../../shared/config/args.js';
 import { parserOptions, type FlagSpec } from '../../shared/config/flags.js';
 
 const HEALTH_CHECK_SPECS: readonly FlagSpec[] = [
-  { name: 'file', kind: 'string', value: 'PATH', defaultText: 'required', describe: 'the --health-file of the worker or coordinator to judge' },
-  { name: 'max-age', kind: 'number', value: 'S', min: 0, default: DEFAULT_MAX_AGE_S, describe: 'a file not rewritten within S seconds means a process that is hung or gone' },
+  {
+    name: 'file',
+    kind: 'string',
+    value: 'PATH',
+    defaultText: 'required',
+    describe: 'the --health-file of the worker or coordinator to judge',
+  },
+  {
+    name: 'max-age',
+    kind: 'number',
+    value: 'S',
+    min: 0,
+    default: DEFAULT_MAX_AGE_S,
+    describe: 'a file not rewritten within S seconds means a process that is hung or gone',
+  },
 ];
 
 export const health: Command = {

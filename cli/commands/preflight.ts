@@ -9,7 +9,14 @@ import type { JobOptions } from '../../coordinator/job.js';
 import { WolfpackError } from '../../shared/errors.js';
 
 /** The files a run writes in --out (coordinator/checkpoints.ts, coordinator/reports.ts, shared/report/curves.ts). */
-export const RUN_FILES = ['train-state.json', 'last.ckpt', 'best.ckpt', 'metrics.jsonl', 'steps.jsonl', 'curves.png'] as const;
+export const RUN_FILES = [
+  'train-state.json',
+  'last.ckpt',
+  'best.ckpt',
+  'metrics.jsonl',
+  'steps.jsonl',
+  'curves.png',
+] as const;
 
 /**
  * The run to resume: --resume DIR, or with --auto-resume the --out folder when it holds a saved run (a
@@ -34,9 +41,22 @@ export function savedJobDefaults(resumeDir: string | undefined): Partial<JobOpti
   }
   const c = saved.config ?? {};
   const d: Partial<JobOptions> = {
-    out: resumeDir, seed: saved.seed, batchSize: c.globalBatch, lr: c.lr, momentum: c.momentum, freeze: c.freeze, bn: c.bn, imageSize: c.imageSize,
-    augment: c.augment, views: c.views, cacheFeatures: c.cacheFeatures, featureCacheMb: c.featureCacheMb, wire: c.wire,
-    data: saved.job?.data, epochs: saved.job?.epochs, workers: saved.job?.workers,
+    out: resumeDir,
+    seed: saved.seed,
+    batchSize: c.globalBatch,
+    lr: c.lr,
+    momentum: c.momentum,
+    freeze: c.freeze,
+    bn: c.bn,
+    imageSize: c.imageSize,
+    augment: c.augment,
+    views: c.views,
+    cacheFeatures: c.cacheFeatures,
+    featureCacheMb: c.featureCacheMb,
+    wire: c.wire,
+    data: saved.job?.data,
+    epochs: saved.job?.epochs,
+    workers: saved.job?.workers,
   };
   return Object.fromEntries(Object.entries(d).filter(([, v]) => v !== undefined)) as Partial<JobOptions>;
 }
@@ -54,15 +74,26 @@ function kind(path: string): 'file' | 'dir' | 'none' {
  * --resume a saved run, and --out holds no other run's files unless `overwrite` (which deletes them).
  */
 export function checkJobFiles(o: Pick<JobOptions, 'data' | 'weights' | 'resume' | 'out'>, overwrite: boolean): void {
-  if (kind(o.data) !== 'dir') throw new WolfpackError('E_DATA', `--data ${o.data}: ${kind(o.data) === 'none' ? 'no such folder' : 'not a folder'}`);
+  if (kind(o.data) !== 'dir')
+    throw new WolfpackError(
+      'E_DATA',
+      `--data ${o.data}: ${kind(o.data) === 'none' ? 'no such folder' : 'not a folder'}`,
+    );
   for (const split of ['train', 'val']) {
     if (kind(join(o.data, split)) !== 'dir') {
-      throw new WolfpackError('E_DATA', `--data ${o.data}: no ${split}/ folder in it (an ImageFolder root holds train/CLASS/*.jpg and val/CLASS/*.jpg)`);
+      throw new WolfpackError(
+        'E_DATA',
+        `--data ${o.data}: no ${split}/ folder in it (an ImageFolder root holds train/CLASS/*.jpg and val/CLASS/*.jpg)`,
+      );
     }
   }
   if (o.resume === undefined) {
     if (o.weights === undefined) throw new WolfpackError('E_USAGE', '--weights is required (or --resume DIR)');
-    if (kind(o.weights) !== 'file') throw new WolfpackError('E_WEIGHTS', `--weights ${o.weights}: ${kind(o.weights) === 'none' ? 'no such file' : 'a folder, not a weights file'}`);
+    if (kind(o.weights) !== 'file')
+      throw new WolfpackError(
+        'E_WEIGHTS',
+        `--weights ${o.weights}: ${kind(o.weights) === 'none' ? 'no such file' : 'a folder, not a weights file'}`,
+      );
   } else if (kind(join(o.resume, 'last.ckpt')) !== 'file') {
     throw new WolfpackError('E_RESUME', `--resume ${o.resume}: no last.ckpt in it`);
   }
@@ -71,8 +102,11 @@ export function checkJobFiles(o: Pick<JobOptions, 'data' | 'weights' | 'resume' 
   const taken = kind(o.out) === 'dir' ? RUN_FILES.filter((f) => kind(join(o.out, f)) !== 'none') : [];
   if (taken.length === 0) return;
   if (!overwrite) {
-    throw new WolfpackError('E_USAGE', `--out ${o.out} already holds a run (${taken.join(', ')}): continue it with --resume ${o.out}, ` +
-      'choose another --out, or pass --overwrite to replace it');
+    throw new WolfpackError(
+      'E_USAGE',
+      `--out ${o.out} already holds a run (${taken.join(', ')}): continue it with --resume ${o.out}, ` +
+        'choose another --out, or pass --overwrite to replace it',
+    );
   }
   for (const f of taken) rmSync(join(o.out, f), { force: true });
 }

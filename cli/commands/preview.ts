@@ -11,7 +11,8 @@ import { createLogger } from '../../shared/log.js';
 import type { Command } from '../wolfpack.js';
 import { num, parse, str } from '../../shared/config/args.js';
 
-const USAGE = 'wolfpack preview --data DIR --out batch.png [--batch-size 18] [--seed 0] [--image-size 224] [--columns 6]';
+const USAGE =
+  'wolfpack preview --data DIR --out batch.png [--batch-size 18] [--seed 0] [--image-size 224] [--columns 6]';
 
 export const preview: Command = {
   summary: 'Write one augmented training batch (the first of epoch 0) as a labelled PNG grid.',
@@ -40,7 +41,10 @@ export const preview: Command = {
     const order = epochPermutation(seed, 0, set.samples.length);
     const picked = Array.from(order.subarray(0, Math.min(batchSize, order.length)));
     if (picked.length < batchSize) {
-      logger.warn({ samples: set.samples.length, batchSize }, 'fewer training images than --batch-size: showing them all');
+      logger.warn(
+        { samples: set.samples.length, batchSize },
+        'fewer training images than --batch-size: showing them all',
+      );
     }
     const samples: PreviewSample[] = [];
     for (const index of picked) {
@@ -50,8 +54,10 @@ export const preview: Command = {
     await renderPreview(samples, out, { size, columns, seed, epoch: 0, logger });
 
     const counts = set.classes.map((c) => `${c} ${samples.filter((s) => s.label === c).length}`).join(', ');
-    process.stdout.write(`wrote ${out}: ${samples.length} of ${set.samples.length} training images from ${set.root} ` +
-      `(${counts}), seed ${seed}, epoch 0, ${size}x${size}\n`);
+    process.stdout.write(
+      `wrote ${out}: ${samples.length} of ${set.samples.length} training images from ${set.root} ` +
+        `(${counts}), seed ${seed}, epoch 0, ${size}x${size}\n`,
+    );
     return 0;
   },
 };

@@ -8,7 +8,22 @@ import { checkJobFiles, resumeDirFrom, savedJobDefaults } from './preflight.js';
 import { runWithDashboard } from '../../coordinator/dashboard/server.js';
 import { fanOut } from '../../coordinator/dashboard/events.js';
 import { TRAINING_FLAGS } from '../../coordinator/job-options.js';
-import { CONFIG_SPEC, COORDINATOR_SECURITY_FLAGS, COORDINATOR_SECURITY_SPECS, dashboardFrom, LOG_FLAGS, TLS_CA, holdFrom, jobOptionsFrom, loggerFrom, reportsFrom, securityFlagsFrom, terminalProgress, TRAIN_FLAGS, TRAIN_USAGE } from './train-flags.js';
+import {
+  CONFIG_SPEC,
+  COORDINATOR_SECURITY_FLAGS,
+  COORDINATOR_SECURITY_SPECS,
+  dashboardFrom,
+  LOG_FLAGS,
+  TLS_CA,
+  holdFrom,
+  jobOptionsFrom,
+  loggerFrom,
+  reportsFrom,
+  securityFlagsFrom,
+  terminalProgress,
+  TRAIN_FLAGS,
+  TRAIN_USAGE,
+} from './train-flags.js';
 import { DEFAULT_OUT } from '../../coordinator/checkpoints.js';
 import { HEALTH_FLAGS, HEALTH_SPEC, healthEvents, healthFileFrom, withHealth } from './health-flags.js';
 import { createPrinter, jsonRequested } from '../../shared/log.js';
@@ -23,8 +38,17 @@ export interface LocalRun {
 }
 
 /** Runs a job with its workers as local processes; used by `train` and `demo`. */
-export async function trainLocally(argv: string[], defaults: Partial<JobOptions> = {}, run: LocalRun = { command: 'train' }): Promise<number> {
-  const { values } = parse(argv, { ...TRAIN_FLAGS, ...COORDINATOR_SECURITY_FLAGS, ...HEALTH_FLAGS, 'tls-ca': { type: 'string' } });
+export async function trainLocally(
+  argv: string[],
+  defaults: Partial<JobOptions> = {},
+  run: LocalRun = { command: 'train' },
+): Promise<number> {
+  const { values } = parse(argv, {
+    ...TRAIN_FLAGS,
+    ...COORDINATOR_SECURITY_FLAGS,
+    ...HEALTH_FLAGS,
+    'tls-ca': { type: 'string' },
+  });
   const resume = resumeDirFrom(values, defaults.out ?? DEFAULT_OUT);
   const o = jobOptionsFrom({ ...values, resume }, { ...defaults, ...savedJobDefaults(resume) });
   // Before any worker is spawned: a missing folder is reported as such, not as workers that were started and killed.
@@ -37,19 +61,36 @@ export async function trainLocally(argv: string[], defaults: Partial<JobOptions>
   const hold = holdFrom(values, o, logger);
   const reports = reportsFrom(values, o, logger);
   const health = healthFileFrom(values, 'coordinator', logger);
-  const print = createPrinter(jsonRequested(values['log-format'] === undefined ? [] : ['--log-format', String(values['log-format'])]));
+  const print = createPrinter(
+    jsonRequested(values['log-format'] === undefined ? [] : ['--log-format', String(values['log-format'])]),
+  );
   const dashboard = await dashboardFrom(values, o, security, logger);
   const workers = new LocalWorkers(logger);
   // The local workers run in their own process group: Ctrl-C reaches this process alone, which stops them in order.
   const stop = stopOnSignals((line) => logger.warn(line));
   try {
-    const result = await withHealth(health, () => runWithDashboard(dashboard, (events) => runJob({
-      ...o, security, logger, print, progress: terminalProgress(), events: fanOut(events, hold, healthEvents(health), reports), stop: stop.signal,
-      // Local workers are not restarted: once too few are left, wait only --timeout (or --rejoin-timeout) for one started by hand.
-      rejoinTimeoutMs: o.rejoinTimeoutMs ?? o.timeoutMs,
-      onListening: (port) => workers.start(o.workers, localCoordinatorUrl(port, security), o.backend,
-        values['log-format'] ? { WOLFPACK_LOG_FORMAT: String(values['log-format']) } : {}),
-    })));
+    const result = await withHealth(health, () =>
+      runWithDashboard(dashboard, (events) =>
+        runJob({
+          ...o,
+          security,
+          logger,
+          print,
+          progress: terminalProgress(),
+          events: fanOut(events, hold, healthEvents(health), reports),
+          stop: stop.signal,
+          // Local workers are not restarted: once too few are left, wait only --timeout (or --rejoin-timeout) for one started by hand.
+          rejoinTimeoutMs: o.rejoinTimeoutMs ?? o.timeoutMs,
+          onListening: (port) =>
+            workers.start(
+              o.workers,
+              localCoordinatorUrl(port, security),
+              o.backend,
+              values['log-format'] ? { WOLFPACK_LOG_FORMAT: String(values['log-format']) } : {},
+            ),
+        }),
+      ),
+    );
     // Told to shut down, the workers exit at once; a stop before they joined has told them nothing.
     await workers.stop(result.stopped ? STOPPED_GRACE_MS : undefined);
     if (result.stopped) print(describeStop(result.stopped, (dir) => `wolfpack ${run.command} --resume ${dir}`));
@@ -64,7 +105,14 @@ export async function trainLocally(argv: string[], defaults: Partial<JobOptions>
 const STOPPED_GRACE_MS = 1000;
 
 /** Every flag of `train` and `demo`, as help lists them. */
-export const LOCAL_TRAIN_SPECS = [...TRAINING_FLAGS, ...COORDINATOR_SECURITY_SPECS, TLS_CA, HEALTH_SPEC, ...LOG_FLAGS, CONFIG_SPEC];
+export const LOCAL_TRAIN_SPECS = [
+  ...TRAINING_FLAGS,
+  ...COORDINATOR_SECURITY_SPECS,
+  TLS_CA,
+  HEALTH_SPEC,
+  ...LOG_FLAGS,
+  CONFIG_SPEC,
+];
 
 export const train: Command = {
   summary: 'Train on one machine: a coordinator plus N local worker processes (ring all-reduce over WebSockets).',

@@ -13,15 +13,60 @@ import { flagValue, parserOptions, type FlagSpec } from '../../shared/config/fla
 import { stopOnSignals } from '../stop-signals.js';
 
 const WORKER_SPECS: readonly FlagSpec[] = [
-  { name: 'connect', kind: 'string', value: 'URL', defaultText: 'required', describe: 'the coordinator: ws://HOST:PORT, or wss://HOST:PORT when it serves TLS' },
-  { name: 'backend', kind: 'choice', choices: BACKENDS, default: 'auto', describe: 'TF.js backend; auto takes the first that works of tensorflow-gpu, webgpu, tensorflow, wasm, cpu' },
-  { name: 'gpu', kind: 'int', value: 'INDEX', min: 0, describe: 'which GPU adapter a webgpu worker uses, on a host with several' },
-  { name: 'webgpu-optimizer', kind: 'choice', choices: ['gpu', 'host'], default: 'gpu',
-    describe: 'where a webgpu worker runs Momentum: one GPU kernel (fastest), or the same JS loop as every other backend (for rings that mix backends)' },
-  { name: 'ring-bind', kind: 'string', value: 'ADDR', default: '127.0.0.1', describe: 'address the ring listener binds to; beyond loopback needs a token' },
-  { name: 'advertise', kind: 'string', value: 'HOST', defaultText: '--ring-bind', describe: 'the address other workers reach this one\'s ring port at' },
-  { name: 'timeout', kind: 'seconds', min: 1, default: 600, describe: 'give up on any single wait (the coordinator, a ring neighbour) after this long' },
-  ...WORKER_SECURITY_SPECS, HEALTH_SPEC, ...LOG_FLAGS, CONFIG_SPEC,
+  {
+    name: 'connect',
+    kind: 'string',
+    value: 'URL',
+    defaultText: 'required',
+    describe: 'the coordinator: ws://HOST:PORT, or wss://HOST:PORT when it serves TLS',
+  },
+  {
+    name: 'backend',
+    kind: 'choice',
+    choices: BACKENDS,
+    default: 'auto',
+    describe: 'TF.js backend; auto takes the first that works of tensorflow-gpu, webgpu, tensorflow, wasm, cpu',
+  },
+  {
+    name: 'gpu',
+    kind: 'int',
+    value: 'INDEX',
+    min: 0,
+    describe: 'which GPU adapter a webgpu worker uses, on a host with several',
+  },
+  {
+    name: 'webgpu-optimizer',
+    kind: 'choice',
+    choices: ['gpu', 'host'],
+    default: 'gpu',
+    describe:
+      'where a webgpu worker runs Momentum: one GPU kernel (fastest), or the same JS loop as every other backend (for rings that mix backends)',
+  },
+  {
+    name: 'ring-bind',
+    kind: 'string',
+    value: 'ADDR',
+    default: '127.0.0.1',
+    describe: 'address the ring listener binds to; beyond loopback needs a token',
+  },
+  {
+    name: 'advertise',
+    kind: 'string',
+    value: 'HOST',
+    defaultText: '--ring-bind',
+    describe: "the address other workers reach this one's ring port at",
+  },
+  {
+    name: 'timeout',
+    kind: 'seconds',
+    min: 1,
+    default: 600,
+    describe: 'give up on any single wait (the coordinator, a ring neighbour) after this long',
+  },
+  ...WORKER_SECURITY_SPECS,
+  HEALTH_SPEC,
+  ...LOG_FLAGS,
+  CONFIG_SPEC,
 ];
 
 export const worker: Command = {
@@ -29,7 +74,7 @@ export const worker: Command = {
   usage: 'wolfpack worker --connect ws://HOST:PORT|wss://HOST:PORT [flags below]',
   flags: WORKER_SPECS,
   examples: [
-    'wolfpack worker --connect ws://127.0.0.1:7070                     # a worker on the coordinator\'s machine',
+    "wolfpack worker --connect ws://127.0.0.1:7070                     # a worker on the coordinator's machine",
     'wolfpack worker --connect ws://10.0.0.1:7070 --token-file token --ring-bind 0.0.0.0 --advertise 10.0.0.2 --backend tensorflow-gpu',
   ],
   async run(argv) {
@@ -39,23 +84,44 @@ export const worker: Command = {
     const ringBind = optStr(values, 'ring-bind');
     if (ringBind !== undefined) checkBind(ringBind, security.secret, 'worker --ring-bind');
     const logger = loggerFrom(values, {});
-    if (!security.secret) logger.info('no shared token (WOLFPACK_TOKEN or --token-file): unauthenticated, ring listener on loopback only');
+    if (!security.secret)
+      logger.info('no shared token (WOLFPACK_TOKEN or --token-file): unauthenticated, ring listener on loopback only');
     const health = healthFileFrom(values, 'worker', logger);
     const stop = stopOnSignals((line) => logger.warn(line));
     // A worker told to stop exits at once, whatever it was doing: a step's compute or a connection being
     // retried is not waited for (the coordinator counts it lost, or has not admitted it yet).
-    stop.signal.addEventListener('abort', () => { setTimeout(() => process.exit(0), STOP_EXIT_MS).unref(); }, { once: true });
+    stop.signal.addEventListener(
+      'abort',
+      () => {
+        setTimeout(() => process.exit(0), STOP_EXIT_MS).unref();
+      },
+      { once: true },
+    );
     await runWorker({
-      connect: str(values, 'connect'), backend: oneOf(values, 'backend', BACKENDS, 'auto'),
-      ringBind, advertise: optStr(values, 'advertise'),
+      connect: str(values, 'connect'),
+      backend: oneOf(values, 'backend', BACKENDS, 'auto'),
+      ringBind,
+      advertise: optStr(values, 'advertise'),
       gpuIndex: values.gpu === undefined ? undefined : num(values, 'gpu', 0, { int: true, min: 0 }),
       webgpuOptimizer: oneOf(values, 'webgpu-optimizer', ['gpu', 'host'] as const, 'gpu'),
-      timeoutMs: flagValue(values, WORKER_SPECS.find((s) => s.name === 'timeout')!) as number, security, securityFlags, logger,
-      onState: health && ((state, detail) => health.set(state, detail)), stop: stop.signal,
-    }).catch((e: unknown) => {
-      if (health?.state !== 'lost') health?.set('failed', (e as Error).message);
-      throw e;
-    }).finally(() => { health?.close(); stop.dispose(); });
+      timeoutMs: flagValue(
+        values,
+        WORKER_SPECS.find((s) => s.name === 'timeout')!,
+      ) as number,
+      security,
+      securityFlags,
+      logger,
+      onState: health && ((state, detail) => health.set(state, detail)),
+      stop: stop.signal,
+    })
+      .catch((e: unknown) => {
+        if (health?.state !== 'lost') health?.set('failed', (e as Error).message);
+        throw e;
+      })
+      .finally(() => {
+        health?.close();
+        stop.dispose();
+      });
     return 0;
   },
 };

@@ -90,42 +90,69 @@ export interface JobEvents {
 const stepMs = (t: Timings): number => t.data + t.compute + t.allreduce + t.update;
 
 /** The StepEvent of one step from the ranks' stepDone replies (in any order). */
-export function stepEvent(at: { epoch: number; step: number; steps: number; global_step: number }, replies: MessageOf<'stepDone'>[]): StepEvent {
+export function stepEvent(
+  at: { epoch: number; step: number; steps: number; global_step: number },
+  replies: MessageOf<'stepDone'>[],
+): StepEvent {
   const first = replies[0];
   // Every reply carries the all-reduced (global) counts; a rank's own share is its part of the data plan's split.
   const samples = first.samples;
   const shares = shareSizes(samples, replies.length);
-  const ranks = replies.map((r) => {
-    const ms = stepMs(r.timings);
-    const share = shares[r.rank] ?? 0;
-    return { rank: r.rank, samples: share, step_ms: ms, allreduce_ms: r.timings.allreduce, images_per_s: ms > 0 ? share / (ms / 1000) : 0 };
-  }).sort((a, b) => a.rank - b.rank);
+  const ranks = replies
+    .map((r) => {
+      const ms = stepMs(r.timings);
+      const share = shares[r.rank] ?? 0;
+      return {
+        rank: r.rank,
+        samples: share,
+        step_ms: ms,
+        allreduce_ms: r.timings.allreduce,
+        images_per_s: ms > 0 ? share / (ms / 1000) : 0,
+      };
+    })
+    .sort((a, b) => a.rank - b.rank);
   const slowest = Math.max(0, ...ranks.map((r) => r.step_ms));
   const totalMs = ranks.reduce((a, r) => a + r.step_ms, 0);
   return {
-    ...at, loss: first.skipped ? NaN : first.loss, skipped: first.skipped,
+    ...at,
+    loss: first.skipped ? NaN : first.loss,
+    skipped: first.skipped,
     accuracy: first.skipped || samples === 0 ? NaN : first.correct / samples,
     images_per_s: slowest > 0 ? samples / (slowest / 1000) : 0,
-    allreduce_share: totalMs > 0 ? ranks.reduce((a, r) => a + r.allreduce_ms, 0) / totalMs : 0, ranks,
+    allreduce_share: totalMs > 0 ? ranks.reduce((a, r) => a + r.allreduce_ms, 0) / totalMs : 0,
+    ranks,
   };
 }
 
 /** The ring's members in rank order. */
 export function memberInfos(members: Member[]): MemberInfo[] {
   return members.map((m, rank) => ({
-    memberId: m.hello.memberId, rank, host: m.hello.host, pid: m.hello.pid, backend: m.hello.backend,
-    ringHost: m.hello.ringHost, ringPort: m.hello.ringPort,
+    memberId: m.hello.memberId,
+    rank,
+    host: m.hello.host,
+    pid: m.hello.pid,
+    backend: m.hello.backend,
+    ringHost: m.hello.ringHost,
+    ringPort: m.hello.ringPort,
   }));
 }
 
 export function joinedEvent(members: Member[]): JobEvent {
-  return { kind: 'joined', text: `${members.length} worker(s) joined: ${members.map(describe).join(', ')}`, memberIds: members.map((m) => m.hello.memberId) };
+  return {
+    kind: 'joined',
+    text: `${members.length} worker(s) joined: ${members.map(describe).join(', ')}`,
+    memberIds: members.map((m) => m.hello.memberId),
+  };
 }
 
 /** `member` was lost: because of `cause` (its own MemberLost, or another's it was pruned with) or in a phase. */
 export function lostEvent(member: Member, cause: MemberLost | string): JobEvent {
-  const text = typeof cause === 'string' ? `worker ${describe(member)} lost ${cause}`
-    : cause.member === member ? cause.message : `worker ${describe(member)} lost (along with ${describe(cause.member)})`;
+  const text =
+    typeof cause === 'string'
+      ? `worker ${describe(member)} lost ${cause}`
+      : cause.member === member
+        ? cause.message
+        : `worker ${describe(member)} lost (along with ${describe(cause.member)})`;
   return { kind: 'lost', text, memberIds: [member.hello.memberId] };
 }
 
@@ -136,20 +163,31 @@ export function lostEvent(member: Member, cause: MemberLost | string): JobEvent 
 export function guardEvents(events: JobEvents, log: Logger): JobEvents {
   const warned = new Set<string>();
   const warn = (name: keyof JobEvents, e: unknown) => {
-    if (!warned.has(name)) log.warn({ callback: name, err: (e as Error)?.message ?? String(e) }, `events.${name} threw; the job goes on`);
+    if (!warned.has(name))
+      log.warn({ callback: name, err: (e as Error)?.message ?? String(e) }, `events.${name} threw; the job goes on`);
     warned.add(name);
   };
-  const guard = <A extends unknown[]>(name: keyof JobEvents, fn: ((...a: A) => Hold) | undefined) => fn && ((...a: A): Hold => {
-    try {
-      const r = fn.apply(events, a);
-      return isPromise(r) ? Promise.resolve(r).then(() => undefined, (e: unknown) => warn(name, e)) : undefined;
-    } catch (e) {
-      warn(name, e);
-    }
-  });
+  const guard = <A extends unknown[]>(name: keyof JobEvents, fn: ((...a: A) => Hold) | undefined) =>
+    fn &&
+    ((...a: A): Hold => {
+      try {
+        const r = fn.apply(events, a);
+        return isPromise(r)
+          ? Promise.resolve(r).then(
+              () => undefined,
+              (e: unknown) => warn(name, e),
+            )
+          : undefined;
+      } catch (e) {
+        warn(name, e);
+      }
+    });
   return {
-    listening: guard('listening', events.listening), step: guard('step', events.step), epoch: guard('epoch', events.epoch),
-    members: guard('members', events.members), event: guard('event', events.event),
+    listening: guard('listening', events.listening),
+    step: guard('step', events.step),
+    epoch: guard('epoch', events.epoch),
+    members: guard('members', events.members),
+    event: guard('event', events.event),
   };
 }
 
@@ -168,10 +206,16 @@ function holdAll(holds: Hold[]): Hold {
 export function fanOut(...sinks: (JobEvents | undefined)[]): JobEvents {
   const all = sinks.filter((s): s is JobEvents => s !== undefined);
   return {
-    listening: (i) => { for (const s of all) s.listening?.(i); },
+    listening: (i) => {
+      for (const s of all) s.listening?.(i);
+    },
     step: (x) => holdAll(all.map((s) => s.step?.(x))),
     epoch: (m) => holdAll(all.map((s) => s.epoch?.(m))),
-    members: (m, g) => { for (const s of all) s.members?.(m, g); },
-    event: (e) => { for (const s of all) s.event?.(e); },
+    members: (m, g) => {
+      for (const s of all) s.members?.(m, g);
+    },
+    event: (e) => {
+      for (const s of all) s.event?.(e);
+    },
   };
 }

@@ -14,7 +14,12 @@
 // connection.
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
-import { createServer as createHttpServer, type IncomingMessage, type Server as HttpServer, type ServerResponse } from 'node:http';
+import {
+  createServer as createHttpServer,
+  type IncomingMessage,
+  type Server as HttpServer,
+  type ServerResponse,
+} from 'node:http';
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { hostname } from 'node:os';
@@ -42,7 +47,8 @@ const STATIC_DIR = join(packageRoot, 'coordinator', 'dashboard', 'static');
 
 // The page's own script and style only; it may open connections to this origin only.
 const SECURITY_HEADERS: Record<string, string> = {
-  'content-security-policy': "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; connect-src 'self'; " +
+  'content-security-policy':
+    "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; connect-src 'self'; " +
     "img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
   'x-content-type-options': 'nosniff',
   'referrer-policy': 'no-referrer',
@@ -67,7 +73,10 @@ export interface DashboardOptions {
   admission?: AdmissionLimits;
 }
 
-interface Asset { type: string; body: Buffer }
+interface Asset {
+  type: string;
+  body: Buffer;
+}
 
 async function loadAssets(): Promise<Map<string, Asset>> {
   const files: [string, string, string][] = [
@@ -80,7 +89,10 @@ async function loadAssets(): Promise<Map<string, Asset>> {
     try {
       out.set(route, { type, body: await readFile(path) });
     } catch (e) {
-      throw new WolfpackError('E_IO', `dashboard: cannot read its page ${path}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+      throw new WolfpackError(
+        'E_IO',
+        `dashboard: cannot read its page ${path}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`,
+      );
     }
   }
   return out;
@@ -120,8 +132,16 @@ export class DashboardServer {
   private readonly nonce = randomBytes(16).toString('hex');
   private readonly session: string | undefined;
 
-  private constructor(http: HttpServer | HttpsServer, guard: AdmissionGuard, scheme: 'http' | 'https', host: string, opts: DashboardOptions,
-    secret: SharedSecret | undefined, assets: Map<string, Asset>, state: DashboardState) {
+  private constructor(
+    http: HttpServer | HttpsServer,
+    guard: AdmissionGuard,
+    scheme: 'http' | 'https',
+    host: string,
+    opts: DashboardOptions,
+    secret: SharedSecret | undefined,
+    assets: Map<string, Asset>,
+    state: DashboardState,
+  ) {
     this.http = http;
     this.guard = guard;
     this.port = (http.address() as AddressInfo).port;
@@ -144,21 +164,40 @@ export class DashboardServer {
     checkBind(opts.host, security.secret, 'dashboard (--host)');
     const assets = await loadAssets();
     const tls = security.tls;
-    const http = tls ? createHttpsServer({ cert: tls.cert, key: tls.key, minVersion: 'TLSv1.2', maxHeaderSize: MAX_HEADER_BYTES })
+    const http = tls
+      ? createHttpsServer({ cert: tls.cert, key: tls.key, minVersion: 'TLSv1.2', maxHeaderSize: MAX_HEADER_BYTES })
       : createHttpServer({ maxHeaderSize: MAX_HEADER_BYTES });
     http.headersTimeout = 10_000;
-    const guard = new AdmissionGuard({ name: 'dashboard', proof: 'allowed request', logger: opts.logger,
-      ...(security.handshakeTimeoutMs !== undefined ? { deadlineMs: security.handshakeTimeoutMs } : {}), ...opts.admission });
+    const guard = new AdmissionGuard({
+      name: 'dashboard',
+      proof: 'allowed request',
+      logger: opts.logger,
+      ...(security.handshakeTimeoutMs !== undefined ? { deadlineMs: security.handshakeTimeoutMs } : {}),
+      ...opts.admission,
+    });
     guard.watch(http, { upgrades: false });
     await new Promise<void>((resolve, reject) => {
-      http.once('error', (e: Error) => reject(new WolfpackError('E_IO', `dashboard: cannot listen on ${opts.host}:${opts.port}: ${e.message}`)));
+      http.once('error', (e: Error) =>
+        reject(new WolfpackError('E_IO', `dashboard: cannot listen on ${opts.host}:${opts.port}: ${e.message}`)),
+      );
       http.listen(opts.port, opts.host, () => resolve());
     });
     http.on('error', (e: Error) => opts.logger.error({ err: e.message }, 'dashboard server error'));
     const state = opts.state ?? new DashboardState(opts.job);
-    const server = new DashboardServer(http, guard, tls ? 'https' : 'http', opts.host, opts, security.secret, assets, state);
-    opts.logger.info({ url: server.url, ...(security.secret ? { token: `required: open ${server.url}?token=TOKEN once` } : {}) },
-      `dashboard: ${server.url}`);
+    const server = new DashboardServer(
+      http,
+      guard,
+      tls ? 'https' : 'http',
+      opts.host,
+      opts,
+      security.secret,
+      assets,
+      state,
+    );
+    opts.logger.info(
+      { url: server.url, ...(security.secret ? { token: `required: open ${server.url}?token=TOKEN once` } : {}) },
+      `dashboard: ${server.url}`,
+    );
     return server;
   }
 
@@ -194,7 +233,13 @@ export class DashboardServer {
       return;
     }
     if (url.pathname === '/state') {
-      this.reply(res, 200, JSON.stringify(this.state.snapshot()), 'application/json; charset=utf-8', req.method === 'HEAD');
+      this.reply(
+        res,
+        200,
+        JSON.stringify(this.state.snapshot()),
+        'application/json; charset=utf-8',
+        req.method === 'HEAD',
+      );
       return;
     }
     if (url.pathname === '/favicon.ico') {
@@ -215,10 +260,16 @@ export class DashboardServer {
       let host = '';
       try {
         host = new URL(`http://${req.headers.host ?? ''}`).hostname;
-      } catch { /* refused below */ }
+      } catch {
+        /* refused below */
+      }
       if (isLoopbackHost(host)) return true;
       this.refuse(req, res, `Host '${req.headers.host ?? ''}' is not a loopback name`);
-      this.reply(res, 403, `dashboard: Host '${req.headers.host ?? ''}' refused: without a shared token the dashboard answers loopback names only\n`);
+      this.reply(
+        res,
+        403,
+        `dashboard: Host '${req.headers.host ?? ''}' refused: without a shared token the dashboard answers loopback names only\n`,
+      );
       return false;
     }
     const token = url.searchParams.get('token');
@@ -227,7 +278,10 @@ export class DashboardServer {
       const rest = new URLSearchParams(url.searchParams);
       rest.delete('token');
       res.statusCode = 303;
-      res.setHeader('set-cookie', `${SESSION_COOKIE}=${this.session}; HttpOnly; SameSite=Strict; Path=/${this.url.startsWith('https') ? '; Secure' : ''}`);
+      res.setHeader(
+        'set-cookie',
+        `${SESSION_COOKIE}=${this.session}; HttpOnly; SameSite=Strict; Path=/${this.url.startsWith('https') ? '; Secure' : ''}`,
+      );
       res.setHeader('location', url.pathname + (rest.size > 0 ? `?${rest.toString()}` : ''));
       res.end();
       this.guard.admit(req.socket);
@@ -237,9 +291,16 @@ export class DashboardServer {
     if (auth?.startsWith('Bearer ') && this.tokenMatches(auth.slice('Bearer '.length).trim())) return true;
     const cookie = cookies(req).get(SESSION_COOKIE);
     if (cookie !== undefined && sameBytes(Buffer.from(cookie), Buffer.from(this.session!))) return true;
-    this.logger.debug({ address: req.socket.remoteAddress, path: url.pathname }, 'dashboard: request without the token refused');
+    this.logger.debug(
+      { address: req.socket.remoteAddress, path: url.pathname },
+      'dashboard: request without the token refused',
+    );
     this.refuse(req, res, 'request without the token');
-    this.reply(res, 401, `this dashboard needs the job's shared token (--token-file or WOLFPACK_TOKEN): open ${this.url}?token=TOKEN once\n`);
+    this.reply(
+      res,
+      401,
+      `this dashboard needs the job's shared token (--token-file or WOLFPACK_TOKEN): open ${this.url}?token=TOKEN once\n`,
+    );
     return false;
   }
 
@@ -250,11 +311,19 @@ export class DashboardServer {
 
   private tokenMatches(token: string): boolean {
     const want = this.secret!.hmac('wolfpack-dashboard', this.nonce);
-    const got = createHmac('sha256', Buffer.from(token, 'utf8')).update(`wolfpack-dashboard|${this.nonce}`, 'utf8').digest();
+    const got = createHmac('sha256', Buffer.from(token, 'utf8'))
+      .update(`wolfpack-dashboard|${this.nonce}`, 'utf8')
+      .digest();
     return sameBytes(got, want);
   }
 
-  private reply(res: ServerResponse, status: number, body: string | Buffer, type = 'text/plain; charset=utf-8', head = false): void {
+  private reply(
+    res: ServerResponse,
+    status: number,
+    body: string | Buffer,
+    type = 'text/plain; charset=utf-8',
+    head = false,
+  ): void {
     res.writeHead(status, { ...SECURITY_HEADERS, 'content-type': type, 'content-length': Buffer.byteLength(body) });
     res.end(head ? undefined : body);
   }
@@ -266,7 +335,12 @@ export class DashboardServer {
       this.reply(res, 503, `dashboard: ${this.maxClients} viewers already connected\n`);
       return;
     }
-    res.writeHead(200, { ...SECURITY_HEADERS, 'content-type': 'text/event-stream; charset=utf-8', connection: 'keep-alive', 'x-accel-buffering': 'no' });
+    res.writeHead(200, {
+      ...SECURITY_HEADERS,
+      'content-type': 'text/event-stream; charset=utf-8',
+      connection: 'keep-alive',
+      'x-accel-buffering': 'no',
+    });
     if (req.method === 'HEAD') {
       res.end();
       return;
@@ -320,7 +394,9 @@ export class DashboardServer {
  * then closes the dashboard. The CLI's `train` and `coordinator` use it.
  */
 export async function runWithDashboard<T extends { bestAccuracy: number; bestEpoch: number }>(
-  dashboard: DashboardServer | undefined, job: (events: JobEvents | undefined) => Promise<T>): Promise<T> {
+  dashboard: DashboardServer | undefined,
+  job: (events: JobEvents | undefined) => Promise<T>,
+): Promise<T> {
   if (!dashboard) return job(undefined);
   try {
     const result = await job(dashboard.events);

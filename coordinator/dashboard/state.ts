@@ -41,7 +41,12 @@ export interface WorkerRow extends MemberInfo {
 }
 
 /** An events-list line: the job's events, plus the dashboard's own 'ring' (formed) and 'status' (run state) lines. */
-export interface EventRow { at: number; kind: JobEvent['kind'] | 'ring' | 'status'; text: string; memberIds?: string[] }
+export interface EventRow {
+  at: number;
+  kind: JobEvent['kind'] | 'ring' | 'status';
+  text: string;
+  memberIds?: string[];
+}
 
 export interface Snapshot {
   now: number;
@@ -98,13 +103,25 @@ export class DashboardState implements JobEvents {
   /** Calls `fn` with every update from now on; returns the function that stops it. */
   subscribe(fn: (u: Update) => void): () => void {
     this.subscribers.add(fn);
-    return () => { this.subscribers.delete(fn); };
+    return () => {
+      this.subscribers.delete(fn);
+    };
   }
 
   snapshot(): Snapshot {
     return {
-      now: Date.now(), status: this.status, message: this.message, job: this.job, generation: this.generation, ring: this.ring,
-      workers: [...this.workers.values()], steps: this.steps, stepsPerEpoch: this.stepsPerEpoch, epochs: this.epochs, events: this.events, best: this.best,
+      now: Date.now(),
+      status: this.status,
+      message: this.message,
+      job: this.job,
+      generation: this.generation,
+      ring: this.ring,
+      workers: [...this.workers.values()],
+      steps: this.steps,
+      stepsPerEpoch: this.stepsPerEpoch,
+      epochs: this.epochs,
+      events: this.events,
+      best: this.best,
     };
   }
 
@@ -135,7 +152,14 @@ export class DashboardState implements JobEvents {
   step(s: StepEvent): void {
     if (this.status !== 'training') this.setStatus('training');
     this.stepsPerEpoch = s.steps;
-    const point: StepPoint = [s.global_step, s.epoch, s.step, s.skipped ? null : finite(s.loss), s.images_per_s, Date.now()];
+    const point: StepPoint = [
+      s.global_step,
+      s.epoch,
+      s.step,
+      s.skipped ? null : finite(s.loss),
+      s.images_per_s,
+      Date.now(),
+    ];
     this.steps.push(point);
     if (this.steps.length > this.maxStepPoints) {
       const half = this.steps.length >> 1;
@@ -164,14 +188,23 @@ export class DashboardState implements JobEvents {
     }
     for (const m of members) {
       const old = this.workers.get(m.memberId);
-      this.workers.set(m.memberId, { ...m, state: 'in ring', lastHeartbeat: old?.lastHeartbeat ?? null, images_per_s: old?.images_per_s ?? null });
+      this.workers.set(m.memberId, {
+        ...m,
+        state: 'in ring',
+        lastHeartbeat: old?.lastHeartbeat ?? null,
+        images_per_s: old?.images_per_s ?? null,
+      });
     }
     this.generation = generation;
     this.ring = ring;
     this.readHeartbeats(false);
     this.emit({ type: 'members', data: { generation, ring, workers: [...this.workers.values()] } });
     const order = members.map((m) => `${m.rank}: ${m.host}/pid ${m.pid}`).join(' -> ');
-    this.addEvent({ at: Date.now(), kind: 'ring', text: `ring formed, generation ${generation}, ${members.length} worker(s): ${order}` });
+    this.addEvent({
+      at: Date.now(),
+      kind: 'ring',
+      text: `ring formed, generation ${generation}, ${members.length} worker(s): ${order}`,
+    });
   }
 
   event(e: JobEvent): void {
@@ -180,7 +213,10 @@ export class DashboardState implements JobEvents {
         const row = this.workers.get(id);
         if (row) row.state = 'lost';
       }
-      this.emit({ type: 'members', data: { generation: this.generation ?? 0, ring: this.ring, workers: [...this.workers.values()] } });
+      this.emit({
+        type: 'members',
+        data: { generation: this.generation ?? 0, ring: this.ring, workers: [...this.workers.values()] },
+      });
     }
     if (e.kind === 'best') {
       const last = this.epochs.at(-1);

@@ -5,8 +5,13 @@
 import type { Link } from './link.js';
 import { DEFAULT_CHUNK_ELEMS, ringTag } from './ring.js';
 
-export async function chainBroadcast(buf: Float32Array, rank: number, size: number, link: Link,
-  opts: { step: number; chunkElems?: number }): Promise<void> {
+export async function chainBroadcast(
+  buf: Float32Array,
+  rank: number,
+  size: number,
+  link: Link,
+  opts: { step: number; chunkElems?: number },
+): Promise<void> {
   if (size <= 1 || buf.length === 0) return;
   const chunk = opts.chunkElems ?? DEFAULT_CHUNK_ELEMS;
   const forward = rank < size - 1;

@@ -24,8 +24,11 @@ export const DEFAULT_BUCKET_ELEMS = (25 * 1024 * 1024) / 4;
  * are the offsets where a bucket may end (layer boundaries); without them any offset is a boundary.
  */
 export function reverseBuckets(total: number, maxElems: number, cuts?: readonly number[]): Bucket[] {
-  if (!Number.isSafeInteger(maxElems) || maxElems < 1) throw new WolfpackError('E_USAGE', `bucket size must be an integer >= 1 elements, got ${maxElems}`);
-  const bounds = cuts ? [...new Set([0, ...cuts.filter((c) => c > 0 && c < total), total])].sort((a, b) => a - b) : undefined;
+  if (!Number.isSafeInteger(maxElems) || maxElems < 1)
+    throw new WolfpackError('E_USAGE', `bucket size must be an integer >= 1 elements, got ${maxElems}`);
+  const bounds = cuts
+    ? [...new Set([0, ...cuts.filter((c) => c > 0 && c < total), total])].sort((a, b) => a - b)
+    : undefined;
   const out: Bucket[] = [];
   let end = total;
   while (end > 0) {
@@ -53,7 +56,13 @@ export interface BucketedOptions extends Omit<RingOptions, 'partition'> {
  * step .. step + buckets.length - 1 (the caller's next free number is step + buckets.length). Returns
  * the totals of what this rank sent and received.
  */
-export async function bucketedAllReduce(buf: Float32Array, rank: number, size: number, link: Link, opts: BucketedOptions): Promise<RingStats> {
+export async function bucketedAllReduce(
+  buf: Float32Array,
+  rank: number,
+  size: number,
+  link: Link,
+  opts: BucketedOptions,
+): Promise<RingStats> {
   checkCover(opts.buckets, buf.length);
   const step = opts.step ?? 0;
   const total: RingStats = { bytesSent: 0, bytesReceived: 0, messagesSent: 0, messagesReceived: 0 };
@@ -61,7 +70,10 @@ export async function bucketedAllReduce(buf: Float32Array, rank: number, size: n
     const { begin, end } = opts.buckets[k];
     await opts.ready?.(k);
     const s = await ringAllReduce(buf.subarray(begin, end), rank, size, link, {
-      chunkElems: opts.chunkElems, step: step + k, partition: bucketPartition(buf.length, size, begin, end), ...(opts.wire !== undefined ? { wire: opts.wire } : {}),
+      chunkElems: opts.chunkElems,
+      step: step + k,
+      partition: bucketPartition(buf.length, size, begin, end),
+      ...(opts.wire !== undefined ? { wire: opts.wire } : {}),
     });
     total.bytesSent += s.bytesSent;
     total.bytesReceived += s.bytesReceived;
@@ -76,9 +88,13 @@ function checkCover(buckets: readonly Bucket[], length: number): void {
   let at = 0;
   for (const b of sorted) {
     if (b.begin !== at || b.end <= b.begin) {
-      throw new WolfpackError('E_USAGE', `bucketedAllReduce: buckets must cover [0, ${length}) without gaps or overlaps; found [${b.begin}, ${b.end}) at ${at}`);
+      throw new WolfpackError(
+        'E_USAGE',
+        `bucketedAllReduce: buckets must cover [0, ${length}) without gaps or overlaps; found [${b.begin}, ${b.end}) at ${at}`,
+      );
     }
     at = b.end;
   }
-  if (at !== length) throw new WolfpackError('E_USAGE', `bucketedAllReduce: buckets end at ${at}, the buffer has ${length} elements`);
+  if (at !== length)
+    throw new WolfpackError('E_USAGE', `bucketedAllReduce: buckets end at ${at}, the buffer has ${length} elements`);
 }

@@ -41,7 +41,6 @@ import { wireCodec, type WireFormat } from './wire.js';
  */
 export const DEFAULT_CHUNK_ELEMS = 1 << 20;
 
-
 export interface RingOptions {
   /** Most elements in one message (default DEFAULT_CHUNK_ELEMS). */
   chunkElems?: number;
@@ -128,8 +127,10 @@ export interface RingBufferOptions {
  */
 export function createRingBuffer(length: number, opts: RingBufferOptions = {}): Float32Array {
   const slotElems = opts.maxChunkElems ?? DEFAULT_CHUNK_ELEMS;
-  if (!Number.isSafeInteger(length) || length < 0) throw usage(`createRingBuffer: length must be an integer >= 0, got ${length}`);
-  if (!Number.isSafeInteger(slotElems) || slotElems < 1) throw usage(`createRingBuffer: maxChunkElems must be an integer >= 1, got ${slotElems}`);
+  if (!Number.isSafeInteger(length) || length < 0)
+    throw usage(`createRingBuffer: length must be an integer >= 0, got ${length}`);
+  if (!Number.isSafeInteger(slotElems) || slotElems < 1)
+    throw usage(`createRingBuffer: maxChunkElems must be an integer >= 1, got ${slotElems}`);
   return allocSimdBuffer(length, slotElems) ?? new Float32Array(length);
 }
 
@@ -215,8 +216,13 @@ export async function ringAllReduce(
 
   // The SIMD path, when buf lives in a ring buffer whose slots hold a whole chunk.
   const simdInfo = simdBufferOf(buf);
-  const simd = codec === undefined && simdInfo !== undefined && buf.byteOffset + buf.byteLength <= simdInfo.dataEnd && chunkElems <= simdInfo.slotElems
-    ? simdInfo : null;
+  const simd =
+    codec === undefined &&
+    simdInfo !== undefined &&
+    buf.byteOffset + buf.byteLength <= simdInfo.dataEnd &&
+    chunkElems <= simdInfo.slotElems
+      ? simdInfo
+      : null;
   const simdAdd = (slot: number, off: number, n: number): void => {
     const s = simd as SimdBuffer;
     const n4 = n >>> 2;

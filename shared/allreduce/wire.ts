@@ -16,9 +16,16 @@ export function toHalf(src: Float32Array, dst: Uint16Array): void {
     const sign = (x >>> 16) & 0x8000;
     const exp = ((x >>> 23) & 0xff) - 112;
     const man = x & 0x7fffff;
-    if (((x >>> 23) & 0xff) === 0xff) { dst[i] = sign | 0x7c00 | (man ? 0x200 : 0); continue; }
-    if (exp <= 0) { // a float16 subnormal (units of 2^-24), or zero below half the smallest one
-      if (exp < -10) { dst[i] = sign; continue; }
+    if (((x >>> 23) & 0xff) === 0xff) {
+      dst[i] = sign | 0x7c00 | (man ? 0x200 : 0);
+      continue;
+    }
+    if (exp <= 0) {
+      // a float16 subnormal (units of 2^-24), or zero below half the smallest one
+      if (exp < -10) {
+        dst[i] = sign;
+        continue;
+      }
       const m = man | 0x800000;
       const shift = 14 - exp;
       let h = m >>> shift;
@@ -81,7 +88,12 @@ export function wireCodec(format: Exclude<WireFormat, 'fp32'>): WireCodec {
   const table = format === 'fp16' ? (fp16Table ??= halfTable()) : undefined;
   const bits = new Uint32Array(1);
   const value = new Float32Array(bits.buffer);
-  const decode = table ? (h: number) => table[h] : (h: number) => { bits[0] = h << 16; return value[0]; };
+  const decode = table
+    ? (h: number) => table[h]
+    : (h: number) => {
+        bits[0] = h << 16;
+        return value[0];
+      };
   const words = (packed: Float32Array, n: number) => new Uint16Array(packed.buffer, packed.byteOffset, n);
   return {
     format,

@@ -7,7 +7,10 @@ import { TOKEN_HELP, type SharedSecret } from './secret.js';
 
 /** True for addresses only this host can reach: localhost, 127.0.0.0/8, ::1 (and ::ffff:127.x.y.z). */
 export function isLoopbackHost(host: string): boolean {
-  const h = host.trim().toLowerCase().replace(/^\[(.*)\]$/, '$1');
+  const h = host
+    .trim()
+    .toLowerCase()
+    .replace(/^\[(.*)\]$/, '$1');
   if (h === 'localhost' || h.endsWith('.localhost')) return true;
   if (isIP(h) === 4) return h.startsWith('127.');
   if (isIP(h) === 6) {
@@ -24,7 +27,9 @@ export function isLoopbackHost(host: string): boolean {
  */
 export function checkBind(host: string, secret: SharedSecret | undefined, what: string): void {
   if (secret !== undefined || isLoopbackHost(host)) return;
-  throw new WolfpackError('E_USAGE',
+  throw new WolfpackError(
+    'E_USAGE',
     `${what} ${host}: refusing to listen beyond loopback without a shared token (anyone who can reach the port could join ` +
-    `the job and read its weights and images); ${TOKEN_HELP}. Without a token, listen on 127.0.0.1 only.`);
+      `the job and read its weights and images); ${TOKEN_HELP}. Without a token, listen on 127.0.0.1 only.`,
+  );
 }

@@ -55,18 +55,27 @@ function handshakeTimeoutMs(flags: SecurityFlags, env: NodeJS.ProcessEnv): numbe
   if (v === undefined) return undefined;
   const s = Number(v);
   if (!Number.isFinite(s) || s <= 0 || s > 3600) {
-    throw new WolfpackError('E_USAGE', `--handshake-timeout (or WOLFPACK_HANDSHAKE_TIMEOUT) must be a number of seconds in (0, 3600], got ${JSON.stringify(v)}`);
+    throw new WolfpackError(
+      'E_USAGE',
+      `--handshake-timeout (or WOLFPACK_HANDSHAKE_TIMEOUT) must be a number of seconds in (0, 3600], got ${JSON.stringify(v)}`,
+    );
   }
   return Math.round(s * 1000);
 }
 
 /** The coordinator's settings; E_USAGE for unreadable files, a certificate without its key, and so on. */
-export function coordinatorSecurity(flags: SecurityFlags = {}, env: NodeJS.ProcessEnv = process.env): CoordinatorSecurity {
+export function coordinatorSecurity(
+  flags: SecurityFlags = {},
+  env: NodeJS.ProcessEnv = process.env,
+): CoordinatorSecurity {
   const secret = loadSecret({ tokenFile: flags.tokenFile, env });
   const cert = pick(flags.tlsCert, env, 'WOLFPACK_TLS_CERT');
   const key = pick(flags.tlsKey, env, 'WOLFPACK_TLS_KEY');
   if ((cert === undefined) !== (key === undefined)) {
-    throw new WolfpackError('E_USAGE', `TLS needs both a certificate and its key: got ${cert === undefined ? 'a key (--tls-key) but no --tls-cert' : 'a certificate (--tls-cert) but no --tls-key'}`);
+    throw new WolfpackError(
+      'E_USAGE',
+      `TLS needs both a certificate and its key: got ${cert === undefined ? 'a key (--tls-key) but no --tls-cert' : 'a certificate (--tls-cert) but no --tls-key'}`,
+    );
   }
   const out: CoordinatorSecurity = {};
   if (secret) out.secret = secret;

@@ -35,12 +35,22 @@ export function newNonce(): string {
 }
 
 /** The worker's proof: HMAC(K, 'wolfpack-v1|client|Ns|Nc|role'), hex. */
-export function clientProof(secret: SharedSecret, serverNonce: string, clientNonce: string, role = COORDINATOR_ROLE): string {
+export function clientProof(
+  secret: SharedSecret,
+  serverNonce: string,
+  clientNonce: string,
+  role = COORDINATOR_ROLE,
+): string {
   return secret.hmac(AUTH_LABEL, 'client', serverNonce, clientNonce, role).toString('hex');
 }
 
 /** The coordinator's proof: HMAC(K, 'wolfpack-v1|server|Ns|Nc|role'), hex. */
-export function serverProof(secret: SharedSecret, serverNonce: string, clientNonce: string, role = COORDINATOR_ROLE): string {
+export function serverProof(
+  secret: SharedSecret,
+  serverNonce: string,
+  clientNonce: string,
+  role = COORDINATOR_ROLE,
+): string {
   return secret.hmac(AUTH_LABEL, 'server', serverNonce, clientNonce, role).toString('hex');
 }
 
@@ -72,7 +82,12 @@ function remaining(deadline: number): number {
  * connection is closed (CLOSE_AUTH, or the channel's protocol close) and the returned promise rejects
  * with E_AUTH / E_PROTOCOL / E_WORKER naming `peer`.
  */
-export async function authenticateWorker(ch: Channel, secret: SharedSecret | undefined, peer: string, deadline: number): Promise<void> {
+export async function authenticateWorker(
+  ch: Channel,
+  secret: SharedSecret | undefined,
+  peer: string,
+  deadline: number,
+): Promise<void> {
   const serverNonce = newNonce();
   if (secret === undefined) {
     await ch.send({ type: 'authChallenge', scheme: 'none', nonce: serverNonce });
@@ -92,7 +107,7 @@ export async function authenticateWorker(ch: Channel, secret: SharedSecret | und
   }
   if (msg.nonce === serverNonce) {
     ch.close(CLOSE_AUTH, 'authentication failed: nonce reflected');
-    throw authError(peer, 'the worker echoed the coordinator\'s nonce (reflection attempt?)');
+    throw authError(peer, "the worker echoed the coordinator's nonce (reflection attempt?)");
   }
   if (!proofsEqual(msg.proof, clientProof(secret, serverNonce, msg.nonce))) {
     ch.close(CLOSE_AUTH, 'authentication failed: wrong token');
@@ -107,7 +122,12 @@ export async function authenticateWorker(ch: Channel, secret: SharedSecret | und
  * no secret. Rejects with E_AUTH naming `url` (wrong token, a coordinator that cannot prove the token, a
  * token on one side only) or with the channel's error.
  */
-export async function authenticateToCoordinator(ch: Channel, secret: SharedSecret | undefined, url: string, timeoutMs: number): Promise<void> {
+export async function authenticateToCoordinator(
+  ch: Channel,
+  secret: SharedSecret | undefined,
+  url: string,
+  timeoutMs: number,
+): Promise<void> {
   const peer = `coordinator at ${url}`;
   const deadline = Date.now() + Math.min(timeoutMs, HANDSHAKE_TIMEOUT_MS * 3);
   const refused = (e: unknown): never => {
@@ -121,7 +141,10 @@ export async function authenticateToCoordinator(ch: Channel, secret: SharedSecre
   if (challenge.msg.scheme === 'none') {
     if (secret !== undefined) {
       ch.close(CLOSE_AUTH, 'this worker requires authentication');
-      throw authError(peer, `has no token, but this worker has one (${secret.source}): refusing to join a coordinator that cannot prove it holds the token; ${TOKEN_HELP}`);
+      throw authError(
+        peer,
+        `has no token, but this worker has one (${secret.source}): refusing to join a coordinator that cannot prove it holds the token; ${TOKEN_HELP}`,
+      );
     }
     return;
   }
@@ -130,10 +153,17 @@ export async function authenticateToCoordinator(ch: Channel, secret: SharedSecre
     throw authError(peer, `requires a shared token and this worker has none; ${TOKEN_HELP}`);
   }
   const clientNonce = newNonce();
-  await ch.send({ type: 'authProof', nonce: clientNonce, proof: clientProof(secret, challenge.msg.nonce, clientNonce) });
+  await ch.send({
+    type: 'authProof',
+    nonce: clientNonce,
+    proof: clientProof(secret, challenge.msg.nonce, clientNonce),
+  });
   const ok = await ch.expect('authOk', remaining(deadline)).catch(refused);
   if (!proofsEqual(ok.msg.proof, serverProof(secret, challenge.msg.nonce, clientNonce))) {
     ch.close(CLOSE_AUTH, 'coordinator failed to authenticate');
-    throw authError(peer, 'its proof does not match this worker\'s token: a different token, or not the wolfpack coordinator');
+    throw authError(
+      peer,
+      "its proof does not match this worker's token: a different token, or not the wolfpack coordinator",
+    );
   }
 }

@@ -48,14 +48,33 @@ export function ringKey(secret: SharedSecret, jobId: string): SharedSecret {
   return secret.derive(`ring key of job ${jobId}`, AUTH_LABEL, 'ring-key', jobId);
 }
 
-function ringProof(key: SharedSecret, hello: Pick<RingHello, 'jobId' | 'rank' | 'size'>, gen: number, ts: number, nonce: string): string {
-  return key.hmac(AUTH_LABEL, 'ring', hello.jobId, String(hello.rank), String(hello.size ?? ''), String(gen), String(ts), nonce).toString('hex');
+function ringProof(
+  key: SharedSecret,
+  hello: Pick<RingHello, 'jobId' | 'rank' | 'size'>,
+  gen: number,
+  ts: number,
+  nonce: string,
+): string {
+  return key
+    .hmac(AUTH_LABEL, 'ring', hello.jobId, String(hello.rank), String(hello.size ?? ''), String(gen), String(ts), nonce)
+    .toString('hex');
 }
 
 /** The `auth` field for a ring hello of `hello.rank` in job `hello.jobId`, ring generation `generation`. */
-export function ringHelloAuth(secret: SharedSecret, hello: Pick<RingHello, 'jobId' | 'rank' | 'size'>, generation = 0, now = Date.now()): RingAuth {
+export function ringHelloAuth(
+  secret: SharedSecret,
+  hello: Pick<RingHello, 'jobId' | 'rank' | 'size'>,
+  generation = 0,
+  now = Date.now(),
+): RingAuth {
   const nonce = randomBytes(16).toString('hex');
-  return { v: 1, gen: generation, ts: now, nonce, proof: ringProof(ringKey(secret, hello.jobId), hello, generation, now, nonce) };
+  return {
+    v: 1,
+    gen: generation,
+    ts: now,
+    nonce,
+    proof: ringProof(ringKey(secret, hello.jobId), hello, generation, now, nonce),
+  };
 }
 
 function parseAuth(v: unknown): RingAuth | string {
@@ -117,8 +136,14 @@ export class RingHelloVerifier {
       const left = deadline - Date.now();
       if (left <= 0) return false;
       await new Promise<void>((resolve) => {
-        const wake = () => { clearTimeout(timer); resolve(); };
-        const timer = setTimeout(() => { this.waiting = this.waiting.filter((w) => w !== wake); resolve(); }, left);
+        const wake = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+        const timer = setTimeout(() => {
+          this.waiting = this.waiting.filter((w) => w !== wake);
+          resolve();
+        }, left);
         this.waiting.push(wake);
       });
     }
@@ -133,23 +158,37 @@ export class RingHelloVerifier {
     if (this.expected === undefined || auth.gen > this.expected.generation) {
       const before = this.expected;
       if (!(await this.learn(auth.gen))) {
-        if (before === undefined && this.expected === undefined) throw authError(peer, `this worker did not learn its job within ${this.jobWaitMs} ms`);
-        throw authError(peer, `ring generation ${auth.gen} is not known here (this worker is at generation ${this.expected?.generation ?? before?.generation}; ` +
-          `waited ${this.jobWaitMs} ms)`);
+        if (before === undefined && this.expected === undefined)
+          throw authError(peer, `this worker did not learn its job within ${this.jobWaitMs} ms`);
+        throw authError(
+          peer,
+          `ring generation ${auth.gen} is not known here (this worker is at generation ${this.expected?.generation ?? before?.generation}; ` +
+            `waited ${this.jobWaitMs} ms)`,
+        );
       }
     }
     const exp = this.expected!;
     const now = this.now();
     if (Math.abs(now - auth.ts) > this.windowMs) {
-      throw authError(peer, `its timestamp is ${Math.round((now - auth.ts) / 1000)} s off this host's clock (limit ${this.windowMs / 1000} s): stale, replayed, or clocks out of sync`);
+      throw authError(
+        peer,
+        `its timestamp is ${Math.round((now - auth.ts) / 1000)} s off this host's clock (limit ${this.windowMs / 1000} s): stale, replayed, or clocks out of sync`,
+      );
     }
     // Constant-time check of the proof before anything that depends on the claimed job or generation.
     if (!proofsEqual(auth.proof, ringProof(exp.key, hello, auth.gen, auth.ts, auth.nonce))) {
-      if (hello.jobId !== exp.jobId) throw authError(peer, `it belongs to another job (${JSON.stringify(hello.jobId.slice(0, 40))})`);
-      throw authError(peer, 'wrong token: its proof does not match this worker\'s token for this job and rank (or the hello was altered)');
+      if (hello.jobId !== exp.jobId)
+        throw authError(peer, `it belongs to another job (${JSON.stringify(hello.jobId.slice(0, 40))})`);
+      throw authError(
+        peer,
+        "wrong token: its proof does not match this worker's token for this job and rank (or the hello was altered)",
+      );
     }
     if (auth.gen !== exp.generation) {
-      throw authError(peer, `it is from ring generation ${auth.gen}, this ring is generation ${exp.generation} (a stale worker)`);
+      throw authError(
+        peer,
+        `it is from ring generation ${auth.gen}, this ring is generation ${exp.generation} (a stale worker)`,
+      );
     }
     this.expire(now);
     if (this.seen.has(auth.nonce)) throw authError(peer, 'replayed hello (its nonce was used before)');

@@ -16,7 +16,8 @@ export const MIN_TOKEN_BYTES = 16;
 export const MAX_TOKEN_BYTES = 4096;
 
 /** The advice every "no token" or "bad token" message ends with. */
-export const TOKEN_HELP = 'set the same token on the coordinator and every worker: WOLFPACK_TOKEN=... in the environment, ' +
+export const TOKEN_HELP =
+  'set the same token on the coordinator and every worker: WOLFPACK_TOKEN=... in the environment, ' +
   'or --token-file FILE (make one with `openssl rand -hex 32 > FILE; chmod 600 FILE`)';
 
 /** A shared secret. HMAC-SHA256 only; the bytes are kept in a private field and never logged. */
@@ -28,9 +29,13 @@ export class SharedSecret {
   constructor(token: string | Uint8Array, source: string) {
     const key = typeof token === 'string' ? Buffer.from(token, 'utf8') : Buffer.from(token);
     if (key.length < MIN_TOKEN_BYTES) {
-      throw new WolfpackError('E_USAGE', `the token from ${source} is ${key.length} bytes; at least ${MIN_TOKEN_BYTES} are required: ${TOKEN_HELP}`);
+      throw new WolfpackError(
+        'E_USAGE',
+        `the token from ${source} is ${key.length} bytes; at least ${MIN_TOKEN_BYTES} are required: ${TOKEN_HELP}`,
+      );
     }
-    if (key.length > MAX_TOKEN_BYTES) throw new WolfpackError('E_USAGE', `the token from ${source} is longer than ${MAX_TOKEN_BYTES} bytes`);
+    if (key.length > MAX_TOKEN_BYTES)
+      throw new WolfpackError('E_USAGE', `the token from ${source} is longer than ${MAX_TOKEN_BYTES} bytes`);
     this.#key = key;
     this.source = source;
   }
@@ -68,9 +73,13 @@ function readTokenFile(path: string, source: string): SharedSecret {
   try {
     text = readFileSync(path, 'utf8');
   } catch (e) {
-    throw new WolfpackError('E_USAGE', `cannot read the token file ${path} (${source}): ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+    throw new WolfpackError(
+      'E_USAGE',
+      `cannot read the token file ${path} (${source}): ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`,
+    );
   }
-  if (Buffer.byteLength(text) > MAX_TOKEN_BYTES + 2) throw new WolfpackError('E_USAGE', `the token file ${path} is larger than ${MAX_TOKEN_BYTES} bytes`);
+  if (Buffer.byteLength(text) > MAX_TOKEN_BYTES + 2)
+    throw new WolfpackError('E_USAGE', `the token file ${path} is larger than ${MAX_TOKEN_BYTES} bytes`);
   const line = text.split(/\r?\n/)[0].trim();
   if (line.length === 0) throw new WolfpackError('E_USAGE', `the token file ${path} is empty: ${TOKEN_HELP}`);
   return new SharedSecret(line, `${source} ${path}`);

@@ -27,7 +27,9 @@ export const LEGACY_UTIL_CHECKS: Record<string, (v: unknown) => boolean> = {
 };
 
 /** Adds to `util` (default: node:util, the object CommonJS modules get) each legacy check it lacks; returns the names added. */
-export function restoreLegacyUtilChecks(util: Record<string, unknown> = require('node:util') as Record<string, unknown>): string[] {
+export function restoreLegacyUtilChecks(
+  util: Record<string, unknown> = require('node:util') as Record<string, unknown>,
+): string[] {
   const added: string[] = [];
   for (const [name, fn] of Object.entries(LEGACY_UTIL_CHECKS)) {
     if (typeof util[name] === 'function') continue;

@@ -40,9 +40,11 @@ function message(e: unknown): string {
 export function tensorflowLoadError(pkg: string, e: unknown, installed: boolean): string {
   const text = message(e);
   if (!installed || !/tfjs_binding\.node|libtensorflow/.test(text)) return text;
-  return `${pkg} is installed without its native library (${text}): its install script, which downloads ` +
+  return (
+    `${pkg} is installed without its native library (${text}): its install script, which downloads ` +
     `libtensorflow, did not run. Allow it (package.json "allowScripts": {"${pkg}": true}, or ` +
-    `npm install --allow-scripts=${pkg}) and reinstall it`;
+    `npm install --allow-scripts=${pkg}) and reinstall it`
+  );
 }
 
 function requireTensorflow(pkg: '@tensorflow/tfjs-node' | '@tensorflow/tfjs-node-gpu'): void {
@@ -60,15 +62,20 @@ function requireTensorflow(pkg: '@tensorflow/tfjs-node' | '@tensorflow/tfjs-node
   }
 }
 
-async function activate(name: ConcreteBackend, opts: { allowSoftwareGpu: boolean; gpuIndex?: number }): Promise<string> {
+async function activate(
+  name: ConcreteBackend,
+  opts: { allowSoftwareGpu: boolean; gpuIndex?: number },
+): Promise<string> {
   switch (name) {
     case 'tensorflow-gpu':
       requireTensorflow('@tensorflow/tfjs-node-gpu');
-      if (!(await tf.setBackend('tensorflow'))) throw new WolfpackError('E_BACKEND', 'tfjs-node-gpu loaded but its backend did not initialise');
+      if (!(await tf.setBackend('tensorflow')))
+        throw new WolfpackError('E_BACKEND', 'tfjs-node-gpu loaded but its backend did not initialise');
       return 'tensorflow';
     case 'tensorflow':
       requireTensorflow('@tensorflow/tfjs-node');
-      if (!(await tf.setBackend('tensorflow'))) throw new WolfpackError('E_BACKEND', 'tfjs-node loaded but its backend did not initialise');
+      if (!(await tf.setBackend('tensorflow')))
+        throw new WolfpackError('E_BACKEND', 'tfjs-node loaded but its backend did not initialise');
       return 'tensorflow';
     case 'webgpu': {
       const { activateWebGpu } = await import('./webgpu/activate.js');
@@ -101,8 +108,11 @@ export function reservedGpu(env: NodeJS.ProcessEnv = process.env): string | unde
  * others failed, with a warning when a GPU was reserved for the process but it ends up on a CPU backend;
  * a named backend that cannot start is an E_BACKEND error carrying the reason.
  */
-export async function selectBackend(choice: BackendChoice, logger?: Logger,
-  opts: { gpuIndex?: number } = {}): Promise<BackendSelection> {
+export async function selectBackend(
+  choice: BackendChoice,
+  logger?: Logger,
+  opts: { gpuIndex?: number } = {},
+): Promise<BackendSelection> {
   tf.env().set('PROD', true); // no debug checks, no "install tfjs-node" banner
   const skipped: BackendSelection['skipped'] = [];
   const candidates = choice === 'auto' ? AUTO_ORDER : [choice];
@@ -113,8 +123,11 @@ export async function selectBackend(choice: BackendChoice, logger?: Logger,
       logger?.info({ backend: name, skipped }, `backend: ${name}`);
       const gpu = choice === 'auto' && name !== 'tensorflow-gpu' && name !== 'webgpu' ? reservedGpu() : undefined;
       if (gpu !== undefined) {
-        logger?.warn({ backend: name, skipped, NVIDIA_VISIBLE_DEVICES: gpu }, `a GPU is reserved for this process (NVIDIA_VISIBLE_DEVICES=${gpu}) ` +
-          `but no GPU backend started, so it trains on ${name}, far slower: ${skipped.map((s) => `${s.backend}: ${s.reason}`).join('; ')}`);
+        logger?.warn(
+          { backend: name, skipped, NVIDIA_VISIBLE_DEVICES: gpu },
+          `a GPU is reserved for this process (NVIDIA_VISIBLE_DEVICES=${gpu}) ` +
+            `but no GPU backend started, so it trains on ${name}, far slower: ${skipped.map((s) => `${s.backend}: ${s.reason}`).join('; ')}`,
+        );
       }
       return { backend: name, tfName, skipped };
     } catch (e) {
@@ -125,5 +138,8 @@ export async function selectBackend(choice: BackendChoice, logger?: Logger,
       logger?.debug({ backend: name, reason: message(e) }, 'backend unavailable');
     }
   }
-  throw new WolfpackError('E_BACKEND', `no TF.js backend could start: ${skipped.map((s) => `${s.backend}: ${s.reason}`).join('; ')}`);
+  throw new WolfpackError(
+    'E_BACKEND',
+    `no TF.js backend could start: ${skipped.map((s) => `${s.backend}: ${s.reason}`).join('; ')}`,
+  );
 }

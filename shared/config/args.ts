@@ -6,7 +6,11 @@ import { WolfpackError } from '../errors.js';
 
 export type Options = NonNullable<ParseArgsConfig['options']>;
 
-export function parse(argv: string[], options: Options, allowPositionals = false): { values: Record<string, string | boolean | string[] | undefined>; positionals: string[] } {
+export function parse(
+  argv: string[],
+  options: Options,
+  allowPositionals = false,
+): { values: Record<string, string | boolean | string[] | undefined>; positionals: string[] } {
   try {
     const r = parseArgs({ args: resolveArgv(argv, options, process.env), options, allowPositionals, strict: true });
     return { values: r.values as Record<string, string | boolean | string[] | undefined>, positionals: r.positionals };
@@ -15,7 +19,12 @@ export function parse(argv: string[], options: Options, allowPositionals = false
     const unknown = err.code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION' ? /'(--?[^'\s]+)'/.exec(err.message)?.[1] : undefined;
     const like = unknown?.startsWith('--') ? closest(unknown.slice(2).split('=')[0], Object.keys(options)) : undefined;
     // node's message names the flag and suggests '--' for positionals; what a user wants is the flag they meant.
-    throw new WolfpackError('E_USAGE', unknown !== undefined ? `unknown flag ${unknown}${like ? `; did you mean --${like}?` : ''} (--help lists the flags)` : err.message);
+    throw new WolfpackError(
+      'E_USAGE',
+      unknown !== undefined
+        ? `unknown flag ${unknown}${like ? `; did you mean --${like}?` : ''} (--help lists the flags)`
+        : err.message,
+    );
   }
 }
 
@@ -35,12 +44,15 @@ export function closest(name: string, names: readonly string[]): string | undefi
 
 /** Levenshtein distance, with a transposition counted as one edit (Damerau's optimal string alignment). */
 function editDistance(a: string, b: string): number {
-  const d = Array.from({ length: a.length + 1 }, (_, i) => Array.from({ length: b.length + 1 }, (_, j) => (i === 0 ? j : j === 0 ? i : 0)));
+  const d = Array.from({ length: a.length + 1 }, (_, i) =>
+    Array.from({ length: b.length + 1 }, (_, j) => (i === 0 ? j : j === 0 ? i : 0)),
+  );
   for (let i = 1; i <= a.length; i++) {
     for (let j = 1; j <= b.length; j++) {
       const cost = a[i - 1] === b[j - 1] ? 0 : 1;
       d[i][j] = Math.min(d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + cost);
-      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) d[i][j] = Math.min(d[i][j], d[i - 2][j - 2] + 1);
+      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1])
+        d[i][j] = Math.min(d[i][j], d[i - 2][j - 2] + 1);
     }
   }
   return d[a.length][b.length];
@@ -60,20 +72,42 @@ export function optStr(values: Record<string, unknown>, name: string): string | 
   return v === undefined ? undefined : String(v);
 }
 
-export function num(values: Record<string, unknown>, name: string, fallback: number, opts: { int?: boolean; min?: number; max?: number } = {}): number {
+export function num(
+  values: Record<string, unknown>,
+  name: string,
+  fallback: number,
+  opts: { int?: boolean; min?: number; max?: number } = {},
+): number {
   const raw = values[name];
   if (raw === undefined) return fallback;
   const v = Number(raw);
-  if (!Number.isFinite(v) || (opts.int && !Number.isInteger(v)) || (opts.min !== undefined && v < opts.min) || (opts.max !== undefined && v > opts.max)) {
-    const range = [opts.int ? 'an integer' : 'a number', opts.min !== undefined ? `>= ${opts.min}` : '', opts.max !== undefined ? `<= ${opts.max}` : ''].filter(Boolean).join(' ');
+  if (
+    !Number.isFinite(v) ||
+    (opts.int && !Number.isInteger(v)) ||
+    (opts.min !== undefined && v < opts.min) ||
+    (opts.max !== undefined && v > opts.max)
+  ) {
+    const range = [
+      opts.int ? 'an integer' : 'a number',
+      opts.min !== undefined ? `>= ${opts.min}` : '',
+      opts.max !== undefined ? `<= ${opts.max}` : '',
+    ]
+      .filter(Boolean)
+      .join(' ');
     throw new WolfpackError('E_USAGE', `--${name}: expected ${range}, got '${String(raw)}'`);
   }
   return v;
 }
 
-export function oneOf<T extends string>(values: Record<string, unknown>, name: string, allowed: readonly T[], fallback: T): T {
+export function oneOf<T extends string>(
+  values: Record<string, unknown>,
+  name: string,
+  allowed: readonly T[],
+  fallback: T,
+): T {
   const raw = values[name];
   if (raw === undefined) return fallback;
-  if (!allowed.includes(raw as T)) throw new WolfpackError('E_USAGE', `--${name}: expected one of ${allowed.join(', ')}, got '${String(raw)}'`);
+  if (!allowed.includes(raw as T))
+    throw new WolfpackError('E_USAGE', `--${name}: expected one of ${allowed.join(', ')}, got '${String(raw)}'`);
   return raw as T;
 }

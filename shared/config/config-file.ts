@@ -57,7 +57,11 @@ function nonEmpty(v: string | undefined): string | undefined {
 /** Which flags argv gives, the --config value, and argv without --config. Unknown flags are left to the command. */
 function scanArgv(argv: string[], options: FlagOptions): { given: Set<string>; configPath?: string; rest: string[] } {
   const { tokens } = parseArgs({
-    args: argv, options: { ...options, [CONFIG_FLAG]: { type: 'string' } }, strict: false, allowPositionals: true, tokens: true,
+    args: argv,
+    options: { ...options, [CONFIG_FLAG]: { type: 'string' } },
+    strict: false,
+    allowPositionals: true,
+    tokens: true,
   });
   const given = new Set<string>();
   const drop = new Set<number>();
@@ -66,7 +70,8 @@ function scanArgv(argv: string[], options: FlagOptions): { given: Set<string>; c
     if (tok.kind !== 'option') continue;
     given.add(tok.name);
     if (tok.name !== CONFIG_FLAG) continue;
-    if (tok.value === undefined || tok.value === '') throw new WolfpackError('E_USAGE', '--config: expected a file name (JSON or YAML)');
+    if (tok.value === undefined || tok.value === '')
+      throw new WolfpackError('E_USAGE', '--config: expected a file name (JSON or YAML)');
     configPath = tok.value;
     drop.add(tok.index);
     if (tok.inlineValue === false) drop.add(tok.index + 1);
@@ -79,8 +84,11 @@ function envFlag(name: string, opt: FlagOption, value: string): string[] {
     const v = value.toLowerCase();
     if (['1', 'true', 'yes', 'on'].includes(v)) return [`--${name}`];
     if (['0', 'false', 'no', 'off'].includes(v)) return [];
-    throw new WolfpackError('E_USAGE', `environment variable ${envName(name)}: expected true or false for --${name}, got '${value}'`,
-      { env: envName(name), flag: name });
+    throw new WolfpackError(
+      'E_USAGE',
+      `environment variable ${envName(name)}: expected true or false for --${name}, got '${value}'`,
+      { env: envName(name), flag: name },
+    );
   }
   return [`--${name}`, value];
 }
@@ -88,16 +96,27 @@ function envFlag(name: string, opt: FlagOption, value: string): string[] {
 function configFlag(name: string, opt: FlagOption, value: ConfigValue, file: string): string[] {
   const where = `config file ${file}: key '${name}'`;
   if (opt.type === 'boolean') {
-    if (typeof value !== 'boolean') throw new WolfpackError('E_USAGE', `${where}: expected true or false, got ${describe(value)}`, { file, key: name });
+    if (typeof value !== 'boolean')
+      throw new WolfpackError('E_USAGE', `${where}: expected true or false, got ${describe(value)}`, {
+        file,
+        key: name,
+      });
     return value ? [`--${name}`] : [];
   }
   const scalar = (v: ConfigValue): string => {
     if (typeof v === 'string') return v;
     if (typeof v === 'number' && Number.isFinite(v)) return String(v);
-    throw new WolfpackError('E_USAGE', `${where}: expected a string or a number, got ${describe(v)}`, { file, key: name });
+    throw new WolfpackError('E_USAGE', `${where}: expected a string or a number, got ${describe(v)}`, {
+      file,
+      key: name,
+    });
   };
   if (Array.isArray(value)) {
-    if (!opt.multiple) throw new WolfpackError('E_USAGE', `${where}: expected one value, got a list (--${name} takes one)`, { file, key: name });
+    if (!opt.multiple)
+      throw new WolfpackError('E_USAGE', `${where}: expected one value, got a list (--${name} takes one)`, {
+        file,
+        key: name,
+      });
     return value.flatMap((v) => [`--${name}`, scalar(v)]);
   }
   return [`--${name}`, scalar(value)];
@@ -130,17 +149,26 @@ export function readConfigFile(file: string, options: FlagOptions): Record<strin
   } else if (ext === '.yaml' || ext === '.yml') {
     data = parseYaml(text, file);
   } else {
-    throw new WolfpackError('E_USAGE', `config file ${file}: unknown format '${ext || '(no extension)'}', expected .json, .yaml or .yml`, { file });
+    throw new WolfpackError(
+      'E_USAGE',
+      `config file ${file}: unknown format '${ext || '(no extension)'}', expected .json, .yaml or .yml`,
+      { file },
+    );
   }
   if (data === null || data === undefined) return {};
   if (typeof data !== 'object' || Array.isArray(data)) {
-    throw new WolfpackError('E_USAGE', `config file ${file}: expected a mapping of flag names to values at the top level, got ${describe(data)}`, { file });
+    throw new WolfpackError(
+      'E_USAGE',
+      `config file ${file}: expected a mapping of flag names to values at the top level, got ${describe(data)}`,
+      { file },
+    );
   }
   const config = data as Record<string, ConfigValue>;
   for (const key of Object.keys(config)) {
     if (key !== CONFIG_FLAG && Object.hasOwn(options, key)) continue;
     const hint = suggest(key, options);
-    const reason = key === CONFIG_FLAG ? 'a config file cannot name another config file' : `no such flag for this command${hint}`;
+    const reason =
+      key === CONFIG_FLAG ? 'a config file cannot name another config file' : `no such flag for this command${hint}`;
     throw new WolfpackError('E_USAGE', `config file ${file}: unknown key '${key}' (${reason})`, { file, key });
   }
   return config;
@@ -148,7 +176,10 @@ export function readConfigFile(file: string, options: FlagOptions): Record<strin
 
 /** `batch_size` or `batchSize` -> ", did you mean 'batch-size'?"; else the list of valid keys. */
 function suggest(key: string, options: FlagOptions): string {
-  const kebab = key.replace(/_/g, '-').replace(/([a-z0-9])([A-Z])/g, '$1-$2').toLowerCase();
+  const kebab = key
+    .replace(/_/g, '-')
+    .replace(/([a-z0-9])([A-Z])/g, '$1-$2')
+    .toLowerCase();
   if (kebab !== CONFIG_FLAG && Object.hasOwn(options, kebab)) return `; did you mean '${kebab}'?`;
   const names = Object.keys(options).filter((n) => n !== CONFIG_FLAG);
   return `; valid keys: ${names.join(', ')}`;
@@ -163,11 +194,19 @@ function parseYaml(text: string, file: string): unknown {
   try {
     yaml = createRequire(import.meta.url)('yaml') as YamlModule;
   } catch {
-    throw new WolfpackError('E_USAGE', `config file ${file}: reading YAML needs the 'yaml' package (npm install yaml), or write the config as JSON`, { file });
+    throw new WolfpackError(
+      'E_USAGE',
+      `config file ${file}: reading YAML needs the 'yaml' package (npm install yaml), or write the config as JSON`,
+      { file },
+    );
   }
   const doc = yaml.parseDocument(text, { prettyErrors: true, uniqueKeys: true });
   if (doc.errors.length > 0) {
-    throw new WolfpackError('E_USAGE', `config file ${file}: not valid YAML (${doc.errors[0].message.split('\n')[0]})`, { file });
+    throw new WolfpackError(
+      'E_USAGE',
+      `config file ${file}: not valid YAML (${doc.errors[0].message.split('\n')[0]})`,
+      { file },
+    );
   }
   return doc.toJS();
 }

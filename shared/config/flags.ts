@@ -29,7 +29,9 @@ export interface FlagSpec {
 
 /** node:util parseArgs options for `specs`. */
 export function parserOptions(specs: readonly FlagSpec[]): Options {
-  return Object.fromEntries(specs.map((s) => [s.name, { type: s.kind === 'boolean' ? 'boolean' as const : 'string' as const }]));
+  return Object.fromEntries(
+    specs.map((s) => [s.name, { type: s.kind === 'boolean' ? ('boolean' as const) : ('string' as const) }]),
+  );
 }
 
 /** The specs by name; a name given twice is a programming error. */
@@ -47,7 +49,11 @@ export function specIndex(specs: readonly FlagSpec[]): Map<string, FlagSpec> {
  * config file), or `fallback` (default: the spec's default) when it is not given; E_USAGE naming the flag.
  * Kind seconds is returned in milliseconds.
  */
-export function flagValue(values: Record<string, unknown>, spec: FlagSpec, fallback = spec.default): string | number | boolean | undefined {
+export function flagValue(
+  values: Record<string, unknown>,
+  spec: FlagSpec,
+  fallback = spec.default,
+): string | number | boolean | undefined {
   const given = values[spec.name] !== undefined;
   switch (spec.kind) {
     case 'boolean':
@@ -65,7 +71,8 @@ export function flagValue(values: Record<string, unknown>, spec: FlagSpec, fallb
     case 'string': {
       if (!given) return fallback as string | undefined;
       const v = String(values[spec.name]);
-      if (v === '') throw new WolfpackError('E_USAGE', `--${spec.name}: expected ${spec.value ?? 'a value'}, got an empty string`);
+      if (v === '')
+        throw new WolfpackError('E_USAGE', `--${spec.name}: expected ${spec.value ?? 'a value'}, got an empty string`);
       return v;
     }
   }
@@ -79,10 +86,19 @@ function range(spec: FlagSpec): { min?: number; max?: number } {
  * The value of API option `spec.api` in `options` (a typed value, not a string), or its default; E_USAGE
  * naming `where`.options.NAME when it has the wrong type or is out of range. Kind seconds is milliseconds here.
  */
-export function apiValue(options: Record<string, unknown>, spec: FlagSpec, where: string): string | number | boolean | undefined {
+export function apiValue(
+  options: Record<string, unknown>,
+  spec: FlagSpec,
+  where: string,
+): string | number | boolean | undefined {
   const name = spec.api ?? spec.name;
   const v = options[name];
-  const bad = (want: string) => new WolfpackError('E_USAGE', `${where}: options.${name}: expected ${want}, got ${typeof v === 'string' ? `'${v}'` : String(v)}`, { option: name });
+  const bad = (want: string) =>
+    new WolfpackError(
+      'E_USAGE',
+      `${where}: options.${name}: expected ${want}, got ${typeof v === 'string' ? `'${v}'` : String(v)}`,
+      { option: name },
+    );
   const scale = spec.kind === 'seconds' ? 1000 : 1;
   if (v === undefined) return typeof spec.default === 'number' ? spec.default * scale : spec.default;
   switch (spec.kind) {
@@ -94,9 +110,22 @@ export function apiValue(options: Record<string, unknown>, spec: FlagSpec, where
     case 'seconds': {
       const min = spec.min === undefined ? undefined : spec.min * scale;
       const max = spec.max === undefined ? undefined : spec.max * scale;
-      if (typeof v !== 'number' || !Number.isFinite(v) || (spec.kind === 'int' && !Number.isInteger(v)) ||
-        (min !== undefined && v < min) || (max !== undefined && v > max)) {
-        throw bad([spec.kind === 'int' ? 'an integer' : 'a number', min !== undefined ? `>= ${min}` : '', max !== undefined ? `<= ${max}` : ''].filter(Boolean).join(' '));
+      if (
+        typeof v !== 'number' ||
+        !Number.isFinite(v) ||
+        (spec.kind === 'int' && !Number.isInteger(v)) ||
+        (min !== undefined && v < min) ||
+        (max !== undefined && v > max)
+      ) {
+        throw bad(
+          [
+            spec.kind === 'int' ? 'an integer' : 'a number',
+            min !== undefined ? `>= ${min}` : '',
+            max !== undefined ? `<= ${max}` : '',
+          ]
+            .filter(Boolean)
+            .join(' '),
+        );
       }
       return v;
     }
@@ -112,7 +141,12 @@ export function apiValue(options: Record<string, unknown>, spec: FlagSpec, where
 /** `--name VALUE` as usage and help show it. */
 export function flagSyntax(s: FlagSpec): string {
   if (s.kind === 'boolean') return `--${s.name}`;
-  const value = s.kind === 'seconds' ? 'S' : s.kind === 'choice' ? (s.choices ?? []).join('|') : s.value ?? (s.kind === 'int' ? 'N' : s.kind === 'number' ? 'X' : 'VALUE');
+  const value =
+    s.kind === 'seconds'
+      ? 'S'
+      : s.kind === 'choice'
+        ? (s.choices ?? []).join('|')
+        : (s.value ?? (s.kind === 'int' ? 'N' : s.kind === 'number' ? 'X' : 'VALUE'));
   return `--${s.name} ${value}`;
 }
 
@@ -151,7 +185,8 @@ export function flagHelp(specs: readonly FlagSpec[], width = 100): string {
     const text = `${s.describe}${suffix(s)}`;
     const syntax = `  ${flagSyntax(s)}`;
     const body = wrap(text, Math.max(30, width - left));
-    const first = syntax.length + 2 <= left ? syntax.padEnd(left) + body[0] : `${syntax}\n${' '.repeat(left)}${body[0]}`;
+    const first =
+      syntax.length + 2 <= left ? syntax.padEnd(left) + body[0] : `${syntax}\n${' '.repeat(left)}${body[0]}`;
     out.push(first, ...body.slice(1).map((l) => ' '.repeat(left) + l));
   }
   return out.join('\n');
@@ -160,6 +195,8 @@ export function flagHelp(specs: readonly FlagSpec[], width = 100): string {
 /** A Markdown table of `specs` (flag, environment variable, default, meaning), for the docs. */
 export function flagTable(specs: readonly FlagSpec[]): string {
   const cell = (t: string) => t.replace(/\|/g, '\\|');
-  const rows = specs.map((s) => `| \`${cell(flagSyntax(s))}\` | \`${envName(s.name)}\` | ${cell(defaultText(s))} | ${cell(s.describe)} |`);
+  const rows = specs.map(
+    (s) => `| \`${cell(flagSyntax(s))}\` | \`${envName(s.name)}\` | ${cell(defaultText(s))} | ${cell(s.describe)} |`,
+  );
   return ['| flag | environment | default | meaning |', '|---|---|---|---|', ...rows].join('\n');
 }

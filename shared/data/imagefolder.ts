@@ -104,14 +104,19 @@ export async function scanImageFolder(root: string, options: ScanOptions = {}): 
   const absRoot = resolve(root);
   const rootStat = await stat(absRoot).catch(() => undefined);
   if (!rootStat) throw new WolfpackError('E_DATA', `data folder ${absRoot} does not exist`, { path: absRoot });
-  if (!rootStat.isDirectory()) throw new WolfpackError('E_DATA', `data folder ${absRoot} is not a folder`, { path: absRoot });
+  if (!rootStat.isDirectory())
+    throw new WolfpackError('E_DATA', `data folder ${absRoot} is not a folder`, { path: absRoot });
 
   const classes: string[] = [];
   for (const entry of await listDir(absRoot)) {
     if (await isDirectory(join(absRoot, entry.name), entry)) classes.push(entry.name);
   }
   if (classes.length === 0) {
-    throw new WolfpackError('E_DATA', `data folder ${absRoot} has no class sub-folders (expected ${absRoot}/<class>/<images>)`, { path: absRoot });
+    throw new WolfpackError(
+      'E_DATA',
+      `data folder ${absRoot} has no class sub-folders (expected ${absRoot}/<class>/<images>)`,
+      { path: absRoot },
+    );
   }
 
   const candidates: Sample[] = [];
@@ -120,7 +125,10 @@ export async function scanImageFolder(root: string, options: ScanOptions = {}): 
   }
 
   const concurrency = options.concurrency ?? 16;
-  const checks = prefetch(candidates.map((s) => () => unreadableReason(s.path)), concurrency);
+  const checks = prefetch(
+    candidates.map((s) => () => unreadableReason(s.path)),
+    concurrency,
+  );
   const samples: Sample[] = [];
   const skipped: SkippedFile[] = [];
   let i = 0;
@@ -141,7 +149,11 @@ export async function scanImageFolder(root: string, options: ScanOptions = {}): 
     const folder = join(absRoot, classes[emptyLabel]);
     const unreadable = skipped.filter((s) => s.path.startsWith(folder + sep)).length;
     const detail = unreadable > 0 ? `; ${unreadable} unreadable file(s) skipped` : '';
-    throw new WolfpackError('E_DATA', `class folder ${folder} has no readable images (.jpg, .jpeg, .png, .webp${detail})`, { path: folder, class: classes[emptyLabel] });
+    throw new WolfpackError(
+      'E_DATA',
+      `class folder ${folder} has no readable images (.jpg, .jpeg, .png, .webp${detail})`,
+      { path: folder, class: classes[emptyLabel] },
+    );
   }
   return { root: absRoot, classes, samples, skipped };
 }
@@ -156,7 +168,11 @@ export async function scanSplit(dataDir: string, options: ScanOptions = {}): Pro
     const parts = [];
     if (onlyTrain.length > 0) parts.push(`only in ${train.root}: ${onlyTrain.join(', ')}`);
     if (onlyVal.length > 0) parts.push(`only in ${val.root}: ${onlyVal.join(', ')}`);
-    throw new WolfpackError('E_DATA', `train and val class folders differ (${parts.join('; ')})`, { path: resolve(dataDir), onlyTrain, onlyVal });
+    throw new WolfpackError('E_DATA', `train and val class folders differ (${parts.join('; ')})`, {
+      path: resolve(dataDir),
+      onlyTrain,
+      onlyVal,
+    });
   }
   return { classes: train.classes, train, val };
 }

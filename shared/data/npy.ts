@@ -41,7 +41,10 @@ function parseHeader(text: string, file: string): { descr: string; fortran: bool
   if (!descr || !fortran || !shape) {
     throw corrupt(file, `not a valid .npy header: ${JSON.stringify(text.trim())}`);
   }
-  const dims = shape[1].split(',').map((s) => s.trim()).filter((s) => s !== '');
+  const dims = shape[1]
+    .split(',')
+    .map((s) => s.trim())
+    .filter((s) => s !== '');
   const parsed = dims.map((s) => {
     // Python 2 era files may write long integers as 3L.
     const m = /^(\d+)L?$/.exec(s);
@@ -72,7 +75,8 @@ export function parseNpy(buf: Uint8Array, file: string): NpyArray {
     throw corrupt(file, `unsupported .npy format version ${major}.${buf[7]}`);
   }
   const dataStart = headerStart + headerLen;
-  if (dataStart > buf.length) throw corrupt(file, `truncated .npy header (needs ${dataStart} bytes, file has ${buf.length})`);
+  if (dataStart > buf.length)
+    throw corrupt(file, `truncated .npy header (needs ${dataStart} bytes, file has ${buf.length})`);
   // Version 3.0 differs only in allowing utf-8 in the header.
   const header = new TextDecoder(major === 3 ? 'utf-8' : 'latin1').decode(buf.subarray(headerStart, dataStart));
   const { descr: rawDescr, fortran, shape } = parseHeader(header, file);
@@ -85,8 +89,10 @@ export function parseNpy(buf: Uint8Array, file: string): NpyArray {
   const count = shape.reduce((a, b) => a * b, 1);
   const need = count * itemSize;
   const have = buf.length - dataStart;
-  if (have < need) throw corrupt(file, `truncated data: shape (${shape.join(', ')}) ${descr} needs ${need} bytes, file has ${have}`);
-  if (have > need) throw corrupt(file, `${have - need} unexpected bytes after the data of shape (${shape.join(', ')}) ${descr}`);
+  if (have < need)
+    throw corrupt(file, `truncated data: shape (${shape.join(', ')}) ${descr} needs ${need} bytes, file has ${have}`);
+  if (have > need)
+    throw corrupt(file, `${have - need} unexpected bytes after the data of shape (${shape.join(', ')}) ${descr}`);
 
   // Copy into a fresh buffer: the data offset need not be aligned for a typed-array view.
   // (Uint8Array.prototype.slice: Buffer#slice would return a view of Node's shared pool.)
@@ -128,7 +134,10 @@ export function encodeNpy(shape: readonly number[], data: NpyData): Uint8Array {
   }
   const count = shape.reduce((a, b) => a * b, 1);
   if (count !== data.length) {
-    throw new WolfpackError('E_USAGE', `encodeNpy: shape (${shape.join(', ')}) holds ${count} values but data has ${data.length}`);
+    throw new WolfpackError(
+      'E_USAGE',
+      `encodeNpy: shape (${shape.join(', ')}) holds ${count} values but data has ${data.length}`,
+    );
   }
   const dims = shape.length === 1 ? `${shape[0]},` : shape.join(', ');
   const dict = `{'descr': '${dtypeOf(data)}', 'fortran_order': False, 'shape': (${dims}), }`;

@@ -46,12 +46,16 @@ async function* readAhead<T>(producers: Iterable<() => Promise<T>>, depth: numbe
 
   try {
     for (;;) {
-      while (pending.length < Math.max(1, depth) && startNext()) { /* fill the window */ }
+      while (pending.length < Math.max(1, depth) && startNext()) {
+        /* fill the window */
+      }
       const head = pending.shift();
       if (head === undefined) return;
       const value = await head;
       // Refill before handing the value over, so `depth` producers work while the consumer does.
-      while (pending.length < depth && startNext()) { /* fill the window */ }
+      while (pending.length < depth && startNext()) {
+        /* fill the window */
+      }
       yield value;
     }
   } finally {

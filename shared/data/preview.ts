@@ -42,7 +42,12 @@ export const PREVIEW_GAP = 4;
 
 // Label bar colours by class order (sorted names): orange, steel blue, then a few more.
 const PALETTE: [number, number, number][] = [
-  [214, 120, 30], [60, 100, 160], [70, 150, 70], [150, 60, 150], [170, 50, 50], [60, 150, 150],
+  [214, 120, 30],
+  [60, 100, 160],
+  [70, 150, 70],
+  [150, 60, 150],
+  [170, 50, 50],
+  [60, 150, 150],
 ];
 
 /** Grid geometry: columns x rows tiles of size x (size + bar), PREVIEW_GAP pixels apart and around. */
@@ -72,18 +77,27 @@ function toBytes(x: Float32Array): Buffer {
 }
 
 function escapeXml(s: string): string {
-  return s.replace(/[<>&'"]/g, (ch) => ({ '<': '&lt;', '>': '&gt;', '&': '&amp;', "'": '&apos;', '"': '&quot;' })[ch] ?? ch);
+  return s.replace(
+    /[<>&'"]/g,
+    (ch) => ({ '<': '&lt;', '>': '&gt;', '&': '&amp;', "'": '&apos;', '"': '&quot;' })[ch] ?? ch,
+  );
 }
 
 // All labels as one transparent PNG layer. Rendering text needs fonts; without them it may fail, and
 // the coloured bars alone still tell the classes apart.
-async function textLayer(labels: { text: string; left: number; top: number }[], layout: PreviewLayout, logger?: Logger): Promise<Buffer | undefined> {
+async function textLayer(
+  labels: { text: string; left: number; top: number }[],
+  layout: PreviewLayout,
+  logger?: Logger,
+): Promise<Buffer | undefined> {
   const fontSize = Math.round(layout.bar * 0.72);
   // Keep a long class name inside its tile (sans-serif letters average about 0.6 em).
   const maxChars = Math.max(1, Math.floor((layout.tile - 6) / (0.6 * fontSize)));
   const fit = (s: string): string => (s.length <= maxChars ? s : s.slice(0, Math.max(1, maxChars - 1)) + '\u2026');
-  const texts = labels.map((l) =>
-    `<text x="${l.left + 3}" y="${l.top + Math.round(layout.bar * 0.78)}" font-family="DejaVu Sans, sans-serif" font-size="${fontSize}" fill="white">${escapeXml(fit(l.text))}</text>`);
+  const texts = labels.map(
+    (l) =>
+      `<text x="${l.left + 3}" y="${l.top + Math.round(layout.bar * 0.78)}" font-family="DejaVu Sans, sans-serif" font-size="${fontSize}" fill="white">${escapeXml(fit(l.text))}</text>`,
+  );
   const svg = `<svg xmlns="http://www.w3.org/2000/svg" width="${layout.width}" height="${layout.height}">${texts.join('')}</svg>`;
   try {
     return await sharp(Buffer.from(svg)).png().toBuffer();
@@ -94,12 +108,19 @@ async function textLayer(labels: { text: string; left: number; top: number }[], 
 }
 
 /** Render the samples' training views as a labelled grid and write it to outPng. */
-export async function renderPreview(samples: PreviewSample[], outPng: string, options: PreviewOptions = {}): Promise<void> {
+export async function renderPreview(
+  samples: PreviewSample[],
+  outPng: string,
+  options: PreviewOptions = {},
+): Promise<void> {
   const size = options.size ?? 112;
   const columns = options.columns ?? 6;
   if (samples.length === 0) throw new WolfpackError('E_USAGE', 'renderPreview: no samples to show');
   if (!Number.isInteger(size) || size < 8 || !Number.isInteger(columns) || columns < 1) {
-    throw new WolfpackError('E_USAGE', `renderPreview: size must be an integer >= 8 and columns >= 1, got size=${size} columns=${columns}`);
+    throw new WolfpackError(
+      'E_USAGE',
+      `renderPreview: size must be an integer >= 8 and columns >= 1, got size=${size} columns=${columns}`,
+    );
   }
   const seed = options.seed ?? 0;
   const epoch = options.epoch ?? 0;
@@ -117,7 +138,11 @@ export async function renderPreview(samples: PreviewSample[], outPng: string, op
     const top = PREVIEW_GAP + Math.floor(i / layout.columns) * (size + layout.bar + PREVIEW_GAP);
     layers.push({ input: pixels, raw: { width: size, height: size, channels: 3 }, left, top });
     const [r, g, b] = PALETTE[classes.indexOf(sample.label) % PALETTE.length];
-    layers.push({ input: { create: { width: size, height: layout.bar, channels: 3, background: { r, g, b } } }, left, top: top + size });
+    layers.push({
+      input: { create: { width: size, height: layout.bar, channels: 3, background: { r, g, b } } },
+      left,
+      top: top + size,
+    });
     labels.push({ text: sample.label, left, top: top + size });
   }
   const text = await textLayer(labels, layout, options.logger);
@@ -125,7 +150,9 @@ export async function renderPreview(samples: PreviewSample[], outPng: string, op
 
   try {
     await mkdir(dirname(outPng), { recursive: true });
-    await sharp({ create: { width: layout.width, height: layout.height, channels: 3, background: { r: 24, g: 24, b: 24 } } })
+    await sharp({
+      create: { width: layout.width, height: layout.height, channels: 3, background: { r: 24, g: 24, b: 24 } },
+    })
       .composite(layers)
       .png()
       .toFile(outPng);

@@ -85,7 +85,9 @@ export function resizeBilinear(src: RgbImage, outWidth: number, outHeight: numbe
 
   // Source rows the vertical pass will read for the window's rows.
   const rowFirst = vert ? vert.start[win.top] : win.top;
-  const rowEnd = vert ? vert.start[win.top + win.height - 1] + vert.count[win.top + win.height - 1] : win.top + win.height;
+  const rowEnd = vert
+    ? vert.start[win.top + win.height - 1] + vert.count[win.top + win.height - 1]
+    : win.top + win.height;
   const rows = rowEnd - rowFirst;
 
   // Horizontal pass: source rows [rowFirst, rowEnd) -> window columns.

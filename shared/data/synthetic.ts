@@ -85,13 +85,19 @@ function pick<T>(rng: SampleRng, weighted: [number, T][]): T {
 type Background = 'grass' | 'indoor' | 'snow' | 'forest';
 
 function background(rng: SampleRng, kind: Background): [Rgb, Rgb] {
-  const shade = (h: number, s: number, v: number): [Rgb, Rgb] =>
-    [hsv(h, s, v), hsv(h + rng.uniform(-10, 10), s * rng.uniform(0.8, 1.2), v * rng.uniform(0.75, 1.05))];
+  const shade = (h: number, s: number, v: number): [Rgb, Rgb] => [
+    hsv(h, s, v),
+    hsv(h + rng.uniform(-10, 10), s * rng.uniform(0.8, 1.2), v * rng.uniform(0.75, 1.05)),
+  ];
   switch (kind) {
-    case 'grass': return shade(rng.uniform(85, 130), rng.uniform(0.4, 0.7), rng.uniform(0.35, 0.65));
-    case 'indoor': return shade(rng.uniform(30, 50), rng.uniform(0.1, 0.3), rng.uniform(0.7, 0.9));
-    case 'snow': return shade(rng.uniform(190, 220), rng.uniform(0.02, 0.12), rng.uniform(0.8, 0.96));
-    default: return shade(rng.uniform(120, 200), rng.uniform(0.15, 0.35), rng.uniform(0.15, 0.35));
+    case 'grass':
+      return shade(rng.uniform(85, 130), rng.uniform(0.4, 0.7), rng.uniform(0.35, 0.65));
+    case 'indoor':
+      return shade(rng.uniform(30, 50), rng.uniform(0.1, 0.3), rng.uniform(0.7, 0.9));
+    case 'snow':
+      return shade(rng.uniform(190, 220), rng.uniform(0.02, 0.12), rng.uniform(0.8, 0.96));
+    default:
+      return shade(rng.uniform(120, 200), rng.uniform(0.15, 0.35), rng.uniform(0.15, 0.35));
   }
 }
 
@@ -117,9 +123,28 @@ function drawScene(rng: SampleRng, cls: SyntheticClass, size: number, look: 'mix
   const short = Math.round((size * 3) / 4);
   const [width, height] = shape < 0.5 ? [size, short] : shape < 0.8 ? [short, size] : [size, size];
   const mixed = look === 'mixed';
-  const kind: Background = cls === 'dogs'
-    ? pick(rng, mixed ? [[0.7, 'grass'], [0.2, 'indoor'], [0.1, 'snow']] : [[1, 'grass']])
-    : pick(rng, mixed ? [[0.55, 'snow'], [0.3, 'forest'], [0.15, 'grass']] : [[1, 'snow']]);
+  const kind: Background =
+    cls === 'dogs'
+      ? pick(
+          rng,
+          mixed
+            ? [
+                [0.7, 'grass'],
+                [0.2, 'indoor'],
+                [0.1, 'snow'],
+              ]
+            : [[1, 'grass']],
+        )
+      : pick(
+          rng,
+          mixed
+            ? [
+                [0.55, 'snow'],
+                [0.3, 'forest'],
+                [0.15, 'grass'],
+              ]
+            : [[1, 'snow']],
+        );
   const [top, bottom] = background(rng, kind);
 
   const fur = furColour(rng, cls, mixed ? 0.15 : 0);
@@ -146,11 +171,24 @@ function drawScene(rng: SampleRng, cls: SyntheticClass, size: number, look: 'mix
   const nd = Math.floor(rng.next() * 3);
   for (let i = 0; i < nd; i++) {
     const r = m * rng.uniform(0.04, 0.1);
-    distractors.push(ellipse(width * rng.next(), height * rng.next(), r, r * rng.uniform(0.5, 1),
-      rng.uniform(0, Math.PI), hsv(rng.uniform(0, 360), rng.uniform(0.1, 0.6), rng.uniform(0.2, 0.9))));
+    distractors.push(
+      ellipse(
+        width * rng.next(),
+        height * rng.next(),
+        r,
+        r * rng.uniform(0.5, 1),
+        rng.uniform(0, Math.PI),
+        hsv(rng.uniform(0, 360), rng.uniform(0.1, 0.6), rng.uniform(0.2, 0.9)),
+      ),
+    );
   }
   return {
-    width, height, top, bottom, animal, distractors,
+    width,
+    height,
+    top,
+    bottom,
+    animal,
+    distractors,
     furNoise: cls === 'dogs' ? rng.uniform(4, 10) : rng.uniform(10, 22),
     stripes: cls === 'dogs' ? rng.uniform(0, 6) : rng.uniform(6, 18),
     stripeFreq: rng.uniform(0.6, 1.4),
@@ -201,7 +239,10 @@ function render(rng: SampleRng, scene: Scene): Uint8Array {
 
 function positiveInt(name: string, value: number, min: number): number {
   if (!Number.isInteger(value) || value < min) {
-    throw new WolfpackError('E_USAGE', `generateSyntheticCanidae: ${name} must be an integer >= ${min}, got ${String(value)}`);
+    throw new WolfpackError(
+      'E_USAGE',
+      `generateSyntheticCanidae: ${name} must be an integer >= ${min}, got ${String(value)}`,
+    );
   }
   return value;
 }
@@ -212,7 +253,10 @@ export async function generateSyntheticCanidae(dir: string, options: SyntheticOp
   const valPerClass = positiveInt('valPerClass', options.valPerClass ?? 20, 1);
   const size = positiveInt('size', options.size ?? 96, 16);
   const seed = options.seed ?? 0;
-  const splits: [SyntheticSplit, number][] = [['train', trainPerClass], ['val', valPerClass]];
+  const splits: [SyntheticSplit, number][] = [
+    ['train', trainPerClass],
+    ['val', valPerClass],
+  ];
 
   const jobs: { path: string; split: number; label: number; index: number }[] = [];
   for (const [splitIndex, [split, perClass]] of splits.entries()) {
@@ -224,7 +268,12 @@ export async function generateSyntheticCanidae(dir: string, options: SyntheticOp
         throw new WolfpackError('E_IO', `cannot create ${folder}: ${(e as Error).message}`, { path: folder });
       }
       for (let i = 0; i < perClass; i++) {
-        jobs.push({ path: join(folder, `${cls}_${String(i).padStart(4, '0')}.jpg`), split: splitIndex, label, index: i });
+        jobs.push({
+          path: join(folder, `${cls}_${String(i).padStart(4, '0')}.jpg`),
+          split: splitIndex,
+          label,
+          index: i,
+        });
       }
     }
   }
@@ -245,7 +294,12 @@ export async function generateSyntheticCanidae(dir: string, options: SyntheticOp
     }
   };
   // Drawing is synchronous JS; encoding and writing overlap with the next drawings.
-  for await (const _ of prefetch(jobs.map((job) => () => write(job)), 8)) { /* wait for each in order */ }
+  for await (const _ of prefetch(
+    jobs.map((job) => () => write(job)),
+    8,
+  )) {
+    /* wait for each in order */
+  }
 
   const counts = {
     train: { dogs: trainPerClass, wolves: trainPerClass },

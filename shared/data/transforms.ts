@@ -55,10 +55,16 @@ export function randomResizedCropParams(
   ratio: readonly [number, number] = [3 / 4, 4 / 3],
 ): CropBox {
   if (!(Number.isInteger(width) && Number.isInteger(height) && width > 0 && height > 0)) {
-    throw new WolfpackError('E_USAGE', `randomResizedCropParams: image size must be positive integers, got ${width}x${height}`);
+    throw new WolfpackError(
+      'E_USAGE',
+      `randomResizedCropParams: image size must be positive integers, got ${width}x${height}`,
+    );
   }
   if (!(scale[0] <= scale[1]) || !(ratio[0] <= ratio[1]) || !(ratio[0] > 0)) {
-    throw new WolfpackError('E_USAGE', `randomResizedCropParams: scale and ratio must be [min, max] ranges, got scale=${String(scale)} ratio=${String(ratio)}`);
+    throw new WolfpackError(
+      'E_USAGE',
+      `randomResizedCropParams: scale and ratio must be [min, max] ranges, got scale=${String(scale)} ratio=${String(ratio)}`,
+    );
   }
   const area = width * height;
   // torch.log(torch.tensor(ratio)) is float32: round the same way so scripted draws match exactly.
@@ -92,7 +98,13 @@ export function randomResizedCropParams(
 }
 
 /** A sample's training augmentation: crop then flip (p = 0.5), drawn from (seed, epoch, index) only. */
-export function drawTrainAugment(seed: number, epoch: number, index: number, width: number, height: number): TrainAugment {
+export function drawTrainAugment(
+  seed: number,
+  epoch: number,
+  index: number,
+  width: number,
+  height: number,
+): TrainAugment {
   const rng = sampleRng(seed, epoch, index, STREAM.AUGMENT);
   const crop = randomResizedCropParams(rng, width, height);
   const flip = rng.next() < 0.5;
@@ -135,7 +147,11 @@ const NORMALISE_LUT: Float32Array = (() => {
  * HWC uint8 RGB -> HWC float32, (x / 255 - MEAN) / STD per channel. With `mirror`, each row is
  * written right to left (the horizontal flip, done here to save a pass over the pixels).
  */
-export function normalise(rgb: RgbImage, mirror = false, out: Float32Array = new Float32Array(rgb.data.length)): Float32Array {
+export function normalise(
+  rgb: RgbImage,
+  mirror = false,
+  out: Float32Array = new Float32Array(rgb.data.length),
+): Float32Array {
   const lut = NORMALISE_LUT;
   const { data, width, height } = rgb;
   for (let y = 0; y < height; y++) {
@@ -161,7 +177,10 @@ function checkOutput(size: number, out: Float32Array | undefined): Float32Array 
   }
   if (out === undefined) return new Float32Array(size * size * 3);
   if (out.length !== size * size * 3) {
-    throw new WolfpackError('E_USAGE', `transform output holds ${out.length} floats, size ${size} needs ${size * size * 3}`);
+    throw new WolfpackError(
+      'E_USAGE',
+      `transform output holds ${out.length} floats, size ${size} needs ${size * size * 3}`,
+    );
   }
   return out;
 }
@@ -176,7 +195,9 @@ async function readHeader(bytes: Uint8Array, source: string | undefined): Promis
   try {
     meta = await decoder(bytes).metadata();
   } catch (e) {
-    throw new WolfpackError('E_CORRUPT', `cannot read image header of ${describe(source)}: ${(e as Error).message}`, { path: source });
+    throw new WolfpackError('E_CORRUPT', `cannot read image header of ${describe(source)}: ${(e as Error).message}`, {
+      path: source,
+    });
   }
   if (!meta.width || !meta.height) {
     throw new WolfpackError('E_CORRUPT', `${describe(source)} has no width/height in its header`, { path: source });
@@ -191,10 +212,20 @@ export async function imageSize(bytes: Uint8Array, source?: string): Promise<Ima
 
 function checkCrop(crop: CropBox, size: ImageSize, source: string | undefined): void {
   const { left, top, width, height } = crop;
-  const ok = [left, top, width, height].every(Number.isInteger) && left >= 0 && top >= 0 && width > 0 && height > 0 &&
-    left + width <= size.width && top + height <= size.height;
+  const ok =
+    [left, top, width, height].every(Number.isInteger) &&
+    left >= 0 &&
+    top >= 0 &&
+    width > 0 &&
+    height > 0 &&
+    left + width <= size.width &&
+    top + height <= size.height;
   if (!ok) {
-    throw new WolfpackError('E_USAGE', `crop ${JSON.stringify(crop)} does not fit ${describe(source)} (${size.width}x${size.height})`, { path: source });
+    throw new WolfpackError(
+      'E_USAGE',
+      `crop ${JSON.stringify(crop)} does not fit ${describe(source)} (${size.width}x${size.height})`,
+      { path: source },
+    );
   }
 }
 
@@ -206,11 +237,15 @@ async function decodeRgb(bytes: Uint8Array, source: string | undefined, region?:
     const image = region ? decoder(bytes).extract(region) : decoder(bytes);
     out = await image.removeAlpha().toColourspace('srgb').raw({ depth: 'uchar' }).toBuffer({ resolveWithObject: true });
   } catch (e) {
-    throw new WolfpackError('E_CORRUPT', `cannot decode ${describe(source)}: ${(e as Error).message}`, { path: source });
+    throw new WolfpackError('E_CORRUPT', `cannot decode ${describe(source)}: ${(e as Error).message}`, {
+      path: source,
+    });
   }
   const { data, info } = out;
   if (info.channels !== 3) {
-    throw new WolfpackError('E_CORRUPT', `${describe(source)}: decoded to ${info.channels} channels, expected RGB`, { path: source });
+    throw new WolfpackError('E_CORRUPT', `${describe(source)}: decoded to ${info.channels} channels, expected RGB`, {
+      path: source,
+    });
   }
   return { data: new Uint8Array(data.buffer, data.byteOffset, data.length), width: info.width, height: info.height };
 }
@@ -220,7 +255,13 @@ async function decodeRgb(bytes: Uint8Array, source: string | undefined, region?:
  * shrinking), mirror if asked, normalise. Returns size * size * 3 floats, HWC, written into `out`
  * when given (e.g. batch.subarray(i * n, (i + 1) * n)). `source` names the image in errors.
  */
-export async function trainTransform(bytes: Uint8Array, size: number, aug: TrainAugment, source?: string, out?: Float32Array): Promise<Float32Array> {
+export async function trainTransform(
+  bytes: Uint8Array,
+  size: number,
+  aug: TrainAugment,
+  source?: string,
+  out?: Float32Array,
+): Promise<Float32Array> {
   const target = checkOutput(size, out);
   checkCrop(aug.crop, await readHeader(bytes, source), source);
   const crop = await decodeRgb(bytes, source, aug.crop);
@@ -231,7 +272,12 @@ export async function trainTransform(bytes: Uint8Array, size: number, aug: Train
  * Evaluation transform: resize the shorter side to round(size * 256 / 224) keeping the aspect ratio,
  * centre-crop size x size, normalise. Returns size * size * 3 floats, HWC (into `out` when given).
  */
-export async function evalTransform(bytes: Uint8Array, size: number, source?: string, out?: Float32Array): Promise<Float32Array> {
+export async function evalTransform(
+  bytes: Uint8Array,
+  size: number,
+  source?: string,
+  out?: Float32Array,
+): Promise<Float32Array> {
   const target = checkOutput(size, out);
   const stored = await readHeader(bytes, source);
   const { resize, crop } = evalGeometry(stored.width, stored.height, size);

@@ -24,7 +24,13 @@ export const BENCH_DATA_DIR = 'runs/bench-data';
  * (20 epochs): train loss 0.656 -> 0.225, val accuracy 0.82 -> 0.95.
  */
 export const DEMO_DEFAULTS = {
-  workers: 2, epochs: 20, batchSize: 18, imageSize: 64, freeze: 'backbone', bn: 'frozen', lr: 0.001,
+  workers: 2,
+  epochs: 20,
+  batchSize: 18,
+  imageSize: 64,
+  freeze: 'backbone',
+  bn: 'frozen',
+  lr: 0.001,
 } as const;
 
 // lr: on the 'mixed' set a random network's pooled features are large (|f|^2 ~ 3000 at 64x64), so the lab's
@@ -32,18 +38,28 @@ export const DEMO_DEFAULTS = {
 export const BENCH_RECIPE = { ...DEMO_DEFAULTS, lr: 0.0002 } as const;
 
 /** What the assets in a folder were made from; a folder made from another recipe is made again. */
-const RECIPE: Record<'mixed' | 'distinct', string> = { mixed: 'synthetic mixed 120+30 seed 0; width 64 calibrated at 64', distinct: 'synthetic distinct 120+30 seed 0; width 64 calibrated at 64' };
+const RECIPE: Record<'mixed' | 'distinct', string> = {
+  mixed: 'synthetic mixed 120+30 seed 0; width 64 calibrated at 64',
+  distinct: 'synthetic distinct 120+30 seed 0; width 64 calibrated at 64',
+};
 
 /**
  * The demo's data set and calibrated starting checkpoint under `dir`, generated where missing (the
  * benchmarks use the same assets). `say` reports what is being written.
  */
-export async function demoAssets(dir: string, say: (line: string) => void = () => undefined, look: 'mixed' | 'distinct' = 'distinct'): Promise<{ data: string; weights: string }> {
+export async function demoAssets(
+  dir: string,
+  say: (line: string) => void = () => undefined,
+  look: 'mixed' | 'distinct' = 'distinct',
+): Promise<{ data: string; weights: string }> {
   const data = join(dir, 'data');
   const weights = join(dir, 'resnet50.ckpt');
   const marker = join(dir, 'recipe.txt');
   // Assets an older wolfpack made in this folder (another look, another recipe) are made again.
-  if (existsSync(join(data, 'train')) && (!existsSync(marker) || (await readFile(marker, 'utf8')).trim() !== RECIPE[look])) {
+  if (
+    existsSync(join(data, 'train')) &&
+    (!existsSync(marker) || (await readFile(marker, 'utf8')).trim() !== RECIPE[look])
+  ) {
     say(`${dir} holds assets of another recipe: making them again`);
     await rm(data, { recursive: true, force: true });
     await rm(weights, { force: true });
@@ -61,7 +77,8 @@ export async function demoAssets(dir: string, say: (line: string) => void = () =
     const picks = train.samples.filter((_, i) => i % 2 === 0);
     const size = DEMO_DEFAULTS.imageSize;
     const images = new Float32Array(picks.length * size * size * 3);
-    for (const [k, s] of picks.entries()) images.set(await evalTransform(await readFile(s.path), size, s.path), k * size * size * 3);
+    for (const [k, s] of picks.entries())
+      images.set(await evalTransform(await readFile(s.path), size, s.path), k * size * size * 3);
     await calibrateBatchNorm(state, images, picks.length, size);
     await writeCkpt(weights, tensorsFromModel(state));
     await writeFile(marker, `${RECIPE[look]}\n`);

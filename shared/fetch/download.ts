@@ -73,7 +73,8 @@ export async function download(opts: DownloadOptions): Promise<DownloadResult> {
     const sha = await sha256File(dest);
     const sizeOk = opts.size === undefined || existing.size === opts.size;
     const shaOk = opts.sha256 === undefined || sha === opts.sha256.toLowerCase();
-    if (sizeOk && shaOk) return { path: dest, bytes: existing.size, sha256: sha, skipped: true, resumedFrom: 0, connections: 0 };
+    if (sizeOk && shaOk)
+      return { path: dest, bytes: existing.size, sha256: sha, skipped: true, resumedFrom: 0, connections: 0 };
     await rm(dest, { force: true }); // a different file than expected: fetch it anew
   }
   await mkdir(dirname(dest), { recursive: true }).catch((e: Error) => {
@@ -94,9 +95,12 @@ export async function download(opts: DownloadOptions): Promise<DownloadResult> {
       expected ??= (await readMeta(metaPath))?.total;
       if (attempt >= retries) {
         const of = expected !== undefined ? ` of ${expected}` : '';
-        throw new WolfpackError('E_IO', `download of ${url} broke off after ${have}${of} bytes (${e.message}); ` +
-          `${have > 0 ? `run the same command again to resume from byte ${have}` : 'run the same command again'}`,
-        { url, received: have, total: expected });
+        throw new WolfpackError(
+          'E_IO',
+          `download of ${url} broke off after ${have}${of} bytes (${e.message}); ` +
+            `${have > 0 ? `run the same command again to resume from byte ${have}` : 'run the same command again'}`,
+          { url, received: have, total: expected },
+        );
       }
       await sleep((opts.retryDelayMs ?? 1000) * 2 ** attempt);
     }
@@ -107,8 +111,12 @@ export async function download(opts: DownloadOptions): Promise<DownloadResult> {
   if (opts.sha256 !== undefined && sha !== opts.sha256.toLowerCase()) {
     await rm(part, { force: true });
     await rm(metaPath, { force: true });
-    throw new WolfpackError('E_CORRUPT', `checksum mismatch for ${url}: sha256 ${sha}, expected ${opts.sha256.toLowerCase()} ` +
-      `(${bytes} bytes); the download was deleted, run the command again to fetch it anew`, { url, sha256: sha, expected: opts.sha256 });
+    throw new WolfpackError(
+      'E_CORRUPT',
+      `checksum mismatch for ${url}: sha256 ${sha}, expected ${opts.sha256.toLowerCase()} ` +
+        `(${bytes} bytes); the download was deleted, run the command again to fetch it anew`,
+      { url, sha256: sha, expected: opts.sha256 },
+    );
   }
   await rename(part, dest);
   await rm(metaPath, { force: true });
@@ -135,7 +143,12 @@ async function readMeta(path: string): Promise<PartMeta | undefined> {
 }
 
 /** One connection: appends to DEST.part from where it stops. Returns the file's full size when known. */
-async function fetchInto(opts: DownloadOptions, part: string, metaPath: string, expected: number | undefined): Promise<number | undefined> {
+async function fetchInto(
+  opts: DownloadOptions,
+  part: string,
+  metaPath: string,
+  expected: number | undefined,
+): Promise<number | undefined> {
   const { url } = opts;
   let have = await partSize(part, metaPath, url);
   const meta = have > 0 ? await readMeta(metaPath) : undefined;
@@ -145,7 +158,10 @@ async function fetchInto(opts: DownloadOptions, part: string, metaPath: string, 
   const idleMs = opts.idleTimeoutMs ?? 60_000;
   const abort = new AbortController();
   let idle = setTimeout(() => abort.abort(), idleMs);
-  const touch = () => { clearTimeout(idle); idle = setTimeout(() => abort.abort(), idleMs); };
+  const touch = () => {
+    clearTimeout(idle);
+    idle = setTimeout(() => abort.abort(), idleMs);
+  };
   const headers: Record<string, string> = { 'user-agent': 'wolfpack-fetch', 'accept-encoding': 'identity' };
   if (have > 0) {
     headers.range = `bytes=${have}-`;
@@ -175,7 +191,9 @@ async function fetchInto(opts: DownloadOptions, part: string, metaPath: string, 
       if (!range || Number(range[1]) !== have) {
         await res.body?.cancel();
         await rm(part, { force: true });
-        throw new Retryable(`the server answered a resume at byte ${have} with range '${res.headers.get('content-range') ?? ''}'`);
+        throw new Retryable(
+          `the server answered a resume at byte ${have} with range '${res.headers.get('content-range') ?? ''}'`,
+        );
       }
       total = range[3] === '*' ? undefined : Number(range[3]);
     } else if (res.status === 200) {
@@ -190,11 +208,18 @@ async function fetchInto(opts: DownloadOptions, part: string, metaPath: string, 
     }
     if (opts.size !== undefined && total !== undefined && total !== opts.size) {
       await res.body?.cancel();
-      throw new WolfpackError('E_CORRUPT', `${url}: the server has ${total} bytes, expected ${opts.size}`, { url, total, expected: opts.size });
+      throw new WolfpackError('E_CORRUPT', `${url}: the server has ${total} bytes, expected ${opts.size}`, {
+        url,
+        total,
+        expected: opts.size,
+      });
     }
     const want = opts.size ?? total;
     const newMeta: PartMeta = {
-      url, etag: res.headers.get('etag') ?? undefined, lastModified: res.headers.get('last-modified') ?? undefined, total: want,
+      url,
+      etag: res.headers.get('etag') ?? undefined,
+      lastModified: res.headers.get('last-modified') ?? undefined,
+      total: want,
     };
     await writeFile(metaPath, JSON.stringify(newMeta) + '\n');
 
@@ -217,7 +242,10 @@ async function fetchInto(opts: DownloadOptions, part: string, metaPath: string, 
           await file.write(chunk.value);
           received += chunk.value.byteLength;
           if (want !== undefined && received > want) {
-            throw new WolfpackError('E_CORRUPT', `${url}: the server sent more than the ${want} bytes expected`, { url, expected: want });
+            throw new WolfpackError('E_CORRUPT', `${url}: the server sent more than the ${want} bytes expected`, {
+              url,
+              expected: want,
+            });
           }
           opts.onProgress?.({ url, received, total: want, resumedFrom, done: false });
         }
@@ -225,7 +253,8 @@ async function fetchInto(opts: DownloadOptions, part: string, metaPath: string, 
     } finally {
       await file.close();
     }
-    if (want !== undefined && received < want) throw new Retryable(`the connection closed after ${received} of ${want} bytes`);
+    if (want !== undefined && received < want)
+      throw new Retryable(`the connection closed after ${received} of ${want} bytes`);
     opts.onProgress?.({ url, received, total: want ?? received, resumedFrom, done: true });
     return want ?? received;
   } catch (e) {
@@ -248,7 +277,8 @@ function rangeTotal(header: string | null): number | undefined {
 function reason(e: unknown): string {
   const err = e as Error & { cause?: Error & { code?: string } };
   const cause = err?.cause;
-  if (cause?.message) return cause.code && !cause.message.includes(cause.code) ? `${cause.code}: ${cause.message}` : cause.message;
+  if (cause?.message)
+    return cause.code && !cause.message.includes(cause.code) ? `${cause.code}: ${cause.message}` : cause.message;
   return err?.message ?? String(e);
 }
 
@@ -273,7 +303,11 @@ const mib = (n: number) => `${(n / MiB).toFixed(1)} MiB`;
  * second), elsewhere (logs, CI) a plain line at each tenth of the file, or every 10 MiB when the size is
  * unknown.
  */
-export function progressPrinter(stream: ProgressStream, label: string, now: () => number = () => performance.now()): (p: DownloadProgress) => void {
+export function progressPrinter(
+  stream: ProgressStream,
+  label: string,
+  now: () => number = () => performance.now(),
+): (p: DownloadProgress) => void {
   let lastDraw = -Infinity;
   let lastStep = -1;
   let start = 0;
@@ -285,21 +319,25 @@ export function progressPrinter(stream: ProgressStream, label: string, now: () =
       startBytes = p.received;
       if (p.resumedFrom > 0) stream.write(`${label}: resuming at ${mib(p.resumedFrom)}\n`);
     }
-    const rate = t > start ? ((p.received - startBytes) / ((t - start) / 1000)) : 0;
+    const rate = t > start ? (p.received - startBytes) / ((t - start) / 1000) : 0;
     const of = p.total !== undefined ? ` / ${mib(p.total)}` : '';
     if (stream.isTTY) {
       if (!p.done && t - lastDraw < 100) return;
       lastDraw = t;
       const pct = p.total ? Math.min(1, p.received / p.total) : undefined;
       const width = Math.max(10, Math.min(40, (stream.columns ?? 80) - label.length - 45));
-      const bar = pct === undefined ? '' : `[${'#'.repeat(Math.round(pct * width)).padEnd(width, '.')}] ${(pct * 100).toFixed(0).padStart(3)}% `;
+      const bar =
+        pct === undefined
+          ? ''
+          : `[${'#'.repeat(Math.round(pct * width)).padEnd(width, '.')}] ${(pct * 100).toFixed(0).padStart(3)}% `;
       stream.write(`\r${label} ${bar}${mib(p.received)}${of}  ${mib(rate)}/s\x1b[K${p.done ? '\n' : ''}`);
       return;
     }
     const step = p.total ? Math.floor((p.received / p.total) * 10) : Math.floor(p.received / (10 * MiB));
     if (p.done) {
       stream.write(`${label}: done, ${mib(p.received)}\n`);
-    } else if (step > lastStep && (p.total === undefined || p.received < p.total)) { // 'done' says 100%
+    } else if (step > lastStep && (p.total === undefined || p.received < p.total)) {
+      // 'done' says 100%
       lastStep = step;
       const pct = p.total ? ` (${Math.floor((p.received / p.total) * 100)}%)` : '';
       stream.write(`${label}: ${mib(p.received)}${of}${pct}\n`);

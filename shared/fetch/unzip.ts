@@ -30,7 +30,10 @@ const corrupt = (zip: string, what: string, details: Record<string, unknown> = {
 /** yauzl's error as wolfpack's: a name that leaves the folder, a file that is not a zip, anything else damaged. */
 function zipError(zip: string, e: Error): WolfpackError {
   const m = /^(?:absolute path|invalid relative path): (.*)$/.exec(e.message);
-  if (m) return corrupt(zip, `entry '${m[1]}' points outside the folder it is unpacked into; refusing to unpack`, { entry: m[1] });
+  if (m)
+    return corrupt(zip, `entry '${m[1]}' points outside the folder it is unpacked into; refusing to unpack`, {
+      entry: m[1],
+    });
   if (/end of central directory record signature not found/i.test(e.message)) {
     return corrupt(zip, 'not a zip file (no end-of-central-directory record; truncated download?)');
   }
@@ -44,23 +47,38 @@ interface OpenZip {
 
 /** Opens `zip` and reads its central directory. */
 async function openZip(zip: string): Promise<OpenZip> {
-  await stat(zip).catch((e: Error) => { throw new WolfpackError('E_IO', `cannot open ${zip}: ${e.message}`, { path: zip }); });
+  await stat(zip).catch((e: Error) => {
+    throw new WolfpackError('E_IO', `cannot open ${zip}: ${e.message}`, { path: zip });
+  });
   const file = await new Promise<yauzl.ZipFile>((resolve, reject) => {
-    yauzl.open(zip, { lazyEntries: true, autoClose: false }, (err, f) => (err ? reject(zipError(zip, err)) : resolve(f)));
+    yauzl.open(zip, { lazyEntries: true, autoClose: false }, (err, f) =>
+      err ? reject(zipError(zip, err)) : resolve(f),
+    );
   });
   const entries: OpenZip['entries'] = [];
   await new Promise<void>((resolve, reject) => {
     file.on('entry', (raw: yauzl.Entry) => {
-      entries.push({ raw, entry: {
-        name: raw.fileName, method: raw.compressionMethod, flags: raw.generalPurposeBitFlag, crc32: raw.crc32,
-        compressedSize: raw.compressedSize, size: raw.uncompressedSize, isDirectory: raw.fileName.endsWith('/'),
-      } });
+      entries.push({
+        raw,
+        entry: {
+          name: raw.fileName,
+          method: raw.compressionMethod,
+          flags: raw.generalPurposeBitFlag,
+          crc32: raw.crc32,
+          compressedSize: raw.compressedSize,
+          size: raw.uncompressedSize,
+          isDirectory: raw.fileName.endsWith('/'),
+        },
+      });
       file.readEntry();
     });
     file.once('end', () => resolve());
     file.once('error', (e: Error) => reject(zipError(zip, e)));
     file.readEntry();
-  }).catch((e: unknown) => { file.close(); throw e; });
+  }).catch((e: unknown) => {
+    file.close();
+    throw e;
+  });
   return { entries, file };
 }
 
@@ -75,7 +93,9 @@ export async function listZip(zip: string): Promise<ZipEntry[]> {
 export function safeEntryPath(zip: string, name: string): string {
   const parts = name.split('/').filter((s) => s !== '' && s !== '.');
   if (name.startsWith('/') || /^[A-Za-z]:/.test(name) || parts.includes('..')) {
-    throw corrupt(zip, `entry '${name}' points outside the folder it is unpacked into; refusing to unpack`, { entry: name });
+    throw corrupt(zip, `entry '${name}' points outside the folder it is unpacked into; refusing to unpack`, {
+      entry: name,
+    });
   }
   return parts.join('/');
 }
@@ -84,13 +104,19 @@ export function safeEntryPath(zip: string, name: string): string {
 class Checker extends Transform {
   crc = 0;
   bytes = 0;
-  constructor(private readonly limit: number, private readonly onOver: () => Error) {
+  constructor(
+    private readonly limit: number,
+    private readonly onOver: () => Error,
+  ) {
     super();
   }
 
   override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
     this.bytes += chunk.length;
-    if (this.bytes > this.limit) { cb(this.onOver()); return; }
+    if (this.bytes > this.limit) {
+      cb(this.onOver());
+      return;
+    }
     this.crc = crc32(chunk, this.crc);
     cb(null, chunk);
   }
@@ -99,13 +125,20 @@ class Checker extends Transform {
 /** Unpacks one file entry to `out`, checking its size and CRC-32. */
 async function extractEntry(zip: string, z: OpenZip, e: OpenZip['entries'][number], out: string): Promise<void> {
   const { entry, raw } = e;
-  if (entry.flags & 0x1) throw corrupt(zip, `entry '${entry.name}' is encrypted; wolfpack cannot unpack it`, { entry: entry.name });
+  if (entry.flags & 0x1)
+    throw corrupt(zip, `entry '${entry.name}' is encrypted; wolfpack cannot unpack it`, { entry: entry.name });
   if (entry.method !== 0 && entry.method !== 8) {
-    throw corrupt(zip, `entry '${entry.name}' uses compression method ${entry.method}; wolfpack unpacks only stored (0) and deflate (8) entries, ` +
-      'unpack this zip with another tool', { entry: entry.name, method: entry.method });
+    throw corrupt(
+      zip,
+      `entry '${entry.name}' uses compression method ${entry.method}; wolfpack unpacks only stored (0) and deflate (8) entries, ` +
+        'unpack this zip with another tool',
+      { entry: entry.name, method: entry.method },
+    );
   }
   await mkdir(dirname(out), { recursive: true });
-  const checker = new Checker(entry.size, () => corrupt(zip, `entry '${entry.name}' unpacks to more than its ${entry.size} bytes`, { entry: entry.name }));
+  const checker = new Checker(entry.size, () =>
+    corrupt(zip, `entry '${entry.name}' unpacks to more than its ${entry.size} bytes`, { entry: entry.name }),
+  );
   try {
     const source = await new Promise<Readable>((resolve, reject) => {
       z.file.openReadStream(raw, (err, stream) => (err ? reject(err) : resolve(stream)));
@@ -115,9 +148,16 @@ async function extractEntry(zip: string, z: OpenZip, e: OpenZip['entries'][numbe
     if (err instanceof WolfpackError) throw err;
     throw corrupt(zip, `entry '${entry.name}' cannot be unpacked: ${(err as Error).message}`, { entry: entry.name });
   }
-  if (checker.bytes !== entry.size) throw corrupt(zip, `entry '${entry.name}' unpacked to ${checker.bytes} bytes, the zip says ${entry.size}`, { entry: entry.name });
+  if (checker.bytes !== entry.size)
+    throw corrupt(zip, `entry '${entry.name}' unpacked to ${checker.bytes} bytes, the zip says ${entry.size}`, {
+      entry: entry.name,
+    });
   if (checker.crc !== entry.crc32) {
-    throw corrupt(zip, `entry '${entry.name}': CRC-32 ${checker.crc.toString(16)} does not match the zip's ${entry.crc32.toString(16)}`, { entry: entry.name });
+    throw corrupt(
+      zip,
+      `entry '${entry.name}': CRC-32 ${checker.crc.toString(16)} does not match the zip's ${entry.crc32.toString(16)}`,
+      { entry: entry.name },
+    );
   }
 }
 
@@ -161,7 +201,8 @@ export interface UnzipResult {
  * not exist yet: files go to a temporary sibling folder first, renamed to `dest` when all are out.
  */
 export async function unzipImageFolder(zip: string, dest: string): Promise<UnzipResult> {
-  if (await stat(dest).catch(() => undefined)) throw new WolfpackError('E_IO', `${dest} already exists; remove it to unpack ${zip} again`, { path: dest });
+  if (await stat(dest).catch(() => undefined))
+    throw new WolfpackError('E_IO', `${dest} already exists; remove it to unpack ${zip} again`, { path: dest });
   const z = await openZip(zip);
   try {
     return await unpack(zip, z, dest);
@@ -174,9 +215,16 @@ async function unpack(zip: string, z: OpenZip, dest: string): Promise<UnzipResul
   const entries = z.entries.map((e) => e.entry);
   const root = findImageFolderRoot(entries.map((e) => e.name));
   if (root === undefined) {
-    const sample = entries.slice(0, 5).map((e) => e.name).join(', ');
-    throw new WolfpackError('E_DATA', `zip ${zip} has no folder with train/<class>/ and val/<class>/ inside (the ImageFolder layout); ` +
-      `its first entries: ${sample || '(none)'}`, { path: zip });
+    const sample = entries
+      .slice(0, 5)
+      .map((e) => e.name)
+      .join(', ');
+    throw new WolfpackError(
+      'E_DATA',
+      `zip ${zip} has no folder with train/<class>/ and val/<class>/ inside (the ImageFolder layout); ` +
+        `its first entries: ${sample || '(none)'}`,
+      { path: zip },
+    );
   }
   const prefix = root === '' ? '' : root + '/';
   const tmp = join(dirname(dest), `.${dest.split(/[\\/]/).pop()}.partial-${process.pid}`);
@@ -188,7 +236,8 @@ async function unpack(zip: string, z: OpenZip, dest: string): Promise<UnzipResul
     for (const e of z.entries) {
       const { entry } = e;
       const rel = safeEntryPath(zip, entry.name);
-      if (entry.isDirectory || isJunk(entry.name) || !(rel + '/').startsWith(prefix) || rel.length <= prefix.length) continue;
+      if (entry.isDirectory || isJunk(entry.name) || !(rel + '/').startsWith(prefix) || rel.length <= prefix.length)
+        continue;
       await extractEntry(zip, z, e, join(tmp, rel.slice(prefix.length)));
       files++;
       bytes += entry.size;

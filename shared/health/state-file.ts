@@ -13,7 +13,16 @@ export type HealthRole = 'worker' | 'coordinator';
  * A worker's states, in the order it goes through them. `done` and `failed` are final; `lost` (the
  * coordinator's connection closed) may still become `done` when the closing frame was the order to stop.
  */
-export const WORKER_STATES = ['starting', 'connecting', 'connected', 'admitted', 'training', 'done', 'lost', 'failed'] as const;
+export const WORKER_STATES = [
+  'starting',
+  'connecting',
+  'connected',
+  'admitted',
+  'training',
+  'done',
+  'lost',
+  'failed',
+] as const;
 /** A coordinator's states (`train` and `demo` write the coordinator's); `done` and `failed` are final. */
 export const COORDINATOR_STATES = ['starting', 'listening', 'training', 'done', 'failed'] as const;
 export type WorkerState = (typeof WORKER_STATES)[number];
@@ -60,8 +69,13 @@ export class HealthFile {
   private readonly timer: NodeJS.Timeout;
   private warned = false;
 
-  constructor(readonly path: string, readonly role: HealthRole, private readonly log?: Logger,
-    refreshMs = HEALTH_REFRESH_MS, private readonly now: () => number = Date.now) {
+  constructor(
+    readonly path: string,
+    readonly role: HealthRole,
+    private readonly log?: Logger,
+    refreshMs = HEALTH_REFRESH_MS,
+    private readonly now: () => number = Date.now,
+  ) {
     // unref: the refresh alone must not keep a finished process alive.
     this.timer = setInterval(() => this.write(), refreshMs).unref();
   }
@@ -75,7 +89,15 @@ export class HealthFile {
     const cur = this.record;
     if (cur && (FINAL.includes(cur.state) || (cur.state === state && cur.detail === detail))) return;
     const at = new Date(this.now()).toISOString();
-    this.record = { role: this.role, state, healthy: HEALTHY[this.role].includes(state), pid: process.pid, since: at, updated: at, ...(detail !== undefined ? { detail } : {}) };
+    this.record = {
+      role: this.role,
+      state,
+      healthy: HEALTHY[this.role].includes(state),
+      pid: process.pid,
+      since: at,
+      updated: at,
+      ...(detail !== undefined ? { detail } : {}),
+    };
     this.write();
     if (FINAL.includes(state)) clearInterval(this.timer);
   }
@@ -93,8 +115,13 @@ export class HealthFile {
       writeFileSync(tmp, JSON.stringify(this.record) + '\n');
       renameSync(tmp, this.path);
     } catch (e) {
-      try { unlinkSync(tmp); } catch { /* not there */ }
-      if (!this.warned) this.log?.warn({ file: this.path, reason: (e as Error).message }, 'cannot write the health file');
+      try {
+        unlinkSync(tmp);
+      } catch {
+        /* not there */
+      }
+      if (!this.warned)
+        this.log?.warn({ file: this.path, reason: (e as Error).message }, 'cannot write the health file');
       this.warned = true;
     }
   }
@@ -115,7 +142,13 @@ export function checkHealth(path: string, maxAgeS: number, now: number = Date.no
     text = readFileSync(path, 'utf8');
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
-    return { ok: false, reason: code === 'ENOENT' ? `${path} does not exist (the process has not started, or has no --health-file ${path})` : `cannot read ${path}: ${(e as Error).message}` };
+    return {
+      ok: false,
+      reason:
+        code === 'ENOENT'
+          ? `${path} does not exist (the process has not started, or has no --health-file ${path})`
+          : `cannot read ${path}: ${(e as Error).message}`,
+    };
   }
   let record: HealthRecord;
   try {
@@ -130,6 +163,7 @@ export function checkHealth(path: string, maxAgeS: number, now: number = Date.no
   const age = Math.max(0, (now - updated) / 1000);
   const what = `${record.role} ${record.state}${record.detail ? ` (${record.detail})` : ''} since ${record.since}, pid ${record.pid}, updated ${age.toFixed(1)} s ago`;
   if (!record.healthy) return { ok: false, reason: `unhealthy: ${what}`, record };
-  if (age > maxAgeS) return { ok: false, reason: `stale: ${what}, more than ${maxAgeS} s (the process is gone or stuck)`, record };
+  if (age > maxAgeS)
+    return { ok: false, reason: `stale: ${what}, more than ${maxAgeS} s (the process is gone or stuck)`, record };
   return { ok: true, reason: `healthy: ${what}`, record };
 }

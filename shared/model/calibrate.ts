@@ -7,7 +7,12 @@ import { backbone } from './forward.js';
 import type { ModelState } from './state.js';
 import { ParamTensors } from './tensors.js';
 
-export async function calibrateBatchNorm(state: ModelState, images: Float32Array, count: number, size: number): Promise<void> {
+export async function calibrateBatchNorm(
+  state: ModelState,
+  images: Float32Array,
+  count: number,
+  size: number,
+): Promise<void> {
   const tensors = new ParamTensors(state);
   const stats: { name: string; t: tf.Tensor }[] = [];
   const x = tf.tensor4d(images.subarray(0, count * size * size * 3), [count, size, size, 3]);
@@ -22,7 +27,7 @@ export async function calibrateBatchNorm(state: ModelState, images: Float32Array
     });
     for (const { name, t } of stats) {
       const slot = state.layout.find(name)!.slot;
-      state.stats.set(await t.data() as Float32Array, slot.offset);
+      state.stats.set((await t.data()) as Float32Array, slot.offset);
     }
   } finally {
     x.dispose();

@@ -34,7 +34,14 @@ export type BnStats =
  */
 export interface ForwardKernels {
   /** relu?(BatchNorm(x) (+ post.residual)), NHWC, normalising over N, H, W. */
-  batchNorm?(x: tf.Tensor4D, gamma: tf.Tensor1D, beta: tf.Tensor1D, eps: number, post: BnPost, stats: BnStats): tf.Tensor4D | undefined;
+  batchNorm?(
+    x: tf.Tensor4D,
+    gamma: tf.Tensor1D,
+    beta: tf.Tensor1D,
+    eps: number,
+    post: BnPost,
+    stats: BnStats,
+  ): tf.Tensor4D | undefined;
   /** Mean over height and width, [N, H, W, C] -> [N, C]. */
   globalAvgPool?(x: tf.Tensor4D): tf.Tensor2D | undefined;
 }
@@ -52,11 +59,30 @@ function conv(net: NetworkSpec, get: Lookup, x: tf.Tensor4D, c: ConvSpec): tf.Te
   const w = get(c.weight) as tf.Tensor4D;
   if (net.config.flavour === 'mindspore') return tf.conv2d(x, w, c.stride, 'same');
   const p = (c.kernel - 1) / 2;
-  return tf.conv2d(x, w, c.stride, p === 0 ? 'valid' : [[0, 0], [p, p], [p, p], [0, 0]]);
+  return tf.conv2d(
+    x,
+    w,
+    c.stride,
+    p === 0
+      ? 'valid'
+      : [
+          [0, 0],
+          [p, p],
+          [p, p],
+          [0, 0],
+        ],
+  );
 }
 
 /** relu?(BatchNorm(x) (+ post.residual)): the backend's fused kernel where it takes x, else TF.js ops. */
-function batchNorm(net: NetworkSpec, get: Lookup, x: tf.Tensor4D, bn: BnSpec, opts: ForwardOptions, post: BnPost): tf.Tensor4D {
+function batchNorm(
+  net: NetworkSpec,
+  get: Lookup,
+  x: tf.Tensor4D,
+  bn: BnSpec,
+  opts: ForwardOptions,
+  post: BnPost,
+): tf.Tensor4D {
   const gamma = get(bn.gamma) as tf.Tensor1D;
   const beta = get(bn.beta) as tf.Tensor1D;
   const stats: BnStats = opts.bnTrain
@@ -78,8 +104,13 @@ function batchNorm(net: NetworkSpec, get: Lookup, x: tf.Tensor4D, bn: BnSpec, op
  * rather than autodiff through moments(): fewer kernels, and no cancellation error where a channel's
  * variance is small next to its mean (autodiff's error reached 1e-2 there; this matches PyTorch to 1e-4).
  */
-function batchNormTrain(x: tf.Tensor4D, gamma: tf.Tensor1D, beta: tf.Tensor1D, eps: number,
-  onStats: (mean: tf.Tensor1D, unbiasedVariance: tf.Tensor1D) => void): tf.Tensor4D {
+function batchNormTrain(
+  x: tf.Tensor4D,
+  gamma: tf.Tensor1D,
+  beta: tf.Tensor1D,
+  eps: number,
+  onStats: (mean: tf.Tensor1D, unbiasedVariance: tf.Tensor1D) => void,
+): tf.Tensor4D {
   const count = x.shape[0] * x.shape[1] * x.shape[2];
   const fn = (xIn: tf.Tensor, gIn: tf.Tensor, bIn: tf.Tensor, save: tf.GradSaveFunc) => {
     const { mean, variance } = tf.moments(xIn, [0, 1, 2]);
@@ -115,7 +146,9 @@ export function backbone(net: NetworkSpec, get: Lookup, x: tf.Tensor4D, opts: Fo
     let y = batchNorm(net, get, conv(net, get, h, b.conv1), b.bn1, opts, { relu: true });
     y = batchNorm(net, get, conv(net, get, y, b.conv2), b.bn2, opts, { relu: true });
     // The shortcut first: it is bn3's post-op (relu(bn3(conv3(y)) + shortcut)).
-    const shortcut = b.downsample ? batchNorm(net, get, conv(net, get, h, b.downsample.conv), b.downsample.bn, opts, {}) : h;
+    const shortcut = b.downsample
+      ? batchNorm(net, get, conv(net, get, h, b.downsample.conv), b.downsample.bn, opts, {})
+      : h;
     h = batchNorm(net, get, conv(net, get, y, b.conv3), b.bn3, opts, { relu: true, residual: shortcut });
   }
   return opts.kernels?.globalAvgPool?.(h) ?? (tf.mean(h, [1, 2]) as tf.Tensor2D);

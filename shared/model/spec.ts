@@ -29,10 +29,27 @@ export interface ParamSpec {
   trainable: boolean;
 }
 
-export interface ConvSpec { weight: string; kernel: number; stride: number; inC: number; outC: number }
-export interface BnSpec { gamma: string; beta: string; mean: string; variance: string; channels: number }
+export interface ConvSpec {
+  weight: string;
+  kernel: number;
+  stride: number;
+  inC: number;
+  outC: number;
+}
+export interface BnSpec {
+  gamma: string;
+  beta: string;
+  mean: string;
+  variance: string;
+  channels: number;
+}
 export interface BlockSpec {
-  conv1: ConvSpec; bn1: BnSpec; conv2: ConvSpec; bn2: BnSpec; conv3: ConvSpec; bn3: BnSpec;
+  conv1: ConvSpec;
+  bn1: BnSpec;
+  conv2: ConvSpec;
+  bn2: BnSpec;
+  conv3: ConvSpec;
+  bn3: BnSpec;
   downsample?: { conv: ConvSpec; bn: BnSpec };
 }
 export interface NetworkSpec {
@@ -52,10 +69,16 @@ export const BN_MOVING_MOMENTUM = 0.9;
 
 const NAMES = {
   mindspore: {
-    bn: ['gamma', 'beta', 'moving_mean', 'moving_variance'], downsample: 'down_sample_layer', fc: 'end_point', eps: 1e-4,
+    bn: ['gamma', 'beta', 'moving_mean', 'moving_variance'],
+    downsample: 'down_sample_layer',
+    fc: 'end_point',
+    eps: 1e-4,
   },
   torchvision: {
-    bn: ['weight', 'bias', 'running_mean', 'running_var'], downsample: 'downsample', fc: 'fc', eps: 1e-5,
+    bn: ['weight', 'bias', 'running_mean', 'running_var'],
+    downsample: 'downsample',
+    fc: 'fc',
+    eps: 1e-5,
   },
 } as const;
 
@@ -64,7 +87,14 @@ export function resnet50Spec(config: ModelConfig): NetworkSpec {
   const n = NAMES[config.flavour];
   const params: ParamSpec[] = [];
   const conv = (weight: string, kernel: number, stride: number, inC: number, outC: number): ConvSpec => {
-    params.push({ name: weight, role: 'conv', shape: [kernel, kernel, inC, outC], fileShape: [outC, inC, kernel, kernel], head: false, trainable: true });
+    params.push({
+      name: weight,
+      role: 'conv',
+      shape: [kernel, kernel, inC, outC],
+      fileShape: [outC, inC, kernel, kernel],
+      head: false,
+      trainable: true,
+    });
     return { weight, kernel, stride, inC, outC };
   };
   const bn = (prefix: string, channels: number): BnSpec => {
@@ -86,20 +116,40 @@ export function resnet50Spec(config: ModelConfig): NetworkSpec {
       const p = `layer${stage + 1}.${b}`;
       const stride = b === 0 && stage > 0 ? 2 : 1;
       const block: BlockSpec = {
-        conv1: conv(`${p}.conv1.weight`, 1, 1, inC, planes), bn1: bn(`${p}.bn1`, planes),
-        conv2: conv(`${p}.conv2.weight`, 3, stride, planes, planes), bn2: bn(`${p}.bn2`, planes),
-        conv3: conv(`${p}.conv3.weight`, 1, 1, planes, outC), bn3: bn(`${p}.bn3`, outC),
+        conv1: conv(`${p}.conv1.weight`, 1, 1, inC, planes),
+        bn1: bn(`${p}.bn1`, planes),
+        conv2: conv(`${p}.conv2.weight`, 3, stride, planes, planes),
+        bn2: bn(`${p}.bn2`, planes),
+        conv3: conv(`${p}.conv3.weight`, 1, 1, planes, outC),
+        bn3: bn(`${p}.bn3`, outC),
       };
       if (stride !== 1 || inC !== outC) {
-        block.downsample = { conv: conv(`${p}.${n.downsample}.0.weight`, 1, stride, inC, outC), bn: bn(`${p}.${n.downsample}.1`, outC) };
+        block.downsample = {
+          conv: conv(`${p}.${n.downsample}.0.weight`, 1, stride, inC, outC),
+          bn: bn(`${p}.${n.downsample}.1`, outC),
+        };
       }
       blocks.push(block);
       inC = outC;
     }
   });
   const fc = { weight: `${n.fc}.weight`, bias: `${n.fc}.bias`, inF: inC, outF: config.numClasses };
-  params.push({ name: fc.weight, role: 'fc.weight', shape: [inC, config.numClasses], fileShape: [config.numClasses, inC], head: true, trainable: true });
-  params.push({ name: fc.bias, role: 'fc.bias', shape: [config.numClasses], fileShape: [config.numClasses], head: true, trainable: true });
+  params.push({
+    name: fc.weight,
+    role: 'fc.weight',
+    shape: [inC, config.numClasses],
+    fileShape: [config.numClasses, inC],
+    head: true,
+    trainable: true,
+  });
+  params.push({
+    name: fc.bias,
+    role: 'fc.bias',
+    shape: [config.numClasses],
+    fileShape: [config.numClasses],
+    head: true,
+    trainable: true,
+  });
   return { config, stem, blocks, fc, params, eps: n.eps };
 }
 

@@ -60,7 +60,10 @@ export class ParamLayout {
 }
 
 /** A half-open range of floats, [begin, end). */
-export interface FloatRange { begin: number; end: number }
+export interface FloatRange {
+  begin: number;
+  end: number;
+}
 
 /** A range of each flat buffer of a replica's state: parameters, moving statistics, Momentum. */
 export type MutableRanges = Record<'params' | 'stats' | 'accum', FloatRange>;
@@ -73,7 +76,11 @@ export type MutableRanges = Record<'params' | 'stats' | 'accum', FloatRange>;
  */
 export function mutableRanges(layout: ParamLayout, freeze: Freeze, bn: 'train' | 'frozen'): MutableRanges {
   const trained = layout.trainableRange(freeze);
-  return { params: trained, accum: trained, stats: bn === 'train' ? { begin: 0, end: layout.statCount } : { begin: 0, end: 0 } };
+  return {
+    params: trained,
+    accum: trained,
+    stats: bn === 'train' ? { begin: 0, end: layout.statCount } : { begin: 0, end: 0 },
+  };
 }
 
 export interface ModelState {

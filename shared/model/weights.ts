@@ -49,17 +49,31 @@ function toFileLayout(spec: ParamSpec, data: Float32Array): Float32Array {
 }
 
 /** Flavour and width of a weights file, from its tensor names and the stem's shape. */
-export function inspectTensors(tensors: TensorMap, source: string): { flavour: Flavour; width: number; headClasses?: number } {
+export function inspectTensors(
+  tensors: TensorMap,
+  source: string,
+): { flavour: Flavour; width: number; headClasses?: number } {
   const flavour = detectFlavour(tensors.keys());
   if (!flavour) {
-    throw new WolfpackError('E_WEIGHTS', `${source}: not a ResNet-50 weights file: no bn1.gamma/end_point.* (MindSpore) ` +
-      'or bn1.running_mean/fc.* (torchvision) tensors', { file: source });
+    throw new WolfpackError(
+      'E_WEIGHTS',
+      `${source}: not a ResNet-50 weights file: no bn1.gamma/end_point.* (MindSpore) ` +
+        'or bn1.running_mean/fc.* (torchvision) tensors',
+      { file: source },
+    );
   }
   const stem = tensors.get('conv1.weight');
-  if (!stem) throw new WolfpackError('E_WEIGHTS', `${source}: missing tensor conv1.weight`, { file: source, missing: ['conv1.weight'] });
+  if (!stem)
+    throw new WolfpackError('E_WEIGHTS', `${source}: missing tensor conv1.weight`, {
+      file: source,
+      missing: ['conv1.weight'],
+    });
   if (stem.shape.length !== 4 || stem.shape[1] !== 3 || stem.shape[2] !== 7 || stem.shape[3] !== 7) {
-    throw new WolfpackError('E_WEIGHTS', `${source}: tensor conv1.weight: expected shape [W,3,7,7], found ${fmt(stem.shape)}`,
-      { file: source, tensor: 'conv1.weight' });
+    throw new WolfpackError(
+      'E_WEIGHTS',
+      `${source}: tensor conv1.weight: expected shape [W,3,7,7], found ${fmt(stem.shape)}`,
+      { file: source, tensor: 'conv1.weight' },
+    );
   }
   const fcw = tensors.get(`${headPrefix(flavour)}weight`);
   return { flavour, width: stem.shape[0], headClasses: fcw && fcw.shape.length === 2 ? fcw.shape[0] : undefined };
@@ -98,21 +112,26 @@ export function modelFromTensors(tensors: TensorMap, source: string, opts: FromT
   for (const p of wanted) {
     const t = tensors.get(p.name);
     if (!t) missing.push(p.name);
-    else if (fmt(t.shape) !== fmt(p.fileShape)) mismatched.push(`${p.name}: expected ${fmt(p.fileShape)}, found ${fmt(t.shape)}`);
+    else if (fmt(t.shape) !== fmt(p.fileShape))
+      mismatched.push(`${p.name}: expected ${fmt(p.fileShape)}, found ${fmt(t.shape)}`);
   }
   if (opts.withMomentum) {
     for (const p of wanted.filter((q) => q.trainable)) {
       const t = tensors.get(MOMENTS_PREFIX + p.name);
       if (!t) missing.push(MOMENTS_PREFIX + p.name);
-      else if (fmt(t.shape) !== fmt(p.fileShape)) mismatched.push(`${MOMENTS_PREFIX}${p.name}: expected ${fmt(p.fileShape)}, found ${fmt(t.shape)}`);
+      else if (fmt(t.shape) !== fmt(p.fileShape))
+        mismatched.push(`${MOMENTS_PREFIX}${p.name}: expected ${fmt(p.fileShape)}, found ${fmt(t.shape)}`);
     }
   }
   if (missing.length > 0 || mismatched.length > 0) {
     const parts = [];
     if (missing.length > 0) parts.push(`${missing.length} missing tensor(s): ${missing.join(', ')}`);
     if (mismatched.length > 0) parts.push(`shape mismatch: ${mismatched.join('; ')}`);
-    throw new WolfpackError('E_WEIGHTS', `${source} (${flavour} ResNet-50, width ${width}): ${parts.join('; ')}`,
-      { file: source, missing, mismatched });
+    throw new WolfpackError('E_WEIGHTS', `${source} (${flavour} ResNet-50, width ${width}): ${parts.join('; ')}`, {
+      file: source,
+      missing,
+      mismatched,
+    });
   }
 
   const state = emptyState(layout);
@@ -121,7 +140,8 @@ export function modelFromTensors(tensors: TensorMap, source: string, opts: FromT
     const hit = layout.find(p.name)!;
     const target = hit.kind === 'params' ? state.params : state.stats;
     target.set(toModelLayout(p, toFloat32(tensors.get(p.name)!)), hit.slot.offset);
-    if (accum && p.trainable) accum.set(toModelLayout(p, toFloat32(tensors.get(MOMENTS_PREFIX + p.name)!)), hit.slot.offset);
+    if (accum && p.trainable)
+      accum.set(toModelLayout(p, toFloat32(tensors.get(MOMENTS_PREFIX + p.name)!)), hit.slot.offset);
   }
   if (!keepHead) {
     // The lab's fresh nn.Dense head: weights N(0, 0.01), zero bias.
@@ -148,12 +168,24 @@ export function modelTensorSources(state: ModelState, accum?: Float32Array): Mod
     const hit = state.layout.find(p.name)!;
     const src = hit.kind === 'params' ? state.params : state.stats;
     const { offset, size } = hit.slot;
-    out.push({ name: p.name, kind: hit.kind, offset, size, tensor: () => fromFloat32([...p.fileShape], toFileLayout(p, src.subarray(offset, offset + size))) });
+    out.push({
+      name: p.name,
+      kind: hit.kind,
+      offset,
+      size,
+      tensor: () => fromFloat32([...p.fileShape], toFileLayout(p, src.subarray(offset, offset + size))),
+    });
   }
   if (accum) {
     for (const slot of state.layout.trainable) {
       const { offset, size, spec } = slot;
-      out.push({ name: MOMENTS_PREFIX + spec.name, kind: 'accum', offset, size, tensor: () => fromFloat32([...spec.fileShape], toFileLayout(spec, accum.subarray(offset, offset + size))) });
+      out.push({
+        name: MOMENTS_PREFIX + spec.name,
+        kind: 'accum',
+        offset,
+        size,
+        tensor: () => fromFloat32([...spec.fileShape], toFileLayout(spec, accum.subarray(offset, offset + size))),
+      });
     }
   }
   return out;

@@ -54,7 +54,13 @@ export class Channel {
       } else this.queue.push(r);
     });
     ws.on('close', (code: number, reason: Buffer) => {
-      this.fail(new WolfpackError('E_WORKER', `${this.label}: connection closed (${code}${reason.length ? ` ${reason.toString()}` : ''})`, { code }));
+      this.fail(
+        new WolfpackError(
+          'E_WORKER',
+          `${this.label}: connection closed (${code}${reason.length ? ` ${reason.toString()}` : ''})`,
+          { code },
+        ),
+      );
     });
     ws.on('error', (err: Error) => this.fail(new WolfpackError('E_WORKER', `${this.label}: ${err.message}`)));
   }
@@ -77,7 +83,9 @@ export class Channel {
     if (this.failure) return Promise.reject(this.failure);
     const frame = encodeFrame(msg, payload);
     return new Promise((resolve, reject) => {
-      this.ws.send(frame, { binary: true }, (err) => (err ? reject(new WolfpackError('E_WORKER', `${this.label}: send failed: ${err.message}`)) : resolve()));
+      this.ws.send(frame, { binary: true }, (err) =>
+        err ? reject(new WolfpackError('E_WORKER', `${this.label}: send failed: ${err.message}`)) : resolve(),
+      );
     });
   }
 
@@ -101,14 +109,21 @@ export class Channel {
       };
       const cancels: (() => void)[] = [];
       if (Number.isFinite(timeoutMs)) {
-        cancels.push(attentiveTimeout(() => withdraw(new WolfpackError('E_WORKER', `${this.label}: no message within ${timeoutMs} ms`)), timeoutMs));
+        cancels.push(
+          attentiveTimeout(
+            () => withdraw(new WolfpackError('E_WORKER', `${this.label}: no message within ${timeoutMs} ms`)),
+            timeoutMs,
+          ),
+        );
       }
       if (signal) {
         const onAbort = () => withdraw(signal.reason as Error);
         signal.addEventListener('abort', onAbort, { once: true });
         cancels.push(() => signal.removeEventListener('abort', onAbort));
       }
-      w.cancel = () => { for (const c of cancels) c(); };
+      w.cancel = () => {
+        for (const c of cancels) c();
+      };
       this.waiters.push(w);
     });
   }

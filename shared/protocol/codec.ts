@@ -53,27 +53,44 @@ function checkFields(msg: Record<string, unknown>): void {
   const schema = SCHEMAS[type as keyof typeof SCHEMAS];
   for (const [field, kind] of Object.entries(schema)) {
     const v = msg[field];
-    const bad = (want: string) => protocolError(`message ${type}: field '${field}' must be ${want}, got ${v === undefined ? 'nothing' : JSON.stringify(v)?.slice(0, 60)}`);
+    const bad = (want: string) =>
+      protocolError(
+        `message ${type}: field '${field}' must be ${want}, got ${v === undefined ? 'nothing' : JSON.stringify(v)?.slice(0, 60)}`,
+      );
     if (Array.isArray(kind)) {
       if (!kind.includes(v as string)) throw bad(`one of ${kind.join(', ')}`);
       continue;
     }
     switch (kind) {
-      case 'string': if (typeof v !== 'string') throw bad('a string'); break;
-      case 'int': if (!Number.isSafeInteger(v) || (v as number) < 0) throw bad('a non-negative integer'); break;
-      case 'number': if (typeof v !== 'number') throw bad('a number'); break;
-      case 'boolean': if (typeof v !== 'boolean') throw bad('a boolean'); break;
-      case 'object': if (typeof v !== 'object' || v === null || Array.isArray(v)) throw bad('an object'); break;
-      case 'array': if (!Array.isArray(v)) throw bad('an array'); break;
+      case 'string':
+        if (typeof v !== 'string') throw bad('a string');
+        break;
+      case 'int':
+        if (!Number.isSafeInteger(v) || (v as number) < 0) throw bad('a non-negative integer');
+        break;
+      case 'number':
+        if (typeof v !== 'number') throw bad('a number');
+        break;
+      case 'boolean':
+        if (typeof v !== 'boolean') throw bad('a boolean');
+        break;
+      case 'object':
+        if (typeof v !== 'object' || v === null || Array.isArray(v)) throw bad('an object');
+        break;
+      case 'array':
+        if (!Array.isArray(v)) throw bad('an array');
+        break;
     }
   }
 }
 
 /** Decodes and validates one frame. */
 export function decodeFrame(frame: Uint8Array, maxPayload = Number.MAX_SAFE_INTEGER): DecodedFrame {
-  if (frame.length < PREFIX_BYTES) throw protocolError(`frame of ${frame.length} bytes is shorter than its ${PREFIX_BYTES}-byte prefix`);
+  if (frame.length < PREFIX_BYTES)
+    throw protocolError(`frame of ${frame.length} bytes is shorter than its ${PREFIX_BYTES}-byte prefix`);
   if (frame[0] !== FRAME_MAGIC) throw protocolError(`bad frame magic 0x${frame[0].toString(16)}`);
-  if (frame[1] !== PROTOCOL_VERSION) throw protocolError(`protocol version ${frame[1]} is not supported (this build speaks ${PROTOCOL_VERSION})`);
+  if (frame[1] !== PROTOCOL_VERSION)
+    throw protocolError(`protocol version ${frame[1]} is not supported (this build speaks ${PROTOCOL_VERSION})`);
   const view = new DataView(frame.buffer, frame.byteOffset, frame.byteLength);
   const headerLength = view.getUint32(4, true);
   if (headerLength > MAX_HEADER_BYTES || PREFIX_BYTES + headerLength > frame.length) {
@@ -85,13 +102,16 @@ export function decodeFrame(frame: Uint8Array, maxPayload = Number.MAX_SAFE_INTE
   } catch (e) {
     throw protocolError(`frame header is not valid msgpack: ${(e as Error).message}`);
   }
-  if (typeof msg !== 'object' || msg === null || Array.isArray(msg)) throw protocolError('frame header is not a message object');
+  if (typeof msg !== 'object' || msg === null || Array.isArray(msg))
+    throw protocolError('frame header is not a message object');
   checkFields(msg as Record<string, unknown>);
   const start = pad8(PREFIX_BYTES + headerLength);
   const payload = frame.subarray(Math.min(start, frame.length));
   const type = (msg as Message).type;
-  if (payload.length > 0 && !WITH_PAYLOAD.has(type)) throw protocolError(`message ${type} must not carry a payload (${payload.length} bytes)`);
-  if (payload.length > maxPayload) throw protocolError(`message ${type}: payload of ${payload.length} bytes exceeds ${maxPayload}`);
+  if (payload.length > 0 && !WITH_PAYLOAD.has(type))
+    throw protocolError(`message ${type} must not carry a payload (${payload.length} bytes)`);
+  if (payload.length > maxPayload)
+    throw protocolError(`message ${type}: payload of ${payload.length} bytes exceeds ${maxPayload}`);
   return { msg: validateMessage(msg as Message, payload.length), payload };
 }
 

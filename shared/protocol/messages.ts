@@ -34,26 +34,73 @@ export interface JobConfig {
 }
 
 /** A sample assigned to a worker: image content hash, label, index in the data set (for its draws). */
-export interface SampleRef { h: string; l: number; i: number }
+export interface SampleRef {
+  h: string;
+  l: number;
+  i: number;
+}
 
-export interface Timings { data: number; compute: number; allreduce: number; update: number }
+export interface Timings {
+  data: number;
+  compute: number;
+  allreduce: number;
+  update: number;
+}
 
 export type Message =
   // worker -> coordinator
   // ringCert: the SHA-256 fingerprint of the ring listener's certificate when it serves wss:// (a worker
   // whose coordinator connection is wss://); absent for a plain ws:// ring listener.
-  | { type: 'hello'; host: string; ringHost: string; ringPort: number; backend: string; pid: number; memberId: string; ringCert?: string }
+  | {
+      type: 'hello';
+      host: string;
+      ringHost: string;
+      ringPort: number;
+      backend: string;
+      pid: number;
+      memberId: string;
+      ringCert?: string;
+    }
   | { type: 'beat'; memberId: string }
   | { type: 'ready'; rank: number; generation: number }
-  | { type: 'stepDone'; rank: number; generation: number; step: number; loss: number; correct: number; samples: number; skipped: boolean; nonFinite: boolean; timings: Timings }
-  | { type: 'evalResult'; rank: number; generation: number; epoch: number; correct: number; total: number; checksum: string }
+  | {
+      type: 'stepDone';
+      rank: number;
+      generation: number;
+      step: number;
+      loss: number;
+      correct: number;
+      samples: number;
+      skipped: boolean;
+      nonFinite: boolean;
+      timings: Timings;
+    }
+  | {
+      type: 'evalResult';
+      rank: number;
+      generation: number;
+      epoch: number;
+      correct: number;
+      total: number;
+      checksum: string;
+    }
   | { type: 'statePart'; rank: number; kind: 'params' | 'stats' | 'accum'; offset: number; total: number }
   | { type: 'aborted'; rank: number; generation: number; lastStep: number }
   | { type: 'failure'; rank: number; message: string }
   // coordinator -> worker
   | { type: 'welcome'; config: JobConfig }
   // leftCert: with a wss:// leftUrl, the fingerprint the left neighbour announced in its hello (the rank pins it).
-  | { type: 'ring'; generation: number; rank: number; world: number; leftUrl: string; rightRank: number; source: 'coordinator' | 'peer'; lastStep: number; leftCert?: string }
+  | {
+      type: 'ring';
+      generation: number;
+      rank: number;
+      world: number;
+      leftUrl: string;
+      rightRank: number;
+      source: 'coordinator' | 'peer';
+      lastStep: number;
+      leftCert?: string;
+    }
   | { type: 'weightsPart'; kind: 'params' | 'stats' | 'accum'; offset: number; total: number }
   | { type: 'blobs'; items: { h: string; n: number }[] }
   | { type: 'step'; generation: number; epoch: number; step: number; samples: SampleRef[] }
@@ -83,13 +130,31 @@ export const SCHEMAS: Record<MessageType, Schema> = {
   hello: { host: 'string', ringHost: 'string', ringPort: 'int', backend: 'string', pid: 'int', memberId: 'string' },
   beat: { memberId: 'string' },
   ready: { rank: 'int', generation: 'int' },
-  stepDone: { rank: 'int', generation: 'int', step: 'int', loss: 'number', correct: 'int', samples: 'int', skipped: 'boolean', nonFinite: 'boolean', timings: 'object' },
+  stepDone: {
+    rank: 'int',
+    generation: 'int',
+    step: 'int',
+    loss: 'number',
+    correct: 'int',
+    samples: 'int',
+    skipped: 'boolean',
+    nonFinite: 'boolean',
+    timings: 'object',
+  },
   evalResult: { rank: 'int', generation: 'int', epoch: 'int', correct: 'int', total: 'int', checksum: 'string' },
   statePart: { rank: 'int', kind: PART_KINDS, offset: 'int', total: 'int' },
   aborted: { rank: 'int', generation: 'int', lastStep: 'number' },
   failure: { rank: 'int', message: 'string' },
   welcome: { config: 'object' },
-  ring: { generation: 'int', rank: 'int', world: 'int', leftUrl: 'string', rightRank: 'int', source: ['coordinator', 'peer'], lastStep: 'number' },
+  ring: {
+    generation: 'int',
+    rank: 'int',
+    world: 'int',
+    leftUrl: 'string',
+    rightRank: 'int',
+    source: ['coordinator', 'peer'],
+    lastStep: 'number',
+  },
   weightsPart: { kind: PART_KINDS, offset: 'int', total: 'int' },
   blobs: { items: 'array' },
   step: { generation: 'int', epoch: 'int', step: 'int', samples: 'array' },

@@ -17,7 +17,11 @@ export const STATE_CHUNK_FLOATS = 4 * 1024 * 1024;
 
 /** The whole of every buffer. */
 export function wholeRanges(bufs: StateBuffers): StateRanges {
-  return { params: { begin: 0, end: bufs.params.length }, stats: { begin: 0, end: bufs.stats.length }, accum: { begin: 0, end: bufs.accum.length } };
+  return {
+    params: { begin: 0, end: bufs.params.length },
+    stats: { begin: 0, end: bufs.stats.length },
+    accum: { begin: 0, end: bufs.accum.length },
+  };
 }
 
 /** One part as sent: which buffer, where in it, that buffer's length. */
@@ -28,14 +32,21 @@ export interface StatePart {
 }
 
 /** Sends `ranges` of `bufs` in parts, in order params, stats, accum; `send` puts one part on the wire. */
-export async function sendState(bufs: StateBuffers, ranges: StateRanges, send: (part: StatePart, payload: Uint8Array) => Promise<void>,
-  chunkFloats = STATE_CHUNK_FLOATS): Promise<void> {
+export async function sendState(
+  bufs: StateBuffers,
+  ranges: StateRanges,
+  send: (part: StatePart, payload: Uint8Array) => Promise<void>,
+  chunkFloats = STATE_CHUNK_FLOATS,
+): Promise<void> {
   for (const kind of STATE_KINDS) {
     const buf = bufs[kind];
     const { begin, end } = ranges[kind];
     for (let off = begin; off < end; off += chunkFloats) {
       const part = buf.subarray(off, Math.min(end, off + chunkFloats));
-      await send({ kind, offset: off, total: buf.length }, new Uint8Array(part.buffer, part.byteOffset, part.byteLength));
+      await send(
+        { kind, offset: off, total: buf.length },
+        new Uint8Array(part.buffer, part.byteOffset, part.byteLength),
+      );
     }
   }
 }
@@ -44,17 +55,33 @@ export async function sendState(bufs: StateBuffers, ranges: StateRanges, send: (
  * Receives parts from `next` into `bufs` until `ranges` are filled. A part for a buffer of another length,
  * outside its range, or beyond what is left of it is E_PROTOCOL, naming `from` (who sent it).
  */
-export async function receiveState(bufs: StateBuffers, ranges: StateRanges, next: () => Promise<{ part: StatePart; payload: Uint8Array }>,
-  from: string): Promise<void> {
-  const left = { params: ranges.params.end - ranges.params.begin, stats: ranges.stats.end - ranges.stats.begin, accum: ranges.accum.end - ranges.accum.begin };
+export async function receiveState(
+  bufs: StateBuffers,
+  ranges: StateRanges,
+  next: () => Promise<{ part: StatePart; payload: Uint8Array }>,
+  from: string,
+): Promise<void> {
+  const left = {
+    params: ranges.params.end - ranges.params.begin,
+    stats: ranges.stats.end - ranges.stats.begin,
+    accum: ranges.accum.end - ranges.accum.begin,
+  };
   while (left.params + left.stats + left.accum > 0) {
     const { part, payload } = await next();
     const data = payloadFloats(payload);
     const dst = bufs[part.kind];
     const want = ranges[part.kind];
-    if (part.total !== dst.length || part.offset < want.begin || part.offset + data.length > want.end || data.length > left[part.kind]) {
-      throw new WolfpackError('E_PROTOCOL', `state part ${part.kind} from ${from}: ${data.length} floats at ${part.offset} (of ${part.total}) ` +
-        `are outside the expected [${want.begin}, ${want.end}) of ${dst.length}, or more than the ${left[part.kind]} still expected`);
+    if (
+      part.total !== dst.length ||
+      part.offset < want.begin ||
+      part.offset + data.length > want.end ||
+      data.length > left[part.kind]
+    ) {
+      throw new WolfpackError(
+        'E_PROTOCOL',
+        `state part ${part.kind} from ${from}: ${data.length} floats at ${part.offset} (of ${part.total}) ` +
+          `are outside the expected [${want.begin}, ${want.end}) of ${dst.length}, or more than the ${left[part.kind]} still expected`,
+      );
     }
     dst.set(data, part.offset);
     left[part.kind] -= data.length;

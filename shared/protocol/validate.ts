@@ -52,7 +52,11 @@ function int(type: string, field: string, v: unknown, min: number, max = Number.
 
 function finite(type: string, field: string, v: unknown, min = -Infinity, max = Infinity): number {
   if (typeof v !== 'number' || !Number.isFinite(v) || v < min || v > max) {
-    throw bad(type, field, `must be a finite number${min > -Infinity ? ` >= ${min}` : ''}${max < Infinity ? ` <= ${max}` : ''}, got ${show(v)}`);
+    throw bad(
+      type,
+      field,
+      `must be a finite number${min > -Infinity ? ` >= ${min}` : ''}${max < Infinity ? ` <= ${max}` : ''}, got ${show(v)}`,
+    );
   }
   return v;
 }
@@ -76,7 +80,8 @@ function samples(type: string, v: unknown): void {
   for (let k = 0; k < arr.length; k++) {
     const s = arr[k];
     if (!isObj(s)) throw bad(type, `samples[${k}]`, `must be an object {h, l, i}, got ${show(s)}`);
-    if (typeof s.h !== 'string' || !HASH_RE.test(s.h)) throw bad(type, `samples[${k}].h`, `must be a content hash (32-64 lower-case hex digits), got ${show(s.h)}`);
+    if (typeof s.h !== 'string' || !HASH_RE.test(s.h))
+      throw bad(type, `samples[${k}].h`, `must be a content hash (32-64 lower-case hex digits), got ${show(s.h)}`);
     if (!nonNegInt(s.l)) throw bad(type, `samples[${k}].l`, `must be a non-negative integer label, got ${show(s.l)}`);
     if (!nonNegInt(s.i)) throw bad(type, `samples[${k}].i`, `must be a non-negative integer index, got ${show(s.i)}`);
   }
@@ -90,7 +95,8 @@ function jobConfig(type: string, v: unknown): void {
   int(type, f('width'), c.width, 1, 1 << 16);
   const numClasses = int(type, f('numClasses'), c.numClasses, 1, 1 << 20);
   if (!Array.isArray(c.classes)) throw bad(type, f('classes'), `must be an array, got ${show(c.classes)}`);
-  if (c.classes.length !== numClasses) throw bad(type, f('classes'), `has ${c.classes.length} names, but numClasses is ${numClasses}`);
+  if (c.classes.length !== numClasses)
+    throw bad(type, f('classes'), `has ${c.classes.length} names, but numClasses is ${numClasses}`);
   c.classes.forEach((name, k) => text(type, `${f('classes')}[${k}]`, name, 1024));
   int(type, f('imageSize'), c.imageSize, 1, 8192);
   oneOf(type, f('freeze'), c.freeze, ['none', 'backbone']);
@@ -103,11 +109,16 @@ function jobConfig(type: string, v: unknown): void {
   // feature cache: optional fields, checked when present
   if (c.augment !== undefined) oneOf(type, f('augment'), c.augment, ['train', 'none']);
   if (c.views !== undefined) int(type, f('views'), c.views, 0, 1 << 20);
-  if (c.cacheFeatures !== undefined && typeof c.cacheFeatures !== 'boolean') throw bad(type, f('cacheFeatures'), `must be a boolean, got ${show(c.cacheFeatures)}`);
+  if (c.cacheFeatures !== undefined && typeof c.cacheFeatures !== 'boolean')
+    throw bad(type, f('cacheFeatures'), `must be a boolean, got ${show(c.cacheFeatures)}`);
   if (c.featureCacheMb !== undefined) finite(type, f('featureCacheMb'), c.featureCacheMb, 1, 1 << 24);
   if (c.wire !== undefined) oneOf(type, f('wire'), c.wire, ['fp32', 'bf16', 'fp16']);
   if (c.cacheFeatures === true && (c.freeze !== 'backbone' || c.bn !== 'frozen')) {
-    throw bad(type, f('cacheFeatures'), `needs freeze 'backbone' and bn 'frozen' (features of a trained backbone or batch-statistics BatchNorm change every step), got freeze ${show(c.freeze)}, bn ${show(c.bn)}`);
+    throw bad(
+      type,
+      f('cacheFeatures'),
+      `needs freeze 'backbone' and bn 'frozen' (features of a trained backbone or batch-statistics BatchNorm change every step), got freeze ${show(c.freeze)}, bn ${show(c.bn)}`,
+    );
   }
 }
 
@@ -128,7 +139,12 @@ function part(type: string, msg: { offset: number; total: number }, payloadBytes
   if (msg.offset > msg.total) throw bad(type, 'offset', `${msg.offset} is past the total of ${msg.total}`);
   if (payloadBytes !== undefined) {
     if (payloadBytes % 4 !== 0) throw bad(type, 'payload', `of ${payloadBytes} bytes is not whole float32 elements`);
-    if (msg.offset + payloadBytes / 4 > msg.total) throw bad(type, 'payload', `of ${payloadBytes / 4} floats at offset ${msg.offset} runs past the total of ${msg.total}`);
+    if (msg.offset + payloadBytes / 4 > msg.total)
+      throw bad(
+        type,
+        'payload',
+        `of ${payloadBytes / 4} floats at offset ${msg.offset} runs past the total of ${msg.total}`,
+      );
   }
 }
 
@@ -148,14 +164,16 @@ export function validateMessage<M extends Message>(msg: M, payloadBytes?: number
       text(type, 'backend', m.backend, 64);
       int(type, 'pid', m.pid, 0, 2 ** 32);
       text(type, 'memberId', m.memberId, 64, /^[0-9a-f]{16,64}$/, 'hex digits');
-      if (m.ringCert !== undefined) text(type, 'ringCert', m.ringCert, 64, SHA256_HEX, '64 lowercase hex digits (a SHA-256 fingerprint)');
+      if (m.ringCert !== undefined)
+        text(type, 'ringCert', m.ringCert, 64, SHA256_HEX, '64 lowercase hex digits (a SHA-256 fingerprint)');
       break;
     case 'beat':
       text(type, 'memberId', m.memberId, 64, /^[0-9a-f]{16,64}$/, 'hex digits');
       break;
     case 'aborted':
       int(type, 'rank', m.rank, 0, MAX_WORLD - 1);
-      if (!Number.isInteger(m.lastStep) || m.lastStep < -1) throw bad(type, 'lastStep', `must be an integer >= -1, got ${show(m.lastStep)}`);
+      if (!Number.isInteger(m.lastStep) || m.lastStep < -1)
+        throw bad(type, 'lastStep', `must be an integer >= -1, got ${show(m.lastStep)}`);
       break;
     case 'abort':
       text(type, 'reason', m.reason, MAX_TEXT);
@@ -193,25 +211,36 @@ export function validateMessage<M extends Message>(msg: M, payloadBytes?: number
       int(type, 'world', m.world, 1, MAX_WORLD);
       if (m.rank >= m.world) throw bad(type, 'rank', `${m.rank} is not below world ${m.world}`);
       if (m.rightRank >= m.world) throw bad(type, 'rightRank', `${m.rightRank} is not below world ${m.world}`);
-      if (!Number.isInteger(m.lastStep) || m.lastStep < -1) throw bad(type, 'lastStep', `must be an integer >= -1, got ${show(m.lastStep)}`);
+      if (!Number.isInteger(m.lastStep) || m.lastStep < -1)
+        throw bad(type, 'lastStep', `must be an integer >= -1, got ${show(m.lastStep)}`);
       ringUrl(type, m.leftUrl);
-      if (m.leftCert !== undefined) text(type, 'leftCert', m.leftCert, 64, SHA256_HEX, '64 lowercase hex digits (a SHA-256 fingerprint)');
+      if (m.leftCert !== undefined)
+        text(type, 'leftCert', m.leftCert, 64, SHA256_HEX, '64 lowercase hex digits (a SHA-256 fingerprint)');
       if ((m.leftCert !== undefined) !== m.leftUrl.startsWith('wss:')) {
-        throw bad(type, 'leftCert', m.leftCert === undefined ? `is missing: leftUrl ${show(m.leftUrl)} is wss://, and a TLS ring link needs the fingerprint to pin` : `is given, but leftUrl ${show(m.leftUrl)} is not wss://`);
+        throw bad(
+          type,
+          'leftCert',
+          m.leftCert === undefined
+            ? `is missing: leftUrl ${show(m.leftUrl)} is wss://, and a TLS ring link needs the fingerprint to pin`
+            : `is given, but leftUrl ${show(m.leftUrl)} is not wss://`,
+        );
       }
       break;
     case 'blobs': {
       const items = m.items as unknown[];
-      if (items.length > MAX_BLOB_ITEMS) throw bad(type, 'items', `has ${items.length} entries, more than ${MAX_BLOB_ITEMS}`);
+      if (items.length > MAX_BLOB_ITEMS)
+        throw bad(type, 'items', `has ${items.length} entries, more than ${MAX_BLOB_ITEMS}`);
       let sum = 0;
       for (let k = 0; k < items.length; k++) {
         const it = items[k];
         if (!isObj(it)) throw bad(type, `items[${k}]`, `must be an object {h, n}, got ${show(it)}`);
-        if (typeof it.h !== 'string' || !HASH_RE.test(it.h)) throw bad(type, `items[${k}].h`, `must be a content hash (32-64 lower-case hex digits), got ${show(it.h)}`);
+        if (typeof it.h !== 'string' || !HASH_RE.test(it.h))
+          throw bad(type, `items[${k}].h`, `must be a content hash (32-64 lower-case hex digits), got ${show(it.h)}`);
         if (!nonNegInt(it.n)) throw bad(type, `items[${k}].n`, `must be a non-negative byte count, got ${show(it.n)}`);
         sum += it.n;
       }
-      if (payloadBytes !== undefined && sum !== payloadBytes) throw bad(type, 'items', `announce ${sum} bytes, the payload has ${payloadBytes}`);
+      if (payloadBytes !== undefined && sum !== payloadBytes)
+        throw bad(type, 'items', `announce ${sum} bytes, the payload has ${payloadBytes}`);
       break;
     }
     case 'step':

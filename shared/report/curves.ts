@@ -46,7 +46,10 @@ export async function readMetrics(path: string): Promise<CurvePoint[]> {
       throw new WolfpackError('E_CORRUPT', `${path} line ${i + 1}: no integer 'epoch' field`, { path, line: i + 1 });
     }
     byEpoch.set(rec.epoch, {
-      epoch: rec.epoch, train_loss: finiteOrNull(rec.train_loss), last_loss: finiteOrNull(rec.last_loss), val_accuracy: finiteOrNull(rec.val_accuracy),
+      epoch: rec.epoch,
+      train_loss: finiteOrNull(rec.train_loss),
+      last_loss: finiteOrNull(rec.last_loss),
+      val_accuracy: finiteOrNull(rec.val_accuracy),
     });
   }
   if (byEpoch.size === 0) throw new WolfpackError('E_DATA', `${path} has no epochs to draw`, { path });
@@ -69,42 +72,70 @@ export function niceTicks(lo: number, hi: number, count = 5): number[] {
 const esc = (s: string) => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');
 const fmt = (v: number) => (Math.abs(v) >= 100 || Number.isInteger(v) ? String(v) : String(Number(v.toPrecision(3))));
 
-interface Series { label: string; color: string; dash?: string; values: (number | null)[] }
-interface Box { x: number; y: number; w: number; h: number }
+interface Series {
+  label: string;
+  color: string;
+  dash?: string;
+  values: (number | null)[];
+}
+interface Box {
+  x: number;
+  y: number;
+  w: number;
+  h: number;
+}
 
 /** One panel: frame, grid, ticks, axis labels, the series as lines with point markers, and a legend. */
-function panel(box: Box, epochs: number[], series: Series[], yRange: [number, number], yLabel: string, xLabel: string): string {
+function panel(
+  box: Box,
+  epochs: number[],
+  series: Series[],
+  yRange: [number, number],
+  yLabel: string,
+  xLabel: string,
+): string {
   const [x0, x1] = [epochs[0], epochs[epochs.length - 1]];
   const pad = 10; // keeps the first and last points off the frame
   const xs = (e: number) => box.x + pad + (x1 === x0 ? box.w / 2 - pad : ((e - x0) / (x1 - x0)) * (box.w - 2 * pad));
   const ys = (v: number) => box.y + box.h - ((v - yRange[0]) / (yRange[1] - yRange[0])) * box.h;
   const out: string[] = [];
-  out.push(`<rect x="${box.x}" y="${box.y}" width="${box.w}" height="${box.h}" fill="#ffffff" stroke="#333333" stroke-width="1"/>`);
+  out.push(
+    `<rect x="${box.x}" y="${box.y}" width="${box.w}" height="${box.h}" fill="#ffffff" stroke="#333333" stroke-width="1"/>`,
+  );
   for (const v of niceTicks(yRange[0], yRange[1]).filter((t) => t >= yRange[0] && t <= yRange[1])) {
     const y = ys(v).toFixed(1);
     out.push(`<line x1="${box.x}" y1="${y}" x2="${box.x + box.w}" y2="${y}" stroke="#e6e6e6" stroke-width="1"/>`);
     out.push(`<line x1="${box.x - 5}" y1="${y}" x2="${box.x}" y2="${y}" stroke="#333333"/>`);
     out.push(`<text x="${box.x - 8}" y="${y}" dy="0.35em" text-anchor="end">${fmt(v)}</text>`);
   }
-  const xTicks = niceTicks(x0, Math.max(x1, x0 + 1), Math.min(10, epochs.length)).filter((e) => Number.isInteger(e) && e >= x0 && e <= x1);
+  const xTicks = niceTicks(x0, Math.max(x1, x0 + 1), Math.min(10, epochs.length)).filter(
+    (e) => Number.isInteger(e) && e >= x0 && e <= x1,
+  );
   for (const e of xTicks) {
     const x = xs(e).toFixed(1);
     out.push(`<line x1="${x}" y1="${box.y + box.h}" x2="${x}" y2="${box.y + box.h + 5}" stroke="#333333"/>`);
     out.push(`<text x="${x}" y="${box.y + box.h + 18}" text-anchor="middle">${e}</text>`);
   }
   out.push(`<text x="${box.x + box.w / 2}" y="${box.y + box.h + 36}" text-anchor="middle">${esc(xLabel)}</text>`);
-  out.push(`<text transform="translate(${box.x - 48} ${box.y + box.h / 2}) rotate(-90)" text-anchor="middle">${esc(yLabel)}</text>`);
+  out.push(
+    `<text transform="translate(${box.x - 48} ${box.y + box.h / 2}) rotate(-90)" text-anchor="middle">${esc(yLabel)}</text>`,
+  );
   for (const s of series) {
     // A null value breaks the line; each run of values is one polyline.
     let run: string[] = [];
     const flush = () => {
       if (run.length > 1) {
-        out.push(`<polyline points="${run.join(' ')}" fill="none" stroke="${s.color}" stroke-width="2.5" stroke-linejoin="round"${s.dash ? ` stroke-dasharray="${s.dash}"` : ''}/>`);
+        out.push(
+          `<polyline points="${run.join(' ')}" fill="none" stroke="${s.color}" stroke-width="2.5" stroke-linejoin="round"${s.dash ? ` stroke-dasharray="${s.dash}"` : ''}/>`,
+        );
       }
       run = [];
     };
     s.values.forEach((v, i) => {
-      if (v === null) { flush(); return; }
+      if (v === null) {
+        flush();
+        return;
+      }
       const [x, y] = [xs(epochs[i]).toFixed(1), ys(v).toFixed(1)];
       run.push(`${x},${y}`);
       out.push(`<circle cx="${x}" cy="${y}" r="3.5" fill="${s.color}"/>`);
@@ -116,7 +147,9 @@ function panel(box: Box, epochs: number[], series: Series[], yRange: [number, nu
   for (const s of [...series].reverse()) {
     lx -= 36 + s.label.length * 7 + 18;
     const y = box.y - 10;
-    out.push(`<line x1="${lx}" y1="${y}" x2="${lx + 28}" y2="${y}" stroke="${s.color}" stroke-width="2.5"${s.dash ? ` stroke-dasharray="${s.dash}"` : ''}/>`);
+    out.push(
+      `<line x1="${lx}" y1="${y}" x2="${lx + 28}" y2="${y}" stroke="${s.color}" stroke-width="2.5"${s.dash ? ` stroke-dasharray="${s.dash}"` : ''}/>`,
+    );
     out.push(`<text x="${lx + 34}" y="${y}" dy="0.35em">${esc(s.label)}</text>`);
   }
   return out.join('\n');
@@ -145,19 +178,40 @@ export function curvesSvg(points: CurvePoint[], opts: CurvesOptions = {}): strin
       'font-family="DejaVu Sans, Liberation Sans, Arial, sans-serif" font-size="12" fill="#222222">',
     `<rect width="${width}" height="${height}" fill="#ffffff"/>`,
     `<text x="${width / 2}" y="26" text-anchor="middle" font-size="16" font-weight="bold">${esc(title)}</text>`,
-    panel(box1, epochs, [
-      { label: 'train_loss (epoch mean)', color: SERIES_COLORS.train_loss, values: points.map((p) => p.train_loss) },
-      { label: 'last_loss (last step)', color: SERIES_COLORS.last_loss, dash: '7 4', values: points.map((p) => p.last_loss) },
-    ], [lossMin, lossTop], 'loss', 'epoch'),
-    panel(box2, epochs, [
-      { label: 'val_accuracy', color: SERIES_COLORS.val_accuracy, values: points.map((p) => p.val_accuracy) },
-    ], [0, 1], 'validation accuracy', 'epoch'),
+    panel(
+      box1,
+      epochs,
+      [
+        { label: 'train_loss (epoch mean)', color: SERIES_COLORS.train_loss, values: points.map((p) => p.train_loss) },
+        {
+          label: 'last_loss (last step)',
+          color: SERIES_COLORS.last_loss,
+          dash: '7 4',
+          values: points.map((p) => p.last_loss),
+        },
+      ],
+      [lossMin, lossTop],
+      'loss',
+      'epoch',
+    ),
+    panel(
+      box2,
+      epochs,
+      [{ label: 'val_accuracy', color: SERIES_COLORS.val_accuracy, values: points.map((p) => p.val_accuracy) }],
+      [0, 1],
+      'validation accuracy',
+      'epoch',
+    ),
     '</svg>',
   ].join('\n');
 }
 
 /** Reads `metricsJsonlPath` and writes the curves to `outPng` (atomically). */
-export async function renderCurves(metricsJsonlPath: string, outPng: string, opts: CurvesOptions = {}): Promise<{ epochs: number; width: number; height: number }> {
+export async function renderCurves(
+  metricsJsonlPath: string,
+  outPng: string,
+  opts: CurvesOptions = {},
+): Promise<{ epochs: number; width: number; height: number }> {
   const points = await readMetrics(metricsJsonlPath);
   const svg = curvesSvg(points, opts);
   let png: Buffer;

@@ -90,14 +90,16 @@ function scalarValue(s: Scalar): Buffer {
 
 /** The `Event` protobuf with these fields. */
 export function encodeEvent(e: EventFields): Buffer {
-  if (!Number.isSafeInteger(e.step) || e.step < 0) throw new RangeError(`event step must be a non-negative integer, got ${e.step}`);
+  if (!Number.isSafeInteger(e.step) || e.step < 0)
+    throw new RangeError(`event step must be a non-negative integer, got ${e.step}`);
   const wallTime = Buffer.alloc(8);
   wallTime.writeDoubleLE(e.wallTime, 0);
   const parts: Uint8Array[] = [Buffer.from(key(1, WIRE_I64)), wallTime];
   // proto3 leaves a zero step out, as TensorFlow's writers do; either form parses
   if (e.step > 0) parts.push(Buffer.from([...key(2, WIRE_VARINT), ...varint(e.step)]));
   if (e.fileVersion !== undefined) parts.push(lengthDelimited(3, Buffer.from(e.fileVersion, 'utf8')));
-  if (e.scalars !== undefined) parts.push(lengthDelimited(5, Buffer.concat(e.scalars.map((s) => lengthDelimited(1, scalarValue(s))))));
+  if (e.scalars !== undefined)
+    parts.push(lengthDelimited(5, Buffer.concat(e.scalars.map((s) => lengthDelimited(1, scalarValue(s))))));
   return Buffer.concat(parts);
 }
 

@@ -15,7 +15,12 @@ export interface ReplicaChoice {
   webgpuOptimizer?: 'gpu' | 'host';
 }
 
-export function createReplica(state: ModelState, options: TrainOptions, accum: Float32Array, choice: ReplicaChoice = {}): TrainingReplica {
+export function createReplica(
+  state: ModelState,
+  options: TrainOptions,
+  accum: Float32Array,
+  choice: ReplicaChoice = {},
+): TrainingReplica {
   return tf.getBackend() === 'webgpu'
     ? new WebGpuReplica(state, options, accum, { optimizer: choice.webgpuOptimizer ?? 'gpu' })
     : new Replica(state, options, accum);

@@ -8,8 +8,14 @@ export interface MomentumConfig {
 }
 
 /** Updates w[begin, end) and accum[begin, end) in place from grad[0, end-begin). */
-export function momentumStep(w: Float32Array, accum: Float32Array, grad: Float32Array, begin: number, end: number,
-  cfg: MomentumConfig): void {
+export function momentumStep(
+  w: Float32Array,
+  accum: Float32Array,
+  grad: Float32Array,
+  begin: number,
+  end: number,
+  cfg: MomentumConfig,
+): void {
   const { lr, momentum } = cfg;
   for (let i = begin, j = 0; i < end; i++, j++) {
     // Math.fround keeps the intermediate in float32, as the reference frameworks compute it.

@@ -21,7 +21,11 @@ export class ReduceLayout {
   readonly metricsOffset: number;
   readonly size: number;
 
-  constructor(private readonly layout: ParamLayout, freeze: Freeze, bn: BnMode) {
+  constructor(
+    private readonly layout: ParamLayout,
+    freeze: Freeze,
+    bn: BnMode,
+  ) {
     const r = layout.trainableRange(freeze);
     this.gradBegin = r.begin;
     this.gradEnd = r.end;
@@ -47,7 +51,13 @@ export class ReduceLayout {
    * Writes one BatchNorm's batch mean and unbiased variance into the statistics part, scaled by this
    * replica's share of the global batch (`weight` = count / globalBatch), at the moving statistics' slots.
    */
-  writeBatchStats(buf: Float32Array, bn: BnSpec, mean: ArrayLike<number>, variance: ArrayLike<number>, weight: number): void {
+  writeBatchStats(
+    buf: Float32Array,
+    bn: BnSpec,
+    mean: ArrayLike<number>,
+    variance: ArrayLike<number>,
+    weight: number,
+  ): void {
     const stats = this.stats(buf);
     const at = (name: string): number => {
       const hit = this.layout.find(name);
@@ -66,7 +76,10 @@ export class ReduceLayout {
    * Writes this replica's metrics: its loss sum, how many of its `count` predictions match `labels`,
    * and the non-finite flag. Returns whether this replica's loss or gradients were non-finite.
    */
-  writeMetrics(buf: Float32Array, r: { lossSum: number; predicted: Int32Array; labels: ArrayLike<number>; count: number; finite: boolean }): boolean {
+  writeMetrics(
+    buf: Float32Array,
+    r: { lossSum: number; predicted: Int32Array; labels: ArrayLike<number>; count: number; finite: boolean },
+  ): boolean {
     let correct = 0;
     for (let i = 0; i < r.count; i++) if (r.predicted[i] === r.labels[i]) correct++;
     const m = this.metrics(buf);
@@ -80,6 +93,11 @@ export class ReduceLayout {
   /** The summed metrics of a reduced buffer. */
   readMetrics(buf: Float32Array): { loss: number; correct: number; samples: number; skipped: boolean } {
     const m = this.metrics(buf);
-    return { loss: m[METRIC.lossSum], correct: Math.round(m[METRIC.correct]), samples: Math.round(m[METRIC.samples]), skipped: m[METRIC.nonFinite] !== 0 };
+    return {
+      loss: m[METRIC.lossSum],
+      correct: Math.round(m[METRIC.correct]),
+      samples: Math.round(m[METRIC.samples]),
+      skipped: m[METRIC.nonFinite] !== 0,
+    };
   }
 }

@@ -40,19 +40,30 @@ export interface StepMetrics {
 /** A batch as tensors: images [N,S,S,3] and int32 labels [N]. The caller disposes both. */
 export function batchTensors(batch: Batch): { x: tf.Tensor4D; y: tf.Tensor1D } {
   return {
-    x: tf.tensor4d(batch.images.subarray(0, batch.count * batch.size * batch.size * 3), [batch.count, batch.size, batch.size, 3]),
+    x: tf.tensor4d(batch.images.subarray(0, batch.count * batch.size * batch.size * 3), [
+      batch.count,
+      batch.size,
+      batch.size,
+      3,
+    ]),
     y: tf.tensor1d(batch.labels.subarray(0, batch.count), 'int32'),
   };
 }
 
 /** One BatchNorm's batch statistics from a training forward pass, kept until the step disposes them. */
-export interface BatchStats { bn: BnSpec; mean: tf.Tensor; variance: tf.Tensor }
+export interface BatchStats {
+  bn: BnSpec;
+  mean: tf.Tensor;
+  variance: tf.Tensor;
+}
 
 /** ForwardOptions of a training step: each BatchNorm's batch statistics are kept and pushed onto `out`. */
 export function collectingBatchStats(bnTrain: boolean, out: BatchStats[], kernels?: ForwardKernels): ForwardOptions {
   return {
     bnTrain,
-    onBatchStats: (bn, mean, variance) => { out.push({ bn, mean: tf.keep(mean), variance: tf.keep(variance) }); },
+    onBatchStats: (bn, mean, variance) => {
+      out.push({ bn, mean: tf.keep(mean), variance: tf.keep(variance) });
+    },
     ...(kernels ? { kernels } : {}),
   };
 }
@@ -119,7 +130,8 @@ export class Replica implements TrainingReplica, FeatureTraining {
     const statsOut: BatchStats[] = [];
     const fwd = collectingBatchStats(this.options.bn === 'train', statsOut);
     const { x, y } = batchTensors(batch);
-    const lookupWith = (override: Map<string, tf.Tensor>) => (name: string) => override.get(name) ?? this.tensors.get(name);
+    const lookupWith = (override: Map<string, tf.Tensor>) => (name: string) =>
+      override.get(name) ?? this.tensors.get(name);
     let logitsKept: tf.Tensor | undefined;
     let result: { value: tf.Scalar; grads: tf.Tensor[] };
     try {
@@ -150,9 +162,21 @@ export class Replica implements TrainingReplica, FeatureTraining {
       const base = this.reduce.gradBegin;
       // wasm: copied straight from its heap; elsewhere data() rather than dataSync(): GPU backends
       // (webgpu) can only read back asynchronously.
-      const read = tf.getBackend() === 'wasm' ? undefined : await Promise.all(result.grads.map((g) => g.data() as Promise<Float32Array>));
-      this.trained.forEach((slot, i) => grads.set(read?.[i] ?? wasmHeapView(result.grads[i]) ?? (result.grads[i].dataSync() as Float32Array), slot.offset - base));
-      for (let i = 0; i < grads.length; i++) if (!Number.isFinite(grads[i])) { finite = false; break; }
+      const read =
+        tf.getBackend() === 'wasm'
+          ? undefined
+          : await Promise.all(result.grads.map((g) => g.data() as Promise<Float32Array>));
+      this.trained.forEach((slot, i) =>
+        grads.set(
+          read?.[i] ?? wasmHeapView(result.grads[i]) ?? (result.grads[i].dataSync() as Float32Array),
+          slot.offset - base,
+        ),
+      );
+      for (let i = 0; i < grads.length; i++)
+        if (!Number.isFinite(grads[i])) {
+          finite = false;
+          break;
+        }
       if (this.reduce.statsSize > 0) {
         for (const s of statsOut) {
           const [mean, variance] = await Promise.all([s.mean.data(), s.variance.data()]);
@@ -161,7 +185,13 @@ export class Replica implements TrainingReplica, FeatureTraining {
       }
       const lossSum = (await result.value.data())[0];
       const predicted = argmaxRows((await logitsKept!.data()) as Float32Array, net.config.numClasses);
-      this.localNonFinite = this.reduce.writeMetrics(buf, { lossSum, predicted, labels: batch.labels, count: batch.count, finite });
+      this.localNonFinite = this.reduce.writeMetrics(buf, {
+        lossSum,
+        predicted,
+        labels: batch.labels,
+        count: batch.count,
+        finite,
+      });
     } finally {
       x.dispose();
       y.dispose();
@@ -179,7 +209,10 @@ export class Replica implements TrainingReplica, FeatureTraining {
 
   private requireFrozenFeatures(what: string): void {
     if (this.options.freeze !== 'backbone' || this.options.bn !== 'frozen') {
-      throw new WolfpackError('E_USAGE', `Replica.${what}: needs --freeze backbone and --bn frozen (got freeze ${this.options.freeze}, bn ${this.options.bn})`);
+      throw new WolfpackError(
+        'E_USAGE',
+        `Replica.${what}: needs --freeze backbone and --bn frozen (got freeze ${this.options.freeze}, bn ${this.options.bn})`,
+      );
     }
   }
 
@@ -198,7 +231,12 @@ export class Replica implements TrainingReplica, FeatureTraining {
    * the head's gradients of sum(loss)/globalBatch over these `count` samples and the step's metrics,
    * the same values computeGradients gives for the images the features came from.
    */
-  async computeHeadGradients(features: Float32Array, labels: Int32Array, count: number, globalBatch: number): Promise<void> {
+  async computeHeadGradients(
+    features: Float32Array,
+    labels: Int32Array,
+    count: number,
+    globalBatch: number,
+  ): Promise<void> {
     this.requireFrozenFeatures('computeHeadGradients');
     const buf = this.buffer;
     buf.fill(0);
@@ -207,13 +245,17 @@ export class Replica implements TrainingReplica, FeatureTraining {
     const net = this.state.layout.net;
     const dim = this.featureDim;
     if (features.length < count * dim || labels.length < count) {
-      throw new WolfpackError('E_USAGE', `Replica.computeHeadGradients: ${count} samples need ${count * dim} features and ${count} labels, got ${features.length} and ${labels.length}`);
+      throw new WolfpackError(
+        'E_USAGE',
+        `Replica.computeHeadGradients: ${count} samples need ${count * dim} features and ${count} labels, got ${features.length} and ${labels.length}`,
+      );
     }
     const f = tf.tensor2d(features.subarray(0, count * dim), [count, dim]);
     const y = tf.tensor1d(labels.subarray(0, count), 'int32');
     const kept: tf.Tensor[] = [];
     try {
-      const lookupWith = (override: Map<string, tf.Tensor>) => (name: string) => override.get(name) ?? this.tensors.get(name);
+      const lookupWith = (override: Map<string, tf.Tensor>) => (name: string) =>
+        override.get(name) ?? this.tensors.get(name);
       let logitsKept: tf.Tensor | undefined;
       const params = this.trained.map((s) => this.tensors.get(s.spec.name));
       const result = tf.valueAndGrads((...ps: tf.Tensor[]) => {
@@ -229,7 +271,11 @@ export class Replica implements TrainingReplica, FeatureTraining {
       const read = await Promise.all(result.grads.map((g) => g.data() as Promise<Float32Array>));
       this.trained.forEach((slot, i) => grads.set(read[i], slot.offset - base));
       let finite = true;
-      for (let i = 0; i < grads.length; i++) if (!Number.isFinite(grads[i])) { finite = false; break; }
+      for (let i = 0; i < grads.length; i++)
+        if (!Number.isFinite(grads[i])) {
+          finite = false;
+          break;
+        }
       const lossSum = (await result.value.data())[0];
       const predicted = argmaxRows((await logitsKept!.data()) as Float32Array, net.config.numClasses);
       this.localNonFinite = this.reduce.writeMetrics(buf, { lossSum, predicted, labels, count, finite });
@@ -245,7 +291,10 @@ export class Replica implements TrainingReplica, FeatureTraining {
     this.requireFrozenFeatures('predictFromFeatures');
     const dim = this.featureDim;
     if (features.length < count * dim) {
-      throw new WolfpackError('E_USAGE', `Replica.predictFromFeatures: ${count} samples need ${count * dim} features, got ${features.length}`);
+      throw new WolfpackError(
+        'E_USAGE',
+        `Replica.predictFromFeatures: ${count} samples need ${count * dim} features, got ${features.length}`,
+      );
     }
     if (count === 0) return new Float32Array(0);
     const f = tf.tensor2d(features.subarray(0, count * dim), [count, dim]);
@@ -261,7 +310,14 @@ export class Replica implements TrainingReplica, FeatureTraining {
     const buf = this.buffer;
     const metrics: StepMetrics = this.reduce.readMetrics(buf);
     if (metrics.skipped) return metrics; // every replica sees the same flag and skips together
-    momentumStep(this.state.params, this.accum, this.reduce.grads(buf), this.reduce.gradBegin, this.reduce.gradEnd, this.options);
+    momentumStep(
+      this.state.params,
+      this.accum,
+      this.reduce.grads(buf),
+      this.reduce.gradBegin,
+      this.reduce.gradEnd,
+      this.options,
+    );
     this.tensors.refresh(this.trained, 'params');
     if (this.reduce.statsSize > 0) {
       movingAverage(this.state.stats, this.reduce.stats(buf), BN_MOVING_MOMENTUM);

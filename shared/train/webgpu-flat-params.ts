@@ -23,7 +23,9 @@ export interface FlatSlot {
 export function momentumKernel(count: number): RawKernel {
   const g = grid(Math.ceil(count / 256));
   return {
-    name: 'MomentumFlat', key: `wp_momentum_${count}_${g[0]}`, workgroups: g,
+    name: 'MomentumFlat',
+    key: `wp_momentum_${count}_${g[0]}`,
+    workgroups: g,
     code: () => `
 struct Hyper { lr : f32, momentum : f32 };
 @group(0) @binding(0) var<storage, read_write> w : array<f32>;
@@ -47,7 +49,9 @@ export function nonFiniteKernel(count: number): { kernel: RawKernel; groups: num
   return {
     groups,
     kernel: {
-      name: 'NonFiniteFlags', key: `wp_nonfinite_${count}_${g[0]}`, workgroups: g,
+      name: 'NonFiniteFlags',
+      key: `wp_nonfinite_${count}_${g[0]}`,
+      workgroups: g,
       code: () => `
 @group(0) @binding(0) var<storage, read_write> flags : array<f32>;
 @group(0) @binding(1) var<storage, read> v : array<f32>;
@@ -111,7 +115,11 @@ export class FlatGpuParams {
     this.count = end - this.begin;
     slots.forEach((s, i) => {
       const expect = i === 0 ? this.begin : slots[i - 1].offset + slots[i - 1].size;
-      if (s.offset !== expect) throw new WolfpackError('E_BACKEND', `FlatGpuParams: slot ${s.name} at ${s.offset}, expected ${expect} (slots must be contiguous)`);
+      if (s.offset !== expect)
+        throw new WolfpackError(
+          'E_BACKEND',
+          `FlatGpuParams: slot ${s.name} at ${s.offset}, expected ${expect} (slots must be contiguous)`,
+        );
     });
     const usage = BufferUsage.STORAGE | BufferUsage.COPY_SRC | BufferUsage.COPY_DST;
     const bytes = Math.max(16, this.count * 4);
@@ -168,11 +176,19 @@ export class FlatGpuParams {
    * The gradient tensors may be disposed right after: the copies are already recorded.
    */
   gather(grads: readonly tf.Tensor[]): void {
-    if (grads.length !== this.slots.length) throw new WolfpackError('E_BACKEND', `FlatGpuParams.gather: ${grads.length} gradients for ${this.slots.length} slots`);
+    if (grads.length !== this.slots.length)
+      throw new WolfpackError(
+        'E_BACKEND',
+        `FlatGpuParams.gather: ${grads.length} gradients for ${this.slots.length} slots`,
+      );
     const enc = this.encoder();
     grads.forEach((g, i) => {
       const s = this.slots[i];
-      if (g.size !== s.size) throw new WolfpackError('E_BACKEND', `FlatGpuParams.gather: gradient ${i} has ${g.size} values, ${s.name} has ${s.size}`);
+      if (g.size !== s.size)
+        throw new WolfpackError(
+          'E_BACKEND',
+          `FlatGpuParams.gather: gradient ${i} has ${g.size} values, ${s.name} has ${s.size}`,
+        );
       enc.copyBufferToBuffer(bufferOfTensor(this.b, g), 0, this.grad, (s.offset - this.begin) * 4, s.size * 4);
       this.b.commandQueueOwnedIds.add(g.dataId);
     });
@@ -182,7 +198,10 @@ export class FlatGpuParams {
 
   /** Read parts for the gradients and the non-finite flags (to pass to readParts with others). */
   gradParts(): { grads: ReadPart; flags: ReadPart } {
-    return { grads: { buffer: this.grad, size: this.count * 4 }, flags: { buffer: this.flags, size: this.flagGroups * 4 } };
+    return {
+      grads: { buffer: this.grad, size: this.count * 4 },
+      flags: { buffer: this.flags, size: this.flagGroups * 4 },
+    };
   }
 
   /** Reads GPU ranges (these buffers' and tensors') in one transfer, asynchronously. */
@@ -197,7 +216,8 @@ export class FlatGpuParams {
 
   /** Replaces the flat gradients with `grads` (the all-reduced sum). */
   writeGrads(grads: Float32Array): void {
-    if (grads.length < this.count) throw new WolfpackError('E_BACKEND', `FlatGpuParams.writeGrads: ${grads.length} values for ${this.count}`);
+    if (grads.length < this.count)
+      throw new WolfpackError('E_BACKEND', `FlatGpuParams.writeGrads: ${grads.length} values for ${this.count}`);
     this.b.device.queue.writeBuffer(this.grad, 0, grads.subarray(0, this.count));
   }
 
@@ -219,10 +239,17 @@ export class FlatGpuParams {
 
   /** Copies the GPU's parameters and accumulators into the host arrays (blocking). */
   download(params: Float32Array, accum: Float32Array): void {
-    readBuffersSync(this.b, [{ buffer: this.w, size: this.count * 4 }, { buffer: this.accum, size: this.count * 4 }], (ab) => {
-      params.set(new Float32Array(ab, 0, this.count), this.begin);
-      accum.set(new Float32Array(ab, this.count * 4, this.count), this.begin);
-    });
+    readBuffersSync(
+      this.b,
+      [
+        { buffer: this.w, size: this.count * 4 },
+        { buffer: this.accum, size: this.count * 4 },
+      ],
+      (ab) => {
+        params.set(new Float32Array(ab, 0, this.count), this.begin);
+        accum.set(new Float32Array(ab, this.count * 4, this.count), this.begin);
+      },
+    );
   }
 
   dispose(): void {

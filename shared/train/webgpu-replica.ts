@@ -19,7 +19,15 @@ import { ParamTensors } from '../model/tensors.js';
 import { argmaxRows, sparseSoftmaxCrossEntropy } from './loss.js';
 import { momentumStep, movingAverage } from './momentum.js';
 import { ReduceLayout } from './reduce-buffer.js';
-import { batchTensors, collectingBatchStats, evalBatch, type BatchStats, type Batch, type StepMetrics, type TrainOptions } from './replica.js';
+import {
+  batchTensors,
+  collectingBatchStats,
+  evalBatch,
+  type BatchStats,
+  type Batch,
+  type StepMetrics,
+  type TrainOptions,
+} from './replica.js';
 import { FlatGpuParams } from './webgpu-flat-params.js';
 import { webGpuForwardKernels } from '../model/webgpu/resnet-kernels.js';
 import type { TrainingReplica } from './training-replica.js';
@@ -96,18 +104,26 @@ export class WebGpuReplica implements TrainingReplica {
   constructor(state: ModelState, options: TrainOptions, accum?: Float32Array, gpu: WebGpuReplicaOptions = {}) {
     this.state = state;
     this.options = options;
-    this.gpu = { optimizer: gpu.optimizer ?? 'gpu', hostGradients: gpu.hostGradients ?? true, capture: gpu.capture ?? true };
+    this.gpu = {
+      optimizer: gpu.optimizer ?? 'gpu',
+      hostGradients: gpu.hostGradients ?? true,
+      capture: gpu.capture ?? true,
+    };
     this.logger = gpu.logger;
     this.cpuClock = gpu.cpuClock;
-    if (this.gpu.optimizer === 'host' && !this.gpu.hostGradients) throw new WolfpackError('E_BACKEND', "WebGpuReplica: optimizer 'host' needs hostGradients");
+    if (this.gpu.optimizer === 'host' && !this.gpu.hostGradients)
+      throw new WolfpackError('E_BACKEND', "WebGpuReplica: optimizer 'host' needs hostGradients");
     this.reduce = new ReduceLayout(state.layout, options.freeze, options.bn);
     this.accum = accum ?? new Float32Array(state.layout.paramCount);
     // In its own WebAssembly memory, where the ring all-reduce sums with SIMD (~4x its JS loop).
     this.buffer = createRingBuffer(this.reduce.size);
     this.tensors = new ParamTensors(state);
     this.trained = state.layout.trainableFor(options.freeze);
-    this.flat = new FlatGpuParams(this.trained.map((s) => ({ name: s.spec.name, shape: s.spec.shape, offset: s.offset, size: s.size })),
-      state.params, this.accum);
+    this.flat = new FlatGpuParams(
+      this.trained.map((s) => ({ name: s.spec.name, shape: s.spec.shape, offset: s.offset, size: s.size })),
+      state.params,
+      this.accum,
+    );
   }
 
   private readonly lookup = (name: string): tf.Tensor => this.flat.get(name) ?? this.tensors.get(name);
@@ -126,7 +142,8 @@ export class WebGpuReplica implements TrainingReplica {
     const c0 = this.cpuClock?.() ?? 0;
     if (this.captured?.key === key) {
       this.captured.step.replay({
-        images: batch.images.subarray(0, batch.count * batch.size * batch.size * 3), labels: batch.labels.subarray(0, batch.count),
+        images: batch.images.subarray(0, batch.count * batch.size * batch.size * 3),
+        labels: batch.labels.subarray(0, batch.count),
       });
       this.lastStep = 'replayed';
       this.lastKey = key;
@@ -137,7 +154,8 @@ export class WebGpuReplica implements TrainingReplica {
       this.timings.read = performance.now() - t1;
       return;
     }
-    const record = this.gpu.capture && this.captureOff === undefined && (this.captured === undefined || this.lastKey === key);
+    const record =
+      this.gpu.capture && this.captureOff === undefined && (this.captured === undefined || this.lastKey === key);
     this.lastKey = key;
     const kept: tf.Tensor[] = [];
     const { x, y } = batchTensors(batch);
@@ -148,7 +166,14 @@ export class WebGpuReplica implements TrainingReplica {
       this.lastStep = 'plain';
       if (record) {
         this.uploadUntrained();
-        const r = captureStep(tf.backend(), [{ name: 'images', tensor: x }, { name: 'labels', tensor: y }], () => this.runStep(x, y, globalBatch, kept));
+        const r = captureStep(
+          tf.backend(),
+          [
+            { name: 'images', tensor: x },
+            { name: 'labels', tensor: y },
+          ],
+          () => this.runStep(x, y, globalBatch, kept),
+        );
         outputs = r.result;
         if (r.step) {
           this.dropCapture();
@@ -234,7 +259,13 @@ export class WebGpuReplica implements TrainingReplica {
       }
       if (this.gpu.hostGradients) this.reduce.grads(buf).set(take(this.flat.count));
       const finite = flags.every((f) => f === 0);
-      this.localNonFinite = this.reduce.writeMetrics(buf, { lossSum, predicted, labels: batch.labels, count: batch.count, finite });
+      this.localNonFinite = this.reduce.writeMetrics(buf, {
+        lossSum,
+        predicted,
+        labels: batch.labels,
+        count: batch.count,
+        finite,
+      });
     });
   }
 
@@ -251,9 +282,19 @@ export class WebGpuReplica implements TrainingReplica {
   }
 
   /** The current capture's size: dispatches and copies a replay encodes, bytes of uniforms and constants. */
-  get captureInfo(): { key: string; dispatches: number; copies: number; bytes: number; lastReplay: CapturedStep['lastReplay'] } | undefined {
+  get captureInfo():
+    | { key: string; dispatches: number; copies: number; bytes: number; lastReplay: CapturedStep['lastReplay'] }
+    | undefined {
     const c = this.captured;
-    return c && { key: c.key, dispatches: c.step.dispatches, copies: c.step.copies, bytes: c.step.capturedBytes, lastReplay: c.step.lastReplay };
+    return (
+      c && {
+        key: c.key,
+        dispatches: c.step.dispatches,
+        copies: c.step.copies,
+        bytes: c.step.capturedBytes,
+        lastReplay: c.step.lastReplay,
+      }
+    );
   }
 
   private dropCapture(): void {
@@ -274,7 +315,14 @@ export class WebGpuReplica implements TrainingReplica {
       this.flat.scatter();
       this.hostStale = true;
     } else {
-      momentumStep(this.state.params, this.accum, this.reduce.grads(buf), this.reduce.gradBegin, this.reduce.gradEnd, this.options);
+      momentumStep(
+        this.state.params,
+        this.accum,
+        this.reduce.grads(buf),
+        this.reduce.gradBegin,
+        this.reduce.gradEnd,
+        this.options,
+      );
       this.flat.writeParams(this.state.params);
     }
     if (this.reduce.statsSize > 0) {
@@ -297,14 +345,20 @@ export class WebGpuReplica implements TrainingReplica {
     if (this.statsStale) {
       // New tensors replace the statistics' ones: a capture that reads the old ones is dropped.
       const b = tf.backend() as WebGpuBackend;
-      if (this.captured && this.state.layout.stats.some((s) => {
-        const r = b.tensorMap.get(this.tensors.get(s.spec.name).dataId)?.resource;
-        return r != null && this.captured!.step.touches(r as GpuBuffer);
-      })) this.dropCapture();
+      if (
+        this.captured &&
+        this.state.layout.stats.some((s) => {
+          const r = b.tensorMap.get(this.tensors.get(s.spec.name).dataId)?.resource;
+          return r != null && this.captured!.step.touches(r as GpuBuffer);
+        })
+      )
+        this.dropCapture();
       this.tensors.refresh(this.state.layout.stats, 'stats');
       this.statsStale = false;
     }
-    return evalBatch(batch, (x) => forward(this.state.layout.net, this.lookup, x, { bnTrain: false, kernels: webGpuForwardKernels }));
+    return evalBatch(batch, (x) =>
+      forward(this.state.layout.net, this.lookup, x, { bnTrain: false, kernels: webGpuForwardKernels }),
+    );
   }
 
   /** Re-reads all tensors from the state (after weights were replaced from outside). */

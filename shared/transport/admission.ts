@@ -95,12 +95,18 @@ export function addressGroup(address: string): string {
   const [head, tail = ''] = address.split('::');
   const left = head === '' ? [] : head.split(':');
   const right = tail === '' ? [] : tail.split(':');
-  const full = address.includes('::') ? [...left, ...Array<string>(8 - left.length - right.length).fill('0'), ...right] : left;
-  return `${full.slice(0, 4).map((h) => h.toLowerCase().replace(/^0+(?=.)/, '')).join(':')}::/64`;
+  const full = address.includes('::')
+    ? [...left, ...Array<string>(8 - left.length - right.length).fill('0'), ...right]
+    : left;
+  return `${full
+    .slice(0, 4)
+    .map((h) => h.toLowerCase().replace(/^0+(?=.)/, ''))
+    .join(':')}::/64`;
 }
 
 function positive(name: string, v: number): number {
-  if (!Number.isFinite(v) || v <= 0) throw new WolfpackError('E_USAGE', `admission: ${name} must be a positive number, got ${v}`);
+  if (!Number.isFinite(v) || v <= 0)
+    throw new WolfpackError('E_USAGE', `admission: ${name} must be a positive number, got ${v}`);
   return v;
 }
 
@@ -131,7 +137,9 @@ export class AdmissionGuard {
     this.log = opts.logger;
     this.deadlineMs = positive('deadlineMs', opts.deadlineMs ?? ADMISSION_DEADLINE_MS);
     this.maxPending = Math.floor(positive('maxPending', opts.maxPending ?? MAX_PENDING_CONNECTIONS));
-    this.maxPendingPerAddress = Math.floor(positive('maxPendingPerAddress', opts.maxPendingPerAddress ?? MAX_PENDING_PER_ADDRESS));
+    this.maxPendingPerAddress = Math.floor(
+      positive('maxPendingPerAddress', opts.maxPendingPerAddress ?? MAX_PENDING_PER_ADDRESS),
+    );
     this.maxUnprovenBytes = positive('maxUnprovenBytes', opts.maxUnprovenBytes ?? MAX_UNPROVEN_BYTES);
     this.logIntervalMs = positive('logIntervalMs', opts.logIntervalMs ?? REFUSAL_LOG_INTERVAL_MS);
   }
@@ -144,7 +152,8 @@ export class AdmissionGuard {
    */
   watch(server: Server, opts: { upgrades?: boolean } = {}): void {
     server.prependListener('connection', (socket: Socket) => this.accept(socket));
-    if (opts.upgrades ?? true) server.prependListener('upgrade', (_req: IncomingMessage, socket: Duplex) => this.countBytes(socket));
+    if (opts.upgrades ?? true)
+      server.prependListener('upgrade', (_req: IncomingMessage, socket: Duplex) => this.countBytes(socket));
     server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => this.clientError(err, socket));
     server.on('tlsClientError', (err: Error, socket: Duplex) => {
       const e = this.find(socket);
@@ -213,26 +222,48 @@ export class AdmissionGuard {
     const group = addressGroup(address);
     const mine = this.groups.get(group)?.size ?? 0;
     if (mine >= this.maxPendingPerAddress) {
-      this.note(group, 'address cap', `${mine} connections from this address are already waiting to prove themselves (cap ${this.maxPendingPerAddress})`);
+      this.note(
+        group,
+        'address cap',
+        `${mine} connections from this address are already waiting to prove themselves (cap ${this.maxPendingPerAddress})`,
+      );
       socket.destroy();
       return;
     }
     if (this.open.size >= this.maxPending) {
       const busiest = this.busiestGroup();
       if (busiest === undefined || busiest.size < mine + 2) {
-        this.note(group, 'total cap', `${this.open.size} connections are already waiting to prove themselves (cap ${this.maxPending})`);
+        this.note(
+          group,
+          'total cap',
+          `${this.open.size} connections are already waiting to prove themselves (cap ${this.maxPending})`,
+        );
         socket.destroy();
         return;
       }
       const oldest = busiest.values().next().value as Entry;
-      if (oldest.state === 'refused') { // already refused and counted: only its close was pending
+      if (oldest.state === 'refused') {
+        // already refused and counted: only its close was pending
         oldest.socket.destroy();
         this.release(oldest);
       } else {
-        this.refuse(oldest, 'evicted', `closed to make room: ${this.open.size} connections were waiting to prove themselves (cap ${this.maxPending}), ${busiest.size} from this address`);
+        this.refuse(
+          oldest,
+          'evicted',
+          `closed to make room: ${this.open.size} connections were waiting to prove themselves (cap ${this.maxPending}), ${busiest.size} from this address`,
+        );
       }
     }
-    const e: Entry = { socket, key, address, group, state: 'pending', due: Date.now() + this.deadlineMs, timer: undefined, bytes: 0 };
+    const e: Entry = {
+      socket,
+      key,
+      address,
+      group,
+      state: 'pending',
+      due: Date.now() + this.deadlineMs,
+      timer: undefined,
+      bytes: 0,
+    };
     this.open.set(key, e);
     let set = this.groups.get(group);
     if (set === undefined) this.groups.set(group, (set = new Set()));
@@ -328,7 +359,14 @@ export class AdmissionGuard {
     }
     const tooLarge = err.code === 'HPE_HEADER_OVERFLOW';
     if (e?.state === 'pending') {
-      this.refuse(e, tooLarge ? 'oversized' : 'bad request', tooLarge ? 'request head too large (over the server\'s maxHeaderSize)' : `bad HTTP request (${err.code ?? err.message})`, true);
+      this.refuse(
+        e,
+        tooLarge ? 'oversized' : 'bad request',
+        tooLarge
+          ? "request head too large (over the server's maxHeaderSize)"
+          : `bad HTTP request (${err.code ?? err.message})`,
+        true,
+      );
     }
     const status = tooLarge ? '431 Request Header Fields Too Large' : '400 Bad Request';
     socket.end(`HTTP/1.1 ${status}\r\nConnection: close\r\n\r\n`, () => socket.destroy());
@@ -344,8 +382,16 @@ export class AdmissionGuard {
     }
     if (r === undefined) {
       this.refusals.set(address, { count: 0, reasons: new Map() });
-      this.log.warn({ listener: this.name, address, reason, kind, summary: `further refusals from ${address === '*' ? 'other addresses' : 'this address'} are counted and logged every ${Math.round(this.logIntervalMs / 1000)} s` },
-        'connection refused');
+      this.log.warn(
+        {
+          listener: this.name,
+          address,
+          reason,
+          kind,
+          summary: `further refusals from ${address === '*' ? 'other addresses' : 'this address'} are counted and logged every ${Math.round(this.logIntervalMs / 1000)} s`,
+        },
+        'connection refused',
+      );
       this.startSummaries();
       return;
     }
@@ -365,8 +411,16 @@ export class AdmissionGuard {
         this.refusals.delete(address); // quiet for a whole interval: the next refusal is logged in full
         continue;
       }
-      this.log.warn({ listener: this.name, address, count: r.count, reasons: Object.fromEntries(r.reasons), seconds: Math.round(this.logIntervalMs / 1000) },
-        'connections refused');
+      this.log.warn(
+        {
+          listener: this.name,
+          address,
+          count: r.count,
+          reasons: Object.fromEntries(r.reasons),
+          seconds: Math.round(this.logIntervalMs / 1000),
+        },
+        'connections refused',
+      );
       r.count = 0;
       r.reasons.clear();
     }

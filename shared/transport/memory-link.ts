@@ -87,11 +87,15 @@ class MemoryLink implements Link {
   recv(tag: number, count: number, into: RecvSink | Float32Array): Promise<void> {
     if (!isValidTag(tag)) return Promise.reject(new WolfpackError('E_USAGE', `memory link: bad tag ${tag}`));
     if (into instanceof Float32Array && into.length !== count) {
-      return Promise.reject(new WolfpackError('E_USAGE', `memory link: recv into ${into.length} elements, count ${count}`));
+      return Promise.reject(
+        new WolfpackError('E_USAGE', `memory link: recv into ${into.length} elements, count ${count}`),
+      );
     }
     if (this.closed !== null) return Promise.reject(this.closed);
     if (this.pending.has(tag)) {
-      return Promise.reject(new WolfpackError('E_PROTOCOL', `memory link ${this.rank}: two receives for tag ${formatTag(tag)}`));
+      return Promise.reject(
+        new WolfpackError('E_PROTOCOL', `memory link ${this.rank}: two receives for tag ${formatTag(tag)}`),
+      );
     }
     return new Promise<void>((resolve, reject) => {
       const p: PendingRecv = { count, into, resolve, reject };
@@ -157,7 +161,9 @@ class MemoryLink implements Link {
 
   private arrive(msg: Message): void {
     if (this.closed !== null) {
-      msg.reject(new WolfpackError('E_WORKER', `memory link ${this.rank}: message ${formatTag(msg.tag)} sent to a closed link`));
+      msg.reject(
+        new WolfpackError('E_WORKER', `memory link ${this.rank}: message ${formatTag(msg.tag)} sent to a closed link`),
+      );
       return;
     }
     const p = this.pending.get(msg.tag);
@@ -167,7 +173,10 @@ class MemoryLink implements Link {
       return;
     }
     if (this.inbox.has(msg.tag)) {
-      const err = new WolfpackError('E_PROTOCOL', `memory link ${this.rank}: two messages with tag ${formatTag(msg.tag)} in flight`);
+      const err = new WolfpackError(
+        'E_PROTOCOL',
+        `memory link ${this.rank}: two messages with tag ${formatTag(msg.tag)} in flight`,
+      );
       msg.reject(err);
       return;
     }
@@ -217,7 +226,8 @@ class MemoryLink implements Link {
 
 /** One Link per simulated rank: link i sends to link (i+1) mod n and receives from link (i-1) mod n. */
 export function createMemoryRing(n: number, opts: MemoryRingOptions = {}): Link[] {
-  if (!Number.isSafeInteger(n) || n < 1) throw new WolfpackError('E_USAGE', `createMemoryRing: n must be an integer >= 1, got ${n}`);
+  if (!Number.isSafeInteger(n) || n < 1)
+    throw new WolfpackError('E_USAGE', `createMemoryRing: n must be an integer >= 1, got ${n}`);
   const d = opts.delays;
   const seed = typeof d === 'object' ? (d.seed ?? 1) : 1;
   const maxMs = typeof d === 'object' ? (d.maxMs ?? 1) : 1;

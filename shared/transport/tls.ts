@@ -3,7 +3,12 @@
 // and checked up front so that a bad path or a key that does not fit the certificate is an E_USAGE at
 // start-up, not a handshake failure later. Ring links get their own TLS identity (ring/certificate.ts).
 import { readFileSync } from 'node:fs';
-import { createServer as createHttpServer, type IncomingMessage, type Server as HttpServer, type ServerResponse } from 'node:http';
+import {
+  createServer as createHttpServer,
+  type IncomingMessage,
+  type Server as HttpServer,
+  type ServerResponse,
+} from 'node:http';
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
 import { resolve } from 'node:path';
 import { createSecureContext } from 'node:tls';
@@ -26,9 +31,13 @@ function readPem(path: string, what: string): Buffer {
   try {
     b = readFileSync(path);
   } catch (e) {
-    throw new WolfpackError('E_USAGE', `cannot read the ${what} ${path}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+    throw new WolfpackError(
+      'E_USAGE',
+      `cannot read the ${what} ${path}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`,
+    );
   }
-  if (!b.includes('-----BEGIN ')) throw new WolfpackError('E_USAGE', `the ${what} ${path} is not PEM (no '-----BEGIN' line)`);
+  if (!b.includes('-----BEGIN '))
+    throw new WolfpackError('E_USAGE', `the ${what} ${path} is not PEM (no '-----BEGIN' line)`);
   return b;
 }
 
@@ -41,7 +50,10 @@ export function loadServerTls(certPath: string, keyPath: string): TlsServerMater
   try {
     createSecureContext({ cert, key });
   } catch (e) {
-    throw new WolfpackError('E_USAGE', `TLS certificate ${cp} and key ${kp} are unusable together: ${(e as Error).message}`);
+    throw new WolfpackError(
+      'E_USAGE',
+      `TLS certificate ${cp} and key ${kp} are unusable together: ${(e as Error).message}`,
+    );
   }
   return { cert, key, certPath: cp, keyPath: kp };
 }
@@ -74,7 +86,16 @@ export function createCoordinatorHttpServer(tls: TlsServerMaterial | undefined):
     s.headersTimeout = TLS_HANDSHAKE_TIMEOUT_MS;
     return s;
   }
-  const s = createHttpsServer({ cert: tls.cert, key: tls.key, minVersion: 'TLSv1.2', handshakeTimeout: TLS_HANDSHAKE_TIMEOUT_MS, maxHeaderSize: MAX_HEADER_BYTES }, upgradeOnly);
+  const s = createHttpsServer(
+    {
+      cert: tls.cert,
+      key: tls.key,
+      minVersion: 'TLSv1.2',
+      handshakeTimeout: TLS_HANDSHAKE_TIMEOUT_MS,
+      maxHeaderSize: MAX_HEADER_BYTES,
+    },
+    upgradeOnly,
+  );
   s.headersTimeout = TLS_HANDSHAKE_TIMEOUT_MS;
   return s;
 }

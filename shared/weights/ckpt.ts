@@ -268,7 +268,8 @@ export function encodeCkptTensor(tag: string, t: HostTensor): Uint8Array {
 
 /** Atomically writes a checkpoint made of encodeCkptTensor's messages, in order. */
 export async function writeCkptChunks(path: string, chunks: readonly Uint8Array[]): Promise<void> {
-  if (chunks.length === 0) throw new WolfpackError('E_WEIGHTS', `cannot write a MindSpore checkpoint with no tensors: ${path}`);
+  if (chunks.length === 0)
+    throw new WolfpackError('E_WEIGHTS', `cannot write a MindSpore checkpoint with no tensors: ${path}`);
   await writeFileAtomic(path, chunks);
 }
 

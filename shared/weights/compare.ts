@@ -26,7 +26,10 @@ export function maxRelToScale(a: ArrayLike<number>, b: ArrayLike<number>, floor 
  * The tensor of `want` farthest from `got`'s tensor of the same name, by maxRelToScale against its own
  * scale (below 1e-12 counts as 1e-12), and that distance; a tensor missing from `got` is an error.
  */
-export function worstTensor(got: ReadonlyMap<string, ArrayLike<number>>, want: ReadonlyMap<string, ArrayLike<number>>): { name: string; rel: number } {
+export function worstTensor(
+  got: ReadonlyMap<string, ArrayLike<number>>,
+  want: ReadonlyMap<string, ArrayLike<number>>,
+): { name: string; rel: number } {
   let worst = { name: '', rel: 0 };
   for (const [name, w] of want) {
     const g = got.get(name);
@@ -39,6 +42,9 @@ export function worstTensor(got: ReadonlyMap<string, ArrayLike<number>>, want: R
 }
 
 /** worstTensor's distance alone: how far two checkpoints are apart. */
-export function worstTensorRelDiff(got: ReadonlyMap<string, ArrayLike<number>>, want: ReadonlyMap<string, ArrayLike<number>>): number {
+export function worstTensorRelDiff(
+  got: ReadonlyMap<string, ArrayLike<number>>,
+  want: ReadonlyMap<string, ArrayLike<number>>,
+): number {
   return worstTensor(got, want).rel;
 }

@@ -4,16 +4,7 @@
 import { WolfpackError } from '../errors.js';
 
 export type DType =
-  | 'float32'
-  | 'float16'
-  | 'bfloat16'
-  | 'float64'
-  | 'int8'
-  | 'int16'
-  | 'int32'
-  | 'int64'
-  | 'uint8'
-  | 'bool';
+  'float32' | 'float16' | 'bfloat16' | 'float64' | 'int8' | 'int16' | 'int32' | 'int64' | 'uint8' | 'bool';
 
 /**
  * One tensor. `bytes` is raw little-endian data, row-major, exactly numElements(shape) * dtypeSize(dtype)

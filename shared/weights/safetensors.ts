@@ -112,18 +112,11 @@ export async function readSafetensors(path: string): Promise<SafetensorsContent>
 }
 
 /** Write atomically: a crash mid-save leaves any previous file at `path` intact. */
-export async function writeSafetensors(
-  path: string,
-  map: TensorMap,
-  metadata?: Record<string, string>,
-): Promise<void> {
+export async function writeSafetensors(path: string, map: TensorMap, metadata?: Record<string, string>): Promise<void> {
   await writeFileAtomic(path, encodeSafetensorsChunks(map, metadata));
 }
 
-function parseHeaderJson(
-  bytes: Uint8Array,
-  corrupt: (what: string) => WolfpackError,
-): Record<string, unknown> {
+function parseHeaderJson(bytes: Uint8Array, corrupt: (what: string) => WolfpackError): Record<string, unknown> {
   let text: string;
   try {
     text = new TextDecoder('utf-8', { fatal: true }).decode(bytes);
@@ -174,7 +167,10 @@ function readEntry(
     throw corrupt(`tensor '${name}': shape ${JSON.stringify(shape)} is not a list of non-negative integers`, name);
   }
   if (!Array.isArray(offsets) || offsets.length !== 2 || !offsets.every(isCount) || offsets[0] > offsets[1]) {
-    throw corrupt(`tensor '${name}': data_offsets ${JSON.stringify(offsets)} is not [begin, end] with begin <= end`, name);
+    throw corrupt(
+      `tensor '${name}': data_offsets ${JSON.stringify(offsets)} is not [begin, end] with begin <= end`,
+      name,
+    );
   }
   const [begin, end] = offsets as [number, number];
   if (end > dataLength) {

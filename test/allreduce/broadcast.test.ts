@@ -18,7 +18,10 @@ function counting(link: Link): { link: Link; sent: () => number } {
   let n = 0;
   return {
     link: {
-      send: (tag, data) => { n += data.length; return link.send(tag, data); },
+      send: (tag, data) => {
+        n += data.length;
+        return link.send(tag, data);
+      },
       recv: (tag, count, into) => link.recv(tag, count, into),
       close: () => link.close(),
     },
@@ -28,14 +31,29 @@ function counting(link: Link): { link: Link; sent: () => number } {
 
 t.test('every rank ends with the root buffer, bit for bit', async (t) => {
   for (const world of [2, 3, 5]) {
-    for (const [len, chunk] of [[1, 4], [1000, 64], [1000, 1000], [1001, 100], [7, 3]]) {
+    for (const [len, chunk] of [
+      [1, 4],
+      [1000, 64],
+      [1000, 1000],
+      [1001, 100],
+      [7, 3],
+    ]) {
       const root = randomBuffer(len, world * 31 + len);
-      const bufs = Array.from({ length: world }, (_, r) => (r === 0 ? root.slice() : new Float32Array(len).fill(Number.NaN)));
+      const bufs = Array.from({ length: world }, (_, r) =>
+        r === 0 ? root.slice() : new Float32Array(len).fill(Number.NaN),
+      );
       const links = createMemoryRing(world, { delays: { seed: len + chunk }, reorder: true }).map(counting);
       await Promise.all(bufs.map((b, r) => chainBroadcast(b, r, world, links[r].link, { step: 3, chunkElems: chunk })));
       for (let r = 0; r < world; r++) {
-        t.ok(Buffer.from(bufs[r].buffer).equals(Buffer.from(root.buffer)), `world ${world}, ${len} floats in chunks of ${chunk}: rank ${r} equals the root`);
-        t.equal(links[r].sent(), r < world - 1 ? len : 0, `rank ${r} forwards the buffer ${r < world - 1 ? 'once' : 'never (last in the chain)'}`);
+        t.ok(
+          Buffer.from(bufs[r].buffer).equals(Buffer.from(root.buffer)),
+          `world ${world}, ${len} floats in chunks of ${chunk}: rank ${r} equals the root`,
+        );
+        t.equal(
+          links[r].sent(),
+          r < world - 1 ? len : 0,
+          `rank ${r} forwards the buffer ${r < world - 1 ? 'once' : 'never (last in the chain)'}`,
+        );
       }
     }
   }
@@ -59,16 +77,19 @@ t.test('a broadcast and an all-reduce on the same links, one collective number e
   const grads = Array.from({ length: world }, (_, r) => randomBuffer(300, 100 + r));
   const expected = new Float64Array(300);
   for (const g of grads) for (let i = 0; i < 300; i++) expected[i] += g[i];
-  await Promise.all(Array.from({ length: world }, async (_, r) => {
-    await Promise.all([
-      chainBroadcast(held[r], r, world, links[r], { step: 0, chunkElems: 64 }),
-      ringAllReduce(grads[r], r, world, links[r], { step: 1, chunkElems: 32 }),
-    ]);
-  }));
+  await Promise.all(
+    Array.from({ length: world }, async (_, r) => {
+      await Promise.all([
+        chainBroadcast(held[r], r, world, links[r], { step: 0, chunkElems: 64 }),
+        ringAllReduce(grads[r], r, world, links[r], { step: 1, chunkElems: 32 }),
+      ]);
+    }),
+  );
   for (let r = 0; r < world; r++) {
     t.ok(Buffer.from(held[r].buffer).equals(Buffer.from(weights.buffer)), `rank ${r} got the weights`);
     let worst = 0;
-    for (let i = 0; i < 300; i++) worst = Math.max(worst, Math.abs(grads[r][i] - expected[i]) / Math.max(1, Math.abs(expected[i])));
+    for (let i = 0; i < 300; i++)
+      worst = Math.max(worst, Math.abs(grads[r][i] - expected[i]) / Math.max(1, Math.abs(expected[i])));
     t.ok(worst < 1e-5, `rank ${r} has the sum (worst relative error ${worst.toExponential(1)})`);
   }
 });

@@ -25,17 +25,31 @@ function sameBits(a: Float32Array, b: Float32Array): boolean {
 
 t.test('bucket by bucket gives the bits of one whole-buffer all-reduce', async (t) => {
   for (const n of [2, 3, 4, 5]) {
-    for (const [len, bucketElems] of [[1000, 100], [1000, 333], [997, 1000], [50, 7]]) {
+    for (const [len, bucketElems] of [
+      [1000, 100],
+      [1000, 333],
+      [997, 1000],
+      [50, 7],
+    ]) {
       for (const simd of [false, true]) {
         const whole = inputs(n, len, n * 100 + len, simd);
-        const bucketed = whole.map((a) => { const c = simd ? createRingBuffer(len, { maxChunkElems: 64 }) : new Float32Array(len); c.set(a); return c; });
+        const bucketed = whole.map((a) => {
+          const c = simd ? createRingBuffer(len, { maxChunkElems: 64 }) : new Float32Array(len);
+          c.set(a);
+          return c;
+        });
         const ref = createMemoryRing(n, { delays: { seed: 1 } });
         await Promise.all(whole.map((b, r) => ringAllReduce(b, r, n, ref[r], { chunkElems: 64 })));
         const links = createMemoryRing(n, { delays: { seed: len + n }, reorder: true });
         const buckets = reverseBuckets(len, bucketElems);
-        const stats = await Promise.all(bucketed.map((b, r) => bucketedAllReduce(b, r, n, links[r], { buckets, chunkElems: 64, step: 5 })));
+        const stats = await Promise.all(
+          bucketed.map((b, r) => bucketedAllReduce(b, r, n, links[r], { buckets, chunkElems: 64, step: 5 })),
+        );
         for (let r = 0; r < n; r++) {
-          t.ok(sameBits(bucketed[r], whole[r]), `N=${n}, ${len} floats in ${buckets.length} buckets${simd ? ', SIMD' : ''}: rank ${r} has the whole-buffer bits`);
+          t.ok(
+            sameBits(bucketed[r], whole[r]),
+            `N=${n}, ${len} floats in ${buckets.length} buckets${simd ? ', SIMD' : ''}: rank ${r} has the whole-buffer bits`,
+          );
           t.equal(stats[r].bytesSent, ringBytesSent(len, n, r), `rank ${r} sends exactly the whole ring's bytes`);
         }
       }
@@ -50,15 +64,26 @@ t.test('a bucket is reduced only once it is ready, in order', async (t) => {
   const links = createMemoryRing(n, { delays: { seed: 2 } });
   const buckets = reverseBuckets(len, 100);
   const released: number[] = [];
-  const gates = buckets.map(() => { let open!: () => void; const p = new Promise<void>((r) => { open = r; }); return { p, open }; });
-  const done = Promise.all(bufs.map((b, r) => bucketedAllReduce(b, r, n, links[r], { buckets, ready: (k) => gates[k].p, step: 0 })));
+  const gates = buckets.map(() => {
+    let open!: () => void;
+    const p = new Promise<void>((r) => {
+      open = r;
+    });
+    return { p, open };
+  });
+  const done = Promise.all(
+    bufs.map((b, r) => bucketedAllReduce(b, r, n, links[r], { buckets, ready: (k) => gates[k].p, step: 0 })),
+  );
   const untouched = bufs[0].slice();
   await new Promise((r) => setImmediate(r));
   t.ok(sameBits(bufs[0], untouched), 'nothing is summed before the first bucket is ready');
   gates[0].open();
   released.push(0);
   await new Promise((r) => setTimeout(r, 20));
-  t.notOk(sameBits(bufs[0].subarray(200, 300), untouched.subarray(200, 300)), 'bucket 0 (the end of the buffer) is reduced once ready');
+  t.notOk(
+    sameBits(bufs[0].subarray(200, 300), untouched.subarray(200, 300)),
+    'bucket 0 (the end of the buffer) is reduced once ready',
+  );
   t.ok(sameBits(bufs[0].subarray(0, 200), untouched.subarray(0, 200)), 'the buckets not yet ready are untouched');
   gates[1].open();
   gates[2].open();
@@ -67,16 +92,43 @@ t.test('a bucket is reduced only once it is ready, in order', async (t) => {
 });
 
 t.test('reverse buckets: from the end, at most maxElems, ending on layer boundaries', async (t) => {
-  t.same(reverseBuckets(10, 4), [{ begin: 6, end: 10 }, { begin: 2, end: 6 }, { begin: 0, end: 2 }]);
+  t.same(reverseBuckets(10, 4), [
+    { begin: 6, end: 10 },
+    { begin: 2, end: 6 },
+    { begin: 0, end: 2 },
+  ]);
   const layers = [0, 3, 5, 9, 10];
   const b: Bucket[] = reverseBuckets(12, 4, layers);
-  t.same(b, [{ begin: 9, end: 12 }, { begin: 5, end: 9 }, { begin: 3, end: 5 }, { begin: 0, end: 3 }]);
-  t.same(reverseBuckets(12, 2, [0, 8]), [{ begin: 8, end: 12 }, { begin: 0, end: 8 }], 'a layer larger than a bucket is a bucket of its own');
+  t.same(b, [
+    { begin: 9, end: 12 },
+    { begin: 5, end: 9 },
+    { begin: 3, end: 5 },
+    { begin: 0, end: 3 },
+  ]);
+  t.same(
+    reverseBuckets(12, 2, [0, 8]),
+    [
+      { begin: 8, end: 12 },
+      { begin: 0, end: 8 },
+    ],
+    'a layer larger than a bucket is a bucket of its own',
+  );
   t.throws(() => reverseBuckets(10, 0), { code: 'E_USAGE' });
 });
 
 t.test('buckets that do not cover the buffer are refused', async (t) => {
   const [l] = createMemoryRing(1);
-  await t.rejects(bucketedAllReduce(new Float32Array(10), 0, 1, l, { buckets: [{ begin: 0, end: 5 }] }), { code: 'E_USAGE', message: /end at 5/ });
-  await t.rejects(bucketedAllReduce(new Float32Array(10), 0, 1, l, { buckets: [{ begin: 0, end: 6 }, { begin: 5, end: 10 }] }), { code: 'E_USAGE' });
+  await t.rejects(bucketedAllReduce(new Float32Array(10), 0, 1, l, { buckets: [{ begin: 0, end: 5 }] }), {
+    code: 'E_USAGE',
+    message: /end at 5/,
+  });
+  await t.rejects(
+    bucketedAllReduce(new Float32Array(10), 0, 1, l, {
+      buckets: [
+        { begin: 0, end: 6 },
+        { begin: 5, end: 10 },
+      ],
+    }),
+    { code: 'E_USAGE' },
+  );
 });

@@ -19,11 +19,18 @@ for (const wire of ['bf16', 'fp16'] as const) {
   // bits of mantissa: one rounding costs at most 2^-(bits+1) relative; N-1 hops plus the final one
   const bits = wire === 'bf16' ? 8 : 11;
   t.test(`--wire ${wire}: identical on every rank, within rounding of the exact sum, half the bytes`, async (t) => {
-    for (const [n, len, chunkElems, seed] of [[2, 1001, 64, 1], [3, 4099, 257, 2], [4, 20_000, 1 << 20, 3], [5, 777, 13, 4]] as const) {
+    for (const [n, len, chunkElems, seed] of [
+      [2, 1001, 64, 1],
+      [3, 4099, 257, 2],
+      [4, 20_000, 1 << 20, 3],
+      [5, 777, 13, 4],
+    ] as const) {
       const orig = inputs(n, len, seed, 0.5);
       const bufs = orig.map((a) => Float32Array.from(a));
       const links = createMemoryRing(n, { delays: { seed }, reorder: seed % 2 === 0 });
-      const stats = await Promise.all(bufs.map((b, r) => ringAllReduce(b, r, n, links[r], { chunkElems, wire: wire as WireFormat })));
+      const stats = await Promise.all(
+        bufs.map((b, r) => ringAllReduce(b, r, n, links[r], { chunkElems, wire: wire as WireFormat })),
+      );
       const same = bufs.every((b) => Buffer.from(b.buffer).equals(Buffer.from(bufs[0].buffer)));
       t.ok(same, `N=${n} L=${len} chunk ${chunkElems}: every rank holds the same bits`);
       // error bound: each hop rounds a partial sum of at most n*0.5 in magnitude
@@ -39,7 +46,10 @@ for (const wire of ['bf16', 'fp16'] as const) {
       for (const [r, s] of stats.entries()) {
         const fp32 = ringBytesSent(len, n, r);
         // an odd count is padded to whole float32 words: at most 2 bytes a message
-        t.ok(s.bytesSent >= fp32 / 2 && s.bytesSent <= fp32 / 2 + 2 * s.messagesSent, `rank ${r}: ${s.bytesSent} bytes sent, half of fp32's ${fp32} (plus at most 2 a message)`);
+        t.ok(
+          s.bytesSent >= fp32 / 2 && s.bytesSent <= fp32 / 2 + 2 * s.messagesSent,
+          `rank ${r}: ${s.bytesSent} bytes sent, half of fp32's ${fp32} (plus at most 2 a message)`,
+        );
       }
     }
   });
@@ -56,35 +66,41 @@ t.test('fp32 stays the default and exact to float32 summation', async (t) => {
   t.ok(Buffer.from(a[0].buffer).equals(Buffer.from(b[0].buffer)), "wire 'fp32' is the default path, bit for bit");
 });
 
-t.test('codec: pack then copy is rounding; odd counts are padded; bfloat16 rounds to the nearest, ties to even', async (t) => {
-  const c = wireCodec('bf16');
-  const x = Float32Array.from([1, 1 + 2 ** -9, 1 + 3 * 2 ** -9, -2.5, 1e30, 0]);
-  const packed = c.pack(x, 0, 5);
-  t.equal(packed.length, 3, '5 values take 3 float32 words');
-  const y = new Float32Array(5);
-  c.copyInto(y, 0, packed, 5);
-  const z = Float32Array.from(x);
-  c.round(z, 0, 5);
-  t.same(Array.from(y), Array.from(z.subarray(0, 5)), 'what a rank receives is what the owner rounds to');
-  t.same(Array.from(y.subarray(0, 4)), [1, 1, 1 + 2 ** -7, -2.5], 'ties to even: 1+2^-9 -> 1, 1+3*2^-9 -> 1+2^-7');
+t.test(
+  'codec: pack then copy is rounding; odd counts are padded; bfloat16 rounds to the nearest, ties to even',
+  async (t) => {
+    const c = wireCodec('bf16');
+    const x = Float32Array.from([1, 1 + 2 ** -9, 1 + 3 * 2 ** -9, -2.5, 1e30, 0]);
+    const packed = c.pack(x, 0, 5);
+    t.equal(packed.length, 3, '5 values take 3 float32 words');
+    const y = new Float32Array(5);
+    c.copyInto(y, 0, packed, 5);
+    const z = Float32Array.from(x);
+    c.round(z, 0, 5);
+    t.same(Array.from(y), Array.from(z.subarray(0, 5)), 'what a rank receives is what the owner rounds to');
+    t.same(Array.from(y.subarray(0, 4)), [1, 1, 1 + 2 ** -7, -2.5], 'ties to even: 1+2^-9 -> 1, 1+3*2^-9 -> 1+2^-7');
 
-  // against an independent rounding: the two bfloat16 neighbours of x (its top 16 bits, and the next one
-  // away from zero), the nearer in exact float64 arithmetic, ties to the even word
-  const r = xorshiftRng(7);
-  const xs = Float32Array.from({ length: 50_000 }, (_, i) => (r() - 0.5) * 10 ** ((i % 60) - 30));
-  const got = new Uint16Array(xs.length);
-  toBfloat16(xs, got);
-  const u = new Uint32Array(xs.buffer);
-  const word = new Uint32Array(1);
-  const asFloat = (h: number) => { word[0] = h << 16; return new Float32Array(word.buffer)[0]; };
-  let diff = 0;
-  for (let i = 0; i < xs.length; i++) {
-    const lo = u[i] >>> 16;
-    const hi = lo + 1;
-    const dLo = Math.abs(xs[i] - asFloat(lo));
-    const dHi = Math.abs(asFloat(hi) - xs[i]);
-    const want = dLo < dHi ? lo : dHi < dLo ? hi : (lo & 1 ? hi : lo);
-    if (got[i] !== want) diff++;
-  }
-  t.equal(diff, 0, `all ${xs.length} bfloat16 words are the nearest, ties to even`);
-});
+    // against an independent rounding: the two bfloat16 neighbours of x (its top 16 bits, and the next one
+    // away from zero), the nearer in exact float64 arithmetic, ties to the even word
+    const r = xorshiftRng(7);
+    const xs = Float32Array.from({ length: 50_000 }, (_, i) => (r() - 0.5) * 10 ** ((i % 60) - 30));
+    const got = new Uint16Array(xs.length);
+    toBfloat16(xs, got);
+    const u = new Uint32Array(xs.buffer);
+    const word = new Uint32Array(1);
+    const asFloat = (h: number) => {
+      word[0] = h << 16;
+      return new Float32Array(word.buffer)[0];
+    };
+    let diff = 0;
+    for (let i = 0; i < xs.length; i++) {
+      const lo = u[i] >>> 16;
+      const hi = lo + 1;
+      const dLo = Math.abs(xs[i] - asFloat(lo));
+      const dHi = Math.abs(asFloat(hi) - xs[i]);
+      const want = dLo < dHi ? lo : dHi < dLo ? hi : lo & 1 ? hi : lo;
+      if (got[i] !== want) diff++;
+    }
+    t.equal(diff, 0, `all ${xs.length} bfloat16 words are the nearest, ties to even`);
+  },
+);

@@ -1,7 +1,13 @@
 // Ring all-reduce over in-memory links: results against an independent float64 sum, bitwise identity
 // across ranks, the exact bytes each rank sends, tags across calls, and failures.
 import t, { type Test } from 'tap';
-import { createRingBuffer, isRingBuffer, ringAllReduce, ringBytesSent, type RingStats } from '../../shared/allreduce/ring.js';
+import {
+  createRingBuffer,
+  isRingBuffer,
+  ringAllReduce,
+  ringBytesSent,
+  type RingStats,
+} from '../../shared/allreduce/ring.js';
 import { createMemoryRing, type MemoryRingOptions } from '../../shared/transport/memory-link.js';
 import type { Link } from '../../shared/allreduce/link.js';
 import { xorshiftRng as rng } from '../helpers/numerics.js';
@@ -97,7 +103,8 @@ t.test('memory ring: N = 1..8, uneven lengths, chunk sizes, random delays', asyn
           check(tt, orig, bufs, what);
           for (let r = 0; r < n; r++) {
             const want = expectedBytes(len, n, r);
-            if (stats[r].bytesSent !== want) tt.fail(`${what}: rank ${r} sent ${stats[r].bytesSent} bytes, want ${want}`);
+            if (stats[r].bytesSent !== want)
+              tt.fail(`${what}: rank ${r} sent ${stats[r].bytesSent} bytes, want ${want}`);
           }
           const sent = stats.reduce((s, x) => s + x.bytesSent, 0);
           const recv = stats.reduce((s, x) => s + x.bytesReceived, 0);
@@ -114,7 +121,13 @@ t.test('ring buffers (WebAssembly SIMD sums) against the float64 sum, and the JS
   let seed = 500;
   for (const n of [2, 3, 4, 7]) {
     for (const len of [1, 3, 5, 17, 1001, 65_539]) {
-      for (const [chunkElems, slot] of [[4, 4], [61, 64], [1000, 1000], [1 << 20, 1 << 20], [100, 50]]) {
+      for (const [chunkElems, slot] of [
+        [4, 4],
+        [61, 64],
+        [1000, 1000],
+        [1 << 20, 1 << 20],
+        [100, 50],
+      ]) {
         if (len / chunkElems > 300) continue; // thousands of delayed messages: slow, and covered above
         const orig = inputs(n, len, seed++);
         const bufs = orig.map((a) => {
@@ -122,8 +135,15 @@ t.test('ring buffers (WebAssembly SIMD sums) against the float64 sum, and the JS
           b.set(a);
           return b;
         });
-        const stats = await runRing(bufs, createMemoryRing(n, { delays: { seed }, reorder: seed % 2 === 0 }), { chunkElems });
-        check(tt, orig, bufs, `n=${n} len=${len} chunk=${chunkElems} slot=${slot}${chunkElems > slot ? ' (JS fallback)' : ''}`);
+        const stats = await runRing(bufs, createMemoryRing(n, { delays: { seed }, reorder: seed % 2 === 0 }), {
+          chunkElems,
+        });
+        check(
+          tt,
+          orig,
+          bufs,
+          `n=${n} len=${len} chunk=${chunkElems} slot=${slot}${chunkElems > slot ? ' (JS fallback)' : ''}`,
+        );
         if (stats[0].bytesSent !== expectedBytes(len, n, 0)) tt.fail('bytes sent');
       }
     }
@@ -200,9 +220,16 @@ t.test('failures', async (tt) => {
   await tt.rejects(ringAllReduce(new Float32Array(4), 0, 0, l1), { code: 'E_USAGE' });
   await tt.rejects(ringAllReduce(new Float32Array(4), 0, 1, l1, { chunkElems: 0 }), { code: 'E_USAGE' });
   await tt.rejects(ringAllReduce(new Float32Array(4), 0, 1, l1, { step: -1 }), { code: 'E_USAGE' });
-  tt.same(await ringAllReduce(new Float32Array([1, 2]), 0, 1, l1), {
-    bytesSent: 0, bytesReceived: 0, messagesSent: 0, messagesReceived: 0,
-  }, 'size 1 is a no-op');
+  tt.same(
+    await ringAllReduce(new Float32Array([1, 2]), 0, 1, l1),
+    {
+      bytesSent: 0,
+      bytesReceived: 0,
+      messagesSent: 0,
+      messagesReceived: 0,
+    },
+    'size 1 is a no-op',
+  );
 });
 
 t.test('memory link detects a buffer reused before its send resolved', async (tt) => {

@@ -37,18 +37,37 @@ t.test('sources and their order', async (t) => {
   t.equal(probe(loadSecret({ env })), want(`${TOKEN}-b`), 'then WOLFPACK_TOKEN_FILE');
   t.equal(probe(loadSecret({ env: { WOLFPACK_TOKEN: `${TOKEN}-env` } })), want(`${TOKEN}-env`), 'then WOLFPACK_TOKEN');
   t.equal(loadSecret({ env: {} }), undefined, 'none');
-  t.equal(loadSecret({ env: { WOLFPACK_TOKEN: '', WOLFPACK_TOKEN_FILE: '' } }), undefined, 'empty variables count as unset');
+  t.equal(
+    loadSecret({ env: { WOLFPACK_TOKEN: '', WOLFPACK_TOKEN_FILE: '' } }),
+    undefined,
+    'empty variables count as unset',
+  );
   t.match(loadSecret({ env })?.source, /WOLFPACK_TOKEN_FILE/);
 
   writeFileSync(join(dir, 'empty'), '\n');
-  t.match(usage(() => loadSecret({ tokenFile: join(dir, 'empty'), env: {} })), /is empty/);
-  t.match(usage(() => loadSecret({ tokenFile: join(dir, 'nope'), env: {} })), /cannot read the token file .*ENOENT/);
-  t.match(usage(() => loadSecret({ env: { WOLFPACK_TOKEN: 'short' } })), /5 bytes; at least 16 are required/);
+  t.match(
+    usage(() => loadSecret({ tokenFile: join(dir, 'empty'), env: {} })),
+    /is empty/,
+  );
+  t.match(
+    usage(() => loadSecret({ tokenFile: join(dir, 'nope'), env: {} })),
+    /cannot read the token file .*ENOENT/,
+  );
+  t.match(
+    usage(() => loadSecret({ env: { WOLFPACK_TOKEN: 'short' } })),
+    /5 bytes; at least 16 are required/,
+  );
 });
 
 t.test('the secret never prints itself', async (t) => {
   const s = new SharedSecret(TOKEN, 'WOLFPACK_TOKEN');
-  for (const text of [JSON.stringify({ s }), inspect(s), inspect({ s }, { depth: 5, showHidden: true }), String(s), `${s}`]) {
+  for (const text of [
+    JSON.stringify({ s }),
+    inspect(s),
+    inspect({ s }, { depth: 5, showHidden: true }),
+    String(s),
+    `${s}`,
+  ]) {
     t.notOk(text.includes(TOKEN), `not in ${text.slice(0, 60)}`);
   }
   t.notOk(JSON.stringify(ringHelloAuth(s, { jobId: 'j', rank: 0, size: 2 })).includes(TOKEN), 'not in a ring hello');
@@ -66,5 +85,6 @@ t.test('proofs', async (t) => {
   t.not(clientProof(s, n1, n2), clientProof(new SharedSecret(TOKEN + 'x', 't'), n1, n2), 'bound to the token');
   const p = clientProof(s, n1, n2);
   t.ok(proofsEqual(p, p));
-  for (const bad of ['', p.slice(2), p + '00', 'zz' + p.slice(2), p.toUpperCase().replace(/[0-9]/g, 'G')]) t.notOk(proofsEqual(bad, p), `rejects ${JSON.stringify(bad.slice(0, 12))}...`);
+  for (const bad of ['', p.slice(2), p + '00', 'zz' + p.slice(2), p.toUpperCase().replace(/[0-9]/g, 'G')])
+    t.notOk(proofsEqual(bad, p), `rejects ${JSON.stringify(bad.slice(0, 12))}...`);
 });

@@ -6,16 +6,39 @@ import { LEGACY_UTIL_CHECKS, restoreLegacyUtilChecks } from '../../shared/backen
 
 const require = createRequire(import.meta.url);
 
-t.test('a util without the legacy checks gets them, with Node\'s semantics', (t) => {
+t.test("a util without the legacy checks gets them, with Node's semantics", (t) => {
   const util: Record<string, unknown> = { inspect: () => '' };
   const added = restoreLegacyUtilChecks(util);
   t.same(added.sort(), Object.keys(LEGACY_UTIL_CHECKS).sort(), 'every missing check is added');
-  const values: unknown[] = [undefined, null, 0, 1.5, '', 'a', true, false, [], [1], {}, new Date(0), new Error('x'), /x/, Symbol('s'), () => 1, Buffer.alloc(1)];
+  const values: unknown[] = [
+    undefined,
+    null,
+    0,
+    1.5,
+    '',
+    'a',
+    true,
+    false,
+    [],
+    [1],
+    {},
+    new Date(0),
+    new Error('x'),
+    /x/,
+    Symbol('s'),
+    () => 1,
+    Buffer.alloc(1),
+  ];
   // Node 20 still has the originals: the replacements must agree with them on every value
   const node = require('node:util') as Record<string, (v: unknown) => boolean>;
   for (const name of Object.keys(LEGACY_UTIL_CHECKS)) {
     if (typeof node[name] !== 'function') continue;
-    for (const v of values) t.equal((util[name] as (v: unknown) => boolean)(v), node[name](v), `${name}(${typeof v === 'symbol' ? 'symbol' : JSON.stringify(v) ?? typeof v}) as Node's`);
+    for (const v of values)
+      t.equal(
+        (util[name] as (v: unknown) => boolean)(v),
+        node[name](v),
+        `${name}(${typeof v === 'symbol' ? 'symbol' : (JSON.stringify(v) ?? typeof v)}) as Node's`,
+      );
   }
   t.end();
 });

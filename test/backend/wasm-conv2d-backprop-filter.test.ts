@@ -11,7 +11,14 @@ import { maxRelToScale } from '../helpers/numerics.js';
 type Pad = 'same' | 'valid' | number | [[number, number], [number, number], [number, number], [number, number]];
 
 interface Case {
-  n: number; h: number; w: number; ci: number; co: number; k: number; stride: number; pad: Pad;
+  n: number;
+  h: number;
+  w: number;
+  ci: number;
+  co: number;
+  k: number;
+  stride: number;
+  pad: Pad;
 }
 
 // Deterministic values in [-1, 1) (an LCG), so both backends see the same numbers.
@@ -31,14 +38,26 @@ function gradients(c: Case, seed: number): { dx: Float32Array; dw: Float32Array;
     const x = tf.tensor4d(values(c.n * c.h * c.w * c.ci, seed), [c.n, c.h, c.w, c.ci]);
     const w = tf.tensor4d(values(c.k * c.k * c.ci * c.co, seed + 1), [c.k, c.k, c.ci, c.co]);
     const yShape = tf.conv2d(x, w, c.stride, c.pad).shape;
-    const r = tf.tensor(values(yShape.reduce((a, b) => a * b, 1), seed + 2), yShape);
+    const r = tf.tensor(
+      values(
+        yShape.reduce((a, b) => a * b, 1),
+        seed + 2,
+      ),
+      yShape,
+    );
     const [dx, dw] = tf.grads((a: tf.Tensor, b: tf.Tensor) =>
-      tf.sum(tf.mul(tf.conv2d(a as tf.Tensor4D, b as tf.Tensor4D, c.stride, c.pad), r)))([x, w]);
+      tf.sum(tf.mul(tf.conv2d(a as tf.Tensor4D, b as tf.Tensor4D, c.stride, c.pad), r)),
+    )([x, w]);
     return { dx: dx.dataSync() as Float32Array, dw: dw.dataSync() as Float32Array, y: yShape };
   });
 }
 
-const explicit = (top: number, bottom: number, left: number, right: number): Pad => [[0, 0], [top, bottom], [left, right], [0, 0]];
+const explicit = (top: number, bottom: number, left: number, right: number): Pad => [
+  [0, 0],
+  [top, bottom],
+  [left, right],
+  [0, 0],
+];
 
 const CASES: Case[] = [];
 for (const k of [1, 3, 7]) {
@@ -46,7 +65,16 @@ for (const k of [1, 3, 7]) {
     const pads: Pad[] = ['same', 'valid', explicit(k >> 1, k >> 1, k >> 1, k >> 1), explicit(0, 1, 2, 0), k >> 1];
     pads.forEach((pad, p) => {
       const n = 1 + ((k + stride + p) % 3);
-      CASES.push({ n, h: 9 + 2 * p, w: 11 + ((k + p) % 4), ci: 3 + (p % 3), co: 2 + ((k + stride) % 4), k, stride, pad });
+      CASES.push({
+        n,
+        h: 9 + 2 * p,
+        w: 11 + ((k + p) % 4),
+        ci: 3 + (p % 3),
+        co: 2 + ((k + stride) % 4),
+        k,
+        stride,
+        pad,
+      });
     });
   }
 }
@@ -94,8 +122,12 @@ t.test('the kernel called directly frees its temporaries', async (t) => {
   const dw = tf.conv2d(x, tf.zeros([3, 3, 3, 4]), 2, 'same'); // warm shapes
   dw.dispose();
   const start = tf.engine().backend.numDataIds();
-  const out = tf.engine().runKernel('Conv2DBackpropFilter', { x, dy },
-    { strides: 2, pad: 'same', dataFormat: 'NHWC', filterShape: [3, 3, 3, 4] } as unknown as tf.NamedAttrMap) as tf.Tensor;
+  const out = tf.engine().runKernel('Conv2DBackpropFilter', { x, dy }, {
+    strides: 2,
+    pad: 'same',
+    dataFormat: 'NHWC',
+    filterShape: [3, 3, 3, 4],
+  } as unknown as tf.NamedAttrMap) as tf.Tensor;
   t.same(out.shape, [3, 3, 3, 4]);
   t.equal(tf.engine().backend.numDataIds(), start + 1, 'only the output buffer remains');
   out.dispose();

@@ -27,10 +27,12 @@ t.teardown(() => rmSync(dir, { recursive: true, force: true }));
 function weights(): TensorMap {
   const map = tensorsFromModel(initModel({ flavour: 'mindspore', width: 4, numClasses: 10 }, 3));
   let s = 12345;
-  const rand = (): number => ((s = (Math.imul(s, 1103515245) + 12345) >>> 0) / 2 ** 32);
+  const rand = (): number => (s = (Math.imul(s, 1103515245) + 12345) >>> 0) / 2 ** 32;
   for (const [name, h] of map) {
     const x = toFloat32(h);
-    const fill = (f: () => number): void => { for (let i = 0; i < x.length; i++) x[i] = f(); };
+    const fill = (f: () => number): void => {
+      for (let i = 0; i < x.length; i++) x[i] = f();
+    };
     if (/\.(beta|moving_mean)$|^end_point\.bias$/.test(name)) fill(() => (rand() - 0.5) * 0.2);
     else if (/\.(gamma|moving_variance)$/.test(name)) fill(() => 0.5 + rand());
     else continue;
@@ -57,23 +59,45 @@ t.test('ckptToSafetensors keeps every tensor: names, order, dtype, shape and byt
   const b = (await readSafetensors(st)).tensors;
   t.equal(a.size, 267);
   t.same([...b.keys()], [...a.keys()]);
-  const differ = [...a].filter(([name, x]) => {
-    const y = b.get(name)!;
-    return y.dtype !== x.dtype || y.shape.join() !== x.shape.join() || !Buffer.from(y.bytes).equals(Buffer.from(x.bytes));
-  }).map(([name]) => name);
+  const differ = [...a]
+    .filter(([name, x]) => {
+      const y = b.get(name)!;
+      return (
+        y.dtype !== x.dtype || y.shape.join() !== x.shape.join() || !Buffer.from(y.bytes).equals(Buffer.from(x.bytes))
+      );
+    })
+    .map(([name]) => name);
   t.same(differ, [], 'no tensor differs');
 });
 
-t.test('--check: the peer\'s logits and input agree with wolfpack\'s', { skip: why }, async (t) => {
+t.test("--check: the peer's logits and input agree with wolfpack's", { skip: why }, async (t) => {
   const size = 32;
   // A non-square image: the eval transform's resize and crop, and SAME's asymmetric pads, all take part.
-  const w = 45, h = 38;
+  const w = 45,
+    h = 38;
   const px = Buffer.alloc(w * h * 3);
   for (let i = 0; i < px.length; i++) px[i] = (i * 37 + ((i / 3) | 0) * 11) % 256;
   const image = join(dir, 'x.png');
-  writeFileSync(image, await sharp(px, { raw: { width: w, height: h, channels: 3 } }).png().toBuffer());
+  writeFileSync(
+    image,
+    await sharp(px, { raw: { width: w, height: h, channels: 3 } })
+      .png()
+      .toBuffer(),
+  );
   const npy = join(dir, 'x.npy');
-  const r = await python(['--check', '--weights', st, '--image', image, '--size', String(size), '--check-npy', npy, '--threads', '1']);
+  const r = await python([
+    '--check',
+    '--weights',
+    st,
+    '--image',
+    image,
+    '--size',
+    String(size),
+    '--check-npy',
+    npy,
+    '--threads',
+    '1',
+  ]);
   t.equal(r.code, 0, r.stderr.slice(-1000));
   const torchLogits = (JSON.parse(r.stdout.trim().split('\n').pop()!) as { logits: number[] }).logits;
   t.equal(torchLogits.length, 10);
@@ -83,18 +107,31 @@ t.test('--check: the peer\'s logits and input agree with wolfpack\'s', { skip: w
   const fromNpy = await readInputTensor(npy);
   const fromImage = await readImages([image], size);
   let inputDiff = 0;
-  for (let i = 0; i < fromImage.images.length; i++) inputDiff = Math.max(inputDiff, Math.abs(fromImage.images[i] - fromNpy.images[i]));
+  for (let i = 0; i < fromImage.images.length; i++)
+    inputDiff = Math.max(inputDiff, Math.abs(fromImage.images[i] - fromNpy.images[i]));
   t.ok(inputDiff < 1e-5, `torchvision's eval transform = wolfpack's (max |d| ${inputDiff})`);
   const ours = await predictLogits(state, fromNpy, 1);
   const scale = Math.max(...Array.from(ours, Math.abs));
   const diff = Math.max(...torchLogits.map((v, i) => Math.abs(v - ours[i])));
-  t.ok(scale > 0 && diff / scale < 1e-4, `logits agree: max |d| ${diff.toExponential(2)}, max |logit| ${scale.toExponential(2)}`);
+  t.ok(
+    scale > 0 && diff / scale < 1e-4,
+    `logits agree: max |d| ${diff.toExponential(2)}, max |logit| ${scale.toExponential(2)}`,
+  );
 });
 
 t.test('torchTta runs the recipe and returns its epochs and final line', { skip: why }, async (t) => {
   const data = join(dir, 'data');
   await generateSyntheticCanidae(data, { trainPerClass: 6, valPerClass: 3, seed: 0 });
-  const r = await torchTta({ fixture: { data, weights: ckpt }, target: 1.01, maxEpochs: 2, threads: 1, batch: 5, size: 32, dir: join(dir, 'peer'), timeoutMs: 120_000 });
+  const r = await torchTta({
+    fixture: { data, weights: ckpt },
+    target: 1.01,
+    maxEpochs: 2,
+    threads: 1,
+    batch: 5,
+    size: 32,
+    dir: join(dir, 'peer'),
+    timeoutMs: 120_000,
+  });
   if (!r.ok) throw new Error(r.skipped);
   t.match(r.command, /torch_tta\.py .*--target 1\.01 --epochs 2 --lr 0\.0002 --batch 5 --size 32 --threads 1/);
   const p = r.result;
@@ -102,10 +139,24 @@ t.test('torchTta runs the recipe and returns its epochs and final line', { skip:
   t.equal(p.reached, false, 'accuracy above 1 cannot be reached');
   t.equal(p.epoch, null);
   t.equal(p.wall_s, null);
-  t.same(p.epochs.map((e) => [e.epoch, e.steps]), [[1, 2], [2, 2]], '12 images in batches of 5: the partial third is dropped');
-  for (const e of p.epochs) t.ok(e.val_accuracy >= 0 && e.val_accuracy <= 1 && e.epoch_s > 0 && e.wall_s >= e.epoch_s && Number.isFinite(e.train_loss));
+  t.same(
+    p.epochs.map((e) => [e.epoch, e.steps]),
+    [
+      [1, 2],
+      [2, 2],
+    ],
+    '12 images in batches of 5: the partial third is dropped',
+  );
+  for (const e of p.epochs)
+    t.ok(
+      e.val_accuracy >= 0 &&
+        e.val_accuracy <= 1 &&
+        e.epoch_s > 0 &&
+        e.wall_s >= e.epoch_s &&
+        Number.isFinite(e.train_loss),
+    );
   t.ok(p.epochs[1].wall_s > p.epochs[0].wall_s && p.total_wall_s >= p.epochs[1].wall_s && p.setup_s > 0);
   const converted = (await readSafetensors(join(dir, 'peer', 'resnet50.safetensors'))).tensors;
-  t.ok(converted.has('end_point.weight'), 'the converted weights sit in the peer\'s folder');
+  t.ok(converted.has('end_point.weight'), "the converted weights sit in the peer's folder");
   t.ok(existsSync(join(dir, 'peer', 'best.pt')), 'and its best state_dict beside them');
 });

@@ -13,7 +13,10 @@ import { packageRoot } from '../../shared/paths.js';
 import { runCli } from '../helpers/processes.js';
 
 t.test('README.md and docs/CONFIG.md hold the current flag tables', async (t) => {
-  for (const [file, want] of [['README.md', ['train']], ['docs/CONFIG.md', ['train', 'coordinator', 'worker', 'predict', 'health']]] as const) {
+  for (const [file, want] of [
+    ['README.md', ['train']],
+    ['docs/CONFIG.md', ['train', 'coordinator', 'worker', 'predict', 'health']],
+  ] as const) {
     const text = readFileSync(join(packageRoot, file), 'utf8');
     const r = await renderFlagDocs(text);
     t.same(r.blocks, want, `${file} has the flags blocks`);
@@ -28,7 +31,10 @@ t.test('every flag a command parses is in its help, with a description', async (
   for (const name of parsed) {
     const spec = specs.get(name);
     t.ok(spec, `--${name} has a spec`);
-    t.ok(help.includes(`\n  --${name}`) && spec !== undefined && help.replace(/\n +/g, ' ').includes(spec.describe), `train --help describes --${name}`);
+    t.ok(
+      help.includes(`\n  --${name}`) && spec !== undefined && help.replace(/\n +/g, ' ').includes(spec.describe),
+      `train --help describes --${name}`,
+    );
   }
   for (const [name, specs] of await flagBlocks()) {
     for (const s of specs) t.ok(s.describe.length > 10, `${name} --${s.name} has a description`);
@@ -43,7 +49,10 @@ t.test('--version, --help, and a mistyped command', async (t) => {
   t.equal(v.stdout, `${pkg.version}\n`);
   const h = await runCli(['train', '--help'], 60_000);
   t.equal(h.code, 0);
-  t.match(h.stdout.replace(/\n +/g, ' '), /--batch-size N +the global batch, split over the workers \(at least --workers\) \(default 18\)/);
+  t.match(
+    h.stdout.replace(/\n +/g, ' '),
+    /--batch-size N +the global batch, split over the workers \(at least --workers\) \(default 18\)/,
+  );
   t.match(h.stdout, /examples:\n {2}wolfpack train --data/);
   const typo = await runCli(['trian'], 60_000);
   t.equal(typo.code, 2);

@@ -14,36 +14,65 @@ import { maxRelToScale } from '../helpers/numerics.js';
 
 const FIX = join(packageRoot, 'test', 'fixtures', 'resnet');
 
-
-interface Run { code: number; stdout: string; stderr: string }
+interface Run {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
 
 function wolfpack(args: string[]): Promise<Run> {
   return new Promise((resolve) => {
-    execFile(process.execPath, [cliPath, ...args], {
-      cwd: packageRoot, env: { ...process.env, WOLFPACK_LOG_FORMAT: 'json' }, maxBuffer: 16 << 20,
-    }, (err, stdout, stderr) => {
-      const code = err ? (typeof err.code === 'number' ? err.code : 1) : 0;
-      resolve({ code, stdout, stderr });
-    });
+    execFile(
+      process.execPath,
+      [cliPath, ...args],
+      {
+        cwd: packageRoot,
+        env: { ...process.env, WOLFPACK_LOG_FORMAT: 'json' },
+        maxBuffer: 16 << 20,
+      },
+      (err, stdout, stderr) => {
+        const code = err ? (typeof err.code === 'number' ? err.code : 1) : 0;
+        resolve({ code, stdout, stderr });
+      },
+    );
   });
 }
 
-interface Line { index: number; logits: number[]; probabilities: number[]; class: string; path?: string }
+interface Line {
+  index: number;
+  logits: number[];
+  probabilities: number[];
+  class: string;
+  path?: string;
+}
 
 t.before(() => ensureBuilt(join(packageRoot, 'dist', 'cli', 'commands', 'predict.js')));
 
 for (const flavour of ['mindspore', 'torchvision']) {
   t.test(`predict --input-tensor --json (${flavour}) matches PyTorch's eval logits`, async (t) => {
     const dir = join('test', 'fixtures', 'resnet', flavour);
-    const r = await wolfpack(['predict', '--weights', join(dir, 'weights.safetensors'), '--input-tensor', join(dir, 'x.npy'),
-      '--json', '--classes', 'dogs,wolves', '--backend', 'wasm']);
+    const r = await wolfpack([
+      'predict',
+      '--weights',
+      join(dir, 'weights.safetensors'),
+      '--input-tensor',
+      join(dir, 'x.npy'),
+      '--json',
+      '--classes',
+      'dogs,wolves',
+      '--backend',
+      'wasm',
+    ]);
     t.equal(r.code, 0, r.stderr);
     const lines = r.stdout.trimEnd().split('\n');
     const rows = lines.map((l) => JSON.parse(l) as Line); // throws if stdout holds anything else
     const ref = await readNpy(join(FIX, flavour, 'logits_eval.npy'));
     const [n, k] = ref.shape;
     t.equal(rows.length, n, `one line per image (${n})`);
-    t.same(rows.map((row) => row.index), Array.from({ length: n }, (_, i) => i));
+    t.same(
+      rows.map((row) => row.index),
+      Array.from({ length: n }, (_, i) => i),
+    );
     const got = Float32Array.from(rows.flatMap((row) => row.logits));
     t.equal(got.length, n * k);
     const err = maxRelToScale(got, ref.data as Float32Array);
@@ -57,7 +86,13 @@ for (const flavour of ['mindspore', 'torchvision']) {
       const p1 = 1 / (1 + Math.exp(row.logits[0] - row.logits[1]));
       t.ok(Math.abs(row.probabilities[1] - p1) < 1e-7, 'probabilities are the softmax');
     }
-    t.ok(r.stderr.split('\n').filter(Boolean).every((l) => JSON.parse(l).level !== undefined), 'stderr holds the logs');
+    t.ok(
+      r.stderr
+        .split('\n')
+        .filter(Boolean)
+        .every((l) => JSON.parse(l).level !== undefined),
+      'stderr holds the logs',
+    );
   });
 }
 
@@ -66,7 +101,10 @@ t.test('predict on image files: table and JSON with paths', async (t) => {
   const w = join('test', 'fixtures', 'resnet', 'torchvision', 'weights.safetensors');
   const j = await wolfpack(['predict', '--weights', w, img, img, '--image-size', '40', '--json', '--backend', 'wasm']);
   t.equal(j.code, 0, j.stderr);
-  const rows = j.stdout.trimEnd().split('\n').map((l) => JSON.parse(l) as Line);
+  const rows = j.stdout
+    .trimEnd()
+    .split('\n')
+    .map((l) => JSON.parse(l) as Line);
   t.equal(rows.length, 2);
   t.equal(rows[0].path, img);
   t.match(rows[0].class, /^[01]$/, 'without --classes the class is the index');
@@ -118,7 +156,15 @@ t.test('bad inputs fail with a non-zero exit code and name the file', async (t) 
   t.match(r6.stderr, headless);
   t.match(r6.stderr, /no classification head/);
 
-  const r7 = await wolfpack(['predict', '--weights', w, '--input-tensor', join(FIX, 'mindspore', 'x.npy'), '--classes', 'a,b,c']);
+  const r7 = await wolfpack([
+    'predict',
+    '--weights',
+    w,
+    '--input-tensor',
+    join(FIX, 'mindspore', 'x.npy'),
+    '--classes',
+    'a,b,c',
+  ]);
   t.equal(r7.code, 2, '--classes of the wrong length is a usage error');
   t.match(r7.stderr, /--classes names 3 class\(es\) but .* has a 2-class head/);
 

@@ -7,7 +7,10 @@ t.test('first signal aborts, second exits at once with 128 + its number', (t) =>
   const lines: string[] = [];
   const codes: number[] = [];
   const before = process.listenerCount('SIGTERM');
-  const stop = stopOnSignals((l) => lines.push(l), (c) => codes.push(c));
+  const stop = stopOnSignals(
+    (l) => lines.push(l),
+    (c) => codes.push(c),
+  );
   t.equal(process.listenerCount('SIGTERM'), before + 1);
   t.notOk(stop.signal.aborted);
   process.emit('SIGTERM', 'SIGTERM');

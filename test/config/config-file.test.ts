@@ -49,7 +49,13 @@ t.test('precedence: flag > env > config file > default', async (t) => {
 });
 
 t.test('inserted flags go before a -- terminator and keep positionals', async (t) => {
-  t.same(resolveArgv(['a.jpg', '--', '--data'], OPTS, { WOLFPACK_LR: '0.5' }), ['a.jpg', '--lr', '0.5', '--', '--data']);
+  t.same(resolveArgv(['a.jpg', '--', '--data'], OPTS, { WOLFPACK_LR: '0.5' }), [
+    'a.jpg',
+    '--lr',
+    '0.5',
+    '--',
+    '--data',
+  ]);
   const r = parse(resolveArgv(['a.jpg', 'b.jpg'], OPTS, { WOLFPACK_LR: '0.5' }), OPTS, true);
   t.same(r.positionals, ['a.jpg', 'b.jpg']);
   t.equal(r.values.lr, '0.5');
@@ -88,35 +94,76 @@ t.test('errors name the file and the key', async (t) => {
     'c.toml': 'data = "x"',
   });
   const f = (n: string) => join(dir, n);
-  t.throws(() => resolveArgv(['--config', f('unknown.json')], OPTS, {}),
-    usageError(/unknown\.json: unknown key 'batch_size'.*did you mean 'batch-size'/));
-  t.throws(() => resolveArgv(['--config', f('camel.json')], OPTS, {}), usageError(/key 'batchSize'.*did you mean 'batch-size'/));
-  t.throws(() => resolveArgv(['--config', f('other.json')], OPTS, {}), usageError(/unknown key 'nope'.*valid keys: data, batch-size, lr, json, tag/));
-  t.throws(() => resolveArgv(['--config', f('nested.json')], OPTS, {}), usageError(/unknown key 'config'.*cannot name another config file/));
-  t.throws(() => resolveArgv(['--config', f('obj.json')], OPTS, {}), usageError(/obj\.json: key 'data': expected a string or a number, got a mapping/));
-  t.throws(() => resolveArgv(['--config', f('list.json')], OPTS, {}), usageError(/list\.json: key 'lr': expected one value, got a list/));
-  t.throws(() => resolveArgv(['--config', f('bool.json')], OPTS, {}), usageError(/key 'lr': expected a string or a number, got boolean true/));
-  t.throws(() => resolveArgv(['--config', f('notbool.json')], OPTS, {}), usageError(/key 'json': expected true or false, got the string 'yes'/));
-  t.throws(() => resolveArgv(['--config', f('null.yaml')], OPTS, {}), usageError(/null\.yaml: key 'data': expected a string or a number, got null/));
-  t.throws(() => resolveArgv(['--config', f('top.json')], OPTS, {}), usageError(/top\.json: expected a mapping .* got a list/));
+  t.throws(
+    () => resolveArgv(['--config', f('unknown.json')], OPTS, {}),
+    usageError(/unknown\.json: unknown key 'batch_size'.*did you mean 'batch-size'/),
+  );
+  t.throws(
+    () => resolveArgv(['--config', f('camel.json')], OPTS, {}),
+    usageError(/key 'batchSize'.*did you mean 'batch-size'/),
+  );
+  t.throws(
+    () => resolveArgv(['--config', f('other.json')], OPTS, {}),
+    usageError(/unknown key 'nope'.*valid keys: data, batch-size, lr, json, tag/),
+  );
+  t.throws(
+    () => resolveArgv(['--config', f('nested.json')], OPTS, {}),
+    usageError(/unknown key 'config'.*cannot name another config file/),
+  );
+  t.throws(
+    () => resolveArgv(['--config', f('obj.json')], OPTS, {}),
+    usageError(/obj\.json: key 'data': expected a string or a number, got a mapping/),
+  );
+  t.throws(
+    () => resolveArgv(['--config', f('list.json')], OPTS, {}),
+    usageError(/list\.json: key 'lr': expected one value, got a list/),
+  );
+  t.throws(
+    () => resolveArgv(['--config', f('bool.json')], OPTS, {}),
+    usageError(/key 'lr': expected a string or a number, got boolean true/),
+  );
+  t.throws(
+    () => resolveArgv(['--config', f('notbool.json')], OPTS, {}),
+    usageError(/key 'json': expected true or false, got the string 'yes'/),
+  );
+  t.throws(
+    () => resolveArgv(['--config', f('null.yaml')], OPTS, {}),
+    usageError(/null\.yaml: key 'data': expected a string or a number, got null/),
+  );
+  t.throws(
+    () => resolveArgv(['--config', f('top.json')], OPTS, {}),
+    usageError(/top\.json: expected a mapping .* got a list/),
+  );
   t.throws(() => resolveArgv(['--config', f('bad.json')], OPTS, {}), usageError(/bad\.json: not valid JSON/));
   t.throws(() => resolveArgv(['--config', f('bad.yaml')], OPTS, {}), usageError(/bad\.yaml: not valid YAML/));
   t.throws(() => resolveArgv(['--config', f('dup.yaml')], OPTS, {}), usageError(/dup\.yaml: not valid YAML/));
   t.throws(() => resolveArgv(['--config', f('c.toml')], OPTS, {}), usageError(/c\.toml: unknown format '\.toml'/));
   t.throws(() => resolveArgv(['--config', f('missing.json')], OPTS, {}), usageError(/missing\.json: cannot read it/));
   t.throws(() => resolveArgv(['--config'], OPTS, {}), usageError(/--config: expected a file name/));
-  t.throws(() => resolveArgv([], OPTS, { WOLFPACK_JSON: 'maybe' }), usageError(/WOLFPACK_JSON: expected true or false for --json, got 'maybe'/));
+  t.throws(
+    () => resolveArgv([], OPTS, { WOLFPACK_JSON: 'maybe' }),
+    usageError(/WOLFPACK_JSON: expected true or false for --json, got 'maybe'/),
+  );
   // A key that is wrong stays wrong even when a flag overrides it: the file is checked as a whole.
   t.throws(() => resolveArgv(['--config', f('other.json'), '--data', 'd'], OPTS, {}), usageError(/unknown key 'nope'/));
 });
 
 t.test('environment variables of other commands are ignored, values are validated by the command', async (t) => {
   // WOLFPACK_WORKERS is a coordinator flag; a command without --workers ignores it.
-  t.same(resolveArgv([], { connect: { type: 'string' } }, { WOLFPACK_WORKERS: '4', WOLFPACK_CONNECT: 'ws://c:7070' }), ['--connect', 'ws://c:7070']);
+  t.same(resolveArgv([], { connect: { type: 'string' } }, { WOLFPACK_WORKERS: '4', WOLFPACK_CONNECT: 'ws://c:7070' }), [
+    '--connect',
+    'ws://c:7070',
+  ]);
   // With the real training flags: the numbers are checked by the same code as typed flags.
-  const dir = t.testdir({ 'train.yaml': 'data: data/Canidae\nweights: data/resnet50.ckpt\nepochs: 3\nfreeze: backbone\n' });
-  const argv = resolveArgv(['--config', join(dir, 'train.yaml'), '--epochs', '5'], TRAIN_FLAGS, { WOLFPACK_BATCH_SIZE: '36' });
+  const dir = t.testdir({
+    'train.yaml': 'data: data/Canidae\nweights: data/resnet50.ckpt\nepochs: 3\nfreeze: backbone\n',
+  });
+  const argv = resolveArgv(['--config', join(dir, 'train.yaml'), '--epochs', '5'], TRAIN_FLAGS, {
+    WOLFPACK_BATCH_SIZE: '36',
+  });
   const v = parse(argv, TRAIN_FLAGS).values;
-  t.same({ data: v.data, weights: v.weights, epochs: v.epochs, freeze: v.freeze, bs: v['batch-size'] },
-    { data: 'data/Canidae', weights: 'data/resnet50.ckpt', epochs: '5', freeze: 'backbone', bs: '36' });
+  t.same(
+    { data: v.data, weights: v.weights, epochs: v.epochs, freeze: v.freeze, bs: v['batch-size'] },
+    { data: 'data/Canidae', weights: 'data/resnet50.ckpt', epochs: '5', freeze: 'backbone', bs: '36' },
+  );
 });

@@ -9,14 +9,26 @@ import { mutableRanges } from '../../shared/model/state.js';
 import { initModel, tensorsFromModel } from '../../shared/model/weights.js';
 import { readCkpt, writeCkpt } from '../../shared/weights/ckpt.js';
 
-const train = (epoch: number): TrainState => ({ epoch, step: epoch * 3, seed: 0, bestAccuracy: 0.5, bestEpoch: 1, config: {} as TrainState['config'] });
+const train = (epoch: number): TrainState => ({
+  epoch,
+  step: epoch * 3,
+  seed: 0,
+  bestAccuracy: 0.5,
+  bestEpoch: 1,
+  config: {} as TrainState['config'],
+});
 
 t.test('checkpoints with a frozen backbone reuse the backbone bytes and equal a full encoding', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'wolfpack-ckpt-'));
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
   const state = initModel({ flavour: 'mindspore', width: 4, numClasses: 2 }, 5);
   const accum = new Float32Array(state.layout.paramCount);
-  for (const [freeze, bn] of [['backbone', 'frozen'], ['backbone', 'train'], ['none', 'frozen'], ['none', 'train']] as const) {
+  for (const [freeze, bn] of [
+    ['backbone', 'frozen'],
+    ['backbone', 'train'],
+    ['none', 'frozen'],
+    ['none', 'train'],
+  ] as const) {
     const ranges = mutableRanges(state.layout, freeze, bn);
     const out = new RunOutput(join(dir, `${freeze}-${bn}`), ranges);
     await out.init();
@@ -31,10 +43,16 @@ t.test('checkpoints with a frozen backbone reuse the backbone bytes and equal a 
       const fullLast = join(dir, 'full-last.ckpt');
       await writeCkpt(fullBest, tensorsFromModel(state));
       await writeCkpt(fullLast, tensorsFromModel(state, accum));
-      t.ok(readFileSync(join(out.dir, 'best.ckpt')).equals(readFileSync(fullBest)), `${freeze}/${bn} epoch ${epoch}: best.ckpt = a full encoding`);
-      t.ok(readFileSync(join(out.dir, 'last.ckpt')).equals(readFileSync(fullLast)), `${freeze}/${bn} epoch ${epoch}: last.ckpt = a full encoding`);
+      t.ok(
+        readFileSync(join(out.dir, 'best.ckpt')).equals(readFileSync(fullBest)),
+        `${freeze}/${bn} epoch ${epoch}: best.ckpt = a full encoding`,
+      );
+      t.ok(
+        readFileSync(join(out.dir, 'last.ckpt')).equals(readFileSync(fullLast)),
+        `${freeze}/${bn} epoch ${epoch}: last.ckpt = a full encoding`,
+      );
     }
   }
   const head = (await readCkpt(join(dir, 'backbone-frozen', 'last.ckpt'))).get('moments.end_point.weight');
-  t.ok(head !== undefined && head.bytes.some((b) => b !== 0), 'the head\'s Momentum is in last.ckpt');
+  t.ok(head !== undefined && head.bytes.some((b) => b !== 0), "the head's Momentum is in last.ckpt");
 });

@@ -19,27 +19,50 @@ const BOUND_MS = 15_000;
 
 function bounded<T>(p: Promise<T>, what: string): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
-  return Promise.race([p, new Promise<never>((_, reject) => { timer = setTimeout(() => reject(new Error(`${what}: not within ${BOUND_MS} ms`)), BOUND_MS); })])
-    .finally(() => clearTimeout(timer));
+  return Promise.race([
+    p,
+    new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`${what}: not within ${BOUND_MS} ms`)), BOUND_MS);
+    }),
+  ]).finally(() => clearTimeout(timer));
 }
 
 t.test('only a request that passes the token check admits a dashboard connection', async (t) => {
   const lines: Record<string, unknown>[] = [];
-  const sink = new Writable({ write(c: Buffer, _e, cb) { for (const l of c.toString().split('\n')) if (l.startsWith('{')) lines.push(JSON.parse(l)); cb(); } });
-  const server = await DashboardServer.start({ host: '127.0.0.1', port: 0, security: { secret: new SharedSecret(TOKEN, 'test') },
-    logger: pino({ level: 'info' }, sink) as unknown as Logger, admission: { deadlineMs: 400 } });
+  const sink = new Writable({
+    write(c: Buffer, _e, cb) {
+      for (const l of c.toString().split('\n')) if (l.startsWith('{')) lines.push(JSON.parse(l));
+      cb();
+    },
+  });
+  const server = await DashboardServer.start({
+    host: '127.0.0.1',
+    port: 0,
+    security: { secret: new SharedSecret(TOKEN, 'test') },
+    logger: pino({ level: 'info' }, sink) as unknown as Logger,
+    admission: { deadlineMs: 400 },
+  });
   t.teardown(() => server.close());
   const sse = new SseReader(`${server.url}events`, { authorization: `Bearer ${TOKEN}` });
   t.teardown(() => sse.close());
-  t.equal((await bounded(sse.nextEvent('snapshot'), 'the snapshot')).event, 'snapshot', 'a viewer with the token gets the stream');
+  t.equal(
+    (await bounded(sse.nextEvent('snapshot'), 'the snapshot')).event,
+    'snapshot',
+    'a viewer with the token gets the stream',
+  );
 
   const idle = openFlood(server.port, '127.0.0.2', 'idle');
   const slow = openFlood(server.port, '127.0.0.3', 'partial-head');
   const big = openFlood(server.port, '127.0.0.4', 'big-head');
   const stranger = net.connect({ port: server.port, host: '127.0.0.1', localAddress: '127.0.0.5' });
-  t.teardown(() => { for (const s of [idle, slow, big]) s.socket.destroy(); stranger.destroy(); });
+  t.teardown(() => {
+    for (const s of [idle, slow, big]) s.socket.destroy();
+    stranger.destroy();
+  });
   let answer = '';
-  stranger.on('data', (d: Buffer) => { answer += d.toString(); });
+  stranger.on('data', (d: Buffer) => {
+    answer += d.toString();
+  });
   stranger.on('error', () => undefined);
   await once(stranger, 'connect');
   stranger.write('GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: keep-alive\r\n\r\n');
@@ -53,8 +76,11 @@ t.test('only a request that passes the token check admits a dashboard connection
     await bounded(s.closed, `the ${s.kind} connection being cut`);
     t.ok(s.closedAt! - s.openedAt >= 350, `${s.kind}: cut at the deadline (${s.closedAt! - s.openedAt} ms)`);
   }
-  t.equal(server.clients, 1, 'the viewer\'s stream (opened first) is still open');
+  t.equal(server.clients, 1, "the viewer's stream (opened first) is still open");
   const refused = lines.filter((l) => l.msg === 'connection refused');
-  t.same(Object.fromEntries(refused.map((l) => [l.address, l.kind])), { '127.0.0.2': 'deadline', '127.0.0.3': 'deadline', '127.0.0.4': 'oversized', '127.0.0.5': 'request' },
-    'each refusal is logged, once for its address');
+  t.same(
+    Object.fromEntries(refused.map((l) => [l.address, l.kind])),
+    { '127.0.0.2': 'deadline', '127.0.0.3': 'deadline', '127.0.0.4': 'oversized', '127.0.0.5': 'request' },
+    'each refusal is logged, once for its address',
+  );
 });

@@ -25,10 +25,19 @@ export class SseReader {
     let onEnd!: () => void;
     let onOpen!: (res: IncomingMessage) => void;
     let onError!: (e: Error) => void;
-    this.ended = new Promise((resolve) => { onEnd = resolve; });
-    this.opened = new Promise((resolve, reject) => { onOpen = resolve; onError = reject; });
+    this.ended = new Promise((resolve) => {
+      onEnd = resolve;
+    });
+    this.opened = new Promise((resolve, reject) => {
+      onOpen = resolve;
+      onError = reject;
+    });
     this.opened.catch(() => undefined); // a test that never awaits it still sees the failure through next()
-    const end = () => { this.endedFlag = true; this.wake?.(); onEnd(); };
+    const end = () => {
+      this.endedFlag = true;
+      this.wake?.();
+      onEnd();
+    };
     this.req = get(url, { headers: { accept: 'text/event-stream', ...headers } }, (res) => {
       this.response = res;
       res.setEncoding('utf8');
@@ -36,7 +45,10 @@ export class SseReader {
       res.on('close', end);
       onOpen(res);
     });
-    this.req.on('error', (e) => { end(); onError(e); });
+    this.req.on('error', (e) => {
+      end();
+      onError(e);
+    });
   }
 
   private push(chunk: string): void {
@@ -68,12 +80,20 @@ export class SseReader {
         const f = this.frames[this.cursor++];
         if (pred(f)) return f;
       }
-      if (this.endedFlag) throw new Error(`stream ended before the frame looked for; got: ${this.frames.map((f) => f.event).join(', ')}`);
+      if (this.endedFlag)
+        throw new Error(`stream ended before the frame looked for; got: ${this.frames.map((f) => f.event).join(', ')}`);
       const left = deadline - Date.now();
-      if (left <= 0) throw new Error(`timed out after ${timeoutMs} ms; frames so far: ${this.frames.map((f) => f.event).join(', ')}`);
+      if (left <= 0)
+        throw new Error(
+          `timed out after ${timeoutMs} ms; frames so far: ${this.frames.map((f) => f.event).join(', ')}`,
+        );
       await new Promise<void>((resolve) => {
         const t = setTimeout(resolve, left);
-        this.wake = () => { clearTimeout(t); this.wake = undefined; resolve(); };
+        this.wake = () => {
+          clearTimeout(t);
+          this.wake = undefined;
+          resolve();
+        };
       });
     }
   }
@@ -92,7 +112,12 @@ export class SseReader {
 export async function within<T>(p: Promise<T>, ms: number, what: () => string): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
   try {
-    return await Promise.race([p, new Promise<never>((_, reject) => { timer = setTimeout(() => reject(new Error(what())), ms); })]);
+    return await Promise.race([
+      p,
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new Error(what())), ms);
+      }),
+    ]);
   } finally {
     clearTimeout(timer);
   }

@@ -11,14 +11,20 @@ import { DashboardState } from '../../coordinator/dashboard/state.js';
 import type { EpochMetrics } from '../../coordinator/checkpoints.js';
 import { SseReader, within } from './sse-reader.js';
 
-interface Reply { status: number; headers: Record<string, string | string[] | undefined>; body: string }
+interface Reply {
+  status: number;
+  headers: Record<string, string | string[] | undefined>;
+  body: string;
+}
 
 function fetchRaw(url: string, opts: { method?: string; headers?: Record<string, string> } = {}): Promise<Reply> {
   return new Promise((resolve, reject) => {
     const req = request(url, { method: opts.method ?? 'GET', headers: opts.headers ?? {} }, (res) => {
       let body = '';
       res.setEncoding('utf8');
-      res.on('data', (d: string) => { body += d; });
+      res.on('data', (d: string) => {
+        body += d;
+      });
       res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body }));
     });
     req.setTimeout(5000, () => req.destroy(new Error(`no answer from ${url} within 5 s`)));
@@ -35,14 +41,28 @@ const members = [
 ];
 
 const metrics: EpochMetrics = {
-  epoch: 1, train_loss: 0.7, last_loss: 0.6, val_accuracy: 0.75, images_per_s: 40, step_time_s: 0.15, allreduce_share: 0.2,
-  skipped_steps: 0, epoch_time_s: 0.6, workers: 2,
+  epoch: 1,
+  train_loss: 0.7,
+  last_loss: 0.6,
+  val_accuracy: 0.75,
+  images_per_s: 40,
+  step_time_s: 0.15,
+  allreduce_share: 0.2,
+  skipped_steps: 0,
+  epoch_time_s: 0.6,
+  workers: 2,
 };
 
 t.test('the event stream: a snapshot, then one frame per JobEvents call, in order', async (t) => {
   const beats = new Map<string, number>();
   const state = new DashboardState({ epochs: 2, batchSize: 6, workers: 2 }, { heartbeatPushMs: 50 });
-  const server = await DashboardServer.start({ host: '127.0.0.1', port: 0, security: {}, logger: silentLogger(), state });
+  const server = await DashboardServer.start({
+    host: '127.0.0.1',
+    port: 0,
+    security: {},
+    logger: silentLogger(),
+    state,
+  });
   t.teardown(() => server.close());
   t.match(server.url, /^http:\/\/127\.0\.0\.1:\d+\/$/);
 
@@ -59,7 +79,10 @@ t.test('the event stream: a snapshot, then one frame per JobEvents call, in orde
   t.same(snap.data.steps, []);
   t.match(sse.raw, /^retry: \d+\n\n/, 'the stream starts with a reconnection delay');
 
-  state.listening({ port: 4321, heartbeat: (id) => (beats.has(id) ? { last: beats.get(id)!, closed: false } : undefined) });
+  state.listening({
+    port: 4321,
+    heartbeat: (id) => (beats.has(id) ? { last: beats.get(id)!, closed: false } : undefined),
+  });
   t.match((await sse.nextEvent('status')).data, { status: 'waiting for workers', message: /4321/ });
 
   state.event({ kind: 'joined', text: '2 worker(s) joined', memberIds: ['m-a', 'm-b'] });
@@ -69,19 +92,59 @@ t.test('the event stream: a snapshot, then one frame per JobEvents call, in orde
   const m = await sse.nextEvent('members');
   t.equal(m.data.generation, 0);
   t.same(m.data.ring, ['m-a', 'm-b']);
-  t.same(m.data.workers.map((w: { host: string; state: string }) => [w.host, w.state]), [['host-a', 'in ring'], ['host-b', 'in ring']]);
-  t.match((await sse.nextEvent('event')).data, { kind: 'ring', text: /generation 0, 2 worker\(s\): 0: host-a\/pid 101 -> 1: host-b\/pid 102/ });
+  t.same(
+    m.data.workers.map((w: { host: string; state: string }) => [w.host, w.state]),
+    [
+      ['host-a', 'in ring'],
+      ['host-b', 'in ring'],
+    ],
+  );
+  t.match((await sse.nextEvent('event')).data, {
+    kind: 'ring',
+    text: /generation 0, 2 worker\(s\): 0: host-a\/pid 101 -> 1: host-b\/pid 102/,
+  });
 
-  state.step({ epoch: 1, step: 1, steps: 4, global_step: 1, loss: 0.69, skipped: false, accuracy: 0.5, images_per_s: 30, allreduce_share: 0.25,
-    ranks: [{ rank: 0, samples: 3, step_ms: 100, allreduce_ms: 20, images_per_s: 30 }, { rank: 1, samples: 3, step_ms: 60, allreduce_ms: 20, images_per_s: 50 }] });
+  state.step({
+    epoch: 1,
+    step: 1,
+    steps: 4,
+    global_step: 1,
+    loss: 0.69,
+    skipped: false,
+    accuracy: 0.5,
+    images_per_s: 30,
+    allreduce_share: 0.25,
+    ranks: [
+      { rank: 0, samples: 3, step_ms: 100, allreduce_ms: 20, images_per_s: 30 },
+      { rank: 1, samples: 3, step_ms: 60, allreduce_ms: 20, images_per_s: 50 },
+    ],
+  });
   t.match((await sse.nextEvent('status')).data, { status: 'training' }, 'the first step marks the run as training');
   const s1 = await sse.nextEvent('step');
   t.equal(s1.data.point[0], 1, 'global step');
   t.equal(s1.data.point[3], 0.69, 'loss');
   t.equal(s1.data.point[4], 30, 'images/s');
-  t.same(s1.data.ranks, [{ memberId: 'm-a', images_per_s: 30 }, { memberId: 'm-b', images_per_s: 50 }], 'ranks are named by member');
+  t.same(
+    s1.data.ranks,
+    [
+      { memberId: 'm-a', images_per_s: 30 },
+      { memberId: 'm-b', images_per_s: 50 },
+    ],
+    'ranks are named by member',
+  );
 
-  state.step({ epoch: 1, step: 2, steps: 4, global_step: 2, loss: NaN, skipped: true, accuracy: NaN, images_per_s: 31, allreduce_share: 0, ranks: [] });
+  state.step({
+    epoch: 1,
+    step: 2,
+    steps: 4,
+    global_step: 2,
+    loss: NaN,
+    skipped: true,
+    accuracy: NaN,
+    images_per_s: 31,
+    allreduce_share: 0,
+    ranks: [],
+  });
   t.equal((await sse.nextEvent('step')).data.point[3], null, 'a skipped step has no loss (a gap in the curve)');
 
   state.epoch(metrics);
@@ -91,11 +154,19 @@ t.test('the event stream: a snapshot, then one frame per JobEvents call, in orde
 
   beats.set('m-a', 1_700_000_000_000);
   const hb = await sse.nextEvent('heartbeats', 3000);
-  t.same(hb.data.beats, { 'm-a': 1_700_000_000_000 }, 'heartbeats read from the coordinator are pushed when they change');
+  t.same(
+    hb.data.beats,
+    { 'm-a': 1_700_000_000_000 },
+    'heartbeats read from the coordinator are pushed when they change',
+  );
 
   state.event({ kind: 'lost', text: 'worker host-b lost: its connection closed', memberIds: ['m-b'] });
   const lost = await sse.nextEvent('members');
-  t.equal(lost.data.workers.find((w: { memberId: string }) => w.memberId === 'm-b').state, 'lost', 'a lost worker is marked, not dropped');
+  t.equal(
+    lost.data.workers.find((w: { memberId: string }) => w.memberId === 'm-b').state,
+    'lost',
+    'a lost worker is marked, not dropped',
+  );
 
   // A viewer that connects late gets everything so far in its snapshot.
   const late = new SseReader(`${server.url}events`);
@@ -117,12 +188,22 @@ t.test('the event stream: a snapshot, then one frame per JobEvents call, in orde
 });
 
 t.test('the page, its headers and what is refused', async (t) => {
-  const server = await DashboardServer.start({ host: '127.0.0.1', port: 0, security: {}, logger: silentLogger(), maxClients: 1 });
+  const server = await DashboardServer.start({
+    host: '127.0.0.1',
+    port: 0,
+    security: {},
+    logger: silentLogger(),
+    maxClients: 1,
+  });
   t.teardown(() => server.close());
   const page = await fetchRaw(server.url);
   t.equal(page.status, 200);
   t.match(page.headers['content-type'], /^text\/html/);
-  t.match(page.headers['content-security-policy'], /default-src 'none'; script-src 'self'/, 'scripts from this origin only');
+  t.match(
+    page.headers['content-security-policy'],
+    /default-src 'none'; script-src 'self'/,
+    'scripts from this origin only',
+  );
   t.match(page.body, /<svg id="loss-chart"/);
   t.notMatch(page.body, /https?:\/\/(?!www\.w3\.org)/, 'the page loads nothing from another origin');
   const js = await fetchRaw(`${server.url}dashboard.js`);
@@ -147,11 +228,18 @@ t.test('the page, its headers and what is refused', async (t) => {
 });
 
 t.test('beyond loopback only with a token; with one, every request shows it', async (t) => {
-  await t.rejects(DashboardServer.start({ host: '0.0.0.0', port: 0, security: {}, logger: silentLogger() }),
-    { code: 'E_USAGE', message: /dashboard \(--host\) 0\.0\.0\.0: refusing to listen beyond loopback without a shared token/ });
+  await t.rejects(DashboardServer.start({ host: '0.0.0.0', port: 0, security: {}, logger: silentLogger() }), {
+    code: 'E_USAGE',
+    message: /dashboard \(--host\) 0\.0\.0\.0: refusing to listen beyond loopback without a shared token/,
+  });
 
   const secret = new SharedSecret(TOKEN, 'test');
-  const server = await DashboardServer.start({ host: '127.0.0.1', port: 0, security: { secret }, logger: silentLogger() });
+  const server = await DashboardServer.start({
+    host: '127.0.0.1',
+    port: 0,
+    security: { secret },
+    logger: silentLogger(),
+  });
   t.teardown(() => server.close());
   const none = await fetchRaw(server.url);
   t.equal(none.status, 401);
@@ -166,20 +254,38 @@ t.test('beyond loopback only with a token; with one, every request shows it', as
   const cookie = String(login.headers['set-cookie']).split(';')[0];
   t.match(String(login.headers['set-cookie']), /HttpOnly; SameSite=Strict/);
   t.notMatch(cookie, TOKEN, 'the cookie is not the token');
-  t.equal((await fetchRaw(server.url, { headers: { cookie } })).status, 200, 'then the session cookie lets the page in');
-  t.equal((await fetchRaw(`${server.url}state`, { headers: { authorization: `Bearer ${TOKEN}` } })).status, 200, 'so does the token as a bearer');
+  t.equal(
+    (await fetchRaw(server.url, { headers: { cookie } })).status,
+    200,
+    'then the session cookie lets the page in',
+  );
+  t.equal(
+    (await fetchRaw(`${server.url}state`, { headers: { authorization: `Bearer ${TOKEN}` } })).status,
+    200,
+    'so does the token as a bearer',
+  );
   t.equal((await fetchRaw(`${server.url}state`, { headers: { cookie: 'wolfpack_dashboard=00' } })).status, 401);
   const sse = new SseReader(`${server.url}events`, { cookie });
   t.teardown(() => sse.close());
   t.equal((await sse.nextEvent('snapshot')).data.status, 'starting');
 
   // Another server (another run) does not take this one's cookie.
-  const other = await DashboardServer.start({ host: '127.0.0.1', port: 0, security: { secret }, logger: silentLogger() });
+  const other = await DashboardServer.start({
+    host: '127.0.0.1',
+    port: 0,
+    security: { secret },
+    logger: silentLogger(),
+  });
   t.teardown(() => other.close());
   t.equal((await fetchRaw(other.url, { headers: { cookie } })).status, 401);
 
   const busy = await DashboardServer.start({ host: '127.0.0.1', port: 0, security: {}, logger: silentLogger() });
   t.teardown(() => busy.close());
-  const clash = await DashboardServer.start({ host: '127.0.0.1', port: busy.port, security: {}, logger: silentLogger() }).catch((e: unknown) => e);
+  const clash = await DashboardServer.start({
+    host: '127.0.0.1',
+    port: busy.port,
+    security: {},
+    logger: silentLogger(),
+  }).catch((e: unknown) => e);
   t.ok(isWolfpackError(clash, 'E_IO'), 'a port in use is E_IO');
 });

@@ -9,12 +9,21 @@ import { scanImageFolder, scanSplit } from '../../shared/data/imagefolder.js';
 import type { Logger } from '../../shared/log.js';
 
 const solid = (format: 'jpeg' | 'png' | 'webp', r = 120): Promise<Buffer> =>
-  sharp({ create: { width: 12, height: 9, channels: 3, background: { r, g: 80, b: 40 } } }).toFormat(format).toBuffer();
+  sharp({ create: { width: 12, height: 9, channels: 3, background: { r, g: 80, b: 40 } } })
+    .toFormat(format)
+    .toBuffer();
 
 // A pino logger whose warnings land in an array.
 function capture(): { logger: Logger; warnings: Record<string, unknown>[] } {
   const warnings: Record<string, unknown>[] = [];
-  const logger = pino({ level: 'warn' }, { write: (line: string) => { warnings.push(JSON.parse(line) as Record<string, unknown>); } });
+  const logger = pino(
+    { level: 'warn' },
+    {
+      write: (line: string) => {
+        warnings.push(JSON.parse(line) as Record<string, unknown>);
+      },
+    },
+  );
   return { logger, warnings };
 }
 
@@ -29,14 +38,17 @@ t.test('classes sorted, files sorted, only visible image files', async (t) => {
   const ds = await scanImageFolder(root);
   t.equal(ds.root, root);
   t.same(ds.classes, ['dogs', 'wolves']);
-  t.same(ds.samples.map((s) => [s.path.slice(root.length + 1), s.label]), [
-    [join('dogs', 'y.jpg'), 0],
-    [join('dogs', 'z.png'), 0],
-    [join('dogs', 'nested', 'x.jpg'), 0],
-    [join('wolves', 'a.jpeg'), 1],
-    [join('wolves', 'b.JPG'), 1],
-    [join('wolves', 'c.webp'), 1],
-  ]);
+  t.same(
+    ds.samples.map((s) => [s.path.slice(root.length + 1), s.label]),
+    [
+      [join('dogs', 'y.jpg'), 0],
+      [join('dogs', 'z.png'), 0],
+      [join('dogs', 'nested', 'x.jpg'), 0],
+      [join('wolves', 'a.jpeg'), 1],
+      [join('wolves', 'b.JPG'), 1],
+      [join('wolves', 'c.webp'), 1],
+    ],
+  );
   t.same(ds.skipped, []);
 });
 
@@ -48,23 +60,45 @@ t.test('a corrupt image is reported by path and skipped', async (t) => {
   });
   const { logger, warnings } = capture();
   const ds = await scanImageFolder(root, { logger });
-  t.same(ds.samples.map((s) => s.path), [join(root, 'dogs', 'ok.jpg'), join(root, 'wolves', 'ok.jpg')]);
-  t.same(ds.skipped.map((s) => s.path), [join(root, 'dogs', 'broken.jpg'), join(root, 'dogs', 'empty.png')]);
-  t.ok(ds.skipped.every((s) => s.reason.length > 0), 'each skip says why');
-  t.same(warnings.map((w) => w.path), ds.skipped.map((s) => s.path), 'one warning per skipped file, naming it');
+  t.same(
+    ds.samples.map((s) => s.path),
+    [join(root, 'dogs', 'ok.jpg'), join(root, 'wolves', 'ok.jpg')],
+  );
+  t.same(
+    ds.skipped.map((s) => s.path),
+    [join(root, 'dogs', 'broken.jpg'), join(root, 'dogs', 'empty.png')],
+  );
+  t.ok(
+    ds.skipped.every((s) => s.reason.length > 0),
+    'each skip says why',
+  );
+  t.same(
+    warnings.map((w) => w.path),
+    ds.skipped.map((s) => s.path),
+    'one warning per skipped file, naming it',
+  );
 });
 
 t.test('an empty class is an E_DATA error naming the class folder', async (t) => {
   const jpg = await solid('jpeg');
   const root = t.testdir({ dogs: { 'a.jpg': jpg }, wolves: { 'readme.txt': 'no images' } });
-  await t.rejects(scanImageFolder(root), { code: 'E_DATA', message: new RegExp(`class folder ${join(root, 'wolves')} has no readable images`) });
+  await t.rejects(scanImageFolder(root), {
+    code: 'E_DATA',
+    message: new RegExp(`class folder ${join(root, 'wolves')} has no readable images`),
+  });
   const onlyBroken = t.testdir({ dogs: { 'a.jpg': jpg }, wolves: { 'bad.jpg': 'garbage' } });
-  await t.rejects(scanImageFolder(onlyBroken), { code: 'E_DATA', message: /wolves has no readable images .*1 unreadable file\(s\) skipped/ });
+  await t.rejects(scanImageFolder(onlyBroken), {
+    code: 'E_DATA',
+    message: /wolves has no readable images .*1 unreadable file\(s\) skipped/,
+  });
 });
 
 t.test('a missing root or one without class folders is an E_DATA error naming it', async (t) => {
   const root = t.testdir({ 'a.jpg': await solid('jpeg') });
-  await t.rejects(scanImageFolder(join(root, 'nope')), { code: 'E_DATA', message: new RegExp(`${join(root, 'nope')} does not exist`) });
+  await t.rejects(scanImageFolder(join(root, 'nope')), {
+    code: 'E_DATA',
+    message: new RegExp(`${join(root, 'nope')} does not exist`),
+  });
   await t.rejects(scanImageFolder(root), { code: 'E_DATA', message: new RegExp(`${root} has no class sub-folders`) });
   await t.rejects(scanImageFolder(join(root, 'a.jpg')), { code: 'E_DATA', message: /is not a folder/ });
 });
@@ -85,7 +119,10 @@ t.test('scanSplit reads train and val and insists on the same classes', async (t
     train: { dogs: { '1.jpg': jpg }, wolves: { '1.jpg': jpg }, foxes: { '1.jpg': jpg } },
     val: { dogs: { '1.jpg': jpg }, wolfs: { '1.jpg': jpg } },
   });
-  await t.rejects(scanSplit(bad), { code: 'E_DATA', message: /train and val class folders differ \(only in .*train: foxes, wolves; only in .*val: wolfs\)/ });
+  await t.rejects(scanSplit(bad), {
+    code: 'E_DATA',
+    message: /train and val class folders differ \(only in .*train: foxes, wolves; only in .*val: wolfs\)/,
+  });
   const noVal = t.testdir({ train: { dogs: { '1.jpg': jpg } } });
   await t.rejects(scanSplit(noVal), { code: 'E_DATA', message: new RegExp(`${join(noVal, 'val')} does not exist`) });
 });

@@ -75,10 +75,22 @@ t.test('broken files are E_CORRUPT errors naming the file', async (t) => {
   const dir = t.testdir();
   const good = Buffer.from(encodeNpy([2, 3], new Float32Array(6)));
 
-  t.throws(() => parseNpy(Buffer.from('PK\x03\x04 not numpy'), 'a.npy'), { code: 'E_CORRUPT', message: /a\.npy.*bad magic/ });
-  t.throws(() => parseNpy(good.subarray(0, good.length - 5), 'b.npy'), { code: 'E_CORRUPT', message: /b\.npy: truncated data.*needs 24 bytes, file has 19/ });
-  t.throws(() => parseNpy(good.subarray(0, 40), 'c.npy'), { code: 'E_CORRUPT', message: /c\.npy: truncated \.npy header/ });
-  t.throws(() => parseNpy(Buffer.concat([good, Buffer.from([0])]), 'd.npy'), { code: 'E_CORRUPT', message: /d\.npy: 1 unexpected bytes/ });
+  t.throws(() => parseNpy(Buffer.from('PK\x03\x04 not numpy'), 'a.npy'), {
+    code: 'E_CORRUPT',
+    message: /a\.npy.*bad magic/,
+  });
+  t.throws(() => parseNpy(good.subarray(0, good.length - 5), 'b.npy'), {
+    code: 'E_CORRUPT',
+    message: /b\.npy: truncated data.*needs 24 bytes, file has 19/,
+  });
+  t.throws(() => parseNpy(good.subarray(0, 40), 'c.npy'), {
+    code: 'E_CORRUPT',
+    message: /c\.npy: truncated \.npy header/,
+  });
+  t.throws(() => parseNpy(Buffer.concat([good, Buffer.from([0])]), 'd.npy'), {
+    code: 'E_CORRUPT',
+    message: /d\.npy: 1 unexpected bytes/,
+  });
 
   const u2 = Buffer.from(good);
   u2.write("'<u2'", good.indexOf("'<f4'"), 'latin1');

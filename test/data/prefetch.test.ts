@@ -30,7 +30,10 @@ t.test('yields in order even when later producers finish first', async (t) => {
   const { producers } = tracked(12, (i) => (12 - i) * 2);
   const got: number[] = [];
   for await (const v of prefetch(producers, 4)) got.push(v);
-  t.same(got, Array.from({ length: 12 }, (_, i) => i));
+  t.same(
+    got,
+    Array.from({ length: 12 }, (_, i) => i),
+  );
 });
 
 t.test('at most depth producers run at once, and depth of them do while the consumer is slow', async (t) => {
@@ -52,17 +55,29 @@ t.test('at most depth producers run at once, and depth of them do while the cons
 t.test('a failure surfaces at its position, after the results before it', async (t) => {
   const { producers } = tracked(10, (i) => (i === 5 ? 1 : 8), 5);
   const got: number[] = [];
-  await t.rejects(async () => {
-    for await (const v of prefetch(producers, 4)) got.push(v);
-  }, { message: 'producer 5 failed' });
+  await t.rejects(
+    async () => {
+      for await (const v of prefetch(producers, 4)) got.push(v);
+    },
+    { message: 'producer 5 failed' },
+  );
   t.same(got, [0, 1, 2, 3, 4]);
 
   // A producer that throws before returning a promise counts the same way.
-  const sync = [() => Promise.resolve(1), () => { throw new Error('sync boom'); }, () => Promise.resolve(3)];
+  const sync = [
+    () => Promise.resolve(1),
+    () => {
+      throw new Error('sync boom');
+    },
+    () => Promise.resolve(3),
+  ];
   const got2: number[] = [];
-  await t.rejects(async () => {
-    for await (const v of prefetch(sync, 2)) got2.push(v);
-  }, { message: 'sync boom' });
+  await t.rejects(
+    async () => {
+      for await (const v of prefetch(sync, 2)) got2.push(v);
+    },
+    { message: 'sync boom' },
+  );
   t.same(got2, [1]);
 });
 
@@ -70,7 +85,9 @@ t.test('breaking early starts no more producers and leaves no unhandled rejectio
   // Producers after the break point fail: their rejections must not escape.
   const { stats, producers } = tracked(100, () => 2, 4);
   const unhandled: unknown[] = [];
-  const onUnhandled = (e: unknown): void => { unhandled.push(e); };
+  const onUnhandled = (e: unknown): void => {
+    unhandled.push(e);
+  };
   process.on('unhandledRejection', onUnhandled);
   let closed = false;
   function* watched(): Generator<() => Promise<number>> {

@@ -10,8 +10,16 @@ async function samples(n: number): Promise<PreviewSample[]> {
   const out: PreviewSample[] = [];
   for (let i = 0; i < n; i++) {
     const dog = i % 2 === 0;
-    const bytes = await sharp({ create: { width: 80 + i, height: 60, channels: 3, background: dog ? { r: 180, g: 120, b: 60 } : { r: 120, g: 125, b: 135 } } })
-      .jpeg().toBuffer();
+    const bytes = await sharp({
+      create: {
+        width: 80 + i,
+        height: 60,
+        channels: 3,
+        background: dog ? { r: 180, g: 120, b: 60 } : { r: 120, g: 125, b: 135 },
+      },
+    })
+      .jpeg()
+      .toBuffer();
     out.push({ bytes, label: dog ? 'dogs' : 'wolves' });
   }
   return out;
@@ -40,7 +48,7 @@ t.test('a grid of the expected size, labelled by class colour', async (t) => {
   t.ok(Math.abs(r - 180) < 6 && Math.abs(g - 120) < 6 && Math.abs(b - 60) < 6, `tile colour ${r},${g},${b}`);
 
   const one = join(dir, 'one.png');
-  await renderPreview((await samples(1)), one, { size: 32 });
+  await renderPreview(await samples(1), one, { size: 32 });
   const m1 = await sharp(one).metadata();
   t.same([m1.width, m1.height], [32 + 8, 32 + 14 + 8], 'a single sample makes a single tile');
   await t.rejects(renderPreview([], one), { code: 'E_USAGE' });
@@ -53,9 +61,18 @@ t.test('no text rendering: bars only, a warning, no crash', async (t) => {
     return (sharp as unknown as (...a: unknown[]) => unknown)(input, ...rest);
   }) as unknown as typeof sharp;
   const { renderPreview: render } = await t.mockImport<typeof import('../../shared/data/preview.js')>(
-    '../../shared/data/preview.js', { sharp: failingSvg });
+    '../../shared/data/preview.js',
+    { sharp: failingSvg },
+  );
   const warnings: string[] = [];
-  const logger = pino({ level: 'warn' }, { write: (line: string) => { warnings.push(line); } });
+  const logger = pino(
+    { level: 'warn' },
+    {
+      write: (line: string) => {
+        warnings.push(line);
+      },
+    },
+  );
   const out = join(t.testdir(), 'nofont.png');
   await render(await samples(4), out, { size: 40, columns: 2, logger });
   const meta = await sharp(out).metadata();

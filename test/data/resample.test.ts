@@ -16,7 +16,13 @@ async function loadInput(): Promise<RgbImage> {
 t.test('resizeBilinear equals Pillow Image.resize(BILINEAR) byte for byte', async (t) => {
   const input = await loadInput();
   t.same([input.width, input.height], [75, 53]);
-  for (const [w, h] of [[31, 77], [150, 20], [40, 40], [83, 59], [7, 5]]) {
+  for (const [w, h] of [
+    [31, 77],
+    [150, 20],
+    [40, 40],
+    [83, 59],
+    [7, 5],
+  ]) {
     const expected = (await readNpy(fixture(`resize_${w}x${h}.npy`))).data as Float32Array;
     const got = resizeBilinear(input, w, h);
     t.same([got.width, got.height], [w, h]);

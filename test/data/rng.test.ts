@@ -39,14 +39,23 @@ t.test('a sample rng is a pure function of (seed, epoch, index, stream)', async 
   t.notSame(draws(sampleRng(2 ** 40, 0, 0), 4), draws(sampleRng(0, 0, 0), 4));
   t.notSame(draws(sampleRng(-1, 0, 0), 4), draws(sampleRng(2 ** 32 - 1, 0, 0), 4));
   // Known values pin the algorithm: a change here changes every augmentation ever drawn.
-  t.same(draws(sampleRng(0, 0, 0), 4).map((v) => v.toFixed(12)),
-    ['0.750483332642', '0.827562307234', '0.883223287741', '0.689976810513'], 'first draws of (0, 0, 0)');
+  t.same(
+    draws(sampleRng(0, 0, 0), 4).map((v) => v.toFixed(12)),
+    ['0.750483332642', '0.827562307234', '0.883223287741', '0.689976810513'],
+    'first draws of (0, 0, 0)',
+  );
 });
 
 t.test('draws are in [0, 1) with more than 32 bits of resolution, and uniform', async (t) => {
   const xs = draws(sampleRng(1, 2, 3), 20000);
-  t.ok(xs.every((v) => v >= 0 && v < 1), 'all in [0, 1)');
-  t.ok(xs.some((v) => !Number.isInteger(v * 2 ** 32)), 'finer than 2^-32');
+  t.ok(
+    xs.every((v) => v >= 0 && v < 1),
+    'all in [0, 1)',
+  );
+  t.ok(
+    xs.some((v) => !Number.isInteger(v * 2 ** 32)),
+    'finer than 2^-32',
+  );
   const chi = chiSquare(xs, 20);
   t.ok(chi < 45, `one stream, 20 bins: chi-square ${chi.toFixed(1)} (df 19, p = 0.001 at 43.8)`);
   const mean = xs.reduce((a, b) => a + b, 0) / xs.length;
@@ -89,7 +98,11 @@ t.test('bad keys are usage errors', async (t) => {
 t.test('epochPermutation is a repeatable shuffle', async (t) => {
   const p = epochPermutation(3, 1, 1000);
   t.equal(p.length, 1000);
-  t.same([...p].sort((a, b) => a - b), Array.from({ length: 1000 }, (_, i) => i), 'every index exactly once');
+  t.same(
+    [...p].sort((a, b) => a - b),
+    Array.from({ length: 1000 }, (_, i) => i),
+    'every index exactly once',
+  );
   t.same(epochPermutation(3, 1, 1000), p, 'deterministic');
   t.notSame(epochPermutation(3, 2, 1000), p, 'another epoch, another order');
   t.notSame(epochPermutation(4, 1, 1000), p, 'another seed, another order');

@@ -55,9 +55,18 @@ t.test('default set: layout, counts, sizes, speed, and learnable colour', async 
     warmth[s.label].push(stats.channels[0].mean - stats.channels[2].mean);
   }
   const mean = (xs: number[]): number => xs.reduce((a, b) => a + b, 0) / xs.length;
-  t.ok(mean(warmth[0]) > mean(warmth[1]) + 15, `dogs R-B ${mean(warmth[0]).toFixed(1)} > wolves ${mean(warmth[1]).toFixed(1)}`);
-  t.ok(Math.min(...warmth[0]) < Math.max(...warmth[1]), 'the classes overlap in colour: colour alone is not a perfect rule');
-  t.ok([...shapes].every((s) => ['96x72', '72x96', '96x96'].includes(s)), `sizes ${[...shapes].join(', ')}`);
+  t.ok(
+    mean(warmth[0]) > mean(warmth[1]) + 15,
+    `dogs R-B ${mean(warmth[0]).toFixed(1)} > wolves ${mean(warmth[1]).toFixed(1)}`,
+  );
+  t.ok(
+    Math.min(...warmth[0]) < Math.max(...warmth[1]),
+    'the classes overlap in colour: colour alone is not a perfect rule',
+  );
+  t.ok(
+    [...shapes].every((s) => ['96x72', '72x96', '96x96'].includes(s)),
+    `sizes ${[...shapes].join(', ')}`,
+  );
   t.ok(shapes.size >= 2, 'not all the same shape');
 });
 
@@ -71,10 +80,15 @@ t.test('distinct look: mean colour alone separates the classes; mixed look: it d
   for (const look of ['mixed', 'distinct'] as const) {
     const split = await scanSplit((await generateSyntheticCanidae(join(root, look), { look })).root);
     const rgb = async (path: string) => (await sharp(path).stats()).channels.map((c) => c.mean);
-    const means = [[0, 0, 0], [0, 0, 0]];
+    const means = [
+      [0, 0, 0],
+      [0, 0, 0],
+    ];
     const counts = [0, 0];
     for (const x of split.train.samples) {
-      (await rgb(x.path)).forEach((v, k) => { means[x.label][k] += v; });
+      (await rgb(x.path)).forEach((v, k) => {
+        means[x.label][k] += v;
+      });
       counts[x.label]++;
     }
     for (const l of [0, 1]) for (let k = 0; k < 3; k++) means[l][k] /= counts[l];

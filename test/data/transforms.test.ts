@@ -9,7 +9,14 @@ import sharp from 'sharp';
 import { readNpy } from '../../shared/data/npy.js';
 import { sampleRng, type UniformSource } from '../../shared/data/rng.js';
 import {
-  drawTrainAugment, evalGeometry, evalTransform, imageSize, MEAN, randomResizedCropParams, roundHalfEven, STD,
+  drawTrainAugment,
+  evalGeometry,
+  evalTransform,
+  imageSize,
+  MEAN,
+  randomResizedCropParams,
+  roundHalfEven,
+  STD,
   trainTransform,
 } from '../../shared/data/transforms.js';
 
@@ -79,7 +86,12 @@ t.test('randomResizedCropParams matches torchvision get_params on scripted draws
     const got = randomResizedCropParams(src, c.width, c.height, c.scale, c.ratio);
     if (JSON.stringify(got) !== JSON.stringify(c.expected) || src.used() !== c.consumed) {
       mismatches++;
-      t.fail(`case ${c.width}x${c.height} scale=${c.scale} ratio=${c.ratio}`, { got, expected: c.expected, used: src.used(), consumed: c.consumed });
+      t.fail(`case ${c.width}x${c.height} scale=${c.scale} ratio=${c.ratio}`, {
+        got,
+        expected: c.expected,
+        used: src.used(),
+        consumed: c.consumed,
+      });
     }
   }
   t.equal(mismatches, 0, `${cases.length} cases identical, including every fallback branch`);
@@ -88,19 +100,35 @@ t.test('randomResizedCropParams matches torchvision get_params on scripted draws
 });
 
 t.test('randomResizedCropParams invariants with the real rng', async (t) => {
-  const sizes: [number, number][] = [[500, 375], [375, 500], [96, 72], [2000, 30], [1, 1]];
+  const sizes: [number, number][] = [
+    [500, 375],
+    [375, 500],
+    [96, 72],
+    [2000, 30],
+    [1, 1],
+  ];
   for (const [width, height] of sizes) {
     let bad = 0;
     for (let i = 0; i < 2000; i++) {
       const c = randomResizedCropParams(sampleRng(5, 1, i), width, height);
-      const inside = c.left >= 0 && c.top >= 0 && c.width >= 1 && c.height >= 1 &&
-        c.left + c.width <= width && c.top + c.height <= height;
+      const inside =
+        c.left >= 0 &&
+        c.top >= 0 &&
+        c.width >= 1 &&
+        c.height >= 1 &&
+        c.left + c.width <= width &&
+        c.top + c.height <= height;
       // Within the ranges up to the rounding of w and h to integers (or the fallback's clamp).
       const area = (c.width * c.height) / (width * height);
       const ratio = c.width / c.height;
       const slack = 1 / Math.min(c.width, c.height) + 1 / Math.max(1, Math.min(width, height));
-      const inRanges = (area <= 1 && area >= 0.08 * (1 - 2 * slack) - 1e-9 && ratio >= 0.75 * (1 - slack) && ratio <= (4 / 3) * (1 + slack)) ||
-        c.width === width || c.height === height;
+      const inRanges =
+        (area <= 1 &&
+          area >= 0.08 * (1 - 2 * slack) - 1e-9 &&
+          ratio >= 0.75 * (1 - slack) &&
+          ratio <= (4 / 3) * (1 + slack)) ||
+        c.width === width ||
+        c.height === height;
       if (!inside || !inRanges) bad++;
     }
     t.equal(bad, 0, `${width}x${height}: 2000 crops inside the image with area in [0.08, 1] and ratio in [3/4, 4/3]`);
@@ -123,8 +151,14 @@ t.test('drawTrainAugment is a function of (seed, epoch, index)', async (t) => {
 
 t.test('evalGeometry is torchvision Resize(int) + CenterCrop', async (t) => {
   // 500x375 -> shorter side 256, longer int(256*500/375) = 341; crop offsets round((341-224)/2 = 58.5) = 58.
-  t.same(evalGeometry(500, 375, 224), { resize: { width: 341, height: 256 }, crop: { left: 58, top: 16, width: 224, height: 224 } });
-  t.same(evalGeometry(375, 500, 224), { resize: { width: 256, height: 341 }, crop: { left: 16, top: 58, width: 224, height: 224 } });
+  t.same(evalGeometry(500, 375, 224), {
+    resize: { width: 341, height: 256 },
+    crop: { left: 58, top: 16, width: 224, height: 224 },
+  });
+  t.same(evalGeometry(375, 500, 224), {
+    resize: { width: 256, height: 341 },
+    crop: { left: 16, top: 58, width: 224, height: 224 },
+  });
   // size 96 -> round(109.71) = 110.
   t.same(evalGeometry(96, 72, 96).resize, { width: 146, height: 110 });
 });
@@ -139,7 +173,10 @@ t.test('evalTransform against torchvision (PIL bilinear) on a small picture', as
     const got = await evalTransform(bytes, size);
     t.equal(got.length, size * size * 3);
     const { max, mean } = diffStats(got, expected.data as Float32Array);
-    t.ok(mean < 1e-6, `eval size ${size} (${size === 40 ? 'shrinks' : 'enlarges'}): mean abs diff ${mean.toExponential(2)} < 1e-6`);
+    t.ok(
+      mean < 1e-6,
+      `eval size ${size} (${size === 40 ? 'shrinks' : 'enlarges'}): mean abs diff ${mean.toExponential(2)} < 1e-6`,
+    );
     t.ok(max < 1e-5, `eval size ${size}: max abs diff ${max.toExponential(2)} < 1e-5`);
   }
 });
@@ -227,7 +264,10 @@ t.test('trainTransform: exact crop, a real mirror, deterministic', async (t) => 
   const written = await trainTransform(bytes, 32, aug, 'x.png', slot);
   t.equal(written, slot, 'returns the buffer it was given');
   t.same(slot, a);
-  t.ok(batch.subarray(0, 32 * 32 * 3).every((v) => v === 7), 'the other slot is untouched');
+  t.ok(
+    batch.subarray(0, 32 * 32 * 3).every((v) => v === 7),
+    'the other slot is untouched',
+  );
   await t.rejects(evalTransform(bytes, 32, 'x.png', new Float32Array(10)), { code: 'E_USAGE', message: /10 floats/ });
 });
 
@@ -241,7 +281,10 @@ t.test('grey and translucent inputs become plain RGB', async (t) => {
   // RGBA with a translucent alpha: PIL's convert('RGB') keeps the stored colour as is.
   const rgba = new Uint8Array(40 * 30 * 4);
   for (let i = 0; i < rgba.length; i += 4) rgba.set([10, 120, 230, 100], i);
-  const fromRgba = await trainTransform(await png(rgba, 40, 30, 4), 16, { crop: { left: 3, top: 2, width: 30, height: 20 }, flip: false });
+  const fromRgba = await trainTransform(await png(rgba, 40, 30, 4), 16, {
+    crop: { left: 3, top: 2, width: 30, height: 20 },
+    flip: false,
+  });
   t.same([fromRgba[0], fromRgba[1], fromRgba[2]], [norm(10, 0), norm(120, 1), norm(230, 2)]);
 });
 
@@ -250,7 +293,9 @@ t.test('bad input is an error that says what', async (t) => {
   await t.rejects(evalTransform(junk, 32, '/data/x.jpg'), { code: 'E_CORRUPT', message: /\/data\/x\.jpg/ });
   await t.rejects(imageSize(junk), { code: 'E_CORRUPT' });
   const bytes = await png(patternRgb(20, 20), 20, 20);
-  await t.rejects(trainTransform(bytes, 8, { crop: { left: 10, top: 0, width: 15, height: 5 }, flip: false }),
-    { code: 'E_USAGE', message: /20x20/ });
+  await t.rejects(trainTransform(bytes, 8, { crop: { left: 10, top: 0, width: 15, height: 5 }, flip: false }), {
+    code: 'E_USAGE',
+    message: /20x20/,
+  });
   await t.rejects(evalTransform(bytes, 0), { code: 'E_USAGE' });
 });

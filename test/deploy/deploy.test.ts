@@ -23,7 +23,7 @@ import { main } from '../../cli/wolfpack.js';
 const deploy = join(packageRoot, 'deploy');
 const read = (rel: string) => readFileSync(join(packageRoot, rel), 'utf8');
 type Obj = Record<string, unknown>;
-const obj = (v: unknown): Obj => (v && typeof v === 'object' ? v as Obj : {});
+const obj = (v: unknown): Obj => (v && typeof v === 'object' ? (v as Obj) : {});
 const list = (v: unknown): unknown[] => (Array.isArray(v) ? v : []);
 
 const TOKEN_PATH = '/run/secrets/wolfpack_token';
@@ -31,18 +31,27 @@ const HEALTH_PATH = '/tmp/wolfpack-health.json';
 
 // ---- what the CLI accepts ----
 
-interface ParseCall { options: Options; allowPositionals: boolean }
+interface ParseCall {
+  options: Options;
+  allowPositionals: boolean;
+}
 
 /** The exact options (and positionals setting) a command passes to parse(), captured by mocking shared/config/args.js. */
 async function commandOptions(t: Test, name: string): Promise<ParseCall> {
   const real = await import('../../shared/config/args.js');
   let captured: ParseCall | undefined;
-  const mod = await t.mockImport<Record<string, { run(argv: string[]): Promise<number> }>>(`../../cli/commands/${name}.js`, {
-    '../../shared/config/args.js': {
-      ...real,
-      parse: (_argv: string[], options: Options, allowPositionals = false) => { captured = { options, allowPositionals }; throw new Error('options captured'); },
+  const mod = await t.mockImport<Record<string, { run(argv: string[]): Promise<number> }>>(
+    `../../cli/commands/${name}.js`,
+    {
+      '../../shared/config/args.js': {
+        ...real,
+        parse: (_argv: string[], options: Options, allowPositionals = false) => {
+          captured = { options, allowPositionals };
+          throw new Error('options captured');
+        },
+      },
     },
-  });
+  );
   const cmd = mod[name];
   await cmd.run([]).catch(() => undefined);
   if (!captured) throw new Error(`cli/commands/${name}.ts did not call parse()`);
@@ -72,10 +81,15 @@ async function withEnv<T>(env: Record<string, string>, fn: () => Promise<T> | T)
 async function cliFails(argv: string[], env: Record<string, string> = {}): Promise<{ code: number; stderr: string }> {
   let stderr = '';
   const write = process.stderr.write;
-  process.stderr.write = ((chunk: string | Uint8Array) => { stderr += String(chunk); return true; }) as typeof process.stderr.write;
+  process.stderr.write = ((chunk: string | Uint8Array) => {
+    stderr += String(chunk);
+    return true;
+  }) as typeof process.stderr.write;
   let timer: NodeJS.Timeout | undefined;
   try {
-    const bound = new Promise<never>((_, reject) => { timer = setTimeout(() => reject(new Error(`wolfpack ${argv.join(' ')} did not return within 60 s`)), 60_000); });
+    const bound = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`wolfpack ${argv.join(' ')} did not return within 60 s`)), 60_000);
+    });
     const code = await withEnv(env, () => Promise.race([main(argv), bound]));
     return { code, stderr };
   } finally {
@@ -91,7 +105,8 @@ function codeEnv(): Set<string> {
     for (const e of readdirSync(join(packageRoot, dir), { withFileTypes: true })) {
       const rel = join(dir, e.name);
       if (e.isDirectory()) walk(rel);
-      else if (e.name.endsWith('.ts')) for (const m of read(rel).matchAll(/process\.env\.(WOLFPACK_[A-Z0-9_]+)/g)) found.add(m[1]);
+      else if (e.name.endsWith('.ts'))
+        for (const m of read(rel).matchAll(/process\.env\.(WOLFPACK_[A-Z0-9_]+)/g)) found.add(m[1]);
     }
   };
   for (const dir of ['cli', 'shared', 'coordinator', 'worker']) walk(dir);
@@ -105,7 +120,11 @@ function shellCommands(script: string): string[][] {
   const cmds: string[][] = [[]];
   let word = '';
   let inWord = false;
-  const end = () => { if (inWord) cmds[cmds.length - 1].push(word); word = ''; inWord = false; };
+  const end = () => {
+    if (inWord) cmds[cmds.length - 1].push(word);
+    word = '';
+    inWord = false;
+  };
   for (let i = 0; i < script.length; i++) {
     const c = script[i];
     if (c === "'") {
@@ -148,12 +167,17 @@ function wolfpackRuns(entrypoint: unknown, command: unknown): string[][] {
   const cmd = typeof command === 'string' ? [command] : list(command).map(String);
   if (ep.length === 0) return [typeof command === 'string' ? shellCommands(command)[0] : cmd];
   if (ep[0] === '/bin/sh' && ep[1] === '-c') {
-    return shellCommands(cmd.join(' ')).filter((c) => c[0] === 'wolfpack').map((c) => c.slice(1));
+    return shellCommands(cmd.join(' '))
+      .filter((c) => c[0] === 'wolfpack')
+      .map((c) => c.slice(1));
   }
   return [];
 }
 
-interface Run { where: string; argv: string[] }
+interface Run {
+  where: string;
+  argv: string[];
+}
 
 /** Flags of an argv: name -> value (undefined for a flag with no value). */
 function flagsOf(argv: string[], options: Options): Map<string, string | undefined> {
@@ -189,21 +213,33 @@ async function checkRun(t: Test, run: Run): Promise<Map<string, string | undefin
   if (!dispatched.has(sub)) dispatched.set(sub, await cliFails([sub, '--no-such-flag']));
   const d = dispatched.get(sub)!;
   t.equal(d.code, 2, `${run.where}: 'wolfpack ${sub} --no-such-flag' is a usage error`);
-  t.match(d.stderr, new RegExp(`^wolfpack ${sub}: unknown flag --no-such-flag`), `${run.where}: the CLI dispatches '${sub}' to its command`);
+  t.match(
+    d.stderr,
+    new RegExp(`^wolfpack ${sub}: unknown flag --no-such-flag`),
+    `${run.where}: the CLI dispatches '${sub}' to its command`,
+  );
   const { options, allowPositionals } = await parseCallOf(t, sub);
   const flags = flagsOf(run.argv, options);
   for (const [name, value] of flags) {
     const known = Object.hasOwn(options, name);
     t.ok(known, `${run.where}: wolfpack ${sub} accepts --${name}`);
-    if (known && options[name].type === 'string') t.ok(value !== undefined && !value.startsWith('--'), `${run.where}: --${name} has a value`);
+    if (known && options[name].type === 'string')
+      t.ok(value !== undefined && !value.startsWith('--'), `${run.where}: --${name} has a value`);
   }
   // the command's real parser (shared/config/args.ts, strict) takes the whole argv, with no WOLFPACK_* variables set
   let parsed: ReturnType<typeof parse> | undefined;
   let error: string | undefined;
-  await withEnv({}, () => { try { parsed = parse(run.argv.slice(1), options, allowPositionals); } catch (e) { error = (e as Error).message; } });
+  await withEnv({}, () => {
+    try {
+      parsed = parse(run.argv.slice(1), options, allowPositionals);
+    } catch (e) {
+      error = (e as Error).message;
+    }
+  });
   t.equal(error, undefined, `${run.where}: wolfpack ${sub}'s parser accepts ${JSON.stringify(run.argv.slice(1))}`);
   for (const [name, value] of flags) {
-    if (parsed && Object.hasOwn(options, name) && !options[name].multiple) t.same(parsed.values[name], options[name].type === 'boolean' ? true : value, `${run.where}: parsed --${name}`);
+    if (parsed && Object.hasOwn(options, name) && !options[name].multiple)
+      t.same(parsed.values[name], options[name].type === 'boolean' ? true : value, `${run.where}: parsed --${name}`);
   }
   for (const w of run.argv.slice(1).filter((a) => !a.startsWith('--'))) {
     // every other word must be the value of the flag before it
@@ -214,12 +250,22 @@ async function checkRun(t: Test, run: Run): Promise<Map<string, string | undefin
 }
 
 /** Environment keys must be read by wolfpack: directly, or as WOLFPACK_<FLAG> of the container's command. */
-function checkEnv(t: Test, where: string, keys: string[], sub: string | undefined, direct: Set<string>, referenced: Set<string> = new Set()) {
-  const options = sub ? optionsCache.get(sub) ?? {} : {};
+function checkEnv(
+  t: Test,
+  where: string,
+  keys: string[],
+  sub: string | undefined,
+  direct: Set<string>,
+  referenced: Set<string> = new Set(),
+) {
+  const options = sub ? (optionsCache.get(sub) ?? {}) : {};
   const asFlag = new Map(Object.keys(options).map((f) => [envName(f), f]));
   for (const key of keys) {
     const ok = direct.has(key) || asFlag.has(key) || referenced.has(key);
-    t.ok(ok, `${where}: environment variable ${key} is read by wolfpack${asFlag.has(key) ? ` (as --${asFlag.get(key)})` : ''}`);
+    t.ok(
+      ok,
+      `${where}: environment variable ${key} is read by wolfpack${asFlag.has(key) ? ` (as --${asFlag.get(key)})` : ''}`,
+    );
   }
 }
 
@@ -235,11 +281,27 @@ const readme = readFileSync(join(deploy, 'README.md'), 'utf8');
 const direct = codeEnv();
 
 t.test('every deploy file is there', async (t) => {
-  for (const f of ['Dockerfile.gpu', 'Dockerfile.cpu', ...COMPOSE_FILES, 'README.md', 'fonts.conf', 'check-backend.mjs',
-    'k8s/coordinator.yaml', 'k8s/workers.yaml', 'k8s/secret.yaml', 'k8s/volumes.yaml', 'k8s/fetch-job.yaml', 'k8s/kustomization.yaml']) {
+  for (const f of [
+    'Dockerfile.gpu',
+    'Dockerfile.cpu',
+    ...COMPOSE_FILES,
+    'README.md',
+    'fonts.conf',
+    'check-backend.mjs',
+    'k8s/coordinator.yaml',
+    'k8s/workers.yaml',
+    'k8s/secret.yaml',
+    'k8s/volumes.yaml',
+    'k8s/fetch-job.yaml',
+    'k8s/kustomization.yaml',
+  ]) {
     t.ok(existsSync(join(deploy, f)), `deploy/${f}`);
   }
-  t.match(readme, /no Docker engine[^.]*runs on the machines/i, 'the README says the images were validated by tests, not run');
+  t.match(
+    readme,
+    /no Docker engine[^.]*runs on the machines/i,
+    'the README says the images were validated by tests, not run',
+  );
 });
 
 t.test('WOLFPACK_<FLAG> variables reach the commands', async (t) => {
@@ -249,12 +311,20 @@ t.test('WOLFPACK_<FLAG> variables reach the commands', async (t) => {
     const { options, allowPositionals } = await parseCallOf(t, sub);
     const keys = Object.keys(obj(obj(services[sub]).environment));
     const viaFlag = Object.keys(options).filter((f) => keys.includes(envName(f)));
-    t.ok(viaFlag.length > 0, `compose.yaml ${sub}: sets WOLFPACK_<FLAG> variables (${viaFlag.map(envName).join(', ')})`);
+    t.ok(
+      viaFlag.length > 0,
+      `compose.yaml ${sub}: sets WOLFPACK_<FLAG> variables (${viaFlag.map(envName).join(', ')})`,
+    );
     const sample = (f: string) => (options[f].type === 'boolean' ? 'true' : `from-env-${f}`);
-    const { values } = await withEnv(Object.fromEntries(viaFlag.map((f) => [envName(f), sample(f)])), () => parse([], options, allowPositionals));
-    for (const f of viaFlag) t.same(values[f], options[f].type === 'boolean' ? true : sample(f), `${sub}: ${envName(f)} reaches --${f}`);
+    const { values } = await withEnv(Object.fromEntries(viaFlag.map((f) => [envName(f), sample(f)])), () =>
+      parse([], options, allowPositionals),
+    );
+    for (const f of viaFlag)
+      t.same(values[f], options[f].type === 'boolean' ? true : sample(f), `${sub}: ${envName(f)} reaches --${f}`);
     // compose passes `${VAR:-}`: an empty variable means "not set", so the command's own default applies
-    const empty = await withEnv(Object.fromEntries(viaFlag.map((f) => [envName(f), ''])), () => parse([], options, allowPositionals));
+    const empty = await withEnv(Object.fromEntries(viaFlag.map((f) => [envName(f), ''])), () =>
+      parse([], options, allowPositionals),
+    );
     for (const f of viaFlag) t.equal(empty.values[f], undefined, `${sub}: an empty ${envName(f)} leaves --${f} unset`);
   }
   const coordinator = (await parseCallOf(t, 'coordinator')).options;
@@ -264,12 +334,25 @@ t.test('WOLFPACK_<FLAG> variables reach the commands', async (t) => {
   // Through the whole CLI: a bad value in the environment is refused by the command, naming its flag.
   // Each argv also holds a bad flag that the command checks later, so that, were the variable not read,
   // the command would still stop there (with that flag's error) before listening or connecting.
-  const epochs = await cliFails(['coordinator', '--workers', '2', '--data', '/nonexistent', '--backend', 'bogus'], { WOLFPACK_EPOCHS: 'zero' });
+  const epochs = await cliFails(['coordinator', '--workers', '2', '--data', '/nonexistent', '--backend', 'bogus'], {
+    WOLFPACK_EPOCHS: 'zero',
+  });
   t.equal(epochs.code, 2, 'wolfpack coordinator with WOLFPACK_EPOCHS=zero: a usage error');
-  t.match(epochs.stderr, /^wolfpack coordinator: --epochs: expected an integer >= 1, got 'zero'/, 'naming --epochs and the value from the environment');
-  const backend = await cliFails(['worker', '--connect', 'ws://127.0.0.1:9', '--log-level', 'silent', '--timeout', '0'], { WOLFPACK_BACKEND: 'bogus' });
+  t.match(
+    epochs.stderr,
+    /^wolfpack coordinator: --epochs: expected an integer >= 1, got 'zero'/,
+    'naming --epochs and the value from the environment',
+  );
+  const backend = await cliFails(
+    ['worker', '--connect', 'ws://127.0.0.1:9', '--log-level', 'silent', '--timeout', '0'],
+    { WOLFPACK_BACKEND: 'bogus' },
+  );
   t.equal(backend.code, 2, 'wolfpack worker with WOLFPACK_BACKEND=bogus: a usage error');
-  t.match(backend.stderr, /^wolfpack worker: --backend: expected one of auto, .*, got 'bogus'/, 'naming --backend and the value from the environment');
+  t.match(
+    backend.stderr,
+    /^wolfpack worker: --backend: expected one of auto, .*, got 'bogus'/,
+    'naming --backend and the value from the environment',
+  );
 });
 
 for (const file of COMPOSE_FILES) {
@@ -300,8 +383,16 @@ for (const file of COMPOSE_FILES) {
       if (!isFetch) {
         // the process's own state, not the host's sockets
         const test = list(obj(svc.healthcheck).test).map(String);
-        t.same(test, ['CMD', 'wolfpack', 'health', '--file', HEALTH_PATH], `${where}: health check is \`wolfpack health\` on its health file`);
-        t.equal(runs.at(-1)?.flags.get('health-file'), HEALTH_PATH, `${where}: which the command writes (--health-file)`);
+        t.same(
+          test,
+          ['CMD', 'wolfpack', 'health', '--file', HEALTH_PATH],
+          `${where}: health check is \`wolfpack health\` on its health file`,
+        );
+        t.equal(
+          runs.at(-1)?.flags.get('health-file'),
+          HEALTH_PATH,
+          `${where}: which the command writes (--health-file)`,
+        );
       }
     }
 
@@ -320,9 +411,20 @@ for (const file of COMPOSE_FILES) {
       t.equal(c.get('data'), `/data/${DATASETS.canidae.folder}`);
       t.equal(c.get('weights'), `/data/${WEIGHTS.resnet50.file}`);
       const vols = list(obj(services[coordinator!.svc]).volumes).map(String);
-      t.ok(vols.some((v) => /:\/data(:ro)?$/.test(v)), 'the coordinator mounts the data volume at /data');
-      t.ok(vols.some((v) => /:\/runs$/.test(v)) && c.get('out')!.startsWith('/runs/'), 'and writes its results to the runs volume');
-      t.ok(list(obj(services[fetch!.svc]).volumes).map(String).some((v) => /:\/data$/.test(v)), 'fetch writes into the same data volume');
+      t.ok(
+        vols.some((v) => /:\/data(:ro)?$/.test(v)),
+        'the coordinator mounts the data volume at /data',
+      );
+      t.ok(
+        vols.some((v) => /:\/runs$/.test(v)) && c.get('out')!.startsWith('/runs/'),
+        'and writes its results to the runs volume',
+      );
+      t.ok(
+        list(obj(services[fetch!.svc]).volumes)
+          .map(String)
+          .some((v) => /:\/data$/.test(v)),
+        'fetch writes into the same data volume',
+      );
     }
     if (file !== 'compose.coordinator.yaml') {
       t.ok(worker, 'has a worker service');
@@ -336,30 +438,53 @@ for (const file of COMPOSE_FILES) {
       t.ok(worker!.flags.get('advertise'), 'workers advertise an address their neighbour can reach');
     }
     if (file === 'compose.yaml') {
-      t.equal(obj(obj(obj(services.worker).depends_on).coordinator).condition, 'service_healthy', 'workers start once the coordinator listens');
+      t.equal(
+        obj(obj(obj(services.worker).depends_on).coordinator).condition,
+        'service_healthy',
+        'workers start once the coordinator listens',
+      );
       t.equal(worker!.flags.get('connect'), 'ws://coordinator:7070', 'workers reach the coordinator service');
-      t.equal(String(obj(obj(services.worker).deploy).replicas), coordinator!.flags.get('workers'), 'worker containers = --workers');
+      t.equal(
+        String(obj(obj(services.worker).deploy).replicas),
+        coordinator!.flags.get('workers'),
+        'worker containers = --workers',
+      );
     }
     if (file === 'compose.workers.yaml') {
-      t.match(worker!.flags.get('connect'), /^\$\{WOLFPACK_COORDINATOR[:}]/, 'workers are pointed at the coordinator by WOLFPACK_COORDINATOR');
+      t.match(
+        worker!.flags.get('connect'),
+        /^\$\{WOLFPACK_COORDINATOR[:}]/,
+        'workers are pointed at the coordinator by WOLFPACK_COORDINATOR',
+      );
       t.equal(obj(services.worker).network_mode, 'host', 'ring ports are reachable from other hosts');
     }
     if (file === 'compose.coordinator.yaml') {
-      t.ok(list(obj(services.coordinator).ports).map(String).some((p) => p.endsWith(':7070')), 'the coordinator port is published');
+      t.ok(
+        list(obj(services.coordinator).ports)
+          .map(String)
+          .some((p) => p.endsWith(':7070')),
+        'the coordinator port is published',
+      );
     }
-    for (const v of composeVars(text)) t.match(readme, new RegExp('`' + v + '`'), `${file}: \${${v}} is documented in deploy/README.md`);
+    for (const v of composeVars(text))
+      t.match(readme, new RegExp('`' + v + '`'), `${file}: \${${v}} is documented in deploy/README.md`);
   });
 }
 
 t.test('deploy/k8s', async (t) => {
-  const docs = readdirSync(join(deploy, 'k8s')).filter((f) => f.endsWith('.yaml')).flatMap((f) =>
-    parseAllDocuments(readFileSync(join(deploy, 'k8s', f), 'utf8')).map((d) => {
-      t.same(d.errors, [], `${f} parses`);
-      return { file: f, doc: obj(d.toJS()) };
-    }));
-  const find = (kind: string, name: string) => docs.find((d) => d.doc.kind === kind && obj(d.doc.metadata).name === name)?.doc;
+  const docs = readdirSync(join(deploy, 'k8s'))
+    .filter((f) => f.endsWith('.yaml'))
+    .flatMap((f) =>
+      parseAllDocuments(readFileSync(join(deploy, 'k8s', f), 'utf8')).map((d) => {
+        t.same(d.errors, [], `${f} parses`);
+        return { file: f, doc: obj(d.toJS()) };
+      }),
+    );
+  const find = (kind: string, name: string) =>
+    docs.find((d) => d.doc.kind === kind && obj(d.doc.metadata).name === name)?.doc;
   const kust = docs.find((d) => d.doc.kind === 'Kustomization')!.doc;
-  for (const r of list(kust.resources).map(String)) t.ok(existsSync(join(deploy, 'k8s', r)), `kustomization resource ${r} exists`);
+  for (const r of list(kust.resources).map(String))
+    t.ok(existsSync(join(deploy, 'k8s', r)), `kustomization resource ${r} exists`);
 
   const secret = find('Secret', 'wolfpack-token');
   t.ok(secret && obj(secret.stringData).token, 'a Secret holds the token');
@@ -370,7 +495,8 @@ t.test('deploy/k8s', async (t) => {
   t.equal(obj(job!.spec).completionMode, 'Indexed', 'the workers are an Indexed Job');
 
   const podLabels = obj(obj(obj(obj(deployment!.spec).template).metadata).labels);
-  for (const [k, v] of Object.entries(obj(obj(service!.spec).selector))) t.equal(podLabels[k], v, `the Service selects the coordinator pod (${k})`);
+  for (const [k, v] of Object.entries(obj(obj(service!.spec).selector)))
+    t.equal(podLabels[k], v, `the Service selects the coordinator pod (${k})`);
   t.equal(list(obj(service!.spec).ports).map(obj)[0]?.port, 7070);
 
   const podOf = (d: Obj) => obj(obj(obj(d.spec).template).spec);
@@ -388,28 +514,51 @@ t.test('deploy/k8s', async (t) => {
     for (const r of referenced) t.ok(envNames.includes(r), `${where}: $(${r}) is defined in env`);
     if (flags.has('token-file')) {
       t.equal(flags.get('token-file'), TOKEN_PATH, `${where}: --token-file is the mounted Secret`);
-      const mount = list(c.volumeMounts).map(obj).find((m) => TOKEN_PATH.startsWith(String(m.mountPath) + '/'));
-      const vol = list(pod.volumes).map(obj).find((v) => v.name === mount?.name);
+      const mount = list(c.volumeMounts)
+        .map(obj)
+        .find((m) => TOKEN_PATH.startsWith(String(m.mountPath) + '/'));
+      const vol = list(pod.volumes)
+        .map(obj)
+        .find((v) => v.name === mount?.name);
       t.equal(obj(vol?.secret).secretName, 'wolfpack-token', `${where}: the token volume is the Secret`);
-      t.ok(list(obj(vol?.secret).items).map(obj).some((i) => `${mount?.mountPath}/${i.path}` === TOKEN_PATH), `${where}: at ${TOKEN_PATH}`);
+      t.ok(
+        list(obj(vol?.secret).items)
+          .map(obj)
+          .some((i) => `${mount?.mountPath}/${i.path}` === TOKEN_PATH),
+        `${where}: at ${TOKEN_PATH}`,
+      );
     }
     return { flags, container: c };
   };
   const coord = await check('k8s coordinator', deployment!);
   const work = await check('k8s workers', job!);
-  for (const [where, r] of [['k8s coordinator', coord], ['k8s workers', work]] as const) {
+  for (const [where, r] of [
+    ['k8s coordinator', coord],
+    ['k8s workers', work],
+  ] as const) {
     t.equal(r.flags.get('health-file'), HEALTH_PATH, `${where}: writes its health file`);
-    const probes = ['readinessProbe', 'startupProbe', 'livenessProbe'].map((k) => obj(r.container[k])).filter((p) => Object.keys(p).length > 0);
+    const probes = ['readinessProbe', 'startupProbe', 'livenessProbe']
+      .map((k) => obj(r.container[k]))
+      .filter((p) => Object.keys(p).length > 0);
     t.ok(probes.length > 0, `${where}: has probes`);
-    for (const p of probes) t.same(obj(p.exec).command, ['wolfpack', 'health', '--file', HEALTH_PATH], `${where}: probes ask \`wolfpack health\``);
+    for (const p of probes)
+      t.same(
+        obj(p.exec).command,
+        ['wolfpack', 'health', '--file', HEALTH_PATH],
+        `${where}: probes ask \`wolfpack health\``,
+      );
   }
   t.equal(coord.flags.get('host'), '0.0.0.0');
   t.equal(coord.flags.get('port'), '7070');
   t.equal(coord.flags.get('data'), `/data/${DATASETS.canidae.folder}`);
   t.equal(coord.flags.get('weights'), `/data/${WEIGHTS.resnet50.file}`);
-  t.equal(Number(coord.flags.get('workers')), obj(job!.spec).completions, '--workers = the Job\'s completions');
+  t.equal(Number(coord.flags.get('workers')), obj(job!.spec).completions, "--workers = the Job's completions");
   t.equal(obj(job!.spec).parallelism, obj(job!.spec).completions, 'all workers run at once');
-  t.equal(work.flags.get('connect'), `ws://${obj(service!.metadata).name}:7070`, 'workers reach the coordinator Service');
+  t.equal(
+    work.flags.get('connect'),
+    `ws://${obj(service!.metadata).name}:7070`,
+    'workers reach the coordinator Service',
+  );
   t.equal(work.flags.get('advertise'), '$(POD_IP)', 'workers advertise their pod IP');
   t.equal(obj(obj(work.container.resources).limits)['nvidia.com/gpu'], 1, 'each worker has one GPU');
   t.notOk(obj(obj(coord.container.resources).limits)['nvidia.com/gpu'], 'the coordinator has none');
@@ -419,38 +568,67 @@ t.test('deploy/k8s', async (t) => {
 });
 
 t.test('Dockerfiles', async (t) => {
-  const pkg = JSON.parse(read('package.json')) as { optionalDependencies?: Record<string, string>; files?: string[]; main?: string };
-  t.match(pkg.optionalDependencies?.['@tensorflow/tfjs-node-gpu'] ?? '', /^\^?4\./, 'tfjs-node-gpu is 4.x (libtensorflow 2.9: CUDA 11.2, cuDNN 8)');
+  const pkg = JSON.parse(read('package.json')) as {
+    optionalDependencies?: Record<string, string>;
+    files?: string[];
+    main?: string;
+  };
+  t.match(
+    pkg.optionalDependencies?.['@tensorflow/tfjs-node-gpu'] ?? '',
+    /^\^?4\./,
+    'tfjs-node-gpu is 4.x (libtensorflow 2.9: CUDA 11.2, cuDNN 8)',
+  );
   // the images hold what the package holds: package.json "files", which must cover what the image runs
-  for (const f of ['dist', 'bin', 'deploy', '!deploy/wolfpack_token']) t.ok(pkg.files?.includes(f), `package.json files: ${f}`);
+  for (const f of ['dist', 'bin', 'deploy', '!deploy/wolfpack_token'])
+    t.ok(pkg.files?.includes(f), `package.json files: ${f}`);
   t.equal(pkg.main, './dist/index.js');
   const ignore = read('.dockerignore').split('\n');
-  for (const f of ['.git', '**/node_modules', 'dist', 'deploy/wolfpack_token']) t.ok(ignore.includes(f), `.dockerignore: ${f}`);
-  for (const [file, base] of [['Dockerfile.gpu', /nvidia\/cuda:11\.2[.\d]*-cudnn8-runtime-ubuntu20\.04/], ['Dockerfile.cpu', /node:20-bookworm-slim/]] as const) {
+  for (const f of ['.git', '**/node_modules', 'dist', 'deploy/wolfpack_token'])
+    t.ok(ignore.includes(f), `.dockerignore: ${f}`);
+  for (const [file, base] of [
+    ['Dockerfile.gpu', /nvidia\/cuda:11\.2[.\d]*-cudnn8-runtime-ubuntu20\.04/],
+    ['Dockerfile.cpu', /node:20-bookworm-slim/],
+  ] as const) {
     const text = readFileSync(join(deploy, file), 'utf8');
     t.match(text, base, `${file}: base image`);
     t.match(text, /node:20/, `${file}: Node 20`);
     t.match(text, /npm run build[^\n]*\n[^\n]*npm pack --ignore-scripts/, `${file}: compiles, then packs the package`);
     t.match(text, /tar -xzf \/tmp\/wolfpack\.tgz --strip-components=1 -C \/app/, `${file}: /app is the packed package`);
-    t.match(text, /npm ci --omit=dev --include=optional --ignore-scripts/, `${file}: production dependencies; no install script runs unasked`);
-    t.match(text, /rm -rf [^\n]*node_modules\/webgpu/, `${file}: no webgpu (it needs a Vulkan loader the image has not got)`);
+    t.match(
+      text,
+      /npm ci --omit=dev --include=optional --ignore-scripts/,
+      `${file}: production dependencies; no install script runs unasked`,
+    );
+    t.match(
+      text,
+      /rm -rf [^\n]*node_modules\/webgpu/,
+      `${file}: no webgpu (it needs a Vulkan loader the image has not got)`,
+    );
     t.match(text, /FONTCONFIG_FILE=\/app\/deploy\/fonts\.conf/, `${file}: a fontconfig for the text of curves.png`);
     t.match(text, /WOLFPACK_LOG_FORMAT=json/, `${file}: JSON logs`);
     const users = [...text.matchAll(/^USER\s+(\S+)/gm)].map((m) => m[1]);
-    t.ok(users.length > 0 && !['root', '0'].includes(users.at(-1)!), `${file}: runs as a non-root user (${users.at(-1)})`);
+    t.ok(
+      users.length > 0 && !['root', '0'].includes(users.at(-1)!),
+      `${file}: runs as a non-root user (${users.at(-1)})`,
+    );
     t.match(text, /^ENTRYPOINT \["wolfpack"\]$/m, `${file}: ENTRYPOINT wolfpack`);
     for (const m of text.matchAll(/^COPY (?!--from)(.+) (\S+)$/gm)) {
-      for (const src of m[1].split(/\s+/).filter((s) => !s.startsWith('--'))) t.ok(existsSync(join(packageRoot, src)), `${file}: COPY ${src} exists`);
+      for (const src of m[1].split(/\s+/).filter((s) => !s.startsWith('--')))
+        t.ok(existsSync(join(packageRoot, src)), `${file}: COPY ${src} exists`);
     }
   }
   // each image checks the backend it is for after installing it, so a failed download fails the build
   const cpu = readFileSync(join(deploy, 'Dockerfile.cpu'), 'utf8');
-  t.match(cpu, /^ARG WOLFPACK_BACKEND=tensorflow$/m, 'Dockerfile.cpu: TensorFlow\'s CPU build unless asked otherwise');
+  t.match(cpu, /^ARG WOLFPACK_BACKEND=tensorflow$/m, "Dockerfile.cpu: TensorFlow's CPU build unless asked otherwise");
   t.match(cpu, /node deploy\/check-backend\.mjs "\$WOLFPACK_BACKEND"/, 'Dockerfile.cpu: checks that backend');
-  t.match(cpu, /WOLFPACK_BACKEND=\$\{WOLFPACK_BACKEND\}/, 'Dockerfile.cpu: and makes it the workers\' --backend');
+  t.match(cpu, /WOLFPACK_BACKEND=\$\{WOLFPACK_BACKEND\}/, "Dockerfile.cpu: and makes it the workers' --backend");
   const gpu = readFileSync(join(deploy, 'Dockerfile.gpu'), 'utf8');
-  t.match(gpu, /ls node_modules\/@tensorflow\/tfjs-node-gpu\/lib\/napi-v\*\/tfjs_binding\.node/, 'Dockerfile.gpu: checks the GPU backend installed');
-  t.match(gpu, /WOLFPACK_BACKEND=tensorflow-gpu/, 'Dockerfile.gpu: the workers\' --backend');
+  t.match(
+    gpu,
+    /ls node_modules\/@tensorflow\/tfjs-node-gpu\/lib\/napi-v\*\/tfjs_binding\.node/,
+    'Dockerfile.gpu: checks the GPU backend installed',
+  );
+  t.match(gpu, /WOLFPACK_BACKEND=tensorflow-gpu/, "Dockerfile.gpu: the workers' --backend");
 });
 
 t.test('the health check command', async (t) => {
@@ -463,12 +641,22 @@ t.test('the health check command', async (t) => {
 });
 
 t.test('shell command parsing used above', async (t) => {
-  t.same(shellCommands(`exec wolfpack worker --advertise "$(hostname -i | cut -d' ' -f1)" --x 'a b'`),
-    [['wolfpack', 'worker', '--advertise', "$(hostname -i | cut -d' ' -f1)", '--x', 'a b']]);
-  t.same(shellCommands('wolfpack a --b c || exit $?; echo "done" >&2; exec sleep infinity'),
-    [['wolfpack', 'a', '--b', 'c'], ['exit', '$?'], ['echo', 'done'], ['sleep', 'infinity']]);
-  t.same(shellCommands(`trap 'kill "$pid"' TERM; wolfpack a --b c & pid=$!; wait "$pid" && echo ok`),
-    [['trap', 'kill "$pid"', 'TERM'], ['wolfpack', 'a', '--b', 'c'], ['pid=$!'], ['wait', '$pid'], ['echo', 'ok']]);
+  t.same(shellCommands(`exec wolfpack worker --advertise "$(hostname -i | cut -d' ' -f1)" --x 'a b'`), [
+    ['wolfpack', 'worker', '--advertise', "$(hostname -i | cut -d' ' -f1)", '--x', 'a b'],
+  ]);
+  t.same(shellCommands('wolfpack a --b c || exit $?; echo "done" >&2; exec sleep infinity'), [
+    ['wolfpack', 'a', '--b', 'c'],
+    ['exit', '$?'],
+    ['echo', 'done'],
+    ['sleep', 'infinity'],
+  ]);
+  t.same(shellCommands(`trap 'kill "$pid"' TERM; wolfpack a --b c & pid=$!; wait "$pid" && echo ok`), [
+    ['trap', 'kill "$pid"', 'TERM'],
+    ['wolfpack', 'a', '--b', 'c'],
+    ['pid=$!'],
+    ['wait', '$pid'],
+    ['echo', 'ok'],
+  ]);
 });
 
 // ---- docker compose config, where a Compose is installed ----
@@ -482,29 +670,54 @@ function composeTool(): string[] | undefined {
 }
 
 const tool = composeTool();
-t.test('docker compose config', { skip: tool ? false : 'neither `docker compose` nor `docker-compose` is installed (apt-get install docker-compose)' }, async (t) => {
-  const dir = t.testdir({ token: 'test-token\n' });
-  const baseEnv = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('WOLFPACK_')));
-  const env = {
-    ...baseEnv, WOLFPACK_TOKEN_FILE: join(dir, 'token'), WOLFPACK_WORKERS: '3',
-    WOLFPACK_COORDINATOR: 'ws://10.0.0.1:7070', WOLFPACK_ADVERTISE: '10.0.0.2', WOLFPACK_EPOCHS: '5',
-  };
-  const config = (file: string, e: NodeJS.ProcessEnv) =>
-    spawnSync(tool![0], [...tool!.slice(1), '-f', join(deploy, file), 'config'], { encoding: 'utf8', env: e, timeout: 30_000, cwd: dir });
-  for (const file of COMPOSE_FILES) {
-    const r = config(file, env);
-    t.equal(r.status, 0, `${tool!.join(' ')} config: ${file} is valid${r.status ? `\n${r.stderr}` : ''}`);
-    const out = obj(parseYaml(r.stdout));
-    const services = obj(out.services);
-    if (services.coordinator) {
-      t.ok(list(obj(services.coordinator).command).map(String).includes('3'), `${file}: WOLFPACK_WORKERS reaches --workers`);
-      t.equal(obj(obj(services.coordinator).environment).WOLFPACK_EPOCHS, '5', `${file}: WOLFPACK_EPOCHS passes through`);
+t.test(
+  'docker compose config',
+  {
+    skip: tool ? false : 'neither `docker compose` nor `docker-compose` is installed (apt-get install docker-compose)',
+  },
+  async (t) => {
+    const dir = t.testdir({ token: 'test-token\n' });
+    const baseEnv = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('WOLFPACK_')));
+    const env = {
+      ...baseEnv,
+      WOLFPACK_TOKEN_FILE: join(dir, 'token'),
+      WOLFPACK_WORKERS: '3',
+      WOLFPACK_COORDINATOR: 'ws://10.0.0.1:7070',
+      WOLFPACK_ADVERTISE: '10.0.0.2',
+      WOLFPACK_EPOCHS: '5',
+    };
+    const config = (file: string, e: NodeJS.ProcessEnv) =>
+      spawnSync(tool![0], [...tool!.slice(1), '-f', join(deploy, file), 'config'], {
+        encoding: 'utf8',
+        env: e,
+        timeout: 30_000,
+        cwd: dir,
+      });
+    for (const file of COMPOSE_FILES) {
+      const r = config(file, env);
+      t.equal(r.status, 0, `${tool!.join(' ')} config: ${file} is valid${r.status ? `\n${r.stderr}` : ''}`);
+      const out = obj(parseYaml(r.stdout));
+      const services = obj(out.services);
+      if (services.coordinator) {
+        t.ok(
+          list(obj(services.coordinator).command).map(String).includes('3'),
+          `${file}: WOLFPACK_WORKERS reaches --workers`,
+        );
+        t.equal(
+          obj(obj(services.coordinator).environment).WOLFPACK_EPOCHS,
+          '5',
+          `${file}: WOLFPACK_EPOCHS passes through`,
+        );
+      }
+      if (file === 'compose.workers.yaml') {
+        t.ok(
+          list(obj(services.worker).command).includes('ws://10.0.0.1:7070'),
+          'WOLFPACK_COORDINATOR reaches --connect',
+        );
+      }
     }
-    if (file === 'compose.workers.yaml') {
-      t.ok(list(obj(services.worker).command).includes('ws://10.0.0.1:7070'), 'WOLFPACK_COORDINATOR reaches --connect');
-    }
-  }
-  const missing = config('compose.workers.yaml', { ...baseEnv, WOLFPACK_TOKEN_FILE: join(dir, 'token') });
-  t.not(missing.status, 0, 'compose.workers.yaml without WOLFPACK_COORDINATOR is refused');
-  t.match(missing.stderr, /WOLFPACK_COORDINATOR/, 'with a message naming the variable');
-});
+    const missing = config('compose.workers.yaml', { ...baseEnv, WOLFPACK_TOKEN_FILE: join(dir, 'token') });
+    t.not(missing.status, 0, 'compose.workers.yaml without WOLFPACK_COORDINATOR is refused');
+    t.match(missing.stderr, /WOLFPACK_COORDINATOR/, 'with a message naming the variable');
+  },
+);

@@ -11,7 +11,7 @@ import { packageRoot } from '../../shared/paths.js';
  * files (errors.ts, log.ts, paths.ts), which every unit may import and which import no other unit.
  */
 export const MAY_IMPORT: Record<string, readonly string[]> = {
-  'shared': [],
+  shared: [],
   'shared/time': [],
   'shared/fs': [],
   'shared/config': [],
@@ -28,11 +28,11 @@ export const MAY_IMPORT: Record<string, readonly string[]> = {
   'shared/protocol': ['shared/time'],
   'shared/transport': ['shared/allreduce', 'shared/time'],
   'shared/auth': ['shared/protocol', 'shared/transport'],
-  'coordinator': ['shared/*'],
-  'worker': ['shared/*'],
-  'api': ['coordinator', 'worker', 'shared/*'],
-  'bench': ['api', 'coordinator', 'worker', 'shared/*'],
-  'cli': ['api', 'bench', 'coordinator', 'worker', 'shared/*'],
+  coordinator: ['shared/*'],
+  worker: ['shared/*'],
+  api: ['coordinator', 'worker', 'shared/*'],
+  bench: ['api', 'coordinator', 'worker', 'shared/*'],
+  cli: ['api', 'bench', 'coordinator', 'worker', 'shared/*'],
   'index.ts': ['api', 'coordinator', 'shared/*'],
 };
 
@@ -58,13 +58,16 @@ function sources(path: string): string[] {
     return [];
   }
   if (st.isFile()) return path.endsWith('.ts') ? [path] : [];
-  return readdirSync(abs).filter((n) => n !== 'results').flatMap((n) => sources(`${path}/${n}`));
+  return readdirSync(abs)
+    .filter((n) => n !== 'results')
+    .flatMap((n) => sources(`${path}/${n}`));
 }
 
 const IMPORT = /(?:from|import)\s*\(?\s*['"](\.{1,2}\/[^'"]+)['"]/g;
 
 t.test('every unit of the source has a row in the map', async (t) => {
-  for (const f of SOURCE_ROOTS.flatMap(sources)) t.ok(unitOf(f) in MAY_IMPORT, `${f}: its unit ${unitOf(f)} is in the map`);
+  for (const f of SOURCE_ROOTS.flatMap(sources))
+    t.ok(unitOf(f) in MAY_IMPORT, `${f}: its unit ${unitOf(f)} is in the map`);
 });
 
 t.test('every import follows the map (no cycle between folders, no layer reaching upward)', async (t) => {
@@ -83,7 +86,8 @@ t.test('every import follows the map (no cycle between folders, no layer reachin
 
 t.test('the map itself has no cycle', async (t) => {
   const units = Object.keys(MAY_IMPORT);
-  const expand = (u: string) => (MAY_IMPORT[u] ?? []).flatMap((d) => (d === 'shared/*' ? units.filter((x) => x.startsWith('shared/')) : [d]));
+  const expand = (u: string) =>
+    (MAY_IMPORT[u] ?? []).flatMap((d) => (d === 'shared/*' ? units.filter((x) => x.startsWith('shared/')) : [d]));
   const reaches = (from: string, to: string, seen = new Set<string>()): boolean =>
     expand(from).some((d) => d === to || (!seen.has(d) && (seen.add(d), reaches(d, to, seen))));
   for (const u of units) t.notOk(reaches(u, u), `${u} cannot reach itself`);

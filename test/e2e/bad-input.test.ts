@@ -25,7 +25,9 @@ import { runCli } from '../helpers/processes.js';
 import { makeTinyJob, tinyTrainArgs, type TinyJob } from '../helpers/tiny-job.js';
 
 let job: TinyJob;
-t.before(async () => { job = await makeTinyJob(); });
+t.before(async () => {
+  job = await makeTinyJob();
+});
 t.teardown(() => job.cleanup());
 
 /** A copy of the tiny data set to damage. */
@@ -36,11 +38,19 @@ function dataCopy(name: string): string {
 }
 
 function firstImage(dir: string): string {
-  return join(dir, readdirSync(dir).filter((f) => f.endsWith('.jpg')).sort()[0]);
+  return join(
+    dir,
+    readdirSync(dir)
+      .filter((f) => f.endsWith('.jpg'))
+      .sort()[0],
+  );
 }
 
 function lines(text: string): Record<string, unknown>[] {
-  return text.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as Record<string, unknown>);
+  return text
+    .split('\n')
+    .filter((l) => l.startsWith('{'))
+    .map((l) => JSON.parse(l) as Record<string, unknown>);
 }
 
 t.test('a corrupt or empty image in the data folder is reported by path and training goes on', async (t) => {
@@ -52,7 +62,9 @@ t.test('a corrupt or empty image in the data folder is reported by path and trai
   const out = join(job.dir, 'out-corrupt');
   const r = await runCli(['train', '--workers', '2', ...tinyTrainArgs(job, out, ['--data', data])], 120_000);
   t.equal(r.code, 0, `training finishes${r.code ? `: ${r.stderr.slice(-1500)}` : ''}`);
-  const skipped = lines(r.stderr).filter((l) => l.msg === 'skipping unreadable image').map((l) => l.path);
+  const skipped = lines(r.stderr)
+    .filter((l) => l.msg === 'skipping unreadable image')
+    .map((l) => l.path);
   t.same(skipped.sort(), [garbage, empty].sort(), 'each unreadable file is named in a warning');
   const prepared = lines(r.stderr).find((l) => l.msg === 'job prepared');
   t.equal(prepared?.train, 24, 'the readable 24 training images are used');
@@ -68,9 +80,16 @@ t.test('an image cut short after a valid header', async (t) => {
   writeFileSync(cut, bytes.subarray(0, bytes.length - 40));
   const meta = await sharp(cut).metadata();
   t.equal(meta.width, 48, 'the fixture: its header still reads');
-  await t.rejects(sharp(cut, { failOn: 'error' }).raw().toBuffer(), /premature end/, 'the fixture: its pixels do not decode');
+  await t.rejects(
+    sharp(cut, { failOn: 'error' }).raw().toBuffer(),
+    /premature end/,
+    'the fixture: its pixels do not decode',
+  );
   const ds = await scanImageFolder(join(data, 'train'));
-  t.ok(ds.skipped.some((s) => s.path === cut), 'the scan reports it by path and skips it');
+  t.ok(
+    ds.skipped.some((s) => s.path === cut),
+    'the scan reports it by path and skips it',
+  );
 });
 
 t.test('a class folder with no readable image is an error naming the class folder', async (t) => {
@@ -80,7 +99,10 @@ t.test('a class folder with no readable image is an error naming the class folde
   mkdirSync(wolves);
   writeFileSync(join(wolves, 'notes.txt'), 'no images here');
   writeFileSync(join(wolves, 'bad.jpg'), 'garbage');
-  const r = await runCli(['train', '--workers', '1', ...tinyTrainArgs(job, join(job.dir, 'out-empty'), ['--data', data])], 60_000);
+  const r = await runCli(
+    ['train', '--workers', '1', ...tinyTrainArgs(job, join(job.dir, 'out-empty'), ['--data', data])],
+    60_000,
+  );
   t.equal(r.code, 1, 'exits 1');
   t.match(r.stderr, `class folder ${wolves} has no readable images`);
   t.match(r.stderr, /1 unreadable file\(s\) skipped/);
@@ -89,21 +111,30 @@ t.test('a class folder with no readable image is an error naming the class folde
 t.test('a class missing from val is an error naming the class and both folders', async (t) => {
   const data = dataCopy('data-missing-class');
   rmSync(join(data, 'val', 'wolves'), { recursive: true });
-  const r = await runCli(['train', '--workers', '1', ...tinyTrainArgs(job, join(job.dir, 'out-missing'), ['--data', data])], 60_000);
+  const r = await runCli(
+    ['train', '--workers', '1', ...tinyTrainArgs(job, join(job.dir, 'out-missing'), ['--data', data])],
+    60_000,
+  );
   t.equal(r.code, 1, 'exits 1');
   t.match(r.stderr, `train and val class folders differ (only in ${join(data, 'train')}: wolves)`);
 });
 
 t.test('a truncated or corrupt --weights checkpoint is an error naming the file; nothing is written', async (t) => {
   const bytes = readFileSync(job.weights);
-  for (const [name, content] of [['cut.ckpt', bytes.subarray(0, Math.floor(bytes.length / 2))], ['garbage.ckpt', Buffer.from('not a checkpoint, just text\n')]] as const) {
+  for (const [name, content] of [
+    ['cut.ckpt', bytes.subarray(0, Math.floor(bytes.length / 2))],
+    ['garbage.ckpt', Buffer.from('not a checkpoint, just text\n')],
+  ] as const) {
     const file = join(job.dir, name);
     writeFileSync(file, content);
     const out = join(job.dir, `out-${name}`);
     const r = await runCli(['train', '--workers', '1', ...tinyTrainArgs(job, out, ['--weights', file])], 60_000);
     t.equal(r.code, 1, `${name}: exits 1`);
     t.match(r.stderr, `file ${file}: corrupt or truncated MindSpore checkpoint`, `${name}: and says it is damaged`);
-    t.notOk(readdirSafe(out).some((f) => f.endsWith('.ckpt')), `${name}: no checkpoint was written`);
+    t.notOk(
+      readdirSafe(out).some((f) => f.endsWith('.ckpt')),
+      `${name}: no checkpoint was written`,
+    );
   }
 });
 
@@ -119,7 +150,8 @@ t.test('--resume: a damaged run folder, or one of another model, is refused nami
   const run = join(job.dir, 'run');
   const a = await runCli(['train', '--workers', '1', ...tinyTrainArgs(job, run)], 120_000);
   t.equal(a.code, 0, `the first run finishes${a.code ? `: ${a.stderr.slice(-1500)}` : ''}`);
-  const resume = (dir: string) => runCli(['train', '--workers', '1', ...tinyTrainArgs(job, dir, ['--epochs', '2', '--resume', dir])], 60_000);
+  const resume = (dir: string) =>
+    runCli(['train', '--workers', '1', ...tinyTrainArgs(job, dir, ['--epochs', '2', '--resume', dir])], 60_000);
 
   const cut = join(job.dir, 'run-cut-ckpt');
   cpSync(run, cut, { recursive: true });
@@ -127,7 +159,11 @@ t.test('--resume: a damaged run folder, or one of another model, is refused nami
   truncateSync(ckpt, Math.floor(readFileSync(ckpt).length / 3));
   let r = await resume(cut);
   t.equal(r.code, 1, 'truncated last.ckpt: exits 1');
-  t.match(r.stderr, `file ${ckpt}: corrupt or truncated MindSpore checkpoint`, 'truncated last.ckpt: named, and said to be truncated');
+  t.match(
+    r.stderr,
+    `file ${ckpt}: corrupt or truncated MindSpore checkpoint`,
+    'truncated last.ckpt: named, and said to be truncated',
+  );
 
   const badState = join(job.dir, 'run-cut-state');
   cpSync(run, badState, { recursive: true });
@@ -141,11 +177,22 @@ t.test('--resume: a damaged run folder, or one of another model, is refused nami
   cpSync(run, other, { recursive: true });
   const config = { flavour: 'mindspore' as const, width: 8, numClasses: 2 };
   const layout = new ParamLayout(resnet50Spec(config));
-  await writeCkpt(join(other, 'last.ckpt'), tensorsFromModel(initModel(config, 5), new Float32Array(layout.paramCount)));
+  await writeCkpt(
+    join(other, 'last.ckpt'),
+    tensorsFromModel(initModel(config, 5), new Float32Array(layout.paramCount)),
+  );
   r = await resume(other);
   t.equal(r.code, 1, 'last.ckpt of another model: exits 1');
-  t.match(r.stderr, /last\.ckpt is a mindspore ResNet-50 \(width 8, 2 classes\), train-state\.json says mindspore \(width 4, 2 classes\)/, 'another model: both sides named');
-  t.equal(readFileSync(join(other, 'metrics.jsonl'), 'utf8').trim().split('\n').length, 1, 'the refused run folder is left as it was');
+  t.match(
+    r.stderr,
+    /last\.ckpt is a mindspore ResNet-50 \(width 8, 2 classes\), train-state\.json says mindspore \(width 4, 2 classes\)/,
+    'another model: both sides named',
+  );
+  t.equal(
+    readFileSync(join(other, 'metrics.jsonl'), 'utf8').trim().split('\n').length,
+    1,
+    'the refused run folder is left as it was',
+  );
 });
 
 // --- frames a worker should never send (the coordinator's side; the fuzzer covers the decoder) ---
@@ -154,7 +201,12 @@ const TOKEN = 'bad-input-test-token-' + 'q9'.repeat(12);
 
 function capturingLogger(): { logger: Logger; text: () => string } {
   const chunks: string[] = [];
-  const sink = new Writable({ write(chunk: Buffer, _enc, cb) { chunks.push(chunk.toString()); cb(); } });
+  const sink = new Writable({
+    write(chunk: Buffer, _enc, cb) {
+      chunks.push(chunk.toString());
+      cb();
+    },
+  });
   return { logger: pino({ level: 'info' }, sink) as unknown as Logger, text: () => chunks.join('') };
 }
 
@@ -178,23 +230,50 @@ function withVersion(frame: Buffer, version: number): Buffer {
 
 t.test('unknown message types, another protocol version and oversized frames close that connection only', async (t) => {
   const secret = new SharedSecret(TOKEN, 'test');
-  const hello = { type: 'hello' as const, host: 'test', ringHost: '127.0.0.1', ringPort: 9, backend: 'cpu', pid: 1, memberId: 'a'.repeat(32) };
+  const hello = {
+    type: 'hello' as const,
+    host: 'test',
+    ringHost: '127.0.0.1',
+    ringPort: 9,
+    backend: 'cpu',
+    pid: 1,
+    memberId: 'a'.repeat(32),
+  };
 
   // The decoder names what is wrong.
   const unknown = encodeFrame(hello);
   const patched = Buffer.from(unknown.toString('latin1').replace('hello', 'hxllo'), 'latin1');
   t.throws(() => decodeFrame(patched), { code: 'E_PROTOCOL', message: /unknown message type "hxllo"/ });
-  t.throws(() => decodeFrame(withVersion(unknown, PROTOCOL_VERSION + 1)), { code: 'E_PROTOCOL', message: new RegExp(`protocol version ${PROTOCOL_VERSION + 1} is not supported \\(this build speaks ${PROTOCOL_VERSION}\\)`) });
-  t.throws(() => decodeFrame(encodeFrame({ type: 'statePart', rank: 0, kind: 'params', offset: 0, total: 4 }, new Uint8Array(16)), 8),
-    { code: 'E_PROTOCOL', message: /payload of 16 bytes exceeds 8/ });
+  t.throws(() => decodeFrame(withVersion(unknown, PROTOCOL_VERSION + 1)), {
+    code: 'E_PROTOCOL',
+    message: new RegExp(
+      `protocol version ${PROTOCOL_VERSION + 1} is not supported \\(this build speaks ${PROTOCOL_VERSION}\\)`,
+    ),
+  });
+  t.throws(
+    () =>
+      decodeFrame(
+        encodeFrame({ type: 'statePart', rank: 0, kind: 'params', offset: 0, total: 4 }, new Uint8Array(16)),
+        8,
+      ),
+    { code: 'E_PROTOCOL', message: /payload of 16 bytes exceeds 8/ },
+  );
 
   // A real coordinator closes each such connection, logs why, and keeps admitting good workers.
   const log = capturingLogger();
-  const server = await CoordinatorServer.listen('127.0.0.1', 0, log.logger, { security: { secret }, handshakeTimeoutMs: 5000 });
+  const server = await CoordinatorServer.listen('127.0.0.1', 0, log.logger, {
+    security: { secret },
+    handshakeTimeoutMs: 5000,
+  });
   t.teardown(() => server.close());
   const cases: [string, Buffer, number, RegExp][] = [
     ['unknown message type', patched, CLOSE_PROTOCOL, /unknown message type \\"hxllo\\"/],
-    ['another protocol version', withVersion(unknown, PROTOCOL_VERSION + 1), CLOSE_PROTOCOL, /protocol version 2 is not supported/],
+    [
+      'another protocol version',
+      withVersion(unknown, PROTOCOL_VERSION + 1),
+      CLOSE_PROTOCOL,
+      /protocol version 2 is not supported/,
+    ],
     ['a frame over the 64 MiB limit', Buffer.alloc(64 * 1024 * 1024 + 64), 1009, /Max payload size exceeded|1009/],
   ];
   for (const [what, frame, code, logged] of cases) {

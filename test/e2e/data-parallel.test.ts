@@ -13,7 +13,10 @@ import { makeTinyJob, tinyTrainArgs } from '../helpers/tiny-job.js';
 t.test('1, 2 and 3 workers reach the same weights', async (t) => {
   const job = await makeTinyJob();
   t.teardown(job.cleanup);
-  for (const mode of [['--bn', 'frozen'], ['--freeze', 'backbone', '--bn', 'frozen']]) {
+  for (const mode of [
+    ['--bn', 'frozen'],
+    ['--freeze', 'backbone', '--bn', 'frozen'],
+  ]) {
     const runs: Map<string, Float32Array>[] = [];
     for (const n of [1, 2, 3]) {
       const out = join(job.dir, `out-${mode.join('')}-${n}`);
@@ -23,7 +26,8 @@ t.test('1, 2 and 3 workers reach the same weights', async (t) => {
       runs.push(await readCkptFloats(join(out, 'last.ckpt')));
     }
     const start = await readCkptFloats(job.weights);
-    const convs = (m: Map<string, Float32Array>) => new Map([...m].filter(([k]) => k.endsWith('conv1.weight') || k.endsWith('conv2.weight')));
+    const convs = (m: Map<string, Float32Array>) =>
+      new Map([...m].filter(([k]) => k.endsWith('conv1.weight') || k.endsWith('conv2.weight')));
     const moved = worstTensorRelDiff(convs(runs[0]), convs(start));
     if (mode.includes('backbone')) t.equal(moved, 0, 'the frozen backbone did not move');
     else t.ok(moved > 1e-4, `training moved the backbone (max rel ${moved.toExponential(2)})`);
@@ -44,5 +48,8 @@ t.test('--bn train on 2 workers: replicas stay identical (checksums compared eac
   const start = await readCkptFloats(job.weights);
   const last = await readCkptFloats(join(out, 'last.ckpt'));
   const mean = [...last.keys()].find((k) => k.endsWith('bn1.moving_mean'))!;
-  t.ok(worstTensorRelDiff(new Map([[mean, last.get(mean)!]]), new Map([[mean, start.get(mean)!]])) > 0, 'moving statistics were updated');
+  t.ok(
+    worstTensorRelDiff(new Map([[mean, last.get(mean)!]]), new Map([[mean, start.get(mean)!]])) > 0,
+    'moving statistics were updated',
+  );
 });

@@ -21,13 +21,48 @@ const TRAIN = 60; // 30 a class
 const S = Math.floor(TRAIN / BATCH);
 
 function jobArgs(job: TinyJob, out: string, extra: string[] = []): string[] {
-  return ['--data', job.data, '--weights', job.weights, '--epochs', String(EPOCHS), '--batch-size', String(BATCH), '--image-size', '32', '--out', out,
-    '--backend', 'wasm', '--lr', '0.01', '--freeze', 'backbone', '--bn', 'frozen', '--timeout', '20', '--log-level', 'debug', ...extra];
+  return [
+    '--data',
+    job.data,
+    '--weights',
+    job.weights,
+    '--epochs',
+    String(EPOCHS),
+    '--batch-size',
+    String(BATCH),
+    '--image-size',
+    '32',
+    '--out',
+    out,
+    '--backend',
+    'wasm',
+    '--lr',
+    '0.01',
+    '--freeze',
+    'backbone',
+    '--bn',
+    'frozen',
+    '--timeout',
+    '20',
+    '--log-level',
+    'debug',
+    ...extra,
+  ];
 }
 
-interface Saved { epoch: number; step: number; stepsPerEpoch: number; partial?: { samples: number; steps: number }; job?: { data: string; epochs: number; workers: number } }
+interface Saved {
+  epoch: number;
+  step: number;
+  stepsPerEpoch: number;
+  partial?: { samples: number; steps: number };
+  job?: { data: string; epochs: number; workers: number };
+}
 const trainState = (out: string) => JSON.parse(readFileSync(join(out, 'train-state.json'), 'utf8')) as Saved;
-const samples = (out: string) => readFileSync(join(out, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => (JSON.parse(l) as { samples: number }).samples);
+const samples = (out: string) =>
+  readFileSync(join(out, 'metrics.jsonl'), 'utf8')
+    .trim()
+    .split('\n')
+    .map((l) => (JSON.parse(l) as { samples: number }).samples);
 
 t.test('a stopped run saves its last step and resumes from it to the uninterrupted weights', async (t) => {
   const job = await makeTinyJob({ trainPerClass: TRAIN / 2 });
@@ -41,7 +76,9 @@ t.test('a stopped run saves its last step and resumes from it to the uninterrupt
     const out = join(job.dir, 'stopped');
     const hold = new Hold(job.dir, 'hold-sigint');
     const train = startCli(['train', '--workers', '2', ...jobArgs(job, out, hold.args('2:3'))]);
-    t.teardown(() => { train.kill('SIGKILL'); });
+    t.teardown(() => {
+      train.kill('SIGKILL');
+    });
     const co = new Output(train);
     await hold.reached(co, 'epoch 2 step 3');
     const pids = JSON.parse((await co.waitFor(/"pids":(\[[\d,]+\])/, 10_000))[1]) as number[];
@@ -51,55 +88,86 @@ t.test('a stopped run saves its last step and resumes from it to the uninterrupt
     const code = await exited(train, 60_000);
     t.comment(`SIGINT to exit: ${((performance.now() - sent) / 1000).toFixed(2)} s`);
     t.equal(code, 0, `train exits 0 after a clean stop${code ? `: ${co.text.slice(-2000)}` : ''}`);
-    t.match(co.text, new RegExp(`stopped \\(SIGINT\\): the state after epoch 2, step [34]/${S} is saved in ${out.replace(/[/\\]/g, '.')}; resume with: wolfpack train --resume `));
+    t.match(
+      co.text,
+      new RegExp(
+        `stopped \\(SIGINT\\): the state after epoch 2, step [34]/${S} is saved in ${out.replace(/[/\\]/g, '.')}; resume with: wolfpack train --resume `,
+      ),
+    );
     t.notOk(pids.some(alive), 'no local worker is left running');
     t.match(co.text, /"msg":"shutdown"/, 'the workers were told to stop');
     const saved = trainState(out);
     t.equal(saved.epoch, 1, 'train-state.json: one epoch completed');
-    t.ok(saved.step === S + 3 || saved.step === S + 4, `train-state.json: step ${saved.step} is the last completed one (${S + 3} or ${S + 4}, the one in flight at the hold)`);
-    t.same(saved.partial?.samples, (saved.step - S) * BATCH, 'the epoch\'s samples so far are kept');
-    t.same(saved.job, { data: job.data, epochs: EPOCHS, workers: 2 }, 'the job\'s data, epochs and workers are kept for --resume alone');
+    t.ok(
+      saved.step === S + 3 || saved.step === S + 4,
+      `train-state.json: step ${saved.step} is the last completed one (${S + 3} or ${S + 4}, the one in flight at the hold)`,
+    );
+    t.same(saved.partial?.samples, (saved.step - S) * BATCH, "the epoch's samples so far are kept");
+    t.same(
+      saved.job,
+      { data: job.data, epochs: EPOCHS, workers: 2 },
+      "the job's data, epochs and workers are kept for --resume alone",
+    );
     t.same(samples(out), [S * BATCH], 'metrics.jsonl has the completed epoch only');
 
     const r = await runCli(['train', '--resume', out], 300_000);
     t.equal(r.code, 0, `--resume DIR alone finishes the run${r.code ? `: ${r.stderr.slice(-1500)}` : ''}`);
-    t.match(r.stdout + r.stderr, new RegExp(`"step":${saved.step},[^\\n]*"msg":"resuming"`), 'it resumes at the saved step');
+    t.match(
+      r.stdout + r.stderr,
+      new RegExp(`"step":${saved.step},[^\\n]*"msg":"resuming"`),
+      'it resumes at the saved step',
+    );
     t.same(samples(out), [S * BATCH, S * BATCH, S * BATCH], 'every epoch counts its samples once, the stopped one too');
     const worst = worstTensorRelDiff(await readCkptFloats(join(out, 'last.ckpt')), want);
-    t.ok(worst <= 1e-5, `weights and momentum vs the uninterrupted run: max rel diff ${worst.toExponential(2)} <= 1e-5`);
+    t.ok(
+      worst <= 1e-5,
+      `weights and momentum vs the uninterrupted run: max rel diff ${worst.toExponential(2)} <= 1e-5`,
+    );
 
     const contra = await runCli(['train', '--resume', out, '--batch-size', '4'], 120_000);
     t.equal(contra.code, 1, 'a flag that contradicts the saved job is refused');
     t.match(contra.stderr, /from a different job \(batch size: saved 6, now 4\)/);
   });
 
-  await t.test('SIGTERM to a worker: it leaves at once; SIGTERM to the coordinator: all stop, last step saved', async (t) => {
-    const out = join(job.dir, 'sigterm');
-    const hold = new Hold(job.dir, 'hold-sigterm');
-    const { coord, co, workers } = await startCluster(t, jobArgs(job, out, hold.args('1:2,2:2')), 3);
-    const wo = workers.map((w) => new Output(w));
-    await hold.reached(co, 'epoch 1 step 2');
-    workers[2].kill('SIGTERM');
-    t.equal(await exited(workers[2], 60_000), 0, 'the worker sent SIGTERM exits 0');
-    t.match(wo[2].text, /"msg":"stopping: leaving the job"/);
-    t.match(wo[2].text, /"msg":"stopped"/);
-    hold.release();
-    await hold.reached(co, 'epoch 2 step 2');
-    t.match(co.text, /"workers":2,[^\n]*"msg":"ring will be re-formed/, 'the job went on with the other two');
-    coord.kill('SIGTERM');
-    t.equal(await exited(coord, 60_000), 0, `the coordinator exits 0 on SIGTERM${coord.exitCode ? `: ${co.text.slice(-2000)}` : ''}`);
-    for (const i of [0, 1]) t.equal(await exited(workers[i], 60_000), 0, `worker ${i} exits 0 when told to stop`);
-    t.match(co.text, /resume with: wolfpack coordinator --resume /);
-    const saved = trainState(out);
-    t.ok(saved.epoch === 1 && saved.step > S && saved.step <= S + 3, `train-state.json: epoch 1 done, step ${saved.step} within epoch 2`);
-  });
+  await t.test(
+    'SIGTERM to a worker: it leaves at once; SIGTERM to the coordinator: all stop, last step saved',
+    async (t) => {
+      const out = join(job.dir, 'sigterm');
+      const hold = new Hold(job.dir, 'hold-sigterm');
+      const { coord, co, workers } = await startCluster(t, jobArgs(job, out, hold.args('1:2,2:2')), 3);
+      const wo = workers.map((w) => new Output(w));
+      await hold.reached(co, 'epoch 1 step 2');
+      workers[2].kill('SIGTERM');
+      t.equal(await exited(workers[2], 60_000), 0, 'the worker sent SIGTERM exits 0');
+      t.match(wo[2].text, /"msg":"stopping: leaving the job"/);
+      t.match(wo[2].text, /"msg":"stopped"/);
+      hold.release();
+      await hold.reached(co, 'epoch 2 step 2');
+      t.match(co.text, /"workers":2,[^\n]*"msg":"ring will be re-formed/, 'the job went on with the other two');
+      coord.kill('SIGTERM');
+      t.equal(
+        await exited(coord, 60_000),
+        0,
+        `the coordinator exits 0 on SIGTERM${coord.exitCode ? `: ${co.text.slice(-2000)}` : ''}`,
+      );
+      for (const i of [0, 1]) t.equal(await exited(workers[i], 60_000), 0, `worker ${i} exits 0 when told to stop`);
+      t.match(co.text, /resume with: wolfpack coordinator --resume /);
+      const saved = trainState(out);
+      t.ok(
+        saved.epoch === 1 && saved.step > S && saved.step <= S + 3,
+        `train-state.json: epoch 1 done, step ${saved.step} within epoch 2`,
+      );
+    },
+  );
 });
 
 t.test('SIGTERM to a coordinator still waiting for its workers: exit 0, nothing to resume', async (t) => {
   const job = await makeTinyJob();
   t.teardown(job.cleanup);
   const coord = startCli(['coordinator', '--workers', '2', '--port', '0', ...jobArgs(job, join(job.dir, 'waiting'))]);
-  t.teardown(() => { coord.kill('SIGKILL'); });
+  t.teardown(() => {
+    coord.kill('SIGKILL');
+  });
   const co = new Output(coord);
   // the job is prepared and waits for workers that never come: the stop must end that wait (and its timers)
   await co.waitFor(/"msg":"waiting for the first workers to join"/, 120_000);
@@ -116,7 +184,10 @@ t.test('train checks its paths before it starts a worker', async (t) => {
   t.equal(r.code, 1);
   t.match(r.stderr, `--data ${missing}: no such folder`);
   t.notMatch(r.stdout + r.stderr, /local worker/, 'no worker was started');
-  const w = await runCli(['train', '--data', job.data, '--weights', join(job.dir, 'nope.ckpt'), '--out', join(job.dir, 'o2')], 60_000);
+  const w = await runCli(
+    ['train', '--data', job.data, '--weights', join(job.dir, 'nope.ckpt'), '--out', join(job.dir, 'o2')],
+    60_000,
+  );
   t.equal(w.code, 1);
   t.match(w.stderr, /--weights \S+nope\.ckpt: no such file/);
 
@@ -126,9 +197,15 @@ t.test('train checks its paths before it starts a worker', async (t) => {
   const before = readFileSync(join(out, 'metrics.jsonl'), 'utf8');
   const again = await runCli(['train', '--workers', '1', ...jobArgs(job, out, ['--epochs', '1'])], 60_000);
   t.equal(again.code, 2, 'a second new run into the same --out is refused');
-  t.match(again.stderr, /already holds a run \(train-state\.json, last\.ckpt, best\.ckpt, metrics\.jsonl, steps\.jsonl, curves\.png\): continue it with --resume/);
-  t.equal(readFileSync(join(out, 'metrics.jsonl'), 'utf8'), before, 'and the first run\'s files are untouched');
-  const over = await runCli(['train', '--workers', '1', ...jobArgs(job, out, ['--epochs', '1', '--overwrite'])], 300_000);
+  t.match(
+    again.stderr,
+    /already holds a run \(train-state\.json, last\.ckpt, best\.ckpt, metrics\.jsonl, steps\.jsonl, curves\.png\): continue it with --resume/,
+  );
+  t.equal(readFileSync(join(out, 'metrics.jsonl'), 'utf8'), before, "and the first run's files are untouched");
+  const over = await runCli(
+    ['train', '--workers', '1', ...jobArgs(job, out, ['--epochs', '1', '--overwrite'])],
+    300_000,
+  );
   t.equal(over.code, 0, '--overwrite replaces it');
   t.equal(samples(out).length, 1, 'metrics.jsonl starts afresh, not appended to');
 

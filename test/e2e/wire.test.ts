@@ -19,8 +19,31 @@ t.test('--wire bf16 and fp16 train with identical replicas, close to float32', a
   t.teardown(job.cleanup);
   const run = async (wire: string, workers: number) => {
     const out = join(job.dir, `${wire}-${workers}`);
-    const r = await runCli(['train', '--workers', String(workers), ...tinyTrainArgs(job, out, ['--epochs', '2', '--freeze', 'backbone', '--bn', 'frozen', '--lr', '0.01', '--wire', wire])], 300_000);
-    t.equal(r.code, 0, `--wire ${wire}, ${workers} workers: finishes, replicas agreeing at each epoch end${r.code ? `: ${r.stderr.slice(-1500)}` : ''}`);
+    const r = await runCli(
+      [
+        'train',
+        '--workers',
+        String(workers),
+        ...tinyTrainArgs(job, out, [
+          '--epochs',
+          '2',
+          '--freeze',
+          'backbone',
+          '--bn',
+          'frozen',
+          '--lr',
+          '0.01',
+          '--wire',
+          wire,
+        ]),
+      ],
+      300_000,
+    );
+    t.equal(
+      r.code,
+      0,
+      `--wire ${wire}, ${workers} workers: finishes, replicas agreeing at each epoch end${r.code ? `: ${r.stderr.slice(-1500)}` : ''}`,
+    );
     return out;
   };
   // every parameter (not the Momentum accumulators) in one vector
@@ -29,18 +52,32 @@ t.test('--wire bf16 and fp16 train with identical replicas, close to float32', a
     const names = [...m.keys()].filter((k) => !k.startsWith('moments.')).sort();
     const all = new Float32Array(names.reduce((a, k) => a + m.get(k)!.length, 0));
     let at = 0;
-    for (const k of names) { all.set(m.get(k)!, at); at += m.get(k)!.length; }
+    for (const k of names) {
+      all.set(m.get(k)!, at);
+      at += m.get(k)!.length;
+    }
     return all;
   };
-  const loss = (out: string) => (readFileSync(join(out, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { train_loss: number })).at(-1)!.train_loss;
+  const loss = (out: string) =>
+    readFileSync(join(out, 'metrics.jsonl'), 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as { train_loss: number })
+      .at(-1)!.train_loss;
   const refOut = await run('fp32', 2);
   const ref = await weights(refOut);
-  for (const [wire, workers] of [['bf16', 2], ['fp16', 2]] as const) {
+  for (const [wire, workers] of [
+    ['bf16', 2],
+    ['fp16', 2],
+  ] as const) {
     const out = await run(wire, workers);
     const saved = JSON.parse(readFileSync(join(out, 'train-state.json'), 'utf8')) as { config: { wire?: string } };
     t.equal(saved.config.wire, wire, 'the wire format is saved with the job');
     const rel = maxRelToScale(await weights(out), ref);
-    t.ok(rel > 0 && rel < 1e-2, `every parameter vs the float32 run: max |diff| / max |w| = ${rel.toExponential(2)} (rounded, but close)`);
+    t.ok(
+      rel > 0 && rel < 1e-2,
+      `every parameter vs the float32 run: max |diff| / max |w| = ${rel.toExponential(2)} (rounded, but close)`,
+    );
     const [a, b] = [loss(out), loss(refOut)];
     t.ok(Math.abs(a - b) <= 0.05 * b, `last epoch's train loss ${a.toFixed(4)} vs float32's ${b.toFixed(4)}`);
   }

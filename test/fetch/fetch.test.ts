@@ -18,7 +18,12 @@ import type { TensorMap } from '../../shared/weights/host-tensor.js';
 
 // ---- a zip writer, written from the format (APPNOTE 4.3), independent of the reader under test ----
 
-interface ZipFile { name: string; data: Buffer; method?: 0 | 8 | 12; badCrc?: boolean }
+interface ZipFile {
+  name: string;
+  data: Buffer;
+  method?: 0 | 8 | 12;
+  badCrc?: boolean;
+}
 
 function makeZip(files: ZipFile[], opts: { zip64?: boolean } = {}): Buffer {
   const locals: Buffer[] = [];
@@ -91,7 +96,10 @@ function makeZip(files: ZipFile[], opts: { zip64?: boolean } = {}): Buffer {
   return Buffer.concat([...locals, cd, ...tail, end]);
 }
 
-const jpeg = (r: number) => sharp({ create: { width: 8, height: 6, channels: 3, background: { r, g: 90, b: 30 } } }).jpeg().toBuffer();
+const jpeg = (r: number) =>
+  sharp({ create: { width: 8, height: 6, channels: 3, background: { r, g: 90, b: 30 } } })
+    .jpeg()
+    .toBuffer();
 
 /** The lab's layout: data/Canidae/{train,val}/{dogs,wolves}/*.jpg, plus the junk archivers add. */
 async function canidaeZip(): Promise<{ zip: Buffer; files: ZipFile[] }> {
@@ -99,7 +107,11 @@ async function canidaeZip(): Promise<{ zip: Buffer; files: ZipFile[] }> {
   for (const split of ['train', 'val']) {
     for (const [c, cls] of ['dogs', 'wolves'].entries()) {
       for (let i = 0; i < (split === 'train' ? 3 : 2); i++) {
-        files.push({ name: `data/Canidae/${split}/${cls}/${cls}${i}.jpg`, data: await jpeg(40 * c + 20 * i), method: i % 2 === 0 ? 8 : 0 });
+        files.push({
+          name: `data/Canidae/${split}/${cls}/${cls}${i}.jpg`,
+          data: await jpeg(40 * c + 20 * i),
+          method: i % 2 === 0 ? 8 : 0,
+        });
       }
     }
   }
@@ -113,7 +125,10 @@ const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 const pseudoRandom = (n: number, seed: number) => {
   const b = Buffer.alloc(n);
   let x = seed;
-  for (let i = 0; i < n; i++) { x = (x * 1103515245 + 12345) >>> 0; b[i] = x >>> 24; }
+  for (let i = 0; i < n; i++) {
+    x = (x * 1103515245 + 12345) >>> 0;
+    b[i] = x >>> 24;
+  }
   return b;
 };
 
@@ -131,7 +146,11 @@ interface Route {
   stalls?: number;
 }
 
-interface TestServer { base: string; hits: Map<string, (string | undefined)[]>; server: Server }
+interface TestServer {
+  base: string;
+  hits: Map<string, (string | undefined)[]>;
+  server: Server;
+}
 
 async function serve(t: Test, routes: Record<string, Route>): Promise<TestServer> {
   const hits = new Map<string, (string | undefined)[]>();
@@ -142,17 +161,33 @@ async function serve(t: Test, routes: Record<string, Route>): Promise<TestServer
     const seen = hits.get(path) ?? [];
     seen.push(req.headers.range);
     hits.set(path, seen);
-    if (!route) { res.writeHead(404, 'Not Found').end('no such file'); return; }
-    if (route.status) { res.writeHead(route.status).end('error'); return; }
+    if (!route) {
+      res.writeHead(404, 'Not Found').end('no such file');
+      return;
+    }
+    if (route.status) {
+      res.writeHead(route.status).end('error');
+      return;
+    }
     const full = route.body;
     let start = 0;
     const m = /^bytes=(\d+)-$/.exec(req.headers.range ?? '');
-    const headers: Record<string, string | number> = { 'content-type': 'application/octet-stream', 'accept-ranges': route.noRange ? 'none' : 'bytes' };
+    const headers: Record<string, string | number> = {
+      'content-type': 'application/octet-stream',
+      'accept-ranges': route.noRange ? 'none' : 'bytes',
+    };
     if (route.etag) headers.etag = route.etag;
     if (m && !route.noRange) {
       start = Number(m[1]);
-      if (start >= full.length) { res.writeHead(416, { 'content-range': `bytes */${full.length}` }).end(); return; }
-      res.writeHead(206, { ...headers, 'content-length': full.length - start, 'content-range': `bytes ${start}-${full.length - 1}/${full.length}` });
+      if (start >= full.length) {
+        res.writeHead(416, { 'content-range': `bytes */${full.length}` }).end();
+        return;
+      }
+      res.writeHead(206, {
+        ...headers,
+        'content-length': full.length - start,
+        'content-range': `bytes ${start}-${full.length - 1}/${full.length}`,
+      });
     } else {
       res.writeHead(200, { ...headers, 'content-length': full.length });
     }
@@ -169,15 +204,32 @@ async function serve(t: Test, routes: Record<string, Route>): Promise<TestServer
     }
     res.end(rest);
   });
-  server.on('connection', (s) => { sockets.add(s); s.on('close', () => sockets.delete(s)); });
+  server.on('connection', (s) => {
+    sockets.add(s);
+    s.on('close', () => sockets.delete(s));
+  });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  t.teardown(() => new Promise<void>((resolve) => { for (const s of sockets) s.destroy(); server.close(() => resolve()); }));
+  t.teardown(
+    () =>
+      new Promise<void>((resolve) => {
+        for (const s of sockets) s.destroy();
+        server.close(() => resolve());
+      }),
+  );
   return { base: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, hits, server };
 }
 
 /** A stream that collects what is written. */
 const sink = (isTTY = false) => {
-  const s = { text: '', isTTY, columns: 100, write(x: string) { s.text += x; return true; } };
+  const s = {
+    text: '',
+    isTTY,
+    columns: 100,
+    write(x: string) {
+      s.text += x;
+      return true;
+    },
+  };
   return s;
 };
 
@@ -209,9 +261,23 @@ t.test('unzips the lab layout into DEST/{train,val}/<class>', async (t) => {
 
 t.test('reads ZIP64 central directories', async (t) => {
   const data = pseudoRandom(3000, 7);
-  const dir = t.testdir({ 'z.zip': makeZip([{ name: 'train/a/1.bin', data }, { name: 'val/a/2.bin', data, method: 0 }], { zip64: true }) });
+  const dir = t.testdir({
+    'z.zip': makeZip(
+      [
+        { name: 'train/a/1.bin', data },
+        { name: 'val/a/2.bin', data, method: 0 },
+      ],
+      { zip64: true },
+    ),
+  });
   const entries = await listZip(join(dir, 'z.zip'));
-  t.same(entries.map((e) => [e.name, e.size, e.method]), [['train/a/1.bin', 3000, 8], ['val/a/2.bin', 3000, 0]]);
+  t.same(
+    entries.map((e) => [e.name, e.size, e.method]),
+    [
+      ['train/a/1.bin', 3000, 8],
+      ['val/a/2.bin', 3000, 0],
+    ],
+  );
   const r = await unzipImageFolder(join(dir, 'z.zip'), join(dir, 'out'));
   t.equal(r.files, 2);
   t.same(readFileSync(join(dir, 'out', 'val', 'a', '2.bin')), data);
@@ -219,7 +285,8 @@ t.test('reads ZIP64 central directories', async (t) => {
 
 t.test('damaged or hostile zips are refused, and leave nothing behind', async (t) => {
   const img = await jpeg(10);
-  const ok = (extra: ZipFile[]) => makeZip([{ name: 'train/a/1.jpg', data: img }, { name: 'val/a/1.jpg', data: img }, ...extra]);
+  const ok = (extra: ZipFile[]) =>
+    makeZip([{ name: 'train/a/1.jpg', data: img }, { name: 'val/a/1.jpg', data: img }, ...extra]);
   const good = ok([]);
   const dir = t.testdir({
     'slip.zip': ok([{ name: '../../evil.jpg', data: img }]),
@@ -243,7 +310,11 @@ t.test('damaged or hostile zips are refused, and leave nothing behind', async (t
     await t.rejects(unzipImageFolder(join(dir, name), join(dir, `out-${name}`)), want, name);
     t.notOk(existsSync(join(dir, `out-${name}`)), `${name}: no output folder`);
   }
-  t.same(readdirSync(dir).filter((n) => n.startsWith('.')), [], 'no temporary folders left');
+  t.same(
+    readdirSync(dir).filter((n) => n.startsWith('.')),
+    [],
+    'no temporary folders left',
+  );
 });
 
 // ---- downloads ----
@@ -253,7 +324,13 @@ t.test('a connection that breaks halfway is resumed with Range', async (t) => {
   const srv = await serve(t, { '/f.bin': { body, breaks: 1, etag: '"v1"' } });
   const dir = t.testdir({});
   const progress: DownloadProgress[] = [];
-  const r = await download({ url: `${srv.base}/f.bin`, dest: join(dir, 'f.bin'), sha256: sha(body), retryDelayMs: 10, onProgress: (p) => progress.push(p) });
+  const r = await download({
+    url: `${srv.base}/f.bin`,
+    dest: join(dir, 'f.bin'),
+    sha256: sha(body),
+    retryDelayMs: 10,
+    onProgress: (p) => progress.push(p),
+  });
   t.equal(r.connections, 2);
   t.equal(r.bytes, body.length);
   t.equal(r.sha256, sha(body));
@@ -265,7 +342,10 @@ t.test('a connection that breaks halfway is resumed with Range', async (t) => {
   t.ok(resumedAt > 0 && resumedAt < body.length, `resumed at ${resumedAt}`);
   t.equal(progress.at(-1)!.done, true);
   t.equal(progress.at(-1)!.received, body.length);
-  t.ok(progress.some((p) => p.resumedFrom === resumedAt), 'progress reports the resume');
+  t.ok(
+    progress.some((p) => p.resumedFrom === resumedAt),
+    'progress reports the resume',
+  );
   t.same(readdirSync(dir), ['f.bin'], 'no .part files left');
 });
 
@@ -274,8 +354,10 @@ t.test('a broken download is resumed by the next run', async (t) => {
   const srv = await serve(t, { '/f.bin': { body, breaks: 1 } });
   const dir = t.testdir({});
   const dest = join(dir, 'f.bin');
-  await t.rejects(download({ url: `${srv.base}/f.bin`, dest, retries: 0 }),
-    { code: 'E_IO', message: /broke off after \d+ of 200000 bytes .*run the same command again to resume from byte \d+/ });
+  await t.rejects(download({ url: `${srv.base}/f.bin`, dest, retries: 0 }), {
+    code: 'E_IO',
+    message: /broke off after \d+ of 200000 bytes .*run the same command again to resume from byte \d+/,
+  });
   t.notOk(existsSync(dest), 'no DEST while incomplete');
   const partial = statSync(`${dest}.part`).size;
   t.ok(partial > 0 && partial < body.length);
@@ -301,7 +383,12 @@ t.test('a stalled connection is dropped and resumed', async (t) => {
   const body = pseudoRandom(100_000, 5);
   const srv = await serve(t, { '/f.bin': { body, stalls: 1 } });
   const dir = t.testdir({});
-  const r = await download({ url: `${srv.base}/f.bin`, dest: join(dir, 'f.bin'), retryDelayMs: 10, idleTimeoutMs: 300 });
+  const r = await download({
+    url: `${srv.base}/f.bin`,
+    dest: join(dir, 'f.bin'),
+    retryDelayMs: 10,
+    idleTimeoutMs: 300,
+  });
   t.equal(r.connections, 2);
   t.same(readFileSync(join(dir, 'f.bin')), body);
 });
@@ -311,8 +398,10 @@ t.test('a checksum mismatch deletes the download', async (t) => {
   const srv = await serve(t, { '/f.bin': { body } });
   const dir = t.testdir({});
   const wrong = sha(Buffer.from('something else'));
-  await t.rejects(download({ url: `${srv.base}/f.bin`, dest: join(dir, 'f.bin'), sha256: wrong }),
-    { code: 'E_CORRUPT', message: new RegExp(`checksum mismatch for ${srv.base}/f.bin: sha256 ${sha(body)}, expected ${wrong}.*deleted`) });
+  await t.rejects(download({ url: `${srv.base}/f.bin`, dest: join(dir, 'f.bin'), sha256: wrong }), {
+    code: 'E_CORRUPT',
+    message: new RegExp(`checksum mismatch for ${srv.base}/f.bin: sha256 ${sha(body)}, expected ${wrong}.*deleted`),
+  });
   t.same(readdirSync(dir), [], 'neither DEST nor .part remain');
 });
 
@@ -320,20 +409,28 @@ t.test('size checks and HTTP errors', async (t) => {
   const body = pseudoRandom(1000, 8);
   const srv = await serve(t, { '/f.bin': { body }, '/down': { body, status: 503 } });
   const dir = t.testdir({});
-  await t.rejects(download({ url: `${srv.base}/f.bin`, dest: join(dir, 'a'), size: 999 }),
-    { code: 'E_CORRUPT', message: /the server has 1000 bytes, expected 999/ });
-  await t.rejects(download({ url: `${srv.base}/missing`, dest: join(dir, 'b'), retryDelayMs: 1 }),
-    { code: 'E_IO', message: /GET http:\/\/127\.0\.0\.1:\d+\/missing: HTTP 404 Not Found/ });
+  await t.rejects(download({ url: `${srv.base}/f.bin`, dest: join(dir, 'a'), size: 999 }), {
+    code: 'E_CORRUPT',
+    message: /the server has 1000 bytes, expected 999/,
+  });
+  await t.rejects(download({ url: `${srv.base}/missing`, dest: join(dir, 'b'), retryDelayMs: 1 }), {
+    code: 'E_IO',
+    message: /GET http:\/\/127\.0\.0\.1:\d+\/missing: HTTP 404 Not Found/,
+  });
   t.equal(srv.hits.get('/missing')!.length, 1, 'a 404 is not retried');
-  await t.rejects(download({ url: `${srv.base}/down`, dest: join(dir, 'c'), retries: 2, retryDelayMs: 1 }),
-    { code: 'E_IO', message: /broke off after 0 bytes \(GET .*HTTP 503/ });
+  await t.rejects(download({ url: `${srv.base}/down`, dest: join(dir, 'c'), retries: 2, retryDelayMs: 1 }), {
+    code: 'E_IO',
+    message: /broke off after 0 bytes \(GET .*HTTP 503/,
+  });
   t.equal(srv.hits.get('/down')!.length, 3, 'a 503 is retried');
   const closed = createServer();
   await new Promise<void>((resolve) => closed.listen(0, '127.0.0.1', resolve));
   const port = (closed.address() as AddressInfo).port;
   await new Promise<void>((resolve) => closed.close(() => resolve()));
-  await t.rejects(download({ url: `http://127.0.0.1:${port}/x`, dest: join(dir, 'd'), retries: 1, retryDelayMs: 1 }),
-    { code: 'E_IO', message: /ECONNREFUSED/ });
+  await t.rejects(download({ url: `http://127.0.0.1:${port}/x`, dest: join(dir, 'd'), retries: 1, retryDelayMs: 1 }), {
+    code: 'E_IO',
+    message: /ECONNREFUSED/,
+  });
   t.same(readdirSync(dir), [], 'nothing left behind');
 });
 
@@ -341,7 +438,10 @@ t.test('progress: a bar on a terminal, plain lines elsewhere', async (t) => {
   let now = 0;
   const MiB = 1024 * 1024;
   const feed = (print: (p: DownloadProgress) => void, resumedFrom = 0) => {
-    for (let r = resumedFrom; r <= 20 * MiB; r += MiB) { print({ url: 'u', received: r, total: 20 * MiB, resumedFrom, done: false }); now += 50; }
+    for (let r = resumedFrom; r <= 20 * MiB; r += MiB) {
+      print({ url: 'u', received: r, total: 20 * MiB, resumedFrom, done: false });
+      now += 50;
+    }
     print({ url: 'u', received: 20 * MiB, total: 20 * MiB, resumedFrom, done: true });
   };
   const plain = sink(false);
@@ -355,7 +455,10 @@ t.test('progress: a bar on a terminal, plain lines elsewhere', async (t) => {
   t.notOk(plain.text.includes('\r') || plain.text.includes('\u001b'), 'no terminal control characters in logs');
 
   const tty = sink(true);
-  feed(progressPrinter(tty, 'f.zip', () => now), 4 * MiB);
+  feed(
+    progressPrinter(tty, 'f.zip', () => now),
+    4 * MiB,
+  );
   t.match(tty.text, /^f\.zip: resuming at 4\.0 MiB\n/);
   t.match(tty.text, /\rf\.zip \[#{20}\.{20}\] {2}50% 10\.0 MiB \/ 20\.0 MiB/);
   t.match(tty.text, /\[#{40}\] 100% 20\.0 MiB \/ 20\.0 MiB .*\n$/);
@@ -366,14 +469,25 @@ t.test('progress: a bar on a terminal, plain lines elsewhere', async (t) => {
 
 t.test('wolfpack fetch: data set and weights from URLs, then the train command', async (t) => {
   const { zip } = await canidaeZip();
-  const tensors: TensorMap = new Map([['conv1.weight', { dtype: 'float32', shape: [2, 2], bytes: new Uint8Array(new Float32Array([1, 2, 3, 4]).buffer) }]]);
+  const tensors: TensorMap = new Map([
+    ['conv1.weight', { dtype: 'float32', shape: [2, 2], bytes: new Uint8Array(new Float32Array([1, 2, 3, 4]).buffer) }],
+  ]);
   const ckpt = Buffer.from(serializeCkpt(tensors));
   const srv = await serve(t, { '/Canidae_data.zip': { body: zip, breaks: 1 }, '/m/resnet50.ckpt': { body: ckpt } });
   const dir = t.testdir({});
   const data = join(dir, 'data');
   const out = sink();
   const err = sink();
-  const r = await runFetch({ dir: data, urlDataset: `${srv.base}/Canidae_data.zip`, urlWeights: `${srv.base}/m/resnet50.ckpt`, retryDelayMs: 10 }, out, err);
+  const r = await runFetch(
+    {
+      dir: data,
+      urlDataset: `${srv.base}/Canidae_data.zip`,
+      urlWeights: `${srv.base}/m/resnet50.ckpt`,
+      retryDelayMs: 10,
+    },
+    out,
+    err,
+  );
   t.equal(r.data, join(data, 'Canidae'));
   t.equal(r.weights, join(data, 'resnet50.ckpt'));
   t.equal(r.next, `wolfpack train --data ${join(data, 'Canidae')} --weights ${join(data, 'resnet50.ckpt')}`);
@@ -385,7 +499,11 @@ t.test('wolfpack fetch: data set and weights from URLs, then the train command',
   t.same(readFileSync(join(data, 'resnet50.ckpt')), ckpt);
 
   const out2 = sink();
-  await runFetch({ dir: data, urlDataset: `${srv.base}/Canidae_data.zip`, urlWeights: `${srv.base}/m/resnet50.ckpt` }, out2, sink());
+  await runFetch(
+    { dir: data, urlDataset: `${srv.base}/Canidae_data.zip`, urlWeights: `${srv.base}/m/resnet50.ckpt` },
+    out2,
+    sink(),
+  );
   t.match(out2.text, /Canidae is already there/);
   t.match(out2.text, /resnet50\.ckpt is already there/);
   t.equal(srv.hits.get('/m/resnet50.ckpt')!.length, 1, 'nothing fetched twice');
@@ -393,8 +511,14 @@ t.test('wolfpack fetch: data set and weights from URLs, then the train command',
   // A weights URL that serves something else is caught before training starts.
   await writeFile(join(dir, 'x'), '');
   const srv2 = await serve(t, { '/bad.ckpt': { body: Buffer.from('<html>maintenance</html>') } });
-  await t.rejects(runFetch({ dir: join(dir, 'd2'), dataset: 'none', urlWeights: `${srv2.base}/bad.ckpt` }, sink(), sink()), { code: /E_WEIGHTS|E_CORRUPT/ });
-  await t.rejects(runFetch({ dir: data, dataset: 'imagenet' }, sink(), sink()), { code: 'E_USAGE', message: /--dataset: unknown 'imagenet', expected one of canidae, none/ });
+  await t.rejects(
+    runFetch({ dir: join(dir, 'd2'), dataset: 'none', urlWeights: `${srv2.base}/bad.ckpt` }, sink(), sink()),
+    { code: /E_WEIGHTS|E_CORRUPT/ },
+  );
+  await t.rejects(runFetch({ dir: data, dataset: 'imagenet' }, sink(), sink()), {
+    code: 'E_USAGE',
+    message: /--dataset: unknown 'imagenet', expected one of canidae, none/,
+  });
   const none = await runFetch({ dir: data, dataset: 'none', weights: 'none' }, sink(), sink());
   t.equal(none.next, 'wolfpack train --data DIR --weights FILE');
 });

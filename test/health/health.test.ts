@@ -19,7 +19,10 @@ const read = (path: string) => JSON.parse(readFileSync(path, 'utf8')) as HealthR
 async function healthCli(argv: string[]): Promise<{ code: number; out: string }> {
   let out = '';
   const [o, e] = [process.stdout.write, process.stderr.write];
-  const capture = ((chunk: string | Uint8Array) => { out += String(chunk); return true; }) as typeof process.stdout.write;
+  const capture = ((chunk: string | Uint8Array) => {
+    out += String(chunk);
+    return true;
+  }) as typeof process.stdout.write;
   process.stdout.write = capture;
   process.stderr.write = capture;
   try {
@@ -45,7 +48,11 @@ t.test('HealthFile: each state change is written at once, with the verdict for t
     t.equal(r.role, 'worker');
     t.equal(r.pid, process.pid);
   }
-  t.same(HEALTHY.worker, ['connected', 'admitted', 'training'], 'a worker is healthy only while it holds its coordinator connection');
+  t.same(
+    HEALTHY.worker,
+    ['connected', 'admitted', 'training'],
+    'a worker is healthy only while it holds its coordinator connection',
+  );
   t.same(HEALTHY.coordinator, ['listening', 'training']);
   t.equal(read(path).detail, 'rank 1');
   t.same(readdirSync(dir), ['health.json'], 'no temp file left behind');
@@ -72,7 +79,12 @@ t.test('HealthFile: refreshed while the state stays; a file it cannot write is n
   t.ok(read(path).updated > first, 'updated moves on');
   t.equal(read(path).since, read(path).since, 'since stays');
   const warnings: unknown[] = [];
-  const bad = new HealthFile(join(dir, 'no-such-dir', 'health.json'), 'worker', { warn: (...a: unknown[]) => warnings.push(a) } as never, 60_000);
+  const bad = new HealthFile(
+    join(dir, 'no-such-dir', 'health.json'),
+    'worker',
+    { warn: (...a: unknown[]) => warnings.push(a) } as never,
+    60_000,
+  );
   bad.set('connecting');
   bad.set('connected');
   bad.close();
@@ -84,7 +96,14 @@ t.test('checkHealth and `wolfpack health`: exit 0 only for a healthy state in a 
   const path = join(dir, 'h.json');
   const now = Date.parse('2026-12-06T10:00:00Z');
   const rec = (state: string, healthy: boolean, ageS: number, at = now): HealthRecord =>
-    ({ role: 'worker', state, healthy, pid: 1, since: '2026-12-06T09:00:00.000Z', updated: new Date(at - ageS * 1000).toISOString() } as HealthRecord);
+    ({
+      role: 'worker',
+      state,
+      healthy,
+      pid: 1,
+      since: '2026-12-06T09:00:00.000Z',
+      updated: new Date(at - ageS * 1000).toISOString(),
+    }) as HealthRecord;
 
   t.match(checkHealth(path, 60, now), { ok: false, reason: /does not exist/ });
   writeFileSync(path, 'not json');
@@ -119,15 +138,26 @@ t.test('a worker says lost the moment its coordinator connection closes, whoever
   const port = (wss.address() as AddressInfo).port;
   const seen: string[] = [];
   wss.on('connection', (ws) => {
-    const poll = setInterval(() => { if (existsSync(file)) seen.push(read(file).state); }, 20);
-    setTimeout(() => { clearInterval(poll); ws.close(1001, 'going away'); }, 1500);
+    const poll = setInterval(() => {
+      if (existsSync(file)) seen.push(read(file).state);
+    }, 20);
+    setTimeout(() => {
+      clearInterval(poll);
+      ws.close(1001, 'going away');
+    }, 1500);
   });
   // a neighbour's connection to the same port, as on a host-network worker host
   const neighbour: Socket = connect(port, '127.0.0.1');
   await new Promise((resolve) => neighbour.once('connect', resolve));
-  t.teardown(() => { neighbour.destroy(); wss.close(); });
+  t.teardown(() => {
+    neighbour.destroy();
+    wss.close();
+  });
 
-  const r = await runCli(['worker', '--connect', `ws://127.0.0.1:${port}`, '--backend', 'cpu', '--timeout', '20', '--health-file', file], 60_000);
+  const r = await runCli(
+    ['worker', '--connect', `ws://127.0.0.1:${port}`, '--backend', 'cpu', '--timeout', '20', '--health-file', file],
+    60_000,
+  );
   t.not(r.code, 0, 'the worker exits with an error');
   t.ok(seen.includes('connected'), `connected while the connection was up (seen: ${[...new Set(seen)].join(', ')})`);
   const last = read(file);

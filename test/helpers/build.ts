@@ -17,7 +17,10 @@ function newestTs(dir: string): number {
 
 /** Compiles to dist/ when `built` (a file there) is missing or older than any TypeScript source of the package. */
 export function ensureBuilt(built: string): void {
-  const sources = Math.max(statSync(join(packageRoot, 'index.ts')).mtimeMs, ...['cli', 'shared', 'coordinator', 'worker', 'bench'].map((d) => newestTs(join(packageRoot, d))));
+  const sources = Math.max(
+    statSync(join(packageRoot, 'index.ts')).mtimeMs,
+    ...['cli', 'shared', 'coordinator', 'worker', 'bench'].map((d) => newestTs(join(packageRoot, d))),
+  );
   if (existsSync(built) && statSync(built).mtimeMs >= sources) return;
   try {
     execFileSync('npx', ['tsc', '-p', 'tsconfig.build.json'], { cwd: packageRoot, stdio: 'pipe' });

@@ -57,30 +57,46 @@ export async function captureProxy(targetPort: number, targetHost = '127.0.0.1')
     for (const s of [client, upstream]) {
       sockets.add(s);
       s.on('close', () => sockets.delete(s));
-      s.on('error', () => { client.destroy(); upstream.destroy(); });
+      s.on('error', () => {
+        client.destroy();
+        upstream.destroy();
+      });
     }
-    client.on('data', (d: Buffer) => { rec.up.push(Buffer.from(d)); upstream.write(d); });
-    upstream.on('data', (d: Buffer) => { rec.down.push(Buffer.from(d)); client.write(d); });
+    client.on('data', (d: Buffer) => {
+      rec.up.push(Buffer.from(d));
+      upstream.write(d);
+    });
+    upstream.on('data', (d: Buffer) => {
+      rec.down.push(Buffer.from(d));
+      client.write(d);
+    });
     client.on('end', () => upstream.end());
     upstream.on('end', () => client.end());
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
-  const payloads = (op?: number) => conns.flatMap((c) => [...wsPayloads(Buffer.concat(c.up), op), ...wsPayloads(Buffer.concat(c.down), op)]);
+  const payloads = (op?: number) =>
+    conns.flatMap((c) => [...wsPayloads(Buffer.concat(c.up), op), ...wsPayloads(Buffer.concat(c.down), op)]);
   return {
     port: (server.address() as AddressInfo).port,
     payloads: () => payloads(),
     binaryPayloads: () => payloads(2),
     bytes: () => Buffer.concat([...conns.flatMap((c) => [...c.up, ...c.down]), ...payloads()]),
     connections: () => conns.length,
-    close: () => new Promise<void>((resolve) => {
-      for (const s of sockets) s.destroy();
-      server.close(() => resolve());
-    }),
+    close: () =>
+      new Promise<void>((resolve) => {
+        for (const s of sockets) s.destroy();
+        server.close(() => resolve());
+      }),
   };
 }
 
 /** The forms a secret could take on the wire if something leaked it. */
 export function secretForms(token: string): Buffer[] {
   const raw = Buffer.from(token, 'utf8');
-  return [raw, Buffer.from(raw.toString('hex')), Buffer.from(raw.toString('base64')), Buffer.from(raw.toString('base64url'))];
+  return [
+    raw,
+    Buffer.from(raw.toString('hex')),
+    Buffer.from(raw.toString('base64')),
+    Buffer.from(raw.toString('base64url')),
+  ];
 }

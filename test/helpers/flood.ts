@@ -47,7 +47,12 @@ function bigFrame(len: number, sent: number): Buffer {
 export function openFlood(port: number, from: string, kind: FloodKind): FloodSocket {
   const socket = net.connect({ port, host: '127.0.0.1', localAddress: from });
   const s: FloodSocket = { kind, from, socket, openedAt: Date.now(), received: '', closed: Promise.resolve() };
-  s.closed = new Promise<void>((resolve) => socket.once('close', () => { s.closedAt = Date.now(); resolve(); }));
+  s.closed = new Promise<void>((resolve) =>
+    socket.once('close', () => {
+      s.closedAt = Date.now();
+      resolve();
+    }),
+  );
   socket.on('error', () => undefined); // resets are what the server is expected to do
   let upgraded = false;
   socket.on('data', (d: Buffer) => {
@@ -60,7 +65,8 @@ export function openFlood(port: number, from: string, kind: FloodKind): FloodSoc
   socket.once('connect', () => {
     if (kind === 'partial-head') socket.write('GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ');
     else if (kind === 'long-key') socket.write(upgradeHead('A'.repeat(5000), false));
-    else if (kind === 'big-head') socket.write(`GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: ${'b'.repeat(12 * 1024)}\r\n\r\n`);
+    else if (kind === 'big-head')
+      socket.write(`GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: ${'b'.repeat(12 * 1024)}\r\n\r\n`);
     else if (kind === 'big-frame') socket.write(upgradeHead(randomBytes(16).toString('base64'), true));
   });
   return s;
@@ -80,7 +86,12 @@ export class Flood {
   private running = true;
   private readonly timers = new Set<NodeJS.Timeout>();
 
-  constructor(private readonly port: number, from: string[], kinds: FloodKind[], count: number) {
+  constructor(
+    private readonly port: number,
+    from: string[],
+    kinds: FloodKind[],
+    count: number,
+  ) {
     for (const a of from) for (const k of kinds) for (let i = 0; i < count; i++) this.open(a, k);
     this.firstRound = [...this.sockets];
   }
@@ -90,10 +101,13 @@ export class Flood {
     this.sockets.push(s);
     void s.closed.then(() => {
       if (!this.running) return;
-      const timer = setTimeout(() => {
-        this.timers.delete(timer);
-        if (this.running) this.open(from, kind);
-      }, Math.max(0, REOPEN_MIN_MS - ((s.closedAt as number) - s.openedAt)));
+      const timer = setTimeout(
+        () => {
+          this.timers.delete(timer);
+          if (this.running) this.open(from, kind);
+        },
+        Math.max(0, REOPEN_MIN_MS - ((s.closedAt as number) - s.openedAt)),
+      );
       this.timers.add(timer);
     });
   }
@@ -123,7 +137,9 @@ export class Flood {
 export async function allClosed(sockets: FloodSocket[], ms: number): Promise<boolean> {
   let timer: NodeJS.Timeout | undefined;
   const all = Promise.all(sockets.map((s) => s.closed)).then(() => true);
-  const late = new Promise<boolean>((resolve) => { timer = setTimeout(() => resolve(false), ms); });
+  const late = new Promise<boolean>((resolve) => {
+    timer = setTimeout(() => resolve(false), ms);
+  });
   try {
     return await Promise.race([all, late]);
   } finally {

@@ -30,8 +30,10 @@ export interface Flipped {
  * private writable mappings.
  */
 export function flipBitEverywhere(pid: number, pattern: Uint8Array, at = 0, bit = 0): Flipped {
-  if (pattern.length < 16 || at >= pattern.length) throw new Error('the pattern must be at least 16 bytes and hold byte `at`');
-  const regions = readFileSync(`/proc/${pid}/maps`, 'utf8').split('\n')
+  if (pattern.length < 16 || at >= pattern.length)
+    throw new Error('the pattern must be at least 16 bytes and hold byte `at`');
+  const regions = readFileSync(`/proc/${pid}/maps`, 'utf8')
+    .split('\n')
     .map((line) => /^([0-9a-f]+)-([0-9a-f]+) rw.p \S+ \S+ \S+\s*(.*)$/.exec(line))
     .filter((m): m is RegExpExecArray => m !== null && !/^\[(vvar|vsyscall|vdso)/.test(m[3]))
     .map((m) => ({ start: parseInt(m[1], 16), end: parseInt(m[2], 16) }));
@@ -53,7 +55,8 @@ export function flipBitEverywhere(pid: number, pattern: Uint8Array, at = 0, bit 
         searched += Math.min(n, CHUNK);
         const view = buf.subarray(0, n);
         // A copy starting past CHUNK lies in the next chunk too, and is counted there.
-        for (let i = view.indexOf(needle); i >= 0 && i < CHUNK; i = view.indexOf(needle, i + 1)) addresses.push(base + i);
+        for (let i = view.indexOf(needle); i >= 0 && i < CHUNK; i = view.indexOf(needle, i + 1))
+          addresses.push(base + i);
       }
     }
     for (const a of addresses) {

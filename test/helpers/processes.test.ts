@@ -6,7 +6,9 @@ import { exited } from './processes.js';
 
 function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
-  const late = new Promise<never>((_, reject) => { timer = setTimeout(() => reject(new Error(`${what}: still waiting after ${ms} ms`)), ms); });
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what}: still waiting after ${ms} ms`)), ms);
+  });
   return Promise.race([p, late]).finally(() => clearTimeout(timer));
 }
 
@@ -14,7 +16,9 @@ const idle = () => spawn(process.execPath, ['-e', 'setInterval(() => {}, 1000)']
 
 t.test('a child killed by a signal before the wait resolves with null', async (t) => {
   const p = idle();
-  t.teardown(() => { p.kill('SIGKILL'); });
+  t.teardown(() => {
+    p.kill('SIGKILL');
+  });
   await new Promise((resolve) => p.once('spawn', resolve));
   p.kill('SIGKILL');
   await new Promise((resolve) => p.once('exit', resolve));
@@ -30,7 +34,9 @@ t.test('a child that exits with a code while waited on resolves with it', async 
 
 t.test('a child still running at the timeout is killed, and the wait ends', async (t) => {
   const p = idle();
-  t.teardown(() => { p.kill('SIGKILL'); });
+  t.teardown(() => {
+    p.kill('SIGKILL');
+  });
   t.equal(await within(exited(p, 200), 60_000, 'exited() past its timeout'), null);
   t.equal(p.signalCode, 'SIGKILL');
 });

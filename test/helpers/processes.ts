@@ -11,17 +11,26 @@ export interface RunResult {
 }
 
 const live = new Set<ChildProcess>();
-process.on('exit', () => { for (const p of live) p.kill('SIGKILL'); });
+process.on('exit', () => {
+  for (const p of live) p.kill('SIGKILL');
+});
 
 /** Runs `wolfpack ARGS` to completion (or kills it after timeoutMs). */
 export function runCli(args: string[], timeoutMs: number, env: Record<string, string> = {}): Promise<RunResult> {
   return new Promise((resolve) => {
-    const p = spawn(process.execPath, [cliPath, ...args], { env: { ...process.env, WOLFPACK_LOG_FORMAT: 'json', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const p = spawn(process.execPath, [cliPath, ...args], {
+      env: { ...process.env, WOLFPACK_LOG_FORMAT: 'json', ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     live.add(p);
     let stdout = '';
     let stderr = '';
-    p.stdout!.on('data', (d: Buffer) => { stdout += d.toString(); });
-    p.stderr!.on('data', (d: Buffer) => { stderr += d.toString(); });
+    p.stdout!.on('data', (d: Buffer) => {
+      stdout += d.toString();
+    });
+    p.stderr!.on('data', (d: Buffer) => {
+      stderr += d.toString();
+    });
     const timer = setTimeout(() => p.kill('SIGKILL'), timeoutMs);
     p.on('exit', (code, signal) => {
       clearTimeout(timer);
@@ -33,7 +42,10 @@ export function runCli(args: string[], timeoutMs: number, env: Record<string, st
 
 /** Starts `wolfpack ARGS` in the background; the caller stops it with kill(). */
 export function startCli(args: string[], env: Record<string, string> = {}): ChildProcess {
-  const p = spawn(process.execPath, [cliPath, ...args], { env: { ...process.env, WOLFPACK_LOG_FORMAT: 'json', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const p = spawn(process.execPath, [cliPath, ...args], {
+    env: { ...process.env, WOLFPACK_LOG_FORMAT: 'json', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   live.add(p);
   p.on('exit', () => live.delete(p));
   return p;
@@ -63,7 +75,8 @@ export class Output {
     p.stderr?.on('data', on);
     p.once('close', (code, signal) => {
       this.closed = true;
-      for (const w of this.waiters.splice(0)) w.reject(this.missing(w.re, `the process exited (${signal ?? `code ${code}`})`));
+      for (const w of this.waiters.splice(0))
+        w.reject(this.missing(w.re, `the process exited (${signal ?? `code ${code}`})`));
     });
   }
 
@@ -78,8 +91,14 @@ export class Output {
     return new Promise((resolve, reject) => {
       const w = {
         re,
-        resolve: (x: RegExpMatchArray) => { clearTimeout(t); resolve(x); },
-        reject: (e: Error) => { clearTimeout(t); reject(e); },
+        resolve: (x: RegExpMatchArray) => {
+          clearTimeout(t);
+          resolve(x);
+        },
+        reject: (e: Error) => {
+          clearTimeout(t);
+          reject(e);
+        },
       };
       const t = setTimeout(() => {
         this.waiters.splice(this.waiters.indexOf(w), 1);
@@ -100,7 +119,10 @@ export function exited(p: ChildProcess, timeoutMs: number): Promise<number | nul
   if (p.exitCode !== null || p.signalCode !== null) return Promise.resolve(p.exitCode);
   return new Promise((resolve) => {
     const t = setTimeout(() => p.kill('SIGKILL'), timeoutMs);
-    p.once('exit', (code) => { clearTimeout(t); resolve(code); });
+    p.once('exit', (code) => {
+      clearTimeout(t);
+      resolve(code);
+    });
   });
 }
 
@@ -109,7 +131,12 @@ export async function startCluster(t: { teardown(fn: () => void): void }, coordA
   const coord = startCli(['coordinator', '--workers', String(n), '--port', '0', ...coordArgs]);
   const co = new Output(coord);
   const workers: ChildProcess[] = [];
-  t.teardown(() => { for (const p of [coord, ...workers]) { p.kill('SIGCONT'); p.kill('SIGKILL'); } });
+  t.teardown(() => {
+    for (const p of [coord, ...workers]) {
+      p.kill('SIGCONT');
+      p.kill('SIGKILL');
+    }
+  });
   const port = (await co.waitFor(/"port":(\d+).*listening for workers/, 60_000))[1];
   const startWorker = () => {
     const w = startCli(['worker', '--connect', `ws://127.0.0.1:${port}`, '--backend', 'wasm', '--timeout', '120']);

@@ -17,8 +17,12 @@ export function start(args: string[], env: Record<string, string> = {}): Proc {
   const proc = startCli(args, env);
   let out = '';
   let err = '';
-  proc.stdout!.on('data', (d: Buffer) => { out += d.toString(); });
-  proc.stderr!.on('data', (d: Buffer) => { err += d.toString(); });
+  proc.stdout!.on('data', (d: Buffer) => {
+    out += d.toString();
+  });
+  proc.stderr!.on('data', (d: Buffer) => {
+    err += d.toString();
+  });
   const exited = new Promise<number | null>((resolve) => proc.once('exit', (code) => resolve(code)));
   return {
     proc,
@@ -26,10 +30,16 @@ export function start(args: string[], env: Record<string, string> = {}): Proc {
     stderr: () => err,
     exit: (ms) => {
       let timer: NodeJS.Timeout | undefined;
-      return Promise.race([exited, new Promise<'timeout'>((resolve) => { timer = setTimeout(() => resolve('timeout'), ms); })])
-        .finally(() => clearTimeout(timer));
+      return Promise.race([
+        exited,
+        new Promise<'timeout'>((resolve) => {
+          timer = setTimeout(() => resolve('timeout'), ms);
+        }),
+      ]).finally(() => clearTimeout(timer));
     },
-    kill: () => { if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGKILL'); },
+    kill: () => {
+      if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGKILL');
+    },
   };
 }
 
@@ -37,7 +47,12 @@ export function start(args: string[], env: Record<string, string> = {}): Proc {
  * Waits until `p` logs a JSON line whose msg matches `re` (and that `where` accepts); resolves with it.
  * Rejects on exit or after `ms`.
  */
-export function waitForLog(p: Proc, re: RegExp, ms: number, where: (rec: Record<string, unknown>) => boolean = () => true): Promise<Record<string, unknown>> {
+export function waitForLog(
+  p: Proc,
+  re: RegExp,
+  ms: number,
+  where: (rec: Record<string, unknown>) => boolean = () => true,
+): Promise<Record<string, unknown>> {
   return new Promise((resolve, reject) => {
     let done = false;
     const scan = () => {
@@ -46,7 +61,9 @@ export function waitForLog(p: Proc, re: RegExp, ms: number, where: (rec: Record<
         try {
           const rec = JSON.parse(line) as Record<string, unknown>;
           if (typeof rec.msg === 'string' && re.test(rec.msg) && where(rec)) return rec;
-        } catch { /* a partial line */ }
+        } catch {
+          /* a partial line */
+        }
       }
       return undefined;
     };
@@ -58,9 +75,16 @@ export function waitForLog(p: Proc, re: RegExp, ms: number, where: (rec: Record<
       p.proc.off('exit', onExit);
       f();
     };
-    const onData = () => { const r = scan(); if (r) finish(() => resolve(r)); };
-    const onExit = () => finish(() => reject(new Error(`process exited before logging ${re}: ${p.stderr().slice(-2000)}`)));
-    const timer = setTimeout(() => finish(() => reject(new Error(`no log line ${re} within ${ms} ms: ${p.stderr().slice(-2000)}`))), ms);
+    const onData = () => {
+      const r = scan();
+      if (r) finish(() => resolve(r));
+    };
+    const onExit = () =>
+      finish(() => reject(new Error(`process exited before logging ${re}: ${p.stderr().slice(-2000)}`)));
+    const timer = setTimeout(
+      () => finish(() => reject(new Error(`no log line ${re} within ${ms} ms: ${p.stderr().slice(-2000)}`))),
+      ms,
+    );
     p.proc.stderr!.on('data', onData);
     p.proc.once('exit', onExit);
     onData();
@@ -74,13 +98,19 @@ export function logRecords(p: Proc): Record<string, unknown>[] {
     if (!line.startsWith('{')) continue;
     try {
       out.push(JSON.parse(line) as Record<string, unknown>);
-    } catch { /* a partial line */ }
+    } catch {
+      /* a partial line */
+    }
   }
   return out;
 }
 
 /** `wolfpack coordinator ARGS --port 0`, resolved once it listens, with its port. */
-export async function startCoordinator(args: string[], env: Record<string, string> = {}, ms = 30_000): Promise<{ p: Proc; port: number }> {
+export async function startCoordinator(
+  args: string[],
+  env: Record<string, string> = {},
+  ms = 30_000,
+): Promise<{ p: Proc; port: number }> {
   const p = start(['coordinator', '--port', '0', ...args], env);
   const rec = await waitForLog(p, /^listening for workers$/, ms);
   return { p, port: Number(rec.port) };

@@ -34,14 +34,17 @@ export function readerUnavailable(): string | undefined {
   const protoc = spawnSync('protoc', ['--version'], { encoding: 'utf8' });
   if (protoc.error !== undefined || protoc.status !== 0) return 'protoc not found (Debian package protobuf-compiler)';
   const py = spawnSync(PYTHON, ['-c', 'import google.protobuf'], { encoding: 'utf8' });
-  if (py.error !== undefined || py.status !== 0) return `${PYTHON} cannot import google.protobuf (Debian package python3-protobuf)`;
+  if (py.error !== undefined || py.status !== 0)
+    return `${PYTHON} cannot import google.protobuf (Debian package python3-protobuf)`;
   return undefined;
 }
 
 /** A reader: TensorBoard's .proto files compiled to Python in a temporary folder (`dispose` removes it). */
 export function eventReader(): { read(file: string): ReadResult; dispose(): void } {
   const generated = mkdtempSync(join(tmpdir(), 'wolfpack-tb-proto-'));
-  const protos = readdirSync(PROTO_DIR).filter((f) => f.endsWith('.proto')).map((f) => join(PROTO_DIR, f));
+  const protos = readdirSync(PROTO_DIR)
+    .filter((f) => f.endsWith('.proto'))
+    .map((f) => join(PROTO_DIR, f));
   const protoc = spawnSync('protoc', ['-I', FIXTURES, `--python_out=${generated}`, ...protos], { encoding: 'utf8' });
   if (protoc.status !== 0) throw new Error(`protoc failed: ${protoc.stderr}`);
   return {
@@ -56,5 +59,7 @@ export function eventReader(): { read(file: string): ReadResult; dispose(): void
 
 /** The event files in `dir`. */
 export function eventFiles(dir: string): string[] {
-  return readdirSync(dir).filter((f) => f.startsWith('events.out.tfevents.')).map((f) => join(dir, f));
+  return readdirSync(dir)
+    .filter((f) => f.startsWith('events.out.tfevents.'))
+    .map((f) => join(dir, f));
 }

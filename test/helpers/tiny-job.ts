@@ -17,7 +17,12 @@ export interface TinyJob {
 export async function makeTinyJob(opts: { trainPerClass?: number; valPerClass?: number } = {}): Promise<TinyJob> {
   const dir = mkdtempSync(join(tmpdir(), 'wolfpack-test-'));
   const data = join(dir, 'data');
-  await generateSyntheticCanidae(data, { trainPerClass: opts.trainPerClass ?? 12, valPerClass: opts.valPerClass ?? 4, size: 48, seed: 3 });
+  await generateSyntheticCanidae(data, {
+    trainPerClass: opts.trainPerClass ?? 12,
+    valPerClass: opts.valPerClass ?? 4,
+    size: 48,
+    seed: 3,
+  });
   const weights = join(dir, 'start.ckpt');
   await writeCkpt(weights, tensorsFromModel(initModel({ flavour: 'mindspore', width: 4, numClasses: 10 }, 1)));
   return { dir, data, weights, cleanup: () => rmSync(dir, { recursive: true, force: true }) };
@@ -25,6 +30,25 @@ export async function makeTinyJob(opts: { trainPerClass?: number; valPerClass?: 
 
 /** Flags of a short run of the tiny job. */
 export function tinyTrainArgs(job: TinyJob, out: string, extra: string[] = []): string[] {
-  return ['--data', job.data, '--weights', job.weights, '--epochs', '1', '--batch-size', '6', '--image-size', '32',
-    '--out', out, '--backend', 'wasm', '--timeout', '60', '--lr', '0.05', ...extra];
+  return [
+    '--data',
+    job.data,
+    '--weights',
+    job.weights,
+    '--epochs',
+    '1',
+    '--batch-size',
+    '6',
+    '--image-size',
+    '32',
+    '--out',
+    out,
+    '--backend',
+    'wasm',
+    '--timeout',
+    '60',
+    '--lr',
+    '0.05',
+    ...extra,
+  ];
 }

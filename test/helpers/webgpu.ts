@@ -19,8 +19,11 @@ export function webGpuPrerequisitesMissing(): string | undefined {
   }
   if (!process.env.VK_ICD_FILENAMES) {
     try {
-      process.env.VK_ICD_FILENAMES = execFileSync('bash', [join(ROOT, 'scripts', 'ci', 'install-lavapipe.sh'), '--icd'],
-        { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }).trim();
+      process.env.VK_ICD_FILENAMES = execFileSync(
+        'bash',
+        [join(ROOT, 'scripts', 'ci', 'install-lavapipe.sh'), '--icd'],
+        { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] },
+      ).trim();
     } catch {
       return 'no Vulkan driver to test with: Mesa >= 23 lavapipe is not installed (run scripts/ci/install-lavapipe.sh as root)';
     }

@@ -56,8 +56,12 @@ for (const freeze of ['none', 'backbone'] as Freeze[]) {
 
 t.test('numTensors is flat across predict calls', async (t) => {
   const start = tf.memory().numTensors;
-  const replica = new Replica(initModel({ flavour: 'torchvision', width: 4, numClasses: 3 }, 5),
-    { lr: 0.01, momentum: 0.9, freeze: 'none', bn: 'train' });
+  const replica = new Replica(initModel({ flavour: 'torchvision', width: 4, numClasses: 3 }, 5), {
+    lr: 0.01,
+    momentum: 0.9,
+    freeze: 'none',
+    bn: 'train',
+  });
   const afterInit = tf.memory().numTensors;
   const bytes = tf.memory().numBytes;
   for (let i = 0; i < 10; i++) {

@@ -20,9 +20,12 @@ async function nchwToBatch(file: string, labels?: Int32Array): Promise<Batch> {
   const [n, c, h, w] = x.shape;
   const src = x.data as Float32Array;
   const images = new Float32Array(n * h * w * c);
-  for (let i = 0; i < n; i++) for (let y = 0; y < h; y++) for (let xx = 0; xx < w; xx++) for (let k = 0; k < c; k++) {
-    images[((i * h + y) * w + xx) * c + k] = src[((i * c + k) * h + y) * w + xx];
-  }
+  for (let i = 0; i < n; i++)
+    for (let y = 0; y < h; y++)
+      for (let xx = 0; xx < w; xx++)
+        for (let k = 0; k < c; k++) {
+          images[((i * h + y) * w + xx) * c + k] = src[((i * c + k) * h + y) * w + xx];
+        }
   return { images, labels: labels ?? new Int32Array(n), count: n, size: h };
 }
 
@@ -52,7 +55,10 @@ for (const backend of ['wasm', 'cpu'] as const) {
           const b40 = await nchwToBatch(join(dir, 'x40.npy'));
           const ref40 = (await readNpy(join(dir, 'logits_eval40.npy'))).data as Float32Array;
           const l40 = await r.predict(b40);
-          t.ok(maxRelToScale(l40, ref40) < 1e-4, `40x40 (asymmetric SAME) max rel ${maxRelToScale(l40, ref40).toExponential(2)}`);
+          t.ok(
+            maxRelToScale(l40, ref40) < 1e-4,
+            `40x40 (asymmetric SAME) max rel ${maxRelToScale(l40, ref40).toExponential(2)}`,
+          );
         }
         r.dispose();
       });
@@ -62,7 +68,11 @@ for (const backend of ['wasm', 'cpu'] as const) {
         const merged = new Map(weights);
         for (const [k, v] of momentum) merged.set(`moments.${k}`, v);
         const { state, accum } = modelFromTensors(merged, 'weights+momentum', { withMomentum: true });
-        const step = JSON.parse(await readFile(join(dir, 'step.json'), 'utf8')) as { loss: number; lr: number; momentum: number };
+        const step = JSON.parse(await readFile(join(dir, 'step.json'), 'utf8')) as {
+          loss: number;
+          lr: number;
+          momentum: number;
+        };
         const r = new Replica(state, { lr: step.lr, momentum: step.momentum, freeze: 'none', bn: 'train' }, accum);
         await r.computeGradients(batch, batch.count);
         const got = tensorsFromModel(state); // before the update: check gradients through the buffer
@@ -84,7 +94,8 @@ for (const backend of ['wasm', 'cpu'] as const) {
         let worstStat = 0;
         for (const [name, u] of updated) {
           const e = relL2(toFloat32(after.get(name)!), toFloat32(u));
-          if (/running|moving/.test(name)) worstStat = Math.max(worstStat, e); else worstW = Math.max(worstW, e);
+          if (/running|moving/.test(name)) worstStat = Math.max(worstStat, e);
+          else worstW = Math.max(worstW, e);
         }
         t.ok(got.size > 0);
         t.ok(worstGrad < 1e-4, `gradients worst rel-L2 ${worstGrad.toExponential(2)}`);
@@ -100,7 +111,11 @@ for (const backend of ['wasm', 'cpu'] as const) {
         const { state, accum } = modelFromTensors(merged, 'weights+momentum', { withMomentum: true });
         const before = Float32Array.from(state.params);
         const statsBefore = Float32Array.from(state.stats);
-        const step = JSON.parse(await readFile(join(dir, 'frozen_step.json'), 'utf8')) as { loss: number; lr: number; momentum: number };
+        const step = JSON.parse(await readFile(join(dir, 'frozen_step.json'), 'utf8')) as {
+          loss: number;
+          lr: number;
+          momentum: number;
+        };
         const r = new Replica(state, { lr: step.lr, momentum: step.momentum, freeze: 'backbone', bn: 'frozen' }, accum);
         await r.computeGradients(batch, batch.count);
         t.equal(r.buffer.length, 128 * 2 + 2 + 4, 'reduce buffer holds only the head (+ 4 metrics)');

@@ -33,7 +33,12 @@ function bytesEqual(a: Float32Array, b: Float32Array): boolean {
 
 t.test('missing tensors: every one is listed, in the message and in details', async (t) => {
   const tensors = new Map(await fixture('mindspore'));
-  const gone = ['layer1.0.conv2.weight', 'layer2.1.bn3.moving_variance', 'layer4.2.bn1.gamma', 'layer3.0.down_sample_layer.1.beta'];
+  const gone = [
+    'layer1.0.conv2.weight',
+    'layer2.1.bn3.moving_variance',
+    'layer4.2.bn1.gamma',
+    'layer3.0.down_sample_layer.1.beta',
+  ];
   for (const name of gone) t.ok(tensors.delete(name), `fixture has ${name}`);
   const e = catchError(() => modelFromTensors(tensors, 'pretrained.safetensors'));
   t.equal(e.code, 'E_WEIGHTS');
@@ -105,46 +110,72 @@ t.test('not a ResNet-50 file', async (t) => {
 });
 
 for (const flavour of FLAVOURS) {
-  t.test(`${flavour}: a dropped head is fresh with numClasses outputs; moments of the old head are ignored`, async (t) => {
-    const weights = await fixture(flavour);
-    const momentum = (await readSafetensors(join(FIX, flavour, 'momentum.safetensors'))).tensors;
-    const merged = new Map(weights);
-    for (const [k, v] of momentum) merged.set(MOMENTS_PREFIX + k, v);
-    const head = headPrefix(flavour);
-    t.ok(merged.has(`${MOMENTS_PREFIX}${head}weight`), `the file has ${MOMENTS_PREFIX}${head}weight`);
-    const kept = modelFromTensors(merged, 'f', { withMomentum: true });
-    // The old head's momentum has the old class count: once the head is dropped it must not matter.
-    merged.set(`${MOMENTS_PREFIX}${head}bias`, fromFloat32([7], new Float32Array(7).fill(1)));
-    const { config, state, headFromFile, accum } = modelFromTensors(merged, 'f', { dropHead: true, numClasses: 5, withMomentum: true, seed: 1 });
-    t.same(config, { flavour, width: 4, numClasses: 5 });
-    t.equal(headFromFile, false);
-    const fc = state.layout.net.fc;
-    t.same([fc.inF, fc.outF], [128, 5]);
-    const range = state.layout.trainableRange('backbone');
-    t.equal(range.end - range.begin, 128 * 5 + 5, 'head of 128x5 + 5');
-    t.equal(range.end, state.layout.paramCount, 'the head is last');
-    const w = state.params.subarray(range.begin, range.end - 5);
-    const b = state.params.subarray(range.end - 5, range.end);
-    t.ok(b.every((v) => v === 0), 'fresh bias is zero');
-    let sum = 0;
-    let sq = 0;
-    for (const v of w) { sum += v; sq += v * v; }
-    const std = Math.sqrt(sq / w.length - (sum / w.length) ** 2);
-    t.ok(std > 0.007 && std < 0.013, `fresh weights ~ N(0, 0.01): std ${std.toFixed(4)}`);
-    t.ok(accum!.subarray(range.begin).every((v) => v === 0), 'the fresh head starts with zero momentum');
-    t.ok(bytesEqual(accum!.subarray(0, range.begin), kept.accum!.subarray(0, range.begin)), 'backbone momentum is read');
-    t.ok(bytesEqual(state.params.subarray(0, range.begin), kept.state.params.subarray(0, range.begin)), 'backbone weights are read');
-    t.ok(bytesEqual(state.stats, kept.state.stats), 'moving statistics are read');
+  t.test(
+    `${flavour}: a dropped head is fresh with numClasses outputs; moments of the old head are ignored`,
+    async (t) => {
+      const weights = await fixture(flavour);
+      const momentum = (await readSafetensors(join(FIX, flavour, 'momentum.safetensors'))).tensors;
+      const merged = new Map(weights);
+      for (const [k, v] of momentum) merged.set(MOMENTS_PREFIX + k, v);
+      const head = headPrefix(flavour);
+      t.ok(merged.has(`${MOMENTS_PREFIX}${head}weight`), `the file has ${MOMENTS_PREFIX}${head}weight`);
+      const kept = modelFromTensors(merged, 'f', { withMomentum: true });
+      // The old head's momentum has the old class count: once the head is dropped it must not matter.
+      merged.set(`${MOMENTS_PREFIX}${head}bias`, fromFloat32([7], new Float32Array(7).fill(1)));
+      const { config, state, headFromFile, accum } = modelFromTensors(merged, 'f', {
+        dropHead: true,
+        numClasses: 5,
+        withMomentum: true,
+        seed: 1,
+      });
+      t.same(config, { flavour, width: 4, numClasses: 5 });
+      t.equal(headFromFile, false);
+      const fc = state.layout.net.fc;
+      t.same([fc.inF, fc.outF], [128, 5]);
+      const range = state.layout.trainableRange('backbone');
+      t.equal(range.end - range.begin, 128 * 5 + 5, 'head of 128x5 + 5');
+      t.equal(range.end, state.layout.paramCount, 'the head is last');
+      const w = state.params.subarray(range.begin, range.end - 5);
+      const b = state.params.subarray(range.end - 5, range.end);
+      t.ok(
+        b.every((v) => v === 0),
+        'fresh bias is zero',
+      );
+      let sum = 0;
+      let sq = 0;
+      for (const v of w) {
+        sum += v;
+        sq += v * v;
+      }
+      const std = Math.sqrt(sq / w.length - (sum / w.length) ** 2);
+      t.ok(std > 0.007 && std < 0.013, `fresh weights ~ N(0, 0.01): std ${std.toFixed(4)}`);
+      t.ok(
+        accum!.subarray(range.begin).every((v) => v === 0),
+        'the fresh head starts with zero momentum',
+      );
+      t.ok(
+        bytesEqual(accum!.subarray(0, range.begin), kept.accum!.subarray(0, range.begin)),
+        'backbone momentum is read',
+      );
+      t.ok(
+        bytesEqual(state.params.subarray(0, range.begin), kept.state.params.subarray(0, range.begin)),
+        'backbone weights are read',
+      );
+      t.ok(bytesEqual(state.stats, kept.state.stats), 'moving statistics are read');
 
-    const again = modelFromTensors(merged, 'f', { dropHead: true, numClasses: 5, seed: 1 });
-    t.ok(bytesEqual(again.state.params, state.params), 'the fresh head depends only on the seed');
-    const other = modelFromTensors(merged, 'f', { dropHead: true, numClasses: 5, seed: 2 });
-    t.notOk(bytesEqual(other.state.params.subarray(range.begin), state.params.subarray(range.begin)), 'another seed, another head');
-    const noHead = new Map([...weights].filter(([k]) => !k.startsWith(head)));
-    const defaulted = modelFromTensors(noHead, 'backbone-only');
-    t.equal(defaulted.headFromFile, false, 'a file without a head gets a fresh one');
-    t.equal(defaulted.config.numClasses, 2, 'of 2 classes by default');
-  });
+      const again = modelFromTensors(merged, 'f', { dropHead: true, numClasses: 5, seed: 1 });
+      t.ok(bytesEqual(again.state.params, state.params), 'the fresh head depends only on the seed');
+      const other = modelFromTensors(merged, 'f', { dropHead: true, numClasses: 5, seed: 2 });
+      t.notOk(
+        bytesEqual(other.state.params.subarray(range.begin), state.params.subarray(range.begin)),
+        'another seed, another head',
+      );
+      const noHead = new Map([...weights].filter(([k]) => !k.startsWith(head)));
+      const defaulted = modelFromTensors(noHead, 'backbone-only');
+      t.equal(defaulted.headFromFile, false, 'a file without a head gets a fresh one');
+      t.equal(defaulted.config.numClasses, 2, 'of 2 classes by default');
+    },
+  );
 
   t.test(`${flavour}: model -> tensorsFromModel -> .ckpt -> modelFromTensors is byte-exact`, async (t) => {
     const loaded = modelFromTensors(await fixture(flavour), 'weights.safetensors');
@@ -152,7 +183,11 @@ for (const flavour of FLAVOURS) {
     for (let i = 0; i < accum.length; i++) accum[i] = Math.fround(Math.sin(i) * 1e-3);
     const sources = [
       { name: 'fixture', state: loaded.state, accum },
-      { name: 'initModel width 8, 3 classes', state: initModel({ flavour, width: 8, numClasses: 3 }, 11), accum: undefined },
+      {
+        name: 'initModel width 8, 3 classes',
+        state: initModel({ flavour, width: 8, numClasses: 3 }, 11),
+        accum: undefined,
+      },
     ];
     for (const src of sources) {
       const map = tensorsFromModel(src.state, src.accum);
@@ -168,7 +203,10 @@ for (const flavour of FLAVOURS) {
       const back = modelFromTensors(parsed, 'roundtrip.ckpt', { withMomentum: src.accum !== undefined });
       t.equal(back.headFromFile, true);
       t.same(back.config, src.state.layout.net.config);
-      t.ok(bytesEqual(back.state.params, src.state.params), `${src.name}: params identical (${src.state.params.length} floats)`);
+      t.ok(
+        bytesEqual(back.state.params, src.state.params),
+        `${src.name}: params identical (${src.state.params.length} floats)`,
+      );
       t.ok(bytesEqual(back.state.stats, src.state.stats), `${src.name}: moving statistics identical`);
       if (src.accum) t.ok(bytesEqual(back.accum!, src.accum), `${src.name}: momentum identical`);
     }

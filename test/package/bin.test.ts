@@ -14,6 +14,9 @@ t.test('no dist/: one line saying how to build it, exit 1', (t) => {
   cpSync(join(packageRoot, 'package.json'), join(dir, 'package.json'));
   const r = spawnSync(process.execPath, [join(dir, 'bin', 'wolfpack.js'), '--version'], { encoding: 'utf8' });
   t.equal(r.status, 1);
-  t.equal(r.stderr, 'wolfpack: the compiled JavaScript (dist/) is missing: run `npm install` (which builds it) or `npm run build` in the package folder\n');
+  t.equal(
+    r.stderr,
+    'wolfpack: the compiled JavaScript (dist/) is missing: run `npm install` (which builds it) or `npm run build` in the package folder\n',
+  );
   t.end();
 });

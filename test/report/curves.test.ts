@@ -6,7 +6,11 @@ import { join } from 'node:path';
 import sharp from 'sharp';
 import { niceTicks, readMetrics, renderCurves, SERIES_COLORS } from '../../shared/report/curves.js';
 
-interface Pixels { data: Buffer; width: number; height: number }
+interface Pixels {
+  data: Buffer;
+  width: number;
+  height: number;
+}
 
 async function pixels(png: string): Promise<Pixels> {
   const { data, info } = await sharp(png).removeAlpha().raw().toBuffer({ resolveWithObject: true });
@@ -22,7 +26,8 @@ function lowestPerColumn(p: Pixels, hex: string): number[] {
   for (let y = 0; y < p.height; y++) {
     for (let x = 0; x < p.width; x++) {
       const i = (y * p.width + x) * 3;
-      if (Math.abs(p.data[i] - r) <= 12 && Math.abs(p.data[i + 1] - g) <= 12 && Math.abs(p.data[i + 2] - b) <= 12) out[x] = y;
+      if (Math.abs(p.data[i] - r) <= 12 && Math.abs(p.data[i + 1] - g) <= 12 && Math.abs(p.data[i + 2] - b) <= 12)
+        out[x] = y;
     }
   }
   return out;
@@ -44,8 +49,16 @@ function metricsFile(dir: string, lines: object[] | string): string {
 
 // Loss falls and accuracy rises, the way the coordinator writes them (extra fields included).
 const run = Array.from({ length: 12 }, (_, i) => ({
-  epoch: i + 1, train_loss: 0.7 - 0.05 * i, last_loss: 0.75 - 0.05 * i + (i % 2 ? 0.04 : -0.04), val_accuracy: 0.3 + 0.05 * i,
-  images_per_s: 40, step_time_s: 0.4, allreduce_share: 0.2, skipped_steps: 0, epoch_time_s: 10, workers: 2,
+  epoch: i + 1,
+  train_loss: 0.7 - 0.05 * i,
+  last_loss: 0.75 - 0.05 * i + (i % 2 ? 0.04 : -0.04),
+  val_accuracy: 0.3 + 0.05 * i,
+  images_per_s: 40,
+  step_time_s: 0.4,
+  allreduce_share: 0.2,
+  skipped_steps: 0,
+  epoch_time_s: 10,
+  workers: 2,
 }));
 
 t.test('draws loss and accuracy as lines, in the right direction', async (t) => {
@@ -62,13 +75,22 @@ t.test('draws loss and accuracy as lines, in the right direction', async (t) => 
   for (const [name, hex] of Object.entries(SERIES_COLORS)) {
     const e = ends(lowestPerColumn(p, hex));
     const share = name === 'last_loss' ? 0.5 : 0.8; // last_loss is dashed (7 on, 4 off)
-    t.ok(e.columns > share * plotWidth, `${name}: drawn across ${e.columns} columns (a line, not only markers or a legend)`);
+    t.ok(
+      e.columns > share * plotWidth,
+      `${name}: drawn across ${e.columns} columns (a line, not only markers or a legend)`,
+    );
   }
   // Screen y grows downwards: a falling loss ends lower on screen than it starts, a rising accuracy higher.
   const loss = ends(lowestPerColumn(p, SERIES_COLORS.train_loss));
-  t.ok(loss.right > loss.left + 50, `train_loss falls (left y ${loss.left.toFixed(0)}, right y ${loss.right.toFixed(0)})`);
+  t.ok(
+    loss.right > loss.left + 50,
+    `train_loss falls (left y ${loss.left.toFixed(0)}, right y ${loss.right.toFixed(0)})`,
+  );
   const acc = ends(lowestPerColumn(p, SERIES_COLORS.val_accuracy));
-  t.ok(acc.right < acc.left - 50, `val_accuracy rises (left y ${acc.left.toFixed(0)}, right y ${acc.right.toFixed(0)})`);
+  t.ok(
+    acc.right < acc.left - 50,
+    `val_accuracy rises (left y ${acc.left.toFixed(0)}, right y ${acc.right.toFixed(0)})`,
+  );
   // The accuracy panel is below the loss panel.
   t.ok(acc.left > loss.left, 'accuracy is drawn below loss');
 
@@ -86,10 +108,18 @@ t.test('other sizes, one epoch, and missing values', async (t) => {
   const one = join(dir, 'one.png');
   await renderCurves(metricsFile(dir, [{ epoch: 1, train_loss: 0.6, last_loss: 0.5, val_accuracy: 0.7 }]), one);
   const p1 = await pixels(one);
-  t.ok(lowestPerColumn(p1, SERIES_COLORS.val_accuracy).some((y) => y >= 0), 'a single epoch is drawn as a point');
+  t.ok(
+    lowestPerColumn(p1, SERIES_COLORS.val_accuracy).some((y) => y >= 0),
+    'a single epoch is drawn as a point',
+  );
 
   // NaN losses are written to JSON as null; a resumed run repeats epochs (the last line wins).
-  const gaps = [...run.slice(0, 6), { ...run[6], train_loss: null, last_loss: null }, ...run.slice(7), { ...run[2], val_accuracy: 0.99 }];
+  const gaps = [
+    ...run.slice(0, 6),
+    { ...run[6], train_loss: null, last_loss: null },
+    ...run.slice(7),
+    { ...run[2], val_accuracy: 0.99 },
+  ];
   const path = metricsFile(dir, gaps);
   const points = await readMetrics(path);
   t.equal(points.length, 12);
@@ -101,11 +131,27 @@ t.test('other sizes, one epoch, and missing values', async (t) => {
 });
 
 t.test('bad metrics files', async (t) => {
-  const dir = t.testdir({ 'bad.jsonl': '{"epoch":1,"train_loss":1}\nnot json\n', 'noepoch.jsonl': '{"train_loss":1}\n', 'empty.jsonl': '\n' });
-  await t.rejects(renderCurves(join(dir, 'bad.jsonl'), join(dir, 'x.png')), { code: 'E_CORRUPT', message: /bad\.jsonl line 2: not a JSON object/ });
-  await t.rejects(renderCurves(join(dir, 'noepoch.jsonl'), join(dir, 'x.png')), { code: 'E_CORRUPT', message: /noepoch\.jsonl line 1: no integer 'epoch'/ });
-  await t.rejects(renderCurves(join(dir, 'empty.jsonl'), join(dir, 'x.png')), { code: 'E_DATA', message: /empty\.jsonl has no epochs/ });
-  await t.rejects(renderCurves(join(dir, 'missing.jsonl'), join(dir, 'x.png')), { code: 'E_IO', message: /cannot read .*missing\.jsonl/ });
+  const dir = t.testdir({
+    'bad.jsonl': '{"epoch":1,"train_loss":1}\nnot json\n',
+    'noepoch.jsonl': '{"train_loss":1}\n',
+    'empty.jsonl': '\n',
+  });
+  await t.rejects(renderCurves(join(dir, 'bad.jsonl'), join(dir, 'x.png')), {
+    code: 'E_CORRUPT',
+    message: /bad\.jsonl line 2: not a JSON object/,
+  });
+  await t.rejects(renderCurves(join(dir, 'noepoch.jsonl'), join(dir, 'x.png')), {
+    code: 'E_CORRUPT',
+    message: /noepoch\.jsonl line 1: no integer 'epoch'/,
+  });
+  await t.rejects(renderCurves(join(dir, 'empty.jsonl'), join(dir, 'x.png')), {
+    code: 'E_DATA',
+    message: /empty\.jsonl has no epochs/,
+  });
+  await t.rejects(renderCurves(join(dir, 'missing.jsonl'), join(dir, 'x.png')), {
+    code: 'E_IO',
+    message: /cannot read .*missing\.jsonl/,
+  });
 });
 
 t.test('tick values', async (t) => {

@@ -6,7 +6,14 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { hostname, tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import t from 'tap';
-import { crc32c, encodeEvent, EventFileWriter, FILE_VERSION, maskedCrc32c, tfRecord } from '../../shared/report/tensorboard.js';
+import {
+  crc32c,
+  encodeEvent,
+  EventFileWriter,
+  FILE_VERSION,
+  maskedCrc32c,
+  tfRecord,
+} from '../../shared/report/tensorboard.js';
 import { eventFiles, eventReader, readerUnavailable, type ReadEvent } from '../helpers/tensorboard-reader.js';
 
 t.test('CRC-32C: the published check values', async (t) => {
@@ -30,48 +37,85 @@ t.test('a record frames its data: length, masked CRC of the length, data, masked
 
 const unavailable = readerUnavailable();
 
-t.test('TensorBoard\'s protos and an independent reader parse what the writer wrote', { skip: unavailable ?? false }, async (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'wolfpack-tb-'));
-  const reader = eventReader();
-  t.teardown(() => { reader.dispose(); rmSync(dir, { recursive: true, force: true }); });
-  let clock = 1_700_000_000_123.5;
-  const writer = new EventFileWriter(join(dir, 'tb'), () => clock);
-  t.match(basename(writer.path), new RegExp(`^events\\.out\\.tfevents\\.1700000000\\.${hostname().replace(/[.]/g, '\\.')}\\.${process.pid}\\.wolfpack$`));
-  const written = [
-    { step: 1, scalars: [{ tag: 'step/loss', value: 0.6931 }, { tag: 'step/accuracy', value: 0.5 }, { tag: 'step/workers', value: 2 }] },
-    { step: 2, scalars: [{ tag: 'step/loss', value: 1e-30 }, { tag: 'step/images_per_s', value: 123456.789 }, { tag: 'step/allreduce_share', value: 0 }] },
-    { step: 300, scalars: [{ tag: 'epoch/val_accuracy', value: -2.5 }, { tag: 'épreuve/λ', value: 3 }] },
-    { step: 2 ** 40 + 7, scalars: [{ tag: 'x', value: Math.PI }] },
-  ];
-  const times: number[] = [clock / 1000];
-  for (const w of written) {
-    clock += 1500.25;
-    times.push(clock / 1000);
-    writer.scalars(w.step, w.scalars);
-  }
-  writer.scalars(9, []); // nothing to write: no record
-  t.same(eventFiles(join(dir, 'tb')), [writer.path], 'one event file in the folder');
-  const r = reader.read(writer.path);
-  if (!r.ok) return t.fail(r.error);
-  const expected: ReadEvent[] = [
-    { wall_time: times[0], step: 0, what: 'file_version', file_version: FILE_VERSION },
-    ...written.map((w, i) => ({
-      wall_time: times[i + 1], step: w.step, what: 'summary',
-      values: w.scalars.map((s) => ({ tag: s.tag, kind: 'simple_value', value: Math.fround(s.value) })),
-    })),
-  ];
-  t.same(r.events, expected, 'every event, field for field (values as float32)');
+t.test(
+  "TensorBoard's protos and an independent reader parse what the writer wrote",
+  { skip: unavailable ?? false },
+  async (t) => {
+    const dir = mkdtempSync(join(tmpdir(), 'wolfpack-tb-'));
+    const reader = eventReader();
+    t.teardown(() => {
+      reader.dispose();
+      rmSync(dir, { recursive: true, force: true });
+    });
+    let clock = 1_700_000_000_123.5;
+    const writer = new EventFileWriter(join(dir, 'tb'), () => clock);
+    t.match(
+      basename(writer.path),
+      new RegExp(
+        `^events\\.out\\.tfevents\\.1700000000\\.${hostname().replace(/[.]/g, '\\.')}\\.${process.pid}\\.wolfpack$`,
+      ),
+    );
+    const written = [
+      {
+        step: 1,
+        scalars: [
+          { tag: 'step/loss', value: 0.6931 },
+          { tag: 'step/accuracy', value: 0.5 },
+          { tag: 'step/workers', value: 2 },
+        ],
+      },
+      {
+        step: 2,
+        scalars: [
+          { tag: 'step/loss', value: 1e-30 },
+          { tag: 'step/images_per_s', value: 123456.789 },
+          { tag: 'step/allreduce_share', value: 0 },
+        ],
+      },
+      {
+        step: 300,
+        scalars: [
+          { tag: 'epoch/val_accuracy', value: -2.5 },
+          { tag: 'épreuve/λ', value: 3 },
+        ],
+      },
+      { step: 2 ** 40 + 7, scalars: [{ tag: 'x', value: Math.PI }] },
+    ];
+    const times: number[] = [clock / 1000];
+    for (const w of written) {
+      clock += 1500.25;
+      times.push(clock / 1000);
+      writer.scalars(w.step, w.scalars);
+    }
+    writer.scalars(9, []); // nothing to write: no record
+    t.same(eventFiles(join(dir, 'tb')), [writer.path], 'one event file in the folder');
+    const r = reader.read(writer.path);
+    if (!r.ok) return t.fail(r.error);
+    const expected: ReadEvent[] = [
+      { wall_time: times[0], step: 0, what: 'file_version', file_version: FILE_VERSION },
+      ...written.map((w, i) => ({
+        wall_time: times[i + 1],
+        step: w.step,
+        what: 'summary',
+        values: w.scalars.map((s) => ({ tag: s.tag, kind: 'simple_value', value: Math.fround(s.value) })),
+      })),
+    ];
+    t.same(r.events, expected, 'every event, field for field (values as float32)');
 
-  // A second writer in the same second does not reuse the first one's file.
-  const second = new EventFileWriter(join(dir, 'tb'), () => clock);
-  t.not(second.path, writer.path);
-  t.equal(eventFiles(join(dir, 'tb')).length, 2);
-});
+    // A second writer in the same second does not reuse the first one's file.
+    const second = new EventFileWriter(join(dir, 'tb'), () => clock);
+    t.not(second.path, writer.path);
+    t.equal(eventFiles(join(dir, 'tb')).length, 2);
+  },
+);
 
 t.test('the reader rejects a corrupt or cut file', { skip: unavailable ?? false }, async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'wolfpack-tb-'));
   const reader = eventReader();
-  t.teardown(() => { reader.dispose(); rmSync(dir, { recursive: true, force: true }); });
+  t.teardown(() => {
+    reader.dispose();
+    rmSync(dir, { recursive: true, force: true });
+  });
   const good = Buffer.concat([
     tfRecord(encodeEvent({ wallTime: 1, step: 0, fileVersion: FILE_VERSION })),
     tfRecord(encodeEvent({ wallTime: 2, step: 5, scalars: [{ tag: 'a', value: 1 }] })),
@@ -84,7 +128,10 @@ t.test('the reader rejects a corrupt or cut file', { skip: unavailable ?? false 
   };
   const ok = reader.read(variant('good', (b) => b));
   t.ok(ok.ok, 'the unedited file reads');
-  const flip = (at: number) => (b: Buffer) => { b[at] ^= 0x01; return b; };
+  const flip = (at: number) => (b: Buffer) => {
+    b[at] ^= 0x01;
+    return b;
+  };
   const cases: [string, (b: Buffer) => Buffer, RegExp][] = [
     ['data-crc', flip(good.length - 1), /record 1: data CRC mismatch/],
     ['length-crc', flip(first + 8), /record 1: length CRC mismatch/],

@@ -28,12 +28,25 @@ const FORMS = [...secretForms(TOKEN), ...secretForms(WRONG)];
 
 function capturingLogger(): { logger: Logger; text: () => string } {
   const lines: string[] = [];
-  const sink = new Writable({ write(chunk: Buffer, _enc, cb) { lines.push(chunk.toString()); cb(); } });
+  const sink = new Writable({
+    write(chunk: Buffer, _enc, cb) {
+      lines.push(chunk.toString());
+      cb();
+    },
+  });
   return { logger: pino({ level: 'info' }, sink) as unknown as Logger, text: () => lines.join('') };
 }
 
-async function server(t: Test, sec: SharedSecret | undefined, logger: Logger, handshakeTimeoutMs = 2000): Promise<CoordinatorServer> {
-  const s = await CoordinatorServer.listen('127.0.0.1', 0, logger, { security: sec ? { secret: sec } : {}, handshakeTimeoutMs });
+async function server(
+  t: Test,
+  sec: SharedSecret | undefined,
+  logger: Logger,
+  handshakeTimeoutMs = 2000,
+): Promise<CoordinatorServer> {
+  const s = await CoordinatorServer.listen('127.0.0.1', 0, logger, {
+    security: sec ? { secret: sec } : {},
+    handshakeTimeoutMs,
+  });
   t.teardown(() => s.close());
   return s;
 }
@@ -60,7 +73,15 @@ async function joinAs(port: number, sec: SharedSecret | undefined, pid = 1): Pro
   const ch = await openChannel(port);
   try {
     await authenticateToCoordinator(ch, sec, `ws://127.0.0.1:${port}`, 5000);
-    await ch.send({ type: 'hello', host: 'test', ringHost: '127.0.0.1', ringPort: 9, backend: 'cpu', pid, memberId: 'f'.repeat(32) });
+    await ch.send({
+      type: 'hello',
+      host: 'test',
+      ringHost: '127.0.0.1',
+      ringPort: 9,
+      backend: 'cpu',
+      pid,
+      memberId: 'f'.repeat(32),
+    });
     return ch;
   } catch (e) {
     ch.close();
@@ -70,13 +91,23 @@ async function joinAs(port: number, sec: SharedSecret | undefined, pid = 1): Pro
 }
 
 function noToken(t: Test, text: string, what: string): void {
-  t.ok(FORMS.every((f) => !text.includes(f.toString())), `${what}: no form of either token`);
+  t.ok(
+    FORMS.every((f) => !text.includes(f.toString())),
+    `${what}: no form of either token`,
+  );
 }
 
 function refused(t: Test, r: Channel | WolfpackError, re: RegExp, what: string): void {
-  t.ok(isWolfpackError(r, 'E_AUTH'), `${what}: E_AUTH (${r instanceof WolfpackError ? `${r.code} ${r.message}` : 'admitted'})`);
+  t.ok(
+    isWolfpackError(r, 'E_AUTH'),
+    `${what}: E_AUTH (${r instanceof WolfpackError ? `${r.code} ${r.message}` : 'admitted'})`,
+  );
   const msg = r instanceof Error ? r.message : '';
-  t.match(msg, /^E_AUTH: coordinator at ws:\/\/127\.0\.0\.1:\d+: /, `${what}: the message says E_AUTH and names the coordinator`);
+  t.match(
+    msg,
+    /^E_AUTH: coordinator at ws:\/\/127\.0\.0\.1:\d+: /,
+    `${what}: the message says E_AUTH and names the coordinator`,
+  );
   t.match(msg, re, `${what}: and why`);
   noToken(t, msg, what);
 }
@@ -102,13 +133,22 @@ t.test('a worker with a token refuses a coordinator without one (no downgrade)',
   const log = capturingLogger();
   const s = await server(t, undefined, log.logger);
   refused(t, await joinAs(s.port, secret), /has no token, but this worker has one/, 'token on the worker only');
-  t.ok((await joinAs(s.port, undefined)) instanceof Channel, 'a worker without a token joins a loopback coordinator without one');
+  t.ok(
+    (await joinAs(s.port, undefined)) instanceof Channel,
+    'a worker without a token joins a loopback coordinator without one',
+  );
   t.match(log.text(), /no shared token .*listening on loopback only/, 'the coordinator says it is loopback-only');
 });
 
 t.test('a coordinator that cannot prove the token is refused by the worker', async (t) => {
   const wss = new WebSocketServer({ host: '127.0.0.1', port: 0 });
-  t.teardown(() => new Promise<void>((resolve) => { for (const c of wss.clients) c.terminate(); wss.close(() => resolve()); }));
+  t.teardown(
+    () =>
+      new Promise<void>((resolve) => {
+        for (const c of wss.clients) c.terminate();
+        wss.close(() => resolve());
+      }),
+  );
   await new Promise<void>((resolve) => wss.once('listening', () => resolve()));
   const port = (wss.address() as { port: number }).port;
   wss.on('connection', (ws) => {
@@ -153,9 +193,16 @@ t.test('a bad frame closes only that connection; the coordinator keeps serving',
   const good = await joinAs(s.port, secret, 5);
   t.ok(good instanceof Channel, 'a good worker still joins');
   const members = await s.members(1, 5000);
-  t.same(members.map((m) => m.hello.pid), [5], 'only the good worker is a member');
+  t.same(
+    members.map((m) => m.hello.pid),
+    [5],
+    'only the good worker is a member',
+  );
   // Once per address (then counted), not once per connection: a flood of bad frames must not flood the log.
-  const refusals = log.text().split('\n').filter((l) => /"msg":"connection refused"/.test(l));
+  const refusals = log
+    .text()
+    .split('\n')
+    .filter((l) => /"msg":"connection refused"/.test(l));
   t.match(refusals[0], /no valid handshake: bad frame magic/, 'the first bad frame is logged with its reason');
   t.equal(refusals.length, 1, 'the other two are counted, not logged one by one');
   (good as Channel).close();
@@ -167,11 +214,32 @@ t.test('`wolfpack worker` with a wrong token exits 1 with E_AUTH and no token in
   const dir = mkdtempSync(join(tmpdir(), 'wolfpack-sec-'));
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
   writeFileSync(join(dir, 'wrong'), WRONG + '\n', { mode: 0o600 });
-  const r = await runCli(['worker', '--connect', `ws://127.0.0.1:${s.port}`, '--token-file', join(dir, 'wrong'), '--backend', 'cpu', '--timeout', '10'], 30_000);
+  const r = await runCli(
+    [
+      'worker',
+      '--connect',
+      `ws://127.0.0.1:${s.port}`,
+      '--token-file',
+      join(dir, 'wrong'),
+      '--backend',
+      'cpu',
+      '--timeout',
+      '10',
+    ],
+    30_000,
+  );
   t.equal(r.code, 1, 'exit status 1');
-  t.match(r.stderr, /wolfpack worker: E_AUTH: coordinator at ws:\/\/127\.0\.0\.1:\d+: refused this worker/, 'says E_AUTH and who refused');
+  t.match(
+    r.stderr,
+    /wolfpack worker: E_AUTH: coordinator at ws:\/\/127\.0\.0\.1:\d+: refused this worker/,
+    'says E_AUTH and who refused',
+  );
   noToken(t, r.stdout + r.stderr, 'worker output');
-  const short = await runCli(['worker', '--connect', `ws://127.0.0.1:${s.port}`, '--backend', 'cpu', '--timeout', '10'], 30_000, { WOLFPACK_TOKEN: 'short' });
+  const short = await runCli(
+    ['worker', '--connect', `ws://127.0.0.1:${s.port}`, '--backend', 'cpu', '--timeout', '10'],
+    30_000,
+    { WOLFPACK_TOKEN: 'short' },
+  );
   t.equal(short.code, 2, 'a token shorter than 16 bytes is a usage error');
   t.match(short.stderr, /at least 16 are required/);
 });

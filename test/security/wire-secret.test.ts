@@ -19,11 +19,29 @@ t.test('an authenticated job end to end; the token is never on the wire', async 
   const tokenFile = join(job.dir, 'token');
   writeFileSync(tokenFile, TOKEN + '\n', { mode: 0o600 });
   const out = join(job.dir, 'out');
-  const { p: coord, port } = await startCoordinator(['--workers', '2', '--token-file', tokenFile, ...tinyTrainArgs(job, out)]);
+  const { p: coord, port } = await startCoordinator([
+    '--workers',
+    '2',
+    '--token-file',
+    tokenFile,
+    ...tinyTrainArgs(job, out),
+  ]);
   t.teardown(() => coord.kill());
   const proxy = await captureProxy(port);
   t.teardown(() => proxy.close());
-  const workers = [0, 1].map(() => start(['worker', '--connect', `ws://127.0.0.1:${proxy.port}`, '--token-file', tokenFile, '--backend', 'wasm', '--timeout', '60']));
+  const workers = [0, 1].map(() =>
+    start([
+      'worker',
+      '--connect',
+      `ws://127.0.0.1:${proxy.port}`,
+      '--token-file',
+      tokenFile,
+      '--backend',
+      'wasm',
+      '--timeout',
+      '60',
+    ]),
+  );
   for (const w of workers) t.teardown(() => w.kill());
 
   const code = await coord.exit(50_000);
@@ -34,9 +52,16 @@ t.test('an authenticated job end to end; the token is never on the wire', async 
 
   const wire = proxy.bytes();
   const payloads = Buffer.concat(proxy.payloads());
-  t.ok(payloads.includes(Buffer.from('authProof')) && payloads.includes(Buffer.from('weightsPart')), `the capture holds the job's frames, unmasked (${wire.length} bytes)`);
-  for (const f of secretForms(TOKEN)) t.notOk(wire.includes(f), `the token is not on the wire as ${f.subarray(0, 10).toString()}...`);
-  t.notOk((coord.stdout() + coord.stderr() + workers.map((w) => w.stderr()).join('')).includes(TOKEN), 'nor in any log');
+  t.ok(
+    payloads.includes(Buffer.from('authProof')) && payloads.includes(Buffer.from('weightsPart')),
+    `the capture holds the job's frames, unmasked (${wire.length} bytes)`,
+  );
+  for (const f of secretForms(TOKEN))
+    t.notOk(wire.includes(f), `the token is not on the wire as ${f.subarray(0, 10).toString()}...`);
+  t.notOk(
+    (coord.stdout() + coord.stderr() + workers.map((w) => w.stderr()).join('')).includes(TOKEN),
+    'nor in any log',
+  );
 
   // Every frame of a real job passes the per-message checks (shared/protocol/validate.ts).
   const types = new Map<string, number>();
@@ -51,7 +76,20 @@ t.test('an authenticated job end to end; the token is never on the wire', async 
     }
   }
   t.same(failures, [], `every captured frame validates (${[...types].map(([k, n]) => `${k} ${n}`).join(', ')})`);
-  for (const type of ['authChallenge', 'authProof', 'authOk', 'hello', 'welcome', 'weightsPart', 'blobs', 'step', 'stepDone', 'eval', 'evalResult', 'statePart']) {
+  for (const type of [
+    'authChallenge',
+    'authProof',
+    'authOk',
+    'hello',
+    'welcome',
+    'weightsPart',
+    'blobs',
+    'step',
+    'stepDone',
+    'eval',
+    'evalResult',
+    'statePart',
+  ]) {
     t.ok(types.has(type), `saw ${type}`);
   }
 });

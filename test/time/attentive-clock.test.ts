@@ -6,7 +6,9 @@ import { attentiveClock, attentiveTimeout, MAX_CREDIT_MS } from '../../shared/ti
 /** Blocks this thread's event loop for `ms` of wall time (the stall under test). */
 function block(ms: number): void {
   const end = performance.now() + ms;
-  while (performance.now() < end) { /* stalled */ }
+  while (performance.now() < end) {
+    /* stalled */
+  }
 }
 
 function nextTick(): Promise<void> {
@@ -24,14 +26,22 @@ t.test('a stall of the event loop is not credited, and is reported', async (t) =
   const stalls = attentiveClock.stallsSince(before);
   t.ok(stalls.maxGapMs >= 1500 - 1, `the longest gap (${stalls.maxGapMs} ms) covers the 1.5 s block`);
   t.ok(stalls.totalMs >= 1500 - MAX_CREDIT_MS - 1, `stalled ${stalls.totalMs} ms, at least the block less one credit`);
-  t.ok(attentiveClock.now() - before < performance.now() - wallBefore - 1000, 'attentive time fell behind wall time by the stall');
+  t.ok(
+    attentiveClock.now() - before < performance.now() - wallBefore - 1000,
+    'attentive time fell behind wall time by the stall',
+  );
 });
 
 t.test('an attentive timeout does not fire early after a stall', async (t) => {
   await nextTick();
   const start = attentiveClock.now();
   let firedAt: number | undefined;
-  const fired = new Promise<void>((resolve) => attentiveTimeout(() => { firedAt = attentiveClock.now(); resolve(); }, 500));
+  const fired = new Promise<void>((resolve) =>
+    attentiveTimeout(() => {
+      firedAt = attentiveClock.now();
+      resolve();
+    }, 500),
+  );
   block(1200); // longer than the timeout: a plain setTimeout would fire as soon as the loop wakes
   await fired;
   t.ok(firedAt! - start >= 500, `fired after ${(firedAt! - start).toFixed(0)} ms of attentive time (>= 500)`);
@@ -39,7 +49,9 @@ t.test('an attentive timeout does not fire early after a stall', async (t) => {
 
 t.test('an attentive timeout can be cancelled', async (t) => {
   let fired = false;
-  const cancel = attentiveTimeout(() => { fired = true; }, 50);
+  const cancel = attentiveTimeout(() => {
+    fired = true;
+  }, 50);
   cancel();
   await new Promise<void>((resolve) => attentiveTimeout(resolve, 300));
   t.notOk(fired, 'the cancelled timeout never fired');

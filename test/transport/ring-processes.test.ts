@@ -41,7 +41,11 @@ if (!existsSync(distPath('bench/allreduce-rank.js'))) {
       tt.equal(hashes.size, 1, 'one result hash across ranks');
       for (const rk of r.ranks) {
         tt.ok(rk.ok, `rank ${rk.rank}: ${rk.first_bad ?? 'ok'}`);
-        tt.equal(rk.bytes_sent, ringBytesSent(c.elements, c.n, rk.rank), `rank ${rk.rank} sent the ring's share of bytes`);
+        tt.equal(
+          rk.bytes_sent,
+          ringBytesSent(c.elements, c.n, rk.rank),
+          `rank ${rk.rank} sent the ring's share of bytes`,
+        );
       }
       // our own check of some elements, from the inputs' definition
       const r0 = r.ranks[0];
@@ -63,7 +67,14 @@ if (!existsSync(distPath('bench/allreduce-rank.js'))) {
   }
 
   t.test('constant fill (the Gloo peer measurement) with default settings', async (tt) => {
-    const r = await runAllreduceBench({ workers: 2, elements: 4098, reps: 3, repsSmall: 3, warmup: 1, timeoutMs: 20_000 });
+    const r = await runAllreduceBench({
+      workers: 2,
+      elements: 4098,
+      reps: 3,
+      repsSmall: 3,
+      warmup: 1,
+      timeoutMs: 20_000,
+    });
     tt.ok(r.verified, 'N(N+1)/2 everywhere');
     tt.equal(r.times_s.length, 3);
     tt.equal(r.bench, 'wolfpack_ws_ring_allreduce');

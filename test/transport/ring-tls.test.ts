@@ -36,41 +36,62 @@ function sameBits(a: Float32Array, b: Float32Array): boolean {
 }
 
 /** One sender and one receiver on loopback; with `cert`, over wss:// pinned to it (or to `pinOf`). */
-async function pair(cert: RingCertificate | undefined, via?: number): Promise<{ out: RingOutgoing; inc: RingIncoming; listener: RingListener }> {
+async function pair(
+  cert: RingCertificate | undefined,
+  via?: number,
+): Promise<{ out: RingOutgoing; inc: RingIncoming; listener: RingListener }> {
   const listener = await listenRing({ host: '127.0.0.1', port: 0, ...(cert ? { tls: cert } : {}) });
   const port = via ?? listener.port;
   const [out, inc] = await Promise.all([
     listener.accept({ rank: 1, jobId: 'job-marker-7f3a' }, 10_000),
-    connectRing(`${cert ? 'wss' : 'ws'}://127.0.0.1:${port}`, { rank: 1, size: 2, jobId: 'job-marker-7f3a' }, { timeoutMs: 10_000, ...(cert ? { pin: cert.fingerprint } : {}) }),
+    connectRing(
+      `${cert ? 'wss' : 'ws'}://127.0.0.1:${port}`,
+      { rank: 1, size: 2, jobId: 'job-marker-7f3a' },
+      { timeoutMs: 10_000, ...(cert ? { pin: cert.fingerprint } : {}) },
+    ),
   ]);
   await listener.close();
   return { out, inc, listener };
 }
 
-t.test('the certificate: a self-signed Ed25519 v3 certificate whose fingerprint is the SHA-256 of its DER', async (t) => {
-  const now = new Date();
-  const cert = generateRingCertificate('wolfpack ring test', now);
-  const x = new X509Certificate(cert.certPem);
-  t.equal(x.subject, 'CN=wolfpack ring test', 'subject');
-  t.equal(x.issuer, 'CN=wolfpack ring test', 'issuer (self-signed)');
-  t.equal(x.publicKey.asymmetricKeyType, 'ed25519', 'an Ed25519 key');
-  t.ok(x.verify(x.publicKey), 'the signature verifies under its own key');
-  t.ok(new Date(x.validFrom) < now && new Date(x.validTo) > now, `valid now (${x.validFrom} .. ${x.validTo})`);
-  t.equal(cert.fingerprint, x.fingerprint256.replace(/:/g, '').toLowerCase(), "the fingerprint is Node's fingerprint256");
-  t.match(cert.fingerprint, /^[0-9a-f]{64}$/);
-  t.not(generateRingCertificate().fingerprint, cert.fingerprint, 'each certificate is new');
+t.test(
+  'the certificate: a self-signed Ed25519 v3 certificate whose fingerprint is the SHA-256 of its DER',
+  async (t) => {
+    const now = new Date();
+    const cert = generateRingCertificate('wolfpack ring test', now);
+    const x = new X509Certificate(cert.certPem);
+    t.equal(x.subject, 'CN=wolfpack ring test', 'subject');
+    t.equal(x.issuer, 'CN=wolfpack ring test', 'issuer (self-signed)');
+    t.equal(x.publicKey.asymmetricKeyType, 'ed25519', 'an Ed25519 key');
+    t.ok(x.verify(x.publicKey), 'the signature verifies under its own key');
+    t.ok(new Date(x.validFrom) < now && new Date(x.validTo) > now, `valid now (${x.validFrom} .. ${x.validTo})`);
+    t.equal(
+      cert.fingerprint,
+      x.fingerprint256.replace(/:/g, '').toLowerCase(),
+      "the fingerprint is Node's fingerprint256",
+    );
+    t.match(cert.fingerprint, /^[0-9a-f]{64}$/);
+    t.not(generateRingCertificate().fingerprint, cert.fingerprint, 'each certificate is new');
 
-  const dir = mkdtempSync(join(tmpdir(), 'wolfpack-ring-cert-'));
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
-  writeFileSync(join(dir, 'c.pem'), cert.certPem);
-  const text = execFileSync('openssl', ['x509', '-in', join(dir, 'c.pem'), '-noout', '-text', '-fingerprint', '-sha256'], { encoding: 'utf8', timeout: 20_000 });
-  t.match(text, /Version: 3 \(0x2\)/, 'openssl reads a v3 certificate');
-  t.match(text, /Signature Algorithm: ED25519/);
-  const fp = /sha256 Fingerprint=([0-9A-F:]+)/i.exec(text)?.[1] ?? '';
-  t.equal(fp.replace(/:/g, '').toLowerCase(), cert.fingerprint, "openssl's SHA-256 fingerprint is the same");
-  const verify = execFileSync('openssl', ['verify', '-CAfile', join(dir, 'c.pem'), join(dir, 'c.pem')], { encoding: 'utf8', timeout: 20_000 });
-  t.match(verify, /: OK/, 'openssl verifies the self-signature');
-});
+    const dir = mkdtempSync(join(tmpdir(), 'wolfpack-ring-cert-'));
+    t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+    writeFileSync(join(dir, 'c.pem'), cert.certPem);
+    const text = execFileSync(
+      'openssl',
+      ['x509', '-in', join(dir, 'c.pem'), '-noout', '-text', '-fingerprint', '-sha256'],
+      { encoding: 'utf8', timeout: 20_000 },
+    );
+    t.match(text, /Version: 3 \(0x2\)/, 'openssl reads a v3 certificate');
+    t.match(text, /Signature Algorithm: ED25519/);
+    const fp = /sha256 Fingerprint=([0-9A-F:]+)/i.exec(text)?.[1] ?? '';
+    t.equal(fp.replace(/:/g, '').toLowerCase(), cert.fingerprint, "openssl's SHA-256 fingerprint is the same");
+    const verify = execFileSync('openssl', ['verify', '-CAfile', join(dir, 'c.pem'), join(dir, 'c.pem')], {
+      encoding: 'utf8',
+      timeout: 20_000,
+    });
+    t.match(verify, /: OK/, 'openssl verifies the self-signature');
+  },
+);
 
 t.test('payloads of all sizes over wss://, both receive modes', async (t) => {
   const { out, inc } = await pair(generateRingCertificate());
@@ -95,13 +116,19 @@ t.test('a ring of three over wss:// sums like the float64 reference, bitwise ide
   const n = 3;
   const certs = [0, 1, 2].map(() => generateRingCertificate());
   const listeners = await Promise.all(certs.map((tls) => listenRing({ host: '127.0.0.1', port: 0, tls })));
-  const halves = await Promise.all([0, 1, 2].map((rank) => {
-    const left = (rank + n - 1) % n;
-    return Promise.all([
-      listeners[rank].accept({ rank: (rank + 1) % n, jobId: 'ring' }, 10_000),
-      connectRing(`wss://127.0.0.1:${listeners[left].port}`, { rank, size: n, jobId: 'ring' }, { timeoutMs: 10_000, pin: certs[left].fingerprint }),
-    ]);
-  }));
+  const halves = await Promise.all(
+    [0, 1, 2].map((rank) => {
+      const left = (rank + n - 1) % n;
+      return Promise.all([
+        listeners[rank].accept({ rank: (rank + 1) % n, jobId: 'ring' }, 10_000),
+        connectRing(
+          `wss://127.0.0.1:${listeners[left].port}`,
+          { rank, size: n, jobId: 'ring' },
+          { timeoutMs: 10_000, pin: certs[left].fingerprint },
+        ),
+      ]);
+    }),
+  );
   await Promise.all(listeners.map((l) => l.close()));
   const links = halves.map(([o, i]) => wsLink(o, i));
   const r = rng(5);
@@ -137,7 +164,11 @@ t.test('on the wire: wss:// carries neither the hello nor the data; ws:// carrie
     t.teardown(() => proxy.close());
     const [out, inc] = await Promise.all([
       listener.accept({ rank: 1, jobId: 'job-marker-7f3a' }, 10_000),
-      connectRing(`${scheme}://127.0.0.1:${proxy.port}`, { rank: 1, size: 2, jobId: 'job-marker-7f3a' }, { timeoutMs: 10_000, ...(cert ? { pin: cert.fingerprint } : {}) }),
+      connectRing(
+        `${scheme}://127.0.0.1:${proxy.port}`,
+        { rank: 1, size: 2, jobId: 'job-marker-7f3a' },
+        { timeoutMs: 10_000, ...(cert ? { pin: cert.fingerprint } : {}) },
+      ),
     ]);
     const got = new Float32Array(data.length);
     const done = inc.recv(0, data.length, got);
@@ -160,40 +191,93 @@ t.test('on the wire: wss:// carries neither the hello nor the data; ws:// carrie
   }
 });
 
-t.test('a listener whose certificate is not the pinned one gets no hello; the connecting rank fails with E_AUTH', async (t) => {
-  const served = generateRingCertificate();
-  const announced = generateRingCertificate();
-  const hellos: RingHello[] = [];
-  const listener = await listenRing({ host: '127.0.0.1', port: 0, tls: served, verifyHello: (h) => void hellos.push(h) });
-  t.teardown(() => listener.close());
-  const err = await connectRing(`wss://127.0.0.1:${listener.port}`, { rank: 1, size: 2, jobId: 'j' }, { timeoutMs: 10_000, pin: announced.fingerprint })
-    .then(() => null, (e: unknown) => e);
-  t.ok(isWolfpackError(err, 'E_AUTH'), `E_AUTH (${String(err)})`);
-  t.match(String((err as Error).message), /is not the one the coordinator announced/, 'saying the certificate is not the announced one');
-  t.match(String((err as Error).message), new RegExp(served.fingerprint.slice(0, 16)), "naming the presented certificate's fingerprint");
-  // The right pin on the same listener works, so the refusal was the pin's doing.
-  const [out, inc] = await Promise.all([
-    listener.accept({ rank: 1, jobId: 'j' }, 10_000),
-    connectRing(`wss://127.0.0.1:${listener.port}`, { rank: 1, size: 2, jobId: 'j' }, { timeoutMs: 10_000, pin: served.fingerprint }),
-  ]);
-  t.equal(hellos.length, 1, 'the listener saw one hello: the pinned connection, none from the refused one');
-  out.close();
-  inc.close();
-});
+t.test(
+  'a listener whose certificate is not the pinned one gets no hello; the connecting rank fails with E_AUTH',
+  async (t) => {
+    const served = generateRingCertificate();
+    const announced = generateRingCertificate();
+    const hellos: RingHello[] = [];
+    const listener = await listenRing({
+      host: '127.0.0.1',
+      port: 0,
+      tls: served,
+      verifyHello: (h) => void hellos.push(h),
+    });
+    t.teardown(() => listener.close());
+    const err = await connectRing(
+      `wss://127.0.0.1:${listener.port}`,
+      { rank: 1, size: 2, jobId: 'j' },
+      { timeoutMs: 10_000, pin: announced.fingerprint },
+    ).then(
+      () => null,
+      (e: unknown) => e,
+    );
+    t.ok(isWolfpackError(err, 'E_AUTH'), `E_AUTH (${String(err)})`);
+    t.match(
+      String((err as Error).message),
+      /is not the one the coordinator announced/,
+      'saying the certificate is not the announced one',
+    );
+    t.match(
+      String((err as Error).message),
+      new RegExp(served.fingerprint.slice(0, 16)),
+      "naming the presented certificate's fingerprint",
+    );
+    // The right pin on the same listener works, so the refusal was the pin's doing.
+    const [out, inc] = await Promise.all([
+      listener.accept({ rank: 1, jobId: 'j' }, 10_000),
+      connectRing(
+        `wss://127.0.0.1:${listener.port}`,
+        { rank: 1, size: 2, jobId: 'j' },
+        { timeoutMs: 10_000, pin: served.fingerprint },
+      ),
+    ]);
+    t.equal(hellos.length, 1, 'the listener saw one hello: the pinned connection, none from the refused one');
+    out.close();
+    inc.close();
+  },
+);
 
 t.test('schemes and pins that do not fit are refused', async (t) => {
   const cert = generateRingCertificate();
   const hello = { rank: 1, size: 2, jobId: 'j' };
-  await t.rejects(connectRing('wss://127.0.0.1:9', hello, { timeoutMs: 1000 }), { code: 'E_USAGE', message: /no certificate fingerprint/ }, 'wss:// without a pin');
-  await t.rejects(connectRing('wss://127.0.0.1:9', hello, { timeoutMs: 1000, pin: 'abc' }), { code: 'E_USAGE' }, 'a pin that is not 64 hex digits');
-  await t.rejects(connectRing('ws://127.0.0.1:9', hello, { timeoutMs: 1000, pin: cert.fingerprint }), { code: 'E_USAGE', message: /expected wss/ }, 'a pin with ws://');
+  await t.rejects(
+    connectRing('wss://127.0.0.1:9', hello, { timeoutMs: 1000 }),
+    { code: 'E_USAGE', message: /no certificate fingerprint/ },
+    'wss:// without a pin',
+  );
+  await t.rejects(
+    connectRing('wss://127.0.0.1:9', hello, { timeoutMs: 1000, pin: 'abc' }),
+    { code: 'E_USAGE' },
+    'a pin that is not 64 hex digits',
+  );
+  await t.rejects(
+    connectRing('ws://127.0.0.1:9', hello, { timeoutMs: 1000, pin: cert.fingerprint }),
+    { code: 'E_USAGE', message: /expected wss/ },
+    'a pin with ws://',
+  );
 
   const tlsListener = await listenRing({ host: '127.0.0.1', port: 0, tls: cert });
   t.teardown(() => tlsListener.close());
-  const plainOnTls = await connectRing(`ws://127.0.0.1:${tlsListener.port}`, hello, { timeoutMs: 10_000 }).then(() => null, (e: unknown) => e);
-  t.ok(plainOnTls instanceof Error && /E_(WORKER|PROTOCOL)/.test(String((plainOnTls as { code?: string }).code)), `ws:// to a TLS listener fails (${String(plainOnTls)})`);
+  const plainOnTls = await connectRing(`ws://127.0.0.1:${tlsListener.port}`, hello, { timeoutMs: 10_000 }).then(
+    () => null,
+    (e: unknown) => e,
+  );
+  t.ok(
+    plainOnTls instanceof Error && /E_(WORKER|PROTOCOL)/.test(String((plainOnTls as { code?: string }).code)),
+    `ws:// to a TLS listener fails (${String(plainOnTls)})`,
+  );
   const plainListener = await listenRing({ host: '127.0.0.1', port: 0 });
   t.teardown(() => plainListener.close());
-  const tlsOnPlain = await connectRing(`wss://127.0.0.1:${plainListener.port}`, hello, { timeoutMs: 10_000, pin: cert.fingerprint }).then(() => null, (e: unknown) => e);
-  t.ok(tlsOnPlain instanceof Error && /E_(WORKER|PROTOCOL)/.test(String((tlsOnPlain as { code?: string }).code)), `wss:// to a plain listener fails (${String(tlsOnPlain)})`);
+  const tlsOnPlain = await connectRing(`wss://127.0.0.1:${plainListener.port}`, hello, {
+    timeoutMs: 10_000,
+    pin: cert.fingerprint,
+  }).then(
+    () => null,
+    (e: unknown) => e,
+  );
+  t.ok(
+    tlsOnPlain instanceof Error && /E_(WORKER|PROTOCOL)/.test(String((tlsOnPlain as { code?: string }).code)),
+    `wss:// to a plain listener fails (${String(tlsOnPlain)})`,
+  );
 });

@@ -36,7 +36,9 @@ function sleep(ms: number): Promise<void> {
 }
 
 /** One sender (server side) and one receiver (client side) on loopback. */
-async function pair(opts: { maxChunkBytes?: number } = {}): Promise<{ out: RingOutgoing; inc: RingIncoming; listener: RingListener }> {
+async function pair(
+  opts: { maxChunkBytes?: number } = {},
+): Promise<{ out: RingOutgoing; inc: RingIncoming; listener: RingListener }> {
   const listener = await listenRing({ host: '127.0.0.1', port: 0, ...opts });
   const [out, inc] = await Promise.all([
     listener.accept({ rank: 1, jobId: 'j' }, 5000),
@@ -105,7 +107,11 @@ t.test('early messages: the receiver stops reading past maxEarlyBytes, then catc
   const listener = await listenRing({ host: '127.0.0.1', port: 0 });
   const [out, inc] = await Promise.all([
     listener.accept({}, 5000),
-    connectRing(`ws://127.0.0.1:${listener.port}`, { rank: 0, jobId: 'j' }, { timeoutMs: 5000, maxEarlyBytes: 100_000 }),
+    connectRing(
+      `ws://127.0.0.1:${listener.port}`,
+      { rank: 0, jobId: 'j' },
+      { timeoutMs: 5000, maxEarlyBytes: 100_000 },
+    ),
   ]);
   await listener.close();
   const r = rng(5);
@@ -136,8 +142,15 @@ t.test('unordered mode matches tags whatever the order of receives', async (tt) 
   const recvs = msgs.map((m, i) => 9 - i).map((i) => inc.recv(i, msgs[i].length, got[i]));
   await Promise.all(msgs.map((m, i) => out.send(i, m)));
   await Promise.all(recvs);
-  tt.ok(msgs.every((m, i) => sameBits(m, got[i])), 'all intact');
-  await tt.rejects(out.send(99, new Float32Array((1 << 18) + 1)), { code: 'E_USAGE' }, 'send above maxChunkBytes refused');
+  tt.ok(
+    msgs.every((m, i) => sameBits(m, got[i])),
+    'all intact',
+  );
+  await tt.rejects(
+    out.send(99, new Float32Array((1 << 18) + 1)),
+    { code: 'E_USAGE' },
+    'send above maxChunkBytes refused',
+  );
   out.close();
   inc.close();
 });
@@ -171,7 +184,11 @@ t.test('ring of three over WebSockets, jittered receives, against a float64 sum'
     [0, 1, 2].map((rank) =>
       Promise.all([
         listeners[rank].accept({ rank: (rank + 1) % n, jobId: 'ring' }, 5000),
-        connectRing(`ws://127.0.0.1:${listeners[(rank + n - 1) % n].port}`, { rank, size: n, jobId: 'ring' }, { timeoutMs: 5000 }),
+        connectRing(
+          `ws://127.0.0.1:${listeners[(rank + n - 1) % n].port}`,
+          { rank, size: n, jobId: 'ring' },
+          { timeoutMs: 5000 },
+        ),
       ]),
     ),
   );
@@ -215,8 +232,16 @@ t.test('handshake: job, rank and auth are checked before the welcome', async (tt
   });
   const url = `ws://127.0.0.1:${listener.port}`;
   const accepted = listener.accept({ rank: 2, jobId: 'job' }, 5000);
-  await tt.rejects(connectRing(url, { rank: 2, jobId: 'job', auth: 'wrong' }, { timeoutMs: 5000 }), { code: 'E_AUTH' }, 'auth hook refuses');
-  await tt.rejects(connectRing(url, { rank: 3, jobId: 'job', auth: 'secret' }, { timeoutMs: 5000 }), { code: 'E_PROTOCOL' }, 'unexpected rank refused');
+  await tt.rejects(
+    connectRing(url, { rank: 2, jobId: 'job', auth: 'wrong' }, { timeoutMs: 5000 }),
+    { code: 'E_AUTH' },
+    'auth hook refuses',
+  );
+  await tt.rejects(
+    connectRing(url, { rank: 3, jobId: 'job', auth: 'secret' }, { timeoutMs: 5000 }),
+    { code: 'E_PROTOCOL' },
+    'unexpected rank refused',
+  );
   const ok = await connectRing(url, { rank: 2, jobId: 'job', auth: 'secret' }, { timeoutMs: 5000 });
   const out = await accepted;
   tt.equal(out.hello.rank, 2, 'accepted the expected neighbour');
@@ -228,7 +253,11 @@ t.test('handshake: job, rank and auth are checked before the welcome', async (tt
   const [code] = (await once(raw, 'close')) as [number, Buffer];
   tt.equal(code, 4400, 'binary first frame refused with 4400');
   await tt.rejects(connectRing('http://x', { rank: 0, jobId: 'j' }), { code: 'E_USAGE' });
-  await tt.rejects(connectRing(`ws://127.0.0.1:1`, { rank: 0, jobId: 'j' }, { timeoutMs: 300, retryMs: 50 }), { code: 'E_WORKER' }, 'gives up on a closed port');
+  await tt.rejects(
+    connectRing(`ws://127.0.0.1:1`, { rank: 0, jobId: 'j' }, { timeoutMs: 300, retryMs: 50 }),
+    { code: 'E_WORKER' },
+    'gives up on a closed port',
+  );
   ok.close();
   out.close();
   await listener.close();
@@ -239,13 +268,21 @@ t.test('a neighbour that goes away fails the link with E_WORKER', async (tt) => 
   const p = inc.recv(1, 10, () => undefined);
   out.close();
   await tt.rejects(p, { code: 'E_WORKER' }, 'pending receive rejects');
-  await tt.rejects(inc.recv(2, 10, () => undefined), { code: 'E_WORKER' }, 'later receives reject');
+  await tt.rejects(
+    inc.recv(2, 10, () => undefined),
+    { code: 'E_WORKER' },
+    'later receives reject',
+  );
   await tt.rejects(out.send(3, new Float32Array(2)), { code: 'E_WORKER' }, 'sends after close reject');
 });
 
 // ---- bad frames from a fake left neighbour (a plain ws server) -------------------------------------
 
-function header(tagLo: number, count: number, patch: Partial<{ magic: number; version: number; kind: number; hi: number }> = {}): Buffer {
+function header(
+  tagLo: number,
+  count: number,
+  patch: Partial<{ magic: number; version: number; kind: number; hi: number }> = {},
+): Buffer {
   const h = Buffer.alloc(16);
   h[0] = patch.magic ?? 0x57;
   h[1] = patch.version ?? 1;
@@ -292,27 +329,71 @@ async function badFrame(
     });
   });
   const { logger, cap } = capturingLogger();
-  const inc = await connectRing(`ws://127.0.0.1:${port}`, { rank: 1, size: 2, jobId: 'j' }, { timeoutMs: 5000, logger, maxChunkBytes });
+  const inc = await connectRing(
+    `ws://127.0.0.1:${port}`,
+    { rank: 1, size: 2, jobId: 'j' },
+    { timeoutMs: 5000, logger, maxChunkBytes },
+  );
   let err: unknown;
   try {
     await inc.recv(expect.tag, expect.count, () => undefined);
   } catch (e) {
     err = e;
   }
-  tt.ok(isWolfpackError(err, 'E_PROTOCOL'), `${name}: E_PROTOCOL (${err instanceof Error ? err.message : String(err)})`);
+  tt.ok(
+    isWolfpackError(err, 'E_PROTOCOL'),
+    `${name}: E_PROTOCOL (${err instanceof Error ? err.message : String(err)})`,
+  );
   tt.equal(await closed, wantClose, `${name}: connection closed with ${wantClose}`);
-  tt.ok(cap.lines.some((l) => l.includes('protocol error')), `${name}: reason logged`);
-  await tt.rejects(inc.recv(99, 1, () => undefined), { code: 'E_PROTOCOL' }, `${name}: later receives fail too`);
+  tt.ok(
+    cap.lines.some((l) => l.includes('protocol error')),
+    `${name}: reason logged`,
+  );
+  await tt.rejects(
+    inc.recv(99, 1, () => undefined),
+    { code: 'E_PROTOCOL' },
+    `${name}: later receives fail too`,
+  );
   wss.close();
 }
 
 t.test('bad frames are rejected with E_PROTOCOL and close the connection', async (tt) => {
   const payload = (n: number): Buffer => Buffer.alloc(4 * n);
-  await badFrame(tt, 'wrong magic', (ws) => ws.send(Buffer.concat([header(0, 4, { magic: 0x42 }), payload(4)])), { tag: 0, count: 4 }, 1002);
-  await badFrame(tt, 'wrong version', (ws) => ws.send(Buffer.concat([header(0, 4, { version: 9 }), payload(4)])), { tag: 0, count: 4 }, 1002);
-  await badFrame(tt, 'wrong count', (ws) => ws.send(Buffer.concat([header(0, 10), payload(10)])), { tag: 0, count: 12 }, 1002);
-  await badFrame(tt, 'payload shorter than the count', (ws) => ws.send(Buffer.concat([header(0, 10), payload(9)])), { tag: 0, count: 10 }, 1002);
-  await badFrame(tt, 'payload longer than the count', (ws) => ws.send(Buffer.concat([header(0, 10), payload(11)])), { tag: 0, count: 10 }, 1002);
+  await badFrame(
+    tt,
+    'wrong magic',
+    (ws) => ws.send(Buffer.concat([header(0, 4, { magic: 0x42 }), payload(4)])),
+    { tag: 0, count: 4 },
+    1002,
+  );
+  await badFrame(
+    tt,
+    'wrong version',
+    (ws) => ws.send(Buffer.concat([header(0, 4, { version: 9 }), payload(4)])),
+    { tag: 0, count: 4 },
+    1002,
+  );
+  await badFrame(
+    tt,
+    'wrong count',
+    (ws) => ws.send(Buffer.concat([header(0, 10), payload(10)])),
+    { tag: 0, count: 12 },
+    1002,
+  );
+  await badFrame(
+    tt,
+    'payload shorter than the count',
+    (ws) => ws.send(Buffer.concat([header(0, 10), payload(9)])),
+    { tag: 0, count: 10 },
+    1002,
+  );
+  await badFrame(
+    tt,
+    'payload longer than the count',
+    (ws) => ws.send(Buffer.concat([header(0, 10), payload(11)])),
+    { tag: 0, count: 10 },
+    1002,
+  );
   await badFrame(
     tt,
     'fragment longer than the count',
@@ -323,12 +404,31 @@ t.test('bad frames are rejected with E_PROTOCOL and close the connection', async
     { tag: 0, count: 10 },
     1009,
   );
-  await badFrame(tt, 'count over the limit', (ws) => ws.send(header(0, 1_000_000)), { tag: 0, count: 1_000_000 }, 1009, 1024);
+  await badFrame(
+    tt,
+    'count over the limit',
+    (ws) => ws.send(header(0, 1_000_000)),
+    { tag: 0, count: 1_000_000 },
+    1009,
+    1024,
+  );
   await badFrame(tt, 'oversized frame', (ws) => ws.send(Buffer.alloc(4096)), { tag: 0, count: 10 }, 1009, 1024);
-  await badFrame(tt, 'unexpected tag', (ws) => ws.send(Buffer.concat([header(5, 4), payload(4)])), { tag: 4, count: 4 }, 1002);
+  await badFrame(
+    tt,
+    'unexpected tag',
+    (ws) => ws.send(Buffer.concat([header(5, 4), payload(4)])),
+    { tag: 4, count: 4 },
+    1002,
+  );
   await badFrame(tt, 'text frame on the data channel', (ws) => ws.send('hello'), { tag: 0, count: 1 }, 1002);
   await badFrame(tt, 'short message', (ws) => ws.send(Buffer.alloc(8)), { tag: 0, count: 1 }, 1002);
-  await badFrame(tt, 'tag out of range', (ws) => ws.send(Buffer.concat([header(0, 1, { hi: 2 ** 22 }), payload(1)])), { tag: 0, count: 1 }, 1002);
+  await badFrame(
+    tt,
+    'tag out of range',
+    (ws) => ws.send(Buffer.concat([header(0, 1, { hi: 2 ** 22 }), payload(1)])),
+    { tag: 0, count: 1 },
+    1002,
+  );
 });
 
 t.test('a data frame from the receiving side is a protocol error for the sender', async (tt) => {

@@ -80,7 +80,10 @@ t.test('concurrent writers never interleave: the result is one complete version'
   const versions = Array.from({ length: 8 }, (_, k) => Buffer.alloc(256 * 1024, 65 + k));
   await Promise.all(versions.map((v) => writeFileAtomic(target, [v.subarray(0, 1000), v.subarray(1000)])));
   const final = readFileSync(target);
-  t.ok(versions.some((v) => v.equals(final)), 'exactly one writer’s full content');
+  t.ok(
+    versions.some((v) => v.equals(final)),
+    'exactly one writer’s full content',
+  );
   t.same(readdirSync(join(dir, 'd')), ['ckpt.bin']);
 });
 

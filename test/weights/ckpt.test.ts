@@ -39,14 +39,23 @@ t.test('reads a checkpoint with MindSpore crc_num trailer, and rejects a wrong C
   t.same(Array.from(toFloat32(map.get('w')!)), [0.5, -0.25]);
   const damaged = Buffer.from(buf);
   damaged[damaged.length - 1] ^= 1;
-  assertWolfpackError(t, thrownBy(() => parseCkpt(damaged, file)), 'E_CORRUPT', file, 'crc_num');
+  assertWolfpackError(
+    t,
+    thrownBy(() => parseCkpt(damaged, file)),
+    'E_CORRUPT',
+    file,
+    'crc_num',
+  );
 });
 
-t.test('writes byte for byte what MindSpore writes (one Value per tensor, unpacked dims, scalar dims [0])', async (t) => {
-  const map = await readCkpt(fixturePath('tiny.ckpt'));
-  const canonical = readFileSync(fixturePath('canonical.ckpt'));
-  t.equal(hex(serializeCkpt(map)), hex(canonical));
-});
+t.test(
+  'writes byte for byte what MindSpore writes (one Value per tensor, unpacked dims, scalar dims [0])',
+  async (t) => {
+    const map = await readCkpt(fixturePath('tiny.ckpt'));
+    const canonical = readFileSync(fixturePath('canonical.ckpt'));
+    t.equal(hex(serializeCkpt(map)), hex(canonical));
+  },
+);
 
 function sampleMap(): TensorMap {
   const f16 = Uint8Array.from([0x00, 0x3c, 0x01, 0x00, 0x00, 0x80, 0x00, 0x7c]); // 1, subnormal, -0, inf
@@ -74,35 +83,38 @@ t.test('round trip through a file: f32, f16, bf16, int64 scalar, [] scalar, empt
   assertSameTensors(t, parseCkpt(serializeCkpt(map), 'mem.ckpt'), map);
 });
 
-t.test('every prefix of the fixture either throws E_CORRUPT naming the file or is a whole earlier prefix', async (t) => {
-  const file = fixturePath('tiny.ckpt');
-  const full = readFileSync(file);
-  const complete = parseCkpt(full, file);
-  let threw = 0;
-  let parsed = 0;
-  for (let n = 1; n < full.length; n++) {
-    let map: TensorMap;
-    try {
-      map = parseCkpt(full.subarray(0, n), file);
-    } catch (e) {
-      const err = e as { code?: string; message: string };
-      if (err.code !== 'E_CORRUPT' || !err.message.includes(file)) {
-        t.fail(`prefix ${n}: ${err.code} ${err.message}`);
-        return;
+t.test(
+  'every prefix of the fixture either throws E_CORRUPT naming the file or is a whole earlier prefix',
+  async (t) => {
+    const file = fixturePath('tiny.ckpt');
+    const full = readFileSync(file);
+    const complete = parseCkpt(full, file);
+    let threw = 0;
+    let parsed = 0;
+    for (let n = 1; n < full.length; n++) {
+      let map: TensorMap;
+      try {
+        map = parseCkpt(full.subarray(0, n), file);
+      } catch (e) {
+        const err = e as { code?: string; message: string };
+        if (err.code !== 'E_CORRUPT' || !err.message.includes(file)) {
+          t.fail(`prefix ${n}: ${err.code} ${err.message}`);
+          return;
+        }
+        threw++;
+        continue;
       }
-      threw++;
-      continue;
+      parsed++;
+      const names = [...map.keys()];
+      if (names.join() !== [...complete.keys()].slice(0, names.length).join()) t.fail(`prefix ${n}: ${names}`);
+      for (const name of names) {
+        if (hex(map.get(name)!.bytes) !== hex(complete.get(name)!.bytes)) t.fail(`prefix ${n}: ${name} differs`);
+      }
     }
-    parsed++;
-    const names = [...map.keys()];
-    if (names.join() !== [...complete.keys()].slice(0, names.length).join()) t.fail(`prefix ${n}: ${names}`);
-    for (const name of names) {
-      if (hex(map.get(name)!.bytes) !== hex(complete.get(name)!.bytes)) t.fail(`prefix ${n}: ${name} differs`);
-    }
-  }
-  t.ok(threw > full.length * 0.9, `${threw} prefixes rejected`);
-  t.ok(parsed > 0, `${parsed} prefixes end on a Value boundary and parse`);
-});
+    t.ok(threw > full.length * 0.9, `${threw} prefixes rejected`);
+    t.ok(parsed > 0, `${parsed} prefixes end on a Value boundary and parse`);
+  },
+);
 
 t.test('errors', async (t) => {
   const file = '/data/pretrained/resnet50.ckpt';
@@ -117,7 +129,12 @@ t.test('errors', async (t) => {
     const e = thrownBy(() => parseCkpt(Buffer.from('this is plain text, not a checkpoint at all\n'), file));
     assertWolfpackError(t, e, 'E_CORRUPT', file);
     const png = Buffer.from('89504e470d0a1a0a0000000d49484452000000100000001008060000001ff3ff61', 'hex');
-    assertWolfpackError(t, thrownBy(() => parseCkpt(png, file)), 'E_CORRUPT', file);
+    assertWolfpackError(
+      t,
+      thrownBy(() => parseCkpt(png, file)),
+      'E_CORRUPT',
+      file,
+    );
   });
 
   t.test('content size does not match dims', async (t) => {
@@ -127,13 +144,32 @@ t.test('errors', async (t) => {
   });
 
   t.test('split pieces that add up wrong', async (t) => {
-    const buf = Buffer.concat([pbValue('fc.weight', [2, 2], 'Float32', F32([1, 2])), pbValue('fc.weight', [2, 2], 'Float32', F32([3]))]);
-    assertWolfpackError(t, thrownBy(() => parseCkpt(buf, file)), 'E_CORRUPT', 'fc.weight', '16 bytes', 'found 12');
+    const buf = Buffer.concat([
+      pbValue('fc.weight', [2, 2], 'Float32', F32([1, 2])),
+      pbValue('fc.weight', [2, 2], 'Float32', F32([3])),
+    ]);
+    assertWolfpackError(
+      t,
+      thrownBy(() => parseCkpt(buf, file)),
+      'E_CORRUPT',
+      'fc.weight',
+      '16 bytes',
+      'found 12',
+    );
   });
 
   t.test('split pieces that disagree on dims', async (t) => {
-    const buf = Buffer.concat([pbValue('fc.weight', [2, 2], 'Float32', F32([1, 2])), pbValue('fc.weight', [4], 'Float32', F32([3, 4]))]);
-    assertWolfpackError(t, thrownBy(() => parseCkpt(buf, file)), 'E_CORRUPT', file, 'fc.weight');
+    const buf = Buffer.concat([
+      pbValue('fc.weight', [2, 2], 'Float32', F32([1, 2])),
+      pbValue('fc.weight', [4], 'Float32', F32([3, 4])),
+    ]);
+    assertWolfpackError(
+      t,
+      thrownBy(() => parseCkpt(buf, file)),
+      'E_CORRUPT',
+      file,
+      'fc.weight',
+    );
   });
 
   t.test('unknown tensor_type', async (t) => {
@@ -144,15 +180,40 @@ t.test('errors', async (t) => {
 
   t.test('the same tag twice, apart', async (t) => {
     const buf = Buffer.concat([good, pbValue('b', [1], 'Float32', F32([1])), good]);
-    assertWolfpackError(t, thrownBy(() => parseCkpt(buf, file)), 'E_CORRUPT', file, 'conv1.weight', 'twice');
+    assertWolfpackError(
+      t,
+      thrownBy(() => parseCkpt(buf, file)),
+      'E_CORRUPT',
+      file,
+      'conv1.weight',
+      'twice',
+    );
   });
 
   t.test('empty file, and a checkpoint holding no tensors', async (t) => {
-    assertWolfpackError(t, thrownBy(() => parseCkpt(new Uint8Array(0), file)), 'E_CORRUPT', file, 'empty');
+    assertWolfpackError(
+      t,
+      thrownBy(() => parseCkpt(new Uint8Array(0), file)),
+      'E_CORRUPT',
+      file,
+      'empty',
+    );
     const onlyString = pbValue('note', [0], 'str', Buffer.from('h\0\0\0'));
-    assertWolfpackError(t, thrownBy(() => parseCkpt(onlyString, file)), 'E_CORRUPT', file, 'no tensors');
+    assertWolfpackError(
+      t,
+      thrownBy(() => parseCkpt(onlyString, file)),
+      'E_CORRUPT',
+      file,
+      'no tensors',
+    );
     const onlyUnknownField = Uint8Array.from([0x48, 0x01]); // field 9, varint 1
-    assertWolfpackError(t, thrownBy(() => parseCkpt(onlyUnknownField, file)), 'E_CORRUPT', file, 'no tensors');
+    assertWolfpackError(
+      t,
+      thrownBy(() => parseCkpt(onlyUnknownField, file)),
+      'E_CORRUPT',
+      file,
+      'no tensors',
+    );
   });
 
   t.test('missing file', async (t) => {
@@ -164,6 +225,11 @@ t.test('errors', async (t) => {
     const path = join(t.testdir(), 'out.ckpt');
     const bad: TensorMap = new Map([['fc.bias', { dtype: 'float32', shape: [3], bytes: new Uint8Array(8) }]]);
     assertWolfpackError(t, await rejectionOf(writeCkpt(path, bad)), 'E_WEIGHTS', 'fc.bias', '12 bytes');
-    assertWolfpackError(t, thrownBy(() => serializeCkpt(new Map())), 'E_WEIGHTS', 'no tensors');
+    assertWolfpackError(
+      t,
+      thrownBy(() => serializeCkpt(new Map())),
+      'E_WEIGHTS',
+      'no tensors',
+    );
   });
 });

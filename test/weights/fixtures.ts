@@ -64,11 +64,7 @@ function field(num: number, payload: Uint8Array): Uint8Array {
 /** One `Value` of a Checkpoint, encoded as MindSpore does (proto2, unpacked dims). */
 export function pbValue(tag: string, dims: number[], tensorType: string, content: Uint8Array): Uint8Array {
   const dimBytes = dims.flatMap((d) => [0x08, ...varint(d)]);
-  const tensor = Uint8Array.from([
-    ...dimBytes,
-    ...field(2, Buffer.from(tensorType)),
-    ...field(3, content),
-  ]);
+  const tensor = Uint8Array.from([...dimBytes, ...field(2, Buffer.from(tensorType)), ...field(3, content)]);
   return field(1, Uint8Array.from([...field(1, Buffer.from(tag)), ...field(2, tensor)]));
 }
 

@@ -20,8 +20,16 @@ function u16le(values: number[]): Uint8Array {
 
 t.test('dtypeSize and numElements', async (t) => {
   const sizes: [DType, number][] = [
-    ['float32', 4], ['float16', 2], ['bfloat16', 2], ['float64', 8], ['int8', 1],
-    ['int16', 2], ['int32', 4], ['int64', 8], ['uint8', 1], ['bool', 1],
+    ['float32', 4],
+    ['float16', 2],
+    ['bfloat16', 2],
+    ['float64', 8],
+    ['int8', 1],
+    ['int16', 2],
+    ['int32', 4],
+    ['int64', 8],
+    ['uint8', 1],
+    ['bool', 1],
   ];
   for (const [d, s] of sizes) t.equal(dtypeSize(d), s, d);
   t.equal(numElements([]), 1, 'scalar');
@@ -29,22 +37,28 @@ t.test('dtypeSize and numElements', async (t) => {
   t.equal(numElements([64, 3, 7, 7]), 9408);
 });
 
-t.test('float16 -> float32 matches numpy on specials (subnormal, inf, nan payload, -0) and random patterns', async (t) => {
-  const cases = expected.f16_cases;
-  t.ok(cases.length > 50);
-  const input = atOddOffset({ dtype: 'float16', shape: [cases.length], bytes: u16le(cases.map((c) => c[0])) });
-  const got = bitsOf(toFloat32(input));
-  t.same(got, cases.map((c) => c[1]));
-  // Spot checks written out, so the meaning of the table is visible here.
-  const one = (h: number): number => toFloat32({ dtype: 'float16', shape: [], bytes: u16le([h]) })[0];
-  t.equal(one(0x0001), 2 ** -24, 'smallest subnormal');
-  t.equal(one(0x03ff), 1023 * 2 ** -24, 'largest subnormal');
-  t.equal(one(0x7bff), 65504, 'largest normal');
-  t.equal(one(0x7c00), Infinity);
-  t.equal(one(0xfc00), -Infinity);
-  t.ok(Object.is(one(0x8000), -0), '-0 keeps its sign');
-  t.ok(Number.isNaN(one(0x7e00)));
-});
+t.test(
+  'float16 -> float32 matches numpy on specials (subnormal, inf, nan payload, -0) and random patterns',
+  async (t) => {
+    const cases = expected.f16_cases;
+    t.ok(cases.length > 50);
+    const input = atOddOffset({ dtype: 'float16', shape: [cases.length], bytes: u16le(cases.map((c) => c[0])) });
+    const got = bitsOf(toFloat32(input));
+    t.same(
+      got,
+      cases.map((c) => c[1]),
+    );
+    // Spot checks written out, so the meaning of the table is visible here.
+    const one = (h: number): number => toFloat32({ dtype: 'float16', shape: [], bytes: u16le([h]) })[0];
+    t.equal(one(0x0001), 2 ** -24, 'smallest subnormal');
+    t.equal(one(0x03ff), 1023 * 2 ** -24, 'largest subnormal');
+    t.equal(one(0x7bff), 65504, 'largest normal');
+    t.equal(one(0x7c00), Infinity);
+    t.equal(one(0xfc00), -Infinity);
+    t.ok(Object.is(one(0x8000), -0), '-0 keeps its sign');
+    t.ok(Number.isNaN(one(0x7e00)));
+  },
+);
 
 t.test('float16 -> float32 over all 65536 patterns hashes to numpy table', async (t) => {
   const all = new Uint8Array(65536 * 2);
@@ -60,7 +74,10 @@ t.test('float16 -> float32 over all 65536 patterns hashes to numpy table', async
 t.test('bfloat16 -> float32 matches torch', async (t) => {
   const cases = expected.bf16_cases;
   const input = atOddOffset({ dtype: 'bfloat16', shape: [cases.length], bytes: u16le(cases.map((c) => c[0])) });
-  t.same(bitsOf(toFloat32(input)), cases.map((c) => c[1]));
+  t.same(
+    bitsOf(toFloat32(input)),
+    cases.map((c) => c[1]),
+  );
 });
 
 t.test('other dtypes -> float32, from unaligned views', async (t) => {
@@ -111,5 +128,10 @@ t.test('fromFloat32 copies', async (t) => {
   // From a subarray of a bigger array: only the viewed part is taken.
   const part = fromFloat32([2], new Float32Array([7, 8, 9, 10]).subarray(1, 3));
   t.same(Array.from(toFloat32(part)), [8, 9]);
-  assertWolfpackError(t, thrownBy(() => fromFloat32([3], new Float32Array(2))), 'E_WEIGHTS', '[3] has 3 elements');
+  assertWolfpackError(
+    t,
+    thrownBy(() => fromFloat32([3], new Float32Array(2))),
+    'E_WEIGHTS',
+    '[3] has 3 elements',
+  );
 });

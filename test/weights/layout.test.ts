@@ -62,7 +62,23 @@ t.test('transpose2d', async (t) => {
 });
 
 t.test('a shape that does not fit the data is an error', async (t) => {
-  assertWolfpackError(t, thrownBy(() => oihwToHwio(new Float32Array(10), [2, 3, 1, 1])), 'E_WEIGHTS', '[2,3,1,1]', '6 elements');
-  assertWolfpackError(t, thrownBy(() => hwioToOihw(new Float32Array(4), [1, 1, 2, 3])), 'E_WEIGHTS', 'hwioToOihw');
-  assertWolfpackError(t, thrownBy(() => transpose2d(new Float32Array(5), [2, 3])), 'E_WEIGHTS', 'transpose2d');
+  assertWolfpackError(
+    t,
+    thrownBy(() => oihwToHwio(new Float32Array(10), [2, 3, 1, 1])),
+    'E_WEIGHTS',
+    '[2,3,1,1]',
+    '6 elements',
+  );
+  assertWolfpackError(
+    t,
+    thrownBy(() => hwioToOihw(new Float32Array(4), [1, 1, 2, 3])),
+    'E_WEIGHTS',
+    'hwioToOihw',
+  );
+  assertWolfpackError(
+    t,
+    thrownBy(() => transpose2d(new Float32Array(5), [2, 3])),
+    'E_WEIGHTS',
+    'transpose2d',
+  );
 });

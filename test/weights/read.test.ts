@@ -33,9 +33,26 @@ t.test('errors', async (t) => {
   const path = (name: string): string => join(dir, name);
   assertWolfpackError(t, await rejectionOf(readWeightsFile(path('notes.txt'))), 'E_WEIGHTS', path('notes.txt'), '.txt');
   assertWolfpackError(t, await rejectionOf(readWeightsFile(path('empty.bin'))), 'E_WEIGHTS', path('empty.bin'));
-  assertWolfpackError(t, await rejectionOf(readWeightsFile(path('broken.safetensors'))), 'E_CORRUPT', path('broken.safetensors'));
-  assertWolfpackError(t, await rejectionOf(readWeightsFile(path('empty.ckpt'))), 'E_CORRUPT', path('empty.ckpt'), 'empty');
-  assertWolfpackError(t, await rejectionOf(readWeightsFile(path('missing.ckpt'))), 'E_IO', path('missing.ckpt'), 'no such file');
+  assertWolfpackError(
+    t,
+    await rejectionOf(readWeightsFile(path('broken.safetensors'))),
+    'E_CORRUPT',
+    path('broken.safetensors'),
+  );
+  assertWolfpackError(
+    t,
+    await rejectionOf(readWeightsFile(path('empty.ckpt'))),
+    'E_CORRUPT',
+    path('empty.ckpt'),
+    'empty',
+  );
+  assertWolfpackError(
+    t,
+    await rejectionOf(readWeightsFile(path('missing.ckpt'))),
+    'E_IO',
+    path('missing.ckpt'),
+    'no such file',
+  );
   assertWolfpackError(t, await rejectionOf(readWeightsFile(path('sub'))), 'E_IO', path('sub'), 'directory');
   // A damaged .ckpt under its own name gets the ckpt parser's precise error.
   writeFileSync(path('cut.ckpt'), Buffer.from([0x0a, 0x50, 0x0a, 0x03, 0x61]));

@@ -31,13 +31,16 @@ t.test('reads the Python-made fixture: data order, dtypes, shapes, exact bytes a
   t.same(metadata, want.metadata);
 });
 
-t.test('writes byte for byte what the reference writer would (metadata first, compact JSON, space padding)', async (t) => {
-  const { tensors, metadata } = await readSafetensors(fixturePath('tiny.safetensors'));
-  const out = serializeSafetensors(tensors, metadata);
-  t.equal(hex(out), hex(readFileSync(fixturePath('canonical.safetensors'))));
-  const headerLength = Number(Buffer.from(out).readBigUInt64LE(0));
-  t.equal(headerLength % 8, 0, 'header padded to a multiple of 8');
-});
+t.test(
+  'writes byte for byte what the reference writer would (metadata first, compact JSON, space padding)',
+  async (t) => {
+    const { tensors, metadata } = await readSafetensors(fixturePath('tiny.safetensors'));
+    const out = serializeSafetensors(tensors, metadata);
+    t.equal(hex(out), hex(readFileSync(fixturePath('canonical.safetensors'))));
+    const headerLength = Number(Buffer.from(out).readBigUInt64LE(0));
+    t.equal(headerLength % 8, 0, 'header padded to a multiple of 8');
+  },
+);
 
 function sampleMap(): TensorMap {
   const f16 = Uint8Array.from([0x00, 0x3c, 0x01, 0x00, 0x00, 0x80, 0x00, 0xfe]);
@@ -96,7 +99,10 @@ t.test('errors', async (t) => {
   });
 
   t.test('unknown dtype', async (t) => {
-    const buf = rawSafetensors({ 'fc.weight': { dtype: 'F8_E4M3', shape: [2], data_offsets: [0, 2] } }, new Uint8Array(2));
+    const buf = rawSafetensors(
+      { 'fc.weight': { dtype: 'F8_E4M3', shape: [2], data_offsets: [0, 2] } },
+      new Uint8Array(2),
+    );
     assertWolfpackError(t, thrownBy(parse(buf)), 'E_WEIGHTS', file, 'fc.weight', 'F8_E4M3');
   });
 
@@ -137,7 +143,14 @@ t.test('errors', async (t) => {
       [{ w: 7 }, 'not an object'],
     ];
     for (const [header, what] of cases) {
-      assertWolfpackError(t, thrownBy(parse(rawSafetensors(header, new Uint8Array(4)))), 'E_CORRUPT', file, "'w'", what);
+      assertWolfpackError(
+        t,
+        thrownBy(parse(rawSafetensors(header, new Uint8Array(4)))),
+        'E_CORRUPT',
+        file,
+        "'w'",
+        what,
+      );
     }
     const badMeta = rawSafetensors({ __metadata__: { epoch: 3 } });
     assertWolfpackError(t, thrownBy(parse(badMeta)), 'E_CORRUPT', file, '__metadata__.epoch');
@@ -150,8 +163,19 @@ t.test('errors', async (t) => {
 
   t.test('writer refuses what it cannot write faithfully', async (t) => {
     const wrongSize: TensorMap = new Map([['fc.bias', { dtype: 'float16', shape: [3], bytes: new Uint8Array(4) }]]);
-    assertWolfpackError(t, thrownBy(() => serializeSafetensors(wrongSize)), 'E_WEIGHTS', 'fc.bias', '6 bytes');
+    assertWolfpackError(
+      t,
+      thrownBy(() => serializeSafetensors(wrongSize)),
+      'E_WEIGHTS',
+      'fc.bias',
+      '6 bytes',
+    );
     const reserved: TensorMap = new Map([['__metadata__', fromFloat32([1], new Float32Array(1))]]);
-    assertWolfpackError(t, thrownBy(() => serializeSafetensors(reserved)), 'E_WEIGHTS', '__metadata__');
+    assertWolfpackError(
+      t,
+      thrownBy(() => serializeSafetensors(reserved)),
+      'E_WEIGHTS',
+      '__metadata__',
+    );
   });
 });

@@ -10,7 +10,14 @@ import { initModel } from '../../shared/model/weights.js';
 import { Replica, type Batch } from '../../shared/train/replica.js';
 import type { JobConfig } from '../../shared/protocol/messages.js';
 import { ImageCache } from '../../worker/batch-loader.js';
-import { exchangeSize, FeatureCache, featureKey, StepFeatureCache, stepLoadOptions, viewPlan } from '../../worker/feature-cache.js';
+import {
+  exchangeSize,
+  FeatureCache,
+  featureKey,
+  StepFeatureCache,
+  stepLoadOptions,
+  viewPlan,
+} from '../../worker/feature-cache.js';
 import { readCkptFloats } from '../helpers/checkpoints.js';
 import { worstTensorRelDiff } from '../helpers/numerics.js';
 import { runCli } from '../helpers/processes.js';
@@ -40,26 +47,66 @@ t.test('FeatureCache: bounded, least recently used evicted, rows copied in', asy
   t.throws(() => new FeatureCache(2048, 100), /hold no/);
 });
 
-t.test('the exchange buffer carries each rank\'s new rows, keyed by hash and index, to every rank', async (t) => {
-  const config: JobConfig = { jobId: 'j', flavour: 'mindspore', width: 4, numClasses: 2, classes: ['a', 'b'], imageSize: 32, freeze: 'backbone', bn: 'frozen',
-    lr: 0.1, momentum: 0.9, seed: 0, globalBatch: 5, chunkElems: 1024, augment: 'none', cacheFeatures: true };
+t.test("the exchange buffer carries each rank's new rows, keyed by hash and index, to every rank", async (t) => {
+  const config: JobConfig = {
+    jobId: 'j',
+    flavour: 'mindspore',
+    width: 4,
+    numClasses: 2,
+    classes: ['a', 'b'],
+    imageSize: 32,
+    freeze: 'backbone',
+    bn: 'frozen',
+    lr: 0.1,
+    momentum: 0.9,
+    seed: 0,
+    globalBatch: 5,
+    chunkElems: 1024,
+    augment: 'none',
+    cacheFeatures: true,
+  };
   const images = new ImageCache();
   const a = new StepFeatureCache({ ...config }, images, 3);
   const b = new StepFeatureCache({ ...config }, images, 3);
   const hash = (c: string) => c.repeat(64);
-  const sa = [{ h: hash('a'), l: 0, i: 0 }, { h: hash('b'), l: 1, i: 1 }, { h: 'c'.repeat(32), l: 0, i: 2 }];
-  const sb = [{ h: hash('d'), l: 1, i: 3 }, { h: 'e'.repeat(40), l: 0, i: 16777215 }];
-  const fa = { features: Float32Array.from([1, 2, 3, 4, 5, 6, 7, 8, 9]), labels: Int32Array.from([0, 1, 0]), cached: 1, computed: 2, computedAt: [0, 2] };
-  const fb = { features: Float32Array.from([-1, -2, -3, 0.5, 1e-30, 3e38]), labels: Int32Array.from([1, 0]), cached: 0, computed: 2, computedAt: [0, 1] };
+  const sa = [
+    { h: hash('a'), l: 0, i: 0 },
+    { h: hash('b'), l: 1, i: 1 },
+    { h: 'c'.repeat(32), l: 0, i: 2 },
+  ];
+  const sb = [
+    { h: hash('d'), l: 1, i: 3 },
+    { h: 'e'.repeat(40), l: 0, i: 16777215 },
+  ];
+  const fa = {
+    features: Float32Array.from([1, 2, 3, 4, 5, 6, 7, 8, 9]),
+    labels: Int32Array.from([0, 1, 0]),
+    cached: 1,
+    computed: 2,
+    computedAt: [0, 2],
+  };
+  const fb = {
+    features: Float32Array.from([-1, -2, -3, 0.5, 1e-30, 3e38]),
+    labels: Int32Array.from([1, 0]),
+    cached: 0,
+    computed: 2,
+    computedAt: [0, 1],
+  };
   const ea = Float32Array.from(a.packExchange(0, 2, sa, fa));
   const eb = b.packExchange(1, 2, sb, fb);
   t.equal(ea.length, exchangeSize(3, 5, 2));
   for (let i = 0; i < ea.length; i++) eb[i] += ea[i]; // what the ring's SUM does
   t.equal(a.unpackExchange(eb, 0), 4, 'all four new rows stored on rank 0');
-  const get = (c: StepFeatureCache, s: { h: string }) => [...(c.cache.get(featureKey({ ...s, l: 0, i: 0 }, viewPlan(config, 0))) ?? [])];
+  const get = (c: StepFeatureCache, s: { h: string }) => [
+    ...(c.cache.get(featureKey({ ...s, l: 0, i: 0 }, viewPlan(config, 0))) ?? []),
+  ];
   t.same(get(a, sa[2]), [7, 8, 9]);
   t.same(get(a, sb[0]), [-1, -2, -3]);
-  t.same(get(a, sb[1]), [Math.fround(0.5), Math.fround(1e-30), Math.fround(3e38)], 'values pass the sum exactly; short hashes round-trip');
+  t.same(
+    get(a, sb[1]),
+    [Math.fround(0.5), Math.fround(1e-30), Math.fround(3e38)],
+    'values pass the sum exactly; short hashes round-trip',
+  );
   t.notOk(a.cache.has(sa[1].h), 'a cached (not computed) row is not sent again');
 });
 
@@ -71,9 +118,22 @@ t.test('views: --augment none is one eval view per content; --views K repeats ev
   const k3 = (e: number) => featureKey(s, viewPlan({ augment: 'train', views: 3 }, e));
   t.equal(k3(1), k3(4), 'epoch 1 and 4 share a view with K=3');
   t.not(k3(1), k3(2));
-  t.not(k3(1), featureKey({ ...s, i: 8 }, viewPlan({ augment: 'train', views: 3 }, 1)), 'the draw depends on the sample index, so the key does');
-  t.same(stepLoadOptions({ augment: 'train', views: 3, imageSize: 32, seed: 2 }, 7), { size: 32, seed: 2, epoch: 1, train: true });
-  t.same(stepLoadOptions({ imageSize: 32, seed: 2 }, 7), { size: 32, seed: 2, epoch: 7, train: true }, 'defaults: a new draw every epoch');
+  t.not(
+    k3(1),
+    featureKey({ ...s, i: 8 }, viewPlan({ augment: 'train', views: 3 }, 1)),
+    'the draw depends on the sample index, so the key does',
+  );
+  t.same(stepLoadOptions({ augment: 'train', views: 3, imageSize: 32, seed: 2 }, 7), {
+    size: 32,
+    seed: 2,
+    epoch: 1,
+    train: true,
+  });
+  t.same(
+    stepLoadOptions({ imageSize: 32, seed: 2 }, 7),
+    { size: 32, seed: 2, epoch: 7, train: true },
+    'defaults: a new draw every epoch',
+  );
 });
 
 function batch(count: number, size: number, seed: number): Batch {
@@ -105,7 +165,8 @@ t.test('Replica.computeHeadGradients on computeFeatures = computeGradients on th
   features.set(f2, f1.length);
   await replica.computeHeadGradients(features, b.labels, 5, 8);
   let worst = 0;
-  for (let i = 0; i < want.length; i++) worst = Math.max(worst, Math.abs(want[i] - replica.buffer[i]) / Math.max(1e-6, Math.abs(want[i])));
+  for (let i = 0; i < want.length; i++)
+    worst = Math.max(worst, Math.abs(want[i] - replica.buffer[i]) / Math.max(1e-6, Math.abs(want[i])));
   t.ok(worst <= 1e-5, `same gradients, loss and metrics (max rel diff ${worst.toExponential(2)})`);
   t.equal(replica.buffer[replica.buffer.length - 2], 5, 'samples');
   t.equal(tf.memory().numTensors, base, 'no tensor left behind');
@@ -120,7 +181,10 @@ t.test('training with --cache-features gives the weights training without it giv
   const job = await makeTinyJob();
   t.teardown(job.cleanup);
   const common = ['--freeze', 'backbone', '--bn', 'frozen', '--epochs', '3'];
-  for (const view of [['--augment', 'none'], ['--views', '2']]) {
+  for (const view of [
+    ['--augment', 'none'],
+    ['--views', '2'],
+  ]) {
     const runs: Map<string, Float32Array>[] = [];
     let cachedSteps = 0;
     let repeatMisses = 0; // samples computed again in an epoch whose view was seen before (shared over the ring: none)
@@ -128,11 +192,26 @@ t.test('training with --cache-features gives the weights training without it giv
     let evalCached = 0;
     const accuracies: number[][] = [];
     const firstRepeat = view.includes('none') ? 1 : 2;
-    for (const [n, cache] of [[1, false], [2, true]] as const) {
+    for (const [n, cache] of [
+      [1, false],
+      [2, true],
+    ] as const) {
       const out = join(job.dir, `out-${view.join('')}-${n}-${String(cache)}`);
-      const r = await runCli(['train', '--workers', String(n), ...tinyTrainArgs(job, out, [...common, ...view, ...(cache ? ['--cache-features'] : [])])],
-        120_000, { WOLFPACK_LOG_LEVEL: 'debug' });
-      t.equal(r.code, 0, `${view.join(' ')} ${cache ? 'with' : 'without'} the cache exits 0${r.code ? `: ${r.stderr.slice(-2000)}` : ''}`);
+      const r = await runCli(
+        [
+          'train',
+          '--workers',
+          String(n),
+          ...tinyTrainArgs(job, out, [...common, ...view, ...(cache ? ['--cache-features'] : [])]),
+        ],
+        120_000,
+        { WOLFPACK_LOG_LEVEL: 'debug' },
+      );
+      t.equal(
+        r.code,
+        0,
+        `${view.join(' ')} ${cache ? 'with' : 'without'} the cache exits 0${r.code ? `: ${r.stderr.slice(-2000)}` : ''}`,
+      );
       if (cache) {
         for (const line of r.stderr.split('\n')) {
           if (!line.includes('"step timings"')) continue;
@@ -150,14 +229,29 @@ t.test('training with --cache-features gives the weights training without it giv
         }
       }
       runs.push(await readCkptFloats(join(out, 'last.ckpt')));
-      accuracies.push(readFileSync(join(out, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => (JSON.parse(l) as { val_accuracy: number }).val_accuracy));
+      accuracies.push(
+        readFileSync(join(out, 'metrics.jsonl'), 'utf8')
+          .trim()
+          .split('\n')
+          .map((l) => (JSON.parse(l) as { val_accuracy: number }).val_accuracy),
+      );
     }
     t.ok(cachedSteps > 0, `${view.join(' ')}: later epochs ran on cached features (${cachedSteps} worker-steps)`);
-    t.equal(repeatMisses, 0, `${view.join(' ')}: from epoch ${firstRepeat + 1} on, every sample's features were cached on whichever worker got it`);
+    t.equal(
+      repeatMisses,
+      0,
+      `${view.join(' ')}: from epoch ${firstRepeat + 1} on, every sample's features were cached on whichever worker got it`,
+    );
     const worst = worstTensorRelDiff(runs[1], runs[0]);
-    t.ok(worst <= 1e-5, `${view.join(' ')}: same weights with and without the cache (max rel diff ${worst.toExponential(2)})`);
+    t.ok(
+      worst <= 1e-5,
+      `${view.join(' ')}: same weights with and without the cache (max rel diff ${worst.toExponential(2)})`,
+    );
     t.same(accuracies[1], accuracies[0], `${view.join(' ')}: same validation accuracy every epoch with the cache`);
-    t.ok(evalCached > 0 && evalMisses === 0, `${view.join(' ')}: from the second evaluation on, validation ran on cached features (${evalCached} samples, ${evalMisses} misses)`);
+    t.ok(
+      evalCached > 0 && evalMisses === 0,
+      `${view.join(' ')}: from the second evaluation on, validation ran on cached features (${evalCached} samples, ${evalMisses} misses)`,
+    );
   }
   // Only the head (and its Momentum) travels to the coordinator at an epoch end with a frozen backbone and
   // BatchNorm; the checkpoint still holds the whole model: the backbone exactly as it started.
@@ -173,18 +267,32 @@ t.test('training with --cache-features gives the weights training without it giv
     if (s0.length !== w.length || s0.some((v, i) => v !== w[i])) changed++;
   }
   t.ok(backbone > 100, `${backbone} backbone tensors compared`);
-  t.equal(changed, 0, 'the checkpoint\'s backbone is the starting one, bit for bit');
-  t.ok([...last].some(([n, w]) => n === 'moments.end_point.weight' && w.some((v) => v !== 0)), 'the head\'s Momentum was fetched');
+  t.equal(changed, 0, "the checkpoint's backbone is the starting one, bit for bit");
+  t.ok(
+    [...last].some(([n, w]) => n === 'moments.end_point.weight' && w.some((v) => v !== 0)),
+    "the head's Momentum was fetched",
+  );
 });
 
 t.test('--cache-features is refused where features change or never repeat', async (t) => {
   const job = await makeTinyJob();
   t.teardown(job.cleanup);
   const out = join(job.dir, 'out-refused');
-  const a = await runCli(['train', '--workers', '1', ...tinyTrainArgs(job, out, ['--cache-features', '--augment', 'none'])], 60_000);
+  const a = await runCli(
+    ['train', '--workers', '1', ...tinyTrainArgs(job, out, ['--cache-features', '--augment', 'none'])],
+    60_000,
+  );
   t.not(a.code, 0);
   t.match(a.stderr, /--cache-features needs --freeze backbone and --bn frozen/);
-  const b = await runCli(['train', '--workers', '1', ...tinyTrainArgs(job, out, ['--cache-features', '--freeze', 'backbone', '--bn', 'frozen'])], 60_000);
+  const b = await runCli(
+    [
+      'train',
+      '--workers',
+      '1',
+      ...tinyTrainArgs(job, out, ['--cache-features', '--freeze', 'backbone', '--bn', 'frozen']),
+    ],
+    60_000,
+  );
   t.not(b.code, 0);
   t.match(b.stderr, /needs --views K .* or --augment none/);
 });

@@ -10,7 +10,9 @@ import { WolfpackError } from '../../errors.js';
 
 type Info = tf.TensorInfo;
 type KernelArgs = { inputs: tf.NamedTensorInfoMap; backend: tf.KernelBackend; attrs?: tf.NamedAttrMap };
-interface DisposableBackend extends tf.KernelBackend { disposeData(dataId: object, force?: boolean): boolean }
+interface DisposableBackend extends tf.KernelBackend {
+  disposeData(dataId: object, force?: boolean): boolean;
+}
 
 function kernel(name: string): (args: KernelArgs) => Info {
   const k = tf.getKernel(name, 'wasm');
@@ -31,15 +33,33 @@ export function conv2dBackpropFilterWasm(args: KernelArgs): Info {
   const backend = args.backend as DisposableBackend;
   const { x, dy } = args.inputs as { x: Info; dy: Info };
   const attrs = args.attrs as unknown as BackpropFilterAttrs;
-  if (attrs.dataFormat !== 'NHWC') throw new WolfpackError('E_BACKEND', 'Conv2DBackpropFilter (wasm): only NHWC is supported');
+  if (attrs.dataFormat !== 'NHWC')
+    throw new WolfpackError('E_BACKEND', 'Conv2DBackpropFilter (wasm): only NHWC is supported');
   const info = tf.backend_util.computeConv2DInfo(
-    x.shape as [number, number, number, number], attrs.filterShape, attrs.strides, 1, attrs.pad,
-    attrs.dimRoundingMode, false, 'channelsLast');
+    x.shape as [number, number, number, number],
+    attrs.filterShape,
+    attrs.strides,
+    1,
+    attrs.pad,
+    attrs.dimRoundingMode,
+    false,
+    'channelsLast',
+  );
   const [N, H, W, Ci] = x.shape;
-  const { filterHeight: KH, filterWidth: KW, strideHeight: sh, strideWidth: sw, outHeight: OH, outWidth: OW,
-    outChannels: Co } = info;
+  const {
+    filterHeight: KH,
+    filterWidth: KW,
+    strideHeight: sh,
+    strideWidth: sw,
+    outHeight: OH,
+    outWidth: OW,
+    outChannels: Co,
+  } = info;
   const temps: Info[] = [];
-  const keep = (t: Info): Info => { temps.push(t); return t; };
+  const keep = (t: Info): Info => {
+    temps.push(t);
+    return t;
+  };
   const reshape = kernel('Reshape');
   const transpose = kernel('Transpose');
   try {
@@ -49,8 +69,9 @@ export function conv2dBackpropFilterWasm(args: KernelArgs): Info {
       const xT = keep(transpose({ inputs: { x: x2 }, backend, attrs: { perm: [1, 0] } }));
       const x3 = keep(reshape({ inputs: { x: xT }, backend, attrs: { shape: [1, Ci, N * H * W] } }));
       const dy2 = keep(reshape({ inputs: { x: dy }, backend, attrs: { shape: [1, N * OH * OW, Co] } }));
-      const prod = keep(kernel('BatchMatMul')({ inputs: { a: x3, b: dy2 }, backend,
-        attrs: { transposeA: false, transposeB: false } }));
+      const prod = keep(
+        kernel('BatchMatMul')({ inputs: { a: x3, b: dy2 }, backend, attrs: { transposeA: false, transposeB: false } }),
+      );
       return reshape({ inputs: { x: prod }, backend, attrs: { shape: [1, 1, Ci, Co] } });
     }
     const xT = keep(transpose({ inputs: { x }, backend, attrs: { perm: [3, 1, 2, 0] } })); // [Ci,H,W,N]
@@ -59,13 +80,24 @@ export function conv2dBackpropFilterWasm(args: KernelArgs): Info {
     // Pad bottom/right so the output is at least KH x KW; rows the forward pass never read are sliced off.
     const bottom = Math.max(0, KH - 1 + (OH - 1) * sh - (H - 1) - top);
     const right = Math.max(0, KW - 1 + (OW - 1) * sw - (W - 1) - left);
-    const pad: tf.backend_util.ExplicitPadding = [[0, 0], [top, bottom], [left, right], [0, 0]];
-    const conv = keep(kernel('Conv2D')({ inputs: { x: xT, filter: dyT }, backend,
-      attrs: { strides: [1, 1], pad, dataFormat: 'NHWC', dilations: [sh, sw] } as unknown as tf.NamedAttrMap }));
+    const pad: tf.backend_util.ExplicitPadding = [
+      [0, 0],
+      [top, bottom],
+      [left, right],
+      [0, 0],
+    ];
+    const conv = keep(
+      kernel('Conv2D')({
+        inputs: { x: xT, filter: dyT },
+        backend,
+        attrs: { strides: [1, 1], pad, dataFormat: 'NHWC', dilations: [sh, sw] } as unknown as tf.NamedAttrMap,
+      }),
+    );
     let cropped = conv;
     if (conv.shape[1] !== KH || conv.shape[2] !== KW) {
-      cropped = keep(kernel('Slice')({ inputs: { x: conv }, backend,
-        attrs: { begin: [0, 0, 0, 0], size: [Ci, KH, KW, Co] } }));
+      cropped = keep(
+        kernel('Slice')({ inputs: { x: conv }, backend, attrs: { begin: [0, 0, 0, 0], size: [Ci, KH, KW, Co] } }),
+      );
     }
     return transpose({ inputs: { x: cropped }, backend, attrs: { perm: [1, 2, 0, 3] } }); // [KH,KW,Ci,Co]
   } finally {

@@ -12,7 +12,9 @@ import { WolfpackError } from '../../errors.js';
 type Info = tf.TensorInfo;
 type KernelArgs = { inputs: tf.NamedTensorInfoMap; backend: tf.KernelBackend; attrs?: tf.NamedAttrMap };
 type KernelFn = (args: KernelArgs) => Info;
-interface DisposableBackend extends tf.KernelBackend { disposeData(dataId: object, force?: boolean): boolean }
+interface DisposableBackend extends tf.KernelBackend {
+  disposeData(dataId: object, force?: boolean): boolean;
+}
 
 interface BackpropInputAttrs {
   strides: number | [number, number];
@@ -35,20 +37,44 @@ export function conv2dBackpropInputWasm(args: KernelArgs): Info {
   const { dy, filter } = args.inputs as { dy: Info; filter: Info };
   const attrs = args.attrs as unknown as BackpropInputAttrs;
   if (attrs.dataFormat !== 'NHWC' || !native) return native!(args);
-  const info = tf.backend_util.computeConv2DInfo(attrs.inputShape, filter.shape as [number, number, number, number],
-    attrs.strides, 1, attrs.pad, attrs.dimRoundingMode, false, 'channelsLast');
+  const info = tf.backend_util.computeConv2DInfo(
+    attrs.inputShape,
+    filter.shape as [number, number, number, number],
+    attrs.strides,
+    1,
+    attrs.pad,
+    attrs.dimRoundingMode,
+    false,
+    'channelsLast',
+  );
   const [N, H, W, Ci] = attrs.inputShape;
-  const { filterHeight: KH, filterWidth: KW, strideHeight: sh, strideWidth: sw, outHeight: OH, outWidth: OW, outChannels: Co } = info;
+  const {
+    filterHeight: KH,
+    filterWidth: KW,
+    strideHeight: sh,
+    strideWidth: sw,
+    outHeight: OH,
+    outWidth: OW,
+    outChannels: Co,
+  } = info;
   const { top, left } = info.padInfo;
   const temps: Info[] = [];
-  const keep = (t: Info): Info => { temps.push(t); return t; };
+  const keep = (t: Info): Info => {
+    temps.push(t);
+    return t;
+  };
   const reshape = (x: Info, shape: number[]) => keep(kernel('Reshape')({ inputs: { x }, backend, attrs: { shape } }));
   const transpose = (x: Info, perm: number[]) => keep(kernel('Transpose')({ inputs: { x }, backend, attrs: { perm } }));
   try {
     if (KH === 1 && KW === 1 && sh === 1 && sw === 1 && top === 0 && left === 0 && OH === H && OW === W) {
       const wT = reshape(transpose(reshape(filter, [Ci, Co]), [1, 0]), [1, Co, Ci]);
-      const prod = keep(kernel('BatchMatMul')({ inputs: { a: reshape(dy, [1, N * OH * OW, Co]), b: wT }, backend,
-        attrs: { transposeA: false, transposeB: false } }));
+      const prod = keep(
+        kernel('BatchMatMul')({
+          inputs: { a: reshape(dy, [1, N * OH * OW, Co]), b: wT },
+          backend,
+          attrs: { transposeA: false, transposeB: false },
+        }),
+      );
       return kernel('Reshape')({ inputs: { x: prod }, backend, attrs: { shape: [N, H, W, Ci] } });
     }
     // Spread dy onto the stride grid: [N,OH,OW,Co] -> [N,(OH-1)*sh+1,(OW-1)*sw+1,Co].
@@ -57,10 +83,27 @@ export function conv2dBackpropInputWasm(args: KernelArgs): Info {
     const Wd = (OW - 1) * sw + 1;
     if (sh > 1 || sw > 1) {
       const six = reshape(dy, [N, OH, 1, OW, 1, Co]);
-      const padded = keep(kernel('PadV2')({ inputs: { x: six }, backend,
-        attrs: { paddings: [[0, 0], [0, 0], [0, sh - 1], [0, 0], [0, sw - 1], [0, 0]], constantValue: 0 } }));
+      const padded = keep(
+        kernel('PadV2')({
+          inputs: { x: six },
+          backend,
+          attrs: {
+            paddings: [
+              [0, 0],
+              [0, 0],
+              [0, sh - 1],
+              [0, 0],
+              [0, sw - 1],
+              [0, 0],
+            ],
+            constantValue: 0,
+          },
+        }),
+      );
       const grid = reshape(padded, [N, OH * sh, OW * sw, Co]);
-      spread = keep(kernel('Slice')({ inputs: { x: grid }, backend, attrs: { begin: [0, 0, 0, 0], size: [N, Hd, Wd, Co] } }));
+      spread = keep(
+        kernel('Slice')({ inputs: { x: grid }, backend, attrs: { begin: [0, 0, 0, 0], size: [N, Hd, Wd, Co] } }),
+      );
     }
     const pt = KH - 1 - top;
     const pl = KW - 1 - left;
@@ -68,8 +111,21 @@ export function conv2dBackpropInputWasm(args: KernelArgs): Info {
     const pr = W - Wd + left;
     if (pt < 0 || pl < 0 || pb < 0 || pr < 0) return native(args);
     const swapped = keep(rotatedSwappedFilter(backend, filter, KH, KW, Ci, Co)); // [KH,KW,Co,Ci]
-    return kernel('Conv2D')({ inputs: { x: spread, filter: swapped }, backend,
-      attrs: { strides: [1, 1], pad: [[0, 0], [pt, pb], [pl, pr], [0, 0]], dataFormat: 'NHWC', dilations: [1, 1] } as unknown as tf.NamedAttrMap });
+    return kernel('Conv2D')({
+      inputs: { x: spread, filter: swapped },
+      backend,
+      attrs: {
+        strides: [1, 1],
+        pad: [
+          [0, 0],
+          [pt, pb],
+          [pl, pr],
+          [0, 0],
+        ],
+        dataFormat: 'NHWC',
+        dilations: [1, 1],
+      } as unknown as tf.NamedAttrMap,
+    });
   } finally {
     for (const t of temps) backend.disposeData(t.dataId);
   }
@@ -80,7 +136,14 @@ export function conv2dBackpropInputWasm(args: KernelArgs): Info {
  * pass over the wasm heap: wasm's Reverse kernel (a generic per-element loop) and a Transpose took ~20%
  * of a full fine-tuning step (ResNet-50, 96x96, batch 4: step 1.76 s -> 1.38 s without them).
  */
-function rotatedSwappedFilter(backend: DisposableBackend, filter: Info, KH: number, KW: number, Ci: number, Co: number): Info {
+function rotatedSwappedFilter(
+  backend: DisposableBackend,
+  filter: Info,
+  KH: number,
+  KW: number,
+  Ci: number,
+  Co: number,
+): Info {
   const wasm = backend as unknown as WasmHeapBackend;
   const result = wasm.makeOutput([KH, KW, Co, Ci], 'float32');
   // Views taken after the allocation, which may grow (and so detach) the wasm memory.

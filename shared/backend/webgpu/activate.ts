@@ -15,10 +15,25 @@ import { installSyncRead, installTickCapture } from './sync-read.js';
 import { registerWebGpuKernels } from './kernels.js';
 import { WolfpackError } from '../../errors.js';
 
-interface GpuAdapterInfo { vendor?: string; architecture?: string; device?: string; description?: string; isFallbackAdapter?: boolean }
-interface GpuAdapter { info?: GpuAdapterInfo; isFallbackAdapter?: boolean; features?: Set<string> }
-export interface Gpu { requestAdapter(o?: Record<string, unknown>): Promise<GpuAdapter | null> }
-interface Dawn { create(flags: string[]): Gpu; globals: Record<string, unknown> }
+interface GpuAdapterInfo {
+  vendor?: string;
+  architecture?: string;
+  device?: string;
+  description?: string;
+  isFallbackAdapter?: boolean;
+}
+interface GpuAdapter {
+  info?: GpuAdapterInfo;
+  isFallbackAdapter?: boolean;
+  features?: Set<string>;
+}
+export interface Gpu {
+  requestAdapter(o?: Record<string, unknown>): Promise<GpuAdapter | null>;
+}
+interface Dawn {
+  create(flags: string[]): Gpu;
+  globals: Record<string, unknown>;
+}
 
 export interface WebGpuOptions {
   /** Accept a software adapter such as lavapipe (explicit `--backend webgpu`; `auto` does not). */
@@ -49,8 +64,19 @@ export const DEFAULT_DAWN_FLAGS: readonly string[] = [
 ];
 
 const ICD_DIRS = ['/usr/share/vulkan/icd.d', '/etc/vulkan/icd.d', '/usr/local/share/vulkan/icd.d'];
-const LIB_DIRS = ['/lib/x86_64-linux-gnu', '/usr/lib/x86_64-linux-gnu', '/usr/lib64', '/usr/lib', '/lib64', '/usr/local/lib'];
-const LAYER_DIRS = ['/usr/share/vulkan/implicit_layer.d', '/etc/vulkan/implicit_layer.d', '/usr/local/share/vulkan/implicit_layer.d'];
+const LIB_DIRS = [
+  '/lib/x86_64-linux-gnu',
+  '/usr/lib/x86_64-linux-gnu',
+  '/usr/lib64',
+  '/usr/lib',
+  '/lib64',
+  '/usr/local/lib',
+];
+const LAYER_DIRS = [
+  '/usr/share/vulkan/implicit_layer.d',
+  '/etc/vulkan/implicit_layer.d',
+  '/usr/local/share/vulkan/implicit_layer.d',
+];
 
 function findLib(name: string): string | undefined {
   const dirs = [...(process.env.LD_LIBRARY_PATH ?? '').split(':').filter(Boolean), ...LIB_DIRS];
@@ -65,7 +91,9 @@ function icdFiles(): string[] {
   for (const d of ICD_DIRS) {
     try {
       for (const f of readdirSync(d)) if (f.endsWith('.json')) out.push(`${d}/${f}`);
-    } catch { /* no such directory */ }
+    } catch {
+      /* no such directory */
+    }
   }
   return out;
 }
@@ -80,8 +108,10 @@ export function diagnoseVulkan(): string {
   const icds = icdFiles();
   const missing = icds.filter((f) => !existsSync(f));
   if (icds.length === 0) {
-    problems.push('no Vulkan ICD file (VK_ICD_FILENAMES unset and none in /usr/share/vulkan/icd.d: the GPU driver\'s ' +
-      'nvidia_icd.json, or Mesa\'s lvp_icd.json for the CPU driver)');
+    problems.push(
+      "no Vulkan ICD file (VK_ICD_FILENAMES unset and none in /usr/share/vulkan/icd.d: the GPU driver's " +
+        "nvidia_icd.json, or Mesa's lvp_icd.json for the CPU driver)",
+    );
   } else if (missing.length > 0) {
     problems.push(`ICD file(s) not found: ${missing.join(', ')}`);
   }
@@ -89,9 +119,12 @@ export function diagnoseVulkan(): string {
     problems.push('the NVIDIA ICD needs libEGL.so.1 (apt-get install libegl1), else vkCreateInstance fails');
   }
   const names = icds.map((f) => f.split('/').pop()).join(', ');
-  const found = problems.length === 0 ? `Vulkan loader and ICD files (${names}) present but no adapter from them; ` : '';
-  return `${found}${problems.join('; ')}${problems.length ? '; ' : ''}check with \`vulkaninfo --summary\` ` +
-    '(package vulkan-tools) and see docs/GPU.md';
+  const found =
+    problems.length === 0 ? `Vulkan loader and ICD files (${names}) present but no adapter from them; ` : '';
+  return (
+    `${found}${problems.join('; ')}${problems.length ? '; ' : ''}check with \`vulkaninfo --summary\` ` +
+    '(package vulkan-tools) and see docs/GPU.md'
+  );
 }
 
 /** GPUs on the PCI bus (display and 3D controllers), in bus order: the order nvidia-smi numbers them. */
@@ -102,13 +135,15 @@ export function pciGpus(root = '/sys/bus/pci/devices'): string[] {
   } catch {
     return [];
   }
-  return names.filter((n) => {
-    try {
-      return readFileSync(`${root}/${n}/class`, 'utf8').trim().startsWith('0x03');
-    } catch {
-      return false;
-    }
-  }).sort();
+  return names
+    .filter((n) => {
+      try {
+        return readFileSync(`${root}/${n}/class`, 'utf8').trim().startsWith('0x03');
+      } catch {
+        return false;
+      }
+    })
+    .sort();
 }
 
 function deviceSelectLayerInstalled(): boolean {
@@ -128,22 +163,36 @@ function deviceSelectLayerInstalled(): boolean {
  * layer (an implicit layer in Debian's mesa-vulkan-drivers) keeps only the device whose PCI address
  * DRI_PRIME names when MESA_VK_DEVICE_SELECT_FORCE_DEFAULT_DEVICE=1. With one GPU, index 0 needs nothing.
  */
-export function selectGpuByIndex(index: number, gpus = pciGpus(), layer = deviceSelectLayerInstalled()): { pci?: string; env: Record<string, string> } {
-  if (!Number.isSafeInteger(index) || index < 0) throw new WolfpackError('E_USAGE', `--gpu must be an integer >= 0, got ${index}`);
+export function selectGpuByIndex(
+  index: number,
+  gpus = pciGpus(),
+  layer = deviceSelectLayerInstalled(),
+): { pci?: string; env: Record<string, string> } {
+  if (!Number.isSafeInteger(index) || index < 0)
+    throw new WolfpackError('E_USAGE', `--gpu must be an integer >= 0, got ${index}`);
   if (gpus.length <= 1 && index === 0) return { pci: gpus[0], env: {} };
   if (index >= gpus.length) {
-    throw new WolfpackError('E_BACKEND', `--gpu ${index}: this host has ${gpus.length} GPU(s) on the PCI bus${gpus.length ? ` (${gpus.join(', ')})` : ''}; ` +
-      `valid indices are 0..${Math.max(0, gpus.length - 1)}`);
+    throw new WolfpackError(
+      'E_BACKEND',
+      `--gpu ${index}: this host has ${gpus.length} GPU(s) on the PCI bus${gpus.length ? ` (${gpus.join(', ')})` : ''}; ` +
+        `valid indices are 0..${Math.max(0, gpus.length - 1)}`,
+    );
   }
   if (!layer) {
-    throw new WolfpackError('E_BACKEND', `--gpu ${index}: choosing one of ${gpus.length} GPUs needs Mesa's Vulkan device-select layer ` +
-      '(VkLayer_MESA_device_select, in Debian\'s mesa-vulkan-drivers); install it, or give each worker one GPU ' +
-      '(e.g. a container with NVIDIA_VISIBLE_DEVICES=INDEX) and leave --gpu out');
+    throw new WolfpackError(
+      'E_BACKEND',
+      `--gpu ${index}: choosing one of ${gpus.length} GPUs needs Mesa's Vulkan device-select layer ` +
+        "(VkLayer_MESA_device_select, in Debian's mesa-vulkan-drivers); install it, or give each worker one GPU " +
+        '(e.g. a container with NVIDIA_VISIBLE_DEVICES=INDEX) and leave --gpu out',
+    );
   }
   const pci = gpus[index];
   const m = /^([0-9a-f]{4}):([0-9a-f]{2}):([0-9a-f]{2})\.([0-7])$/i.exec(pci);
   if (!m) throw new WolfpackError('E_BACKEND', `--gpu ${index}: unexpected PCI address ${pci}`);
-  return { pci, env: { DRI_PRIME: `pci-${m[1]}_${m[2]}_${m[3]}_${m[4]}`, MESA_VK_DEVICE_SELECT_FORCE_DEFAULT_DEVICE: '1' } };
+  return {
+    pci,
+    env: { DRI_PRIME: `pci-${m[1]}_${m[2]}_${m[3]}_${m[4]}`, MESA_VK_DEVICE_SELECT_FORCE_DEFAULT_DEVICE: '1' },
+  };
 }
 
 function isSoftware(a: GpuAdapter): boolean {
@@ -165,7 +214,10 @@ async function loadDawn(): Promise<Dawn> {
   try {
     return (await import('webgpu' as string)) as Dawn;
   } catch (e) {
-    throw new WolfpackError('E_BACKEND', `the optional package 'webgpu' (Dawn for Node) is not installed or cannot load: ${(e as Error).message.split('\n')[0]}`);
+    throw new WolfpackError(
+      'E_BACKEND',
+      `the optional package 'webgpu' (Dawn for Node) is not installed or cannot load: ${(e as Error).message.split('\n')[0]}`,
+    );
   }
 }
 
@@ -173,8 +225,14 @@ export async function activateWebGpu(opts: WebGpuOptions): Promise<WebGpuAdapter
   const dawn = await loadDawn();
   installTickCapture(); // before the Dawn instance exists, so that its event ticks can be driven
   Object.assign(globalThis, dawn.globals);
-  const flags = [...DEFAULT_DAWN_FLAGS, ...(opts.dawnFlags ?? []),
-    ...(process.env.WOLFPACK_DAWN_FLAGS ?? '').split(';').map((s) => s.trim()).filter(Boolean)];
+  const flags = [
+    ...DEFAULT_DAWN_FLAGS,
+    ...(opts.dawnFlags ?? []),
+    ...(process.env.WOLFPACK_DAWN_FLAGS ?? '')
+      .split(';')
+      .map((s) => s.trim())
+      .filter(Boolean),
+  ];
   let pci: string | undefined;
   if (opts.gpuIndex !== undefined) {
     const sel = selectGpuByIndex(opts.gpuIndex);
@@ -192,24 +250,41 @@ export async function activateWebGpu(opts: WebGpuOptions): Promise<WebGpuAdapter
   try {
     adapter = await gpu.requestAdapter({ powerPreference: 'high-performance' });
   } catch (e) {
-    throw new WolfpackError('E_BACKEND', `requesting a WebGPU adapter failed (${(e as Error).message.split('\n')[0]}): ${diagnoseVulkan()}`);
+    throw new WolfpackError(
+      'E_BACKEND',
+      `requesting a WebGPU adapter failed (${(e as Error).message.split('\n')[0]}): ${diagnoseVulkan()}`,
+    );
   }
   if (!adapter) throw new WolfpackError('E_BACKEND', `no WebGPU adapter found: ${diagnoseVulkan()}`);
   const info = adapter.info ?? {};
   const report: WebGpuAdapterReport = {
-    description: info.description || info.device || 'unknown adapter', vendor: info.vendor ?? '',
-    architecture: info.architecture ?? '', software: isSoftware(adapter), flags, pci,
+    description: info.description || info.device || 'unknown adapter',
+    vendor: info.vendor ?? '',
+    architecture: info.architecture ?? '',
+    software: isSoftware(adapter),
+    flags,
+    pci,
   };
   if (report.software && !opts.allowSoftwareGpu) {
-    throw new WolfpackError('E_BACKEND', `only a software WebGPU adapter (${report.description}) was found; auto does not take it (slower ` +
-      'than wasm): name it with --backend webgpu, or make a GPU visible (its Vulkan ICD file; docs/GPU.md)');
+    throw new WolfpackError(
+      'E_BACKEND',
+      `only a software WebGPU adapter (${report.description}) was found; auto does not take it (slower ` +
+        'than wasm): name it with --backend webgpu, or make a GPU visible (its Vulkan ICD file; docs/GPU.md)',
+    );
   }
   Object.defineProperty(globalThis, 'navigator', { value: { gpu }, configurable: true, writable: true });
   await import('@tensorflow/tfjs-backend-webgpu' as string);
   if (!tf.findBackendFactory('webgpu')) {
-    throw new WolfpackError('E_BACKEND', '@tensorflow/tfjs-backend-webgpu is not installed or did not register (navigator.gpu was missing when it loaded)');
+    throw new WolfpackError(
+      'E_BACKEND',
+      '@tensorflow/tfjs-backend-webgpu is not installed or did not register (navigator.gpu was missing when it loaded)',
+    );
   }
-  if (!(await tf.setBackend('webgpu'))) throw new WolfpackError('E_BACKEND', `the webgpu backend did not initialise on ${report.description}: ${diagnoseVulkan()}`);
+  if (!(await tf.setBackend('webgpu')))
+    throw new WolfpackError(
+      'E_BACKEND',
+      `the webgpu backend did not initialise on ${report.description}: ${diagnoseVulkan()}`,
+    );
   installSyncRead(tf.backend());
   registerWebGpuKernels();
   lastReport = report;

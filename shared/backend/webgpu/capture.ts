@@ -25,7 +25,14 @@
 // is disposed) until the capture is disposed, so nothing else can reuse them meanwhile.
 import { tf } from '../tf.js';
 import { noteDispatches } from './raw.js';
-import { BufferUsage, type GpuBuffer, type GpuCommandEncoder, type GpuComputePass, type GpuPipeline, type WebGpuBackend } from './types.js';
+import {
+  BufferUsage,
+  type GpuBuffer,
+  type GpuCommandEncoder,
+  type GpuComputePass,
+  type GpuPipeline,
+  type WebGpuBackend,
+} from './types.js';
 import { WolfpackError } from '../../errors.js';
 
 /** One recorded command: a dispatch (pipeline set) or a buffer copy (src set). */
@@ -51,14 +58,25 @@ function copyOp(src: GpuBuffer | null, srcOffset: number, dst: GpuBuffer, dstOff
 }
 
 /** A step input: the tensor whose upload each replay replaces with new data of the same size. */
-export interface CaptureInput { name: string; tensor: tf.TensorInfo }
+export interface CaptureInput {
+  name: string;
+  tensor: tf.TensorInfo;
+}
 
-interface InputSlot { name: string; bytes: number; buffer: GpuBuffer }
+interface InputSlot {
+  name: string;
+  bytes: number;
+  buffer: GpuBuffer;
+}
 
 // --- Buffers kept out of TF.js's pool while a capture refers to them ----------------------------
 
 /** A buffer some capture refers to: how many, whether TF.js has let go of it, whether a capture made it. */
-interface Hold { count: number; released: boolean; owned: boolean }
+interface Hold {
+  count: number;
+  released: boolean;
+  owned: boolean;
+}
 const holds = new Map<GpuBuffer, Hold>();
 const pooled = new WeakSet<object>();
 const realRelease = new WeakMap<object, WebGpuBackend['bufferManager']['releaseBuffer']>();
@@ -166,17 +184,32 @@ class Recorder {
   wrapEncoder(enc: GpuCommandEncoder): GpuCommandEncoder {
     const wrapper: Record<string, unknown> = {
       beginComputePass: (desc?: Record<string, unknown>): GpuComputePass => {
-        if (this.active && desc?.timestampWrites) this.fail('a compute pass is timed (timestamp queries, a GPU profile)');
+        if (this.active && desc?.timestampWrites)
+          this.fail('a compute pass is timed (timestamp queries, a GPU profile)');
         return this.wrapPass(enc.beginComputePass(desc));
       },
-      copyBufferToBuffer: (src: GpuBuffer, srcOffset: number, dst: GpuBuffer, dstOffset: number, size: number): void => {
+      copyBufferToBuffer: (
+        src: GpuBuffer,
+        srcOffset: number,
+        dst: GpuBuffer,
+        dstOffset: number,
+        size: number,
+      ): void => {
         if (this.active && this.quiet === 0) this.ops.push(copyOp(src, srcOffset, dst, dstOffset, size));
         enc.copyBufferToBuffer(src, srcOffset, dst, dstOffset, size);
       },
       finish: () => enc.finish(),
     };
     // Anything else TF.js might record (query resolves, clears, texture copies) is not replayed.
-    for (const name of ['resolveQuerySet', 'clearBuffer', 'copyBufferToTexture', 'copyTextureToBuffer', 'copyTextureToTexture', 'writeTimestamp', 'beginRenderPass']) {
+    for (const name of [
+      'resolveQuerySet',
+      'clearBuffer',
+      'copyBufferToTexture',
+      'copyTextureToBuffer',
+      'copyTextureToTexture',
+      'writeTimestamp',
+      'beginRenderPass',
+    ]) {
       const real = (enc as unknown as Record<string, (...a: unknown[]) => unknown>)[name];
       if (typeof real !== 'function') continue;
       wrapper[name] = (...a: unknown[]): unknown => {
@@ -216,7 +249,10 @@ class Recorder {
     const op = copyOp(null, 0, target, dstOffset, size);
     this.ops.push(op);
     if (slot !== undefined) {
-      const buffer = this.b.device.createBuffer({ size: Math.max(4, size), usage: BufferUsage.COPY_SRC | BufferUsage.COPY_DST });
+      const buffer = this.b.device.createBuffer({
+        size: Math.max(4, size),
+        usage: BufferUsage.COPY_SRC | BufferUsage.COPY_DST,
+      });
       this.owned.push(buffer);
       op.src = buffer;
       this.slots.push({ name: slot, bytes: size, buffer, op });
@@ -242,7 +278,11 @@ function releaseOwned(b: WebGpuBackend, rec: Recorder): void {
  * writes new data in their place. Returns run's result, and either the capture or why there is none.
  * The step's work is submitted before this returns.
  */
-export function captureStep<T>(backend: tf.KernelBackend, inputs: CaptureInput[], run: () => T): { result: T; step?: CapturedStep; why?: string } {
+export function captureStep<T>(
+  backend: tf.KernelBackend,
+  inputs: CaptureInput[],
+  run: () => T,
+): { result: T; step?: CapturedStep; why?: string } {
   const b = backend as WebGpuBackend;
   guardPool(b);
   // Work recorded before the step is not part of it: submitted now, so the step starts a new encoder.
@@ -268,7 +308,11 @@ export function captureStep<T>(backend: tf.KernelBackend, inputs: CaptureInput[]
     patches.set(dev, 'createCommandEncoder', () => rec.wrapEncoder(createEncoder()));
     patches.set(dev, 'createBindGroup', (d) => {
       const g = createBindGroup(d);
-      if (rec.active) rec.bindGroups.set(g, d.entries.map((e) => e.resource.buffer));
+      if (rec.active)
+        rec.bindGroups.set(
+          g,
+          d.entries.map((e) => e.resource.buffer),
+        );
       return g;
     });
     patches.set(pool, 'acquireBuffer', (size, usage, mappedAtCreation, reuse) => {
@@ -292,8 +336,15 @@ export function captureStep<T>(backend: tf.KernelBackend, inputs: CaptureInput[]
       }
       if (d.dtype === 'string' || d.dtype === 'complex64') rec.fail(`an upload of a ${d.dtype} tensor`);
       const slot = rec.inputs.get(dataId);
-      const data = slot !== undefined ? undefined
-        : new Uint8Array((d.dtype === 'int32' || d.dtype === 'bool' ? Int32Array.from(d.values as ArrayLike<number>) : Float32Array.from(d.values as ArrayLike<number>)).buffer);
+      const data =
+        slot !== undefined
+          ? undefined
+          : new Uint8Array(
+              (d.dtype === 'int32' || d.dtype === 'bool'
+                ? Int32Array.from(d.values as ArrayLike<number>)
+                : Float32Array.from(d.values as ArrayLike<number>)
+              ).buffer,
+            );
       rec.quiet++;
       try {
         uploadToGPU(dataId);
@@ -430,7 +481,10 @@ export class CapturedStep {
     for (const s of this.slots) {
       const data = inputs[s.name];
       if (!data || data.byteLength !== s.bytes) {
-        throw new WolfpackError('E_BACKEND', `CapturedStep.replay: input ${s.name} has ${data?.byteLength ?? 'no'} bytes, the capture ${s.bytes}`);
+        throw new WolfpackError(
+          'E_BACKEND',
+          `CapturedStep.replay: input ${s.name} has ${data?.byteLength ?? 'no'} bytes, the capture ${s.bytes}`,
+        );
       }
       queue.writeBuffer(s.buffer, 0, data);
     }

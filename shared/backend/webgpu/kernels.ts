@@ -16,7 +16,9 @@ import { WolfpackError } from '../../errors.js';
 
 type Info = tf.TensorInfo;
 type KernelArgs = { inputs: tf.NamedTensorInfoMap; backend: tf.KernelBackend; attrs?: tf.NamedAttrMap };
-interface DisposableBackend extends tf.KernelBackend { disposeData(dataId: object, force?: boolean): boolean }
+interface DisposableBackend extends tf.KernelBackend {
+  disposeData(dataId: object, force?: boolean): boolean;
+}
 
 interface ConvAttrs {
   strides: number | [number, number];
@@ -46,8 +48,19 @@ export function splitK(m: number, n: number, k: number, target = TARGET_WORKGROU
 }
 
 interface FilterGradShape {
-  N: number; H: number; W: number; CI: number; OH: number; OW: number; CO: number;
-  KH: number; KW: number; SH: number; SW: number; PT: number; PL: number;
+  N: number;
+  H: number;
+  W: number;
+  CI: number;
+  OH: number;
+  OW: number;
+  CO: number;
+  KH: number;
+  KW: number;
+  SH: number;
+  SW: number;
+  PT: number;
+  PL: number;
 }
 
 function filterGradKernel(s: FilterGradShape, splits: number, chunk: number): RawKernel {
@@ -59,10 +72,10 @@ function filterGradKernel(s: FilterGradShape, splits: number, chunk: number): Ra
   const vecB = NN % 4 === 0;
   const key = `wp_conv_dw_${Object.values(s).join('_')}_${splits}_${chunk}`;
   const loadA = pointwise
-    ? (vecA
+    ? vecA
       ? `fn loadA4(k : i32, m : i32) -> vec4<f32> { if (m >= M) { return vec4<f32>(0.0); } return x4[(k * CI + m) / 4]; }`
       : `fn loadA1(k : i32, m : i32) -> f32 { if (m >= M) { return 0.0; } return x[k * CI + m]; }
-         fn loadA4(k : i32, m : i32) -> vec4<f32> { return vec4<f32>(loadA1(k, m), loadA1(k, m + 1), loadA1(k, m + 2), loadA1(k, m + 3)); }`)
+         fn loadA4(k : i32, m : i32) -> vec4<f32> { return vec4<f32>(loadA1(k, m), loadA1(k, m + 1), loadA1(k, m + 2), loadA1(k, m + 3)); }`
     : `fn xIndex(k : i32, m : i32) -> i32 {
         let ci = m % CI; let t = m / CI; let kw = t % KW; let kh = t / KW;
         let ow = k % OW; let t2 = k / OW; let oh = t2 % OH; let n = t2 / OH;
@@ -70,18 +83,20 @@ function filterGradKernel(s: FilterGradShape, splits: number, chunk: number): Ra
         if (ih < 0 || ih >= H || iw < 0 || iw >= W) { return -1; }
         return ((n * H + ih) * W + iw) * CI + ci;
       }
-      ${vecA
-        ? `fn loadA4(k : i32, m : i32) -> vec4<f32> {
+      ${
+        vecA
+          ? `fn loadA4(k : i32, m : i32) -> vec4<f32> {
             if (m >= M) { return vec4<f32>(0.0); }
             let i = xIndex(k, m); if (i < 0) { return vec4<f32>(0.0); }
             return x4[i / 4];
           }`
-        : `fn loadA1(k : i32, m : i32) -> f32 {
+          : `fn loadA1(k : i32, m : i32) -> f32 {
             if (m >= M) { return 0.0; }
             let i = xIndex(k, m); if (i < 0) { return 0.0; }
             return x[i];
           }
-          fn loadA4(k : i32, m : i32) -> vec4<f32> { return vec4<f32>(loadA1(k, m), loadA1(k, m + 1), loadA1(k, m + 2), loadA1(k, m + 3)); }`}`;
+          fn loadA4(k : i32, m : i32) -> vec4<f32> { return vec4<f32>(loadA1(k, m), loadA1(k, m + 1), loadA1(k, m + 2), loadA1(k, m + 3)); }`
+      }`;
   const loadB = vecB
     ? `fn loadB4(k : i32, n : i32) -> vec4<f32> { if (n >= NN) { return vec4<f32>(0.0); } return dy4[(k * NN + n) / 4]; }`
     : `fn loadB1(k : i32, n : i32) -> f32 { if (n >= NN) { return 0.0; } return dy[k * NN + n]; }
@@ -151,14 +166,32 @@ export function conv2dBackpropFilterWebGpu(args: KernelArgs): Info {
   const backend = args.backend as DisposableBackend;
   const { x, dy } = args.inputs as { x: Info; dy: Info };
   const attrs = args.attrs as unknown as ConvAttrs & { filterShape: [number, number, number, number] };
-  if (attrs.dataFormat !== 'NHWC') throw new WolfpackError('E_BACKEND', 'Conv2DBackpropFilter (webgpu): only NHWC is supported');
+  if (attrs.dataFormat !== 'NHWC')
+    throw new WolfpackError('E_BACKEND', 'Conv2DBackpropFilter (webgpu): only NHWC is supported');
   const info = tf.backend_util.computeConv2DInfo(
-    x.shape as [number, number, number, number], attrs.filterShape, attrs.strides, 1, attrs.pad,
-    attrs.dimRoundingMode, false, 'channelsLast');
+    x.shape as [number, number, number, number],
+    attrs.filterShape,
+    attrs.strides,
+    1,
+    attrs.pad,
+    attrs.dimRoundingMode,
+    false,
+    'channelsLast',
+  );
   const s: FilterGradShape = {
-    N: info.batchSize, H: info.inHeight, W: info.inWidth, CI: info.inChannels, OH: info.outHeight, OW: info.outWidth,
-    CO: info.outChannels, KH: info.filterHeight, KW: info.filterWidth, SH: info.strideHeight, SW: info.strideWidth,
-    PT: info.padInfo.top, PL: info.padInfo.left,
+    N: info.batchSize,
+    H: info.inHeight,
+    W: info.inWidth,
+    CI: info.inChannels,
+    OH: info.outHeight,
+    OW: info.outWidth,
+    CO: info.outChannels,
+    KH: info.filterHeight,
+    KW: info.filterWidth,
+    SH: info.strideHeight,
+    SW: info.strideWidth,
+    PT: info.padInfo.top,
+    PL: info.padInfo.left,
   };
   const M = s.KH * s.KW * s.CI;
   const K = s.N * s.OH * s.OW;
@@ -187,7 +220,10 @@ export function conv2dBackpropInputWebGpu(args: KernelArgs): Info {
   const attrs = args.attrs as unknown as ConvAttrs & { inputShape: [number, number, number, number] };
   const [KH, KW, CI, CO] = filter.shape;
   const strides = typeof attrs.strides === 'number' ? [attrs.strides, attrs.strides] : attrs.strides;
-  const unpadded = attrs.pad === 'valid' || attrs.pad === 'same' || attrs.pad === 0 ||
+  const unpadded =
+    attrs.pad === 'valid' ||
+    attrs.pad === 'same' ||
+    attrs.pad === 0 ||
     (Array.isArray(attrs.pad) && attrs.pad.every((p) => p[0] === 0 && p[1] === 0));
   if (attrs.dataFormat !== 'NHWC' || KH !== 1 || KW !== 1 || strides[0] !== 1 || strides[1] !== 1 || !unpadded) {
     return stockBackpropInput!(args);
@@ -197,7 +233,11 @@ export function conv2dBackpropInputWebGpu(args: KernelArgs): Info {
   const dy2 = reshape({ inputs: { x: dy }, backend, attrs: { shape: [1, rows, CO] } });
   const w2 = reshape({ inputs: { x: filter }, backend, attrs: { shape: [1, CI, CO] } });
   try {
-    const prod = kernelFunc('BatchMatMul')({ inputs: { a: dy2, b: w2 }, backend, attrs: { transposeA: false, transposeB: true } });
+    const prod = kernelFunc('BatchMatMul')({
+      inputs: { a: dy2, b: w2 },
+      backend,
+      attrs: { transposeA: false, transposeB: true },
+    });
     const out = reshape({ inputs: { x: prod }, backend, attrs: { shape: attrs.inputShape } });
     backend.disposeData(prod.dataId);
     return out;
@@ -218,7 +258,8 @@ let registered = false;
 export function registerWebGpuKernels(): void {
   if (registered) return;
   const stock = tf.getKernel('Conv2DBackpropInput', 'webgpu');
-  if (!stock) throw new WolfpackError('E_BACKEND', 'registerWebGpuKernels: @tensorflow/tfjs-backend-webgpu is not loaded');
+  if (!stock)
+    throw new WolfpackError('E_BACKEND', 'registerWebGpuKernels: @tensorflow/tfjs-backend-webgpu is not loaded');
   stockBackpropInput = stock.kernelFunc as unknown as (args: KernelArgs) => Info;
   replace('Conv2DBackpropFilter', conv2dBackpropFilterWebGpu);
   replace('Conv2DBackpropInput', conv2dBackpropInputWebGpu);

@@ -5,8 +5,17 @@ import { tf } from '../tf.js';
 import type { WebGpuBackend } from './types.js';
 import { WolfpackError } from '../../errors.js';
 
-export interface KernelTime { name: string; count: number; ms: number }
-export interface GpuProfile { supported: boolean; dispatches: number; totalMs: number; byKernel: KernelTime[] }
+export interface KernelTime {
+  name: string;
+  count: number;
+  ms: number;
+}
+export interface GpuProfile {
+  supported: boolean;
+  dispatches: number;
+  totalMs: number;
+  byKernel: KernelTime[];
+}
 
 /** Runs `work` once with per-dispatch GPU timing and sums the times by program name. */
 export async function profileGpu(work: () => Promise<void>): Promise<GpuProfile> {
@@ -28,5 +37,10 @@ export async function profileGpu(work: () => Promise<void>): Promise<GpuProfile>
     by.set(t.name, k);
   });
   const byKernel = [...by.values()].sort((a, c) => c.ms - a.ms);
-  return { supported: b.supportTimestampQuery, dispatches: timers.length, totalMs: byKernel.reduce((s, k) => s + k.ms, 0), byKernel };
+  return {
+    supported: b.supportTimestampQuery,
+    dispatches: timers.length,
+    totalMs: byKernel.reduce((s, k) => s + k.ms, 0),
+    byKernel,
+  };
 }

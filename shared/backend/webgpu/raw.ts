@@ -29,7 +29,12 @@ export interface DispatchStats {
 }
 
 export const dispatchStats: DispatchStats = {
-  enabled: false, total: 0, byName: new Map(), cpuMs: new Map(), timing: false, syncReads: 0,
+  enabled: false,
+  total: 0,
+  byName: new Map(),
+  cpuMs: new Map(),
+  timing: false,
+  syncReads: 0,
 };
 
 export function resetDispatchStats(opts: { timing?: boolean } = {}): void {
@@ -119,19 +124,32 @@ function pipelineFor(b: WebGpuBackend, k: RawKernel): GpuPipeline {
     const module = b.device.createShaderModule({ code: k.code(), label: k.name });
     p = b.device.createComputePipeline({ layout: 'auto', compute: { module, entryPoint: 'main' }, label: k.name });
     const name = `${k.name} (${k.key})`;
-    pendingCompiles.push(b.device.popErrorScope().then((e) => {
-      if (e) compileErrors.push(`webgpu kernel ${name} does not compile: ${e.message}`);
-    }, (e: unknown) => { compileErrors.push(`webgpu kernel ${name}: ${String(e)}`); }));
+    pendingCompiles.push(
+      b.device.popErrorScope().then(
+        (e) => {
+          if (e) compileErrors.push(`webgpu kernel ${name} does not compile: ${e.message}`);
+        },
+        (e: unknown) => {
+          compileErrors.push(`webgpu kernel ${name}: ${String(e)}`);
+        },
+      ),
+    );
     cache.set(k.key, p);
   }
   return p;
 }
 
 /** WGSL declarations of the storage bindings: outputs (read_write) then inputs (read). */
-export function bindingDecls(outputs: string[], inputs: string[], type: (name: string) => string = () => 'f32'): string {
+export function bindingDecls(
+  outputs: string[],
+  inputs: string[],
+  type: (name: string) => string = () => 'f32',
+): string {
   const lines: string[] = [];
   outputs.forEach((n, i) => lines.push(`@group(0) @binding(${i}) var<storage, read_write> ${n} : array<${type(n)}>;`));
-  inputs.forEach((n, i) => lines.push(`@group(0) @binding(${outputs.length + i}) var<storage, read> ${n} : array<${type(n)}>;`));
+  inputs.forEach((n, i) =>
+    lines.push(`@group(0) @binding(${outputs.length + i}) var<storage, read> ${n} : array<${type(n)}>;`),
+  );
   return lines.join('\n');
 }
 
@@ -147,8 +165,12 @@ function bufferOf(b: WebGpuBackend, t: tf.TensorInfo): GpuBuffer {
  * tensors (float32 unless given). Inputs stay alive until the batch is submitted, as with TF.js's own
  * kernels. Under tf.profile with timestamp queries the dispatch gets its own timed pass.
  */
-export function runRaw(backend: tf.KernelBackend, k: RawKernel, inputs: tf.TensorInfo[],
-  outputs: { shape: number[]; dtype?: tf.DataType }[]): tf.TensorInfo[] {
+export function runRaw(
+  backend: tf.KernelBackend,
+  k: RawKernel,
+  inputs: tf.TensorInfo[],
+  outputs: { shape: number[]; dtype?: tf.DataType }[],
+): tf.TensorInfo[] {
   const b = backend as WebGpuBackend;
   throwCompileErrors();
   const t0 = dispatchStats.timing ? performance.now() : 0;
@@ -162,8 +184,9 @@ export function runRaw(backend: tf.KernelBackend, k: RawKernel, inputs: tf.Tenso
   const timed = b.activeTimers != null;
   if (timed && b.supportTimestampQuery) {
     b.endComputePassEncoder();
-    b.querySet ??= (b.device as unknown as { createQuerySet(d: { type: string; count: number }): unknown })
-      .createQuerySet({ type: 'timestamp', count: b.querySetCount });
+    b.querySet ??= (
+      b.device as unknown as { createQuerySet(d: { type: string; count: number }): unknown }
+    ).createQuerySet({ type: 'timestamp', count: b.querySetCount });
     b.computePassEncoder = b.commandEncoder!.beginComputePass({
       timestampWrites: { querySet: b.querySet, beginningOfPassWriteIndex: 0, endOfPassWriteIndex: 1 },
     });
@@ -192,7 +215,8 @@ export function dispatchOnBuffers(backend: tf.KernelBackend, k: RawKernel, buffe
   const b = backend as WebGpuBackend;
   const pipeline = pipelineFor(b, k);
   const bindGroup = b.device.createBindGroup({
-    layout: pipeline.getBindGroupLayout(0), entries: buffers.map((buffer, i) => ({ binding: i, resource: { buffer } })),
+    layout: pipeline.getBindGroupLayout(0),
+    entries: buffers.map((buffer, i) => ({ binding: i, resource: { buffer } })),
   });
   b.ensureCommandEncoderReady();
   b.computePassEncoder ??= b.commandEncoder!.beginComputePass({});

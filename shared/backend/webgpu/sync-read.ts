@@ -41,7 +41,13 @@ export function installTickCapture(): void {
   const toText = Function.prototype.toString;
   function wrapped(cb: (...args: unknown[]) => void, ...args: unknown[]): Immediate {
     // Cheap tests first: Dawn's tick is a nameless, parameterless native function.
-    if (args.length === 0 && typeof cb === 'function' && cb.name === '' && cb.length === 0 && toText.call(cb) === NATIVE_ANON) {
+    if (
+      args.length === 0 &&
+      typeof cb === 'function' &&
+      cb.name === '' &&
+      cb.length === 0 &&
+      toText.call(cb) === NATIVE_ANON
+    ) {
       const tick = new Tick(cb);
       pendingTicks.add(tick);
       return real(runTick as (...a: unknown[]) => void, tick);
@@ -66,8 +72,11 @@ export function spinDawn(done: () => boolean, timeoutMs = 300_000, what = 'a GPU
     if (done()) return;
     if (++rounds > 20) Atomics.wait(sleeper, 0, 0, 0.05);
     if (performance.now() - t0 > timeoutMs) {
-      throw new WolfpackError('E_BACKEND', `webgpu: ${what} did not complete within ${timeoutMs / 1000} s ` +
-        `(${pendingTicks.size} Dawn tick(s) pending; is installTickCapture() installed before the device was created?)`);
+      throw new WolfpackError(
+        'E_BACKEND',
+        `webgpu: ${what} did not complete within ${timeoutMs / 1000} s ` +
+          `(${pendingTicks.size} Dawn tick(s) pending; is installTickCapture() installed before the device was created?)`,
+      );
     }
   }
 }
@@ -75,13 +84,23 @@ export function spinDawn(done: () => boolean, timeoutMs = 300_000, what = 'a GPU
 /** Maps `staging` for reading and waits for it, driving Dawn's ticks. */
 export function mapReadSync(staging: GpuBuffer, what?: string): void {
   let failed: unknown;
-  staging.mapAsync(MapMode.READ).catch((e: unknown) => { failed = e ?? new WolfpackError('E_BACKEND', 'mapAsync failed'); });
+  staging.mapAsync(MapMode.READ).catch((e: unknown) => {
+    failed = e ?? new WolfpackError('E_BACKEND', 'mapAsync failed');
+  });
   spinDawn(() => staging.mapState === 'mapped' || failed !== undefined, undefined, what);
-  if (failed !== undefined) throw new WolfpackError('E_BACKEND', `webgpu: reading a GPU buffer failed: ${(failed as Error).message ?? String(failed)}`);
+  if (failed !== undefined)
+    throw new WolfpackError(
+      'E_BACKEND',
+      `webgpu: reading a GPU buffer failed: ${(failed as Error).message ?? String(failed)}`,
+    );
 }
 
 /** A range of a GPU buffer to read. */
-export interface ReadPart { buffer: GpuBuffer; size: number; offset?: number }
+export interface ReadPart {
+  buffer: GpuBuffer;
+  size: number;
+  offset?: number;
+}
 
 /** Records copies of `parts` into a new staging buffer (back to back) and submits them. */
 function stage(b: WebGpuBackend, parts: ReadPart[]): { staging: GpuBuffer; total: number } {
@@ -124,7 +143,11 @@ export function readBuffersSync<T>(b: WebGpuBackend, parts: ReadPart[], use: (by
 }
 
 /** readBuffersSync's asynchronous twin (waits on the event loop instead of spinning). */
-export async function readBuffersAsync<T>(b: WebGpuBackend, parts: ReadPart[], use: (bytes: ArrayBuffer) => T): Promise<T> {
+export async function readBuffersAsync<T>(
+  b: WebGpuBackend,
+  parts: ReadPart[],
+  use: (bytes: ArrayBuffer) => T,
+): Promise<T> {
   const { staging, total } = stage(b, parts);
   try {
     await staging.mapAsync(MapMode.READ);
@@ -145,8 +168,13 @@ export function installSyncRead(backend: tf.KernelBackend): void {
   const original = b.readSync.bind(b);
   b.readSync = (dataId: object): tf.backend_util.BackendValues => {
     const data = b.tensorMap.get(dataId);
-    if (!data || data.values != null || data.dtype === 'string' || data.dtype === 'complex64' ||
-      !isGpuBuffer(data.resource)) {
+    if (
+      !data ||
+      data.values != null ||
+      data.dtype === 'string' ||
+      data.dtype === 'complex64' ||
+      !isGpuBuffer(data.resource)
+    ) {
       return original(dataId);
     }
     const size = tf.util.sizeFromShape(data.shape) * 4;

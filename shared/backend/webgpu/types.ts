@@ -5,7 +5,13 @@ import type { tf } from '../tf.js';
 import { WolfpackError } from '../../errors.js';
 
 export const BufferUsage = {
-  MAP_READ: 0x1, MAP_WRITE: 0x2, COPY_SRC: 0x4, COPY_DST: 0x8, UNIFORM: 0x40, STORAGE: 0x80, QUERY_RESOLVE: 0x200,
+  MAP_READ: 0x1,
+  MAP_WRITE: 0x2,
+  COPY_SRC: 0x4,
+  COPY_DST: 0x8,
+  UNIFORM: 0x40,
+  STORAGE: 0x80,
+  QUERY_RESOLVE: 0x200,
 } as const;
 export const MapMode = { READ: 0x1, WRITE: 0x2 } as const;
 
@@ -39,14 +45,33 @@ export interface GpuBufferPool {
   numUsedBuffers: number;
   numBytesUsed: number;
 }
-export interface GpuPipeline { getBindGroupLayout(i: number): unknown }
+export interface GpuPipeline {
+  getBindGroupLayout(i: number): unknown;
+}
 export interface GpuDevice {
   readonly limits: Record<string, number>;
   readonly features: { has(f: string): boolean };
-  readonly queue: { writeBuffer(b: GpuBuffer, offset: number, data: ArrayBufferView | ArrayBuffer, dataOffset?: number, size?: number): void; submit(c: unknown[]): void; onSubmittedWorkDone(): Promise<void> };
+  readonly queue: {
+    writeBuffer(
+      b: GpuBuffer,
+      offset: number,
+      data: ArrayBufferView | ArrayBuffer,
+      dataOffset?: number,
+      size?: number,
+    ): void;
+    submit(c: unknown[]): void;
+    onSubmittedWorkDone(): Promise<void>;
+  };
   createShaderModule(d: { code: string; label?: string }): unknown;
-  createComputePipeline(d: { layout: 'auto'; compute: { module: unknown; entryPoint: string }; label?: string }): GpuPipeline;
-  createBindGroup(d: { layout: unknown; entries: { binding: number; resource: { buffer: GpuBuffer; offset?: number; size?: number } }[] }): unknown;
+  createComputePipeline(d: {
+    layout: 'auto';
+    compute: { module: unknown; entryPoint: string };
+    label?: string;
+  }): GpuPipeline;
+  createBindGroup(d: {
+    layout: unknown;
+    entries: { binding: number; resource: { buffer: GpuBuffer; offset?: number; size?: number } }[];
+  }): unknown;
   createBuffer(d: { size: number; usage: number; mappedAtCreation?: boolean }): GpuBuffer;
   createCommandEncoder(): GpuCommandEncoder;
   pushErrorScope(f: 'validation' | 'out-of-memory' | 'internal'): void;
@@ -86,7 +111,13 @@ export interface WebGpuBackend extends tf.KernelBackend {
   readSync(dataId: object): tf.backend_util.BackendValues;
   read(dataId: object): Promise<tf.backend_util.BackendValues>;
   recordAndSubmit(program: { constructor: { name: string } }, ...rest: unknown[]): void;
-  runWebGPUProgram(program: unknown, inputs: tf.TensorInfo[], dtype: tf.DataType, uniforms?: unknown, output?: tf.TensorInfo): tf.TensorInfo;
+  runWebGPUProgram(
+    program: unknown,
+    inputs: tf.TensorInfo[],
+    dtype: tf.DataType,
+    uniforms?: unknown,
+    output?: tf.TensorInfo,
+  ): tf.TensorInfo;
 }
 
 /** True for a Dawn GPUBuffer (the class is a global once the `webgpu` package's globals are set). */
@@ -98,6 +129,7 @@ export function isGpuBuffer(x: unknown): x is GpuBuffer {
 /** The active backend as a WebGpuBackend; throws if webgpu is not active. */
 export function webGpuBackend(backend: tf.KernelBackend): WebGpuBackend {
   const b = backend as WebGpuBackend;
-  if (!b || typeof b.runWebGPUProgram !== 'function' || !b.device) throw new WolfpackError('E_BACKEND', 'the active TF.js backend is not webgpu');
+  if (!b || typeof b.runWebGPUProgram !== 'function' || !b.device)
+    throw new WolfpackError('E_BACKEND', 'the active TF.js backend is not webgpu');
   return b;
 }

@@ -20,7 +20,9 @@ import { PER_ELEMENT_MAIN, bindingDecls, runRaw, type RawKernel } from '../../ba
 import { WolfpackError } from '../../errors.js';
 
 type Info = tf.TensorInfo;
-interface DisposableBackend extends tf.KernelBackend { disposeData(dataId: object, force?: boolean): boolean }
+interface DisposableBackend extends tf.KernelBackend {
+  disposeData(dataId: object, force?: boolean): boolean;
+}
 
 const V4 = 'vec4<f32>';
 const TARGET_WORKGROUPS = 1024;
@@ -32,7 +34,15 @@ function pow2Floor(n: number): number {
 }
 
 /** How the row reduction is split: `cg` vec4 channels x `lanes` rows per 256-thread workgroup. */
-export interface ReducePlan { rows: number; cv: number; cg: number; lanes: number; chunks: number; chunkRows: number; blocks: number }
+export interface ReducePlan {
+  rows: number;
+  cv: number;
+  cg: number;
+  lanes: number;
+  chunks: number;
+  chunkRows: number;
+  blocks: number;
+}
 
 export function reducePlan(rows: number, channels: number, target = TARGET_WORKGROUPS): ReducePlan {
   const cv = channels / 4;
@@ -75,7 +85,9 @@ const REDUCE_PROLOGUE = `
 /** Forward partial sums: sum(x - x0), sum((x - x0)^2) over each chunk of rows. */
 function statsPartialKernel(p: ReducePlan): RawKernel {
   return {
-    name: 'BnStatsPartial', key: `wp_bn_sp_${JSON.stringify(p)}`, workgroups: [p.blocks, p.chunks, 1],
+    name: 'BnStatsPartial',
+    key: `wp_bn_sp_${JSON.stringify(p)}`,
+    workgroups: [p.blocks, p.chunks, 1],
     code: () => `${bindingDecls(['partial'], ['x'], () => V4)}
 ${reduceHeader(p)}
 @compute @workgroup_size(256, 1, 1)
@@ -92,7 +104,9 @@ fn main(@builtin(local_invocation_id) lid : vec3<u32>, @builtin(workgroup_id) wi
 function gradPartialKernel(p: ReducePlan, relu: boolean): RawKernel {
   const ins = relu ? ['dy', 'x', 'moments', 'y'] : ['dy', 'x', 'moments'];
   return {
-    name: 'BnGradPartial', key: `wp_bn_gp_${relu}_${JSON.stringify(p)}`, workgroups: [p.blocks, p.chunks, 1],
+    name: 'BnGradPartial',
+    key: `wp_bn_gp_${relu}_${JSON.stringify(p)}`,
+    workgroups: [p.blocks, p.chunks, 1],
     code: () => `${bindingDecls(['partial'], ins, () => V4)}
 ${reduceHeader(p)}
 @compute @workgroup_size(256, 1, 1)
@@ -114,11 +128,20 @@ fn main(@builtin(local_invocation_id) lid : vec3<u32>, @builtin(workgroup_id) wi
  * chunks over 256/cg lanes, then adds the lanes pairwise. `finish` turns the totals (t1, t2) into the
  * outputs.
  */
-function finalizeKernel(name: string, p: ReducePlan, outputs: string[], inputs: string[], consts: string, finish: string): RawKernel {
+function finalizeKernel(
+  name: string,
+  p: ReducePlan,
+  outputs: string[],
+  inputs: string[],
+  consts: string,
+  finish: string,
+): RawKernel {
   const cg = Math.min(pow2Floor(p.cv), 16);
   const lanes = 256 / cg;
   return {
-    name, key: `wp_bn_${name}_${cg}_${consts}_${JSON.stringify(p)}`, workgroups: [Math.ceil(p.cv / cg), 1, 1],
+    name,
+    key: `wp_bn_${name}_${cg}_${consts}_${JSON.stringify(p)}`,
+    workgroups: [Math.ceil(p.cv / cg), 1, 1],
     code: () => `${bindingDecls(outputs, ['partial', ...inputs], () => V4)}
 const CV = ${p.cv}; const CG = ${cg}; const LANES = ${lanes}; const CHUNKS = ${p.chunks}; const ROWS = ${p.rows}; ${consts}
 var<workgroup> sA : array<${V4}, 256>;
@@ -136,7 +159,11 @@ fn main(@builtin(local_invocation_id) lid : vec3<u32>, @builtin(workgroup_id) wi
 
 function statsFinalizeKernel(p: ReducePlan, eps: number): RawKernel {
   const m = p.rows;
-  return finalizeKernel('BnStatsFinalize', p, ['moments', 'mean', 'varUnbiased'], ['x'],
+  return finalizeKernel(
+    'BnStatsFinalize',
+    p,
+    ['moments', 'mean', 'varUnbiased'],
+    ['x'],
     `const EPS = ${eps.toExponential(9)}; const INV_M = ${(1 / m).toExponential(9)}; const UNBIAS = ${(m > 1 ? m / (m - 1) : 1).toExponential(9)};`,
     `let d = t1 * INV_M;
     let v = max((t2 - t1 * d) * INV_M, vec4<f32>(0.0));
@@ -144,23 +171,44 @@ function statsFinalizeKernel(p: ReducePlan, eps: number): RawKernel {
     mean[cv] = mu;
     varUnbiased[cv] = v * UNBIAS;
     moments[cv] = mu;
-    moments[CV + cv] = inverseSqrt(v + vec4<f32>(EPS));`);
+    moments[CV + cv] = inverseSqrt(v + vec4<f32>(EPS));`,
+  );
 }
 
 function gradFinalizeKernel(p: ReducePlan): RawKernel {
-  return finalizeKernel('BnGradFinalize', p, ['sums', 'dbeta', 'dgamma'], [], '',
-    'dbeta[cv] = t1;\n    dgamma[cv] = t2;\n    sums[cv] = t1;\n    sums[CV + cv] = t2;');
+  return finalizeKernel(
+    'BnGradFinalize',
+    p,
+    ['sums', 'dbeta', 'dgamma'],
+    [],
+    '',
+    'dbeta[cv] = t1;\n    dgamma[cv] = t2;\n    sums[cv] = t1;\n    sums[CV + cv] = t2;',
+  );
 }
 
 /** y = relu?((x - mean) * scale + beta (+ r)), scale = invstd * gamma; elementwise, vec4. */
-function applyKernel(rows: number, cv: number, relu: boolean, residual: boolean, mode: 'train' | 'infer', eps = 0): RawKernel {
+function applyKernel(
+  rows: number,
+  cv: number,
+  relu: boolean,
+  residual: boolean,
+  mode: 'train' | 'infer',
+  eps = 0,
+): RawKernel {
   const units = rows * cv;
   const g = grid(Math.ceil(units / 256));
-  const ins = [...(mode === 'train' ? ['x', 'moments'] : ['x', 'mean', 'variance']), 'gamma', 'beta', ...(residual ? ['r'] : [])];
+  const ins = [
+    ...(mode === 'train' ? ['x', 'moments'] : ['x', 'mean', 'variance']),
+    'gamma',
+    'beta',
+    ...(residual ? ['r'] : []),
+  ];
   const mu = mode === 'train' ? 'moments[c]' : 'mean[c]';
   const inv = mode === 'train' ? 'moments[CV + c]' : 'inverseSqrt(variance[c] + vec4<f32>(EPS))';
   return {
-    name: mode === 'train' ? 'BnApply' : 'BnInferApply', key: `wp_bn_apply_${mode}_${rows}_${cv}_${relu}_${residual}_${eps}_${g[0]}`, workgroups: g,
+    name: mode === 'train' ? 'BnApply' : 'BnInferApply',
+    key: `wp_bn_apply_${mode}_${rows}_${cv}_${relu}_${residual}_${eps}_${g[0]}`,
+    workgroups: g,
     code: () => `${bindingDecls(['y'], ins, () => V4)}
 const UNITS = ${units}; const CV = ${cv}; const GX = ${g[0]}; const EPS = ${eps.toExponential(9)};
 ${PER_ELEMENT_MAIN}
@@ -179,7 +227,9 @@ function gradApplyKernel(rows: number, cv: number, relu: boolean, residual: bool
   const g = grid(Math.ceil(units / 256));
   const ins = ['dy', 'x', 'moments', 'gamma', 'sums', ...(relu ? ['y'] : [])];
   return {
-    name: 'BnGradApply', key: `wp_bn_gapply_${rows}_${cv}_${relu}_${residual}_${g[0]}`, workgroups: g,
+    name: 'BnGradApply',
+    key: `wp_bn_gapply_${rows}_${cv}_${relu}_${residual}_${g[0]}`,
+    workgroups: g,
     code: () => `${bindingDecls(residual ? ['dx', 'dr'] : ['dx'], ins, () => V4)}
 const UNITS = ${units}; const CV = ${cv}; const GX = ${g[0]}; const M = ${rows}.0; const INV_M = ${(1 / rows).toExponential(9)};
 ${PER_ELEMENT_MAIN}
@@ -210,9 +260,19 @@ export function canFuseBatchNorm(x: tf.Tensor): boolean {
  * Training-mode BatchNorm (+ residual, + ReLU) on webgpu, with the gradient of PyTorch's closed form
  * for x, gamma, beta (and the residual). onStats receives the batch mean and unbiased variance.
  */
-export function batchNormTrainWebGpu(x: tf.Tensor4D, gamma: tf.Tensor1D, beta: tf.Tensor1D, eps: number,
-  onStats: (mean: tf.Tensor1D, unbiasedVariance: tf.Tensor1D) => void, post: BnPost = {}): tf.Tensor4D {
-  if (!canFuseBatchNorm(x)) throw new WolfpackError('E_BACKEND', `batchNormTrainWebGpu: needs the webgpu backend and C % 4 == 0, got ${x.shape}`);
+export function batchNormTrainWebGpu(
+  x: tf.Tensor4D,
+  gamma: tf.Tensor1D,
+  beta: tf.Tensor1D,
+  eps: number,
+  onStats: (mean: tf.Tensor1D, unbiasedVariance: tf.Tensor1D) => void,
+  post: BnPost = {},
+): tf.Tensor4D {
+  if (!canFuseBatchNorm(x))
+    throw new WolfpackError(
+      'E_BACKEND',
+      `batchNormTrainWebGpu: needs the webgpu backend and C % 4 == 0, got ${x.shape}`,
+    );
   const relu = post.relu ?? false;
   const residual = post.residual !== undefined;
   const rows = rowsOf(x);
@@ -224,26 +284,45 @@ export function batchNormTrainWebGpu(x: tf.Tensor4D, gamma: tf.Tensor1D, beta: t
     const backend = tf.backend() as DisposableBackend;
     const [partial] = runRaw(backend, statsPartialKernel(plan), [xIn], [{ shape: [plan.chunks, 2, C] }]);
     // moments = [mean; invstd], for the apply and backward kernels (buffers per dispatch are limited to 8).
-    const [moments, mean, varU] = runRaw(backend, statsFinalizeKernel(plan, eps), [partial, xIn],
-      [{ shape: [2, C] }, { shape: [C] }, { shape: [C] }]).map(tensor);
+    const [moments, mean, varU] = runRaw(
+      backend,
+      statsFinalizeKernel(plan, eps),
+      [partial, xIn],
+      [{ shape: [2, C] }, { shape: [C] }, { shape: [C] }],
+    ).map(tensor);
     backend.disposeData(partial.dataId);
     onStats(mean as tf.Tensor1D, varU as tf.Tensor1D);
-    const [y] = runRaw(backend, applyKernel(rows, C / 4, relu, residual, 'train'),
-      [xIn, moments, gIn, bIn, ...(residual ? [rIn] : [])], [{ shape: x.shape }]).map(tensor);
+    const [y] = runRaw(
+      backend,
+      applyKernel(rows, C / 4, relu, residual, 'train'),
+      [xIn, moments, gIn, bIn, ...(residual ? [rIn] : [])],
+      [{ shape: x.shape }],
+    ).map(tensor);
     save([xIn, moments, gIn, y]);
     return {
       value: y,
       gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
         const [sx, smoments, sgamma, sy] = saved;
         const b = tf.backend() as DisposableBackend;
-        const [gp] = runRaw(b, gradPartialKernel(plan, relu), [dy, sx, smoments, ...(relu ? [sy] : [])],
-          [{ shape: [plan.chunks, 2, C] }]);
-        const [sums, dbeta, dgamma] = runRaw(b, gradFinalizeKernel(plan), [gp],
-          [{ shape: [2, C] }, { shape: [C] }, { shape: [C] }]).map(tensor);
+        const [gp] = runRaw(
+          b,
+          gradPartialKernel(plan, relu),
+          [dy, sx, smoments, ...(relu ? [sy] : [])],
+          [{ shape: [plan.chunks, 2, C] }],
+        );
+        const [sums, dbeta, dgamma] = runRaw(
+          b,
+          gradFinalizeKernel(plan),
+          [gp],
+          [{ shape: [2, C] }, { shape: [C] }, { shape: [C] }],
+        ).map(tensor);
         b.disposeData(gp.dataId);
-        const outs = runRaw(b, gradApplyKernel(rows, C / 4, relu, residual),
+        const outs = runRaw(
+          b,
+          gradApplyKernel(rows, C / 4, relu, residual),
           [dy, sx, smoments, sgamma, sums, ...(relu ? [sy] : [])],
-          residual ? [{ shape: x.shape }, { shape: x.shape }] : [{ shape: x.shape }]).map(tensor);
+          residual ? [{ shape: x.shape }, { shape: x.shape }] : [{ shape: x.shape }],
+        ).map(tensor);
         sums.dispose();
         return residual ? [outs[0], dgamma, dbeta, outs[1]] : [outs[0], dgamma, dbeta];
       },
@@ -254,12 +333,27 @@ export function batchNormTrainWebGpu(x: tf.Tensor4D, gamma: tf.Tensor1D, beta: t
 }
 
 /** Evaluation-mode BatchNorm (moving statistics) + residual + ReLU in one dispatch (no gradient). */
-export function batchNormInferWebGpu(x: tf.Tensor4D, mean: tf.Tensor1D, variance: tf.Tensor1D, gamma: tf.Tensor1D,
-  beta: tf.Tensor1D, eps: number, post: BnPost = {}): tf.Tensor4D {
-  if (!canFuseBatchNorm(x)) throw new WolfpackError('E_BACKEND', `batchNormInferWebGpu: needs the webgpu backend and C % 4 == 0, got ${x.shape}`);
+export function batchNormInferWebGpu(
+  x: tf.Tensor4D,
+  mean: tf.Tensor1D,
+  variance: tf.Tensor1D,
+  gamma: tf.Tensor1D,
+  beta: tf.Tensor1D,
+  eps: number,
+  post: BnPost = {},
+): tf.Tensor4D {
+  if (!canFuseBatchNorm(x))
+    throw new WolfpackError(
+      'E_BACKEND',
+      `batchNormInferWebGpu: needs the webgpu backend and C % 4 == 0, got ${x.shape}`,
+    );
   const residual = post.residual !== undefined;
   const inputs = [x, mean, variance, gamma, beta, ...(residual ? [post.residual!] : [])];
-  const [y] = runRaw(tf.backend(), applyKernel(rowsOf(x), x.shape[3] / 4, post.relu ?? false, residual, 'infer', eps), inputs,
-    [{ shape: x.shape }]);
+  const [y] = runRaw(
+    tf.backend(),
+    applyKernel(rowsOf(x), x.shape[3] / 4, post.relu ?? false, residual, 'infer', eps),
+    inputs,
+    [{ shape: x.shape }],
+  );
   return tensor(y) as tf.Tensor4D;
 }

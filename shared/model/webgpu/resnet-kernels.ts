@@ -13,7 +13,9 @@ import { PER_ELEMENT_MAIN, bindingDecls, runRaw, type RawKernel } from '../../ba
 function avgPoolKernel(n: number, hw: number, cv: number): RawKernel {
   const g = grid(Math.ceil((n * cv) / 256));
   return {
-    name: 'GlobalAvgPool', key: `wp_gap_${n}_${hw}_${cv}_${g[0]}`, workgroups: g,
+    name: 'GlobalAvgPool',
+    key: `wp_gap_${n}_${hw}_${cv}_${g[0]}`,
+    workgroups: g,
     code: () => `${bindingDecls(['y'], ['x'], () => 'vec4<f32>')}
 const UNITS = ${n * cv}; const HW = ${hw}; const CV = ${cv}; const GX = ${g[0]}; const INV = ${(1 / hw).toExponential(9)};
 ${PER_ELEMENT_MAIN}
@@ -29,7 +31,9 @@ function avgPoolGradKernel(n: number, hw: number, cv: number): RawKernel {
   const units = n * hw * cv;
   const g = grid(Math.ceil(units / 256));
   return {
-    name: 'GlobalAvgPoolGrad', key: `wp_gapg_${n}_${hw}_${cv}_${g[0]}`, workgroups: g,
+    name: 'GlobalAvgPoolGrad',
+    key: `wp_gapg_${n}_${hw}_${cv}_${g[0]}`,
+    workgroups: g,
     code: () => `${bindingDecls(['dx'], ['dy'], () => 'vec4<f32>')}
 const UNITS = ${units}; const HW = ${hw}; const CV = ${cv}; const GX = ${g[0]}; const INV = ${(1 / hw).toExponential(9)};
 ${PER_ELEMENT_MAIN}
@@ -80,6 +84,9 @@ export const webGpuForwardKernels: ForwardKernels = {
 
 /** Whether every BatchNorm of the network can be fused (all channel counts multiples of 4). */
 export function fusableNetwork(net: NetworkSpec): boolean {
-  const bns = [net.stem.bn, ...net.blocks.flatMap((b) => [b.bn1, b.bn2, b.bn3, ...(b.downsample ? [b.downsample.bn] : [])])];
+  const bns = [
+    net.stem.bn,
+    ...net.blocks.flatMap((b) => [b.bn1, b.bn2, b.bn3, ...(b.downsample ? [b.downsample.bn] : [])]),
+  ];
   return bns.every((bn) => bn.channels % 4 === 0);
 }

@@ -51,7 +51,9 @@ const COMMON_NAME = Buffer.from([0x06, 0x03, 0x55, 0x04, 0x03]);
 function derTime(d: Date): Buffer {
   const iso = d.toISOString(); // YYYY-MM-DDTHH:MM:SS.sssZ
   const digits = iso.slice(0, 19).replace(/[-T:]/g, '') + 'Z'; // YYYYMMDDHHMMSSZ
-  return d.getUTCFullYear() < 2050 ? tlv(0x17, Buffer.from(digits.slice(2), 'latin1')) : tlv(0x18, Buffer.from(digits, 'latin1'));
+  return d.getUTCFullYear() < 2050
+    ? tlv(0x17, Buffer.from(digits.slice(2), 'latin1'))
+    : tlv(0x18, Buffer.from(digits, 'latin1'));
 }
 
 function name(cn: string): Buffer {
@@ -74,7 +76,10 @@ export function generateRingCertificate(commonName = 'wolfpack ring listener', n
     tlv(0x02, serial),
     ED25519,
     subject, // issuer: self-signed
-    sequence(derTime(new Date(now.getTime() - BACKDATE_MS)), derTime(new Date(now.getTime() + VALID_DAYS * 24 * 3600 * 1000))),
+    sequence(
+      derTime(new Date(now.getTime() - BACKDATE_MS)),
+      derTime(new Date(now.getTime() + VALID_DAYS * 24 * 3600 * 1000)),
+    ),
     subject,
     publicKey.export({ type: 'spki', format: 'der' }),
   );

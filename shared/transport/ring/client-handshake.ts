@@ -34,14 +34,20 @@ export function checkUpgradeResponse(head: string, key: string, host: string): U
   const lines = head.split('\r\n');
   const status = /^HTTP\/1\.1 (\d{3})/.exec(lines[0] ?? '');
   if (status === null || status[1] !== '101') {
-    return { kind: 'refused', message: `ring peer at ${host} refused the WebSocket upgrade: ${lines[0] ?? '(no status line)'}`, upgraded: false };
+    return {
+      kind: 'refused',
+      message: `ring peer at ${host} refused the WebSocket upgrade: ${lines[0] ?? '(no status line)'}`,
+      upgraded: false,
+    };
   }
   const headers = new Map<string, string>();
   for (const line of lines.slice(1)) {
     const i = line.indexOf(':');
     if (i > 0) headers.set(line.slice(0, i).trim().toLowerCase(), line.slice(i + 1).trim());
   }
-  const accept = createHash('sha1').update(key + WS_GUID).digest('base64');
+  const accept = createHash('sha1')
+    .update(key + WS_GUID)
+    .digest('base64');
   if ((headers.get('upgrade') ?? '').toLowerCase() !== 'websocket' || headers.get('sec-websocket-accept') !== accept) {
     return { kind: 'protocol', message: 'bad WebSocket handshake response (upgrade / accept key)', upgraded: false };
   }

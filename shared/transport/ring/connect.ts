@@ -25,7 +25,6 @@ export interface RingConnectOptions {
   logger?: Logger;
 }
 
-
 function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
@@ -48,24 +47,42 @@ export async function connectRing(url: string, hello: RingHello, opts: RingConne
   } catch {
     throw new WolfpackError('E_USAGE', `bad ring URL ${JSON.stringify(url)}`);
   }
-  if (u.protocol !== 'ws:' && u.protocol !== 'wss:') throw new WolfpackError('E_USAGE', `ring URL must be ws://host:port or wss://host:port, got ${url}`);
+  if (u.protocol !== 'ws:' && u.protocol !== 'wss:')
+    throw new WolfpackError('E_USAGE', `ring URL must be ws://host:port or wss://host:port, got ${url}`);
   if (u.protocol === 'wss:' && (opts.pin === undefined || !FINGERPRINT_PATTERN.test(opts.pin))) {
-    throw new WolfpackError('E_USAGE', `ring URL ${url} is wss:// but no certificate fingerprint (64 hex digits) to pin was given: got ${JSON.stringify(opts.pin)}`);
+    throw new WolfpackError(
+      'E_USAGE',
+      `ring URL ${url} is wss:// but no certificate fingerprint (64 hex digits) to pin was given: got ${JSON.stringify(opts.pin)}`,
+    );
   }
-  if (u.protocol === 'ws:' && opts.pin !== undefined) throw new WolfpackError('E_USAGE', `a certificate fingerprint was given for the plain ring URL ${url} (expected wss://)`);
-  if (!Number.isSafeInteger(hello.rank) || hello.rank < 0) throw new WolfpackError('E_USAGE', `hello.rank must be a non-negative integer, got ${hello.rank}`);
+  if (u.protocol === 'ws:' && opts.pin !== undefined)
+    throw new WolfpackError(
+      'E_USAGE',
+      `a certificate fingerprint was given for the plain ring URL ${url} (expected wss://)`,
+    );
+  if (!Number.isSafeInteger(hello.rank) || hello.rank < 0)
+    throw new WolfpackError('E_USAGE', `hello.rank must be a non-negative integer, got ${hello.rank}`);
   helloText(hello); // E_USAGE now rather than a refusal later when it is too large
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const left = deadline - Date.now();
     if (left <= 0) throw new WolfpackError('E_WORKER', `cannot connect the ring to ${url} within ${timeoutMs} ms`);
-    const inc = new RingIncoming(u, hello, { maxChunkBytes, ordered: opts.ordered ?? true, maxEarlyBytes, ...(opts.pin !== undefined ? { pin: opts.pin } : {}), logger: log });
+    const inc = new RingIncoming(u, hello, {
+      maxChunkBytes,
+      ordered: opts.ordered ?? true,
+      maxEarlyBytes,
+      ...(opts.pin !== undefined ? { pin: opts.pin } : {}),
+      logger: log,
+    });
     let timer: NodeJS.Timeout | undefined;
     try {
       await Promise.race([
         inc.open(),
         new Promise<never>((_, reject) => {
-          timer = setTimeout(() => reject(new WolfpackError('E_WORKER', `no welcome from ${url} within ${timeoutMs} ms`)), left);
+          timer = setTimeout(
+            () => reject(new WolfpackError('E_WORKER', `no welcome from ${url} within ${timeoutMs} ms`)),
+            left,
+          );
         }),
       ]);
       return inc;

@@ -42,7 +42,8 @@ export function encodeDataHeader(tag: number, count: number): Buffer {
 
 /** A data header read back: the tag and count, or what is wrong with it (before any limit is applied). */
 export function decodeDataHeader(h: Uint8Array): { tag: number; count: number } | string {
-  if (h[0] !== RING_FRAME_MAGIC) return `bad magic 0x${(h[0] ?? 0).toString(16)} (expected 0x${RING_FRAME_MAGIC.toString(16)})`;
+  if (h[0] !== RING_FRAME_MAGIC)
+    return `bad magic 0x${(h[0] ?? 0).toString(16)} (expected 0x${RING_FRAME_MAGIC.toString(16)})`;
   if (h[1] !== RING_FRAME_VERSION) return `unsupported frame version ${h[1]} (expected ${RING_FRAME_VERSION})`;
   if (h[2] !== RING_FRAME_KIND_DATA || h[3] !== 0) return `unknown frame kind ${h[2]}/${h[3]}`;
   const v = new DataView(h.buffer, h.byteOffset, RING_HEADER_BYTES);
@@ -66,7 +67,8 @@ export function checkHost(): void {
 }
 
 export function positiveInt(name: string, v: number): number {
-  if (!Number.isSafeInteger(v) || v <= 0) throw new WolfpackError('E_USAGE', `${name} must be a positive integer, got ${v}`);
+  if (!Number.isSafeInteger(v) || v <= 0)
+    throw new WolfpackError('E_USAGE', `${name} must be a positive integer, got ${v}`);
   return v;
 }
 

@@ -21,8 +21,19 @@ export interface RingHello {
 
 /** The hello's text as it goes on the wire (E_USAGE when it is too large, e.g. a big auth field). */
 export function helloText(hello: RingHello): string {
-  const text = JSON.stringify({ t: 'hello', v: 1, rank: hello.rank, size: hello.size, job: hello.jobId, auth: hello.auth });
-  if (Buffer.byteLength(text) > RING_HELLO_MAX_BYTES) throw new WolfpackError('E_USAGE', `ring hello of ${Buffer.byteLength(text)} bytes exceeds ${RING_HELLO_MAX_BYTES} (auth field?)`);
+  const text = JSON.stringify({
+    t: 'hello',
+    v: 1,
+    rank: hello.rank,
+    size: hello.size,
+    job: hello.jobId,
+    auth: hello.auth,
+  });
+  if (Buffer.byteLength(text) > RING_HELLO_MAX_BYTES)
+    throw new WolfpackError(
+      'E_USAGE',
+      `ring hello of ${Buffer.byteLength(text)} bytes exceeds ${RING_HELLO_MAX_BYTES} (auth field?)`,
+    );
   return text;
 }
 
@@ -33,7 +44,12 @@ export const WELCOME_TEXT = JSON.stringify({ t: 'welcome', v: 1 });
 export function isWelcome(text: string): boolean {
   try {
     const w = JSON.parse(text) as unknown;
-    return typeof w === 'object' && w !== null && (w as Record<string, unknown>).t === 'welcome' && (w as Record<string, unknown>).v === 1;
+    return (
+      typeof w === 'object' &&
+      w !== null &&
+      (w as Record<string, unknown>).t === 'welcome' &&
+      (w as Record<string, unknown>).v === 1
+    );
   } catch {
     return false;
   }
@@ -52,7 +68,8 @@ export function parseHello(text: string): RingHello | string {
   if (o.t !== 'hello') return `first frame must be a hello, got t=${JSON.stringify(o.t)}`;
   if (o.v !== 1) return `unsupported hello version ${JSON.stringify(o.v)}`;
   if (!Number.isSafeInteger(o.rank) || (o.rank as number) < 0) return 'hello.rank must be a non-negative integer';
-  if (o.size !== undefined && (!Number.isSafeInteger(o.size) || (o.size as number) < 1)) return 'hello.size must be a positive integer';
+  if (o.size !== undefined && (!Number.isSafeInteger(o.size) || (o.size as number) < 1))
+    return 'hello.size must be a positive integer';
   if (typeof o.job !== 'string' || o.job.length > 256) return 'hello.job must be a string of at most 256 characters';
   const hello: RingHello = { rank: o.rank as number, jobId: o.job };
   if (o.size !== undefined) hello.size = o.size as number;

@@ -26,8 +26,22 @@ import { formatTag, isValidTag, type RecvSink } from '../../allreduce/link.js';
 import { WolfpackError, type ErrorCode } from '../../errors.js';
 import type { Logger } from '../../log.js';
 import { certificateFingerprint } from './certificate.js';
-import { checkUpgradeResponse, clientFrame, newClientKey, upgradeRequest, UPGRADE_RESPONSE_MAX_BYTES } from './client-handshake.js';
-import { checkHost, closeReason, decodeDataHeader, RING_CLOSE_AUTH, RING_CLOSE_BAD_HELLO, RING_CLOSE_UNEXPECTED_PEER, RING_HEADER_BYTES } from './frame.js';
+import {
+  checkUpgradeResponse,
+  clientFrame,
+  newClientKey,
+  upgradeRequest,
+  UPGRADE_RESPONSE_MAX_BYTES,
+} from './client-handshake.js';
+import {
+  checkHost,
+  closeReason,
+  decodeDataHeader,
+  RING_CLOSE_AUTH,
+  RING_CLOSE_BAD_HELLO,
+  RING_CLOSE_UNEXPECTED_PEER,
+  RING_HEADER_BYTES,
+} from './frame.js';
 import { helloText, isWelcome, RING_HELLO_MAX_BYTES, type RingHello } from './hello.js';
 
 /** Bytes read from the socket at once when not reading straight into a payload. */
@@ -127,7 +141,11 @@ export class RingIncoming {
   private opened: { resolve: () => void; reject: (err: WolfpackError) => void } | null = null;
 
   /** @internal use connectRing() */
-  constructor(url: URL, hello: RingHello, opts: { maxChunkBytes: number; ordered: boolean; maxEarlyBytes: number; pin?: string; logger: Logger }) {
+  constructor(
+    url: URL,
+    hello: RingHello,
+    opts: { maxChunkBytes: number; ordered: boolean; maxEarlyBytes: number; pin?: string; logger: Logger },
+  ) {
     checkHost();
     this.url = url;
     this.peerRank = hello.size !== undefined ? (hello.rank + hello.size - 1) % hello.size : hello.rank - 1;
@@ -140,13 +158,25 @@ export class RingIncoming {
     this.helloText = helloText(hello);
     this.pin = opts.pin;
     const host = url.hostname.replace(/^\[|\]$/g, '');
-    const onread = { buffer: () => this.nextReadBuffer(), callback: (n: number, buf: Uint8Array) => this.onRead(n, buf) };
-    this.sock = url.protocol === 'wss:'
-      // rejectUnauthorized: false because no CA signs a ring certificate; the pin check in open() decides.
-      // tls.connect documents `onread` (as net.Socket's); @types/node's ConnectionOptions lacks it.
-      ? tls.connect({ host, port: Number(url.port || 443), minVersion: 'TLSv1.3', rejectUnauthorized: false, onread,
-        ...(net.isIP(host) === 0 ? { servername: host } : {}) } as tls.ConnectionOptions & { onread: net.OnReadOpts }).setNoDelay(true)
-      : net.connect({ host, port: Number(url.port || 80), noDelay: true, onread });
+    const onread = {
+      buffer: () => this.nextReadBuffer(),
+      callback: (n: number, buf: Uint8Array) => this.onRead(n, buf),
+    };
+    this.sock =
+      url.protocol === 'wss:'
+        ? // rejectUnauthorized: false because no CA signs a ring certificate; the pin check in open() decides.
+          // tls.connect documents `onread` (as net.Socket's); @types/node's ConnectionOptions lacks it.
+          tls
+            .connect({
+              host,
+              port: Number(url.port || 443),
+              minVersion: 'TLSv1.3',
+              rejectUnauthorized: false,
+              onread,
+              ...(net.isIP(host) === 0 ? { servername: host } : {}),
+            } as tls.ConnectionOptions & { onread: net.OnReadOpts })
+            .setNoDelay(true)
+        : net.connect({ host, port: Number(url.port || 80), noDelay: true, onread });
   }
 
   /** Null when the listener's certificate is the pinned one, else why not. */
@@ -187,7 +217,12 @@ export class RingIncoming {
   /** Receive the message with `tag` (see Link.recv). */
   recv(tag: number, count: number, into: RecvSink | Float32Array): Promise<void> {
     if (this.failure !== null) return Promise.reject(this.failure);
-    if (!isValidTag(tag) || !Number.isSafeInteger(count) || count < 0 || (into instanceof Float32Array && into.length !== count)) {
+    if (
+      !isValidTag(tag) ||
+      !Number.isSafeInteger(count) ||
+      count < 0 ||
+      (into instanceof Float32Array && into.length !== count)
+    ) {
       return Promise.reject(new WolfpackError('E_USAGE', `recv: bad tag ${tag}, count ${count} or destination`));
     }
     if (this.pending.has(tag) || this.cur?.recv?.tag === tag) {
@@ -199,7 +234,10 @@ export class RingIncoming {
       if (parked !== undefined) {
         if (this.ordered && this.parked.keys().next().value !== tag) {
           this.pending.set(tag, p);
-          this.fail('E_PROTOCOL', `message ${formatTag(this.parked.keys().next().value as number)} arrived before the expected message ${formatTag(tag)}`);
+          this.fail(
+            'E_PROTOCOL',
+            `message ${formatTag(this.parked.keys().next().value as number)} arrived before the expected message ${formatTag(tag)}`,
+          );
           return;
         }
         this.parked.delete(tag);
@@ -235,7 +273,10 @@ export class RingIncoming {
       }
       if (this.ordered && this.parked.size > 0) {
         this.pending.set(tag, p);
-        this.fail('E_PROTOCOL', `message ${formatTag(this.parked.keys().next().value as number)} arrived while message ${formatTag(tag)} was expected`);
+        this.fail(
+          'E_PROTOCOL',
+          `message ${formatTag(this.parked.keys().next().value as number)} arrived while message ${formatTag(tag)} was expected`,
+        );
         return;
       }
       this.pending.set(tag, p);
@@ -256,7 +297,13 @@ export class RingIncoming {
   /** The memory the next socket read goes to: the current payload's destination when enough is due. */
   private nextReadBuffer(): Uint8Array {
     const cur = this.cur;
-    if (this.frameState === FrameState.Payload && this.frameOp < 8 && this.msgOp === 2 && cur !== null && this.msgPos >= RING_HEADER_BYTES) {
+    if (
+      this.frameState === FrameState.Payload &&
+      this.frameOp < 8 &&
+      this.msgOp === 2 &&
+      cur !== null &&
+      this.msgPos >= RING_HEADER_BYTES
+    ) {
       const off = this.msgPos - RING_HEADER_BYTES;
       const want = Math.min(this.frameLeft, cur.bytes - off);
       if (want >= DIRECT_MIN_BYTES) return cur.dest.subarray(off, off + want);
@@ -376,9 +423,15 @@ export class RingIncoming {
       } else {
         return this.fail('E_PROTOCOL', `unknown opcode ${op}`);
       }
-      const limit = this.msgOp === 1 ? RING_HELLO_MAX_BYTES : this.cur !== null ? RING_HEADER_BYTES + this.cur.bytes : this.maxMessageBytes;
+      const limit =
+        this.msgOp === 1
+          ? RING_HELLO_MAX_BYTES
+          : this.cur !== null
+            ? RING_HEADER_BYTES + this.cur.bytes
+            : this.maxMessageBytes;
       if (this.msgPos + len > limit) {
-        const what = this.cur !== null ? `the ${this.cur.count} elements its header announces` : `the limit of ${limit} bytes`;
+        const what =
+          this.cur !== null ? `the ${this.cur.count} elements its header announces` : `the limit of ${limit} bytes`;
         return this.fail('E_PROTOCOL', `message of at least ${this.msgPos + len} bytes exceeds ${what}`, 1009);
       }
     }
@@ -405,9 +458,12 @@ export class RingIncoming {
     const cur = this.cur;
     if (cur === null || this.msgPos !== RING_HEADER_BYTES + cur.bytes) {
       const got = Math.max(0, this.msgPos - RING_HEADER_BYTES);
-      this.fail('E_PROTOCOL', cur === null
-        ? `data message of ${this.msgPos} bytes is shorter than the ${RING_HEADER_BYTES}-byte header`
-        : `payload of ${got} bytes does not hold the ${cur.count} float32 elements the header announces`);
+      this.fail(
+        'E_PROTOCOL',
+        cur === null
+          ? `data message of ${this.msgPos} bytes is shorter than the ${RING_HEADER_BYTES}-byte header`
+          : `payload of ${got} bytes does not hold the ${cur.count} float32 elements the header announces`,
+      );
       return;
     }
     this.cur = null;
@@ -447,20 +503,32 @@ export class RingIncoming {
     const header = decodeDataHeader(this.hdr);
     if (typeof header === 'string') return this.fail('E_PROTOCOL', header);
     const { tag, count } = header;
-    if (count > this.maxElems) return this.fail('E_PROTOCOL', `element count ${count} exceeds the limit of ${this.maxElems}`, 1009);
+    if (count > this.maxElems)
+      return this.fail('E_PROTOCOL', `element count ${count} exceeds the limit of ${this.maxElems}`, 1009);
     const p = this.pending.get(tag);
     if (this.ordered && this.pending.size > 0 && this.pending.keys().next().value !== tag) {
-      return this.fail('E_PROTOCOL', `message ${formatTag(tag)} arrived while message ${formatTag(this.pending.keys().next().value as number)} was expected`);
+      return this.fail(
+        'E_PROTOCOL',
+        `message ${formatTag(tag)} arrived while message ${formatTag(this.pending.keys().next().value as number)} was expected`,
+      );
     }
     if (p !== undefined) {
-      if (p.count !== count) return this.fail('E_PROTOCOL', `message ${formatTag(tag)} has ${count} elements, expected ${p.count}`);
+      if (p.count !== count)
+        return this.fail('E_PROTOCOL', `message ${formatTag(tag)} has ${count} elements, expected ${p.count}`);
       this.pending.delete(tag);
     } else if (this.parked.has(tag)) {
       return this.fail('E_PROTOCOL', `two messages with tag ${formatTag(tag)}`);
     }
     const bytes = count * 4;
     if (p !== undefined && p.into instanceof Float32Array) {
-      this.cur = { tag, count, bytes, dest: new Uint8Array(p.into.buffer, p.into.byteOffset, bytes), scratch: null, recv: p };
+      this.cur = {
+        tag,
+        count,
+        bytes,
+        dest: new Uint8Array(p.into.buffer, p.into.byteOffset, bytes),
+        scratch: null,
+        recv: p,
+      };
     } else {
       const s = this.takeScratch(count);
       this.cur = { tag, count, bytes, dest: s.u8, scratch: s, recv: p ?? null };
@@ -527,9 +595,14 @@ export class RingIncoming {
       const reason = payload.length > 2 ? payload.subarray(2).toString('utf8') : '';
       let ecode: ErrorCode = 'E_WORKER';
       if (code === RING_CLOSE_AUTH) ecode = 'E_AUTH';
-      else if (code === RING_CLOSE_BAD_HELLO || code === RING_CLOSE_UNEXPECTED_PEER || code === 1002) ecode = 'E_PROTOCOL';
+      else if (code === RING_CLOSE_BAD_HELLO || code === RING_CLOSE_UNEXPECTED_PEER || code === 1002)
+        ecode = 'E_PROTOCOL';
       const why = this.phase === Phase.Open ? 'closed the ring connection' : 'refused the ring connection';
-      this.fail(ecode, `left neighbour (rank ${this.peerRank}) at ${this.url.host} ${why} (code ${code}${reason ? `, ${reason}` : ''})`, code === 1005 ? 1000 : code);
+      this.fail(
+        ecode,
+        `left neighbour (rank ${this.peerRank}) at ${this.url.host} ${why} (code ${code}${reason ? `, ${reason}` : ''})`,
+        code === 1005 ? 1000 : code,
+      );
     }
   }
 
@@ -571,9 +644,13 @@ export class RingIncoming {
    */
   private fail(code: ErrorCode, reason: string, wsCode = 1002, sysCode?: string): void {
     if (this.failure !== null) return;
-    this.failure = new WolfpackError(code, `ring link from rank ${this.peerRank}: ${reason}`, { peer: this.peerRank, ...(sysCode ? { sysCode } : {}) });
+    this.failure = new WolfpackError(code, `ring link from rank ${this.peerRank}: ${reason}`, {
+      peer: this.peerRank,
+      ...(sysCode ? { sysCode } : {}),
+    });
     if (code === 'E_PROTOCOL') this.log.warn({ peer: this.peerRank, reason }, 'ring connection closed: protocol error');
-    else if (code === 'E_AUTH') this.log.warn({ peer: this.peerRank, reason }, 'ring connection refused: authentication');
+    else if (code === 'E_AUTH')
+      this.log.warn({ peer: this.peerRank, reason }, 'ring connection refused: authentication');
     else this.log.info({ peer: this.peerRank, reason }, 'ring connection lost');
     this.rejectAll(this.failure);
     this.opened?.reject(this.failure);

@@ -6,7 +6,12 @@
 // caller's memory). The connecting rank's first frame is its hello (hello.ts); data messages carry a
 // 16-byte header (frame.ts). With TLS the listener serves a self-signed certificate (certificate.ts) whose
 // fingerprint the connecting rank pins.
-export { certificateFingerprint, FINGERPRINT_PATTERN, generateRingCertificate, type RingCertificate } from './certificate.js';
+export {
+  certificateFingerprint,
+  FINGERPRINT_PATTERN,
+  generateRingCertificate,
+  type RingCertificate,
+} from './certificate.js';
 export { connectRing, wsLink, type RingConnectOptions } from './connect.js';
 export {
   DEFAULT_MAX_CHUNK_BYTES,

@@ -23,7 +23,17 @@ import { WolfpackError } from '../../errors.js';
 import type { Logger } from '../../log.js';
 import { AdmissionGuard, ADMISSION_DEADLINE_MS, MAX_HEADER_BYTES, type AdmissionLimits } from '../admission.js';
 import type { RingCertificate } from './certificate.js';
-import { checkHost, closeReason, defaultLogger, DEFAULT_MAX_CHUNK_BYTES, DEFAULT_MAX_IN_FLIGHT_BYTES, positiveInt, RING_CLOSE_AUTH, RING_CLOSE_BAD_HELLO, RING_CLOSE_UNEXPECTED_PEER } from './frame.js';
+import {
+  checkHost,
+  closeReason,
+  defaultLogger,
+  DEFAULT_MAX_CHUNK_BYTES,
+  DEFAULT_MAX_IN_FLIGHT_BYTES,
+  positiveInt,
+  RING_CLOSE_AUTH,
+  RING_CLOSE_BAD_HELLO,
+  RING_CLOSE_UNEXPECTED_PEER,
+} from './frame.js';
 import { parseHello, RING_HELLO_MAX_BYTES, WELCOME_TEXT, type RingHello } from './hello.js';
 import { RingOutgoing } from './outgoing.js';
 
@@ -92,19 +102,36 @@ export async function listenRing(opts: RingListenOptions = {}): Promise<RingList
     res.end('wolfpack ring port: WebSocket only\n');
   };
   // Both ends are wolfpack, so TLS 1.3 only. The guard's deadline (from TCP accept) bounds the TLS handshake too.
-  const http: HttpServer | HttpsServer = opts.tls === undefined
-    ? createServer({ maxHeaderSize: MAX_HEADER_BYTES }, upgradeOnly)
-    : createHttpsServer({ key: opts.tls.keyPem, cert: opts.tls.certPem, minVersion: 'TLSv1.3', maxHeaderSize: MAX_HEADER_BYTES }, upgradeOnly);
+  const http: HttpServer | HttpsServer =
+    opts.tls === undefined
+      ? createServer({ maxHeaderSize: MAX_HEADER_BYTES }, upgradeOnly)
+      : createHttpsServer(
+          { key: opts.tls.keyPem, cert: opts.tls.certPem, minVersion: 'TLSv1.3', maxHeaderSize: MAX_HEADER_BYTES },
+          upgradeOnly,
+        );
   const wss = new WebSocketServer({
     server: http,
     perMessageDeflate: false,
     maxPayload: RING_HELLO_MAX_BYTES, // the client only sends its hello and control frames
     clientTracking: false,
   });
-  const guard = new AdmissionGuard({ name: 'ring', proof: 'valid ring hello', logger: log, ...opts.admission, deadlineMs: helloTimeoutMs });
+  const guard = new AdmissionGuard({
+    name: 'ring',
+    proof: 'valid ring hello',
+    logger: log,
+    ...opts.admission,
+    deadlineMs: helloTimeoutMs,
+  });
   guard.watch(http);
   await new Promise<void>((resolve, reject) => {
-    http.once('error', (err: Error) => reject(new WolfpackError('E_WORKER', `cannot listen for ring connections on ${host}:${opts.port ?? 0}: ${err.message}`)));
+    http.once('error', (err: Error) =>
+      reject(
+        new WolfpackError(
+          'E_WORKER',
+          `cannot listen for ring connections on ${host}:${opts.port ?? 0}: ${err.message}`,
+        ),
+      ),
+    );
     http.listen(opts.port ?? 0, host, () => resolve());
   });
   http.on('error', (err: Error) => log.error({ err: err.message }, 'ring listener error'));
@@ -124,7 +151,8 @@ export async function listenRing(opts: RingListenOptions = {}): Promise<RingList
   };
   const matches = (e: RingAcceptExpectation, h: RingHello): string | null => {
     if (e.jobId !== undefined && h.jobId !== e.jobId) return `job ${JSON.stringify(h.jobId)} is not this ring's job`;
-    if (e.rank !== undefined && h.rank !== e.rank) return `rank ${h.rank} is not the expected right neighbour ${e.rank}`;
+    if (e.rank !== undefined && h.rank !== e.rank)
+      return `rank ${h.rank} is not the expected right neighbour ${e.rank}`;
     return null;
   };
   const admit = (c: Candidate): RingOutgoing => {

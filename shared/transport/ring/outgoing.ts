@@ -32,7 +32,11 @@ export class RingOutgoing {
   private failure: WolfpackError | null = null;
 
   /** @internal created by RingListener.accept() */
-  constructor(ws: WebSocket, hello: RingHello, opts: { maxChunkBytes: number; maxInFlightBytes: number; logger: Logger }) {
+  constructor(
+    ws: WebSocket,
+    hello: RingHello,
+    opts: { maxChunkBytes: number; maxInFlightBytes: number; logger: Logger },
+  ) {
     checkHost();
     this.ws = ws;
     this.hello = hello;
@@ -42,14 +46,22 @@ export class RingOutgoing {
     ws.removeAllListeners('message');
     ws.on('message', () => this.fail('E_PROTOCOL', 'unexpected message from the right neighbour'));
     ws.on('close', (code: number, reason: Buffer) => {
-      this.fail('E_WORKER', `right neighbour (rank ${hello.rank}) closed the ring connection (code ${code}${reason.length ? `, ${reason.toString()}` : ''})`, false);
+      this.fail(
+        'E_WORKER',
+        `right neighbour (rank ${hello.rank}) closed the ring connection (code ${code}${reason.length ? `, ${reason.toString()}` : ''})`,
+        false,
+      );
     });
   }
 
   /** @internal ws errors on this socket (installed by the listener). */
   onSocketError(err: Error & { code?: string }): void {
     const proto = typeof err.code === 'string' && err.code.startsWith('WS_ERR_');
-    this.fail(proto ? 'E_PROTOCOL' : 'E_WORKER', `ring connection to rank ${this.hello.rank} failed: ${err.message}`, false);
+    this.fail(
+      proto ? 'E_PROTOCOL' : 'E_WORKER',
+      `ring connection to rank ${this.hello.rank} failed: ${err.message}`,
+      false,
+    );
   }
 
   /** Bytes handed to the socket and not yet written. */
@@ -62,7 +74,9 @@ export class RingOutgoing {
     if (this.failure !== null) return Promise.reject(this.failure);
     if (!isValidTag(tag)) return Promise.reject(new WolfpackError('E_USAGE', `send: bad tag ${tag}`));
     if (data.length > this.maxElems) {
-      return Promise.reject(new WolfpackError('E_USAGE', `send: ${data.length} elements exceed the chunk limit of ${this.maxElems}`));
+      return Promise.reject(
+        new WolfpackError('E_USAGE', `send: ${data.length} elements exceed the chunk limit of ${this.maxElems}`),
+      );
     }
     return new Promise<void>((resolve, reject) => {
       if (this.inFlight > 0 && this.inFlight + data.byteLength > this.maxInFlight) {
@@ -124,8 +138,11 @@ export class RingOutgoing {
 
   private fail(code: ErrorCode, reason: string, closeSocket = true): void {
     if (this.failure !== null) return;
-    this.failure = new WolfpackError(code, `ring link to rank ${this.hello.rank}: ${reason}`, { peer: this.hello.rank });
-    if (code === 'E_PROTOCOL') this.log.warn({ peer: this.hello.rank, reason }, 'ring connection closed: protocol error');
+    this.failure = new WolfpackError(code, `ring link to rank ${this.hello.rank}: ${reason}`, {
+      peer: this.hello.rank,
+    });
+    if (code === 'E_PROTOCOL')
+      this.log.warn({ peer: this.hello.rank, reason }, 'ring connection closed: protocol error');
     else this.log.info({ peer: this.hello.rank, reason }, 'ring connection lost');
     this.rejectQueued(this.failure);
     if (closeSocket && this.ws.readyState === WebSocket.OPEN) this.ws.close(1002, closeReason(reason));
