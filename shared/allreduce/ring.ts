@@ -23,7 +23,9 @@
 //
 // Summing: into a Float32Array from createRingBuffer() the reduce-scatter chunks are received into slots
 // beside the buffer and added with WebAssembly SIMD (simd-add.ts, about 4x V8's scalar loop); into any other
-// Float32Array, with an unrolled JS loop. Both add in place and round alike.
+// Float32Array, with an unrolled JS loop. Both add in place and round alike. With a 16-bit wire (wire.ts)
+// every message of a ring buffer is received into a slot and converted with WebAssembly SIMD as well
+// (wire-simd.ts, the same bits as wire.ts's JS code).
 //
 // Tags (link.ts's layout): message number `seq` of the all-reduce call numbered `step`, where seq counts
 // a rank's messages in schedule order (its own segment's chunks, then each forwarded chunk by step and
@@ -33,6 +35,7 @@ import { WolfpackError } from '../errors.js';
 import { composeTag, TAG_SEQS, type Link } from './link.js';
 import { addInto, allocSimdBuffer, simdBufferOf, type SimdBuffer } from './simd-add.js';
 import { wireCodec, type WireFormat } from './wire.js';
+import { simdWireFor } from './wire-simd.js';
 
 /**
  * Default chunk size in elements: 2^20 (4 MiB of float32). Measured on 2 cores, 25.6M floats: 0.5-4 Mi
@@ -206,16 +209,22 @@ export async function ringAllReduce(
     }
     if (outstanding === 0 && drained !== null) drained();
   };
-  const sendRegion = (tag: number, off: number, n: number): void => {
+  // The SIMD paths, when buf lives in a ring buffer whose slots hold a whole chunk.
+  const simdInfo = simdBufferOf(buf);
+  const simdWire = codec ? simdWireFor(codec.format, buf, simdInfo, chunkElems) : null;
+  /** Sends `data`, the message of n values that goes to the right neighbour as `tag`. */
+  const send = (tag: number, data: Float32Array, n: number): void => {
     outstanding++;
     stats.bytesSent += 4 * wireElems(n);
     stats.messagesSent++;
-    link.send(tag, codec ? codec.pack(buf, off, n) : buf.subarray(off, off + n)).then(onSent, onSendFailed);
+    link.send(tag, data).then(onSent, onSendFailed);
+  };
+  const sendRegion = (tag: number, off: number, n: number): void => {
+    if (!codec) send(tag, buf.subarray(off, off + n), n);
+    else send(tag, simdWire ? simdWire.pack(buf, off, n) : codec.pack(buf, off, n), n);
   };
   const ignore = (): void => undefined;
 
-  // The SIMD path, when buf lives in a ring buffer whose slots hold a whole chunk.
-  const simdInfo = simdBufferOf(buf);
   const simd =
     codec === undefined &&
     simdInfo !== undefined &&
@@ -239,16 +248,32 @@ export async function ringAllReduce(
     const tag = tagBase + seq;
     const fwd = g < lastStep ? tagBase + k0 + seq : -1;
     let p: Promise<void>;
-    if (codec) {
+    // 16-bit messages. A reduce-scatter hop adds the values and sends its partial sum on, rounded anew; the
+    // last one leaves this rank the owner of the sum, which the others get rounded, so it rounds its own
+    // copy too. An all-gather hop sends on the message as it came (the owner's rounding, not redone).
+    if (simdWire) {
+      // Into a slot, as the float32 SIMD path below.
+      const slot = seq & 1 ? 1 : 0;
+      p = link.recv(tag, wireElems(n), simdWire.slot(slot, n)).then(() => {
+        if (g < N - 1) {
+          simdWire.unpack(buf, off, slot, n, true);
+          if (g === N - 2) simdWire.round(buf, off, n);
+          if (fwd >= 0) sendRegion(fwd, off, n);
+        } else {
+          simdWire.unpack(buf, off, slot, n, false);
+          if (fwd >= 0) send(fwd, simdWire.slotCopy(slot, n), n);
+        }
+      });
+    } else if (codec) {
       p = link.recv(tag, wireElems(n), (packed) => {
         if (g < N - 1) {
           codec.addInto(buf, off, packed, n);
-          // the last reduce-scatter hop: this rank owns the sum; the others will get it rounded, so must it
           if (g === N - 2) codec.round(buf, off, n);
+          if (fwd >= 0) sendRegion(fwd, off, n);
         } else {
           codec.copyInto(buf, off, packed, n);
+          if (fwd >= 0) send(fwd, packed.slice(), n);
         }
-        if (fwd >= 0) sendRegion(fwd, off, n);
       });
     } else if (g < N - 1 && simd !== null) {
       // Into a slot; the receive of seq+2, which reuses it, is posted only after this one is summed.
