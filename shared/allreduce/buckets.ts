@@ -36,7 +36,7 @@ export function reverseBuckets(total: number, maxElems: number, cuts?: readonly 
     if (bounds) {
       // The lowest layer boundary that keeps the bucket within maxElems, or the next one below end.
       const within = bounds.filter((b) => b >= begin && b < end);
-      begin = within.length > 0 ? within[0] : Math.max(...bounds.filter((b) => b < end));
+      begin = within[0] ?? Math.max(...bounds.filter((b) => b < end));
     }
     out.push({ begin, end });
     end = begin;
@@ -66,8 +66,7 @@ export async function bucketedAllReduce(
   checkCover(opts.buckets, buf.length);
   const step = opts.step ?? 0;
   const total: RingStats = { bytesSent: 0, bytesReceived: 0, messagesSent: 0, messagesReceived: 0 };
-  for (let k = 0; k < opts.buckets.length; k++) {
-    const { begin, end } = opts.buckets[k];
+  for (const [k, { begin, end }] of opts.buckets.entries()) {
     await opts.ready?.(k);
     const s = await ringAllReduce(buf.subarray(begin, end), rank, size, link, {
       chunkElems: opts.chunkElems,

@@ -232,7 +232,7 @@ export async function ringAllReduce(
     chunkElems <= simdInfo.slotElems
       ? simdInfo
       : null;
-  const simdAdd = (slot: number, off: number, n: number): void => {
+  const simdAdd = (slot: 0 | 1, off: number, n: number): void => {
     const s = simd as SimdBuffer;
     const n4 = n >>> 2;
     s.add(buf.byteOffset + 4 * off, s.slots[slot], n4);
@@ -277,7 +277,7 @@ export async function ringAllReduce(
       });
     } else if (g < N - 1 && simd !== null) {
       // Into a slot; the receive of seq+2, which reuses it, is posted only after this one is summed.
-      const slot = seq & 1;
+      const slot = seq & 1 ? 1 : 0;
       p = link.recv(tag, n, new Float32Array(buf.buffer, simd.slots[slot], n)).then(() => {
         simdAdd(slot, off, n);
         if (fwd >= 0) sendRegion(fwd, off, n);

@@ -13,12 +13,12 @@ export function addInto(dst: Float32Array, off: number, src: Float32Array, n: nu
   let i = 0;
   for (; i < m; i += 4) {
     const o = off + i;
-    dst[o] += src[i];
-    dst[o + 1] += src[i + 1];
-    dst[o + 2] += src[i + 2];
-    dst[o + 3] += src[i + 3];
+    dst[o] = dst[o]! + src[i]!;
+    dst[o + 1] = dst[o + 1]! + src[i + 1]!;
+    dst[o + 2] = dst[o + 2]! + src[i + 2]!;
+    dst[o + 3] = dst[o + 3]! + src[i + 3]!;
   }
-  for (; i < n; i++) dst[off + i] += src[i];
+  for (; i < n; i++) dst[off + i] = dst[off + i]! + src[i]!;
 }
 
 // (module (import "e" "m" (memory 1))

@@ -12,7 +12,7 @@ export const WIRE_FORMATS: readonly WireFormat[] = ['fp32', 'bf16', 'fp16'];
 export function toHalf(src: Float32Array, dst: Uint16Array): void {
   const u = new Uint32Array(src.buffer, src.byteOffset, src.length);
   for (let i = 0; i < u.length; i++) {
-    const x = u[i];
+    const x = u[i]!;
     const sign = (x >>> 16) & 0x8000;
     const exp = ((x >>> 23) & 0xff) - 112;
     const man = x & 0x7fffff;
@@ -61,7 +61,7 @@ export function halfTable(): Float32Array {
 export function toBfloat16(src: Float32Array, dst: Uint16Array): void {
   const u = new Uint32Array(src.buffer, src.byteOffset, src.length);
   for (let i = 0; i < u.length; i++) {
-    const x = u[i];
+    const x = u[i]!;
     dst[i] = (x & 0x7fffffff) > 0x7f800000 ? (x >>> 16) | 0x40 : (x + 0x7fff + ((x >>> 16) & 1)) >>> 16;
   }
 }
@@ -89,10 +89,10 @@ export function wireCodec(format: Exclude<WireFormat, 'fp32'>): WireCodec {
   const bits = new Uint32Array(1);
   const value = new Float32Array(bits.buffer);
   const decode = table
-    ? (h: number) => table[h]
+    ? (h: number) => table[h]!
     : (h: number) => {
         bits[0] = h << 16;
-        return value[0];
+        return value[0]!;
       };
   const words = (packed: Float32Array, n: number) => new Uint16Array(packed.buffer, packed.byteOffset, n);
   return {
@@ -104,16 +104,16 @@ export function wireCodec(format: Exclude<WireFormat, 'fp32'>): WireCodec {
     },
     addInto(dst, off, packed, n) {
       const w = words(packed, n);
-      for (let i = 0; i < n; i++) dst[off + i] += decode(w[i]);
+      for (let i = 0; i < n; i++) dst[off + i] = dst[off + i]! + decode(w[i]!);
     },
     copyInto(dst, off, packed, n) {
       const w = words(packed, n);
-      for (let i = 0; i < n; i++) dst[off + i] = decode(w[i]);
+      for (let i = 0; i < n; i++) dst[off + i] = decode(w[i]!);
     },
     round(dst, off, n) {
       const w = new Uint16Array(n);
       encode(dst.subarray(off, off + n), w);
-      for (let i = 0; i < n; i++) dst[off + i] = decode(w[i]);
+      for (let i = 0; i < n; i++) dst[off + i] = decode(w[i]!);
     },
   };
 }
