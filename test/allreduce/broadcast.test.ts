@@ -37,20 +37,22 @@ t.test('every rank ends with the root buffer, bit for bit', async (t) => {
       [1000, 1000],
       [1001, 100],
       [7, 3],
-    ]) {
+    ] as const) {
       const root = randomBuffer(len, world * 31 + len);
       const bufs = Array.from({ length: world }, (_, r) =>
         r === 0 ? root.slice() : new Float32Array(len).fill(Number.NaN),
       );
       const links = createMemoryRing(world, { delays: { seed: len + chunk }, reorder: true }).map(counting);
-      await Promise.all(bufs.map((b, r) => chainBroadcast(b, r, world, links[r].link, { step: 3, chunkElems: chunk })));
+      await Promise.all(
+        bufs.map((b, r) => chainBroadcast(b, r, world, links[r]!.link, { step: 3, chunkElems: chunk })),
+      );
       for (let r = 0; r < world; r++) {
         t.ok(
-          Buffer.from(bufs[r].buffer).equals(Buffer.from(root.buffer)),
+          Buffer.from(bufs[r]!.buffer).equals(Buffer.from(root.buffer)),
           `world ${world}, ${len} floats in chunks of ${chunk}: rank ${r} equals the root`,
         );
         t.equal(
-          links[r].sent(),
+          links[r]!.sent(),
           r < world - 1 ? len : 0,
           `rank ${r} forwards the buffer ${r < world - 1 ? 'once' : 'never (last in the chain)'}`,
         );
@@ -60,13 +62,13 @@ t.test('every rank ends with the root buffer, bit for bit', async (t) => {
 });
 
 t.test('a single rank or an empty buffer sends nothing', async (t) => {
-  const [one] = createMemoryRing(1).map(counting);
+  const one = createMemoryRing(1).map(counting)[0]!;
   const b = randomBuffer(10, 1);
   await chainBroadcast(b, 0, 1, one.link, { step: 0 });
   t.equal(one.sent(), 0);
   const two = createMemoryRing(2).map(counting);
-  await Promise.all([0, 1].map((r) => chainBroadcast(new Float32Array(0), r, 2, two[r].link, { step: 0 })));
-  t.equal(two[0].sent() + two[1].sent(), 0);
+  await Promise.all([0, 1].map((r) => chainBroadcast(new Float32Array(0), r, 2, two[r]!.link, { step: 0 })));
+  t.equal(two[0]!.sent() + two[1]!.sent(), 0);
 });
 
 t.test('a broadcast and an all-reduce on the same links, one collective number each, do not mix', async (t) => {
@@ -76,20 +78,20 @@ t.test('a broadcast and an all-reduce on the same links, one collective number e
   const held = Array.from({ length: world }, (_, r) => (r === 0 ? weights.slice() : new Float32Array(500)));
   const grads = Array.from({ length: world }, (_, r) => randomBuffer(300, 100 + r));
   const expected = new Float64Array(300);
-  for (const g of grads) for (let i = 0; i < 300; i++) expected[i] += g[i];
+  for (const g of grads) for (let i = 0; i < 300; i++) expected[i] = expected[i]! + g[i]!;
   await Promise.all(
     Array.from({ length: world }, async (_, r) => {
       await Promise.all([
-        chainBroadcast(held[r], r, world, links[r], { step: 0, chunkElems: 64 }),
-        ringAllReduce(grads[r], r, world, links[r], { step: 1, chunkElems: 32 }),
+        chainBroadcast(held[r]!, r, world, links[r]!, { step: 0, chunkElems: 64 }),
+        ringAllReduce(grads[r]!, r, world, links[r]!, { step: 1, chunkElems: 32 }),
       ]);
     }),
   );
   for (let r = 0; r < world; r++) {
-    t.ok(Buffer.from(held[r].buffer).equals(Buffer.from(weights.buffer)), `rank ${r} got the weights`);
+    t.ok(Buffer.from(held[r]!.buffer).equals(Buffer.from(weights.buffer)), `rank ${r} got the weights`);
     let worst = 0;
     for (let i = 0; i < 300; i++)
-      worst = Math.max(worst, Math.abs(grads[r][i] - expected[i]) / Math.max(1, Math.abs(expected[i])));
+      worst = Math.max(worst, Math.abs(grads[r]![i]! - expected[i]!) / Math.max(1, Math.abs(expected[i]!)));
     t.ok(worst < 1e-5, `rank ${r} has the sum (worst relative error ${worst.toExponential(1)})`);
   }
 });

@@ -30,7 +30,7 @@ t.test('bucket by bucket gives the bits of one whole-buffer all-reduce', async (
       [1000, 333],
       [997, 1000],
       [50, 7],
-    ]) {
+    ] as const) {
       for (const simd of [false, true]) {
         const whole = inputs(n, len, n * 100 + len, simd);
         const bucketed = whole.map((a) => {
@@ -39,18 +39,18 @@ t.test('bucket by bucket gives the bits of one whole-buffer all-reduce', async (
           return c;
         });
         const ref = createMemoryRing(n, { delays: { seed: 1 } });
-        await Promise.all(whole.map((b, r) => ringAllReduce(b, r, n, ref[r], { chunkElems: 64 })));
+        await Promise.all(whole.map((b, r) => ringAllReduce(b, r, n, ref[r]!, { chunkElems: 64 })));
         const links = createMemoryRing(n, { delays: { seed: len + n }, reorder: true });
         const buckets = reverseBuckets(len, bucketElems);
         const stats = await Promise.all(
-          bucketed.map((b, r) => bucketedAllReduce(b, r, n, links[r], { buckets, chunkElems: 64, step: 5 })),
+          bucketed.map((b, r) => bucketedAllReduce(b, r, n, links[r]!, { buckets, chunkElems: 64, step: 5 })),
         );
         for (let r = 0; r < n; r++) {
           t.ok(
-            sameBits(bucketed[r], whole[r]),
+            sameBits(bucketed[r]!, whole[r]!),
             `N=${n}, ${len} floats in ${buckets.length} buckets${simd ? ', SIMD' : ''}: rank ${r} has the whole-buffer bits`,
           );
-          t.equal(stats[r].bytesSent, ringBytesSent(len, n, r), `rank ${r} sends exactly the whole ring's bytes`);
+          t.equal(stats[r]!.bytesSent, ringBytesSent(len, n, r), `rank ${r} sends exactly the whole ring's bytes`);
         }
       }
     }
@@ -72,23 +72,23 @@ t.test('a bucket is reduced only once it is ready, in order', async (t) => {
     return { p, open };
   });
   const done = Promise.all(
-    bufs.map((b, r) => bucketedAllReduce(b, r, n, links[r], { buckets, ready: (k) => gates[k].p, step: 0 })),
+    bufs.map((b, r) => bucketedAllReduce(b, r, n, links[r]!, { buckets, ready: (k) => gates[k]!.p, step: 0 })),
   );
-  const untouched = bufs[0].slice();
+  const untouched = bufs[0]!.slice();
   await new Promise((r) => setImmediate(r));
-  t.ok(sameBits(bufs[0], untouched), 'nothing is summed before the first bucket is ready');
-  gates[0].open();
+  t.ok(sameBits(bufs[0]!, untouched), 'nothing is summed before the first bucket is ready');
+  gates[0]!.open();
   released.push(0);
   await new Promise((r) => setTimeout(r, 20));
   t.notOk(
-    sameBits(bufs[0].subarray(200, 300), untouched.subarray(200, 300)),
+    sameBits(bufs[0]!.subarray(200, 300), untouched.subarray(200, 300)),
     'bucket 0 (the end of the buffer) is reduced once ready',
   );
-  t.ok(sameBits(bufs[0].subarray(0, 200), untouched.subarray(0, 200)), 'the buckets not yet ready are untouched');
-  gates[1].open();
-  gates[2].open();
+  t.ok(sameBits(bufs[0]!.subarray(0, 200), untouched.subarray(0, 200)), 'the buckets not yet ready are untouched');
+  gates[1]!.open();
+  gates[2]!.open();
   await done;
-  t.notOk(sameBits(bufs[0].subarray(0, 100), untouched.subarray(0, 100)), 'then the rest');
+  t.notOk(sameBits(bufs[0]!.subarray(0, 100), untouched.subarray(0, 100)), 'then the rest');
 });
 
 t.test('reverse buckets: from the end, at most maxElems, ending on layer boundaries', async (t) => {
@@ -117,7 +117,7 @@ t.test('reverse buckets: from the end, at most maxElems, ending on layer boundar
 });
 
 t.test('buckets that do not cover the buffer are refused', async (t) => {
-  const [l] = createMemoryRing(1);
+  const l = createMemoryRing(1)[0]!;
   await t.rejects(bucketedAllReduce(new Float32Array(10), 0, 1, l, { buckets: [{ begin: 0, end: 5 }] }), {
     code: 'E_USAGE',
     message: /end at 5/,

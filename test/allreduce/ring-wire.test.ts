@@ -29,17 +29,17 @@ for (const wire of ['bf16', 'fp16'] as const) {
       const bufs = orig.map((a) => Float32Array.from(a));
       const links = createMemoryRing(n, { delays: { seed }, reorder: seed % 2 === 0 });
       const stats = await Promise.all(
-        bufs.map((b, r) => ringAllReduce(b, r, n, links[r], { chunkElems, wire: wire as WireFormat })),
+        bufs.map((b, r) => ringAllReduce(b, r, n, links[r]!, { chunkElems, wire: wire as WireFormat })),
       );
-      const same = bufs.every((b) => Buffer.from(b.buffer).equals(Buffer.from(bufs[0].buffer)));
+      const same = bufs.every((b) => Buffer.from(b.buffer).equals(Buffer.from(bufs[0]!.buffer)));
       t.ok(same, `N=${n} L=${len} chunk ${chunkElems}: every rank holds the same bits`);
       // error bound: each hop rounds a partial sum of at most n*0.5 in magnitude
       const bound = n * (n * 0.5) * 2 ** -bits;
       let worst = 0;
       for (let i = 0; i < len; i++) {
         let exact = 0;
-        for (const a of orig) exact += a[i];
-        worst = Math.max(worst, Math.abs(bufs[0][i] - exact));
+        for (const a of orig) exact += a[i]!;
+        worst = Math.max(worst, Math.abs(bufs[0]![i]! - exact));
       }
       t.ok(worst <= bound, `N=${n}: worst abs error ${worst.toExponential(2)} <= ${bound.toExponential(2)}`);
       t.ok(worst > 0, 'and it did round (the check can fail)');
@@ -61,9 +61,9 @@ t.test('fp32 stays the default and exact to float32 summation', async (t) => {
   const b = orig.map((x) => Float32Array.from(x));
   const la = createMemoryRing(3);
   const lb = createMemoryRing(3);
-  await Promise.all(a.map((x, r) => ringAllReduce(x, r, 3, la[r], { chunkElems: 100 })));
-  await Promise.all(b.map((x, r) => ringAllReduce(x, r, 3, lb[r], { chunkElems: 100, wire: 'fp32' })));
-  t.ok(Buffer.from(a[0].buffer).equals(Buffer.from(b[0].buffer)), "wire 'fp32' is the default path, bit for bit");
+  await Promise.all(a.map((x, r) => ringAllReduce(x, r, 3, la[r]!, { chunkElems: 100 })));
+  await Promise.all(b.map((x, r) => ringAllReduce(x, r, 3, lb[r]!, { chunkElems: 100, wire: 'fp32' })));
+  t.ok(Buffer.from(a[0]!.buffer).equals(Buffer.from(b[0]!.buffer)), "wire 'fp32' is the default path, bit for bit");
 });
 
 t.test(
@@ -90,14 +90,14 @@ t.test(
     const word = new Uint32Array(1);
     const asFloat = (h: number) => {
       word[0] = h << 16;
-      return new Float32Array(word.buffer)[0];
+      return new Float32Array(word.buffer)[0]!;
     };
     let diff = 0;
     for (let i = 0; i < xs.length; i++) {
-      const lo = u[i] >>> 16;
+      const lo = u[i]! >>> 16;
       const hi = lo + 1;
-      const dLo = Math.abs(xs[i] - asFloat(lo));
-      const dHi = Math.abs(asFloat(hi) - xs[i]);
+      const dLo = Math.abs(xs[i]! - asFloat(lo));
+      const dHi = Math.abs(asFloat(hi) - xs[i]!);
       const want = dLo < dHi ? lo : dHi < dLo ? hi : lo & 1 ? hi : lo;
       if (got[i] !== want) diff++;
     }

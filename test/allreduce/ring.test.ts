@@ -40,32 +40,32 @@ async function runRing(
   links: Link[],
   opts: { chunkElems?: number; step?: number } = {},
 ): Promise<RingStats[]> {
-  return Promise.all(bufs.map((b, r) => ringAllReduce(b, r, bufs.length, links[r], opts)));
+  return Promise.all(bufs.map((b, r) => ringAllReduce(b, r, bufs.length, links[r]!, opts)));
 }
 
 function check(tt: Test, orig: Float32Array[], out: Float32Array[], what: string): void {
   const n = orig.length;
-  const len = orig[0].length;
+  const len = orig[0]!.length;
   let worst = 0;
   for (let i = 0; i < len; i++) {
     let sum = 0;
     let mag = 0;
     for (let r = 0; r < n; r++) {
-      sum += orig[r][i];
-      mag += Math.abs(orig[r][i]);
+      sum += orig[r]![i]!;
+      mag += Math.abs(orig[r]![i]!);
     }
     // n-1 float32 roundings of partial sums, each at most 2^-24 of a partial sum bounded by mag
     const tol = (n - 1) * 2 ** -24 * mag + 1e-30;
-    const err = Math.abs(out[0][i] - sum);
+    const err = Math.abs(out[0]![i]! - sum);
     if (err > tol) {
-      tt.fail(`${what}: element ${i}: got ${out[0][i]}, float64 sum ${sum}, tolerance ${tol}`);
+      tt.fail(`${what}: element ${i}: got ${out[0]![i]}, float64 sum ${sum}, tolerance ${tol}`);
       return;
     }
     worst = Math.max(worst, err / (tol || 1));
   }
-  const ref = Buffer.from(out[0].buffer, out[0].byteOffset, out[0].byteLength);
+  const ref = Buffer.from(out[0]!.buffer, out[0]!.byteOffset, out[0]!.byteLength);
   for (let r = 1; r < n; r++) {
-    if (!ref.equals(Buffer.from(out[r].buffer, out[r].byteOffset, out[r].byteLength))) {
+    if (!ref.equals(Buffer.from(out[r]!.buffer, out[r]!.byteOffset, out[r]!.byteLength))) {
       tt.fail(`${what}: rank ${r} differs bitwise from rank 0`);
       return;
     }
@@ -103,8 +103,8 @@ t.test('memory ring: N = 1..8, uneven lengths, chunk sizes, random delays', asyn
           check(tt, orig, bufs, what);
           for (let r = 0; r < n; r++) {
             const want = expectedBytes(len, n, r);
-            if (stats[r].bytesSent !== want)
-              tt.fail(`${what}: rank ${r} sent ${stats[r].bytesSent} bytes, want ${want}`);
+            if (stats[r]!.bytesSent !== want)
+              tt.fail(`${what}: rank ${r} sent ${stats[r]!.bytesSent} bytes, want ${want}`);
           }
           const sent = stats.reduce((s, x) => s + x.bytesSent, 0);
           const recv = stats.reduce((s, x) => s + x.bytesReceived, 0);
@@ -127,7 +127,7 @@ t.test('ring buffers (WebAssembly SIMD sums) against the float64 sum, and the JS
         [1000, 1000],
         [1 << 20, 1 << 20],
         [100, 50],
-      ]) {
+      ] as const) {
         if (len / chunkElems > 300) continue; // thousands of delayed messages: slow, and covered above
         const orig = inputs(n, len, seed++);
         const bufs = orig.map((a) => {
@@ -144,7 +144,7 @@ t.test('ring buffers (WebAssembly SIMD sums) against the float64 sum, and the JS
           bufs,
           `n=${n} len=${len} chunk=${chunkElems} slot=${slot}${chunkElems > slot ? ' (JS fallback)' : ''}`,
         );
-        if (stats[0].bytesSent !== expectedBytes(len, n, 0)) tt.fail('bytes sent');
+        if (stats[0]!.bytesSent !== expectedBytes(len, n, 0)) tt.fail('bytes sent');
       }
     }
   }
@@ -167,7 +167,7 @@ t.test('no delays (synchronous delivery) and a large buffer', async (tt) => {
     const bufs = orig.map((a) => a.slice());
     const stats = await runRing(bufs, createMemoryRing(n), { chunkElems: 10_000 });
     check(tt, orig, bufs, `n=${n} len=300007 synchronous`);
-    tt.equal(stats[0].bytesSent, expectedBytes(300_007, n, 0));
+    tt.equal(stats[0]!.bytesSent, expectedBytes(300_007, n, 0));
   }
 });
 
@@ -196,8 +196,8 @@ t.test('failures', async (tt) => {
   {
     const links = createMemoryRing(2);
     const res = await Promise.allSettled([
-      ringAllReduce(new Float32Array(10), 0, 2, links[0]),
-      ringAllReduce(new Float32Array(12), 1, 2, links[1]),
+      ringAllReduce(new Float32Array(10), 0, 2, links[0]!),
+      ringAllReduce(new Float32Array(12), 1, 2, links[1]!),
     ]);
     const codes = res.map((x) => (x.status === 'rejected' && isWolfpackError(x.reason) ? x.reason.code : x.status));
     tt.ok(codes.includes('E_PROTOCOL'), `count mismatch rejected (${codes.join(', ')})`);
@@ -206,16 +206,16 @@ t.test('failures', async (tt) => {
   // a rank that goes away: its neighbours fail with E_WORKER instead of waiting forever
   {
     const links = createMemoryRing(3);
-    const p0 = ringAllReduce(new Float32Array(30), 0, 3, links[0]);
-    const p1 = ringAllReduce(new Float32Array(30), 1, 3, links[1]);
-    links[2].close();
+    const p0 = ringAllReduce(new Float32Array(30), 0, 3, links[0]!);
+    const p1 = ringAllReduce(new Float32Array(30), 1, 3, links[1]!);
+    links[2]!.close();
     const res = await Promise.allSettled([p0, p1]);
     for (const x of res) {
       tt.ok(x.status === 'rejected' && isWolfpackError(x.reason, 'E_WORKER'), 'E_WORKER when a neighbour closes');
     }
   }
   // bad arguments
-  const l1 = createMemoryRing(1)[0];
+  const l1 = createMemoryRing(1)[0]!;
   await tt.rejects(ringAllReduce(new Float32Array(4), 1, 1, l1), { code: 'E_USAGE' });
   await tt.rejects(ringAllReduce(new Float32Array(4), 0, 0, l1), { code: 'E_USAGE' });
   await tt.rejects(ringAllReduce(new Float32Array(4), 0, 1, l1, { chunkElems: 0 }), { code: 'E_USAGE' });
@@ -233,7 +233,9 @@ t.test('failures', async (tt) => {
 });
 
 t.test('memory link detects a buffer reused before its send resolved', async (tt) => {
-  const [a, b] = createMemoryRing(2, { delays: { seed: 3 } });
+  const ring = createMemoryRing(2, { delays: { seed: 3 } });
+  const a = ring[0]!;
+  const b = ring[1]!;
   const data = new Float32Array([1, 2, 3]);
   const sent = a.send(7, data);
   data[1] = 42; // too early: the message has not been delivered

@@ -54,12 +54,12 @@ t.test('toHalf and halfTable agree with numpy float16', async (t) => {
   const bad: string[] = [];
   for (let i = 0; i < xs.length; i++) {
     const nan = Number.isNaN(xs[i]);
-    if (nan ? (got[i] & 0x7c00) !== 0x7c00 || (got[i] & 0x3ff) === 0 : got[i] !== want[i])
-      bad.push(`${xs[i]}: ${got[i].toString(16)} vs ${want[i].toString(16)}`);
+    if (nan ? (got[i]! & 0x7c00) !== 0x7c00 || (got[i]! & 0x3ff) === 0 : got[i] !== want[i])
+      bad.push(`${xs[i]}: ${got[i]!.toString(16)} vs ${want[i]!.toString(16)}`);
   }
   t.same(bad.slice(0, 5), [], `${xs.length} values, ${bad.length} differ from numpy`);
   const table = halfTable();
-  const back = Float32Array.from(want, (h) => table[h]);
+  const back = Float32Array.from(want, (h) => table[h]!);
   const ref = new Float32Array(xs.length);
   writeFileSync(join(dir, 'h2.f16'), b);
   execFileSync('/usr/bin/python3', [

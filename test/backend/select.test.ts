@@ -58,13 +58,13 @@ t.test(
     );
     t.same(AUTO_ORDER.slice(0, 4), ['tensorflow-gpu', 'webgpu', 'tensorflow', 'wasm']);
     for (const s of sel.skipped) t.ok(s.reason.length > 0, `${s.backend}: ${s.reason}`);
-    t.match(sel.skipped[0].reason, /tfjs-node-gpu/, 'tensorflow-gpu: says the package is missing');
+    t.match(sel.skipped[0]!.reason, /tfjs-node-gpu/, 'tensorflow-gpu: says the package is missing');
     t.match(
-      sel.skipped[1].reason,
+      sel.skipped[1]!.reason,
       /webgpu|adapter/i,
       'webgpu: says why (package missing, no adapter, or only a software one)',
     );
-    t.match(sel.skipped[2].reason, /tfjs-node/, 'tensorflow: says the package is missing');
+    t.match(sel.skipped[2]!.reason, /tfjs-node/, 'tensorflow: says the package is missing');
 
     const chosen = records.find((r) => r.msg === 'backend: wasm');
     t.ok(chosen, 'the choice is logged at info');

@@ -48,7 +48,7 @@ function gradients(c: Case, seed: number): { dx: Float32Array; dw: Float32Array;
     const [dx, dw] = tf.grads((a: tf.Tensor, b: tf.Tensor) =>
       tf.sum(tf.mul(tf.conv2d(a as tf.Tensor4D, b as tf.Tensor4D, c.stride, c.pad), r)),
     )([x, w]);
-    return { dx: dx.dataSync() as Float32Array, dw: dw.dataSync() as Float32Array, y: yShape };
+    return { dx: dx!.dataSync() as Float32Array, dw: dw!.dataSync() as Float32Array, y: yShape };
   });
 }
 

@@ -82,7 +82,7 @@ t.test('split-k plan covers k exactly', async (t) => {
     [576, 64, 100352],
     [4608, 512, 1568],
     [4, 4, 5],
-  ]) {
+  ] as const) {
     const { splits, chunk } = splitK(m, n, k);
     t.ok(chunk % 16 === 0 && splits * chunk >= k && (splits - 1) * chunk < k, `${m}x${n}x${k}: ${splits} x ${chunk}`);
   }
@@ -178,13 +178,13 @@ t.test('webgpu backend against cpu', { skip: why ?? false }, async (t) => {
           const [dx, dw] = tf.grads((a: tf.Tensor, b: tf.Tensor) =>
             tf.sum(tf.mul(tf.conv2d(a as tf.Tensor4D, b as tf.Tensor4D, c.s, c.pad), r)),
           )([x, w]);
-          return [dx.dataSync() as Float32Array, dw.dataSync() as Float32Array];
+          return [dx!.dataSync() as Float32Array, dw!.dataSync() as Float32Array];
         });
       const ref = await on('cpu', run);
       const got = await on('webgpu', run);
       const label = `x ${c.x} w ${c.w} stride ${c.s} pad ${JSON.stringify(c.pad)}`;
-      t.ok(maxRelToScale(got[0], ref[0]) < TOL, `dx ${label}: ${maxRelToScale(got[0], ref[0]).toExponential(2)}`);
-      t.ok(maxRelToScale(got[1], ref[1]) < TOL, `dW ${label}: ${maxRelToScale(got[1], ref[1]).toExponential(2)}`);
+      t.ok(maxRelToScale(got[0]!, ref[0]!) < TOL, `dx ${label}: ${maxRelToScale(got[0]!, ref[0]!).toExponential(2)}`);
+      t.ok(maxRelToScale(got[1]!, ref[1]!) < TOL, `dW ${label}: ${maxRelToScale(got[1]!, ref[1]!).toExponential(2)}`);
     }
   });
 
@@ -262,7 +262,7 @@ t.test('webgpu backend against cpu', { skip: why ?? false }, async (t) => {
                   ]),
                   tf.zeros([1]),
                 ];
-          const out = [y, ...grads, stats[0], stats[1]].map((z) => z.dataSync() as Float32Array);
+          const out = [y, ...grads, stats[0]!, stats[1]!].map((z) => z.dataSync() as Float32Array);
           tf.dispose(stats);
           return out;
         });
@@ -271,21 +271,21 @@ t.test('webgpu backend against cpu', { skip: why ?? false }, async (t) => {
       const names = ['y', 'dx', 'dgamma', 'dbeta', 'dresidual'];
       names.forEach((n, i) => {
         if (n === 'dresidual' && !('residual' in post)) return;
-        const e = maxRelToScale(got[i], ref[i]);
+        const e = maxRelToScale(got[i]!, ref[i]!);
         t.ok(e < TOL, `${JSON.stringify(post)} ${n}: ${e.toExponential(2)}`);
       });
       // Batch statistics against a float64 computation.
       const count = shape[0] * shape[1] * shape[2];
       for (let c = 0; c < 12; c++) {
         let s = 0;
-        for (let i = c; i < size; i += 12) s += xv[i];
+        for (let i = c; i < size; i += 12) s += xv[i]!;
         const mean = s / count;
         let q = 0;
-        for (let i = c; i < size; i += 12) q += (xv[i] - mean) ** 2;
-        t.ok(Math.abs(got[5][c] - mean) < 1e-6 * Math.abs(mean) + 1e-7, `mean[${c}]`);
+        for (let i = c; i < size; i += 12) q += (xv[i]! - mean) ** 2;
+        t.ok(Math.abs(got[5]![c]! - mean) < 1e-6 * Math.abs(mean) + 1e-7, `mean[${c}]`);
         t.ok(
-          Math.abs(got[6][c] - q / (count - 1)) < 1e-4 * (q / (count - 1)),
-          `unbiased variance[${c}] ${got[6][c]} vs ${q / (count - 1)}`,
+          Math.abs(got[6]![c]! - q / (count - 1)) < 1e-4 * (q / (count - 1)),
+          `unbiased variance[${c}] ${got[6]![c]} vs ${q / (count - 1)}`,
         );
       }
     }
@@ -300,12 +300,12 @@ t.test('webgpu backend against cpu', { skip: why ?? false }, async (t) => {
         const x = tf.tensor4d(xv, shape);
         const u = tf.tensor2d(uv, [3, 8]);
         const [dx] = tf.grads((a: tf.Tensor) => tf.sum(tf.mul(pool(a as tf.Tensor4D), u)))([x]);
-        return [pool(x).dataSync() as Float32Array, dx.dataSync() as Float32Array];
+        return [pool(x).dataSync() as Float32Array, dx!.dataSync() as Float32Array];
       });
     const ref = await on('cpu', () => run((x) => tf.mean(x, [1, 2])));
     const got = await on('webgpu', () => run(globalAvgPoolWebGpu));
-    t.ok(maxRelToScale(got[0], ref[0]) < TOL, 'forward');
-    t.ok(maxRelToScale(got[1], ref[1]) < TOL, 'gradient');
+    t.ok(maxRelToScale(got[0]!, ref[0]!) < TOL, 'forward');
+    t.ok(maxRelToScale(got[1]!, ref[1]!) < TOL, 'gradient');
   });
 
   t.test('the flat Momentum update against the host loop', async (t) => {
@@ -663,12 +663,12 @@ t.test('webgpu backend against cpu', { skip: why ?? false }, async (t) => {
       );
       captured.steps.forEach((s, i) =>
         t.ok(
-          sameBits(s.buffer, plain.steps[i].buffer),
+          sameBits(s.buffer, plain.steps[i]!.buffer),
           `step ${i} (${s.mode}): the reduce buffer (gradients, batch statistics, loss, correct) has the same bits`,
         ),
       );
       t.notOk(
-        sameBits(captured.steps[3].buffer, captured.steps[4].buffer),
+        sameBits(captured.steps[3]!.buffer, captured.steps[4]!.buffer),
         'replayed steps differ from each other (new inputs)',
       );
       t.ok(sameBits(captured.logits, plain.logits), 'evaluation between steps: same logits');
@@ -678,8 +678,8 @@ t.test('webgpu backend against cpu', { skip: why ?? false }, async (t) => {
           sameBits(captured.stats, plain.stats),
         'parameters, Momentum accumulators and moving statistics: same bits',
       );
-      t.equal(captured.steps[4].tensors, captured.steps[3].tensors, 'a replay makes no tensors');
-      t.equal(captured.steps[4].pooled, captured.steps[3].pooled, 'nor GPU buffers');
+      t.equal(captured.steps[4]!.tensors, captured.steps[3]!.tensors, 'a replay makes no tensors');
+      t.equal(captured.steps[4]!.pooled, captured.steps[3]!.pooled, 'nor GPU buffers');
       await checkKernelErrors();
     },
   );

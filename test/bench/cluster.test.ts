@@ -52,8 +52,8 @@ t.test(
   async (t) => {
     const sizes = resnet50GradientSizes();
     const buckets = gradBuckets(sizes);
-    t.equal(buckets[0].end, 25_557_032, 'the first bucket ends the buffer (the head, released first)');
-    t.equal(buckets[buckets.length - 1].begin, 0);
+    t.equal(buckets[0]!.end, 25_557_032, 'the first bucket ends the buffer (the head, released first)');
+    t.equal(buckets[buckets.length - 1]!.begin, 0);
     t.ok(
       buckets.every((b) => b.end - b.begin <= (25 * 1024 * 1024) / 4),
       'none over 25 MiB',
@@ -155,7 +155,7 @@ t.test('N=2 on shaped links: the JSON figures are sane and the namespaces are go
   );
   t.equal(r.code, 0, r.stderr.slice(-1000));
   const lines = r.stdout.trim().split('\n');
-  const j = JSON.parse(lines[lines.length - 1]) as {
+  const j = JSON.parse(lines[lines.length - 1]!) as {
     workers: number;
     elements: number;
     compute: string;
@@ -181,7 +181,7 @@ t.test('N=2 on shaped links: the JSON figures are sane and the namespaces are go
   for (let rank = 0; rank < N; rank++) {
     t.equal(j.bytes_per_rank[rank], 4 * (2 * L - len((rank + 1) % N) - len((rank + 2) % N)), `rank ${rank}'s bytes`);
     t.ok(
-      j.wire_tx_bytes_per_rank[rank] > j.bytes_per_rank[rank],
+      j.wire_tx_bytes_per_rank[rank]! > j.bytes_per_rank[rank]!,
       `rank ${rank}'s link carried the payload plus headers`,
     );
   }
@@ -250,6 +250,10 @@ t.test(
       'both schedules, at the same N',
     );
     const [none, overlap] = runs;
+    if (!none || !overlap) {
+      t.fail(`expected a none and an overlap run, got ${runs.length}`);
+      return;
+    }
     t.equal(none.buckets, null);
     t.equal(overlap.bucket_mb, 0.01);
     t.ok((overlap.buckets ?? 0) > 3, `${overlap.buckets} buckets`);
@@ -317,11 +321,15 @@ t.test(
       .split('\n')
       .filter((l) => l.startsWith('{'))
       .map((l) => JSON.parse(l) as Run);
-    const [none, overlap] = runs;
     t.same(
       runs.map((x) => x.wire),
       ['bf16', 'bf16'],
     );
+    const [none, overlap] = runs;
+    if (!none || !overlap) {
+      t.fail(`expected a none and an overlap run, got ${runs.length}`);
+      return;
+    }
     t.ok(none.verified && overlap.verified, 'both verified (first all-reduce exact, ranks identical)');
     const L = none.elements;
     const len = (s: number): number => Math.floor(L / 2) + (s < L % 2 ? 1 : 0);
@@ -329,7 +337,7 @@ t.test(
       const fp32 = 4 * (2 * L - len((rank + 1) % 2) - len((rank + 2) % 2));
       // 16 bits a value, an odd count padded to a whole float32: at most 2 bytes more a message
       t.ok(
-        none.bytes_per_rank[rank] >= fp32 / 2 && none.bytes_per_rank[rank] <= fp32 / 2 + 64,
+        none.bytes_per_rank[rank]! >= fp32 / 2 && none.bytes_per_rank[rank]! <= fp32 / 2 + 64,
         `rank ${rank}: ${none.bytes_per_rank[rank]} bytes, half of fp32's ${fp32}`,
       );
     }
@@ -359,7 +367,7 @@ t.test('SIGINT in the middle of a run removes every namespace and rank it made',
     '100',
   ]);
   const out = new Output(p);
-  const pids = (await out.waitFor(/ring formed \(rank pids ([\d, ]+)\)/, 40_000))[1].split(', ').map(Number);
+  const pids = (await out.waitFor(/ring formed \(rank pids ([\d, ]+)\)/, 40_000))[1]!.split(', ').map(Number);
   t.equal(pids.length, 2);
   t.equal(listNamespaces(p.pid).length, 3, 'two hosts and the switch while it runs');
   p.kill('SIGINT');

@@ -108,11 +108,11 @@ t.test("--check: the peer's logits and input agree with wolfpack's", { skip: why
   const fromImage = await readImages([image], size);
   let inputDiff = 0;
   for (let i = 0; i < fromImage.images.length; i++)
-    inputDiff = Math.max(inputDiff, Math.abs(fromImage.images[i] - fromNpy.images[i]));
+    inputDiff = Math.max(inputDiff, Math.abs(fromImage.images[i]! - fromNpy.images[i]!));
   t.ok(inputDiff < 1e-5, `torchvision's eval transform = wolfpack's (max |d| ${inputDiff})`);
   const ours = await predictLogits(state, fromNpy, 1);
   const scale = Math.max(...Array.from(ours, Math.abs));
-  const diff = Math.max(...torchLogits.map((v, i) => Math.abs(v - ours[i])));
+  const diff = Math.max(...torchLogits.map((v, i) => Math.abs(v - ours[i]!)));
   t.ok(
     scale > 0 && diff / scale < 1e-4,
     `logits agree: max |d| ${diff.toExponential(2)}, max |logit| ${scale.toExponential(2)}`,
@@ -155,7 +155,7 @@ t.test('torchTta runs the recipe and returns its epochs and final line', { skip:
         e.wall_s >= e.epoch_s &&
         Number.isFinite(e.train_loss),
     );
-  t.ok(p.epochs[1].wall_s > p.epochs[0].wall_s && p.total_wall_s >= p.epochs[1].wall_s && p.setup_s > 0);
+  t.ok(p.epochs[1]!.wall_s > p.epochs[0]!.wall_s && p.total_wall_s >= p.epochs[1]!.wall_s && p.setup_s > 0);
   const converted = (await readSafetensors(join(dir, 'peer', 'resnet50.safetensors'))).tensors;
   t.ok(converted.has('end_point.weight'), "the converted weights sit in the peer's folder");
   t.ok(existsSync(join(dir, 'peer', 'best.pt')), 'and its best state_dict beside them');

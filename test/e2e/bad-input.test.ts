@@ -42,7 +42,7 @@ function firstImage(dir: string): string {
     dir,
     readdirSync(dir)
       .filter((f) => f.endsWith('.jpg'))
-      .sort()[0],
+      .sort()[0]!,
   );
 }
 
@@ -288,7 +288,7 @@ t.test('unknown message types, another protocol version and oversized frames clo
   }
   const good = await connect(server.port, secret);
   await good.send(hello);
-  const [member] = await server.members(1, 5000);
+  const member = (await server.members(1, 5000))[0]!;
   t.equal(member.hello.memberId, hello.memberId, 'a good worker is still admitted');
   good.close();
 });

@@ -28,11 +28,11 @@ t.test('1, 2 and 3 workers reach the same weights', async (t) => {
     const start = await readCkptFloats(job.weights);
     const convs = (m: Map<string, Float32Array>) =>
       new Map([...m].filter(([k]) => k.endsWith('conv1.weight') || k.endsWith('conv2.weight')));
-    const moved = worstTensorRelDiff(convs(runs[0]), convs(start));
+    const moved = worstTensorRelDiff(convs(runs[0]!), convs(start));
     if (mode.includes('backbone')) t.equal(moved, 0, 'the frozen backbone did not move');
     else t.ok(moved > 1e-4, `training moved the backbone (max rel ${moved.toExponential(2)})`);
     for (const n of [2, 3]) {
-      const d = worstTensorRelDiff(runs[n - 1], runs[0]);
+      const d = worstTensorRelDiff(runs[n - 1]!, runs[0]!);
       t.ok(d <= 1e-5, `${mode.join(' ')}: ${n} workers vs 1, max rel diff ${d.toExponential(2)} <= 1e-5`);
     }
   }

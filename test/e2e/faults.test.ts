@@ -69,7 +69,7 @@ t.test('a worker killed with SIGKILL mid-epoch: the run finishes on the survivor
     coord.kill('SIGKILL');
   });
   await hold.reached(co, 'epoch 2 step 2');
-  const victim = workers[1];
+  const victim = workers[1]!;
   victim.kill('SIGKILL');
   await exited(victim, 30_000);
   hold.release();
@@ -109,7 +109,7 @@ t.test('a frozen worker (SIGSTOP) is evicted after --timeout', async (t) => {
   });
   await hold.reached(co, 'epoch 1 step 3');
   const stoppedAt = Date.now();
-  workers[2].kill('SIGSTOP');
+  workers[2]!.kill('SIGSTOP');
   hold.release();
   const lost = await co.waitFor(
     /"reason":"[^"]*pid (\d+)[^"]*no heartbeat for ([\d.]+) s[^"]*","msg":"worker lost"/,
@@ -117,7 +117,7 @@ t.test('a frozen worker (SIGSTOP) is evicted after --timeout', async (t) => {
   );
   const waited = (Date.now() - stoppedAt) / 1000;
   // The silence is counted from the last heartbeat received (every 1 s; later on a loaded machine).
-  t.equal(Number(lost[1]), workers[2].pid, 'the frozen worker is the one evicted');
+  t.equal(Number(lost[1]), workers[2]!.pid, 'the frozen worker is the one evicted');
   t.ok(
     Number(lost[2]) >= 4,
     `evicted after ${lost[2]} s without a heartbeat (--timeout 4 s), ${waited.toFixed(1)} s after SIGSTOP`,
@@ -209,7 +209,7 @@ t.test('a killed coordinator resumed with --resume reaches the uninterrupted res
     }
   });
   localWorkers = JSON.parse(
-    (await fo.waitFor(/"pids":(\[[\d,]*\])[^\n]*"msg":"started 2 local worker/, 60_000))[1],
+    (await fo.waitFor(/"pids":(\[[\d,]*\])[^\n]*"msg":"started 2 local worker/, 60_000))[1]!,
   ) as number[];
   // Held once epoch 2 is saved, so the crash comes after epoch 2 and before epoch 3 whatever the speed.
   await hold.reached(fo, 'the end of epoch 2');

@@ -102,7 +102,7 @@ async function multiHost(t: Test, coordExtra: string[]) {
   const wo = workers.map((w) => new Output(w));
 
   // The ring is made of the namespaces' addresses, and the workers reached the coordinator from theirs.
-  const ring = (await co.waitFor(/"ring":(\[[^\]]*\]).*"msg":"ring formed"/, 120_000))[1];
+  const ring = (await co.waitFor(/"ring":(\[[^\]]*\]).*"msg":"ring formed"/, 120_000))[1]!;
   for (const n of WORKERS) {
     t.match(
       ring,
@@ -123,7 +123,7 @@ async function multiHost(t: Test, coordExtra: string[]) {
     const rank1 = /"rank":1,"worker":"[^"]*\/pid (\d+)/.exec(ring);
     const i = workers.findIndex((w) => rank1 !== null && w.pid === Number(rank1[1]));
     t.ok(i >= 0, `rank 1 is one of the test's workers (pid ${rank1?.[1]})`);
-    const victim = WORKERS[Math.max(0, i)];
+    const victim = WORKERS[Math.max(0, i)]!;
     const cutAt = Date.now();
     lab.cut(victim);
     hold.release();
@@ -184,7 +184,7 @@ t.test(
       'epoch 1 on three hosts; epoch 2, where the cable was pulled, ends on two, and so does epoch 3',
     );
 
-    const victimProc = workers[index];
+    const victimProc = workers[index]!;
     t.equal(victimProc.exitCode, null, `the cut worker (${victim}) is still running: a network fault, not a crash`);
     // The survivors got the shutdown order; each process ends once its sockets are gone. A socket to
     // the cut host cannot close cleanly (no close frame or FIN comes back), and the ws library's close
@@ -194,14 +194,13 @@ t.test(
     for (const [i, w] of workers.entries()) {
       if (i === index) continue;
       const code = await exited(w, 45_000);
-      t.match(wo[i].text, /"reason":"training finished","msg":"shutdown"/, `${WORKERS[i]} got the shutdown order`);
+      t.match(wo[i]!.text, /"reason":"training finished","msg":"shutdown"/, `${WORKERS[i]} got the shutdown order`);
       t.equal(
         code,
         0,
         `${WORKERS[i]} exits with 0${
           code !== 0
-            ? `: ${wo[i].text
-                .split('\n')
+            ? `: ${wo[i]!.text.split('\n')
                 .filter((l) => !l.includes('"level":20'))
                 .join('\n')
                 .slice(-2500)}`
@@ -209,7 +208,7 @@ t.test(
         }`,
       );
       t.comment(
-        `${WORKERS[i]} exited ${(((await exitTimes[i]) - shutdownAt) / 1000).toFixed(1)} s after the coordinator`,
+        `${WORKERS[i]} exited ${(((await exitTimes[i]!) - shutdownAt) / 1000).toFixed(1)} s after the coordinator`,
       );
     }
     noToken([co, ...wo]);

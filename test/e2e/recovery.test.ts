@@ -96,8 +96,8 @@ t.test('recoveries keep the uninterrupted weights and count every sample once', 
     const hold = new Hold(job.dir, 'hold-killed');
     const { coord, co, workers } = await startCluster(t, jobArgs(job, out, hold.args('1:3')), 3);
     await hold.reached(co, 'epoch 1 step 3');
-    workers[1].kill('SIGKILL');
-    await exited(workers[1], 30_000);
+    workers[1]!.kill('SIGKILL');
+    await exited(workers[1]!, 30_000);
     hold.release();
     await check(t, out, co, coord);
     t.match(co.text, /ring will be re-formed/);

@@ -69,7 +69,7 @@ function finalError(text: string): { code: string; jsonCode?: string; message: s
       }
     }
     const m = /^wolfpack coordinator: (E_[A-Z]+): (.*)$/.exec(msg);
-    if (m) return { code: m[1], jsonCode, message: m[2] };
+    if (m) return { code: m[1]!, jsonCode, message: m[2]! };
   }
   return undefined;
 }
@@ -100,7 +100,7 @@ t.test(
       jobArgs(job, out, ['--epochs', '2', '--freeze', 'backbone', '--timeout', '120']),
       3,
     );
-    const victim = workers[2];
+    const victim = workers[2]!;
     const why = memoryFaultUnavailable(victim.pid!);
     if (why) {
       t.pass("a bit flipped in a worker's memory", { skip: why });
@@ -130,7 +130,7 @@ t.test(
       [...(err?.message ?? '').matchAll(/rank (\d+): ([0-9a-f]{32})/g)].map((m) => [Number(m[1]), m[2]]),
     );
     t.same([...sums.keys()], [0, 1, 2], 'every rank is named with its checksum');
-    const ring = co.text.match(/"ring":(\[[^\]]*\]).*"msg":"ring formed"/)![1];
+    const ring = co.text.match(/"ring":(\[[^\]]*\]).*"msg":"ring formed"/)![1]!;
     const victimRank = Number(new RegExp(`"rank":(\\d),"worker":"[^"]*/pid ${victim.pid} `).exec(ring)![1]);
     const others = [...sums].filter(([r]) => r !== victimRank).map(([, s]) => s);
     t.equal(others[0], others[1], 'the two untouched replicas agree');

@@ -66,10 +66,10 @@ t.test("train --tensorboard: steps.jsonl and an event file with the run's scalar
       t.teardown(() => reader.dispose());
       const files = eventFiles(tb);
       t.equal(files.length, 1, 'one event file in --tensorboard DIR');
-      const read = reader.read(files[0]);
+      const read = reader.read(files[0]!);
       if (!read.ok) return t.fail(read.error);
       const events = read.events;
-      t.equal(events[0].file_version, 'brain.Event:2', 'the first event is the file version');
+      t.equal(events[0]!.file_version, 'brain.Event:2', 'the first event is the file version');
       const scalar = (e: ReadEvent, tag: string) => e.values?.find((v) => v.tag === tag)?.value;
       const stepEvents = events.filter((e) => scalar(e, 'step/images_per_s') !== undefined);
       t.same(

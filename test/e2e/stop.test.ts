@@ -81,7 +81,7 @@ t.test('a stopped run saves its last step and resumes from it to the uninterrupt
     });
     const co = new Output(train);
     await hold.reached(co, 'epoch 2 step 3');
-    const pids = JSON.parse((await co.waitFor(/"pids":(\[[\d,]+\])/, 10_000))[1]) as number[];
+    const pids = JSON.parse((await co.waitFor(/"pids":(\[[\d,]+\])/, 10_000))[1]!) as number[];
     t.equal(pids.length, 2, 'two local workers were started');
     const sent = performance.now();
     train.kill('SIGINT');
@@ -137,10 +137,10 @@ t.test('a stopped run saves its last step and resumes from it to the uninterrupt
       const { coord, co, workers } = await startCluster(t, jobArgs(job, out, hold.args('1:2,2:2')), 3);
       const wo = workers.map((w) => new Output(w));
       await hold.reached(co, 'epoch 1 step 2');
-      workers[2].kill('SIGTERM');
-      t.equal(await exited(workers[2], 60_000), 0, 'the worker sent SIGTERM exits 0');
-      t.match(wo[2].text, /"msg":"stopping: leaving the job"/);
-      t.match(wo[2].text, /"msg":"stopped"/);
+      workers[2]!.kill('SIGTERM');
+      t.equal(await exited(workers[2]!, 60_000), 0, 'the worker sent SIGTERM exits 0');
+      t.match(wo[2]!.text, /"msg":"stopping: leaving the job"/);
+      t.match(wo[2]!.text, /"msg":"stopped"/);
       hold.release();
       await hold.reached(co, 'epoch 2 step 2');
       t.match(co.text, /"workers":2,[^\n]*"msg":"ring will be re-formed/, 'the job went on with the other two');
@@ -150,7 +150,7 @@ t.test('a stopped run saves its last step and resumes from it to the uninterrupt
         0,
         `the coordinator exits 0 on SIGTERM${coord.exitCode ? `: ${co.text.slice(-2000)}` : ''}`,
       );
-      for (const i of [0, 1]) t.equal(await exited(workers[i], 60_000), 0, `worker ${i} exits 0 when told to stop`);
+      for (const i of [0, 1]) t.equal(await exited(workers[i]!, 60_000), 0, `worker ${i} exits 0 when told to stop`);
       t.match(co.text, /resume with: wolfpack coordinator --resume /);
       const saved = trainState(out);
       t.ok(

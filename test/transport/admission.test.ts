@@ -291,7 +291,7 @@ t.test(
     t.equal(guard.pending, 4, 'full');
     const newcomer = await client(port, '127.0.0.4');
     t.equal(newcomer.fate, 'kept', 'a newcomer from an address with none pending gets in');
-    await bounded(busy[0].closed, "the busiest address's oldest connection closing");
+    await bounded(busy[0]!.closed, "the busiest address's oldest connection closing");
     t.same(
       busy.map((c) => c.isClosed()),
       [true, false, false],

@@ -48,9 +48,9 @@ if (!existsSync(distPath('bench/allreduce-rank.js'))) {
         );
       }
       // our own check of some elements, from the inputs' definition
-      const r0 = r.ranks[0];
+      const r0 = r.ranks[0]!;
       for (let k = 0; k < r0.sample_idx.length; k++) {
-        const i = r0.sample_idx[k];
+        const i = r0.sample_idx[k]!;
         let sum = 0;
         let mag = 0;
         for (let rank = 0; rank < c.n; rank++) {
@@ -58,7 +58,7 @@ if (!existsSync(distPath('bench/allreduce-rank.js'))) {
           sum += v;
           mag += Math.abs(v);
         }
-        const err = Math.abs(r0.sample_val[k] - sum);
+        const err = Math.abs(r0.sample_val[k]! - sum);
         if (err > (c.n - 1) * 2 ** -24 * mag) tt.fail(`element ${i}: ${r0.sample_val[k]} vs float64 sum ${sum}`);
       }
       tt.ok(r.median_s > 0 && Number.isFinite(r.busbw_MBps), 'timing figures');

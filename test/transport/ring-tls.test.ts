@@ -120,11 +120,11 @@ t.test('a ring of three over wss:// sums like the float64 reference, bitwise ide
     [0, 1, 2].map((rank) => {
       const left = (rank + n - 1) % n;
       return Promise.all([
-        listeners[rank].accept({ rank: (rank + 1) % n, jobId: 'ring' }, 10_000),
+        listeners[rank]!.accept({ rank: (rank + 1) % n, jobId: 'ring' }, 10_000),
         connectRing(
-          `wss://127.0.0.1:${listeners[left].port}`,
+          `wss://127.0.0.1:${listeners[left]!.port}`,
           { rank, size: n, jobId: 'ring' },
-          { timeoutMs: 10_000, pin: certs[left].fingerprint },
+          { timeoutMs: 10_000, pin: certs[left]!.fingerprint },
         ),
       ]);
     }),
@@ -139,15 +139,15 @@ t.test('a ring of three over wss:// sums like the float64 reference, bitwise ide
     b.set(a);
     return b;
   });
-  await Promise.all(bufs.map((b, rank) => ringAllReduce(b, rank, n, links[rank], { step: 0, chunkElems: 1 << 16 })));
+  await Promise.all(bufs.map((b, rank) => ringAllReduce(b, rank, n, links[rank]!, { step: 0, chunkElems: 1 << 16 })));
   let bad = -1;
   for (let i = 0; i < len && bad < 0; i++) {
-    const sum = inputs[0][i] + inputs[1][i] + inputs[2][i];
-    const mag = Math.abs(inputs[0][i]) + Math.abs(inputs[1][i]) + Math.abs(inputs[2][i]);
-    if (Math.abs(bufs[0][i] - sum) > 2 * 2 ** -24 * mag) bad = i;
+    const sum = inputs[0]![i]! + inputs[1]![i]! + inputs[2]![i]!;
+    const mag = Math.abs(inputs[0]![i]!) + Math.abs(inputs[1]![i]!) + Math.abs(inputs[2]![i]!);
+    if (Math.abs(bufs[0]![i]! - sum) > 2 * 2 ** -24 * mag) bad = i;
   }
   t.equal(bad, -1, 'matches the float64 sum');
-  t.ok(sameBits(bufs[0], bufs[1]) && sameBits(bufs[0], bufs[2]), 'bitwise identical on every rank');
+  t.ok(sameBits(bufs[0]!, bufs[1]!) && sameBits(bufs[0]!, bufs[2]!), 'bitwise identical on every rank');
   for (const l of links) l.close();
 });
 

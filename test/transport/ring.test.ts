@@ -121,7 +121,7 @@ t.test('early messages: the receiver stops reading past maxEarlyBytes, then catc
   for (let i = 0; i < msgs.length; i++) {
     const got = new Float32Array(50_000);
     await inc.recv(i, 50_000, i % 2 ? got : (v) => got.set(v));
-    if (!sameBits(got, msgs[i])) tt.fail(`message ${i} differs`);
+    if (!sameBits(got, msgs[i]!)) tt.fail(`message ${i} differs`);
   }
   await Promise.all(sent);
   tt.pass('all 40 messages intact');
@@ -139,11 +139,11 @@ t.test('unordered mode matches tags whatever the order of receives', async (tt) 
   const r = rng(9);
   const msgs = Array.from({ length: 10 }, (_, i) => randomArray(1000 + i, r));
   const got = msgs.map((m) => new Float32Array(m.length));
-  const recvs = msgs.map((m, i) => 9 - i).map((i) => inc.recv(i, msgs[i].length, got[i]));
+  const recvs = msgs.map((m, i) => 9 - i).map((i) => inc.recv(i, msgs[i]!.length, got[i]!));
   await Promise.all(msgs.map((m, i) => out.send(i, m)));
   await Promise.all(recvs);
   tt.ok(
-    msgs.every((m, i) => sameBits(m, got[i])),
+    msgs.every((m, i) => sameBits(m, got[i]!)),
     'all intact',
   );
   await tt.rejects(
@@ -183,9 +183,9 @@ t.test('ring of three over WebSockets, jittered receives, against a float64 sum'
   const halves = await Promise.all(
     [0, 1, 2].map((rank) =>
       Promise.all([
-        listeners[rank].accept({ rank: (rank + 1) % n, jobId: 'ring' }, 5000),
+        listeners[rank]!.accept({ rank: (rank + 1) % n, jobId: 'ring' }, 5000),
         connectRing(
-          `ws://127.0.0.1:${listeners[(rank + n - 1) % n].port}`,
+          `ws://127.0.0.1:${listeners[(rank + n - 1) % n]!.port}`,
           { rank, size: n, jobId: 'ring' },
           { timeoutMs: 5000 },
         ),
@@ -207,15 +207,15 @@ t.test('ring of three over WebSockets, jittered receives, against a float64 sum'
           return b;
         });
         const s = step++;
-        await Promise.all(bufs.map((b, rank) => ringAllReduce(b, rank, n, links[rank], { step: s, chunkElems })));
+        await Promise.all(bufs.map((b, rank) => ringAllReduce(b, rank, n, links[rank]!, { step: s, chunkElems })));
         let bad = -1;
         for (let i = 0; i < len && bad < 0; i++) {
-          const sum = inputs[0][i] + inputs[1][i] + inputs[2][i];
-          const mag = Math.abs(inputs[0][i]) + Math.abs(inputs[1][i]) + Math.abs(inputs[2][i]);
-          if (Math.abs(bufs[0][i] - sum) > 2 * 2 ** -24 * mag) bad = i;
+          const sum = inputs[0]![i]! + inputs[1]![i]! + inputs[2]![i]!;
+          const mag = Math.abs(inputs[0]![i]!) + Math.abs(inputs[1]![i]!) + Math.abs(inputs[2]![i]!);
+          if (Math.abs(bufs[0]![i]! - sum) > 2 * 2 ** -24 * mag) bad = i;
         }
         tt.equal(bad, -1, `len=${len} ${kind} chunk=${chunkElems}: matches the float64 sum`);
-        tt.ok(sameBits(bufs[0], bufs[1]) && sameBits(bufs[0], bufs[2]), 'bitwise identical on every rank');
+        tt.ok(sameBits(bufs[0]!, bufs[1]!) && sameBits(bufs[0]!, bufs[2]!), 'bitwise identical on every rank');
       }
     }
   }
