@@ -29,7 +29,7 @@ const require = createRequire(import.meta.url);
 
 function message(e: unknown): string {
   const text = e instanceof Error ? e.message : String(e);
-  return text.split('\n')[0].slice(0, 300);
+  return text.split('\n')[0]!.slice(0, 300);
 }
 
 /**

@@ -133,7 +133,7 @@ export async function scanImageFolder(root: string, options: ScanOptions = {}): 
   const skipped: SkippedFile[] = [];
   let i = 0;
   for await (const reason of checks) {
-    const candidate = candidates[i++];
+    const candidate = candidates[i++]!;
     if (reason === undefined) {
       samples.push(candidate);
     } else {
@@ -143,10 +143,10 @@ export async function scanImageFolder(root: string, options: ScanOptions = {}): 
   }
 
   const counts = new Array<number>(classes.length).fill(0);
-  for (const s of samples) counts[s.label]++;
+  for (const s of samples) counts[s.label] = counts[s.label]! + 1;
   const emptyLabel = counts.findIndex((n) => n === 0);
   if (emptyLabel >= 0) {
-    const folder = join(absRoot, classes[emptyLabel]);
+    const folder = join(absRoot, classes[emptyLabel]!);
     const unreadable = skipped.filter((s) => s.path.startsWith(folder + sep)).length;
     const detail = unreadable > 0 ? `; ${unreadable} unreadable file(s) skipped` : '';
     throw new WolfpackError(

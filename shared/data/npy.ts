@@ -41,7 +41,7 @@ function parseHeader(text: string, file: string): { descr: string; fortran: bool
   if (!descr || !fortran || !shape) {
     throw corrupt(file, `not a valid .npy header: ${JSON.stringify(text.trim())}`);
   }
-  const dims = shape[1]
+  const dims = shape[1]!
     .split(',')
     .map((s) => s.trim())
     .filter((s) => s !== '');
@@ -51,7 +51,7 @@ function parseHeader(text: string, file: string): { descr: string; fortran: bool
     if (!m) throw corrupt(file, `bad shape entry ${JSON.stringify(s)} in .npy header`);
     return Number(m[1]);
   });
-  return { descr: descr[1], fortran: fortran[1] === 'True', shape: parsed };
+  return { descr: descr[1]!, fortran: fortran[1] === 'True', shape: parsed };
 }
 
 /** Parse the bytes of a .npy file; `file` names it in errors. The data is copied (aligned). */

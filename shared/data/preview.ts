@@ -70,7 +70,7 @@ function toBytes(x: Float32Array): Buffer {
   const out = Buffer.alloc(x.length);
   for (let i = 0; i < x.length; i++) {
     const c = i % 3;
-    const v = Math.round((x[i] * STD[c] + MEAN[c]) * 255);
+    const v = Math.round((x[i]! * STD[c]! + MEAN[c]!) * 255);
     out[i] = v < 0 ? 0 : v > 255 ? 255 : v;
   }
   return out;
@@ -137,7 +137,7 @@ export async function renderPreview(
     const left = PREVIEW_GAP + (i % layout.columns) * (size + PREVIEW_GAP);
     const top = PREVIEW_GAP + Math.floor(i / layout.columns) * (size + layout.bar + PREVIEW_GAP);
     layers.push({ input: pixels, raw: { width: size, height: size, channels: 3 }, left, top });
-    const [r, g, b] = PALETTE[classes.indexOf(sample.label) % PALETTE.length];
+    const [r, g, b] = PALETTE[classes.indexOf(sample.label) % PALETTE.length]!;
     layers.push({
       input: { create: { width: size, height: layout.bar, channels: 3, background: { r, g, b } } },
       left,

@@ -58,7 +58,7 @@ function coefficients(inSize: number, outSize: number): Coefficients {
       ww += w;
     }
     for (let x = 0; x < xmax; x++) {
-      const w = ww !== 0 ? k[x] / ww : k[x];
+      const w = ww !== 0 ? k[x]! / ww : k[x]!;
       weights[xx * ksize + x] = w < 0 ? Math.trunc(-0.5 + w * ONE) : Math.trunc(0.5 + w * ONE);
     }
     start[xx] = xmin;
@@ -84,9 +84,9 @@ export function resizeBilinear(src: RgbImage, outWidth: number, outHeight: numbe
   const vert = needVertical ? coefficients(src.height, outHeight) : undefined;
 
   // Source rows the vertical pass will read for the window's rows.
-  const rowFirst = vert ? vert.start[win.top] : win.top;
+  const rowFirst = vert ? vert.start[win.top]! : win.top;
   const rowEnd = vert
-    ? vert.start[win.top + win.height - 1] + vert.count[win.top + win.height - 1]
+    ? vert.start[win.top + win.height - 1]! + vert.count[win.top + win.height - 1]!
     : win.top + win.height;
   const rows = rowEnd - rowFirst;
 
@@ -101,23 +101,23 @@ export function resizeBilinear(src: RgbImage, outWidth: number, outHeight: numbe
       const ox = xx + win.left;
       if (!horiz) {
         const s = srcRow + ox * 3;
-        tmp[outRow + xx * 3] = sdata[s];
-        tmp[outRow + xx * 3 + 1] = sdata[s + 1];
-        tmp[outRow + xx * 3 + 2] = sdata[s + 2];
+        tmp[outRow + xx * 3] = sdata[s]!;
+        tmp[outRow + xx * 3 + 1] = sdata[s + 1]!;
+        tmp[outRow + xx * 3 + 2] = sdata[s + 2]!;
         continue;
       }
-      const xmin = horiz.start[ox];
-      const n = horiz.count[ox];
+      const xmin = horiz.start[ox]!;
+      const n = horiz.count[ox]!;
       const kBase = ox * horiz.ksize;
       let r = HALF;
       let g = HALF;
       let b = HALF;
       for (let x = 0; x < n; x++) {
-        const w = horiz.weights[kBase + x];
+        const w = horiz.weights[kBase + x]!;
         const s = srcRow + (x + xmin) * 3;
-        r += sdata[s] * w;
-        g += sdata[s + 1] * w;
-        b += sdata[s + 2] * w;
+        r += sdata[s]! * w;
+        g += sdata[s + 1]! * w;
+        b += sdata[s + 2]! * w;
       }
       tmp[outRow + xx * 3] = clip8(r);
       tmp[outRow + xx * 3 + 1] = clip8(g);
@@ -131,13 +131,13 @@ export function resizeBilinear(src: RgbImage, outWidth: number, outHeight: numbe
   const stride = win.width * 3;
   for (let yy = 0; yy < win.height; yy++) {
     const oy = yy + win.top;
-    const ymin = vert.start[oy] - rowFirst;
-    const n = vert.count[oy];
+    const ymin = vert.start[oy]! - rowFirst;
+    const n = vert.count[oy]!;
     const kBase = oy * vert.ksize;
     const outRow = yy * stride;
     for (let i = 0; i < stride; i++) {
       let acc = HALF;
-      for (let y = 0; y < n; y++) acc += tmp[(y + ymin) * stride + i] * vert.weights[kBase + y];
+      for (let y = 0; y < n; y++) acc += tmp[(y + ymin) * stride + i]! * vert.weights[kBase + y]!;
       out[outRow + i] = clip8(acc);
     }
   }

@@ -103,8 +103,8 @@ export function epochPermutation(seed: number, epoch: number, n: number): Uint32
   for (let i = 0; i < n; i++) order[i] = i;
   for (let i = n - 1; i > 0; i--) {
     const j = rng.below(i + 1);
-    const tmp = order[i];
-    order[i] = order[j];
+    const tmp = order[i]!;
+    order[i] = order[j]!;
     order[j] = tmp;
   }
   return order;

@@ -79,7 +79,7 @@ function pick<T>(rng: SampleRng, weighted: [number, T][]): T {
     if (u < w) return v;
     u -= w;
   }
-  return weighted[weighted.length - 1][1];
+  return weighted[weighted.length - 1]![1];
 }
 
 type Background = 'grass' | 'indoor' | 'snow' | 'forest';
@@ -213,10 +213,10 @@ function render(rng: SampleRng, scene: Scene): Uint8Array {
   for (let y = 0; y < height; y++) {
     const t = y / Math.max(1, height - 1);
     for (let x = 0; x < width; x++) {
-      for (let k = 0; k < 3; k++) c[k] = scene.top[k] * (1 - t) + scene.bottom[k] * t;
+      for (let k = 0; k < 3; k++) c[k] = scene.top[k]! * (1 - t) + scene.bottom[k]! * t;
       for (const d of scene.distractors) {
         const { alpha } = cover(d, x, y);
-        if (alpha > 0) for (let k = 0; k < 3; k++) c[k] += (d.colour[k] - c[k]) * alpha;
+        if (alpha > 0) for (let k = 0; k < 3; k++) c[k] = c[k]! + (d.colour[k]! - c[k]!) * alpha;
       }
       for (const part of scene.animal) {
         const { alpha, depth } = cover(part, x, y);
@@ -225,11 +225,11 @@ function render(rng: SampleRng, scene: Scene): Uint8Array {
         const stripe = scene.stripes * Math.sin((x * part.cos + y * part.sin) * scene.stripeFreq);
         const shade = 1 - 0.25 * depth * depth;
         const fur = (rng.next() - 0.5) * 2 * scene.furNoise + stripe;
-        for (let k = 0; k < 3; k++) c[k] += (part.colour[k] * shade + fur - c[k]) * alpha;
+        for (let k = 0; k < 3; k++) c[k] = c[k]! + (part.colour[k]! * shade + fur - c[k]!) * alpha;
       }
       const i = (y * width + x) * 3;
       for (let k = 0; k < 3; k++) {
-        const v = c[k] + (rng.next() - 0.5) * 12;
+        const v = c[k]! + (rng.next() - 0.5) * 12;
         px[i + k] = v < 0 ? 0 : v > 255 ? 255 : Math.round(v);
       }
     }
@@ -258,7 +258,7 @@ export async function generateSyntheticCanidae(dir: string, options: SyntheticOp
     ['val', valPerClass],
   ];
 
-  const jobs: { path: string; split: number; label: number; index: number }[] = [];
+  const jobs: { path: string; split: number; label: number; cls: SyntheticClass; index: number }[] = [];
   for (const [splitIndex, [split, perClass]] of splits.entries()) {
     for (const [label, cls] of SYNTHETIC_CLASSES.entries()) {
       const folder = join(dir, split, cls);
@@ -272,6 +272,7 @@ export async function generateSyntheticCanidae(dir: string, options: SyntheticOp
           path: join(folder, `${cls}_${String(i).padStart(4, '0')}.jpg`),
           split: splitIndex,
           label,
+          cls,
           index: i,
         });
       }
@@ -282,7 +283,7 @@ export async function generateSyntheticCanidae(dir: string, options: SyntheticOp
     // The split takes the rng's epoch slot and the class the high part of the index: every image
     // has its own stream.
     const rng = sampleRng(seed, job.split, job.label * 1_000_000 + job.index, STREAM.SYNTHETIC);
-    const scene = drawScene(rng, SYNTHETIC_CLASSES[job.label], size, options.look ?? 'mixed');
+    const scene = drawScene(rng, job.cls, size, options.look ?? 'mixed');
     const px = render(rng, scene);
     const jpeg = await sharp(px, { raw: { width: scene.width, height: scene.height, channels: 3 } })
       .jpeg({ quality: 90 })

@@ -138,7 +138,7 @@ export function evalGeometry(width: number, height: number, size: number): { res
 const NORMALISE_LUT: Float32Array = (() => {
   const lut = new Float32Array(3 * 256);
   for (let c = 0; c < 3; c++) {
-    for (let v = 0; v < 256; v++) lut[c * 256 + v] = (v / 255 - MEAN[c]) / STD[c];
+    for (let v = 0; v < 256; v++) lut[c * 256 + v] = (v / 255 - MEAN[c]!) / STD[c]!;
   }
   return lut;
 })();
@@ -159,9 +159,9 @@ export function normalise(
     for (let x = 0; x < width; x++) {
       const i = row + x * 3;
       const o = mirror ? row + (width - 1 - x) * 3 : i;
-      out[o] = lut[data[i]];
-      out[o + 1] = lut[256 + data[i + 1]];
-      out[o + 2] = lut[512 + data[i + 2]];
+      out[o] = lut[data[i]!]!;
+      out[o + 1] = lut[256 + data[i + 1]!]!;
+      out[o + 2] = lut[512 + data[i + 2]!]!;
     }
   }
   return out;

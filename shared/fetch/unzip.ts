@@ -176,10 +176,11 @@ export function findImageFolderRoot(names: string[]): string | undefined {
     if (name.endsWith('/') || isJunk(name)) continue;
     const segs = name.split('/').filter(Boolean);
     for (let i = 0; i + 2 < segs.length; i++) {
-      if (segs[i] !== 'train' && segs[i] !== 'val') continue;
+      const seg = segs[i];
+      if (seg !== 'train' && seg !== 'val') continue;
       const prefix = segs.slice(0, i).join('/');
       if (!seen.has(prefix)) seen.set(prefix, new Set());
-      seen.get(prefix)!.add(segs[i]);
+      seen.get(prefix)!.add(seg);
     }
   }
   const roots = [...seen].filter(([, s]) => s.size === 2).map(([p]) => p);

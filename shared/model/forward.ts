@@ -120,7 +120,7 @@ function batchNormTrain(
     save([xhat, invstd, gIn]);
     return {
       value: tf.add(tf.mul(xhat, gIn), bIn),
-      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
+      gradFunc: (dy: tf.Tensor, saved: [tf.Tensor, tf.Tensor, tf.Tensor]) => {
         const [sxhat, sinvstd, sgamma] = saved;
         const dbeta = tf.sum(dy, [0, 1, 2]);
         const dgamma = tf.sum(tf.mul(dy, sxhat), [0, 1, 2]);

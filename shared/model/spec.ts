@@ -98,7 +98,8 @@ export function resnet50Spec(config: ModelConfig): NetworkSpec {
     return { weight, kernel, stride, inC, outC };
   };
   const bn = (prefix: string, channels: number): BnSpec => {
-    const [g, b, m, v] = n.bn.map((s) => `${prefix}.${s}`);
+    const [gamma, beta, mean, variance] = n.bn;
+    const [g, b, m, v] = [`${prefix}.${gamma}`, `${prefix}.${beta}`, `${prefix}.${mean}`, `${prefix}.${variance}`];
     params.push({ name: g, role: 'bn.gamma', shape: [channels], fileShape: [channels], head: false, trainable: true });
     params.push({ name: b, role: 'bn.beta', shape: [channels], fileShape: [channels], head: false, trainable: true });
     params.push({ name: m, role: 'bn.mean', shape: [channels], fileShape: [channels], head: false, trainable: false });

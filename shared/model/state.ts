@@ -55,7 +55,10 @@ export class ParamLayout {
   /** The contiguous range of `params` those slots occupy (the head is last, so both are ranges). */
   trainableRange(freeze: Freeze): { begin: number; end: number } {
     const slots = this.trainableFor(freeze);
-    return { begin: slots[0].offset, end: slots[slots.length - 1].offset + slots[slots.length - 1].size };
+    // Never empty: every network has a trainable head.
+    const first = slots[0]!;
+    const last = slots[slots.length - 1]!;
+    return { begin: first.offset, end: last.offset + last.size };
   }
 }
 

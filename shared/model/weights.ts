@@ -76,7 +76,7 @@ export function inspectTensors(
     );
   }
   const fcw = tensors.get(`${headPrefix(flavour)}weight`);
-  return { flavour, width: stem.shape[0], headClasses: fcw && fcw.shape.length === 2 ? fcw.shape[0] : undefined };
+  return { flavour, width: stem.shape[0]!, headClasses: fcw && fcw.shape.length === 2 ? fcw.shape[0] : undefined };
 }
 
 /** Deterministic N(0, sigma) draws (splitmix32 + Box-Muller) for a fresh head. */
@@ -205,7 +205,7 @@ export function initModel(config: ModelConfig, seed: number): ModelState {
     const dst = state.params.subarray(slot.offset, slot.offset + slot.size);
     const s = slot.spec;
     if (s.role === 'conv') {
-      const [kh, kw, , out] = s.shape; // fan_out, as torchvision initialises ResNets
+      const [kh, kw, , out] = s.shape as [number, number, number, number]; // fan_out, as torchvision initialises ResNets
       normalFill(dst, Math.sqrt(2 / (kh * kw * out)), seed * 7919 + k++);
     } else if (s.role === 'bn.gamma') dst.fill(1);
     else if (s.role === 'fc.weight') normalFill(dst, 0.01, seed * 7919 + k++);

@@ -82,7 +82,7 @@ function crc32(data: Uint8Array): number {
     return c >>> 0;
   });
   let crc = 0xffffffff;
-  for (const byte of data) crc = crcTable[(crc ^ byte) & 0xff] ^ (crc >>> 8);
+  for (const byte of data) crc = crcTable[(crc ^ byte) & 0xff]! ^ (crc >>> 8);
   return (crc ^ 0xffffffff) >>> 0;
 }
 
@@ -147,14 +147,14 @@ function assembleTensors(values: ValueMessage[], file: string): TensorMap {
   const tensors: TensorMap = new Map();
   let i = 0;
   while (i < values.length) {
-    const tag = values[i].tag;
+    const tag = values[i]!.tag;
     if (!tag) {
       throw new WolfpackError('E_CORRUPT', `file ${file}: corrupt MindSpore checkpoint (value #${i} has no tag)`, {
         file,
       });
     }
     let end = i + 1;
-    while (end < values.length && values[end].tag === tag) end++;
+    while (end < values.length && values[end]!.tag === tag) end++;
     const pieces = values.slice(i, end);
     if (tensors.has(tag)) {
       throw new WolfpackError(
@@ -175,7 +175,7 @@ function assembleTensors(values: ValueMessage[], file: string): TensorMap {
 
 /** One tensor from its pieces, or undefined for a string entry (metadata, not a weight). */
 function assembleOne(tag: string, pieces: ValueMessage[], file: string): HostTensor | undefined {
-  const first = pieces[0].tensor;
+  const first = pieces[0]!.tensor;
   if (!first) {
     throw new WolfpackError(
       'E_WEIGHTS',
@@ -208,7 +208,7 @@ function assembleOne(tag: string, pieces: ValueMessage[], file: string): HostTen
     }
     contents.push(proto.tensor_content ?? new Uint8Array(0));
   }
-  const bytes = contents.length === 1 ? contents[0] : new Uint8Array(Buffer.concat(contents));
+  const bytes = contents.length === 1 ? contents[0]! : new Uint8Array(Buffer.concat(contents));
   const size = dtypeSize(dtype);
   // MindSpore writes a scalar's dims as [0]; an empty 1-D tensor also has dims [0], but no content.
   const shape = dims.length === 1 && dims[0] === 0 && bytes.byteLength === size ? [] : dims;

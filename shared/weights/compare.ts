@@ -16,8 +16,8 @@ export function maxRelToScale(a: ArrayLike<number>, b: ArrayLike<number>, floor 
   let m = 0;
   let s = 0;
   for (let i = 0; i < a.length; i++) {
-    m = Math.max(m, Math.abs(a[i] - b[i]));
-    s = Math.max(s, Math.abs(b[i]));
+    m = Math.max(m, Math.abs(a[i]! - b[i]!));
+    s = Math.max(s, Math.abs(b[i]!));
   }
   return m / Math.max(s, floor);
 }

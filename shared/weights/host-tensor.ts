@@ -107,13 +107,13 @@ export function toFloat32(t: HostTensor): Float32Array {
       const table = f16ToF32Bits;
       // Write bit patterns through an integer view so NaN payloads are not canonicalised.
       const bits = new Uint32Array(out.buffer);
-      for (let i = 0; i < n; i++) bits[i] = table[b[2 * i] | (b[2 * i + 1] << 8)];
+      for (let i = 0; i < n; i++) bits[i] = table[b[2 * i]! | (b[2 * i + 1]! << 8)]!;
       break;
     }
     case 'bfloat16': {
       // bfloat16 is the top half of a float32.
       const bits = new Uint32Array(out.buffer);
-      for (let i = 0; i < n; i++) bits[i] = ((b[2 * i] << 16) | (b[2 * i + 1] << 24)) >>> 0;
+      for (let i = 0; i < n; i++) bits[i] = ((b[2 * i]! << 16) | (b[2 * i + 1]! << 24)) >>> 0;
       break;
     }
     case 'float64':
@@ -132,7 +132,7 @@ export function toFloat32(t: HostTensor): Float32Array {
       for (let i = 0; i < n; i++) out[i] = Number(view.getBigInt64(i * 8, true));
       break;
     case 'uint8':
-      for (let i = 0; i < n; i++) out[i] = b[i];
+      for (let i = 0; i < n; i++) out[i] = b[i]!;
       break;
     case 'bool':
       for (let i = 0; i < n; i++) out[i] = b[i] !== 0 ? 1 : 0;
@@ -156,7 +156,7 @@ export function fromFloat32(shape: number[], data: Float32Array): HostTensor {
   } else {
     bytes = new Uint8Array(n * 4);
     const view = new DataView(bytes.buffer);
-    for (let i = 0; i < n; i++) view.setFloat32(i * 4, data[i], true);
+    for (let i = 0; i < n; i++) view.setFloat32(i * 4, data[i]!, true);
   }
   return { dtype: 'float32', shape: [...shape], bytes };
 }

@@ -12,7 +12,7 @@ export function oihwToHwio(data: Float32Array, shape: readonly [number, number, 
   for (let o = 0; o < O; o++) {
     for (let i = 0; i < I; i++) {
       for (let h = 0; h < H; h++) {
-        for (let w = 0; w < W; w++) out[((h * W + w) * I + i) * O + o] = data[src++];
+        for (let w = 0; w < W; w++) out[((h * W + w) * I + i) * O + o] = data[src++]!;
       }
     }
   }
@@ -28,7 +28,7 @@ export function hwioToOihw(data: Float32Array, shape: readonly [number, number, 
   for (let h = 0; h < H; h++) {
     for (let w = 0; w < W; w++) {
       for (let i = 0; i < I; i++) {
-        for (let o = 0; o < O; o++) out[((o * I + i) * H + h) * W + w] = data[src++];
+        for (let o = 0; o < O; o++) out[((o * I + i) * H + h) * W + w] = data[src++]!;
       }
     }
   }
@@ -42,7 +42,7 @@ export function transpose2d(data: Float32Array, shape: readonly [number, number]
   const out = new Float32Array(data.length);
   let src = 0;
   for (let r = 0; r < rows; r++) {
-    for (let c = 0; c < cols; c++) out[c * rows + r] = data[src++];
+    for (let c = 0; c < cols; c++) out[c * rows + r] = data[src++]!;
   }
   return out;
 }

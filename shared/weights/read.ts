@@ -50,6 +50,6 @@ function looksLikeCkpt(buf: Uint8Array): boolean {
   if (buf.byteLength < 4 || buf[0] !== 0x0a) return false;
   // Skip the varint length of the first Value; its body should start with field 1 (tag), wire type 2.
   let i = 1;
-  while (i < buf.byteLength && i < 11 && buf[i] & 0x80) i++;
+  while (i < buf.byteLength && i < 11 && buf[i]! & 0x80) i++;
   return buf[i + 1] === 0x0a;
 }

@@ -166,7 +166,7 @@ function readEntry(
   if (!Array.isArray(shape) || !shape.every(isCount)) {
     throw corrupt(`tensor '${name}': shape ${JSON.stringify(shape)} is not a list of non-negative integers`, name);
   }
-  if (!Array.isArray(offsets) || offsets.length !== 2 || !offsets.every(isCount) || offsets[0] > offsets[1]) {
+  if (!Array.isArray(offsets) || offsets.length !== 2 || !offsets.every(isCount) || offsets[0]! > offsets[1]!) {
     throw corrupt(
       `tensor '${name}': data_offsets ${JSON.stringify(offsets)} is not [begin, end] with begin <= end`,
       name,

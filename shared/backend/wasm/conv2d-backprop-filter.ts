@@ -45,8 +45,11 @@ export function conv2dBackpropFilterWasm(args: KernelArgs): Info {
     false,
     'channelsLast',
   );
-  const [N, H, W, Ci] = x.shape;
   const {
+    batchSize: N,
+    inHeight: H,
+    inWidth: W,
+    inChannels: Ci,
     filterHeight: KH,
     filterWidth: KW,
     strideHeight: sh,

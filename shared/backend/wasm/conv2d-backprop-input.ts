@@ -156,7 +156,7 @@ function rotatedSwappedFilter(
       const dst = (kh * KW + kw) * block;
       for (let ci = 0; ci < Ci; ci++) {
         const row = src + ci * Co;
-        for (let co = 0; co < Co; co++) out[dst + co * Ci + ci] = f[row + co];
+        for (let co = 0; co < Co; co++) out[dst + co * Ci + ci] = f[row + co]!;
       }
     }
   }

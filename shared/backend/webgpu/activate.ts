@@ -186,7 +186,7 @@ export function selectGpuByIndex(
         '(e.g. a container with NVIDIA_VISIBLE_DEVICES=INDEX) and leave --gpu out',
     );
   }
-  const pci = gpus[index];
+  const pci = gpus[index]!;
   const m = /^([0-9a-f]{4}):([0-9a-f]{2}):([0-9a-f]{2})\.([0-7])$/i.exec(pci);
   if (!m) throw new WolfpackError('E_BACKEND', `--gpu ${index}: unexpected PCI address ${pci}`);
   return {

@@ -494,7 +494,7 @@ export class CapturedStep {
     let pass: GpuComputePass | null = null;
     let pipeline: GpuPipeline | null = null;
     for (let i = 0; i < ops.length; i++) {
-      const op = ops[i];
+      const op = ops[i]!;
       if (op.pipeline !== null) {
         if (pass === null) {
           pass = enc.beginComputePass();

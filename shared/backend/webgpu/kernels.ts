@@ -218,7 +218,7 @@ export function conv2dBackpropInputWebGpu(args: KernelArgs): Info {
   const backend = args.backend as DisposableBackend;
   const { dy, filter } = args.inputs as { dy: Info; filter: Info };
   const attrs = args.attrs as unknown as ConvAttrs & { inputShape: [number, number, number, number] };
-  const [KH, KW, CI, CO] = filter.shape;
+  const [KH, KW, CI, CO] = filter.shape as [number, number, number, number];
   const strides = typeof attrs.strides === 'number' ? [attrs.strides, attrs.strides] : attrs.strides;
   const unpadded =
     attrs.pad === 'valid' ||

@@ -33,7 +33,7 @@ export async function profileGpu(work: () => Promise<void>): Promise<GpuProfile>
   timers.forEach((t, i) => {
     const k = by.get(t.name) ?? { name: t.name, count: 0, ms: 0 };
     k.count++;
-    k.ms += ms[i];
+    k.ms += ms[i]!;
     by.set(t.name, k);
   });
   const byKernel = [...by.values()].sort((a, c) => c.ms - a.ms);

@@ -162,15 +162,16 @@ function bufferOf(b: WebGpuBackend, t: tf.TensorInfo): GpuBuffer {
 
 /**
  * Records one dispatch of `k` into the backend's current compute pass and returns the new output
- * tensors (float32 unless given). Inputs stay alive until the batch is submitted, as with TF.js's own
- * kernels. Under tf.profile with timestamp queries the dispatch gets its own timed pass.
+ * tensors (float32 unless given), one per entry of `outputs`. Inputs stay alive until the batch is
+ * submitted, as with TF.js's own kernels. Under tf.profile with timestamp queries the dispatch gets its
+ * own timed pass.
  */
-export function runRaw(
+export function runRaw<O extends { shape: number[]; dtype?: tf.DataType }[]>(
   backend: tf.KernelBackend,
   k: RawKernel,
   inputs: tf.TensorInfo[],
-  outputs: { shape: number[]; dtype?: tf.DataType }[],
-): tf.TensorInfo[] {
+  outputs: [...O],
+): { [I in keyof O]: tf.TensorInfo } {
   const b = backend as WebGpuBackend;
   throwCompileErrors();
   const t0 = dispatchStats.timing ? performance.now() : 0;
@@ -204,7 +205,7 @@ export function runRaw(
     else b.submitQueue();
   }
   note(k.name, dispatchStats.timing ? performance.now() - t0 : 0);
-  return outs;
+  return outs as { [I in keyof O]: tf.TensorInfo };
 }
 
 /**

@@ -243,12 +243,17 @@ ${PER_ELEMENT_MAIN}
   };
 }
 
-function rowsOf(x: Info): number {
+function rowsOf(x: tf.Tensor4D): number {
   return x.shape[0] * x.shape[1] * x.shape[2];
 }
 
 function tensor(info: Info): tf.Tensor {
   return tf.engine().makeTensorFromTensorInfo(info);
+}
+
+/** tensor() over each of runRaw's outputs, keeping their count in the type. */
+function tensors<T extends Info[]>(infos: [...T]): { [I in keyof T]: tf.Tensor } {
+  return infos.map(tensor) as { [I in keyof T]: tf.Tensor };
 }
 
 /** Whether the fused kernels handle this input (webgpu active, NHWC with C % 4 == 0). */
@@ -280,28 +285,32 @@ export function batchNormTrainWebGpu(
   const plan = reducePlan(rows, C);
   const fn = (...args: unknown[]) => {
     const save = args.pop() as tf.GradSaveFunc;
-    const [xIn, gIn, bIn, rIn] = args as tf.Tensor[];
+    const [xIn, gIn, bIn, rIn] = args as [tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor?];
     const backend = tf.backend() as DisposableBackend;
     const [partial] = runRaw(backend, statsPartialKernel(plan), [xIn], [{ shape: [plan.chunks, 2, C] }]);
     // moments = [mean; invstd], for the apply and backward kernels (buffers per dispatch are limited to 8).
-    const [moments, mean, varU] = runRaw(
-      backend,
-      statsFinalizeKernel(plan, eps),
-      [partial, xIn],
-      [{ shape: [2, C] }, { shape: [C] }, { shape: [C] }],
-    ).map(tensor);
+    const [moments, mean, varU] = tensors(
+      runRaw(
+        backend,
+        statsFinalizeKernel(plan, eps),
+        [partial, xIn],
+        [{ shape: [2, C] }, { shape: [C] }, { shape: [C] }],
+      ),
+    );
     backend.disposeData(partial.dataId);
     onStats(mean as tf.Tensor1D, varU as tf.Tensor1D);
-    const [y] = runRaw(
-      backend,
-      applyKernel(rows, C / 4, relu, residual, 'train'),
-      [xIn, moments, gIn, bIn, ...(residual ? [rIn] : [])],
-      [{ shape: x.shape }],
-    ).map(tensor);
+    const [y] = tensors(
+      runRaw(
+        backend,
+        applyKernel(rows, C / 4, relu, residual, 'train'),
+        [xIn, moments, gIn, bIn, ...(residual ? [rIn!] : [])],
+        [{ shape: x.shape }],
+      ),
+    );
     save([xIn, moments, gIn, y]);
     return {
       value: y,
-      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
+      gradFunc: (dy: tf.Tensor, saved: [tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor]) => {
         const [sx, smoments, sgamma, sy] = saved;
         const b = tf.backend() as DisposableBackend;
         const [gp] = runRaw(
@@ -310,19 +319,18 @@ export function batchNormTrainWebGpu(
           [dy, sx, smoments, ...(relu ? [sy] : [])],
           [{ shape: [plan.chunks, 2, C] }],
         );
-        const [sums, dbeta, dgamma] = runRaw(
-          b,
-          gradFinalizeKernel(plan),
-          [gp],
-          [{ shape: [2, C] }, { shape: [C] }, { shape: [C] }],
-        ).map(tensor);
+        const [sums, dbeta, dgamma] = tensors(
+          runRaw(b, gradFinalizeKernel(plan), [gp], [{ shape: [2, C] }, { shape: [C] }, { shape: [C] }]),
+        );
         b.disposeData(gp.dataId);
-        const outs = runRaw(
-          b,
-          gradApplyKernel(rows, C / 4, relu, residual),
-          [dy, sx, smoments, sgamma, sums, ...(relu ? [sy] : [])],
-          residual ? [{ shape: x.shape }, { shape: x.shape }] : [{ shape: x.shape }],
-        ).map(tensor);
+        const outs = tensors(
+          runRaw(
+            b,
+            gradApplyKernel(rows, C / 4, relu, residual),
+            [dy, sx, smoments, sgamma, sums, ...(relu ? [sy] : [])],
+            [{ shape: x.shape }, ...(residual ? [{ shape: x.shape }] : [])],
+          ),
+        );
         sums.dispose();
         return residual ? [outs[0], dgamma, dbeta, outs[1]] : [outs[0], dgamma, dbeta];
       },
