@@ -104,7 +104,7 @@ t.test('train(): a tiny run with typed options, events and a result', async (t) 
   t.same(epochs, r.epochs, "the epoch events are the result's epochs");
   t.equal(rings.length, 1);
   t.same(
-    rings[0].members.map((m) => [m.rank, m.backend]),
+    rings[0]!.members.map((m) => [m.rank, m.backend]),
     [
       [0, 'wasm'],
       [1, 'wasm'],
@@ -123,7 +123,7 @@ t.test('train(): an epoch callback that returns a promise holds the run until it
   t.teardown(job.cleanup);
   const out = join(job.dir, 'out');
   const classes = readdirSync(join(job.data, 'val')).sort();
-  const image = join(job.data, 'val', classes[0], readdirSync(join(job.data, 'val', classes[0])).sort()[0]);
+  const image = join(job.data, 'val', classes[0]!, readdirSync(join(job.data, 'val', classes[0]!)).sort()[0]!);
   const order: string[] = [];
   const atHold: { lines: number; stateEpoch: number; predicted: number }[] = [];
   await api.train({
@@ -260,7 +260,7 @@ process.stderr.write('RESULT ' + JSON.stringify({ epochs: r.epochs.length, dashb
   });
   t.equal(run.code, 0, run.stderr.slice(-2000));
   t.equal(run.stdout, '', 'nothing on stdout, from the coordinator or its workers');
-  const result = JSON.parse(/RESULT (.*)/.exec(run.stderr)![1]) as { epochs: number; dashboardUrl: string };
+  const result = JSON.parse(/RESULT (.*)/.exec(run.stderr)![1]!) as { epochs: number; dashboardUrl: string };
   t.equal(result.epochs, 1);
   t.match(result.dashboardUrl, /^http:\/\/127\.0\.0\.1:\d+\/$/);
   t.match(run.stderr, `DASHBOARD ${result.dashboardUrl}`, 'onDashboard got the URL during the run');
@@ -352,7 +352,7 @@ t.test('train(): bad options are E_USAGE errors naming the option', async (t) =>
 t.test('predict(): .npy, NCHW Float32Array and image inputs match the reference logits', async (t) => {
   const dir = join(FIX, 'resnet', 'mindspore');
   const ref = await readNpy(join(dir, 'logits_eval.npy'));
-  const [n] = ref.shape;
+  const n = ref.shape[0]!;
   const weights = join(dir, 'weights.safetensors');
   const fromPath = await api.predict({
     weights,
@@ -377,7 +377,7 @@ t.test('predict(): .npy, NCHW Float32Array and image inputs match the reference 
   );
 
   const x = await readNpy(join(dir, 'x.npy'));
-  const [, c, h, w] = x.shape;
+  const [c, h, w] = [x.shape[1]!, x.shape[2]!, x.shape[3]!];
   const data = x.data as Float32Array;
   const batch = await api.predict({ weights, inputs: [{ data, shape: [n, c, h, w] }], backend: 'wasm' });
   t.same(
@@ -385,8 +385,8 @@ t.test('predict(): .npy, NCHW Float32Array and image inputs match the reference 
     fromPath.map((p) => p.logits),
     '{ data, shape } gives the same logits',
   );
-  t.notOk('path' in batch[0], 'no path for a tensor');
-  t.equal(batch[0].class, String(batch[0].classIndex), 'without classes, the class is its index');
+  t.notOk('path' in batch[0]!, 'no path for a tensor');
+  t.equal(batch[0]!.class, String(batch[0]!.classIndex), 'without classes, the class is its index');
   const per = c * h * w;
   const singles = await api.predict({
     weights,
@@ -408,13 +408,13 @@ t.test('predict(): .npy, NCHW Float32Array and image inputs match the reference 
   const tv = join(FIX, 'resnet', 'torchvision', 'weights.safetensors');
   const img = join(FIX, 'data', 'eval_input.png');
   const hwc = await readNpy(join(FIX, 'data', 'eval_s40.npy'));
-  const s = hwc.shape[0];
+  const s = hwc.shape[0]!;
   const chw = new Float32Array(3 * s * s);
   for (let p = 0; p < s * s; p++)
-    for (let ch = 0; ch < 3; ch++) chw[ch * s * s + p] = (hwc.data as Float32Array)[p * 3 + ch];
+    for (let ch = 0; ch < 3; ch++) chw[ch * s * s + p] = (hwc.data as Float32Array)[p * 3 + ch]!;
   const [fromImage, fromRef] = await api.predict({ weights: tv, inputs: [img, chw], imageSize: s, backend: 'wasm' });
-  t.equal(fromImage.path, img);
-  const e2 = maxRelToScale(Float32Array.from(fromImage.logits), Float32Array.from(fromRef.logits));
+  t.equal(fromImage!.path, img);
+  const e2 = maxRelToScale(Float32Array.from(fromImage!.logits), Float32Array.from(fromRef!.logits));
   t.ok(e2 < 1e-3, `an image file gives the logits of torchvision's transform of it: max rel ${e2.toExponential(2)}`);
 });
 

@@ -42,7 +42,7 @@ t.test("predict --eval agrees with the run's own validation; names and size come
     report.total,
     'the matrix counts every image once',
   );
-  t.equal(report.confusion[0][0] + report.confusion[1][1], report.correct, 'its diagonal is the correct ones');
+  t.equal(report.confusion[0]![0]! + report.confusion[1]![1]!, report.correct, 'its diagonal is the correct ones');
   t.equal(report.accuracy, best, `accuracy ${report.accuracy} = the best epoch's val_accuracy in metrics.jsonl`);
   t.match(
     ev.stderr,

@@ -67,7 +67,7 @@ for (const flavour of ['mindspore', 'torchvision']) {
     const lines = r.stdout.trimEnd().split('\n');
     const rows = lines.map((l) => JSON.parse(l) as Line); // throws if stdout holds anything else
     const ref = await readNpy(join(FIX, flavour, 'logits_eval.npy'));
-    const [n, k] = ref.shape;
+    const [n, k] = [ref.shape[0]!, ref.shape[1]!];
     t.equal(rows.length, n, `one line per image (${n})`);
     t.same(
       rows.map((row) => row.index),
@@ -83,8 +83,8 @@ for (const flavour of ['mindspore', 'torchvision']) {
       t.ok(Math.abs(sum - 1) < 1e-6, `row ${row.index}: probabilities sum to 1`);
       const best = row.logits.indexOf(Math.max(...row.logits));
       t.equal(row.class, ['dogs', 'wolves'][best], `row ${row.index}: class is the argmax, by name`);
-      const p1 = 1 / (1 + Math.exp(row.logits[0] - row.logits[1]));
-      t.ok(Math.abs(row.probabilities[1] - p1) < 1e-7, 'probabilities are the softmax');
+      const p1 = 1 / (1 + Math.exp(row.logits[0]! - row.logits[1]!));
+      t.ok(Math.abs(row.probabilities[1]! - p1) < 1e-7, 'probabilities are the softmax');
     }
     t.ok(
       r.stderr
@@ -106,9 +106,9 @@ t.test('predict on image files: table and JSON with paths', async (t) => {
     .split('\n')
     .map((l) => JSON.parse(l) as Line);
   t.equal(rows.length, 2);
-  t.equal(rows[0].path, img);
-  t.match(rows[0].class, /^[01]$/, 'without --classes the class is the index');
-  t.same(rows[0].logits, rows[1].logits, 'the same image gives the same logits');
+  t.equal(rows[0]!.path, img);
+  t.match(rows[0]!.class, /^[01]$/, 'without --classes the class is the index');
+  t.same(rows[0]!.logits, rows[1]!.logits, 'the same image gives the same logits');
   const table = await wolfpack(['predict', '--weights', w, img, '--image-size', '40', '--backend', 'wasm']);
   t.equal(table.code, 0);
   t.match(table.stdout, /^#\s+class\s+p\s+logits\s+input\n0\s+[01]\s+0\.\d{4}\s/);

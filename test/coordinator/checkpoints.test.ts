@@ -34,9 +34,10 @@ t.test('checkpoints with a frozen backbone reuse the backbone bytes and equal a 
     await out.init();
     for (let epoch = 1; epoch <= 3; epoch++) {
       // what training changes between saves: only the mutable ranges
-      for (let i = ranges.params.begin; i < ranges.params.end; i += 7) state.params[i] += 0.25 * epoch;
+      for (let i = ranges.params.begin; i < ranges.params.end; i += 7)
+        state.params[i] = state.params[i]! + 0.25 * epoch;
       for (let i = ranges.accum.begin; i < ranges.accum.end; i += 5) accum[i] = epoch * 0.5 + i * 1e-6;
-      for (let i = ranges.stats.begin; i < ranges.stats.end; i += 3) state.stats[i] += 0.125;
+      for (let i = ranges.stats.begin; i < ranges.stats.end; i += 3) state.stats[i] = state.stats[i]! + 0.125;
       await out.saveBest(state);
       await out.saveLast(state, accum, train(epoch));
       const fullBest = join(dir, 'full-best.ckpt');

@@ -160,7 +160,7 @@ t.test('steps.jsonl has a line per step; the event file has the step and epoch s
       t.teardown(() => reader.dispose());
       const files = eventFiles(tb);
       t.equal(files.length, 1, 'one event file');
-      const r = reader.read(files[0]);
+      const r = reader.read(files[0]!);
       if (!r.ok) return t.fail(r.error);
       const f = Math.fround;
       const stepValues = (loss: number | null, accuracy: number | null, workers: number) => [
@@ -194,7 +194,7 @@ t.test('steps.jsonl has a line per step; the event file has the step and epoch s
         ],
       );
       t.same(
-        r.events.filter((e) => e.what === 'summary' && e.values![0].tag.startsWith('step/')).map((e) => e.wall_time),
+        r.events.filter((e) => e.what === 'summary' && e.values![0]!.tag.startsWith('step/')).map((e) => e.wall_time),
         times,
         "a step's wall_time is its line's",
       );

@@ -64,7 +64,7 @@ t.test(
       coord.kill('SIGKILL');
     });
     const log = new Output(coord);
-    const url = (await log.waitFor(/"url":"(http:\/\/127\.0\.0\.1:\d+\/)"[^\n]*"msg":"dashboard: /, 30_000))[1];
+    const url = (await log.waitFor(/"url":"(http:\/\/127\.0\.0\.1:\d+\/)"[^\n]*"msg":"dashboard: /, 30_000))[1]!;
     const port = Number((await log.waitFor(/"port":(\d+)[^\n]*"msg":"listening for workers"/, 30_000))[1]);
 
     const context = await pw.chromium.launchPersistentContext(profile, {

@@ -77,7 +77,7 @@ export class SseReader {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
       while (this.cursor < this.frames.length) {
-        const f = this.frames[this.cursor++];
+        const f = this.frames[this.cursor++]!;
         if (pred(f)) return f;
       }
       if (this.endedFlag)

@@ -251,7 +251,7 @@ t.test('beyond loopback only with a token; with one, every request shows it', as
   const login = await fetchRaw(`${server.url}?token=${TOKEN}`);
   t.equal(login.status, 303, 'the right token once: a redirect that drops it from the address bar');
   t.equal(login.headers.location, '/');
-  const cookie = String(login.headers['set-cookie']).split(';')[0];
+  const cookie = String(login.headers['set-cookie']).split(';')[0]!;
   t.match(String(login.headers['set-cookie']), /HttpOnly; SameSite=Strict/);
   t.notMatch(cookie, TOKEN, 'the cookie is not the token');
   t.equal(

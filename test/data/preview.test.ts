@@ -25,10 +25,10 @@ async function samples(n: number): Promise<PreviewSample[]> {
   return out;
 }
 
-async function pixel(path: string, x: number, y: number): Promise<number[]> {
+async function pixel(path: string, x: number, y: number): Promise<[number, number, number]> {
   const { data, info } = await sharp(path).raw().toBuffer({ resolveWithObject: true });
   const i = (y * info.width + x) * info.channels;
-  return [data[i], data[i + 1], data[i + 2]];
+  return [data[i]!, data[i + 1]!, data[i + 2]!];
 }
 
 t.test('a grid of the expected size, labelled by class colour', async (t) => {

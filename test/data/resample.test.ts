@@ -22,7 +22,7 @@ t.test('resizeBilinear equals Pillow Image.resize(BILINEAR) byte for byte', asyn
     [40, 40],
     [83, 59],
     [7, 5],
-  ]) {
+  ] as const) {
     const expected = (await readNpy(fixture(`resize_${w}x${h}.npy`))).data as Float32Array;
     const got = resizeBilinear(input, w, h);
     t.same([got.width, got.height], [w, h]);

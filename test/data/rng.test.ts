@@ -13,9 +13,9 @@ function correlation(x: number[], y: number[]): number {
   let sxx = 0;
   let syy = 0;
   for (let i = 0; i < n; i++) {
-    sxy += (x[i] - mx) * (y[i] - my);
-    sxx += (x[i] - mx) ** 2;
-    syy += (y[i] - my) ** 2;
+    sxy += (x[i]! - mx) * (y[i]! - my);
+    sxx += (x[i]! - mx) ** 2;
+    syy += (y[i]! - my) ** 2;
   }
   return sxy / Math.sqrt(sxx * syy);
 }
@@ -23,7 +23,10 @@ function correlation(x: number[], y: number[]): number {
 // Pearson chi-square of values in [0, 1) over `bins` equal bins.
 function chiSquare(values: number[], bins: number): number {
   const counts = new Array<number>(bins).fill(0);
-  for (const v of values) counts[Math.floor(v * bins)]++;
+  for (const v of values) {
+    const bin = Math.floor(v * bins);
+    counts[bin] = counts[bin]! + 1;
+  }
   const expected = values.length / bins;
   return counts.reduce((s, c) => s + (c - expected) ** 2 / expected, 0);
 }

@@ -23,8 +23,8 @@ t.test('same seed, same bytes; another seed, other bytes', async (t) => {
   t.equal(a.files.length, 12);
   t.equal(digest(a.root, a.files), digest(b.root, b.files), 'identical files for the same seed');
   t.not(digest(a.root, a.files), digest(c.root, c.files), 'a new seed draws new pictures');
-  t.notOk(readFileSync(a.files[0]).equals(readFileSync(a.files[1])), 'pictures differ from each other');
-  t.notOk(readFileSync(a.files[0]).equals(readFileSync(c.files[0])), 'the same file name under another seed differs');
+  t.notOk(readFileSync(a.files[0]!).equals(readFileSync(a.files[1]!)), 'pictures differ from each other');
+  t.notOk(readFileSync(a.files[0]!).equals(readFileSync(c.files[0]!)), 'the same file name under another seed differs');
 });
 
 t.test('default set: layout, counts, sizes, speed, and learnable colour', async (t) => {
@@ -46,13 +46,13 @@ t.test('default set: layout, counts, sizes, speed, and learnable colour', async 
   t.equal(split.train.skipped.length + split.val.skipped.length, 0, 'every file decodes');
 
   // Mean "warmth" (R - B) per class over the val set: dogs warmer than wolves, but not every image.
-  const warmth: number[][] = [[], []];
+  const warmth: [number[], number[]] = [[], []];
   const shapes = new Set<string>();
   for (const s of split.val.samples) {
     const stats = await sharp(s.path).stats();
     const meta = await sharp(s.path).metadata();
     shapes.add(`${meta.width}x${meta.height}`);
-    warmth[s.label].push(stats.channels[0].mean - stats.channels[2].mean);
+    warmth[s.label]!.push(stats.channels[0]!.mean - stats.channels[2]!.mean);
   }
   const mean = (xs: number[]): number => xs.reduce((a, b) => a + b, 0) / xs.length;
   t.ok(
@@ -80,19 +80,20 @@ t.test('distinct look: mean colour alone separates the classes; mixed look: it d
   for (const look of ['mixed', 'distinct'] as const) {
     const split = await scanSplit((await generateSyntheticCanidae(join(root, look), { look })).root);
     const rgb = async (path: string) => (await sharp(path).stats()).channels.map((c) => c.mean);
-    const means = [
+    const means: [number[], number[]] = [
       [0, 0, 0],
       [0, 0, 0],
     ];
-    const counts = [0, 0];
+    const counts: [number, number] = [0, 0];
     for (const x of split.train.samples) {
+      const sum = means[x.label]!;
       (await rgb(x.path)).forEach((v, k) => {
-        means[x.label][k] += v;
+        sum[k] = sum[k]! + v;
       });
-      counts[x.label]++;
+      counts[x.label] = counts[x.label]! + 1;
     }
-    for (const l of [0, 1]) for (let k = 0; k < 3; k++) means[l][k] /= counts[l];
-    const d2 = (a: number[], b: number[]) => a.reduce((s, v, i) => s + (v - b[i]) ** 2, 0);
+    for (const l of [0, 1] as const) for (let k = 0; k < 3; k++) means[l][k] = means[l][k]! / counts[l];
+    const d2 = (a: number[], b: number[]) => a.reduce((s, v, i) => s + (v - b[i]!) ** 2, 0);
     let right = 0;
     for (const x of split.val.samples) {
       const f = await rgb(x.path);
@@ -101,7 +102,7 @@ t.test('distinct look: mean colour alone separates the classes; mixed look: it d
     accuracy[look] = right / split.val.samples.length;
   }
   t.equal(accuracy.distinct, 1, 'distinct: every val image on the side of its class mean');
-  t.ok(accuracy.mixed < 0.9, `mixed: ${accuracy.mixed} of val only`);
+  t.ok(accuracy.mixed! < 0.9, `mixed: ${accuracy.mixed} of val only`);
 });
 
 t.test('bad options are usage errors', async (t) => {

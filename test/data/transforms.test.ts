@@ -37,13 +37,13 @@ function scripted(draws: number[]): UniformSource & { used: () => number } {
   let used = 0;
   const next = (): number => {
     if (used >= draws.length) throw new Error('ran out of scripted draws');
-    return draws[used++];
+    return draws[used++]!;
   };
   return { next, uniform: (a, b) => a + next() * (b - a), used: () => used };
 }
 
 // The normalised value of byte v in channel c, written out from the definition.
-const norm = (v: number, c: number): number => Math.fround((v / 255 - MEAN[c]) / STD[c]);
+const norm = (v: number, c: number): number => Math.fround((v / 255 - MEAN[c]!) / STD[c]!);
 
 // A picture with a distinct, known colour at every pixel.
 function patternRgb(width: number, height: number): Uint8Array {
@@ -66,7 +66,7 @@ function diffStats(a: Float32Array, b: Float32Array): { max: number; mean: numbe
   let max = 0;
   let sum = 0;
   for (let i = 0; i < a.length; i++) {
-    const d = Math.abs(a[i] - b[i]);
+    const d = Math.abs(a[i]! - b[i]!);
     sum += d;
     if (d > max) max = d;
   }
@@ -203,7 +203,7 @@ t.test('evalTransform geometry and normalisation are exact when no resampling ha
     for (let y = 0; y < 112; y++) {
       for (let x = 0; x < 112; x++) {
         for (let c = 0; c < 3; c++) {
-          if (out[(y * 112 + x) * 3 + c] !== norm(px[((y + top) * width + x + left) * 3 + c], c)) wrong++;
+          if (out[(y * 112 + x) * 3 + c] !== norm(px[((y + top) * width + x + left) * 3 + c]!, c)) wrong++;
         }
       }
     }
@@ -242,7 +242,7 @@ t.test('trainTransform: exact crop, a real mirror, deterministic', async (t) => 
     for (let x = 0; x < 48; x++) {
       for (let c = 0; c < 3; c++) {
         const v = plain[(y * 48 + x) * 3 + c];
-        if (v !== norm(px[((y + 7) * width + x + 11) * 3 + c], c)) wrongCrop++;
+        if (v !== norm(px[((y + 7) * width + x + 11) * 3 + c]!, c)) wrongCrop++;
         if (mirrored[(y * 48 + (47 - x)) * 3 + c] !== v) wrongFlip++;
       }
     }

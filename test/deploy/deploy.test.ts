@@ -53,6 +53,7 @@ async function commandOptions(t: Test, name: string): Promise<ParseCall> {
     },
   );
   const cmd = mod[name];
+  if (!cmd) throw new Error(`cli/commands/${name}.ts has no export '${name}'`);
   await cmd.run([]).catch(() => undefined);
   if (!captured) throw new Error(`cli/commands/${name}.ts did not call parse()`);
   return captured;
@@ -106,7 +107,7 @@ function codeEnv(): Set<string> {
       const rel = join(dir, e.name);
       if (e.isDirectory()) walk(rel);
       else if (e.name.endsWith('.ts'))
-        for (const m of read(rel).matchAll(/process\.env\.(WOLFPACK_[A-Z0-9_]+)/g)) found.add(m[1]);
+        for (const m of read(rel).matchAll(/process\.env\.(WOLFPACK_[A-Z0-9_]+)/g)) found.add(m[1]!);
     }
   };
   for (const dir of ['cli', 'shared', 'coordinator', 'worker']) walk(dir);
@@ -121,12 +122,12 @@ function shellCommands(script: string): string[][] {
   let word = '';
   let inWord = false;
   const end = () => {
-    if (inWord) cmds[cmds.length - 1].push(word);
+    if (inWord) cmds[cmds.length - 1]!.push(word);
     word = '';
     inWord = false;
   };
   for (let i = 0; i < script.length; i++) {
-    const c = script[i];
+    const c = script[i]!;
     if (c === "'") {
       const j = script.indexOf("'", i + 1);
       word += script.slice(i + 1, j);
@@ -165,7 +166,7 @@ function shellCommands(script: string): string[][] {
 function wolfpackRuns(entrypoint: unknown, command: unknown): string[][] {
   const ep = list(entrypoint).map(String);
   const cmd = typeof command === 'string' ? [command] : list(command).map(String);
-  if (ep.length === 0) return [typeof command === 'string' ? shellCommands(command)[0] : cmd];
+  if (ep.length === 0) return [typeof command === 'string' ? shellCommands(command)[0]! : cmd];
   if (ep[0] === '/bin/sh' && ep[1] === '-c') {
     return shellCommands(cmd.join(' '))
       .filter((c) => c[0] === 'wolfpack')
@@ -183,10 +184,10 @@ interface Run {
 function flagsOf(argv: string[], options: Options): Map<string, string | undefined> {
   const flags = new Map<string, string | undefined>();
   for (let i = 1; i < argv.length; i++) {
-    const m = /^--([a-z0-9-]+)(?:=(.*))?$/.exec(argv[i]);
+    const m = /^--([a-z0-9-]+)(?:=(.*))?$/.exec(argv[i]!);
     if (!m) continue;
-    const takesValue = options[m[1]]?.type !== 'boolean';
-    flags.set(m[1], m[2] ?? (takesValue ? argv[++i] : undefined));
+    const takesValue = options[m[1]!]?.type !== 'boolean';
+    flags.set(m[1]!, m[2] ?? (takesValue ? argv[++i] : undefined));
   }
   return flags;
 }
@@ -207,7 +208,7 @@ const dispatched = new Map<string, { code: number; stderr: string }>();
 
 /** Checks one wolfpack invocation: a subcommand the CLI dispatches, and an argv its parser accepts. */
 async function checkRun(t: Test, run: Run): Promise<Map<string, string | undefined>> {
-  const [sub] = run.argv;
+  const sub = run.argv[0]!;
   t.ok(existsSync(join(packageRoot, 'cli', 'commands', `${sub}.ts`)), `${run.where}: 'wolfpack ${sub}' is a command`);
   // `wolfpack SUB --no-such-flag` reaches SUB's own parser (which refuses the flag) only if main() dispatches SUB
   if (!dispatched.has(sub)) dispatched.set(sub, await cliFails([sub, '--no-such-flag']));
@@ -223,7 +224,7 @@ async function checkRun(t: Test, run: Run): Promise<Map<string, string | undefin
   for (const [name, value] of flags) {
     const known = Object.hasOwn(options, name);
     t.ok(known, `${run.where}: wolfpack ${sub} accepts --${name}`);
-    if (known && options[name].type === 'string')
+    if (known && options[name]!.type === 'string')
       t.ok(value !== undefined && !value.startsWith('--'), `${run.where}: --${name} has a value`);
   }
   // the command's real parser (shared/config/args.ts, strict) takes the whole argv, with no WOLFPACK_* variables set
@@ -238,8 +239,8 @@ async function checkRun(t: Test, run: Run): Promise<Map<string, string | undefin
   });
   t.equal(error, undefined, `${run.where}: wolfpack ${sub}'s parser accepts ${JSON.stringify(run.argv.slice(1))}`);
   for (const [name, value] of flags) {
-    if (parsed && Object.hasOwn(options, name) && !options[name].multiple)
-      t.same(parsed.values[name], options[name].type === 'boolean' ? true : value, `${run.where}: parsed --${name}`);
+    if (parsed && Object.hasOwn(options, name) && !options[name]!.multiple)
+      t.same(parsed.values[name], options[name]!.type === 'boolean' ? true : value, `${run.where}: parsed --${name}`);
   }
   for (const w of run.argv.slice(1).filter((a) => !a.startsWith('--'))) {
     // every other word must be the value of the flag before it
@@ -271,7 +272,7 @@ function checkEnv(
 
 /** Compose `${VAR...}` references in a file's text ($$ is an escaped dollar). */
 function composeVars(text: string): Set<string> {
-  return new Set([...text.replace(/\$\$/g, '').matchAll(/\$\{([A-Z0-9_]+)/g)].map((m) => m[1]));
+  return new Set([...text.replace(/\$\$/g, '').matchAll(/\$\{([A-Z0-9_]+)/g)].map((m) => m[1]!));
 }
 
 // ---- the tests ----
@@ -315,12 +316,12 @@ t.test('WOLFPACK_<FLAG> variables reach the commands', async (t) => {
       viaFlag.length > 0,
       `compose.yaml ${sub}: sets WOLFPACK_<FLAG> variables (${viaFlag.map(envName).join(', ')})`,
     );
-    const sample = (f: string) => (options[f].type === 'boolean' ? 'true' : `from-env-${f}`);
+    const sample = (f: string) => (options[f]!.type === 'boolean' ? 'true' : `from-env-${f}`);
     const { values } = await withEnv(Object.fromEntries(viaFlag.map((f) => [envName(f), sample(f)])), () =>
       parse([], options, allowPositionals),
     );
     for (const f of viaFlag)
-      t.same(values[f], options[f].type === 'boolean' ? true : sample(f), `${sub}: ${envName(f)} reaches --${f}`);
+      t.same(values[f], options[f]!.type === 'boolean' ? true : sample(f), `${sub}: ${envName(f)} reaches --${f}`);
     // compose passes `${VAR:-}`: an empty variable means "not set", so the command's own default applies
     const empty = await withEnv(Object.fromEntries(viaFlag.map((f) => [envName(f), ''])), () =>
       parse([], options, allowPositionals),
@@ -372,7 +373,7 @@ for (const file of COMPOSE_FILES) {
       t.equal(found.length, 1, `${where}: runs one wolfpack command`);
       for (const argv of found) {
         const flags = await checkRun(t, { where, argv });
-        runs.push({ svc: name, flags, sub: argv[0] });
+        runs.push({ svc: name, flags, sub: argv[0]! });
         checkEnv(t, where, Object.keys(obj(svc.environment)), argv[0], direct);
         if (flags.has('token-file')) {
           t.equal(flags.get('token-file'), TOKEN_PATH, `${where}: --token-file is the compose secret's path`);
@@ -408,8 +409,8 @@ for (const file of COMPOSE_FILES) {
       // the paths it trains on are the ones `wolfpack fetch --dir /data` writes
       t.ok(fetch, 'has a fetch service');
       t.equal(fetch!.flags.get('dir'), '/data');
-      t.equal(c.get('data'), `/data/${DATASETS.canidae.folder}`);
-      t.equal(c.get('weights'), `/data/${WEIGHTS.resnet50.file}`);
+      t.equal(c.get('data'), `/data/${DATASETS.canidae!.folder}`);
+      t.equal(c.get('weights'), `/data/${WEIGHTS.resnet50!.file}`);
       const vols = list(obj(services[coordinator!.svc]).volumes).map(String);
       t.ok(
         vols.some((v) => /:\/data(:ro)?$/.test(v)),
@@ -507,10 +508,10 @@ t.test('deploy/k8s', async (t) => {
     t.equal(obj(pod.securityContext).runAsNonRoot, true, `${where}: runs as non-root`);
     const found = wolfpackRuns(c.command, c.args);
     t.equal(found.length, 1, `${where}: runs one wolfpack command`);
-    const flags = await checkRun(t, { where, argv: found[0] });
+    const flags = await checkRun(t, { where, argv: found[0]! });
     const envNames = list(c.env).map((e) => String(obj(e).name));
-    const referenced = new Set([...JSON.stringify(c.args ?? []).matchAll(/\$\(([A-Z_]+)\)/g)].map((m) => m[1]));
-    checkEnv(t, where, envNames, found[0][0], direct, referenced);
+    const referenced = new Set([...JSON.stringify(c.args ?? []).matchAll(/\$\(([A-Z_]+)\)/g)].map((m) => m[1]!));
+    checkEnv(t, where, envNames, found[0]![0], direct, referenced);
     for (const r of referenced) t.ok(envNames.includes(r), `${where}: $(${r}) is defined in env`);
     if (flags.has('token-file')) {
       t.equal(flags.get('token-file'), TOKEN_PATH, `${where}: --token-file is the mounted Secret`);
@@ -550,8 +551,8 @@ t.test('deploy/k8s', async (t) => {
   }
   t.equal(coord.flags.get('host'), '0.0.0.0');
   t.equal(coord.flags.get('port'), '7070');
-  t.equal(coord.flags.get('data'), `/data/${DATASETS.canidae.folder}`);
-  t.equal(coord.flags.get('weights'), `/data/${WEIGHTS.resnet50.file}`);
+  t.equal(coord.flags.get('data'), `/data/${DATASETS.canidae!.folder}`);
+  t.equal(coord.flags.get('weights'), `/data/${WEIGHTS.resnet50!.file}`);
   t.equal(Number(coord.flags.get('workers')), obj(job!.spec).completions, "--workers = the Job's completions");
   t.equal(obj(job!.spec).parallelism, obj(job!.spec).completions, 'all workers run at once');
   t.equal(
@@ -613,7 +614,7 @@ t.test('Dockerfiles', async (t) => {
     );
     t.match(text, /^ENTRYPOINT \["wolfpack"\]$/m, `${file}: ENTRYPOINT wolfpack`);
     for (const m of text.matchAll(/^COPY (?!--from)(.+) (\S+)$/gm)) {
-      for (const src of m[1].split(/\s+/).filter((s) => !s.startsWith('--')))
+      for (const src of m[1]!.split(/\s+/).filter((s) => !s.startsWith('--')))
         t.ok(existsSync(join(packageRoot, src)), `${file}: COPY ${src} exists`);
     }
   }
@@ -663,7 +664,7 @@ t.test('shell command parsing used above', async (t) => {
 
 function composeTool(): string[] | undefined {
   for (const cmd of [['docker', 'compose'], ['docker-compose']]) {
-    const r = spawnSync(cmd[0], [...cmd.slice(1), 'version'], { encoding: 'utf8', timeout: 20_000 });
+    const r = spawnSync(cmd[0]!, [...cmd.slice(1), 'version'], { encoding: 'utf8', timeout: 20_000 });
     if (r.status === 0) return cmd;
   }
   return undefined;
@@ -687,7 +688,7 @@ t.test(
       WOLFPACK_EPOCHS: '5',
     };
     const config = (file: string, e: NodeJS.ProcessEnv) =>
-      spawnSync(tool![0], [...tool!.slice(1), '-f', join(deploy, file), 'config'], {
+      spawnSync(tool![0]!, [...tool!.slice(1), '-f', join(deploy, file), 'config'], {
         encoding: 'utf8',
         env: e,
         timeout: 30_000,

@@ -41,7 +41,7 @@ const SOURCE_ROOTS = ['shared', 'coordinator', 'worker', 'api', 'bench', 'cli', 
 function unitOf(path: string): string {
   const parts = path.split('/');
   if (parts[0] === 'shared') return parts.length > 2 ? `shared/${parts[1]}` : 'shared';
-  return parts[0];
+  return parts[0]!;
 }
 
 function allowed(from: string, to: string): boolean {
@@ -75,7 +75,7 @@ t.test('every import follows the map (no cycle between folders, no layer reachin
   let count = 0;
   for (const f of SOURCE_ROOTS.flatMap(sources)) {
     for (const m of readFileSync(join(packageRoot, f), 'utf8').matchAll(IMPORT)) {
-      const target = relative(packageRoot, normalize(join(packageRoot, dirname(f), m[1])));
+      const target = relative(packageRoot, normalize(join(packageRoot, dirname(f), m[1]!)));
       count++;
       if (!allowed(unitOf(f), unitOf(target))) bad.push(`${f} imports ${m[1]} (${unitOf(f)} -> ${unitOf(target)})`);
     }

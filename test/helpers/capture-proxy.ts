@@ -23,9 +23,9 @@ export function wsPayloads(stream: Buffer, opcode?: number): Buffer[] {
   const out: Buffer[] = [];
   let p = head + 4;
   while (p + 2 <= stream.length) {
-    const op = stream[p] & 0x0f;
-    const masked = (stream[p + 1] & 0x80) !== 0;
-    let len = stream[p + 1] & 0x7f;
+    const op = stream[p]! & 0x0f;
+    const masked = (stream[p + 1]! & 0x80) !== 0;
+    let len = stream[p + 1]! & 0x7f;
     let q = p + 2;
     if (len === 126) {
       if (q + 2 > stream.length) break;
@@ -40,7 +40,7 @@ export function wsPayloads(stream: Buffer, opcode?: number): Buffer[] {
     if (masked) q += 4;
     if (q + len > stream.length) break;
     const body = Buffer.from(stream.subarray(q, q + len));
-    if (key) for (let i = 0; i < body.length; i++) body[i] ^= key[i & 3];
+    if (key) for (let i = 0; i < body.length; i++) body[i] = body[i]! ^ key[i & 3]!;
     if (opcode === undefined || op === opcode) out.push(body);
     p = q + len;
   }

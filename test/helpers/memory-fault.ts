@@ -35,8 +35,8 @@ export function flipBitEverywhere(pid: number, pattern: Uint8Array, at = 0, bit 
   const regions = readFileSync(`/proc/${pid}/maps`, 'utf8')
     .split('\n')
     .map((line) => /^([0-9a-f]+)-([0-9a-f]+) rw.p \S+ \S+ \S+\s*(.*)$/.exec(line))
-    .filter((m): m is RegExpExecArray => m !== null && !/^\[(vvar|vsyscall|vdso)/.test(m[3]))
-    .map((m) => ({ start: parseInt(m[1], 16), end: parseInt(m[2], 16) }));
+    .filter((m): m is RegExpExecArray => m !== null && !/^\[(vvar|vsyscall|vdso)/.test(m[3]!))
+    .map((m) => ({ start: parseInt(m[1]!, 16), end: parseInt(m[2]!, 16) }));
   const needle = Buffer.from(pattern);
   const buf = Buffer.allocUnsafe(CHUNK + needle.length);
   const fd = openSync(`/proc/${pid}/mem`, 'r+');
@@ -62,7 +62,7 @@ export function flipBitEverywhere(pid: number, pattern: Uint8Array, at = 0, bit 
     for (const a of addresses) {
       const one = Buffer.alloc(1);
       readSync(fd, one, 0, 1, a + at);
-      one[0] ^= 1 << bit;
+      one[0] = one[0]! ^ (1 << bit);
       writeSync(fd, one, 0, 1, a + at);
     }
   } finally {

@@ -6,9 +6,9 @@ export function relL2(a: ArrayLike<number>, b: ArrayLike<number>): number {
   let num = 0;
   let den = 0;
   for (let i = 0; i < a.length; i++) {
-    const d = a[i] - b[i];
+    const d = a[i]! - b[i]!;
     num += d * d;
-    den += b[i] * b[i];
+    den += b[i]! * b[i]!;
   }
   return Math.sqrt(num) / Math.max(Math.sqrt(den), 1e-30);
 }

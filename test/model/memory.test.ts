@@ -32,7 +32,7 @@ for (const freeze of ['none', 'backbone'] as Freeze[]) {
   for (const bn of ['train', 'frozen'] as BnMode[]) {
     t.test(`numTensors is flat over ${STEPS} steps: freeze ${freeze}, bn ${bn}`, async (t) => {
       const start = tf.memory().numTensors;
-      const state = initModel({ flavour: FLAVOURS[freeze === 'none' ? 0 : 1], width: 4, numClasses: 2 }, 3);
+      const state = initModel({ flavour: FLAVOURS[freeze === 'none' ? 0 : 1]!, width: 4, numClasses: 2 }, 3);
       const replica = new Replica(state, { lr: 0.01, momentum: 0.9, freeze, bn });
       const afterInit = tf.memory().numTensors;
       t.equal(afterInit - start, state.layout.net.params.length, 'one tensor per parameter and statistic');

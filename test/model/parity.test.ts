@@ -18,13 +18,15 @@ const FIX = join(import.meta.dirname, '..', 'fixtures', 'resnet');
 async function nchwToBatch(file: string, labels?: Int32Array): Promise<Batch> {
   const x = await readNpy(file);
   const [n, c, h, w] = x.shape;
+  if (n === undefined || c === undefined || h === undefined || w === undefined)
+    throw new Error(`${file}: shape [${x.shape.join(', ')}] is not NCHW`);
   const src = x.data as Float32Array;
   const images = new Float32Array(n * h * w * c);
   for (let i = 0; i < n; i++)
     for (let y = 0; y < h; y++)
       for (let xx = 0; xx < w; xx++)
         for (let k = 0; k < c; k++) {
-          images[((i * h + y) * w + xx) * c + k] = src[((i * c + k) * h + y) * w + xx];
+          images[((i * h + y) * w + xx) * c + k] = src[((i * c + k) * h + y) * w + xx]!;
         }
   return { images, labels: labels ?? new Int32Array(n), count: n, size: h };
 }
@@ -86,7 +88,7 @@ for (const backend of ['wasm', 'cpu'] as const) {
         for (const [name, g] of grads) {
           const before = toFloat32(momentum.get(name)!);
           const acc = toFloat32(after.get(`moments.${name}`)!);
-          const mine = acc.map((a, i) => a - Math.fround(0.9 * before[i]));
+          const mine = acc.map((a, i) => a - Math.fround(0.9 * before[i]!));
           worstGrad = Math.max(worstGrad, relL2(mine, toFloat32(g)));
         }
         const updated = (await readSafetensors(join(dir, 'updated.safetensors'))).tensors;

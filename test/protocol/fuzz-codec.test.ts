@@ -177,11 +177,11 @@ function randomValue(r: () => number, depth = 0): unknown {
     case 10: {
       const o: Record<string, unknown> = {};
       for (let i = Math.floor(r() * 4); i > 0; i--)
-        o[['h', 'l', 'i', 'n', 'data', 'jobId', 'classes', 'x'][Math.floor(r() * 8)]] = randomValue(r, depth + 1);
+        o[['h', 'l', 'i', 'n', 'data', 'jobId', 'classes', 'x'][Math.floor(r() * 8)]!] = randomValue(r, depth + 1);
       return o;
     }
     default:
-      return { ...config, [Object.keys(config)[Math.floor(r() * 13)]]: randomValue(r, depth + 1) };
+      return { ...config, [Object.keys(config)[Math.floor(r() * 13)]!]: randomValue(r, depth + 1) };
   }
 }
 
@@ -204,7 +204,7 @@ function mutate(r: () => number, src: Uint8Array): Uint8Array {
     const op = Math.floor(r() * 7);
     const at = Math.floor(r() * Math.max(1, b.length));
     if (op === 0 && b.length > 0)
-      b[at] ^= 1 << Math.floor(r() * 8); // bit flip
+      b[at] = b[at]! ^ (1 << Math.floor(r() * 8)); // bit flip
     else if (op === 1 && b.length > 0)
       b[at] = Math.floor(r() * 256); // byte
     else if (op === 2)
@@ -221,13 +221,13 @@ function mutate(r: () => number, src: Uint8Array): Uint8Array {
       // header length
       const v = [0, 1, b.length, b.length - 8, 0xffffffff, MAX_HEADER_BYTES + 1, Math.floor(r() * 2 ** 32)][
         Math.floor(r() * 7)
-      ];
+      ]!;
       new DataView(b.buffer, b.byteOffset, b.byteLength).setUint32(4, v >>> 0, true);
     } else if (op === 5 && b.length > 8) {
       // interesting msgpack markers in the header
       b[8 + Math.floor(r() * Math.min(b.length - 8, 64))] = [
         0xc1, 0xd4, 0xc7, 0xdd, 0xdf, 0xc9, 0xcb, 0xd3, 0xff, 0x80,
-      ][Math.floor(r() * 10)];
+      ][Math.floor(r() * 10)]!;
     } else if (op === 6 && b.length > 1) b[1] = Math.floor(r() * 4); // version
   }
   return b;
@@ -237,14 +237,14 @@ function mutate(r: () => number, src: Uint8Array): Uint8Array {
 function frameAt(r: () => number): Uint8Array {
   const kind = r();
   if (kind < 0.1) return Uint8Array.from({ length: Math.floor(r() * 64) }, () => Math.floor(r() * 256));
-  const base = SAMPLES[Math.floor(r() * SAMPLES.length)];
+  const base = SAMPLES[Math.floor(r() * SAMPLES.length)]!;
   if (kind < 0.55) return mutate(r, encodeFrame(base.msg, base.payload));
   // A well-formed header whose fields are replaced, removed or added with random values.
   const m: Record<string, unknown> = { ...(base.msg as unknown as Record<string, unknown>) };
   const keys = Object.keys(m);
   for (let i = 1 + Math.floor(r() * 3); i > 0; i--) {
     const key =
-      r() < 0.85 ? keys[Math.floor(r() * keys.length)] : ['extra', '__proto__', 'constructor'][Math.floor(r() * 3)];
+      r() < 0.85 ? keys[Math.floor(r() * keys.length)]! : ['extra', '__proto__', 'constructor'][Math.floor(r() * 3)]!;
     if (r() < 0.15) delete m[key];
     else m[key] = randomValue(r);
   }

@@ -40,7 +40,12 @@ async function roundTrip(
     accum: new Float32Array(src.accum.length),
   };
   let i = 0;
-  await receiveState(dst, ranges, async () => wire[i++], 'the test');
+  const next = async () => {
+    const w = wire[i++];
+    if (w === undefined) throw new Error(`receiveState asked for part ${i} of ${wire.length}`);
+    return w;
+  };
+  await receiveState(dst, ranges, next, 'the test');
   t.equal(i, wire.length, 'every part sent is taken');
   return { dst, parts: wire.map((w) => w.part) };
 }
@@ -108,7 +113,7 @@ t.test('parts that do not belong are E_PROTOCOL naming the sender', async (t) =>
   ];
   const only: StateRanges = { params: { begin: 0, end: 0 }, stats: { begin: 0, end: 2 }, accum: { begin: 0, end: 0 } };
   await t.rejects(
-    receiveState(dst, only, async () => overlap[k++], 'rank 3'),
+    receiveState(dst, only, async () => overlap[k++]!, 'rank 3'),
     { code: 'E_PROTOCOL', message: /2 floats at 0 \(of 2\) .* more than the 1 still expected/ },
   );
 });

@@ -17,7 +17,8 @@ async function pixels(png: string): Promise<Pixels> {
   return { data, width: info.width, height: info.height };
 }
 
-const rgb = (hex: string) => [1, 3, 5].map((i) => parseInt(hex.slice(i, i + 2), 16));
+const byte = (hex: string, at: number) => parseInt(hex.slice(at, at + 2), 16);
+const rgb = (hex: string): [number, number, number] => [byte(hex, 1), byte(hex, 3), byte(hex, 5)];
 
 /** For each column, the lowest row (largest y) holding `hex` (within a small tolerance), or -1. */
 function lowestPerColumn(p: Pixels, hex: string): number[] {
@@ -26,7 +27,7 @@ function lowestPerColumn(p: Pixels, hex: string): number[] {
   for (let y = 0; y < p.height; y++) {
     for (let x = 0; x < p.width; x++) {
       const i = (y * p.width + x) * 3;
-      if (Math.abs(p.data[i] - r) <= 12 && Math.abs(p.data[i + 1] - g) <= 12 && Math.abs(p.data[i + 2] - b) <= 12)
+      if (Math.abs(p.data[i]! - r) <= 12 && Math.abs(p.data[i + 1]! - g) <= 12 && Math.abs(p.data[i + 2]! - b) <= 12)
         out[x] = y;
     }
   }
@@ -35,9 +36,9 @@ function lowestPerColumn(p: Pixels, hex: string): number[] {
 
 /** Mean of the lowest rows over the first / last `share` of the columns that have the colour. */
 function ends(cols: number[], share = 0.1): { left: number; right: number; columns: number } {
-  const xs = cols.map((y, x) => [x, y]).filter(([, y]) => y >= 0);
+  const xs = cols.map((y, x): [number, number] => [x, y]).filter(([, y]) => y >= 0);
   const n = Math.max(1, Math.floor(xs.length * share));
-  const mean = (a: number[][]) => a.reduce((s, [, y]) => s + y, 0) / a.length;
+  const mean = (a: [number, number][]) => a.reduce((s, [, y]) => s + y, 0) / a.length;
   return { left: mean(xs.slice(0, n)), right: mean(xs.slice(-n)), columns: xs.length };
 }
 
@@ -123,8 +124,8 @@ t.test('other sizes, one epoch, and missing values', async (t) => {
   const path = metricsFile(dir, gaps);
   const points = await readMetrics(path);
   t.equal(points.length, 12);
-  t.equal(points[6].train_loss, null);
-  t.equal(points[2].val_accuracy, 0.99);
+  t.equal(points[6]!.train_loss, null);
+  t.equal(points[2]!.val_accuracy, 0.99);
   await renderCurves(path, join(dir, 'gaps.png'));
   const pg = await pixels(join(dir, 'gaps.png'));
   t.ok(ends(lowestPerColumn(pg, SERIES_COLORS.train_loss)).columns > 500, 'lines on both sides of the gap');

@@ -92,9 +92,9 @@ t.test(
     const r = reader.read(writer.path);
     if (!r.ok) return t.fail(r.error);
     const expected: ReadEvent[] = [
-      { wall_time: times[0], step: 0, what: 'file_version', file_version: FILE_VERSION },
+      { wall_time: times[0]!, step: 0, what: 'file_version', file_version: FILE_VERSION },
       ...written.map((w, i) => ({
-        wall_time: times[i + 1],
+        wall_time: times[i + 1]!,
         step: w.step,
         what: 'summary',
         values: w.scalars.map((s) => ({ tag: s.tag, kind: 'simple_value', value: Math.fround(s.value) })),
@@ -129,7 +129,7 @@ t.test('the reader rejects a corrupt or cut file', { skip: unavailable ?? false 
   const ok = reader.read(variant('good', (b) => b));
   t.ok(ok.ok, 'the unedited file reads');
   const flip = (at: number) => (b: Buffer) => {
-    b[at] ^= 0x01;
+    b[at] = b[at]! ^ 0x01;
     return b;
   };
   const cases: [string, (b: Buffer) => Buffer, RegExp][] = [

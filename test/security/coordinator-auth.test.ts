@@ -121,7 +121,7 @@ t.test('right token joins; wrong or missing token is refused and the server keep
   t.ok(good instanceof Channel, 'the right token joins after the refusals');
   const members = await s.members(1, 5000);
   t.equal(members.length, 1);
-  t.equal(members[0].hello.pid, 77, 'the member is the authenticated worker');
+  t.equal(members[0]!.hello.pid, 77, 'the member is the authenticated worker');
   t.match(log.text(), /authentication failed/, 'the coordinator logs the refusal');
   t.match(log.text(), /wrong token: the worker's proof does not match/, 'with its reason');
   t.match(log.text(), /workers must prove the shared token/, 'and says it requires the token');

@@ -38,7 +38,8 @@ t.test('reads a checkpoint with MindSpore crc_num trailer, and rejects a wrong C
   t.same([...map.keys()], ['w']);
   t.same(Array.from(toFloat32(map.get('w')!)), [0.5, -0.25]);
   const damaged = Buffer.from(buf);
-  damaged[damaged.length - 1] ^= 1;
+  const last = damaged.length - 1;
+  damaged[last] = damaged[last]! ^ 1;
   assertWolfpackError(
     t,
     thrownBy(() => parseCkpt(damaged, file)),

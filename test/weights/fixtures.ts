@@ -134,6 +134,8 @@ export function assertMatchesExpected(t: Asserts, got: TensorMap, want: Expected
   for (const name of want.order) {
     const g = got.get(name)!;
     const exp = want.tensors[name];
+    t.ok(exp, `${name} in the expected tensors`);
+    if (!exp) continue;
     t.equal(g.dtype, exp.dtype, `${name} dtype`);
     t.same(g.shape, exp.shape, `${name} shape`);
     t.equal(hex(g.bytes), exp.hex, `${name} bytes`);

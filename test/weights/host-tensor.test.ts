@@ -49,7 +49,7 @@ t.test(
       cases.map((c) => c[1]),
     );
     // Spot checks written out, so the meaning of the table is visible here.
-    const one = (h: number): number => toFloat32({ dtype: 'float16', shape: [], bytes: u16le([h]) })[0];
+    const one = (h: number): number => toFloat32({ dtype: 'float16', shape: [], bytes: u16le([h]) })[0]!;
     t.equal(one(0x0001), 2 ** -24, 'smallest subnormal');
     t.equal(one(0x03ff), 1023 * 2 ** -24, 'largest subnormal');
     t.equal(one(0x7bff), 65504, 'largest normal');

@@ -95,19 +95,19 @@ t.test("the exchange buffer carries each rank's new rows, keyed by hash and inde
   const ea = Float32Array.from(a.packExchange(0, 2, sa, fa));
   const eb = b.packExchange(1, 2, sb, fb);
   t.equal(ea.length, exchangeSize(3, 5, 2));
-  for (let i = 0; i < ea.length; i++) eb[i] += ea[i]; // what the ring's SUM does
+  for (let i = 0; i < ea.length; i++) eb[i] = eb[i]! + ea[i]!; // what the ring's SUM does
   t.equal(a.unpackExchange(eb, 0), 4, 'all four new rows stored on rank 0');
   const get = (c: StepFeatureCache, s: { h: string }) => [
     ...(c.cache.get(featureKey({ ...s, l: 0, i: 0 }, viewPlan(config, 0))) ?? []),
   ];
-  t.same(get(a, sa[2]), [7, 8, 9]);
-  t.same(get(a, sb[0]), [-1, -2, -3]);
+  t.same(get(a, sa[2]!), [7, 8, 9]);
+  t.same(get(a, sb[0]!), [-1, -2, -3]);
   t.same(
-    get(a, sb[1]),
+    get(a, sb[1]!),
     [Math.fround(0.5), Math.fround(1e-30), Math.fround(3e38)],
     'values pass the sum exactly; short hashes round-trip',
   );
-  t.notOk(a.cache.has(sa[1].h), 'a cached (not computed) row is not sent again');
+  t.notOk(a.cache.has(sa[1]!.h), 'a cached (not computed) row is not sent again');
 });
 
 t.test('views: --augment none is one eval view per content; --views K repeats every K epochs', async (t) => {
@@ -166,7 +166,7 @@ t.test('Replica.computeHeadGradients on computeFeatures = computeGradients on th
   await replica.computeHeadGradients(features, b.labels, 5, 8);
   let worst = 0;
   for (let i = 0; i < want.length; i++)
-    worst = Math.max(worst, Math.abs(want[i] - replica.buffer[i]) / Math.max(1e-6, Math.abs(want[i])));
+    worst = Math.max(worst, Math.abs(want[i]! - replica.buffer[i]!) / Math.max(1e-6, Math.abs(want[i]!)));
   t.ok(worst <= 1e-5, `same gradients, loss and metrics (max rel diff ${worst.toExponential(2)})`);
   t.equal(replica.buffer[replica.buffer.length - 2], 5, 'samples');
   t.equal(tf.memory().numTensors, base, 'no tensor left behind');
@@ -242,7 +242,7 @@ t.test('training with --cache-features gives the weights training without it giv
       0,
       `${view.join(' ')}: from epoch ${firstRepeat + 1} on, every sample's features were cached on whichever worker got it`,
     );
-    const worst = worstTensorRelDiff(runs[1], runs[0]);
+    const worst = worstTensorRelDiff(runs[1]!, runs[0]!);
     t.ok(
       worst <= 1e-5,
       `${view.join(' ')}: same weights with and without the cache (max rel diff ${worst.toExponential(2)})`,
