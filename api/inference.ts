@@ -30,7 +30,7 @@ export function nchwToNhwc(data: Float32Array, n: number, h: number, w: number):
   for (let i = 0; i < n; i++) {
     for (let k = 0; k < 3; k++) {
       const plane = (i * 3 + k) * h * w;
-      for (let p = 0; p < h * w; p++) images[(i * h * w + p) * 3 + k] = data[plane + p];
+      for (let p = 0; p < h * w; p++) images[(i * h * w + p) * 3 + k] = data[plane + p]!;
     }
   }
   return { images, count: n, height: h, width: w };
@@ -45,7 +45,7 @@ export async function readInputTensor(path: string): Promise<PredictInputs> {
       dtype: x.dtype,
     });
   }
-  const [n, c, h, w] = x.shape;
+  const [n = 0, c, h = 0, w = 0] = x.shape;
   if (x.shape.length !== 4 || c !== 3 || n < 1 || h < 1 || w < 1) {
     throw new WolfpackError(
       'E_DATA',
@@ -71,8 +71,8 @@ export async function readImages(paths: string[], size: number): Promise<Predict
 /** Softmax of one row, in float64. */
 export function softmax(logits: ArrayLike<number>): number[] {
   let max = -Infinity;
-  for (let i = 0; i < logits.length; i++) max = Math.max(max, logits[i]);
-  const e = Array.from({ length: logits.length }, (_, i) => Math.exp(logits[i] - max));
+  for (let i = 0; i < logits.length; i++) max = Math.max(max, logits[i]!);
+  const e = Array.from({ length: logits.length }, (_, i) => Math.exp(logits[i]! - max));
   const sum = e.reduce((a, b) => a + b, 0);
   return e.map((v) => v / sum);
 }

@@ -65,7 +65,7 @@ function usage(message: string, details: Record<string, unknown> = {}): Wolfpack
 
 /** NCHW float32 -> the NHWC images predictLogits takes. */
 function fromNchw(data: Float32Array, shape: readonly number[], what: string): PredictInputs {
-  const [n, c, h, w] = shape;
+  const [n = 0, c, h = 0, w = 0] = shape;
   if (shape.length !== 4 || c !== 3 || ![n, h, w].every((d) => Number.isInteger(d) && d >= 1)) {
     throw usage(`${what}: shape [${shape.join(',')}], expected NCHW [N,3,H,W]`, { shape });
   }
@@ -133,7 +133,7 @@ export async function predict(options: PredictOptions): Promise<Prediction[]> {
     for (let j = 0; j < batch.count; j++) {
       const row = Array.from(logits.subarray(j * k, (j + 1) * k));
       let best = 0;
-      for (let c = 1; c < k; c++) if (row[c] > row[best]) best = c;
+      for (let c = 1; c < k; c++) if (row[c]! > row[best]!) best = c;
       out.push({
         index: out.length,
         input: i,
@@ -142,7 +142,7 @@ export async function predict(options: PredictOptions): Promise<Prediction[]> {
         logits: row,
         probabilities: softmax(row),
         classIndex: best,
-        class: names[best],
+        class: names[best]!,
       });
     }
   }

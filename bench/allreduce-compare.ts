@@ -194,7 +194,7 @@ export async function allreduceCurve(
     onWait: (b) => opts.progress?.(`waiting for the machine to quieten (CPU ${(b * 100).toFixed(0)}% busy)`),
   });
   opts.progress?.(
-    `all-reduce curve: N=${procs.join(',')}, ${sizes.length} sizes from ${sizes[0] * 4} B to ${sizes[sizes.length - 1] * 4} B, wolfpack then Gloo`,
+    `all-reduce curve: N=${procs.join(',')}, ${sizes.length} sizes from ${sizes[0]! * 4} B to ${sizes[sizes.length - 1]! * 4} B, wolfpack then Gloo`,
   );
   const points: CurvePoint[] = [];
   for (const n of procs) {
@@ -260,8 +260,8 @@ export function curveSvg(c: CurveResult, width = 860, height = 560): string {
     .filter((v): v is number => v !== null && v > 0);
   const lo = 10 ** Math.floor(Math.log10(Math.min(...vals)));
   const hi = 10 ** Math.ceil(Math.log10(Math.max(...vals)));
-  const lx0 = Math.log10(xs[0]);
-  const lx1 = Math.log10(xs[xs.length - 1]);
+  const lx0 = Math.log10(xs[0]!);
+  const lx1 = Math.log10(xs[xs.length - 1]!);
   const X = (b: number) => box.x + ((Math.log10(b) - lx0) / (lx1 - lx0)) * box.w;
   const Y = (v: number) =>
     box.y + box.h - ((Math.log10(v) - Math.log10(lo)) / (Math.log10(hi) - Math.log10(lo))) * box.h;

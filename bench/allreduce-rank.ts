@@ -95,7 +95,7 @@ function verify(buf: Float32Array, setup: RankSetup): { ok: boolean; maxRelErr: 
       sum += v;
       mag += Math.abs(v);
     }
-    const rel = Math.abs(buf[i] - sum) / (mag || 1);
+    const rel = Math.abs(buf[i]! - sum) / (mag || 1);
     if (rel > worst) worst = rel;
     if (firstBad === undefined && rel > (n - 1) * 2 ** -24) firstBad = `element ${i} = ${buf[i]}, float64 sum ${sum}`;
   }
@@ -162,7 +162,7 @@ async function ringMode(): Promise<void> {
   for (let k = 0; k < samples; k++) {
     const idx = samples === 1 ? 0 : Math.round((k * (buf.length - 1)) / (samples - 1));
     sampleIdx.push(idx);
-    sampleVal.push(buf[idx]);
+    sampleVal.push(buf[idx]!);
   }
   const result: RankResult = {
     t: 'result',

@@ -151,7 +151,7 @@ export async function runAllreduceBench(opts: AllreduceBenchOptions): Promise<Al
         t: 'setup',
         rank: i,
         size: n,
-        left: `ws://127.0.0.1:${ports[(i + n - 1) % n].port}`,
+        left: `ws://127.0.0.1:${ports[(i + n - 1) % n]!.port}`,
         jobId,
         elements: elems,
         reps,
@@ -169,12 +169,12 @@ export async function runAllreduceBench(opts: AllreduceBenchOptions): Promise<Al
     await Promise.all(children.map((c) => waitRankExit(c, Math.min(deadline, Date.now() + 5000))));
 
     const times: number[] = [];
-    for (let k = warmup; k < warmup + reps; k++) times.push(Math.max(...results.map((r) => r.times[k])));
+    for (let k = warmup; k < warmup + reps; k++) times.push(Math.max(...results.map((r) => r.times[k]!)));
     const bytes = elems * 4;
     const med = median(times);
     const algbw = bytes / med;
     const busbw = (algbw * 2 * (n - 1)) / n;
-    const identical = results.every((r) => r.sha256 === results[0].sha256);
+    const identical = results.every((r) => r.sha256 === results[0]!.sha256);
     return {
       bench: 'wolfpack_ws_ring_allreduce',
       transport: 'ws-loopback',

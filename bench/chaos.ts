@@ -279,7 +279,7 @@ function shuffled<T>(xs: readonly T[], rng: SampleRng): T[] {
   const a = [...xs];
   for (let i = a.length - 1; i > 0; i--) {
     const j = rng.below(i + 1);
-    [a[i], a[j]] = [a[j], a[i]];
+    [a[i], a[j]] = [a[j]!, a[i]!];
   }
   return a;
 }
@@ -461,14 +461,14 @@ class Run {
       await pack.until(() => pack.steps >= target, Math.min(this.stallMs, this.left), `${k} more step(s)`);
       // Somewhere within the next step: its compute, its all-reduce, or an epoch end's evaluation.
       const times = pack.stepTimes;
-      const stepMs = times.length > 1 ? median(times.slice(1).map((t, i) => t - times[i])) : 500;
+      const stepMs = times.length > 1 ? median(times.slice(1).map((t, i) => t - times[i]!)) : 500;
       await sleep(this.rng.uniform(0, 1.2) * stepMs);
       const kind = this.nextKind();
       const eligible = this.slotNames().filter(
         (s) => !this.replacing.has(s) && pack.members().includes(this.slots.get(s)!.pid),
       );
       if (eligible.length === 0 || pack.finished) continue;
-      await this.inject(kind, eligible[this.rng.below(eligible.length)]);
+      await this.inject(kind, eligible[this.rng.below(eligible.length)]!);
     }
   }
 

@@ -104,9 +104,9 @@ function qdiscCounters(iface: string | null): { bytes: number; packets: number; 
 /** /proc/stat's first line: jiffies busy, in system, in softirq, and in total. */
 function cpuJiffies(): { busy: number; system: number; softirq: number; total: number } | undefined {
   try {
-    const v = readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1).map(Number);
+    const v = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number);
     const total = v.reduce((a, b) => a + b, 0);
-    return { busy: total - v[3] - (v[4] ?? 0), system: v[2], softirq: v[6] ?? 0, total };
+    return { busy: total - v[3]! - (v[4] ?? 0), system: v[2]!, softirq: v[6] ?? 0, total };
   } catch {
     return undefined;
   }

@@ -168,7 +168,7 @@ export function createSchedule(
         waiters = [];
         commStart = 0;
         const ready = (k: number): Promise<void> => {
-          const need = after[k];
+          const need = after[k]!;
           const mark = (): void => {
             if (k === 0) commStart = performance.now();
           };
@@ -241,7 +241,7 @@ export async function modelledStep(timeline: StepTimeline, schedule: GradSchedul
   await sleepUntil(start + timeline.forwardMs);
   const forwardEnd = performance.now();
   for (let i = 0; i < timeline.releaseMs.length; i++) {
-    await sleepUntil(start + timeline.releaseMs[i]);
+    await sleepUntil(start + timeline.releaseMs[i]!);
     schedule.ready(i);
   }
   const backwardEnd = performance.now();

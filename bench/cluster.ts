@@ -180,7 +180,7 @@ export function overlapOnPaper(
   let end = 0;
   buckets.forEach((b, k) => {
     const comm = ((2 * (workers - 1)) / workers) * ((4 * (b.end - b.begin) * 8) / (linkMbit * 1e6));
-    end = Math.max(end, tl.releaseMs[after[k]] / 1000) + comm;
+    end = Math.max(end, tl.releaseMs[after[k]!]! / 1000) + comm;
   });
   return t / Math.max(t, end);
 }
@@ -257,7 +257,7 @@ export async function runClusterBench(opts: ClusterBenchOptions): Promise<Cluste
   const timeoutMs = opts.timeoutMs ?? 60_000 + (opts.warmup + opts.steps + 3) * (opts.computeMs + commBoundMs + 5_000);
   const deadline = Date.now() + timeoutMs;
   const jobId = `cluster-${process.pid}-${Date.now()}`;
-  const load1Before = os.loadavg()[0];
+  const load1Before = os.loadavg()[0]!;
   const t0 = performance.now();
 
   let lab: NetLab | null = null;
@@ -279,8 +279,8 @@ export async function runClusterBench(opts: ClusterBenchOptions): Promise<Cluste
     for (let i = 0; i < n; i++) {
       const proc =
         lab !== null
-          ? lab.spawn(i, process.execPath, [script, hosts[i]], { stdio })
-          : spawn(process.execPath, [script, hosts[i]], { stdio });
+          ? lab.spawn(i, process.execPath, [script, hosts[i]!], { stdio })
+          : spawn(process.execPath, [script, hosts[i]!], { stdio });
       ranks.push(watchRank(i, proc));
     }
     const ports = await Promise.all(ranks.map((c) => expectMessage<{ port: number }>(c, 'listening', deadline)));
@@ -290,7 +290,7 @@ export async function runClusterBench(opts: ClusterBenchOptions): Promise<Cluste
         t: 'setup',
         rank: i,
         size: n,
-        left: `ws://${hosts[left]}:${ports[left].port}`,
+        left: `ws://${hosts[left]}:${ports[left]!.port}`,
         jobId,
         layerSizes,
         computeMs: opts.computeMs,
@@ -316,15 +316,17 @@ export async function runClusterBench(opts: ClusterBenchOptions): Promise<Cluste
     const meanStep = timed.map((ss) => mean(ss.map((s) => s.step_ms)));
     const slow = meanStep.indexOf(Math.max(...meanStep));
     const allSteps = timed.flat().map((s) => s.step_ms);
-    const stepS = meanStep[slow] / 1000;
-    const m0 = results[0].machine;
+    const stepS = meanStep[slow]! / 1000;
+    const slowest = timed[slow]!;
+    const r0 = results[0]!;
+    const m0 = r0.machine;
     const bad = results.find((r) => !r.ok);
     const firstBad =
       bad !== undefined
         ? `rank ${bad.rank}: ${bad.firstBad ?? 'wrong result'}`
-        : results.some((r) => r.sha256 !== results[0].sha256)
+        : results.some((r) => r.sha256 !== r0.sha256)
           ? "the ranks' final buffers differ"
-          : results.some((r) => r.mixedSha256 !== results[0].mixedSha256)
+          : results.some((r) => r.mixedSha256 !== r0.mixedSha256)
             ? "the ranks' buffers differ after the mixed-values reduction"
             : undefined;
     return {
@@ -345,13 +347,13 @@ export async function runClusterBench(opts: ClusterBenchOptions): Promise<Cluste
       layers: layerSizes.length,
       elements,
       step_s: stepS,
-      step_times_s: timed[slow].map((s) => s.step_ms / 1000),
-      allreduce_times_s: timed[slow].map((s) => s.allreduce_ms / 1000),
+      step_times_s: slowest.map((s) => s.step_ms / 1000),
+      allreduce_times_s: slowest.map((s) => s.allreduce_ms / 1000),
       step_min_s: Math.min(...allSteps) / 1000,
       step_max_s: Math.max(...allSteps) / 1000,
-      exposed_allreduce_s: mean(timed[slow].map((s) => s.exposed_ms)) / 1000,
-      allreduce_s: mean(timed[slow].map((s) => s.allreduce_ms)) / 1000,
-      compute_s: mean(timed[slow].map((s) => s.compute_ms)) / 1000,
+      exposed_allreduce_s: mean(slowest.map((s) => s.exposed_ms)) / 1000,
+      allreduce_s: mean(slowest.map((s) => s.allreduce_ms)) / 1000,
+      compute_s: mean(slowest.map((s) => s.compute_ms)) / 1000,
       efficiency: opts.computeMs / 1000 / stepS,
       efficiency_on_paper:
         linkMbit === undefined
@@ -368,11 +370,11 @@ export async function runClusterBench(opts: ClusterBenchOptions): Promise<Cluste
       machine_system: m0?.system ?? null,
       machine_softirq: m0?.softirq ?? null,
       load1_before: load1Before,
-      load1_after: os.loadavg()[0],
+      load1_after: os.loadavg()[0]!,
       cores: os.cpus().length,
       verified: firstBad === undefined,
-      final_sha256: results[0].sha256,
-      mixed_sha256: results[0].mixedSha256,
+      final_sha256: r0.sha256,
+      mixed_sha256: r0.mixedSha256,
       ...(firstBad !== undefined ? { first_bad: firstBad } : {}),
       wall_s: (performance.now() - t0) / 1000,
     };

@@ -24,7 +24,7 @@ function main(): void {
     const t0 = performance.now();
     toHalf(grads, half);
     const t1 = performance.now();
-    for (let i = 0; i < n; i++) sum[i] += table[half[i]];
+    for (let i = 0; i < n; i++) sum[i] = sum[i]! + table[half[i]!]!;
     const t2 = performance.now();
     if (r > 0) {
       enc.push(t1 - t0);

@@ -17,7 +17,7 @@ export function machineInfo(): MachineInfo {
   let model = os.cpus()[0]?.model ?? 'unknown';
   try {
     const m = /^model name\s*:\s*(.+)$/m.exec(readFileSync('/proc/cpuinfo', 'utf8'));
-    if (m) model = m[1].trim();
+    if (m) model = m[1]!.trim();
   } catch {
     // not Linux: os.cpus() it is
   }
@@ -33,9 +33,9 @@ export function machineInfo(): MachineInfo {
 /** Jiffies the CPUs were busy and in total, from /proc/stat's first line (undefined off Linux). */
 function cpuJiffies(): { busy: number; total: number } | undefined {
   try {
-    const line = readFileSync('/proc/stat', 'utf8').split('\n')[0];
+    const line = readFileSync('/proc/stat', 'utf8').split('\n')[0]!;
     const v = line.trim().split(/\s+/).slice(1).map(Number);
-    const idle = v[3] + (v[4] ?? 0);
+    const idle = v[3]! + (v[4] ?? 0);
     const total = v.reduce((a, b) => a + b, 0);
     return { busy: total - idle, total };
   } catch {
@@ -82,7 +82,7 @@ export async function waitQuiet(
   }
   return {
     busy_before: round(busy, 3),
-    load1: round(os.loadavg()[0], 2),
+    load1: round(os.loadavg()[0]!, 2),
     waited_s: round((performance.now() - t0) / 1000 - 1, 1),
     quiet: busy <= maxBusy,
   };
@@ -97,7 +97,7 @@ export function median(xs: readonly number[]): number {
   if (xs.length === 0) return NaN;
   const s = [...xs].sort((a, b) => a - b);
   const m = s.length >> 1;
-  return s.length % 2 === 1 ? s[m] : (s[m - 1] + s[m]) / 2;
+  return s.length % 2 === 1 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
 }
 
 /** Spread of repeated figures: (max - min) / median. */

@@ -268,5 +268,5 @@ export async function benchPeer(
     [String(threads), String(batch)],
     opts.timeoutMs ?? 600_000,
   );
-  return r.ok ? { ok: true, command: r.command, result: r.result[0] } : r;
+  return r.ok ? { ok: true, command: r.command, result: r.result[0]! } : r;
 }

@@ -68,7 +68,7 @@ export function listNamespaces(pid?: number): string[] {
   const list = tryIp(['netns', 'list']) ?? '';
   return list
     .split('\n')
-    .map((l) => l.split(' ')[0])
+    .map((l) => l.split(' ')[0]!)
     .filter((n) => n.startsWith(pid === undefined ? PREFIX : `${PREFIX}${pid}-`));
 }
 

@@ -52,7 +52,7 @@ function alive(pid: number): boolean {
 function removeStale(): void {
   const list = tryIp(['netns', 'list']) ?? '';
   for (const line of list.split('\n')) {
-    const name = line.split(' ')[0];
+    const name = line.split(' ')[0]!;
     const m = /^wpnet-(\d+)-[a-z0-9]+$/.exec(name);
     if (m && Number(m[1]) !== process.pid && !alive(Number(m[1]))) {
       for (const pid of (tryIp(['netns', 'pids', name]) ?? '').split(/\s+/).filter(Boolean)) {
@@ -264,7 +264,7 @@ export class Lab {
     const list = tryIp(['netns', 'list']) ?? '';
     return list
       .split('\n')
-      .map((l) => l.split(' ')[0])
+      .map((l) => l.split(' ')[0]!)
       .filter((n) => this.namespaces.includes(n));
   }
 }

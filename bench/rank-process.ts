@@ -71,7 +71,7 @@ export function expectMessage<T>(c: RankProcess, t: string, deadline: number): P
     const check = (): boolean => {
       const k = c.messages.findIndex((m) => m.t === t || m.t === 'error');
       if (k >= 0) {
-        const m = c.messages.splice(k, 1)[0];
+        const m = c.messages.splice(k, 1)[0]!;
         if (m.t === 'error') {
           reject(
             new WolfpackError('E_WORKER', `rank process ${c.index} failed: ${String(m.message)}`, { code: m.code }),

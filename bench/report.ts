@@ -110,7 +110,7 @@ export function scalingSection(rs: ScalingResult[]): string {
       ]);
     }
   }
-  const r0 = rs[0];
+  const r0 = rs[0]!;
   return (
     [
       ...rs.map((r) => `$ ${r.command}`),

@@ -113,7 +113,9 @@ function steady(
   const done = [...run.coordinatorSteps].sort((a, b) => a.time_ms - b.time_ms);
   const intervals: number[] = [];
   for (let k = Math.max(1, skip); k < done.length; k++) {
-    if (done[k].epoch === done[k - 1].epoch) intervals.push(done[k].time_ms - done[k - 1].time_ms);
+    const cur = done[k]!;
+    const prev = done[k - 1]!;
+    if (cur.epoch === prev.epoch) intervals.push(cur.time_ms - prev.time_ms);
   }
   if (intervals.length === 0) return { imagesPerS: NaN, stepMs: NaN, steps: 0 };
   const total = intervals.reduce((a, b) => a + b, 0) / 1000;
@@ -221,7 +223,7 @@ export async function benchScaling(opts: ScalingOptions): Promise<ScalingResult>
   const example = scalingArgs({
     fixture: opts.fixture,
     freeze: opts.freeze,
-    workers: workers[workers.length - 1],
+    workers: workers[workers.length - 1]!,
     imageSize,
     batchPerWorker,
     backend,

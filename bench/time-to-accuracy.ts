@@ -177,7 +177,7 @@ function stepRate(run: TrainRun, batch: number, epochs?: number[]): number {
   const intervals: number[] = [];
   for (const ts of byEpoch.values()) {
     ts.sort((a, b) => a - b);
-    for (let i = 1; i < ts.length; i++) intervals.push(ts[i] - ts[i - 1]);
+    for (let i = 1; i < ts.length; i++) intervals.push(ts[i]! - ts[i - 1]!);
   }
   const total = intervals.reduce((a, b) => a + b, 0);
   return intervals.length > 0 && total > 0 ? (intervals.length * batch) / (total / 1000) : NaN;
@@ -227,7 +227,7 @@ export async function benchTimeToAccuracy(opts: {
       };
     });
     const hit = epochs.find((e) => e.val_accuracy >= target);
-    const last = epochs.length > 0 ? epochs[epochs.length - 1].epoch : 1;
+    const last = epochs.at(-1)?.epoch ?? 1;
     runs.push({
       variant,
       flags,
@@ -368,5 +368,5 @@ export async function torchStep(o: {
     String(o.reps ?? 5),
   ];
   const r = await runBenchPeer<PeerStepResult>('torch_resnet50_step.py', args, 600_000);
-  return r.ok ? { ok: true, command: r.command, result: r.result[0] } : r;
+  return r.ok ? { ok: true, command: r.command, result: r.result[0]! } : r;
 }

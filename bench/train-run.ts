@@ -191,7 +191,7 @@ export function runTrain(opts: TrainRunOptions): Promise<TrainRun> {
         if (!m) mem.set(pid, (m = { pid, max_rss: 0, hwm: 0, samples: [] }));
         m.max_rss = Math.max(m.max_rss, st.rss);
         m.hwm = Math.max(m.hwm, st.hwm);
-        if (m.samples.length === 0 || now - m.samples[m.samples.length - 1].t >= 1)
+        if (m.samples.length === 0 || now - m.samples[m.samples.length - 1]!.t >= 1)
           m.samples.push({ t: Math.round(now * 10) / 10, rss: st.rss });
       }
       let text = '';
@@ -202,7 +202,7 @@ export function runTrain(opts: TrainRunOptions): Promise<TrainRun> {
       }
       const lines = text.split('\n').filter((l) => l.trim() !== '');
       for (; seen < lines.length; seen++) {
-        const e = { ...(JSON.parse(lines[seen]) as Omit<EpochLine, 'wall_s'>), wall_s: now } as EpochLine;
+        const e = { ...(JSON.parse(lines[seen]!) as Omit<EpochLine, 'wall_s'>), wall_s: now } as EpochLine;
         run.epochs.push(e);
         if (opts.stopWhen?.(e)) stop();
       }
@@ -230,7 +230,7 @@ export function runTrain(opts: TrainRunOptions): Promise<TrainRun> {
           .filter((l) => l.trim() !== '');
         for (; seen < lines.length; seen++)
           run.epochs.push({
-            ...(JSON.parse(lines[seen]) as Omit<EpochLine, 'wall_s'>),
+            ...(JSON.parse(lines[seen]!) as Omit<EpochLine, 'wall_s'>),
             wall_s: run.wall_s,
           } as EpochLine);
       } catch {

@@ -157,7 +157,7 @@ export function summarizeCpuProfile(
   const deltas = profile.timeDeltas ?? [];
   let total = 0;
   for (let i = 0; i < samples.length; i++) {
-    const n = byId.get(samples[i]);
+    const n = byId.get(samples[i]!);
     if (!n) continue;
     const f = n.callFrame;
     const file = f.url.split('/').slice(-1)[0] || '';

@@ -21,7 +21,7 @@ export function epochBatches(samples: number, globalBatch: number, seed: number,
 export function rankShare<T extends ArrayLike<number>>(batch: T, world: number, rank: number): number[] {
   const sizes = shareSizes(batch.length, world);
   const begin = sizes.slice(0, rank).reduce((a, b) => a + b, 0);
-  return Array.from({ length: sizes[rank] }, (_, i) => batch[begin + i]);
+  return Array.from({ length: sizes[rank]! }, (_, i) => batch[begin + i]!);
 }
 
 /** Number of steps in an epoch. */

@@ -21,7 +21,7 @@ async function evaluate(run: JobRun): Promise<{ accuracy: number; checksum: stri
         p.valRefs.map((_, i) => i),
         world,
         rank,
-      ).map((i) => p.valRefs[i]);
+      ).map((i) => p.valRefs[i]!);
       await run.sendBlobs(
         m,
         samples.map((x) => x.h),
@@ -39,12 +39,12 @@ async function evaluate(run: JobRun): Promise<{ accuracy: number; checksum: stri
   }
   const correct = evals.reduce((a, e) => a + e.correct, 0);
   const total = evals.reduce((a, e) => a + e.total, 0);
-  return { accuracy: total > 0 ? correct / total : 0, checksum: evals[0].checksum };
+  return { accuracy: total > 0 ? correct / total : 0, checksum: evals[0]!.checksum };
 }
 
 // Only what training can have changed travels (`ranges`: the head alone with --freeze backbone
 // --bn frozen, ~16 KB instead of ~200 MB); the rest of `state` and `accum` is what the job started with.
-export async function fetchState(run: JobRun, m = run.cluster.members[0], timeoutMs = run.stepTimeout): Promise<void> {
+export async function fetchState(run: JobRun, m = run.cluster.members[0]!, timeoutMs = run.stepTimeout): Promise<void> {
   const { cluster, state, accum, ranges } = run;
   await cluster.send(m, { type: 'stateRequest', epoch: run.epoch });
   await receiveState(

@@ -84,9 +84,10 @@ export class JobRun {
       const items: { h: string; n: number }[] = [];
       const parts: Uint8Array[] = [];
       let bytes = 0;
-      while (i < missing.length && (items.length === 0 || bytes + store.bytes(missing[i]).length <= BLOBS_MAX_BYTES)) {
-        const b = store.bytes(missing[i]);
-        items.push({ h: missing[i], n: b.length });
+      while (i < missing.length && (items.length === 0 || bytes + store.bytes(missing[i]!).length <= BLOBS_MAX_BYTES)) {
+        const h = missing[i]!;
+        const b = store.bytes(h);
+        items.push({ h, n: b.length });
         parts.push(b);
         bytes += b.length;
         i++;

@@ -103,8 +103,8 @@ export async function prepare(opts: JobOptions, log: Logger): Promise<Prepared> 
     config,
     store,
     start,
-    trainRefs: split.train.samples.map((s, i) => ({ h: trainHashes[i], l: s.label, i })),
-    valRefs: split.val.samples.map((s, i) => ({ h: valHashes[i], l: s.label, i })),
+    trainRefs: split.train.samples.map((s, i) => ({ h: trainHashes[i]!, l: s.label, i })),
+    valRefs: split.val.samples.map((s, i) => ({ h: valHashes[i]!, l: s.label, i })),
   };
 }
 

@@ -26,12 +26,13 @@ export async function recover(run: JobRun, e: MemberLost): Promise<void> {
   const kept = reports.filter((r) => cluster.members.includes(r.member));
   kept.sort((a, b) => b.lastStep - a.lastStep || cluster.members.indexOf(a.member) - cluster.members.indexOf(b.member));
   cluster.reorder(kept.map((r) => r.member));
-  if (kept.length > 0) {
+  const lead = kept[0];
+  if (lead !== undefined) {
     // Steps it applied beyond the last one counted here (the loss cut their replies short) count from its own replies.
-    const first = uncounted.get(kept[0].member);
-    for (const d of [...(first ? [first] : []), ...kept[0].late])
-      if (d.step >= run.done && d.step <= kept[0].lastStep) run.acc.add(d);
-    run.done = Math.max(kept[0].lastStep + 1, run.epoch * S);
+    const first = uncounted.get(lead.member);
+    for (const d of [...(first ? [first] : []), ...lead.late])
+      if (d.step >= run.done && d.step <= lead.lastStep) run.acc.add(d);
+    run.done = Math.max(lead.lastStep + 1, run.epoch * S);
   }
   uncounted.clear();
   if (kept.length === 0) {

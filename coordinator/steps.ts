@@ -16,7 +16,7 @@ export async function formRing(run: JobRun): Promise<void> {
   const g = cluster.generation;
   await Promise.all(
     cluster.members.map((m, rank) => {
-      const left = cluster.members[(rank + world - 1) % world].hello;
+      const left = cluster.members[(rank + world - 1) % world]!.hello;
       // A left neighbour that serves TLS is reached with wss://, pinned to the certificate it announced.
       const leftUrl = `${left.ringCert !== undefined ? 'wss' : 'ws'}://${left.ringHost}:${left.ringPort}`;
       return cluster.send(m, {
@@ -33,7 +33,7 @@ export async function formRing(run: JobRun): Promise<void> {
     }),
   );
   if (run.source === 'coordinator') {
-    const m0 = cluster.members[0];
+    const m0 = cluster.members[0]!;
     const bufs = { params: state.params, stats: state.stats, accum };
     await sendState(bufs, wholeRanges(bufs), (part, payload) =>
       cluster.send(m0, { type: 'weightsPart', ...part }, payload),
@@ -63,7 +63,7 @@ export async function runSteps(run: JobRun): Promise<boolean> {
     const s = global - run.epoch * S;
     await Promise.all(
       cluster.members.map(async (m, rank) => {
-        const samples = rankShare(batches[s], world, rank).map((i) => p.trainRefs[i]);
+        const samples = rankShare(batches[s]!, world, rank).map((i) => p.trainRefs[i]!);
         await run.sendBlobs(
           m,
           samples.map((x) => x.h),
@@ -94,7 +94,7 @@ export async function runSteps(run: JobRun): Promise<boolean> {
       run.acc.allreduceMs += r.msg.timings.allreduce;
       run.acc.totalMs += r.msg.timings.data + r.msg.timings.compute + r.msg.timings.allreduce + r.msg.timings.update;
     }
-    const d = replies[0].msg;
+    const d = replies[0]!.msg;
     run.done++;
     run.acc.add(d);
     if (d.skipped) {

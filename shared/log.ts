@@ -34,9 +34,10 @@ export function createLogger(opts: LogOptions = {}): Logger {
 export function jsonRequested(argv: readonly string[] = []): boolean {
   let flag: string | undefined;
   for (let i = 0; i < argv.length; i++) {
-    if (argv[i] === '--') break;
-    if (argv[i] === '--log-format') flag = argv[++i];
-    else if (argv[i].startsWith('--log-format=')) flag = argv[i].slice('--log-format='.length);
+    const arg = argv[i]!;
+    if (arg === '--') break;
+    if (arg === '--log-format') flag = argv[++i];
+    else if (arg.startsWith('--log-format=')) flag = arg.slice('--log-format='.length);
   }
   return (flag ?? process.env.WOLFPACK_LOG_FORMAT) === 'json';
 }

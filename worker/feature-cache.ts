@@ -96,7 +96,7 @@ export class FeatureCache {
       this.pages.push(new Float32Array(entries * this.dim));
     }
     const o = (slot % PAGE_ENTRIES) * this.dim;
-    return this.pages[p].subarray(o, o + this.dim);
+    return this.pages[p]!.subarray(o, o + this.dim);
   }
 
   /** The row of `key` (a view into the cache: copy it before the next put), marked most recently used. */
@@ -199,10 +199,10 @@ function packHash(h: string, out: Float32Array, off: number): void {
 function unpackHash(buf: Float32Array, off: number): string {
   let hex = '';
   for (let k = 0; k < HASH_PIECES; k++)
-    hex += Math.round(buf[off + 1 + k])
+    hex += Math.round(buf[off + 1 + k]!)
       .toString(16)
       .padStart(6, '0');
-  return hex.slice(0, Math.round(buf[off]));
+  return hex.slice(0, Math.round(buf[off]!));
 }
 
 /** A worker's use of the cache: which images a step must decode, and the features of all its samples. */
@@ -226,7 +226,7 @@ export class StepFeatureCache {
     });
     const batch = await loadBatch(
       this.images,
-      positions.map((k) => samples[k]),
+      positions.map((k) => samples[k]!),
       stepLoadOptions(this.config, epoch),
     );
     return { ...batch, positions };
@@ -265,7 +265,7 @@ export class StepFeatureCache {
       missing.length > 0
         ? await loadBatch(
             this.images,
-            missing.map((k) => samples[k]),
+            missing.map((k) => samples[k]!),
             stepLoadOptions(this.config, epoch),
           )
         : undefined;
@@ -277,14 +277,14 @@ export class StepFeatureCache {
       const order = [...fromDecoded.map(({ k }) => k), ...missing];
       const out = await replica.computeFeatures({
         images,
-        labels: Int32Array.from(order, (k) => labels[k]),
+        labels: Int32Array.from(order, (k) => labels[k]!),
         count,
         size: decoded.size,
       });
       order.forEach((k, n) => {
         const row = out.subarray(n * dim, (n + 1) * dim);
         features.set(row, k * dim);
-        this.cache.put(featureKey(samples[k], plan), row);
+        this.cache.put(featureKey(samples[k]!, plan), row);
       });
     }
     return {
@@ -317,14 +317,14 @@ export class StepFeatureCache {
     if (missing.length > 0) {
       const batch = await loadBatch(
         this.images,
-        missing.map((k) => samples[k]),
+        missing.map((k) => samples[k]!),
         { size: this.config.imageSize, seed: this.config.seed, epoch: 0, train: plan.train },
       );
       const computed = await replica.computeFeatures(batch);
       missing.forEach((k, n) => {
         const row = computed.subarray(n * dim, (n + 1) * dim);
         out.set(row, k * dim);
-        this.cache.put(featureKey(samples[k], plan), row);
+        this.cache.put(featureKey(samples[k]!, plan), row);
       });
     }
     return { features: out, cached: samples.length - missing.length };
@@ -341,9 +341,10 @@ export class StepFeatureCache {
     buf.fill(0);
     f.computedAt.slice(0, per).forEach((k, n) => {
       const o = (rank * per + n) * slot;
+      const s = samples[k]!;
       buf[o] = 1;
-      buf[o + 1] = samples[k].i;
-      packHash(samples[k].h, buf, o + 2);
+      buf[o + 1] = s.i;
+      packHash(s.h, buf, o + 2);
       buf.set(f.features.subarray(k * dim, (k + 1) * dim), o + SLOT_HEADER);
     });
     return buf;
@@ -356,7 +357,7 @@ export class StepFeatureCache {
     let n = 0;
     for (let o = 0; o + slot <= buf.length; o += slot) {
       if (buf[o] !== 1) continue;
-      const sample = { h: unpackHash(buf, o + 2), l: 0, i: Math.round(buf[o + 1]) };
+      const sample = { h: unpackHash(buf, o + 2), l: 0, i: Math.round(buf[o + 1]!) };
       const key = featureKey(sample, plan);
       if (!this.cache.has(key)) {
         this.cache.put(key, buf.subarray(o + SLOT_HEADER, o + slot));

@@ -368,7 +368,7 @@ export class WorkerSession {
         );
       }
       const predicted = argmaxRows(logits, this.config.numClasses);
-      for (let k = 0; k < part.length; k++) if (predicted[k] === part[k].l) correct++;
+      for (let k = 0; k < part.length; k++) if (predicted[k] === part[k]!.l) correct++;
     }
     replica.syncHost();
     this.log.debug(

@@ -44,11 +44,11 @@ function table(rows: Prediction[], classes: string[]): string {
             .map(([p, i]) => `${classes[i]} ${p.toFixed(3)}`)
             .join(', ')
         : r.logits.map((l) => l.toFixed(4)).join(' ');
-    return [String(r.index), r.class, order[0][0].toFixed(4), extra, ...(r.path !== undefined ? [r.path] : [])];
+    return [String(r.index), r.class, order[0]![0].toFixed(4), extra, ...(r.path !== undefined ? [r.path] : [])];
   });
-  const widths = header.map((h, c) => Math.max(h.length, ...cells.map((row) => row[c].length)));
+  const widths = header.map((h, c) => Math.max(h.length, ...cells.map((row) => row[c]!.length)));
   const line = (row: string[]): string =>
-    row.map((v, c) => (c === row.length - 1 ? v : v.padEnd(widths[c]))).join('  ');
+    row.map((v, c) => (c === row.length - 1 ? v : v.padEnd(widths[c]!))).join('  ');
   return [line(header), ...cells.map(line)].join('\n') + '\n';
 }
 
@@ -137,7 +137,7 @@ function evalReport(classes: string[], confusion: number[][], correct: number, t
     '',
     'confusion matrix (rows: true class, columns: predicted):',
     ' '.repeat(w) + classes.map((c) => c.padStart(w)).join(''),
-    ...confusion.map((row, i) => classes[i].padEnd(w) + row.map((n) => String(n).padStart(w)).join('')),
+    ...confusion.map((row, i) => classes[i]!.padEnd(w) + row.map((n) => String(n).padStart(w)).join('')),
   ];
   return lines.join('\n') + '\n';
 }
@@ -226,22 +226,24 @@ export const predict: Command = {
       const row = Array.from(logits.subarray(i * k, (i + 1) * k), f32);
       const probabilities = softmax(row);
       let best = 0;
-      for (let c = 1; c < k; c++) if (row[c] > row[best]) best = c;
+      for (let c = 1; c < k; c++) if (row[c]! > row[best]!) best = c;
       predicted.push(best);
       rows.push({
         index: i,
         ...(inputs.paths ? { path: inputs.paths[i] } : {}),
         logits: row,
         probabilities: probabilities.map(f32),
-        class: names[best],
+        class: names[best]!,
       });
     }
     if (set) {
       const confusion = names.map(() => names.map(() => 0));
       let correct = 0;
       set.samples.forEach((x, i) => {
-        confusion[x.label][predicted[i]]++;
-        if (x.label === predicted[i]) correct++;
+        const row = confusion[x.label]!;
+        const p = predicted[i]!;
+        row[p] = row[p]! + 1;
+        if (x.label === p) correct++;
       });
       process.stdout.write(
         json

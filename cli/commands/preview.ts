@@ -48,8 +48,8 @@ export const preview: Command = {
     }
     const samples: PreviewSample[] = [];
     for (const index of picked) {
-      const s = set.samples[index];
-      samples.push({ bytes: await readFileBytes(s.path, 'image'), label: set.classes[s.label], index });
+      const s = set.samples[index]!;
+      samples.push({ bytes: await readFileBytes(s.path, 'image'), label: set.classes[s.label]!, index });
     }
     await renderPreview(samples, out, { size, columns, seed, epoch: 0, logger });
 

@@ -94,7 +94,7 @@ export function stepEvent(
   at: { epoch: number; step: number; steps: number; global_step: number },
   replies: MessageOf<'stepDone'>[],
 ): StepEvent {
-  const first = replies[0];
+  const first = replies[0]!; // one reply per rank, and a ring has at least one
   // Every reply carries the all-reduced (global) counts; a rank's own share is its part of the data plan's split.
   const samples = first.samples;
   const shares = shareSizes(samples, replies.length);

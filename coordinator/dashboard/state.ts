@@ -168,7 +168,8 @@ export class DashboardState implements JobEvents {
     const ranks: { memberId: string; images_per_s: number }[] = [];
     for (const r of s.ranks) {
       const id = this.ring[r.rank];
-      const row = id === undefined ? undefined : this.workers.get(id);
+      if (id === undefined) continue;
+      const row = this.workers.get(id);
       if (!row) continue;
       row.images_per_s = r.images_per_s;
       ranks.push({ memberId: id, images_per_s: r.images_per_s });

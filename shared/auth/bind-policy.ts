@@ -16,7 +16,7 @@ export function isLoopbackHost(host: string): boolean {
   if (isIP(h) === 6) {
     if (h === '::1' || h === '0:0:0:0:0:0:0:1') return true;
     const m = /^(?:0:0:0:0:0|:):ffff:(\d+\.\d+\.\d+\.\d+)$/.exec(h);
-    return m !== null && m[1].startsWith('127.');
+    return m !== null && m[1]!.startsWith('127.');
   }
   return false;
 }

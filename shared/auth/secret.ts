@@ -80,7 +80,7 @@ function readTokenFile(path: string, source: string): SharedSecret {
   }
   if (Buffer.byteLength(text) > MAX_TOKEN_BYTES + 2)
     throw new WolfpackError('E_USAGE', `the token file ${path} is larger than ${MAX_TOKEN_BYTES} bytes`);
-  const line = text.split(/\r?\n/)[0].trim();
+  const line = text.split(/\r?\n/)[0]!.trim();
   if (line.length === 0) throw new WolfpackError('E_USAGE', `the token file ${path} is empty: ${TOKEN_HELP}`);
   return new SharedSecret(line, `${source} ${path}`);
 }

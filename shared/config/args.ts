@@ -17,7 +17,7 @@ export function parse(
   } catch (e) {
     const err = e as Error & { code?: string };
     const unknown = err.code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION' ? /'(--?[^'\s]+)'/.exec(err.message)?.[1] : undefined;
-    const like = unknown?.startsWith('--') ? closest(unknown.slice(2).split('=')[0], Object.keys(options)) : undefined;
+    const like = unknown?.startsWith('--') ? closest(unknown.slice(2).split('=')[0]!, Object.keys(options)) : undefined;
     // node's message names the flag and suggests '--' for positionals; what a user wants is the flag they meant.
     throw new WolfpackError(
       'E_USAGE',
@@ -48,14 +48,16 @@ function editDistance(a: string, b: string): number {
     Array.from({ length: b.length + 1 }, (_, j) => (i === 0 ? j : j === 0 ? i : 0)),
   );
   for (let i = 1; i <= a.length; i++) {
+    const row = d[i]!;
+    const prev = d[i - 1]!;
     for (let j = 1; j <= b.length; j++) {
       const cost = a[i - 1] === b[j - 1] ? 0 : 1;
-      d[i][j] = Math.min(d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + cost);
+      row[j] = Math.min(prev[j]! + 1, row[j - 1]! + 1, prev[j - 1]! + cost);
       if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1])
-        d[i][j] = Math.min(d[i][j], d[i - 2][j - 2] + 1);
+        row[j] = Math.min(row[j]!, d[i - 2]![j - 2]! + 1);
     }
   }
-  return d[a.length][b.length];
+  return d[a.length]![b.length]!;
 }
 
 export function str(values: Record<string, unknown>, name: string, fallback?: string): string {

@@ -204,7 +204,7 @@ function parseYaml(text: string, file: string): unknown {
   if (doc.errors.length > 0) {
     throw new WolfpackError(
       'E_USAGE',
-      `config file ${file}: not valid YAML (${doc.errors[0].message.split('\n')[0]})`,
+      `config file ${file}: not valid YAML (${doc.errors[0]!.message.split('\n')[0]})`,
       { file },
     );
   }

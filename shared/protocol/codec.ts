@@ -88,7 +88,7 @@ function checkFields(msg: Record<string, unknown>): void {
 export function decodeFrame(frame: Uint8Array, maxPayload = Number.MAX_SAFE_INTEGER): DecodedFrame {
   if (frame.length < PREFIX_BYTES)
     throw protocolError(`frame of ${frame.length} bytes is shorter than its ${PREFIX_BYTES}-byte prefix`);
-  if (frame[0] !== FRAME_MAGIC) throw protocolError(`bad frame magic 0x${frame[0].toString(16)}`);
+  if (frame[0] !== FRAME_MAGIC) throw protocolError(`bad frame magic 0x${frame[0]!.toString(16)}`);
   if (frame[1] !== PROTOCOL_VERSION)
     throw protocolError(`protocol version ${frame[1]} is not supported (this build speaks ${PROTOCOL_VERSION})`);
   const view = new DataView(frame.buffer, frame.byteOffset, frame.byteLength);

@@ -94,7 +94,8 @@ function panel(
   yLabel: string,
   xLabel: string,
 ): string {
-  const [x0, x1] = [epochs[0], epochs[epochs.length - 1]];
+  // readMetrics refuses a file with no epochs, so there is a first and a last.
+  const [x0, x1] = [epochs[0]!, epochs[epochs.length - 1]!];
   const pad = 10; // keeps the first and last points off the frame
   const xs = (e: number) => box.x + pad + (x1 === x0 ? box.w / 2 - pad : ((e - x0) / (x1 - x0)) * (box.w - 2 * pad));
   const ys = (v: number) => box.y + box.h - ((v - yRange[0]) / (yRange[1] - yRange[0])) * box.h;
@@ -136,7 +137,7 @@ function panel(
         flush();
         return;
       }
-      const [x, y] = [xs(epochs[i]).toFixed(1), ys(v).toFixed(1)];
+      const [x, y] = [xs(epochs[i]!).toFixed(1), ys(v).toFixed(1)];
       run.push(`${x},${y}`);
       out.push(`<circle cx="${x}" cy="${y}" r="3.5" fill="${s.color}"/>`);
     });

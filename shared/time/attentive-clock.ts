@@ -75,7 +75,7 @@ class AttentiveClock {
     this.credited += Math.min(gap, MAX_CREDIT_MS);
     if (gap > MAX_CREDIT_MS) {
       this.stalls.push({ at: this.credited, ms: gap - MAX_CREDIT_MS, gapMs: gap });
-      while (this.stalls.length > 0 && this.stalls[0].at < this.credited - HISTORY_MS) this.stalls.shift();
+      while (this.stalls.length > 0 && this.stalls[0]!.at < this.credited - HISTORY_MS) this.stalls.shift();
     }
   }
 }

@@ -17,10 +17,10 @@ export function crossEntropyRows(logits: Float32Array, labels: ArrayLike<number>
   const out = new Float64Array(labels.length);
   for (let i = 0; i < labels.length; i++) {
     let max = -Infinity;
-    for (let k = 0; k < classes; k++) max = Math.max(max, logits[i * classes + k]);
+    for (let k = 0; k < classes; k++) max = Math.max(max, logits[i * classes + k]!);
     let sum = 0;
-    for (let k = 0; k < classes; k++) sum += Math.exp(logits[i * classes + k] - max);
-    out[i] = Math.log(sum) + max - logits[i * classes + labels[i]];
+    for (let k = 0; k < classes; k++) sum += Math.exp(logits[i * classes + k]! - max);
+    out[i] = Math.log(sum) + max - logits[i * classes + labels[i]!]!;
   }
   return out;
 }
@@ -31,7 +31,7 @@ export function argmaxRows(logits: Float32Array, classes: number): Int32Array {
   const out = new Int32Array(n);
   for (let i = 0; i < n; i++) {
     let best = 0;
-    for (let k = 1; k < classes; k++) if (logits[i * classes + k] > logits[i * classes + best]) best = k;
+    for (let k = 1; k < classes; k++) if (logits[i * classes + k]! > logits[i * classes + best]!) best = k;
     out[i] = best;
   }
   return out;

@@ -19,15 +19,15 @@ export function momentumStep(
   const { lr, momentum } = cfg;
   for (let i = begin, j = 0; i < end; i++, j++) {
     // Math.fround keeps the intermediate in float32, as the reference frameworks compute it.
-    const a = Math.fround(Math.fround(momentum * accum[i]) + grad[j]);
+    const a = Math.fround(Math.fround(momentum * accum[i]!) + grad[j]!);
     accum[i] = a;
-    w[i] = Math.fround(w[i] - Math.fround(lr * a));
+    w[i] = Math.fround(w[i]! - Math.fround(lr * a));
   }
 }
 
 /** moving = m*moving + (1-m)*batch, for BatchNorm statistics. */
 export function movingAverage(moving: Float32Array, batch: Float32Array, m: number): void {
   for (let i = 0; i < moving.length; i++) {
-    moving[i] = Math.fround(Math.fround(m * moving[i]) + Math.fround((1 - m) * batch[i]));
+    moving[i] = Math.fround(Math.fround(m * moving[i]!) + Math.fround((1 - m) * batch[i]!));
   }
 }

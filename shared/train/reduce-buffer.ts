@@ -67,8 +67,8 @@ export class ReduceLayout {
     const m = at(bn.mean);
     const v = at(bn.variance);
     for (let c = 0; c < mean.length; c++) {
-      stats[m + c] = mean[c] * weight;
-      stats[v + c] = variance[c] * weight;
+      stats[m + c] = mean[c]! * weight;
+      stats[v + c] = variance[c]! * weight;
     }
   }
 
@@ -94,9 +94,9 @@ export class ReduceLayout {
   readMetrics(buf: Float32Array): { loss: number; correct: number; samples: number; skipped: boolean } {
     const m = this.metrics(buf);
     return {
-      loss: m[METRIC.lossSum],
-      correct: Math.round(m[METRIC.correct]),
-      samples: Math.round(m[METRIC.samples]),
+      loss: m[METRIC.lossSum]!,
+      correct: Math.round(m[METRIC.correct]!),
+      samples: Math.round(m[METRIC.samples]!),
       skipped: m[METRIC.nonFinite] !== 0,
     };
   }

@@ -140,14 +140,14 @@ export class Replica implements TrainingReplica, FeatureTraining {
         const features = tf.tidy(() => backbone(net, this.tensors.lookup, x, fwd));
         kept.push(features);
         result = tf.valueAndGrads((...ps: tf.Tensor[]) => {
-          const m = new Map(this.trained.map((s, i) => [s.spec.name, ps[i]]));
+          const m = new Map(this.trained.map((s, i) => [s.spec.name, ps[i]!]));
           const logits = head(net, lookupWith(m), features);
           logitsKept = tf.keep(logits);
           return sparseSoftmaxCrossEntropy(logits, y, globalBatch);
         })(params);
       } else {
         result = tf.valueAndGrads((...ps: tf.Tensor[]) => {
-          const m = new Map(this.trained.map((s, i) => [s.spec.name, ps[i]]));
+          const m = new Map(this.trained.map((s, i) => [s.spec.name, ps[i]!]));
           const logits = forward(net, lookupWith(m), x, fwd);
           logitsKept = tf.keep(logits);
           return sparseSoftmaxCrossEntropy(logits, y, globalBatch);
@@ -166,12 +166,10 @@ export class Replica implements TrainingReplica, FeatureTraining {
         tf.getBackend() === 'wasm'
           ? undefined
           : await Promise.all(result.grads.map((g) => g.data() as Promise<Float32Array>));
-      this.trained.forEach((slot, i) =>
-        grads.set(
-          read?.[i] ?? wasmHeapView(result.grads[i]) ?? (result.grads[i].dataSync() as Float32Array),
-          slot.offset - base,
-        ),
-      );
+      this.trained.forEach((slot, i) => {
+        const g = result.grads[i]!;
+        grads.set(read?.[i] ?? wasmHeapView(g) ?? (g.dataSync() as Float32Array), slot.offset - base);
+      });
       for (let i = 0; i < grads.length; i++)
         if (!Number.isFinite(grads[i])) {
           finite = false;
@@ -183,7 +181,7 @@ export class Replica implements TrainingReplica, FeatureTraining {
           this.reduce.writeBatchStats(buf, s.bn, mean, variance, batch.count / globalBatch);
         }
       }
-      const lossSum = (await result.value.data())[0];
+      const lossSum = (await result.value.data())[0]!;
       const predicted = argmaxRows((await logitsKept!.data()) as Float32Array, net.config.numClasses);
       this.localNonFinite = this.reduce.writeMetrics(buf, {
         lossSum,
@@ -259,7 +257,7 @@ export class Replica implements TrainingReplica, FeatureTraining {
       let logitsKept: tf.Tensor | undefined;
       const params = this.trained.map((s) => this.tensors.get(s.spec.name));
       const result = tf.valueAndGrads((...ps: tf.Tensor[]) => {
-        const m = new Map(this.trained.map((s, i) => [s.spec.name, ps[i]]));
+        const m = new Map(this.trained.map((s, i) => [s.spec.name, ps[i]!]));
         const logits = head(net, lookupWith(m), f);
         logitsKept = tf.keep(logits);
         return sparseSoftmaxCrossEntropy(logits, y, globalBatch);
@@ -269,14 +267,14 @@ export class Replica implements TrainingReplica, FeatureTraining {
       const grads = this.reduce.grads(buf);
       const base = this.reduce.gradBegin;
       const read = await Promise.all(result.grads.map((g) => g.data() as Promise<Float32Array>));
-      this.trained.forEach((slot, i) => grads.set(read[i], slot.offset - base));
+      this.trained.forEach((slot, i) => grads.set(read[i]!, slot.offset - base));
       let finite = true;
       for (let i = 0; i < grads.length; i++)
         if (!Number.isFinite(grads[i])) {
           finite = false;
           break;
         }
-      const lossSum = (await result.value.data())[0];
+      const lossSum = (await result.value.data())[0]!;
       const predicted = argmaxRows((await logitsKept!.data()) as Float32Array, net.config.numClasses);
       this.localNonFinite = this.reduce.writeMetrics(buf, { lossSum, predicted, labels, count, finite });
     } finally {

@@ -110,11 +110,16 @@ export class FlatGpuParams {
     this.b = tf.backend() as WebGpuBackend;
     if (tf.getBackend() !== 'webgpu') throw new WolfpackError('E_BACKEND', 'FlatGpuParams needs the webgpu backend');
     this.slots = slots;
-    this.begin = slots[0].offset;
-    const end = slots[slots.length - 1].offset + slots[slots.length - 1].size;
+    const first = slots[0];
+    const last = slots[slots.length - 1];
+    if (first === undefined || last === undefined)
+      throw new WolfpackError('E_BACKEND', 'FlatGpuParams: no slots (there is no trained parameter)');
+    this.begin = first.offset;
+    const end = last.offset + last.size;
     this.count = end - this.begin;
     slots.forEach((s, i) => {
-      const expect = i === 0 ? this.begin : slots[i - 1].offset + slots[i - 1].size;
+      const prev = slots[i - 1];
+      const expect = prev === undefined ? this.begin : prev.offset + prev.size;
       if (s.offset !== expect)
         throw new WolfpackError(
           'E_BACKEND',
@@ -183,7 +188,7 @@ export class FlatGpuParams {
       );
     const enc = this.encoder();
     grads.forEach((g, i) => {
-      const s = this.slots[i];
+      const s = this.slots[i]!;
       if (g.size !== s.size)
         throw new WolfpackError(
           'E_BACKEND',

@@ -219,7 +219,7 @@ export class WebGpuReplica implements TrainingReplica {
       kept.push(features);
     }
     const result = tf.valueAndGrads((...ps: tf.Tensor[]) => {
-      const m = new Map(this.trained.map((s, i) => [s.spec.name, ps[i]]));
+      const m = new Map(this.trained.map((s, i) => [s.spec.name, ps[i]!]));
       const out = features ? head(net, lookupWith(m), features) : forward(net, lookupWith(m), x, fwd);
       logits = tf.keep(out);
       return sparseSoftmaxCrossEntropy(out, y, globalBatch);
@@ -247,7 +247,7 @@ export class WebGpuReplica implements TrainingReplica {
         return v;
       };
       const flags = take(outputs.flagCount);
-      const lossSum = take(1)[0];
+      const lossSum = take(1)[0]!;
       const predicted = argmaxRows(take(batch.count * classes), classes);
       if (this.reduce.statsSize > 0) {
         for (const s of outputs.stats) {

@@ -236,9 +236,9 @@ export function createMemoryRing(n: number, opts: MemoryRingOptions = {}): Link[
     const random = d ? prng(seed * 7919 + i) : null;
     links.push(new MemoryLink(i, random, maxMs, opts.reorder === true && random !== null, opts.checkReuse !== false));
   }
-  for (let i = 0; i < n; i++) {
-    links[i].right = links[(i + 1) % n];
-    links[i].left = links[(i + n - 1) % n];
+  for (const [i, link] of links.entries()) {
+    link.right = links[(i + 1) % n]!;
+    link.left = links[(i + n - 1) % n]!;
   }
   return links;
 }

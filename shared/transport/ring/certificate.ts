@@ -69,7 +69,7 @@ export function certificateFingerprint(der: Uint8Array): string {
 export function generateRingCertificate(commonName = 'wolfpack ring listener', now = new Date()): RingCertificate {
   const { privateKey, publicKey } = generateKeyPairSync('ed25519');
   const serial = randomBytes(16);
-  serial[0] = (serial[0] & 0x7f) | 0x40; // positive, and no leading zero octet to strip
+  serial[0] = (serial[0]! & 0x7f) | 0x40; // positive, and no leading zero octet to strip
   const subject = name(commonName);
   const tbs = sequence(
     tlv(0xa0, tlv(0x02, Buffer.from([0x02]))), // [0] EXPLICIT version v3

@@ -76,6 +76,6 @@ export function clientFrame(op: number, payload: Uint8Array): Buffer {
   }
   mask.copy(head, o);
   const body = Buffer.from(payload);
-  for (let i = 0; i < body.length; i++) body[i] ^= mask[i & 3];
+  for (let i = 0; i < body.length; i++) body[i] = body[i]! ^ mask[i & 3]!;
   return Buffer.concat([head, body]);
 }

@@ -360,7 +360,7 @@ export class RingIncoming {
         i += take;
         if (this.fhHave < this.fhNeed) return;
         if (this.fhNeed === 2) {
-          const len7 = this.fh[1] & 0x7f;
+          const len7 = this.fh[1]! & 0x7f;
           const ext = len7 === 126 ? 2 : len7 === 127 ? 8 : 0;
           if (ext > 0) {
             this.fhNeed = 2 + ext;
@@ -388,8 +388,8 @@ export class RingIncoming {
   }
 
   private beginFrame(): void {
-    const b0 = this.fh[0];
-    const b1 = this.fh[1];
+    const b0 = this.fh[0]!;
+    const b1 = this.fh[1]!;
     const fin = (b0 & 0x80) !== 0;
     const op = b0 & 0x0f;
     const len7 = b1 & 0x7f;

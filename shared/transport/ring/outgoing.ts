@@ -119,7 +119,7 @@ export class RingOutgoing {
 
   private pump(): void {
     while (this.queueHead < this.queue.length && this.failure === null) {
-      const q = this.queue[this.queueHead];
+      const q = this.queue[this.queueHead]!;
       if (this.inFlight > 0 && this.inFlight + q.data.byteLength > this.maxInFlight) return;
       this.queueHead++;
       this.write(q.tag, q.data, q.resolve, q.reject);
@@ -131,7 +131,7 @@ export class RingOutgoing {
   }
 
   private rejectQueued(err: WolfpackError): void {
-    for (let i = this.queueHead; i < this.queue.length; i++) this.queue[i].reject(err);
+    for (let i = this.queueHead; i < this.queue.length; i++) this.queue[i]!.reject(err);
     this.queue.length = 0;
     this.queueHead = 0;
   }
