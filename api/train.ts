@@ -8,7 +8,7 @@
 import { join } from 'node:path';
 import { coordinatorSecurity, localCoordinatorUrl, securityEnv, type SecurityFlags } from '../shared/auth/config.js';
 import type { BackendChoice } from '../shared/backend/select.js';
-import { apiValue } from '../shared/config/flags.js';
+import { apiValue, badOption } from '../shared/config/flags.js';
 import { TRAINING_FLAGS } from '../coordinator/job-options.js';
 import { WolfpackError } from '../shared/errors.js';
 import { silentLogger, type Logger } from '../shared/log.js';
@@ -111,13 +111,7 @@ export interface TrainResult extends JobResult {
 
 type Checked = Omit<JobOptions, 'logger' | 'print'> & { backend: BackendChoice };
 
-function bad(name: string, want: string, got: unknown): WolfpackError {
-  return new WolfpackError(
-    'E_USAGE',
-    `train(): options.${name}: expected ${want}, got ${typeof got === 'string' ? `'${got}'` : String(got)}`,
-    { option: name },
-  );
-}
+const bad = (name: string, want: string, got: unknown): WolfpackError => badOption('train()', name, want, got);
 
 // The options that are flags of `wolfpack train` are checked against the same table (coordinator/job-options.ts).
 const SPECS = new Map(TRAINING_FLAGS.filter((s) => s.api !== undefined).map((s) => [s.api!, s]));

@@ -10,6 +10,29 @@ import type { JobRun } from './job-run.js';
 import type { StopOutcome } from './stop.js';
 import { joinedEvent, lostEvent } from './dashboard/events.js';
 
+type AbortReport = Awaited<ReturnType<JobRun['cluster']['abort']>>[number];
+
+/**
+ * The abort's reports of the members still in the pack, the one that applied the most steps first (ties in
+ * ring order): a member that answered the abort and was lost after it is no survivor, its steps are not kept.
+ */
+function byProgress(run: JobRun, reports: AbortReport[]): AbortReport[] {
+  const { members } = run.cluster;
+  return reports
+    .filter((r) => members.includes(r.member))
+    .sort((a, b) => b.lastStep - a.lastStep || members.indexOf(a.member) - members.indexOf(b.member));
+}
+
+/**
+ * Counts in the epoch's figures the steps `lead` applied beyond the last one counted here, from its own
+ * replies (a loss or a stop cut the coordinator's wait for them short).
+ */
+function countLateSteps(run: JobRun, lead: AbortReport): void {
+  const first = run.uncounted.get(lead.member);
+  for (const d of [...(first ? [first] : []), ...lead.late])
+    if (d.step >= run.done && d.step <= lead.lastStep) run.acc.add(d);
+}
+
 export async function recover(run: JobRun, e: MemberLost): Promise<void> {
   const { opts, log, server, cluster, S, stepTimeout, joinTimeout, minWorkers, untilStop, result, uncounted } = run;
   for (const m of cluster.prune()) {
@@ -21,17 +44,12 @@ export async function recover(run: JobRun, e: MemberLost): Promise<void> {
     log.warn({ worker: describe(m) }, 'worker lost while aborting');
     opts.events?.event?.(lostEvent(m, 'while the step in flight was aborted'));
   }
-  // The survivor that applied the most steps is the new rank 0 and relays its state to the others
-  // (a member that answered the abort and was lost after it is no survivor: its steps are not kept).
-  const kept = reports.filter((r) => cluster.members.includes(r.member));
-  kept.sort((a, b) => b.lastStep - a.lastStep || cluster.members.indexOf(a.member) - cluster.members.indexOf(b.member));
+  // The survivor that applied the most steps is the new rank 0 and relays its state to the others.
+  const kept = byProgress(run, reports);
   cluster.reorder(kept.map((r) => r.member));
   const lead = kept[0];
   if (lead !== undefined) {
-    // Steps it applied beyond the last one counted here (the loss cut their replies short) count from its own replies.
-    const first = uncounted.get(lead.member);
-    for (const d of [...(first ? [first] : []), ...lead.late])
-      if (d.step >= run.done && d.step <= lead.lastStep) run.acc.add(d);
+    countLateSteps(run, lead);
     run.done = Math.max(lead.lastStep + 1, run.epoch * S);
   }
   uncounted.clear();
@@ -75,7 +93,7 @@ export async function recover(run: JobRun, e: MemberLost): Promise<void> {
  * at the last epoch end, and says so.
  */
 export async function stopRun(run: JobRun, why: string): Promise<StopOutcome> {
-  const { opts, log, cluster, state, accum, output, S, stopTimeout, result, uncounted } = run;
+  const { opts, log, cluster, state, accum, output, S, stopTimeout, result } = run;
   log.warn(
     { reason: why, epoch: run.epoch + 1, step: run.done - run.epoch * S, workers: cluster.members.length },
     'stopping: the step in flight is aborted, the last completed step saved',
@@ -87,12 +105,9 @@ export async function stopRun(run: JobRun, why: string): Promise<StopOutcome> {
     try {
       const reports = await cluster.abort(`stopping (${why})`, stopTimeout);
       cluster.prune();
-      const kept = reports.filter((r) => cluster.members.includes(r.member)).sort((a, b) => b.lastStep - a.lastStep);
-      const lead = kept[0];
+      const lead = byProgress(run, reports)[0];
       if (lead !== undefined && lead.lastStep + 1 > run.epoch * S && lead.lastStep + 1 >= run.done) {
-        const first = uncounted.get(lead.member);
-        for (const d of [...(first ? [first] : []), ...lead.late])
-          if (d.step >= run.done && d.step <= lead.lastStep) run.acc.add(d);
+        countLateSteps(run, lead);
         run.done = lead.lastStep + 1;
         await fetchState(run, lead.member, stopTimeout);
         await output.saveLast(state, accum, run.trainState(run.epoch, run.acc.partial()));

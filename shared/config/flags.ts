@@ -82,6 +82,15 @@ function range(spec: FlagSpec): { min?: number; max?: number } {
   return { ...(spec.min !== undefined ? { min: spec.min } : {}), ...(spec.max !== undefined ? { max: spec.max } : {}) };
 }
 
+/** E_USAGE for option `name` of an API call (`where`, e.g. 'train()'): what it expects and what it got. */
+export function badOption(where: string, name: string, want: string, got: unknown): WolfpackError {
+  return new WolfpackError(
+    'E_USAGE',
+    `${where}: options.${name}: expected ${want}, got ${typeof got === 'string' ? `'${got}'` : String(got)}`,
+    { option: name },
+  );
+}
+
 /**
  * The value of API option `spec.api` in `options` (a typed value, not a string), or its default; E_USAGE
  * naming `where`.options.NAME when it has the wrong type or is out of range. Kind seconds is milliseconds here.
@@ -93,12 +102,7 @@ export function apiValue(
 ): string | number | boolean | undefined {
   const name = spec.api ?? spec.name;
   const v = options[name];
-  const bad = (want: string) =>
-    new WolfpackError(
-      'E_USAGE',
-      `${where}: options.${name}: expected ${want}, got ${typeof v === 'string' ? `'${v}'` : String(v)}`,
-      { option: name },
-    );
+  const bad = (want: string) => badOption(where, name, want, v);
   const scale = spec.kind === 'seconds' ? 1000 : 1;
   if (v === undefined) return typeof spec.default === 'number' ? spec.default * scale : spec.default;
   switch (spec.kind) {
