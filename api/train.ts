@@ -13,7 +13,7 @@ import { TRAINING_FLAGS } from '../coordinator/job-options.js';
 import { WolfpackError } from '../shared/errors.js';
 import { silentLogger, type Logger } from '../shared/log.js';
 import { runJob, type JobOptions, type JobResult } from '../coordinator/job.js';
-import { LocalWorkers } from '../coordinator/local-workers.js';
+import { LocalWorkers, parseGpuList } from '../coordinator/local-workers.js';
 import { fanOut, guardEvents, type JobEvents } from '../coordinator/dashboard/events.js';
 import { DashboardServer, runWithDashboard } from '../coordinator/dashboard/server.js';
 import { reportEvents, STEPS_FILE } from '../coordinator/reports.js';
@@ -46,6 +46,8 @@ export interface TrainOptions {
   out?: string;
   /** The workers' TF.js backend (default 'auto'). */
   backend?: BackendChoice;
+  /** GPU indices the local workers take in turn, as the CLI's --gpus: '0,1,2,3' (worker k: entry k mod n). */
+  gpus?: string;
   /** A worker silent this long is lost, ms (default 30 000). */
   timeoutMs?: number;
   /** Longest wait for workers to join, ms (default 10 minutes). */
@@ -203,6 +205,7 @@ export function checkTrainOptions(options: TrainOptions): Checked {
  */
 export async function train(options: TrainOptions): Promise<TrainResult> {
   const o = checkTrainOptions(options);
+  const gpus = parseGpuList(option(options as unknown as Record<string, unknown>, 'gpus') as string | undefined);
   const dashboardPort = option(options as unknown as Record<string, unknown>, 'dashboardPort') as number | undefined;
   const logger = options.logger ?? silentLogger();
   const flags = options.security ?? {};
@@ -253,7 +256,8 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
         print: options.print ?? (() => undefined),
         ...(options.stop ? { stop: options.stop } : {}),
         events: fanOut(dashboardEvents, events, reports),
-        onListening: (port) => workers.start(o.workers, localCoordinatorUrl(port, security), o.backend, workerEnv),
+        onListening: (port) =>
+          workers.start(o.workers, localCoordinatorUrl(port, security), o.backend, workerEnv, gpus),
       }),
     );
     await workers.stop();

@@ -149,7 +149,12 @@ async function runRank(host: string): Promise<void> {
   if (size > 1) {
     const [outgoing, incoming] = await Promise.all([
       listener.accept({ rank: (rank + 1) % size, jobId: setup.jobId }, setup.connectTimeoutMs),
-      connectRing(setup.left, { rank, size, jobId: setup.jobId }, { timeoutMs: setup.connectTimeoutMs }),
+      // two buckets in flight interleave their messages on the link: it must match them by tag alone
+      connectRing(
+        setup.left,
+        { rank, size, jobId: setup.jobId },
+        { timeoutMs: setup.connectTimeoutMs, ordered: (setup.inflight ?? 1) === 1 },
+      ),
     ]);
     link = wsLink(outgoing, incoming);
   }
@@ -177,7 +182,13 @@ async function runRank(host: string): Promise<void> {
       for (let k = 0; k < buckets.length; k++) await ready(k);
       return { bytesSent: 0, bytesReceived: 0, messagesSent: 0, messagesReceived: 0 };
     }
-    return bucketedAllReduce(buf, rank, size, link, { buckets, ready, step, wire: setup.wire });
+    return bucketedAllReduce(buf, rank, size, link, {
+      buckets,
+      ready,
+      step,
+      wire: setup.wire,
+      ...(setup.inflight !== undefined ? { inflight: setup.inflight } : {}),
+    });
   };
   const schedule = createSchedule(setup, buf, layers, allReduce, bucketed);
   const timeline = stepTimeline(layers, setup.computeMs);

@@ -24,6 +24,7 @@
 import { reverseBuckets, type Bucket } from '../shared/allreduce/buckets.js';
 import type { RingStats } from '../shared/allreduce/ring.js';
 import { WolfpackError } from '../shared/errors.js';
+import { MAX_SLOT_PAIRS } from '../shared/allreduce/simd-add.js';
 
 export const SCHEDULES = ['none', 'overlap'] as const;
 export type GradScheduleKind = (typeof SCHEDULES)[number];
@@ -36,6 +37,8 @@ export interface ScheduleOptions {
   schedule: GradScheduleKind;
   /** Bucket size in MiB (2^20 bytes of float32, as DDP's bucket_cap_mb), for --schedule overlap (default DEFAULT_BUCKET_MB). */
   bucketMb?: number;
+  /** --inflight: buckets all-reduced at once (bucketedAllReduce's inflight): 1 (default: one after another) to 4. */
+  inflight?: number;
   wire: WireFormat;
 }
 
@@ -51,6 +54,16 @@ export function checkScheduleOptions(o: ScheduleOptions): void {
   if (o.bucketMb !== undefined && o.schedule !== 'overlap') {
     throw new WolfpackError('E_USAGE', '--bucket-mb applies to --schedule overlap only');
   }
+  if (o.inflight !== undefined && o.schedule !== 'overlap')
+    throw new WolfpackError('E_USAGE', '--inflight applies to --schedule overlap only');
+  if (
+    o.inflight !== undefined &&
+    !(Number.isSafeInteger(o.inflight) && o.inflight >= 1 && o.inflight <= MAX_SLOT_PAIRS)
+  )
+    throw new WolfpackError(
+      'E_USAGE',
+      `--inflight must be an integer from 1 to ${MAX_SLOT_PAIRS}, got ${String(o.inflight)}`,
+    );
   if (o.bucketMb !== undefined && !(Number.isFinite(o.bucketMb) && o.bucketMb > 0)) {
     throw new WolfpackError('E_USAGE', `--bucket-mb must be a positive number, got ${o.bucketMb}`);
   }

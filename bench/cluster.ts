@@ -67,6 +67,7 @@ export interface ClusterBenchOptions {
   warmup: number;
   schedule?: GradScheduleKind;
   bucketMb?: number;
+  inflight?: number;
   wire?: WireFormat;
   /** Every gradient tensor scaled by this (1: the real ResNet-50), at least one float each. */
   layoutScale?: number;
@@ -90,6 +91,8 @@ export interface ClusterRunResult {
   /** --schedule overlap: the bucket size (MiB) and how many buckets the gradients made; null otherwise. */
   bucket_mb: number | null;
   buckets: number | null;
+  /** --schedule overlap: buckets all-reduced at once (1 or 2); null otherwise. */
+  inflight: number | null;
   wire: WireFormat;
   layout_scale: number;
   layers: number;
@@ -241,7 +244,12 @@ export async function runClusterBench(opts: ClusterBenchOptions): Promise<Cluste
     throw new WolfpackError('E_USAGE', `link Mbit/s must be a positive number (0: unshaped), got ${linkMbit}`);
   if (linkMbit !== undefined && net === 'loopback')
     throw new WolfpackError('E_USAGE', '--link-mbit needs --net netns: loopback links cannot be shaped');
-  checkScheduleOptions({ schedule, wire, ...(opts.bucketMb !== undefined ? { bucketMb: opts.bucketMb } : {}) });
+  checkScheduleOptions({
+    schedule,
+    wire,
+    ...(opts.bucketMb !== undefined ? { bucketMb: opts.bucketMb } : {}),
+    ...(opts.inflight !== undefined ? { inflight: opts.inflight } : {}),
+  });
   if (net === 'netns') {
     const why = netlabUnavailable();
     if (why !== undefined)
@@ -299,6 +307,7 @@ export async function runClusterBench(opts: ClusterBenchOptions): Promise<Cluste
         schedule,
         wire,
         ...(opts.bucketMb !== undefined ? { bucketMb: opts.bucketMb } : {}),
+        ...(opts.inflight !== undefined ? { inflight: opts.inflight } : {}),
         iface: lab !== null ? 'eth0' : null,
         machineStats: i === 0,
         connectTimeoutMs: Math.max(1000, Math.min(30_000, deadline - Date.now())),
@@ -342,6 +351,7 @@ export async function runClusterBench(opts: ClusterBenchOptions): Promise<Cluste
       schedule,
       bucket_mb: schedule === 'overlap' ? (opts.bucketMb ?? DEFAULT_BUCKET_MB) : null,
       buckets: schedule === 'overlap' ? gradBuckets(layerSizes, opts.bucketMb ?? DEFAULT_BUCKET_MB).length : null,
+      inflight: schedule === 'overlap' ? (opts.inflight ?? 1) : null,
       wire,
       layout_scale: scale,
       layers: layerSizes.length,

@@ -71,7 +71,11 @@ function procStatus(pid: number): { rss: number; hwm: number } | undefined {
   try {
     const s = readFileSync(`/proc/${pid}/status`, 'utf8');
     const kb = (k: string) => Number(new RegExp(`^${k}:\\s+(\\d+) kB`, 'm').exec(s)?.[1] ?? NaN) * 1024;
-    return { rss: kb('VmRSS'), hwm: kb('VmHWM') };
+    const rss = kb('VmRSS');
+    const hwm = kb('VmHWM');
+    // A process that has exited but is not yet reaped (a zombie) has no Vm lines: no sample, rather than
+    // a NaN that Math.max would carry into the peak.
+    return Number.isNaN(rss) || Number.isNaN(hwm) ? undefined : { rss, hwm };
   } catch {
     return undefined;
   }

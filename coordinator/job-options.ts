@@ -209,6 +209,14 @@ export const CLUSTER_FLAGS: readonly FlagSpec[] = [
       "the workers' TF.js backend; auto takes the first that works of tensorflow-gpu, webgpu, tensorflow, wasm, cpu",
   },
   {
+    name: 'gpus',
+    kind: 'string',
+    value: 'LIST',
+    api: 'gpus',
+    describe:
+      'GPU indices the local workers take in turn, e.g. 0,1,2,3 (worker k: entry k mod n, passed on as its --gpu); default: none chosen',
+  },
+  {
     name: 'host',
     kind: 'string',
     value: 'ADDR',

@@ -1,8 +1,26 @@
 // Single-node mode: N worker processes on this machine, started from the CLI entry point and
 // stopped by process id however the job ends.
 import { spawn, type ChildProcess } from 'node:child_process';
+import { WolfpackError } from '../shared/errors.js';
 import { cliPath } from '../shared/paths.js';
 import type { Logger } from '../shared/log.js';
+
+/**
+ * `--gpus 0,1,2,3`: the GPU indices local workers take in turn (worker k: entry k mod n), each passed on as
+ * the worker's `--gpu`. Undefined or empty: none chosen (every worker uses its backend's default device).
+ */
+export function parseGpuList(text: string | undefined): number[] | undefined {
+  if (text === undefined || text.trim() === '') return undefined;
+  const parts = text.split(',').map((s) => s.trim());
+  const bad = parts.find((s) => !/^\d+$/.test(s) || !Number.isSafeInteger(Number(s)));
+  if (bad !== undefined)
+    throw new WolfpackError(
+      'E_USAGE',
+      `--gpus: expected GPU indices separated by commas, such as 0,1,2,3; '${bad}' in '${text}' is not one`,
+      { option: 'gpus' },
+    );
+  return parts.map(Number);
+}
 
 function withoutConfig(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
   // The health file (WOLFPACK_HEALTH_FILE = --health-file) is the coordinator's own: workers must not write it.
@@ -18,9 +36,17 @@ export class LocalWorkers {
     this.logger = logger.child({ component: 'local-workers' });
   }
 
-  start(n: number, url: string, backend: string, extraEnv: Record<string, string> = {}): void {
+  /** Starts `n` workers; with `gpus`, worker i runs with `--gpu gpus[i mod gpus.length]`. */
+  start(
+    n: number,
+    url: string,
+    backend: string,
+    extraEnv: Record<string, string> = {},
+    gpus: readonly number[] = [],
+  ): void {
     for (let i = 0; i < n; i++) {
-      const p = spawn(process.execPath, [cliPath, 'worker', '--connect', url, '--backend', backend], {
+      const gpu = gpus.length > 0 ? ['--gpu', String(gpus[i % gpus.length])] : [];
+      const p = spawn(process.execPath, [cliPath, 'worker', '--connect', url, '--backend', backend, ...gpu], {
         stdio: ['ignore', 'inherit', 'inherit'],
         // Their own process group: a terminal's Ctrl-C goes to the coordinator alone, which saves the last
         // step and then tells them to stop; killed with the group, they could take that step's state with them.
@@ -33,7 +59,10 @@ export class LocalWorkers {
       });
       this.procs.push(p);
     }
-    this.logger.info({ pids: this.procs.map((p) => p.pid) }, `started ${n} local worker(s)`);
+    this.logger.info(
+      { pids: this.procs.map((p) => p.pid), ...(gpus.length > 0 ? { gpus: [...gpus] } : {}) },
+      `started ${n} local worker(s)`,
+    );
   }
 
   get pids(): number[] {

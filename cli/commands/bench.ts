@@ -13,6 +13,7 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join, relative } from 'node:path';
 import { runAllreduceBench, runRawTcpBench, type AllreduceBenchResult } from '../../bench/allreduce.js';
+import { MAX_SLOT_PAIRS } from '../../shared/allreduce/simd-add.js';
 import { allreduceCurve, compareAllreduce, CURVE_SIZES } from '../../bench/allreduce-compare.js';
 import { CHAOS_FLAGS, CHAOS_USAGE, chaosOptionsFrom, chaosTable, runChaos } from '../../bench/chaos.js';
 import {
@@ -64,7 +65,7 @@ const USAGE = [
   '       wolfpack bench scaling [--freeze backbone|none] [--repeats 2] [--image-size 64] [--batch-per-worker 18] [--workers 1,2] [--json]',
   `       wolfpack bench tta [--target 0.7] [--max-epochs 12] [--views 2] [--variants ${TTA_VARIANTS.join(',')}] [--no-peer] [--json]`,
   '       wolfpack bench memory [--skip-peak] [--json]',
-  `       wolfpack bench cluster [--workers 2,4,8] [--link-mbit 500] [--compute-ms 2400] [--steps 3] [--warmup 1] [--schedule ${SCHEDULES.join('|')}|none,overlap] [--bucket-mb 25] [--wire ${WIRE_FORMATS.join('|')}] [--layout-scale 1] [--net ${CLUSTER_NETS.join('|')}] [--json]   (root; compute modelled; --link-mbit 0: unshaped; --bucket-mb: MiB, overlap only; --json: one line per N and schedule)`,
+  `       wolfpack bench cluster [--workers 2,4,8] [--link-mbit 500] [--compute-ms 2400] [--steps 3] [--warmup 1] [--schedule ${SCHEDULES.join('|')}|none,overlap] [--bucket-mb 25] [--inflight 1-4] [--wire ${WIRE_FORMATS.join('|')}] [--layout-scale 1] [--net ${CLUSTER_NETS.join('|')}] [--json]   (root; compute modelled; --link-mbit 0: unshaped; --bucket-mb: MiB, overlap only; --json: one line per N and schedule)`,
   '       wolfpack bench webgpu [--batch 32] [--image-size 224] [--reps 5] [--width 64] [--software] [--profile] [--python PY] [--json]   (webgpu beside PyTorch CUDA on the same GPU)',
   `       ${CHAOS_USAGE}`,
   '       wolfpack bench all [--quick] [--out bench/results]   (every benchmark above with its peer; markdown, JSON and PNG in --out)',
@@ -252,6 +253,7 @@ async function clusterRuns(argv: string[], each?: (r: ClusterRunResult) => void)
     warmup: { type: 'string' },
     schedule: { type: 'string' },
     'bucket-mb': { type: 'string' },
+    inflight: { type: 'string' },
     wire: { type: 'string' },
     'layout-scale': { type: 'string' },
     net: { type: 'string' },
@@ -283,6 +285,10 @@ async function clusterRuns(argv: string[], each?: (r: ClusterRunResult) => void)
     throw new WolfpackError('E_USAGE', '--bucket-mb applies to --schedule overlap only');
   const bucketMb =
     values['bucket-mb'] !== undefined ? num(values, 'bucket-mb', 25, { min: 0.001, max: 1e4 }) : undefined;
+  if (values.inflight !== undefined && !schedules.includes('overlap'))
+    throw new WolfpackError('E_USAGE', '--inflight applies to --schedule overlap only');
+  const inflight =
+    values.inflight !== undefined ? num(values, 'inflight', 1, { int: true, min: 1, max: MAX_SLOT_PAIRS }) : undefined;
   const results: ClusterRunResult[] = [];
   for (const workers of intList(values, 'workers', [2, 4, 8]))
     for (const schedule of schedules as GradScheduleKind[]) {
@@ -291,11 +297,12 @@ async function clusterRuns(argv: string[], each?: (r: ClusterRunResult) => void)
         workers,
         schedule,
         ...(schedule === 'overlap' && bucketMb !== undefined ? { bucketMb } : {}),
+        ...(schedule === 'overlap' && inflight !== undefined ? { inflight } : {}),
       });
       results.push(r);
       crossCheckSchedules(results);
       progress(
-        `N=${workers} --schedule ${schedule}${r.buckets !== null ? ` (${r.buckets} buckets of <= ${r.bucket_mb} MiB)` : ''}: step ${(r.step_s * 1e3).toFixed(0)} ms, exposed all-reduce ${(r.exposed_allreduce_s * 1e3).toFixed(0)} ms, efficiency ${(r.efficiency * 100).toFixed(1)}%` +
+        `N=${workers} --schedule ${schedule}${r.buckets !== null ? ` (${r.buckets} buckets of <= ${r.bucket_mb} MiB, ${r.inflight} in flight)` : ''}: step ${(r.step_s * 1e3).toFixed(0)} ms, exposed all-reduce ${(r.exposed_allreduce_s * 1e3).toFixed(0)} ms, efficiency ${(r.efficiency * 100).toFixed(1)}%` +
           `${r.efficiency_on_paper === null ? '' : ` (on paper ${(r.efficiency_on_paper * 100).toFixed(1)}%)`}, load ${r.load1_before.toFixed(2)} -> ${r.load1_after.toFixed(2)}` +
           `${r.same_bits_as_none === undefined ? '' : `, same bits as --schedule none: ${r.same_bits_as_none}`}`,
       );

@@ -1,6 +1,6 @@
 // `wolfpack train`: single-node mode, a coordinator plus N local worker processes.
 import { runJob, type JobOptions } from '../../coordinator/job.js';
-import { LocalWorkers } from '../../coordinator/local-workers.js';
+import { LocalWorkers, parseGpuList } from '../../coordinator/local-workers.js';
 import type { Command } from '../wolfpack.js';
 import { coordinatorSecurity, localCoordinatorUrl, securityEnv } from '../../shared/auth/config.js';
 import { parse } from '../../shared/config/args.js';
@@ -51,6 +51,7 @@ export async function trainLocally(
   });
   const resume = resumeDirFrom(values, defaults.out ?? DEFAULT_OUT);
   const o = jobOptionsFrom({ ...values, resume }, { ...defaults, ...savedJobDefaults(resume) });
+  const gpus = parseGpuList(values.gpus === undefined ? undefined : String(values.gpus));
   // Before any worker is spawned: a missing folder is reported as such, not as workers that were started and killed.
   checkJobFiles(o, values.overwrite === true || run.overwrite === true);
   const flags = securityFlagsFrom(values);
@@ -87,6 +88,7 @@ export async function trainLocally(
               localCoordinatorUrl(port, security),
               o.backend,
               values['log-format'] ? { WOLFPACK_LOG_FORMAT: String(values['log-format']) } : {},
+              gpus,
             ),
         }),
       ),

@@ -32,7 +32,8 @@ const WORKER_SPECS: readonly FlagSpec[] = [
     kind: 'int',
     value: 'INDEX',
     min: 0,
-    describe: 'which GPU adapter a webgpu worker uses, on a host with several',
+    describe:
+      'which GPU this worker uses, on a host with several: the webgpu adapter, or for tensorflow-gpu the CUDA device (CUDA_VISIBLE_DEVICES)',
   },
   {
     name: 'webgpu-optimizer',

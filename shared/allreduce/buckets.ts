@@ -3,11 +3,12 @@
 // gradients first), and bucket k is all-reduced as soon as it is ready, while the rest is still being
 // computed. Every rank reduces the buckets in the same order. Each bucket's segments are the whole
 // buffer's segments cut to it (bucketPartition), so the result is the same bits as one ringAllReduce
-// of the whole buffer. Buckets run one after another on the link: they share its receive slots, and a
+// of the whole buffer. By default buckets run one after another on the link, and a
 // bucket that is ready waits only for the previous one's transfer, never for compute.
 import { WolfpackError } from '../errors.js';
 import type { Link } from './link.js';
 import { bucketPartition, ringAllReduce, type RingOptions, type RingStats } from './ring.js';
+import { MAX_SLOT_PAIRS } from './simd-add.js';
 
 /** A contiguous range [begin, end) of the buffer. */
 export interface Bucket {
@@ -49,6 +50,15 @@ export interface BucketedOptions extends Omit<RingOptions, 'partition'> {
   buckets: readonly Bucket[];
   /** Resolves when bucket k's values are final (default: all are). */
   ready?: (k: number) => Promise<void>;
+  /**
+   * Buckets in flight at once, 1 .. MAX_SLOT_PAIRS (default 1). With K, bucket k starts as soon as it is
+   * ready and bucket k-K is done, so its hops fill the link while the earlier buckets' hops wait on the
+   * ranks' turn-around (each of a ring's 2(N-1) hops costs a wake-up, a conversion and a send besides its
+   * bytes). The calls use their own receive slots (RingOptions.slotPair) and tags, so the sums are the same
+   * bits. Over the WebSocket ring the link must be unordered (connectRing's `ordered: false`) when K > 1:
+   * the buckets' messages interleave.
+   */
+  inflight?: number;
 }
 
 /**
@@ -65,19 +75,40 @@ export async function bucketedAllReduce(
 ): Promise<RingStats> {
   checkCover(opts.buckets, buf.length);
   const step = opts.step ?? 0;
+  const inflight = opts.inflight ?? 1;
+  if (!Number.isSafeInteger(inflight) || inflight < 1 || inflight > MAX_SLOT_PAIRS)
+    throw new WolfpackError(
+      'E_USAGE',
+      `bucketedAllReduce: inflight must be an integer from 1 to ${MAX_SLOT_PAIRS}, got ${String(inflight)}`,
+    );
   const total: RingStats = { bytesSent: 0, bytesReceived: 0, messagesSent: 0, messagesReceived: 0 };
-  for (const [k, { begin, end }] of opts.buckets.entries()) {
-    await opts.ready?.(k);
-    const s = await ringAllReduce(buf.subarray(begin, end), rank, size, link, {
-      chunkElems: opts.chunkElems,
-      step: step + k,
-      partition: bucketPartition(buf.length, size, begin, end),
-      ...(opts.wire !== undefined ? { wire: opts.wire } : {}),
-    });
+  const add = (s: RingStats): void => {
     total.bytesSent += s.bytesSent;
     total.bytesReceived += s.bytesReceived;
     total.messagesSent += s.messagesSent;
     total.messagesReceived += s.messagesReceived;
+  };
+  // running[pair]: the all-reduce of the last bucket started with that slot pair (bucket k uses pair k mod inflight)
+  const running: (Promise<void> | undefined)[] = [];
+  try {
+    for (const [k, { begin, end }] of opts.buckets.entries()) {
+      const pair = k % inflight;
+      await opts.ready?.(k);
+      await running[pair];
+      running[pair] = ringAllReduce(buf.subarray(begin, end), rank, size, link, {
+        chunkElems: opts.chunkElems,
+        step: step + k,
+        partition: bucketPartition(buf.length, size, begin, end),
+        slotPair: pair,
+        ...(opts.wire !== undefined ? { wire: opts.wire } : {}),
+      }).then(add);
+      running[pair].catch(() => undefined); // awaited below or at its pair's next turn
+    }
+    await Promise.all(running);
+  } catch (err) {
+    // the other bucket in flight fails with the same link; wait for it before reporting
+    await Promise.allSettled(running);
+    throw err;
   }
   return total;
 }

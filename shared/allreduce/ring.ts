@@ -33,7 +33,7 @@
 // Distinct steps keep collectives that share a link at the same time apart.
 import { WolfpackError } from '../errors.js';
 import { composeTag, TAG_SEQS, type Link } from './link.js';
-import { addInto, allocSimdBuffer, simdBufferOf, type SimdBuffer } from './simd-add.js';
+import { addInto, allocSimdBuffer, MAX_SLOT_PAIRS, simdBufferOf, type SimdBuffer } from './simd-add.js';
 import { wireCodec, type WireFormat } from './wire.js';
 import { simdWireFor } from './wire-simd.js';
 
@@ -57,6 +57,12 @@ export interface RingOptions {
    * owner rounds in place before sending it round, so every rank still ends with the same bits.
    */
   wire?: WireFormat;
+  /**
+   * Which pair of a ring buffer's receive slots this call uses, 0 .. MAX_SLOT_PAIRS - 1 (default 0). Calls
+   * in flight at once on disjoint parts of one ring buffer must use different pairs (bucketedAllReduce's
+   * `inflight`).
+   */
+  slotPair?: number;
 }
 
 /** The N segments of a buffer: segment s is [offset(s), offset(s) + length(s)); in order, covering it. */
@@ -167,6 +173,9 @@ export async function ringAllReduce(
     throw usage(`chunkElems must be an integer >= 1, got ${chunkElems}`, { chunkElems });
   }
   if (!Number.isSafeInteger(step) || step < 0) throw usage(`step must be an integer >= 0, got ${step}`, { step });
+  const slotPair = opts.slotPair ?? 0;
+  if (!Number.isSafeInteger(slotPair) || slotPair < 0 || slotPair >= MAX_SLOT_PAIRS)
+    throw usage(`slotPair must be an integer in [0, ${MAX_SLOT_PAIRS}), got ${String(opts.slotPair)}`);
 
   const codec = opts.wire === undefined || opts.wire === 'fp32' ? undefined : wireCodec(opts.wire);
   /** Float32 elements a message of n values takes on the link. */
@@ -232,12 +241,15 @@ export async function ringAllReduce(
     chunkElems <= simdInfo.slotElems
       ? simdInfo
       : null;
-  const simdAdd = (slot: 0 | 1, off: number, n: number): void => {
+  /** The receive slot of message `seq`: the pair's two in turn. */
+  const slotOf = (seq: number): number => 2 * slotPair + (seq & 1);
+  const simdAdd = (slot: number, off: number, n: number): void => {
     const s = simd as SimdBuffer;
     const n4 = n >>> 2;
-    s.add(buf.byteOffset + 4 * off, s.slots[slot], n4);
+    const at = s.slots[slot]!;
+    s.add(buf.byteOffset + 4 * off, at, n4);
     if (n4 * 4 < n) {
-      const tail = new Float32Array(buf.buffer, s.slots[slot] + 16 * n4, n - 4 * n4);
+      const tail = new Float32Array(buf.buffer, at + 16 * n4, n - 4 * n4);
       addInto(buf, off + 4 * n4, tail, tail.length);
     }
   };
@@ -253,7 +265,7 @@ export async function ringAllReduce(
     // copy too. An all-gather hop sends on the message as it came (the owner's rounding, not redone).
     if (simdWire) {
       // Into a slot, as the float32 SIMD path below.
-      const slot = seq & 1 ? 1 : 0;
+      const slot = slotOf(seq);
       p = link.recv(tag, wireElems(n), simdWire.slot(slot, n)).then(() => {
         if (g < N - 1) {
           simdWire.unpack(buf, off, slot, n, true);
@@ -277,7 +289,7 @@ export async function ringAllReduce(
       });
     } else if (g < N - 1 && simd !== null) {
       // Into a slot; the receive of seq+2, which reuses it, is posted only after this one is summed.
-      const slot = seq & 1 ? 1 : 0;
+      const slot = slotOf(seq);
       p = link.recv(tag, n, new Float32Array(buf.buffer, simd.slots[slot], n)).then(() => {
         simdAdd(slot, off, n);
         if (fwd >= 0) sendRegion(fwd, off, n);

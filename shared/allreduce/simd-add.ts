@@ -77,14 +77,20 @@ export interface SimdBuffer {
   add: (dst: number, src: number, n4: number) => void;
   /** The wire's conversions, where their module compiles (null otherwise: wire.ts's JS code then does them). */
   wire: WireKernels | null;
-  /** Byte offsets of the two receive slots. */
-  slots: [number, number];
+  /**
+   * Byte offsets of the receive slots: MAX_SLOT_PAIRS pairs, one for each all-reduce in flight at once on
+   * disjoint parts of the buffer (bucketedAllReduce's `inflight`); one all-reduce alternates within its pair.
+   */
+  slots: readonly number[];
   /** Byte offset of a third slot, where a message to send is packed (16-bit wire) before it is copied out. */
   scratch: number;
   slotElems: number;
   /** End of the data region, bytes. */
   dataEnd: number;
 }
+
+/** All-reduces a ring buffer can have in flight at once (bucketedAllReduce's `inflight`): one slot pair each. */
+export const MAX_SLOT_PAIRS = 4;
 
 const simdBuffers = new WeakMap<ArrayBufferLike, SimdBuffer>();
 
@@ -101,15 +107,17 @@ function wireSimdModule(): WebAssembly.Module | null {
 }
 
 /**
- * A zero-filled Float32Array of `length` elements backed by its own WebAssembly.Memory, with two receive
- * slots and a packing slot of `slotElems` after the data; null where WebAssembly SIMD or the memory cannot
+ * A zero-filled Float32Array of `length` elements backed by its own WebAssembly.Memory, with 2 x
+ * MAX_SLOT_PAIRS receive slots and a packing slot of `slotElems` after the data; null where WebAssembly SIMD or the memory cannot
  * be had.
  */
 export function allocSimdBuffer(length: number, slotElems: number): Float32Array | null {
   const mod = simdModule();
   const dataEnd = Math.ceil((length * 4) / 16) * 16;
   const slotBytes = Math.ceil((slotElems * 4) / 16) * 16;
-  const pages = Math.ceil((dataEnd + 3 * slotBytes) / 65536) || 1;
+  const slotCount = 2 * MAX_SLOT_PAIRS;
+  // Pages nobody touches cost address space only: a buffer of the default chunk reserves 36 MiB of slots.
+  const pages = Math.ceil((dataEnd + (slotCount + 1) * slotBytes) / 65536) || 1;
   if (mod === null || pages > 65535) return null;
   let mem: WebAssembly.Memory;
   try {
@@ -122,8 +130,8 @@ export function allocSimdBuffer(length: number, slotElems: number): Float32Array
   simdBuffers.set(mem.buffer, {
     add: inst.exports.add as (dst: number, src: number, n4: number) => void,
     wire: wire === null ? null : (new WebAssembly.Instance(wire, { e: { m: mem } }).exports as unknown as WireKernels),
-    slots: [dataEnd, dataEnd + slotBytes],
-    scratch: dataEnd + 2 * slotBytes,
+    slots: Array.from({ length: slotCount }, (_, i) => dataEnd + i * slotBytes),
+    scratch: dataEnd + slotCount * slotBytes,
     slotElems,
     dataEnd,
   });

@@ -28,12 +28,12 @@ export class SimdWire {
   }
 
   /** The wire's view of receive slot `slot` for a message of n values (ceil(n/2) float32 elements). */
-  slot(slot: 0 | 1, n: number): Float32Array {
-    return new Float32Array(this.memory, this.simd.slots[slot], Math.ceil(n / 2));
+  slot(slot: number, n: number): Float32Array {
+    return new Float32Array(this.memory, this.simd.slots[slot]!, Math.ceil(n / 2));
   }
 
   /** A copy of the message of n values in receive slot `slot`, to send on as it came. */
-  slotCopy(slot: 0 | 1, n: number): Float32Array {
+  slotCopy(slot: number, n: number): Float32Array {
     return this.slot(slot, n).slice();
   }
 
@@ -51,9 +51,9 @@ export class SimdWire {
   }
 
   /** buf[off + i] += (add) or = (!add) value i of the message of n values in receive slot `slot`. */
-  unpack(buf: Float32Array, off: number, slot: 0 | 1, n: number, add: boolean): void {
+  unpack(buf: Float32Array, off: number, slot: number, n: number, add: boolean): void {
     const n8 = n >>> 3;
-    const src = this.simd.slots[slot];
+    const src = this.simd.slots[slot]!;
     if (n8 > 0) this.unpackKernel(buf.byteOffset + 4 * off, src, n8, add ? 1 : 0);
     const rest = n - 8 * n8;
     if (rest === 0) return;

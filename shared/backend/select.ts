@@ -24,6 +24,7 @@ export interface BackendSelection {
 }
 
 import { restoreLegacyUtilChecks } from './node-util-compat.js';
+import { cudaDeviceEnv } from './cuda-device.js';
 
 const require = createRequire(import.meta.url);
 
@@ -68,6 +69,7 @@ async function activate(
 ): Promise<string> {
   switch (name) {
     case 'tensorflow-gpu':
+      Object.assign(process.env, cudaDeviceEnv(opts.gpuIndex, process.env));
       requireTensorflow('@tensorflow/tfjs-node-gpu');
       if (!(await tf.setBackend('tensorflow')))
         throw new WolfpackError('E_BACKEND', 'tfjs-node-gpu loaded but its backend did not initialise');

@@ -472,6 +472,31 @@ for (const file of COMPOSE_FILES) {
   });
 }
 
+t.test('compose.gpu-workers.yaml: one worker per GPU, each its own', async (t) => {
+  const text = readFileSync(join(deploy, 'compose.gpu-workers.yaml'), 'utf8');
+  const services = obj(obj(parseYaml(text, { merge: true })).services);
+  const plain = obj(obj(obj(parseYaml(readFileSync(join(deploy, 'compose.workers.yaml'), 'utf8'))).services).worker);
+  const names = Object.keys(services);
+  t.same(
+    names,
+    Array.from({ length: 8 }, (_, i) => `worker-gpu${i}`),
+    'worker-gpu0 .. worker-gpu7',
+  );
+  for (const [i, name] of names.entries()) {
+    const s = obj(services[name]);
+    const devices = list(obj(obj(obj(s.deploy).resources).reservations).devices).map(obj);
+    t.same(devices, [{ driver: 'nvidia', device_ids: [String(i)], capabilities: ['gpu'] }], `${name}: GPU ${i} alone`);
+    t.same(s.command, plain.command, `${name}: the command of compose.workers.yaml's worker`);
+    t.same(s.environment, plain.environment, `${name}: and its environment`);
+    t.equal(s.network_mode, 'host', `${name}: the host's network (ring ports reachable from other hosts)`);
+    t.same(obj(s.healthcheck).test, obj(plain.healthcheck).test, `${name}: the same health check`);
+    t.equal(s.init, true, `${name}: init forwards signals`);
+  }
+  for (const v of composeVars(text))
+    t.match(readme, new RegExp('`' + v + '`'), `compose.gpu-workers.yaml: \${${v}} is documented in deploy/README.md`);
+  t.match(readme, /compose\.gpu-workers\.yaml/, 'deploy/README.md says how to use it');
+});
+
 t.test('deploy/k8s', async (t) => {
   const docs = readdirSync(join(deploy, 'k8s'))
     .filter((f) => f.endsWith('.yaml'))
@@ -600,11 +625,8 @@ t.test('Dockerfiles', async (t) => {
       /npm ci --omit=dev --include=optional --ignore-scripts/,
       `${file}: production dependencies; no install script runs unasked`,
     );
-    t.match(
-      text,
-      /rm -rf [^\n]*node_modules\/webgpu/,
-      `${file}: no webgpu (it needs a Vulkan loader the image has not got)`,
-    );
+    if (file === 'Dockerfile.cpu')
+      t.match(text, /rm -rf [^\n]*node_modules\/webgpu/, `${file}: no webgpu (it needs a Vulkan loader the image has not got)`);
     t.match(text, /FONTCONFIG_FILE=\/app\/deploy\/fonts\.conf/, `${file}: a fontconfig for the text of curves.png`);
     t.match(text, /WOLFPACK_LOG_FORMAT=json/, `${file}: JSON logs`);
     const users = [...text.matchAll(/^USER\s+(\S+)/gm)].map((m) => m[1]);
@@ -630,6 +652,14 @@ t.test('Dockerfiles', async (t) => {
     'Dockerfile.gpu: checks the GPU backend installed',
   );
   t.match(gpu, /WOLFPACK_BACKEND=tensorflow-gpu/, "Dockerfile.gpu: the workers' --backend");
+  // one image for both GPU backends: webgpu stays, with what it needs on an NVIDIA host
+  t.notMatch(gpu, /rm -rf [^\n]*node_modules\/(webgpu|@tensorflow\/tfjs-backend-webgpu)/, 'Dockerfile.gpu: keeps webgpu');
+  t.match(gpu, /install [^\n]*\n\s*libvulkan1 libegl1/, 'Dockerfile.gpu: the Vulkan loader and libEGL');
+  t.match(
+    gpu,
+    /NVIDIA_DRIVER_CAPABILITIES=compute,utility,graphics/,
+    "Dockerfile.gpu: the driver's Vulkan ICD is mounted (graphics)",
+  );
 });
 
 t.test('the health check command', async (t) => {
@@ -694,7 +724,7 @@ t.test(
         timeout: 30_000,
         cwd: dir,
       });
-    for (const file of COMPOSE_FILES) {
+    for (const file of [...COMPOSE_FILES, 'compose.gpu-workers.yaml']) {
       const r = config(file, env);
       t.equal(r.status, 0, `${tool!.join(' ')} config: ${file} is valid${r.status ? `\n${r.stderr}` : ''}`);
       const out = obj(parseYaml(r.stdout));
