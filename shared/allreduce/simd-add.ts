@@ -50,17 +50,23 @@ const ADD_MODULE = new Uint8Array([
   0x0a, ADD_BODY.length + 2, 0x01, ADD_BODY.length, ...ADD_BODY, // code
 ]);
 
-let addModule: WebAssembly.Module | null | undefined;
-function simdModule(): WebAssembly.Module | null {
-  if (addModule === undefined) {
-    try {
-      addModule = WebAssembly.validate(ADD_MODULE) ? new WebAssembly.Module(ADD_MODULE) : null;
-    } catch {
-      addModule = null;
+/** The module of `bytes`, compiled on first use; null where this engine cannot (no WebAssembly SIMD). */
+function compiledOnce(bytes: BufferSource): () => WebAssembly.Module | null {
+  let mod: WebAssembly.Module | null | undefined;
+  return () => {
+    if (mod === undefined) {
+      try {
+        mod = WebAssembly.validate(bytes) ? new WebAssembly.Module(bytes) : null;
+      } catch {
+        mod = null;
+      }
     }
-  }
-  return addModule;
+    return mod;
+  };
 }
+
+const simdModule = compiledOnce(ADD_MODULE);
+const wireSimdModule = compiledOnce(WIRE_SIMD_WASM);
 
 /** The 16-bit wire's SIMD kernels (wire-simd.wat), on the same memory; byte addresses, groups of 8 or 4. */
 export interface WireKernels {
@@ -93,18 +99,6 @@ export interface SimdBuffer {
 export const MAX_SLOT_PAIRS = 4;
 
 const simdBuffers = new WeakMap<ArrayBufferLike, SimdBuffer>();
-
-let wireModule: WebAssembly.Module | null | undefined;
-function wireSimdModule(): WebAssembly.Module | null {
-  if (wireModule === undefined) {
-    try {
-      wireModule = WebAssembly.validate(WIRE_SIMD_WASM) ? new WebAssembly.Module(WIRE_SIMD_WASM) : null;
-    } catch {
-      wireModule = null;
-    }
-  }
-  return wireModule;
-}
 
 /**
  * A zero-filled Float32Array of `length` elements backed by its own WebAssembly.Memory, with 2 x
