@@ -10,7 +10,10 @@ t.test('without --gpu only memory growth is asked for', async (t) => {
 
 t.test('--gpu I on a host whose GPUs are all visible: device I', async (t) => {
   t.same(cudaDeviceEnv(2, {}), { TF_FORCE_GPU_ALLOW_GROWTH: 'true', CUDA_VISIBLE_DEVICES: '2' });
-  t.same(cudaDeviceEnv(0, { CUDA_VISIBLE_DEVICES: '' }), { TF_FORCE_GPU_ALLOW_GROWTH: 'true', CUDA_VISIBLE_DEVICES: '0' });
+  t.same(cudaDeviceEnv(0, { CUDA_VISIBLE_DEVICES: '' }), {
+    TF_FORCE_GPU_ALLOW_GROWTH: 'true',
+    CUDA_VISIBLE_DEVICES: '0',
+  });
 });
 
 t.test('--gpu I where the environment narrowed the GPUs: the I-th of them', async (t) => {
@@ -18,9 +21,9 @@ t.test('--gpu I where the environment narrowed the GPUs: the I-th of them', asyn
     CUDA_VISIBLE_DEVICES: '3',
   });
   t.same(cudaDeviceEnv(0, { CUDA_VISIBLE_DEVICES: 'GPU-5ec2a1b4' }).CUDA_VISIBLE_DEVICES, 'GPU-5ec2a1b4', 'UUIDs too');
-  t.throws(
-    () => cudaDeviceEnv(2, { CUDA_VISIBLE_DEVICES: '2,3' }),
-    { code: 'E_BACKEND', message: /--gpu 2: CUDA_VISIBLE_DEVICES=2,3 gives this process 2 GPU\(s\); valid indices are 0\.\.1/ },
-  );
+  t.throws(() => cudaDeviceEnv(2, { CUDA_VISIBLE_DEVICES: '2,3' }), {
+    code: 'E_BACKEND',
+    message: /--gpu 2: CUDA_VISIBLE_DEVICES=2,3 gives this process 2 GPU\(s\); valid indices are 0\.\.1/,
+  });
   t.throws(() => cudaDeviceEnv(-1, {}), { code: 'E_USAGE' });
 });

@@ -12,7 +12,11 @@ t.test('parseGpuList', async (t) => {
   t.equal(parseGpuList(undefined), undefined);
   t.equal(parseGpuList(''), undefined);
   for (const bad of ['0,,1', 'a', '1.5', '-1', '0;1'])
-    t.throws(() => parseGpuList(bad), { code: 'E_USAGE', message: /--gpus: expected GPU indices separated by commas/ }, bad);
+    t.throws(
+      () => parseGpuList(bad),
+      { code: 'E_USAGE', message: /--gpus: expected GPU indices separated by commas/ },
+      bad,
+    );
 });
 
 t.test('worker k runs with --gpu LIST[k mod n]', async (t) => {

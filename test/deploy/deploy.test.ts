@@ -626,7 +626,11 @@ t.test('Dockerfiles', async (t) => {
       `${file}: production dependencies; no install script runs unasked`,
     );
     if (file === 'Dockerfile.cpu')
-      t.match(text, /rm -rf [^\n]*node_modules\/webgpu/, `${file}: no webgpu (it needs a Vulkan loader the image has not got)`);
+      t.match(
+        text,
+        /rm -rf [^\n]*node_modules\/webgpu/,
+        `${file}: no webgpu (it needs a Vulkan loader the image has not got)`,
+      );
     t.match(text, /FONTCONFIG_FILE=\/app\/deploy\/fonts\.conf/, `${file}: a fontconfig for the text of curves.png`);
     t.match(text, /WOLFPACK_LOG_FORMAT=json/, `${file}: JSON logs`);
     const users = [...text.matchAll(/^USER\s+(\S+)/gm)].map((m) => m[1]);
@@ -653,7 +657,11 @@ t.test('Dockerfiles', async (t) => {
   );
   t.match(gpu, /WOLFPACK_BACKEND=tensorflow-gpu/, "Dockerfile.gpu: the workers' --backend");
   // one image for both GPU backends: webgpu stays, with what it needs on an NVIDIA host
-  t.notMatch(gpu, /rm -rf [^\n]*node_modules\/(webgpu|@tensorflow\/tfjs-backend-webgpu)/, 'Dockerfile.gpu: keeps webgpu');
+  t.notMatch(
+    gpu,
+    /rm -rf [^\n]*node_modules\/(webgpu|@tensorflow\/tfjs-backend-webgpu)/,
+    'Dockerfile.gpu: keeps webgpu',
+  );
   t.match(gpu, /install [^\n]*\n\s*libvulkan1 libegl1/, 'Dockerfile.gpu: the Vulkan loader and libEGL');
   t.match(
     gpu,
