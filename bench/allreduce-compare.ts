@@ -194,7 +194,8 @@ export async function allreduceCurve(
     onWait: (b) => opts.progress?.(`waiting for the machine to quieten (CPU ${(b * 100).toFixed(0)}% busy)`),
   });
   opts.progress?.(
-    `all-reduce curve: N=${procs.join(',')}, ${sizes.length} sizes from ${sizes[0]! * 4} B to ${sizes[sizes.length - 1]! * 4} B, wolfpack then Gloo`,
+    `all-reduce curve: N=${procs.join(',')}, ${sizes.length} sizes ` +
+      `from ${sizes[0]! * 4} B to ${sizes[sizes.length - 1]! * 4} B, wolfpack then Gloo`,
   );
   const points: CurvePoint[] = [];
   for (const n of procs) {
@@ -266,9 +267,11 @@ export function curveSvg(c: CurveResult, width = 860, height = 560): string {
   const Y = (v: number) =>
     box.y + box.h - ((Math.log10(v) - Math.log10(lo)) / (Math.log10(hi) - Math.log10(lo))) * box.h;
   const out: string[] = [
-    `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" font-family="DejaVu Sans, Liberation Sans, Arial, sans-serif" font-size="12" fill="#222222">`,
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}"` +
+      ` font-family="DejaVu Sans, Liberation Sans, Arial, sans-serif" font-size="12" fill="#222222">`,
     `<rect width="${width}" height="${height}" fill="#ffffff"/>`,
-    `<text x="${width / 2}" y="26" text-anchor="middle" font-size="16" font-weight="bold">All-reduce busbw vs message size (float32 SUM, loopback): wolfpack ring vs PyTorch Gloo</text>`,
+    `<text x="${width / 2}" y="26" text-anchor="middle" font-size="16" font-weight="bold">` +
+      `All-reduce busbw vs message size (float32 SUM, loopback): wolfpack ring vs PyTorch Gloo</text>`,
     `<rect x="${box.x}" y="${box.y}" width="${box.w}" height="${box.h}" fill="#ffffff" stroke="#333333"/>`,
   ];
   for (let d = Math.log10(lo); d <= Math.log10(hi) + 1e-9; d++) {
@@ -287,10 +290,12 @@ export function curveSvg(c: CurveResult, width = 860, height = 560): string {
     lastLabel = x;
   }
   out.push(
-    `<text x="${box.x + box.w / 2}" y="${box.y + box.h + 42}" text-anchor="middle">message size (bytes per rank)</text>`,
+    `<text x="${box.x + box.w / 2}" y="${box.y + box.h + 42}" text-anchor="middle">` +
+      `message size (bytes per rank)</text>`,
   );
   out.push(
-    `<text transform="translate(${box.x - 60} ${box.y + box.h / 2}) rotate(-90)" text-anchor="middle">busbw, MB/s (log)</text>`,
+    `<text transform="translate(${box.x - 60} ${box.y + box.h / 2}) rotate(-90)" text-anchor="middle">` +
+      `busbw, MB/s (log)</text>`,
   );
   c.procs.forEach((n, i) => {
     const color = COLORS[i % COLORS.length];
@@ -302,12 +307,14 @@ export function curveSvg(c: CurveResult, width = 860, height = 560): string {
       if (pts.length === 0) continue;
       const dash = who === 'gloo' ? ' stroke-dasharray="7 4"' : '';
       out.push(
-        `<polyline points="${pts.map(([b, v]) => `${X(b).toFixed(1)},${Y(v).toFixed(1)}`).join(' ')}" fill="none" stroke="${color}" stroke-width="2.5"${dash}/>`,
+        `<polyline points="${pts.map(([b, v]) => `${X(b).toFixed(1)},${Y(v).toFixed(1)}`).join(' ')}"` +
+          ` fill="none" stroke="${color}" stroke-width="2.5"${dash}/>`,
       );
       for (const [b, v] of pts) {
         out.push(
           who === 'gloo'
-            ? `<rect x="${(X(b) - 3).toFixed(1)}" y="${(Y(v) - 3).toFixed(1)}" width="6" height="6" fill="#ffffff" stroke="${color}" stroke-width="1.5"/>`
+            ? `<rect x="${(X(b) - 3).toFixed(1)}" y="${(Y(v) - 3).toFixed(1)}" width="6" height="6"` +
+                ` fill="#ffffff" stroke="${color}" stroke-width="1.5"/>`
             : `<circle cx="${X(b).toFixed(1)}" cy="${Y(v).toFixed(1)}" r="3.5" fill="${color}"/>`,
         );
       }
@@ -320,7 +327,8 @@ export function curveSvg(c: CurveResult, width = 860, height = 560): string {
     for (const who of ['wolfpack', 'Gloo'] as const) {
       const dash = who === 'Gloo' ? ' stroke-dasharray="7 4"' : '';
       out.push(
-        `<line x1="${box.x + 12}" y1="${ly}" x2="${box.x + 42}" y2="${ly}" stroke="${color}" stroke-width="2.5"${dash}/>`,
+        `<line x1="${box.x + 12}" y1="${ly}" x2="${box.x + 42}" y2="${ly}"` +
+          ` stroke="${color}" stroke-width="2.5"${dash}/>`,
       );
       out.push(`<text x="${box.x + 50}" y="${ly}" dy="0.35em">${esc(`${who} N=${n}`)}</text>`);
       ly += 18;

@@ -3,7 +3,8 @@
 //
 // runAllreduceBench spawns N ranks (`node dist/bench/allreduce-rank.js ring`); this process is the
 // rendezvous: each rank reports its ring port over IPC, gets its rank and its left neighbour's URL, and
-// joins the ring (it connects to the left neighbour and accepts the right one, see shared/transport/ring/). Each rank fills its buffer with rank+1, then for warmup + reps: barrier (a one-element
+// joins the ring (it connects to the left neighbour and accepts the right one, see shared/transport/ring/).
+// Each rank fills its buffer with rank+1, then for warmup + reps: barrier (a one-element
 // ring all-reduce, as Gloo's barrier is a collective too), timed all-reduce, check that every element is
 // N(N+1)/2 (outside the timed region). The time of a rep is the slowest rank's; the figures are
 //   median_s   median over reps of that time

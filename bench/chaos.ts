@@ -100,8 +100,10 @@ export const CHAOS_DEFAULTS: Omit<ChaosOptions, 'progress' | 'dir'> = {
 };
 
 export const CHAOS_USAGE =
-  'wolfpack bench chaos [--workers 3] [--min-workers 2] [--epochs 20] [--steps-per-epoch 20] [--batch-size 6] [--lr 0.001] [--freeze backbone|none] ' +
-  `[--timeout 3] [--seed 1] [--gap 2-6] [--max-faults N] [--kinds ${FAULT_KINDS.join(',')}] [--network auto|netns|loopback] [--max-minutes 30] ` +
+  'wolfpack bench chaos [--workers 3] [--min-workers 2] [--epochs 20] [--steps-per-epoch 20] [--batch-size 6] ' +
+  '[--lr 0.001] [--freeze backbone|none] ' +
+  `[--timeout 3] [--seed 1] [--gap 2-6] [--max-faults N] [--kinds ${FAULT_KINDS.join(',')}] ` +
+  '[--network auto|netns|loopback] [--max-minutes 30] ' +
   '[--tolerance 1e-4] [--dir DIR] [--keep] [--json]   (link cuts need root; not part of bench all)';
 
 export const CHAOS_FLAGS: Options = {
@@ -234,7 +236,10 @@ export interface ChaosResult {
   joins: number;
   replacements: number;
   wall_s: { reference: number; chaos: number; total: number };
-  /** The worst tensor over the whole checkpoint, and the worst of the weights and of the Momentum accumulators (moments.*) apart. */
+  /**
+   * The worst tensor over the whole checkpoint, and the worst of the weights and of the Momentum accumulators
+   * (moments.*) apart.
+   */
   weights: {
     worst_rel_diff: number | null;
     tensor: string;
@@ -293,7 +298,10 @@ class Run {
   /** The worker process now in each slot. */
   private readonly slots = new Map<string, PackProcess>();
   private readonly rng: SampleRng;
-  /** Draws of the replacements, which run beside the schedule (a stream of their own, so the schedule's draws stay in order). */
+  /**
+   * Draws of the replacements, which run beside the schedule (a stream of their own, so the schedule's draws stay
+   * in order).
+   */
   private readonly restartRng: SampleRng;
   /** Slots whose lost worker is being replaced (a fresh one started, the old process waited for). */
   private readonly replacing = new Map<string, Promise<void>>();
@@ -384,7 +392,9 @@ class Run {
       const quietFor = this.pack.now() - Math.max(this.pack.lastProgressAt, this.faultActiveSince ?? 0);
       if (quietFor > this.stallMs && !this.pack.coordinatorExited) {
         this.problem(
-          `hang: nothing happened for ${(quietFor / 1000).toFixed(0)} s (epoch ${this.pack.epoch} step ${this.pack.stepInEpoch}); last coordinator lines:\n${this.pack.tail.slice(-15).join('\n')}`,
+          `hang: nothing happened for ${(quietFor / 1000).toFixed(0)} s ` +
+            `(epoch ${this.pack.epoch} step ${this.pack.stepInEpoch}); last coordinator lines:\n` +
+            `${this.pack.tail.slice(-15).join('\n')}`,
         );
         void this.pack.stop();
       }
@@ -760,34 +770,46 @@ export function chaosTable(r: ChaosResult): string {
   const rows: [string, string][] = [
     [
       'setting',
-      `${c.workers} workers, --min-workers ${c.minWorkers} (${r.network === 'netns' ? 'each in a network namespace, token-authenticated' : 'loopback'}), ` +
-        `${c.epochs} epochs x ${c.stepsPerEpoch} steps x ${c.batchSize} images, --freeze ${c.freeze} --bn frozen --lr ${c.lr}, --timeout ${c.timeoutS} s, fault seed ${c.seed}`,
+      `${c.workers} workers, --min-workers ${c.minWorkers} ` +
+        `(${r.network === 'netns' ? 'each in a network namespace, token-authenticated' : 'loopback'}), ` +
+        `${c.epochs} epochs x ${c.stepsPerEpoch} steps x ${c.batchSize} images, ` +
+        `--freeze ${c.freeze} --bn frozen --lr ${c.lr}, --timeout ${c.timeoutS} s, fault seed ${c.seed}`,
     ],
     ['faults', `${nFaults}: ${kinds}`],
     [
       'evictions',
-      `${r.evictions} (${r.unexpected_evictions} not caused by the fault's own kind${unexpected.length ? `: ${unexpected.map((e) => `pid ${e.pid} ${e.reason}`).join('; ')}` : ''})`,
+      `${r.evictions} (${r.unexpected_evictions} not caused by the fault's own kind` +
+        `${unexpected.length ? `: ${unexpected.map((e) => `pid ${e.pid} ${e.reason}`).join('; ')}` : ''})`,
     ],
     ['joins', `${r.joins} fresh workers entered the ring (${r.replacements} started)`],
     [
       'steps',
-      `${r.steps} (${r.chaos.steps_logged} logged by the coordinator; the rest completed on survivors when a fault cut the replies short)`,
+      `${r.steps} (${r.chaos.steps_logged} logged by the coordinator; ` +
+        'the rest completed on survivors when a fault cut the replies short)',
     ],
     [
       'wall time',
-      `chaos ${r.wall_s.chaos.toFixed(0)} s, uninterrupted ${r.wall_s.reference.toFixed(0)} s, total ${r.wall_s.total.toFixed(0)} s`,
+      `chaos ${r.wall_s.chaos.toFixed(0)} s, uninterrupted ${r.wall_s.reference.toFixed(0)} s, ` +
+        `total ${r.wall_s.total.toFixed(0)} s`,
     ],
     [
       'weights vs uninterrupted',
-      `worst per-tensor relative difference ${sci(r.weights.worst_rel_diff)} ${r.weights.ok ? '<=' : 'NOT <='} ${sci(r.weights.tolerance)}: ` +
-        `${r.weights.ok ? 'ok' : 'MISMATCH'}${r.weights.params ? ` (weights ${sci(r.weights.params.rel)} in ${r.weights.params.tensor}` : ''}` +
-        `${r.weights.momentum ? `, Momentum accumulators ${sci(r.weights.momentum.rel)} in ${r.weights.momentum.tensor})` : r.weights.params ? ')' : ''}`,
+      `worst per-tensor relative difference ${sci(r.weights.worst_rel_diff)} ` +
+        `${r.weights.ok ? '<=' : 'NOT <='} ${sci(r.weights.tolerance)}: ` +
+        `${r.weights.ok ? 'ok' : 'MISMATCH'}` +
+        `${r.weights.params ? ` (weights ${sci(r.weights.params.rel)} in ${r.weights.params.tensor}` : ''}` +
+        (r.weights.momentum
+          ? `, Momentum accumulators ${sci(r.weights.momentum.rel)} in ${r.weights.momentum.tensor})`
+          : r.weights.params
+            ? ')'
+            : ''),
     ],
     [
       'samples per epoch',
       bad.length === 0
         ? `every epoch ${r.samples[0]?.expected ?? 0} = ${c.stepsPerEpoch} steps x ${c.batchSize}: ok`
-        : `MISMATCH in ${bad.length} epoch(s): ${bad.map((s) => `epoch ${s.epoch} ${s.samples ?? 'no record'} (expected ${s.expected})`).join(', ')}`,
+        : `MISMATCH in ${bad.length} epoch(s): ` +
+          `${bad.map((s) => `epoch ${s.epoch} ${s.samples ?? 'no record'} (expected ${s.expected})`).join(', ')}`,
     ],
     ['result', r.ok ? 'ok' : `FAILED${r.dir ? ` (logs in ${r.dir})` : ''}`],
   ];
@@ -803,9 +825,12 @@ export function chaosTable(r: ChaosResult): string {
   lines.push('', 'faults (time, where the run was, victim, what happened):');
   for (const f of r.chaos.faults) {
     lines.push(
-      `  ${String(f.n).padStart(3)} ${f.at_s.toFixed(1).padStart(7)} s  e${f.epoch} s${f.step}  ${f.kind.padEnd(10)} ${f.slot} pid ${f.pid} rank ${f.rank}` +
-        `${f.held_s ? `, held ${f.held_s.toFixed(1)} s` : ''}${f.evicted_after_s !== null ? `, evicted after ${f.evicted_after_s.toFixed(1)} s` : ''}` +
-        `${f.resumed_after_s !== null ? `, next step after ${f.resumed_after_s.toFixed(1)} s` : ''}${f.replacement !== null ? `, replaced by pid ${f.replacement}` : ''}` +
+      `  ${String(f.n).padStart(3)} ${f.at_s.toFixed(1).padStart(7)} s  e${f.epoch} s${f.step}  ` +
+        `${f.kind.padEnd(10)} ${f.slot} pid ${f.pid} rank ${f.rank}` +
+        `${f.held_s ? `, held ${f.held_s.toFixed(1)} s` : ''}` +
+        `${f.evicted_after_s !== null ? `, evicted after ${f.evicted_after_s.toFixed(1)} s` : ''}` +
+        `${f.resumed_after_s !== null ? `, next step after ${f.resumed_after_s.toFixed(1)} s` : ''}` +
+        `${f.replacement !== null ? `, replaced by pid ${f.replacement}` : ''}` +
         `${f.notes.length ? `; ${f.notes.join('; ')}` : ''}`,
     );
   }

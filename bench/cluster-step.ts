@@ -35,7 +35,10 @@ import { WIRE_FORMATS, type WireFormat } from '../shared/allreduce/wire.js';
 
 export interface ScheduleOptions {
   schedule: GradScheduleKind;
-  /** Bucket size in MiB (2^20 bytes of float32, as DDP's bucket_cap_mb), for --schedule overlap (default DEFAULT_BUCKET_MB). */
+  /**
+   * Bucket size in MiB (2^20 bytes of float32, as DDP's bucket_cap_mb), for --schedule overlap
+   * (default DEFAULT_BUCKET_MB).
+   */
   bucketMb?: number;
   /** --inflight: buckets all-reduced at once (bucketedAllReduce's inflight): 1 (default: one after another) to 4. */
   inflight?: number;

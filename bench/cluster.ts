@@ -22,8 +22,8 @@
 // overlap the same ring at line rate bucket by bucket, each starting when it is ready and the previous
 // one is done (overlapOnPaper), the bytes each host's link
 // actually carried (headers and ACKs included, from its tbf qdisc), CPU seconds per step of each rank,
-// how busy the machine was and the load average before and after. `--net loopback` runs the same ranks on 127.0.0.1 without
-// namespaces (no shaping), to tell the harness apart from the network.
+// how busy the machine was and the load average before and after. `--net loopback` runs the same ranks on
+// 127.0.0.1 without namespaces (no shaping), to tell the harness apart from the network.
 //
 // Cleanup: every rank is killed by pid and every namespace (with its veth and bridge) deleted on every
 // exit path, and on SIGINT/SIGTERM/SIGHUP (bench/netlab.ts); every wait is bounded.
@@ -53,7 +53,8 @@ export type ClusterNet = (typeof CLUSTER_NETS)[number];
 
 /** Said in every report: the figures are not a real training run. */
 export const COMPUTE_MODELLED_NOTE =
-  'Compute is modelled, not run: each step waits T/3 (forward) and then releases the gradients layer by layer over 2T/3 (backward), ' +
+  'Compute is modelled, not run: each step waits T/3 (forward) and then releases the gradients layer by layer ' +
+  'over 2T/3 (backward), ' +
   'as a GPU would, using no CPU; the all-reduce is real (ring transport, ring schedule, N processes).';
 
 export interface ClusterBenchOptions {
@@ -105,21 +106,33 @@ export interface ClusterRunResult {
   /** Shortest and longest single step over all ranks, s. */
   step_min_s: number;
   step_max_s: number;
-  /** Of the slowest rank: all-reduce time not hidden by compute, whole all-reduce time, modelled compute as delivered, s. */
+  /**
+   * Of the slowest rank: all-reduce time not hidden by compute, whole all-reduce time, modelled compute as
+   * delivered, s.
+   */
   exposed_allreduce_s: number;
   allreduce_s: number;
   compute_s: number;
   /** T / step_s. */
   efficiency: number;
-  /** none: T / (T + 2(N-1)/N * 4L * 8 / rate), the ring at line rate with nothing hidden; overlap: overlapOnPaper; null when unshaped. */
+  /**
+   * none: T / (T + 2(N-1)/N * 4L * 8 / rate), the ring at line rate with nothing hidden; overlap: overlapOnPaper;
+   * null when unshaped.
+   */
   efficiency_on_paper: number | null;
   /** Payload bytes each rank sent per step (index = rank). */
   bytes_per_rank: number[];
-  /** Bytes each host sent per step as a wire carries them (payload plus WebSocket/TCP/IP/Ethernet headers, ACKs), from its tbf qdisc; null when unshaped. */
+  /**
+   * Bytes each host sent per step as a wire carries them (payload plus WebSocket/TCP/IP/Ethernet headers, ACKs),
+   * from its tbf qdisc; null when unshaped.
+   */
   wire_tx_bytes_per_rank: Array<number | null>;
   /** Packets tbf dropped per step, summed over the hosts (TCP resends them); null when unshaped. */
   wire_drops: number | null;
-  /** CPU seconds per step of each rank process (user + system), and the system part of it (the kernel's send and receive). */
+  /**
+   * CPU seconds per step of each rank process (user + system), and the system part of it (the kernel's send and
+   * receive).
+   */
   cpu_s_per_step: number[];
   cpu_system_s_per_step: number[];
   /** Share of the whole machine's CPU busy over the timed steps (rank 0's view), and in system / softirq. */
@@ -131,11 +144,17 @@ export interface ClusterRunResult {
   cores: number;
   /** First all-reduce exact on every rank and every rank's final buffer bitwise identical. */
   verified: boolean;
-  /** SHA-256 of rank 0's final buffer (every rank's, when verified), and of its buffer after one more, untimed,
-   * reduction of rank-seeded mixed-magnitude values through the same schedule (the bits that depend on the order of summation). */
+  /**
+   * SHA-256 of rank 0's final buffer (every rank's, when verified), and of its buffer after one more, untimed,
+   * reduction of rank-seeded mixed-magnitude values through the same schedule (the bits that depend on the order
+   * of summation).
+   */
   final_sha256: string;
   mixed_sha256: string;
-  /** --schedule overlap run beside --schedule none at the same N and steps (crossCheckSchedules): whether the final buffers are the same bits. */
+  /**
+   * --schedule overlap run beside --schedule none at the same N and steps (crossCheckSchedules): whether the final
+   * buffers are the same bits.
+   */
   same_bits_as_none?: boolean;
   /** Why not, when not verified. */
   first_bad?: string;
@@ -280,8 +299,13 @@ export async function runClusterBench(opts: ClusterBenchOptions): Promise<Cluste
       for (let i = 0; i < n; i++) hosts.push('127.0.0.1');
     }
     opts.progress?.(
-      `N=${n}: ${net === 'netns' ? `${n} namespaces, links ${linkMbit !== undefined ? `${linkMbit} Mbit/s (tbf)` : 'unshaped'}` : 'loopback'}, ` +
-        `${elements.toLocaleString('en-US')} floats in ${layerSizes.length} tensors, T = ${opts.computeMs} ms, ${opts.warmup} + ${opts.steps} steps`,
+      `N=${n}: ` +
+        (net === 'netns'
+          ? `${n} namespaces, links ${linkMbit !== undefined ? `${linkMbit} Mbit/s (tbf)` : 'unshaped'}`
+          : 'loopback') +
+        ', ' +
+        `${elements.toLocaleString('en-US')} floats in ${layerSizes.length} tensors, T = ${opts.computeMs} ms, ` +
+        `${opts.warmup} + ${opts.steps} steps`,
     );
     const stdio: ['ignore', 'ignore', 'pipe', 'ipc'] = ['ignore', 'ignore', 'pipe', 'ipc'];
     for (let i = 0; i < n; i++) {

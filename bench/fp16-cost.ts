@@ -36,7 +36,16 @@ function main(): void {
     } // the first run warms the JIT
   }
   process.stdout.write(
-    `${JSON.stringify({ bench: 'fp16_conversion', elements: n, reps, to_half_ms: median(enc), add_half_ms: median(add), to_half_runs: enc.map(Math.round), add_half_runs: add.map(Math.round), wire: wireConversionCost(n, reps) })}\n`,
+    JSON.stringify({
+      bench: 'fp16_conversion',
+      elements: n,
+      reps,
+      to_half_ms: median(enc),
+      add_half_ms: median(add),
+      to_half_runs: enc.map(Math.round),
+      add_half_runs: add.map(Math.round),
+      wire: wireConversionCost(n, reps),
+    }) + '\n',
   );
 }
 

@@ -133,7 +133,8 @@ export async function benchMemory(opts: {
     rmSync(out, { recursive: true, force: true });
     const quiet = await wait();
     opts.progress?.(
-      `memory: peak RSS, --freeze ${freeze}, ${fits} images per worker, ${peakSize}x${peakSize}, ${peakSteps} steps on 2 workers`,
+      `memory: peak RSS, --freeze ${freeze}, ${fits} images per worker, ${peakSize}x${peakSize}, ` +
+        `${peakSteps} steps on 2 workers`,
     );
     const args = trainArgs(opts.fixture, freeze, peakSize, fits, 1);
     const run = await runTrain({ args, out, timeoutMs: 900_000, stopAfterSteps: peakSteps });
@@ -143,7 +144,9 @@ export async function benchMemory(opts: {
       batch_per_worker: fits,
       ...(fits < peakBatch
         ? {
-            note: `full fine-tuning at ${fits} images per worker: ${peakBatch} at ${peakSize}x${peakSize} needs more than the wasm backend's 4 GiB heap holds`,
+            note:
+              `full fine-tuning at ${fits} images per worker: ${peakBatch} at ${peakSize}x${peakSize} ` +
+              "needs more than the wasm backend's 4 GiB heap holds",
           }
         : {}),
       steps: run.coordinatorSteps.length,

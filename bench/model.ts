@@ -167,8 +167,10 @@ export async function benchModel(opts: ModelBenchOptions = {}): Promise<ModelBen
       const need = (fullStepPeakBytes(batchSize, imageSize) / GiB).toFixed(1);
       result.notes.push(
         fits > 0
-          ? `full fine-tuning timed at batch ${fits}: batch ${batchSize} at ${imageSize}x${imageSize} needs ~${need} GiB of tensors, more than the wasm heap (4 GiB) holds`
-          : `full fine-tuning skipped: even one ${imageSize}x${imageSize} image needs more than the wasm heap (4 GiB) holds`,
+          ? `full fine-tuning timed at batch ${fits}: batch ${batchSize} at ${imageSize}x${imageSize} ` +
+              `needs ~${need} GiB of tensors, more than the wasm heap (4 GiB) holds`
+          : `full fine-tuning skipped: even one ${imageSize}x${imageSize} image ` +
+              'needs more than the wasm heap (4 GiB) holds',
       );
       log?.warn(
         { batch: batchSize, fits, imageSize },
@@ -211,7 +213,10 @@ export async function peerUnavailable(script: string): Promise<string | undefine
   const probe = await runCommand(PEER_PYTHON, ['-c', 'import torch, torchvision'], 60_000);
   if (probe.code !== 0) {
     const last = probe.stderr.trim().split('\n').pop() ?? '';
-    return `python3-torch is not installed for ${PEER_PYTHON} (${last}); apt-get install -y python3-torch python3-torchvision`;
+    return (
+      `python3-torch is not installed for ${PEER_PYTHON} (${last}); ` +
+      'apt-get install -y python3-torch python3-torchvision'
+    );
   }
   return undefined;
 }

@@ -92,7 +92,10 @@ export function netlabUnavailable(): string | undefined {
   try {
     run('ip', ['netns', 'add', probe]);
   } catch (e) {
-    return `cannot create a network namespace (needs root or CAP_NET_ADMIN, and iproute2's ip): ${errText(e).split('\n')[0]}`;
+    return (
+      "cannot create a network namespace (needs root or CAP_NET_ADMIN, and iproute2's ip): " +
+      `${errText(e).split('\n')[0]}`
+    );
   }
   try {
     run('ip', ['-n', probe, 'link', 'add', 'br0', 'type', 'bridge']);
@@ -270,7 +273,10 @@ export class NetLab {
     return p;
   }
 
-  /** Kills every process started here (by pid) and anything else in the namespaces, then deletes them. Idempotent, synchronous. */
+  /**
+   * Kills every process started here (by pid) and anything else in the namespaces, then deletes them.
+   * Idempotent, synchronous.
+   */
   destroy(): void {
     if (this.destroyed) return;
     this.destroyed = true;

@@ -232,7 +232,10 @@ export class Lab {
     ip(['-n', this.switchNs, 'link', 'set', this.host(name).port, 'up']);
   }
 
-  /** Kills every process started here (by pid) and anything else inside the namespaces, then deletes them. Idempotent, synchronous. */
+  /**
+   * Kills every process started here (by pid) and anything else inside the namespaces, then deletes them.
+   * Idempotent, synchronous.
+   */
   destroy(): void {
     if (this.destroyed) return;
     this.destroyed = true;

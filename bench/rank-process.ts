@@ -65,7 +65,10 @@ export function watchRank(index: number, proc: ChildProcess): RankProcess {
   return c;
 }
 
-/** The next message of type `t` from rank `c`, or an E_WORKER error on exit, error report or deadline (ms since the epoch). */
+/**
+ * The next message of type `t` from rank `c`, or an E_WORKER error on exit, error report or deadline
+ * (ms since the epoch).
+ */
 export function expectMessage<T>(c: RankProcess, t: string, deadline: number): Promise<T> {
   return new Promise<T>((resolve, reject) => {
     const check = (): boolean => {
@@ -86,7 +89,8 @@ export function expectMessage<T>(c: RankProcess, t: string, deadline: number): P
         reject(
           new WolfpackError(
             'E_WORKER',
-            `rank process ${c.index} exited (${how}) while waiting for '${t}'${c.stderr ? `: ${c.stderr.trim().slice(-1000)}` : ''}`,
+            `rank process ${c.index} exited (${how}) while waiting for '${t}'` +
+              `${c.stderr ? `: ${c.stderr.trim().slice(-1000)}` : ''}`,
           ),
         );
         return true;

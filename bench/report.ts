@@ -27,7 +27,8 @@ export function quietLine(qs: QuietRecord[]): string {
   const loads = qs.map((q) => q.load1);
   const notQuiet = qs.filter((q) => !q.quiet).length;
   return (
-    `Other load before each run: CPU ${Math.min(...busy).toFixed(0)}-${Math.max(...busy).toFixed(0)}% busy, 1-min load average ${Math.min(...loads).toFixed(2)}-${Math.max(...loads).toFixed(2)}` +
+    `Other load before each run: CPU ${Math.min(...busy).toFixed(0)}-${Math.max(...busy).toFixed(0)}% busy, ` +
+    `1-min load average ${Math.min(...loads).toFixed(2)}-${Math.max(...loads).toFixed(2)}` +
     (notQuiet > 0 ? `; ${notQuiet} of ${qs.length} runs started without a quiet second (waited 30 s)` : '') +
     '.'
   );
@@ -62,9 +63,13 @@ export function allreduceSection(c: AllreduceComparison): string {
         ],
         rows,
       ),
-      `Raw TCP between two Node processes, ${(c.raw_tcp.bytes / 1e6).toFixed(1)} MB: one way ${fmt(c.raw_tcp.one_way_MBps, 0)} MB/s ` +
-        `(rounds ${c.raw_tcp.one_way_rounds.join(', ')}), both ways at once ${fmt(c.raw_tcp.duplex_MBps, 0)} MB/s per direction (rounds ${c.raw_tcp.duplex_rounds.join(', ')}). ` +
-        `wolfpack N=2 busbw at 25,557,032 floats is ${pct(c.vs_raw_tcp.one_way)} of the one-way stream and ${pct(c.vs_raw_tcp.duplex)} of the duplex one.`,
+      `Raw TCP between two Node processes, ${(c.raw_tcp.bytes / 1e6).toFixed(1)} MB: ` +
+        `one way ${fmt(c.raw_tcp.one_way_MBps, 0)} MB/s ` +
+        `(rounds ${c.raw_tcp.one_way_rounds.join(', ')}), ` +
+        `both ways at once ${fmt(c.raw_tcp.duplex_MBps, 0)} MB/s per direction ` +
+        `(rounds ${c.raw_tcp.duplex_rounds.join(', ')}). ` +
+        `wolfpack N=2 busbw at 25,557,032 floats is ${pct(c.vs_raw_tcp.one_way)} of the one-way stream ` +
+        `and ${pct(c.vs_raw_tcp.duplex)} of the duplex one.`,
       quietLine(c.quiet),
     ].join('\n') + '\n'
   );
@@ -72,7 +77,8 @@ export function allreduceSection(c: AllreduceComparison): string {
 
 export function curveSection(c: CurveResult): string {
   const rows = c.points.map((p) => [
-    `N=${p.procs}, ${p.bytes >= 1e6 ? `${(p.bytes / 1e6).toFixed(1)} MB` : `${(p.bytes / 1e3).toFixed(1)} KB`} (${p.elems.toLocaleString('en-US')} floats)`,
+    `N=${p.procs}, ${p.bytes >= 1e6 ? `${(p.bytes / 1e6).toFixed(1)} MB` : `${(p.bytes / 1e3).toFixed(1)} KB`}` +
+      ` (${p.elems.toLocaleString('en-US')} floats)`,
     fmt(p.wolfpack_s * 1e3, 3),
     fmt(p.gloo_s === null ? null : p.gloo_s * 1e3, 3),
     fmt(p.wolfpack_busbw_MBps, 1),
@@ -115,8 +121,10 @@ export function scalingSection(rs: ScalingResult[]): string {
     [
       ...rs.map((r) => `$ ${r.command}`),
       '',
-      `${r0.batch_per_worker} images per worker per step (global batch ${r0.batch_per_worker} x N), ${r0.image_size}x${r0.image_size}, wasm (1 thread per worker); ` +
-        `steady state: the first ${r0.skip_steps} steps left out; medians over ${r0.repeats} repeat(s), N=1 and N=2 alternating.`,
+      `${r0.batch_per_worker} images per worker per step (global batch ${r0.batch_per_worker} x N), ` +
+        `${r0.image_size}x${r0.image_size}, wasm (1 thread per worker); ` +
+        `steady state: the first ${r0.skip_steps} steps left out; ` +
+        `medians over ${r0.repeats} repeat(s), N=1 and N=2 alternating.`,
       '',
       table(
         [
@@ -170,10 +178,12 @@ export function ttaSection(t: TtaResult): string {
       t.runs
         .map(
           (r) =>
-            `${r.variant} ${fmt(t.tta_ratio[r.variant], 2)}${t.tta_ratio[r.variant] === undefined ? ` (${r.reached ? 'PyTorch' : 'wolfpack'} did not reach it)` : ''}`,
+            `${r.variant} ${fmt(t.tta_ratio[r.variant], 2)}` +
+            (t.tta_ratio[r.variant] === undefined ? ` (${r.reached ? 'PyTorch' : 'wolfpack'} did not reach it)` : ''),
         )
         .join(', ') +
-      `. PyTorch: ${fmt(torch.setup_s, 1)} s from process start to the first step; accuracy per epoch ${torch.epochs.map((e) => e.val_accuracy.toFixed(2)).join(' ')}.`
+      `. PyTorch: ${fmt(torch.setup_s, 1)} s from process start to the first step; ` +
+      `accuracy per epoch ${torch.epochs.map((e) => e.val_accuracy.toFixed(2)).join(' ')}.`
     : `PyTorch time to accuracy: skipped (${t.peer_tta.ok ? '' : t.peer_tta.skipped}).`;
   return (
     [
@@ -183,7 +193,8 @@ export function ttaSection(t: TtaResult): string {
       '',
       `Target validation accuracy ${t.target} (at most ${t.max_epochs} epochs; --views ${t.views} for views+cache).` +
         (peer
-          ? ` PyTorch frozen-backbone step, ${peer.threads} threads, batch ${peer.batch}, ${peer.size}x${peer.size}: ${fmt(peer.img_s, 1)} images/s.`
+          ? ` PyTorch frozen-backbone step, ${peer.threads} threads, batch ${peer.batch}, ` +
+            `${peer.size}x${peer.size}: ${fmt(peer.img_s, 1)} images/s.`
           : ''),
       '',
       table(
@@ -260,7 +271,8 @@ export function clusterSection(rs: ClusterRunResult[], command: string): string 
     `${fmt(maxOf(r.cpu_s_per_step), 2)} (system ${fmt(maxOf(r.cpu_system_s_per_step), 2)})`,
     r.machine_busy === null ? '-' : `${pct(r.machine_busy)} (softirq ${pct(r.machine_softirq ?? NaN)})`,
     `${fmt(r.load1_before, 2)} / ${fmt(r.load1_after, 2)}`,
-    `${r.verified}${r.same_bits_as_none === undefined ? '' : r.same_bits_as_none ? " (= none's bits)" : ' (differs from none)'}`,
+    `${r.verified}` +
+      `${r.same_bits_as_none === undefined ? '' : r.same_bits_as_none ? " (= none's bits)" : ' (differs from none)'}`,
   ]);
   const r0 = rs[0];
   return (
@@ -270,8 +282,10 @@ export function clusterSection(rs: ClusterRunResult[], command: string): string 
       `**${COMPUTE_MODELLED_NOTE}**`,
       r0 === undefined
         ? ''
-        : `Gradients: ResNet-50, ${r0.elements.toLocaleString('en-US')} floats in ${r0.layers} tensors${r0.layout_scale !== 1 ? ` (every tensor scaled by ${r0.layout_scale})` : ''}, ` +
-          `--schedule ${[...new Set(rs.map((r) => r.schedule))].join(',')}, --wire ${r0.wire}; ${r0.warmup} warm-up + ${r0.steps} timed steps; figures of the slowest rank, mean over the timed steps.`,
+        : `Gradients: ResNet-50, ${r0.elements.toLocaleString('en-US')} floats in ${r0.layers} tensors` +
+          `${r0.layout_scale !== 1 ? ` (every tensor scaled by ${r0.layout_scale})` : ''}, ` +
+          `--schedule ${[...new Set(rs.map((r) => r.schedule))].join(',')}, --wire ${r0.wire}; ` +
+          `${r0.warmup} warm-up + ${r0.steps} timed steps; figures of the slowest rank, mean over the timed steps.`,
       '',
       table(
         [

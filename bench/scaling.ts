@@ -172,7 +172,8 @@ export async function benchScaling(opts: ScalingOptions): Promise<ScalingResult>
         onWait: (b) => opts.progress?.(`waiting for the machine to quieten (CPU ${(b * 100).toFixed(0)}% busy)`),
       });
       opts.progress?.(
-        `scaling, --freeze ${opts.freeze}: ${n} worker(s), ${batchPerWorker} images each per step, ${imageSize}x${imageSize} (repeat ${r + 1}/${repeats})`,
+        `scaling, --freeze ${opts.freeze}: ${n} worker(s), ${batchPerWorker} images each per step, ` +
+          `${imageSize}x${imageSize} (repeat ${r + 1}/${repeats})`,
       );
       const run = await runTrain({
         args: scalingArgs({

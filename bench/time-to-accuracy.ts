@@ -10,8 +10,8 @@
 //   views+cache          --views K --cache-features: K augmentation draws per sample, each cached
 // The time is the wall time from starting `wolfpack train` (process start, weights, ring) until the
 // epoch's metrics line that first meets the target; beside it the sum of the epochs' epoch_time_s
-// (metrics.jsonl: the steps, the epoch-end evaluation and state fetch; not start-up or checkpoint writes). Step throughput is from the coordinator's step
-// completions, the first step of each epoch left out.
+// (metrics.jsonl: the steps, the epoch-end evaluation and state fetch; not start-up or checkpoint writes).
+// Step throughput is from the coordinator's step completions, the first step of each epoch left out.
 // The PyTorch peer (bench/peers/torch_tta.py) runs the same recipe in plain PyTorch on 2 threads: the
 // same data set, the same starting weights (the checkpoint converted to safetensors), the same model
 // flavour, transforms, batch, optimiser, target and epoch limit; its wall time also counts from process start.
@@ -121,7 +121,10 @@ export interface TtaResult {
   ratio: Partial<Record<TtaVariant, number>>;
   /** The same recipe in PyTorch (bench/peers/torch_tta.py), timed to the same target. */
   peer_tta: PeerRun<PeerTtaResult>;
-  /** PyTorch's wall s to the target over the variant's (above 1: wolfpack reaches it sooner); only where both reached it. */
+  /**
+   * PyTorch's wall s to the target over the variant's (above 1: wolfpack reaches it sooner); only where both
+   * reached it.
+   */
   tta_ratio: Partial<Record<TtaVariant, number>>;
   /** How busy the machine was before the PyTorch time-to-accuracy run (null: not run). */
   peer_tta_quiet: QuietRecord | null;
@@ -206,7 +209,8 @@ export async function benchTimeToAccuracy(opts: {
     rmSync(out, { recursive: true, force: true });
     const quiet = await waitQuiet({ onWait });
     opts.progress?.(
-      `time to accuracy ${target}: ${variant}${flags.length ? ` (${flags.join(' ')})` : ''}, at most ${maxEpochs} epochs`,
+      `time to accuracy ${target}: ${variant}${flags.length ? ` (${flags.join(' ')})` : ''}, ` +
+        `at most ${maxEpochs} epochs`,
     );
     const run = await runTrain({
       args: [...demoArgs(opts.fixture, maxEpochs), ...flags],
@@ -253,7 +257,8 @@ export async function benchTimeToAccuracy(opts: {
   if (opts.peer !== false) {
     await waitQuiet();
     opts.progress?.(
-      `PyTorch peer: frozen-backbone step, 2 threads, batch ${batch}, ${BENCH_RECIPE.imageSize}x${BENCH_RECIPE.imageSize}`,
+      `PyTorch peer: frozen-backbone step, 2 threads, batch ${batch}, ` +
+        `${BENCH_RECIPE.imageSize}x${BENCH_RECIPE.imageSize}`,
     );
     peer = await torchStep({ mode: 'frozen', threads: 2, batch, size: BENCH_RECIPE.imageSize, reps: 7 });
     peerTtaQuiet = await waitQuiet({ onWait });
@@ -274,7 +279,9 @@ export async function benchTimeToAccuracy(opts: {
     target,
     max_epochs: maxEpochs,
     views,
-    command: `WOLFPACK_LOG_LEVEL=debug wolfpack train ${demoArgs(opts.fixture, maxEpochs).join(' ')} [variant flags] --out runs/bench/tta-...`,
+    command:
+      `WOLFPACK_LOG_LEVEL=debug wolfpack train ${demoArgs(opts.fixture, maxEpochs).join(' ')} ` +
+      '[variant flags] --out runs/bench/tta-...',
     runs,
     peer,
     ratio,

@@ -50,7 +50,10 @@ export interface TrainRun {
   epochs: EpochLine[];
   steps: StepRecord[];
   workers: ProcMemory[];
-  /** When the coordinator completed each step (its 'step' debug line; epoch 1-based, step within the epoch, 1-based). */
+  /**
+   * When the coordinator completed each step (its 'step' debug line; epoch 1-based, step within the epoch,
+   * 1-based).
+   */
   coordinatorSteps: Array<{ time_ms: number; epoch: number; step: number }>;
   stdout: string;
   stderrTail: string;

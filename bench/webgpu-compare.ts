@@ -48,7 +48,10 @@ export interface WebGpuCompareOptions {
   software?: boolean;
   /** Also profile the CPU side of a step (V8's sampling profiler) and time TF.js's unfused training step. */
   profile?: boolean;
-  /** Python to run PyTorch with (default: the first of WOLFPACK_TORCH_PYTHON, python3, /usr/bin/python3, /opt/conda/bin/python that imports torch). */
+  /**
+   * Python to run PyTorch with (default: the first of WOLFPACK_TORCH_PYTHON, python3, /usr/bin/python3,
+   * /opt/conda/bin/python that imports torch).
+   */
   python?: string;
   progress?: (line: string) => void;
 }
@@ -207,9 +210,11 @@ export function webgpuSection(c: WebGpuComparison, command: string): string {
     `$ ${command}`,
     ...(c.torch.command ? [`$ ${c.torch.command}${c.torch.ok ? '' : `   (skipped: ${c.torch.skipped})`}`] : []),
     '',
-    `ResNet-50${w.width === 64 ? '' : ` (stem width ${w.width}, not the real network)`}, ${w.image_size}x${w.image_size}, batch ${w.batch}, float32, median of ${w.reps} runs after warm-up.` +
+    `ResNet-50${w.width === 64 ? '' : ` (stem width ${w.width}, not the real network)`}, ` +
+      `${w.image_size}x${w.image_size}, batch ${w.batch}, float32, median of ${w.reps} runs after warm-up.` +
       (t
-        ? ` PyTorch ${t.torch} on ${t.device} (CUDA ${t.cuda}, cuDNN ${t.cudnn}): 'fp32' = TF32 off, 'default' = PyTorch's defaults (cuDNN may use TF32).`
+        ? ` PyTorch ${t.torch} on ${t.device} (CUDA ${t.cuda}, cuDNN ${t.cudnn}): ` +
+          "'fp32' = TF32 off, 'default' = PyTorch's defaults (cuDNN may use TF32)."
         : ''),
     '',
     table(
@@ -229,7 +234,9 @@ export function webgpuSection(c: WebGpuComparison, command: string): string {
   if (split)
     out.push(
       '',
-      `Fused step with read-back, where the wall time goes (ms, median): recording GPU work ${fmt(split.record, 1)}, waiting for the gradients ${fmt(split.read, 1)}, update ${fmt(split.update, 1)}.`,
+      'Fused step with read-back, where the wall time goes (ms, median): ' +
+        `recording GPU work ${fmt(split.record, 1)}, waiting for the gradients ${fmt(split.read, 1)}, ` +
+        `update ${fmt(split.update, 1)}.`,
     );
   for (const [name, r] of [
     ['with read-back', w.train.fused_ddp],
@@ -241,10 +248,12 @@ export function webgpuSection(c: WebGpuComparison, command: string): string {
       '',
       c.fallback
         ? `Captured step (${name}): capture fell back to TF.js (${c.fallback}).`
-        : `Captured step (${name}): launching a replay takes ${fmt(c.launch_ms, 2)} ms of CPU where TF.js records for ${fmt(r.split_ms.record, 1)} ms ` +
+        : `Captured step (${name}): launching a replay takes ${fmt(c.launch_ms, 2)} ms of CPU ` +
+            `where TF.js records for ${fmt(r.split_ms.record, 1)} ms ` +
             `(${fmt(c.launch_over_record, 3)}x)` +
             (c.launch_cpu_ms !== undefined
-              ? `, ${fmt(c.launch_cpu_ms, 2)} against ${fmt(r.record_cpu_ms, 1)} ms of the thread's CPU time (${fmt(c.launch_cpu_over_record_cpu, 3)}x)`
+              ? `, ${fmt(c.launch_cpu_ms, 2)} against ${fmt(r.record_cpu_ms, 1)} ms of the thread's CPU time ` +
+                `(${fmt(c.launch_cpu_over_record_cpu, 3)}x)`
               : '') +
             `; ${fmt(c.img_s, 1)} images/s against ${fmt(r.img_s, 1)}.`,
     );
@@ -253,7 +262,8 @@ export function webgpuSection(c: WebGpuComparison, command: string): string {
   if (prof?.supported && prof.byKernel.length > 0) {
     out.push(
       '',
-      `GPU time of one fused step: ${fmt(prof.totalMs, 1)} ms over ${prof.dispatches} dispatches; the kernels that take most:`,
+      `GPU time of one fused step: ${fmt(prof.totalMs, 1)} ms over ${prof.dispatches} dispatches; ` +
+        'the kernels that take most:',
       '',
       table(
         ['kernel', 'dispatches', 'GPU ms', 'share'],

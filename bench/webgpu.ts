@@ -281,7 +281,8 @@ export async function benchWebGpu(opts: WebGpuBenchOptions = {}): Promise<WebGpu
   const settleBeforeStep = result.adapter.software;
   if (settleBeforeStep)
     result.notes.push(
-      "software adapter: each fused training step starts after the previous step's GPU work is done (it runs on the CPU cores that record)",
+      "software adapter: each fused training step starts after the previous step's GPU work is done " +
+        '(it runs on the CPU cores that record)',
     );
   const fusedTrain = async (
     key: 'fused_ddp' | 'fused_single' | 'fused_host',

@@ -9,7 +9,8 @@ try {
 } catch (e) {
   if (e && e.code === 'ERR_MODULE_NOT_FOUND' && String(e.message).includes('/dist/')) {
     process.stderr.write(
-      'wolfpack: the compiled JavaScript (dist/) is missing: run `npm install` (which builds it) or `npm run build` in the package folder\n',
+      'wolfpack: the compiled JavaScript (dist/) is missing: ' +
+        'run `npm install` (which builds it) or `npm run build` in the package folder\n',
     );
     process.exit(1);
   }

@@ -11,6 +11,7 @@ for (const file of ['README.md', 'docs/CONFIG.md']) {
   const { text, blocks } = await renderFlagDocs(before);
   if (text !== before) writeFileSync(path, text);
   console.log(
-    `${file}: ${blocks.length ? blocks.join(', ') : 'no flags blocks'}${text !== before ? ' (rewritten)' : ' (current)'}`,
+    `${file}: ${blocks.length ? blocks.join(', ') : 'no flags blocks'}` +
+      `${text !== before ? ' (rewritten)' : ' (current)'}`,
   );
 }

@@ -66,7 +66,8 @@ t.test('the CLI in JSON mode: printed lines and the final error are JSON records
       [
         '--input-type=module',
         '-e',
-        `const { createPrinter } = await import(${JSON.stringify(logUrl)}); const p = createPrinter(${json}); p('Epoch: 1/2, train Loss: 0.5'); p('a\\nb');`,
+        `const { createPrinter } = await import(${JSON.stringify(logUrl)}); ` +
+          `const p = createPrinter(${json}); p('Epoch: 1/2, train Loss: 0.5'); p('a\\nb');`,
       ],
       { encoding: 'utf8', timeout: 30_000 },
     );
@@ -88,7 +89,8 @@ t.test('the CLI in JSON mode: printed lines and the final error are JSON records
     [
       '--input-type=module',
       '-e',
-      `const { jsonLineStream } = await import(${JSON.stringify(logUrl)}); const s = jsonLineStream(2); s.write('f.zip: 10'); s.write('%\\n\\nnext'); s.write(' line\\n');`,
+      `const { jsonLineStream } = await import(${JSON.stringify(logUrl)}); ` +
+        "const s = jsonLineStream(2); s.write('f.zip: 10'); s.write('%\\n\\nnext'); s.write(' line\\n');",
     ],
     { encoding: 'utf8', timeout: 30_000 },
   );

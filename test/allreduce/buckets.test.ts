@@ -48,7 +48,8 @@ t.test('bucket by bucket gives the bits of one whole-buffer all-reduce', async (
         for (let r = 0; r < n; r++) {
           t.ok(
             sameBits(bucketed[r]!, whole[r]!),
-            `N=${n}, ${len} floats in ${buckets.length} buckets${simd ? ', SIMD' : ''}: rank ${r} has the whole-buffer bits`,
+            `N=${n}, ${len} floats in ${buckets.length} buckets${simd ? ', SIMD' : ''}: ` +
+              `rank ${r} has the whole-buffer bits`,
           );
           t.equal(stats[r]!.bytesSent, ringBytesSent(len, n, r), `rank ${r} sends exactly the whole ring's bytes`);
         }
@@ -174,7 +175,8 @@ t.test('buckets in flight at once give the bits of one at a time, whatever the r
         );
         t.ok(
           two.every((b, r) => sameBits(b, one[r]!)),
-          `N=${n} ${wire}${simd ? ' SIMD' : ''}: ${buckets.length} buckets, ${inflight} in flight: the same bits on every rank`,
+          `N=${n} ${wire}${simd ? ' SIMD' : ''}: ${buckets.length} buckets, ` +
+            `${inflight} in flight: the same bits on every rank`,
         );
         if (wire === 'fp32')
           t.ok(

@@ -45,7 +45,8 @@ t.test('toHalf and halfTable agree with numpy float16', async (t) => {
   writeFileSync(join(dir, 'x.f32'), xs);
   execFileSync('/usr/bin/python3', [
     '-c',
-    `import numpy as np; x = np.fromfile('${join(dir, 'x.f32')}', dtype='<f4'); x.astype('<f2').tofile('${join(dir, 'h.f16')}')`,
+    `import numpy as np; x = np.fromfile('${join(dir, 'x.f32')}', dtype='<f4'); ` +
+      `x.astype('<f2').tofile('${join(dir, 'h.f16')}')`,
   ]);
   const b = readFileSync(join(dir, 'h.f16'));
   const want = new Uint16Array(b.buffer, b.byteOffset, b.byteLength / 2);
@@ -64,7 +65,8 @@ t.test('toHalf and halfTable agree with numpy float16', async (t) => {
   writeFileSync(join(dir, 'h2.f16'), b);
   execFileSync('/usr/bin/python3', [
     '-c',
-    `import numpy as np; np.fromfile('${join(dir, 'h2.f16')}', dtype='<f2').astype('<f4').tofile('${join(dir, 'y.f32')}')`,
+    `import numpy as np; np.fromfile('${join(dir, 'h2.f16')}', dtype='<f2')` +
+      `.astype('<f4').tofile('${join(dir, 'y.f32')}')`,
   ]);
   const y = readFileSync(join(dir, 'y.f32'));
   ref.set(new Float32Array(y.buffer, y.byteOffset, y.byteLength / 4));

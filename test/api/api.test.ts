@@ -246,8 +246,10 @@ t.test('train() in a program: nothing on stdout, a dashboard when asked', async 
     timeoutMs: 60_000,
     dashboardPort: 0,
   };
-  const program = `import { train } from '${PACKAGE}';
-const r = await train({ ...JSON.parse(process.env.OPTIONS), onDashboard: (url) => process.stderr.write('DASHBOARD ' + url + '\\n') });
+  const program =
+    `import { train } from '${PACKAGE}';
+const r = await train({ ...JSON.parse(process.env.OPTIONS), ` +
+    `onDashboard: (url) => process.stderr.write('DASHBOARD ' + url + '\\n') });
 process.stderr.write('RESULT ' + JSON.stringify({ epochs: r.epochs.length, dashboardUrl: r.dashboardUrl }) + '\\n');`;
   const run = await new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
     execFile(

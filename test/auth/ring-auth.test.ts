@@ -146,7 +146,8 @@ t.test('a hello that arrives before the listener learns its job waits for it (bo
 t.test(
   'a hello of a re-formed ring that arrives before the listener reads its own order waits for it (bounded)',
   async (t) => {
-    // Workers bind each ring to `${jobId}/g${generation}`; a neighbour may connect before this worker has read its 'ring'.
+    // Workers bind each ring to `${jobId}/g${generation}`; a neighbour may connect before this worker has read
+    // its 'ring'.
     const v = new RingHelloVerifier(secret, { jobWaitMs: 3000 });
     v.expect(`${JOB}/g17`, 17);
     const l = await ring(t, v);

@@ -237,7 +237,8 @@ t.test(
       t.match(
         warnings[0]?.msg,
         new RegExp(
-          `^a GPU is reserved for this process \\(NVIDIA_VISIBLE_DEVICES=all\\) but no GPU backend started, so it trains on ${sel.backend}, far slower: tensorflow-gpu: `,
+          `^a GPU is reserved for this process \\(NVIDIA_VISIBLE_DEVICES=all\\) but no GPU backend started, ` +
+            `so it trains on ${sel.backend}, far slower: tensorflow-gpu: `,
         ),
       );
       t.equal(warnings[0]?.NVIDIA_VISIBLE_DEVICES, 'all');
@@ -268,7 +269,10 @@ t.test(
     // What requiring tfjs-node 4.22 throws after `npm install --ignore-scripts @tensorflow/tfjs-node@4.22.0`
     // (the state npm 11 leaves it in when allowScripts does not name it), recorded from that command.
     const blocked = new Error(
-      "The Node.js native addon module (tfjs_binding.node) can not be found at path: /p/node_modules/@tensorflow/tfjs-node/lib/napi-v8/tfjs_binding.node. \nPlease run command 'npm rebuild @tensorflow/tfjs-node --build-addon-from-source' to rebuild the native addon module.",
+      'The Node.js native addon module (tfjs_binding.node) can not be found at path: ' +
+        '/p/node_modules/@tensorflow/tfjs-node/lib/napi-v8/tfjs_binding.node. \n' +
+        "Please run command 'npm rebuild @tensorflow/tfjs-node --build-addon-from-source' " +
+        'to rebuild the native addon module.',
     );
     const hint = tensorflowLoadError('@tensorflow/tfjs-node-gpu', blocked, true);
     t.match(hint, /installed without its native library/);

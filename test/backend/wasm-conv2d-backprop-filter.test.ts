@@ -105,7 +105,9 @@ t.test('conv2d gradients on wasm match the cpu backend', async (t) => {
     const ref = gradients(c, s);
     await tf.setBackend('wasm');
     const got = gradients(c, s);
-    const name = `n${c.n} ${c.h}x${c.w}x${c.ci}->${c.co} k${c.k} s${c.stride} pad ${JSON.stringify(c.pad)} (out ${ref.y.join('x')})`;
+    const name =
+      `n${c.n} ${c.h}x${c.w}x${c.ci}->${c.co} k${c.k} s${c.stride} ` +
+      `pad ${JSON.stringify(c.pad)} (out ${ref.y.join('x')})`;
     const ex = maxRelToScale(got.dx, ref.dx);
     const ew = maxRelToScale(got.dw, ref.dw);
     t.ok(ex < 1e-4, `${name}: dx max rel ${ex.toExponential(2)}`);

@@ -23,7 +23,10 @@ const why = await peerUnavailable(benchPeerScript('torch_tta.py'));
 const dir = mkdtempSync(join(tmpdir(), 'wolfpack-torch-tta-'));
 t.teardown(() => rmSync(dir, { recursive: true, force: true }));
 
-/** A width-4 MindSpore-flavoured ResNet-50 with a 10-class head and no zero or unit BatchNorm tensor, so a misnamed one shows. */
+/**
+ * A width-4 MindSpore-flavoured ResNet-50 with a 10-class head and no zero or unit BatchNorm tensor, so a misnamed
+ * one shows.
+ */
 function weights(): TensorMap {
   const map = tensorsFromModel(initModel({ flavour: 'mindspore', width: 4, numClasses: 10 }, 3));
   let s = 12345;

@@ -12,7 +12,10 @@ import { silentLogger } from '../../shared/log.js';
 import type { MessageOf } from '../../shared/protocol/messages.js';
 import { eventFiles, eventReader, readerUnavailable } from '../helpers/tensorboard-reader.js';
 
-/** Rank `rank`'s reply to a step of a global batch of `samples` with `correct` right: the counts are all-reduced, so every rank reports the global ones. */
+/**
+ * Rank `rank`'s reply to a step of a global batch of `samples` with `correct` right: the counts are all-reduced,
+ * so every rank reports the global ones.
+ */
 function reply(
   rank: number,
   o: { samples: number; correct: number; loss: number; skipped?: boolean; ms: [number, number, number, number] },
@@ -183,7 +186,8 @@ t.test('steps.jsonl has a line per step; the event file has the step and epoch s
             [
               { tag: 'epoch/train_loss', kind: 'simple_value', value: f(0.6) },
               { tag: 'epoch/last_loss', kind: 'simple_value', value: f(0.55) },
-              { tag: 'epoch/train_accuracy', kind: 'simple_value', value: f(8 / 12) }, // the two counted steps: (3 + 5) / 12
+              // the two counted steps: (3 + 5) / 12
+              { tag: 'epoch/train_accuracy', kind: 'simple_value', value: f(8 / 12) },
               { tag: 'epoch/val_accuracy', kind: 'simple_value', value: f(0.75) },
               { tag: 'epoch/images_per_s', kind: 'simple_value', value: 40 },
               { tag: 'epoch/allreduce_share', kind: 'simple_value', value: f(0.2) },

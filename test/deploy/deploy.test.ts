@@ -36,7 +36,10 @@ interface ParseCall {
   allowPositionals: boolean;
 }
 
-/** The exact options (and positionals setting) a command passes to parse(), captured by mocking shared/config/args.js. */
+/**
+ * The exact options (and positionals setting) a command passes to parse(), captured by mocking
+ * shared/config/args.js.
+ */
 async function commandOptions(t: Test, name: string): Promise<ParseCall> {
   const real = await import('../../shared/config/args.js');
   let captured: ParseCall | undefined;

@@ -148,7 +148,8 @@ t.test(
 );
 
 t.test(
-  'every worker killed after epoch 1 is saved: E_WORKER after --rejoin-timeout, the run folder intact, --resume reaches the uninterrupted result',
+  'every worker killed after epoch 1 is saved: E_WORKER after --rejoin-timeout, the run folder intact, ' +
+    '--resume reaches the uninterrupted result',
   async (t) => {
     const job = await makeTinyJob({ trainPerClass: 30 });
     t.teardown(job.cleanup);
@@ -158,7 +159,8 @@ t.test(
 
     const out = join(job.dir, 'lost');
     const first = await startCluster(t, jobArgs(job, out, ['--epochs', '2', '--rejoin-timeout', '3']), 2);
-    await first.co.waitFor(/Epoch: 1\/2/, 240_000); // printed once last.ckpt, train-state.json and metrics.jsonl are written
+    // printed once last.ckpt, train-state.json and metrics.jsonl are written
+    await first.co.waitFor(/Epoch: 1\/2/, 240_000);
     for (const w of first.workers) w.kill('SIGKILL');
     t.equal(
       await exited(first.coord, 120_000),
@@ -173,7 +175,8 @@ t.test(
     if (err?.jsonCode !== undefined) t.equal(err.jsonCode, 'E_WORKER', "and so is the JSON record's code");
     t.equal(
       err?.message,
-      `only 0 worker(s) left and none joined within 3 s (--min-workers 1); the last completed epoch (1) is saved in ${out}: ` +
+      'only 0 worker(s) left and none joined within 3 s (--min-workers 1); ' +
+        `the last completed epoch (1) is saved in ${out}: ` +
         `start workers and run the same command with --resume ${out}`,
       'the message says what happened and how to go on',
     );

@@ -91,7 +91,8 @@ t.test('a stopped run saves its last step and resumes from it to the uninterrupt
     t.match(
       co.text,
       new RegExp(
-        `stopped \\(SIGINT\\): the state after epoch 2, step [34]/${S} is saved in ${out.replace(/[/\\]/g, '.')}; resume with: wolfpack train --resume `,
+        `stopped \\(SIGINT\\): the state after epoch 2, step [34]/${S} is saved in ` +
+          `${out.replace(/[/\\]/g, '.')}; resume with: wolfpack train --resume `,
       ),
     );
     t.notOk(pids.some(alive), 'no local worker is left running');
@@ -100,7 +101,8 @@ t.test('a stopped run saves its last step and resumes from it to the uninterrupt
     t.equal(saved.epoch, 1, 'train-state.json: one epoch completed');
     t.ok(
       saved.step === S + 3 || saved.step === S + 4,
-      `train-state.json: step ${saved.step} is the last completed one (${S + 3} or ${S + 4}, the one in flight at the hold)`,
+      `train-state.json: step ${saved.step} is the last completed one ` +
+        `(${S + 3} or ${S + 4}, the one in flight at the hold)`,
     );
     t.same(saved.partial?.samples, (saved.step - S) * BATCH, "the epoch's samples so far are kept");
     t.same(

@@ -42,7 +42,8 @@ t.test('--wire bf16 and fp16 train with identical replicas, close to float32', a
     t.equal(
       r.code,
       0,
-      `--wire ${wire}, ${workers} workers: finishes, replicas agreeing at each epoch end${r.code ? `: ${r.stderr.slice(-1500)}` : ''}`,
+      `--wire ${wire}, ${workers} workers: finishes, replicas agreeing at each epoch end` +
+        `${r.code ? `: ${r.stderr.slice(-1500)}` : ''}`,
     );
     return out;
   };

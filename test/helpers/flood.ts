@@ -29,7 +29,10 @@ export interface FloodSocket {
 }
 
 function upgradeHead(key: string, end: boolean): string {
-  return `GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: ${key}\r\n${end ? '\r\n' : ''}`;
+  return (
+    'GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n' +
+    `Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: ${key}\r\n${end ? '\r\n' : ''}`
+  );
 }
 
 /** A masked binary frame header announcing `len` bytes (64-bit length form), then `sent` bytes of it. */

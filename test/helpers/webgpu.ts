@@ -25,7 +25,10 @@ export function webGpuPrerequisitesMissing(): string | undefined {
         { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] },
       ).trim();
     } catch {
-      return 'no Vulkan driver to test with: Mesa >= 23 lavapipe is not installed (run scripts/ci/install-lavapipe.sh as root)';
+      return (
+        'no Vulkan driver to test with: Mesa >= 23 lavapipe is not installed ' +
+        '(run scripts/ci/install-lavapipe.sh as root)'
+      );
     }
   }
   return undefined;

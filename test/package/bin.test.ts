@@ -16,7 +16,8 @@ t.test('no dist/: one line saying how to build it, exit 1', (t) => {
   t.equal(r.status, 1);
   t.equal(
     r.stderr,
-    'wolfpack: the compiled JavaScript (dist/) is missing: run `npm install` (which builds it) or `npm run build` in the package folder\n',
+    'wolfpack: the compiled JavaScript (dist/) is missing: ' +
+      'run `npm install` (which builds it) or `npm run build` in the package folder\n',
   );
   t.end();
 });

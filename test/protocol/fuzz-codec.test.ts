@@ -294,7 +294,9 @@ t.test(`seeded fuzz (seed ${SEED}, up to ${ITERATIONS} frames, ${BUDGET_MS} ms)`
     else if (wrong.length < 5) {
       const e = res.err as Error;
       wrong.push(
-        `iteration ${i}: ${e?.constructor?.name ?? typeof e} ${isWolfpackError(e) ? e.code : ''} ${String(e?.message ?? e).slice(0, 200)} (frame ${Buffer.from(frame).subarray(0, 48).toString('hex')})`,
+        `iteration ${i}: ${e?.constructor?.name ?? typeof e} ${isWolfpackError(e) ? e.code : ''} ` +
+          `${String(e?.message ?? e).slice(0, 200)} ` +
+          `(frame ${Buffer.from(frame).subarray(0, 48).toString('hex')})`,
       );
     }
   }

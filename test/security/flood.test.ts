@@ -64,7 +64,10 @@ function fds(p: Proc): number {
   }
 }
 
-/** Refusals `p` logged from `address`: the first line's one plus the summaries' counts, by reason, and how many lines. */
+/**
+ * Refusals `p` logged from `address`: the first line's one plus the summaries' counts, by reason, and how many
+ * lines.
+ */
 function refusalsFrom(p: Proc, address: string): { total: number; lines: number; kinds: Record<string, number> } {
   const kinds: Record<string, number> = {};
   let lines = 0;
@@ -102,7 +105,8 @@ t.test('--handshake-timeout (WOLFPACK_HANDSHAKE_TIMEOUT): seconds, checked, hand
 });
 
 t.test(
-  'a flood of idle and malformed connections during a run: cut at the deadline, counted in the log; a late worker still joins',
+  'a flood of idle and malformed connections during a run: cut at the deadline, counted in the log; ' +
+    'a late worker still joins',
   async (t) => {
     const f = (n: string) => join(job.dir, n);
     const common = ['--token-file', f('token'), '--handshake-timeout', String(DEADLINE_S)];
@@ -133,7 +137,8 @@ t.test(
     const closed1 = await allClosed(round1, HELD_BOUND_MS + 30_000);
     t.ok(
       closed1,
-      `every connection of the first round was closed by the servers (${round1.filter((s) => s.closedAt === undefined).length} of ${round1.length} open)`,
+      'every connection of the first round was closed by the servers ' +
+        `(${round1.filter((s) => s.closedAt === undefined).length} of ${round1.length} open)`,
     );
     t.equal(coord.proc.exitCode, null, 'the coordinator was running meanwhile');
     t.equal(a.proc.exitCode, null, 'the first worker was running meanwhile');
@@ -158,7 +163,8 @@ t.test(
       'oversized heads were answered 431',
     );
     t.comment(
-      `round one: coordinator ${coordFlood.firstRound.length} + burst ${burst.length}, ring ${ringFlood.firstRound.length}; the coordinator held ${coordFds} descriptors`,
+      `round one: coordinator ${coordFlood.firstRound.length} + burst ${burst.length}, ` +
+        `ring ${ringFlood.firstRound.length}; the coordinator held ${coordFds} descriptors`,
     );
     t.comment(`  held (idle, unfinished head, 5 KB key): ${describe(held)}`);
     t.comment(`  refused for size (431 head, oversized frame): ${describe(sized)}`);
@@ -192,7 +198,8 @@ t.test(
     const ringOpenAtLink = ringFlood.stillOpen;
     t.ok(
       ringOpenAtLink > 0,
-      `the late worker's ring link formed through the first worker's ring port while ${ringOpenAtLink} flood connections were open on it`,
+      "the late worker's ring link formed through the first worker's ring port " +
+        `while ${ringOpenAtLink} flood connections were open on it`,
     );
     const [doneC, doneR] = await Promise.all([
       coordFlood.stop(HELD_BOUND_MS + 30_000),
@@ -222,7 +229,8 @@ t.test(
       t.equal(wc, 0, `the ${name} worker exits 0${wc === 0 ? '' : `: ${w.stderr().slice(-2000)}`}`);
     }
     t.comment(
-      `whole flood: coordinator ${coordFlood.sockets.length} + ${burst.length}, ring ${ringFlood.sockets.length} connections; run ${Math.round((Date.now() - t0) / 1000)} s`,
+      `whole flood: coordinator ${coordFlood.sockets.length} + ${burst.length}, ` +
+        `ring ${ringFlood.sockets.length} connections; run ${Math.round((Date.now() - t0) / 1000)} s`,
     );
 
     // The log: per address a first line and summaries (the last at close), counting every refusal.

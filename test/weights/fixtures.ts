@@ -129,7 +129,10 @@ export function assertSameTensors(t: Asserts, got: TensorMap, want: TensorMap): 
   }
 }
 
-/** Per tensor of the expected.json section, in its order: the read tensor's dtype, shape, exact bytes and float32 values. */
+/**
+ * Per tensor of the expected.json section, in its order: the read tensor's dtype, shape, exact bytes and float32
+ * values.
+ */
 export function assertMatchesExpected(t: Asserts, got: TensorMap, want: ExpectedSection): void {
   for (const name of want.order) {
     const g = got.get(name)!;

@@ -210,7 +210,8 @@ t.test('training with --cache-features gives the weights training without it giv
       t.equal(
         r.code,
         0,
-        `${view.join(' ')} ${cache ? 'with' : 'without'} the cache exits 0${r.code ? `: ${r.stderr.slice(-2000)}` : ''}`,
+        `${view.join(' ')} ${cache ? 'with' : 'without'} the cache exits 0` +
+          `${r.code ? `: ${r.stderr.slice(-2000)}` : ''}`,
       );
       if (cache) {
         for (const line of r.stderr.split('\n')) {
@@ -240,7 +241,8 @@ t.test('training with --cache-features gives the weights training without it giv
     t.equal(
       repeatMisses,
       0,
-      `${view.join(' ')}: from epoch ${firstRepeat + 1} on, every sample's features were cached on whichever worker got it`,
+      `${view.join(' ')}: from epoch ${firstRepeat + 1} on, ` +
+        "every sample's features were cached on whichever worker got it",
     );
     const worst = worstTensorRelDiff(runs[1]!, runs[0]!);
     t.ok(
@@ -250,7 +252,8 @@ t.test('training with --cache-features gives the weights training without it giv
     t.same(accuracies[1], accuracies[0], `${view.join(' ')}: same validation accuracy every epoch with the cache`);
     t.ok(
       evalCached > 0 && evalMisses === 0,
-      `${view.join(' ')}: from the second evaluation on, validation ran on cached features (${evalCached} samples, ${evalMisses} misses)`,
+      `${view.join(' ')}: from the second evaluation on, validation ran on cached features ` +
+        `(${evalCached} samples, ${evalMisses} misses)`,
     );
   }
   // Only the head (and its Momentum) travels to the coordinator at an epoch end with a frozen backbone and
