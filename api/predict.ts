@@ -84,7 +84,8 @@ async function readInput(input: PredictInput, i: number, size: number): Promise<
   if (input instanceof Float32Array) {
     if (input.length !== 3 * size * size) {
       throw usage(
-        `${what}: a Float32Array of ${input.length} floats is not one [3,${size},${size}] image (options.imageSize ${size}); ` +
+        `${what}: a Float32Array of ${input.length} floats is not one [3,${size},${size}] image ` +
+          `(options.imageSize ${size}); ` +
           'pass { data, shape: [N,3,H,W] } for other sizes or batches',
       );
     }

@@ -42,7 +42,10 @@ export interface TrainOptions {
   imageSize?: number;
   /** Data order, augmentation and the new head's initialisation (default 0). */
   seed?: number;
-  /** Output directory: best.ckpt, last.ckpt, train-state.json, metrics.jsonl, steps.jsonl, curves.png (default 'runs/latest'). */
+  /**
+   * Output directory: best.ckpt, last.ckpt, train-state.json, metrics.jsonl, steps.jsonl, curves.png (default
+   * 'runs/latest').
+   */
   out?: string;
   /** The workers' TF.js backend (default 'auto'). */
   backend?: BackendChoice;
@@ -72,7 +75,10 @@ export interface TrainOptions {
   events?: JobEvents;
   /** Longest one such promise holds the run, ms (default 10 minutes); then a warning is logged and the run goes on. */
   holdTimeoutMs?: number;
-  /** Write a TensorBoard event file (per-step and per-epoch scalars) in this folder, as the CLI's --tensorboard. Default: none. */
+  /**
+   * Write a TensorBoard event file (per-step and per-epoch scalars) in this folder, as the CLI's --tensorboard.
+   * Default: none.
+   */
   tensorboard?: string;
   /** The lab's per-epoch lines ("Epoch: 1/20, train Loss: ..."); default: not printed. */
   print?: (line: string) => void;
@@ -80,13 +86,18 @@ export interface TrainOptions {
   logger?: Logger;
   /** Training augmentation ('train', default) or the evaluation transform ('none'). */
   augment?: 'train' | 'none';
-  /** With augment 'train': K fixed augmentation draws per sample, reused every K epochs (default 0: a new draw every epoch). */
+  /**
+   * With augment 'train': K fixed augmentation draws per sample, reused every K epochs (default 0: a new draw every
+   * epoch).
+   */
   views?: number;
   /** With freeze 'backbone' and bn 'frozen': compute backbone features once per view and train the head on them. */
   cacheFeatures?: boolean;
   /** Memory bound of each worker's feature cache, MB (default 1024). */
   featureCacheMb?: number;
-  /** What the gradient all-reduce sends between workers: 'fp32' (default), or 16-bit 'bf16' / 'fp16' (half the bytes). */
+  /**
+   * What the gradient all-reduce sends between workers: 'fp32' (default), or 16-bit 'bf16' / 'fp16' (half the bytes).
+   */
   wire?: 'fp32' | 'bf16' | 'fp16';
   /** Longest wait for replacements once fewer than minWorkers are left, ms (default joinTimeoutMs). */
   rejoinTimeoutMs?: number;

@@ -30,7 +30,9 @@ export interface TrainState {
   bestAccuracy: number;
   bestEpoch: number;
   config: Omit<JobConfig, 'jobId'>;
-  /** What `--resume DIR` alone needs besides config: the data folder (absolute), the epochs and the workers asked for. */
+  /**
+   * What `--resume DIR` alone needs besides config: the data folder (absolute), the epochs and the workers asked for.
+   */
   job?: { data: string; epochs: number; workers: number };
 }
 

@@ -162,7 +162,10 @@ export class Cluster {
     this.members.push(...joiners);
   }
 
-  /** The ring order from now on (after a loss: the survivors, the one that got furthest first); lost members are dropped. */
+  /**
+   * The ring order from now on (after a loss: the survivors, the one that got furthest first); lost members are
+   * dropped.
+   */
   reorder(members: Member[]): void {
     this.members = members.filter((m) => !this.lost.has(m));
   }

@@ -70,7 +70,8 @@ export async function endEpoch(run: JobRun): Promise<void> {
   if (held !== checksum) {
     throw new WolfpackError(
       'E_REPLICA',
-      `the state fetched from rank 0 at the end of epoch ${run.epoch + 1} (checksum ${held}) is not the replicas' state (${checksum})`,
+      `the state fetched from rank 0 at the end of epoch ${run.epoch + 1} (checksum ${held}) ` +
+        `is not the replicas' state (${checksum})`,
       { epoch: run.epoch },
     );
   }
@@ -103,10 +104,13 @@ export async function endEpoch(run: JobRun): Promise<void> {
   await output.appendMetrics(metrics);
   opts.print('-'.repeat(20));
   opts.print(
-    `Epoch: ${run.epoch + 1}/${opts.epochs}, train Loss: ${metrics.train_loss.toFixed(4)} (last step ${run.acc.lastLoss.toFixed(4)}), val Acc: ${accuracy.toFixed(4)}${improved ? ' (best, saved best.ckpt)' : ''}`,
+    `Epoch: ${run.epoch + 1}/${opts.epochs}, train Loss: ${metrics.train_loss.toFixed(4)} ` +
+      `(last step ${run.acc.lastLoss.toFixed(4)}), ` +
+      `val Acc: ${accuracy.toFixed(4)}${improved ? ' (best, saved best.ckpt)' : ''}`,
   );
   opts.print(
-    `epoch time: ${trainTime.toFixed(1)} s, per step time: ${metrics.step_time_s.toFixed(2)} s, images/s: ${metrics.images_per_s.toFixed(1)}, ` +
+    `epoch time: ${trainTime.toFixed(1)} s, per step time: ${metrics.step_time_s.toFixed(2)} s, ` +
+      `images/s: ${metrics.images_per_s.toFixed(1)}, ` +
       `all-reduce share: ${(metrics.allreduce_share * 100).toFixed(1)}%, workers: ${cluster.members.length}`,
   );
   // The epoch is on disk (checkpoints, metrics line) and printed: a callback may read it, and may hold the run here.

@@ -81,5 +81,8 @@ export function progressLine(
   const elapsed = (now - clock.t0) / 1000;
   const ran = done - clock.done0;
   const eta = ran > 0 ? clockTime((elapsed / ran) * (epochs * steps - done)) : '?';
-  return `epoch ${epoch + 1}/${epochs} step ${done - epoch * steps}/${steps} loss ${loss.toFixed(4)}  elapsed ${clockTime(elapsed)}  ETA ${eta}`;
+  return (
+    `epoch ${epoch + 1}/${epochs} step ${done - epoch * steps}/${steps} loss ${loss.toFixed(4)}  ` +
+    `elapsed ${clockTime(elapsed)}  ETA ${eta}`
+  );
 }

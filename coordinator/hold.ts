@@ -63,7 +63,8 @@ export function parseHoldPoints(spec: string, epochs: number): HoldPoint[] {
     if (!m || epoch < 1 || (step !== undefined && step < 1)) {
       throw new WolfpackError(
         'E_USAGE',
-        `--hold-at: expected E (the end of epoch E) or E:S (after step S of epoch E), 1-based, comma-separated; got '${part}'`,
+        '--hold-at: expected E (the end of epoch E) or E:S (after step S of epoch E), 1-based, comma-separated; ' +
+          `got '${part}'`,
       );
     }
     if (epoch > epochs) throw new WolfpackError('E_USAGE', `--hold-at ${part}: the run has ${epochs} epoch(s)`);

@@ -25,7 +25,8 @@ export const JOB_FLAGS: readonly FlagSpec[] = [
     api: 'weights',
     defaultText: 'required unless --resume',
     describe:
-      'pretrained ResNet-50 weights (MindSpore .ckpt or safetensors); their dense head is dropped and a new one trained',
+      'pretrained ResNet-50 weights (MindSpore .ckpt or safetensors); ' +
+      'their dense head is dropped and a new one trained',
   },
   {
     name: 'workers',
@@ -135,7 +136,8 @@ export const JOB_FLAGS: readonly FlagSpec[] = [
     kind: 'boolean',
     api: 'cacheFeatures',
     describe:
-      "with --freeze backbone --bn frozen: compute each view's backbone features once and train the head on cached features",
+      'with --freeze backbone --bn frozen: ' +
+      "compute each view's backbone features once and train the head on cached features",
   },
   {
     name: 'feature-cache-mb',
@@ -154,7 +156,8 @@ export const JOB_FLAGS: readonly FlagSpec[] = [
     default: 'fp32',
     api: 'wire',
     describe:
-      'what the gradient all-reduce sends between workers: float32, or 16-bit bf16/fp16 (half the bytes; sums stay float32; for slow links, see docs/DESIGN.md)',
+      'what the gradient all-reduce sends between workers: float32, ' +
+      'or 16-bit bf16/fp16 (half the bytes; sums stay float32; for slow links, see docs/DESIGN.md)',
   },
 ];
 
@@ -174,13 +177,15 @@ export const OUTPUT_FLAGS: readonly FlagSpec[] = [
     value: 'DIR',
     api: 'resume',
     describe:
-      "continue the run saved in DIR (after a stop or a crash); alone it is enough: the job's settings come from DIR/train-state.json, and flags that contradict them are refused",
+      'continue the run saved in DIR (after a stop or a crash); alone it is enough: ' +
+      "the job's settings come from DIR/train-state.json, and flags that contradict them are refused",
   },
   {
     name: 'auto-resume',
     kind: 'boolean',
     describe:
-      'continue the run in --out if it holds one, else start a new one (containers and pods restarted with the same command)',
+      'continue the run in --out if it holds one, ' +
+      'else start a new one (containers and pods restarted with the same command)',
   },
   {
     name: 'overwrite',
@@ -193,7 +198,8 @@ export const OUTPUT_FLAGS: readonly FlagSpec[] = [
     value: 'DIR',
     api: 'tensorboard',
     describe:
-      'also write a TensorBoard event file in DIR: per-step and per-epoch loss, accuracy, images/s, all-reduce share, workers',
+      'also write a TensorBoard event file in DIR: ' +
+      'per-step and per-epoch loss, accuracy, images/s, all-reduce share, workers',
   },
 ];
 
@@ -214,7 +220,8 @@ export const CLUSTER_FLAGS: readonly FlagSpec[] = [
     value: 'LIST',
     api: 'gpus',
     describe:
-      'GPU indices the local workers take in turn, e.g. 0,1,2,3 (worker k: entry k mod n, passed on as its --gpu); default: none chosen',
+      'GPU indices the local workers take in turn, e.g. 0,1,2,3 (worker k: entry k mod n, passed on as its --gpu); ' +
+      'default: none chosen',
   },
   {
     name: 'host',
@@ -284,14 +291,16 @@ export const CLUSTER_FLAGS: readonly FlagSpec[] = [
     kind: 'string',
     value: 'FILE',
     describe:
-      'while FILE exists at a step or epoch boundary the run holds there, workers idle (touch FILE pauses, rm FILE resumes)',
+      'while FILE exists at a step or epoch boundary the run holds there, ' +
+      'workers idle (touch FILE pauses, rm FILE resumes)',
   },
   {
     name: 'hold-at',
     kind: 'string',
     value: 'E[:S],...',
     describe:
-      'with --hold-file: at the end of epoch E, or after step S of epoch E, the coordinator makes FILE itself and logs that it holds',
+      'with --hold-file: at the end of epoch E, or after step S of epoch E, ' +
+      'the coordinator makes FILE itself and logs that it holds',
   },
   {
     name: 'hold-timeout',

@@ -96,7 +96,10 @@ export class JobRun {
     }
   }
 
-  /** train-state.json beside last.ckpt: `completed` epochs, the steps done, and (stopped within an epoch) its figures so far. */
+  /**
+   * train-state.json beside last.ckpt: `completed` epochs, the steps done, and (stopped within an epoch) its figures so
+   * far.
+   */
   trainState(completed: number, partial?: PartialEpoch): TrainState {
     const { jobId: _jobId, ...persisted } = this.config;
     const { opts, result } = this;

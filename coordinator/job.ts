@@ -108,7 +108,8 @@ export async function runJob(opts: JobOptions): Promise<JobResult> {
     opts.security ? { security: opts.security } : undefined,
   );
   log.info({ host: opts.host, port: server.port, workers: opts.workers }, 'listening for workers');
-  // A stop request ends the waits that are not on a member (those the cluster interrupts): joins, holds, the preparation.
+  // A stop request ends the waits that are not on a member (those the cluster interrupts): joins, holds, the
+  // preparation.
   const stopped = whenStopped(opts.stop);
   const untilStop = <T>(w: Promise<T>): Promise<T> => (stopped ? Promise.race([w, stopped]) : w);
   let p: Prepared;
@@ -153,7 +154,8 @@ export async function runJob(opts: JobOptions): Promise<JobResult> {
     }
     opts.print('='.repeat(20));
     opts.print(
-      `End training, the best Accuracy is: ${result.bestAccuracy.toFixed(4)}, the best Accuracy epoch is ${result.bestEpoch}`,
+      `End training, the best Accuracy is: ${result.bestAccuracy.toFixed(4)}, ` +
+        `the best Accuracy epoch is ${result.bestEpoch}`,
     );
     await renderCurves(join(opts.out, 'metrics.jsonl'), join(opts.out, 'curves.png')).catch((e: Error) =>
       log.warn({ reason: e.message }, 'curves.png not drawn'),

@@ -135,7 +135,8 @@ async function readResume(dir: string, opts: JobOptions, classes: string[], step
   if (step > epochStart && (saved.stepsPerEpoch !== steps || step > epochStart + steps)) {
     throw new WolfpackError(
       'E_RESUME',
-      `--resume ${dir}: train-state.json saved step ${saved.step} within epoch ${saved.epoch + 1} of ${String(saved.stepsPerEpoch)} steps, ` +
+      `--resume ${dir}: train-state.json saved step ${saved.step} within epoch ${saved.epoch + 1} ` +
+        `of ${String(saved.stepsPerEpoch)} steps, ` +
         `but the data now makes ${steps} steps an epoch (${statePath})`,
     );
   }
@@ -148,7 +149,8 @@ async function readResume(dir: string, opts: JobOptions, classes: string[], step
   ) {
     throw new WolfpackError(
       'E_RESUME',
-      `--resume ${dir}: last.ckpt is a ${model.config.flavour} ResNet-50 (width ${model.config.width}, ${model.config.numClasses} classes), ` +
+      `--resume ${dir}: last.ckpt is a ${model.config.flavour} ResNet-50 ` +
+        `(width ${model.config.width}, ${model.config.numClasses} classes), ` +
         `train-state.json says ${c.flavour} (width ${c.width}, ${classes.length} classes)`,
     );
   }

@@ -67,9 +67,11 @@ export async function recover(run: JobRun, e: MemberLost): Promise<void> {
       const saved = result.epochs.length > 0 ? opts.out : opts.resume; // where the last completed epoch is
       throw new WolfpackError(
         'E_WORKER',
-        `only ${cluster.members.length} worker(s) left and none joined within ${rejoin / 1000} s (--min-workers ${minWorkers}); ` +
+        `only ${cluster.members.length} worker(s) left and none joined within ${rejoin / 1000} s ` +
+          `(--min-workers ${minWorkers}); ` +
           (saved
-            ? `the last completed epoch (${run.epoch}) is saved in ${saved}: start workers and run the same command with --resume ${saved}`
+            ? `the last completed epoch (${run.epoch}) is saved in ${saved}: ` +
+              `start workers and run the same command with --resume ${saved}`
             : 'no epoch was completed, so there is nothing to resume'),
         { epoch: run.epoch, saved },
       );
@@ -117,7 +119,8 @@ export async function stopRun(run: JobRun, why: string): Promise<StopOutcome> {
     } catch (e) {
       log.warn(
         { reason: (e as Error).message },
-        `the state after the last step could not be fetched; last.ckpt is ${saved === 'none' ? 'not written' : 'the last epoch end'}`,
+        'the state after the last step could not be fetched; ' +
+          `last.ckpt is ${saved === 'none' ? 'not written' : 'the last epoch end'}`,
       );
     }
     await Promise.all(

@@ -129,7 +129,8 @@ export class CoordinatorServer {
     } else {
       logger.info(
         where,
-        'no shared token (WOLFPACK_TOKEN or --token-file): listening on loopback only; workers on other hosts cannot join',
+        'no shared token (WOLFPACK_TOKEN or --token-file): listening on loopback only; ' +
+          'workers on other hosts cannot join',
       );
     }
     if (security.tls) logger.info({ cert: security.tls.certPath }, 'TLS: workers connect with wss://');
@@ -169,7 +170,8 @@ export class CoordinatorServer {
       if (msg.type === 'hello' && this.scheme === 'wss' && msg.ringCert === undefined) {
         throw new WolfpackError(
           'E_PROTOCOL',
-          `${peer}: the coordinator serves TLS, but the worker's ring listener ${msg.ringHost}:${msg.ringPort} is plain ws:// (its hello has no ringCert)`,
+          `${peer}: the coordinator serves TLS, but the worker's ring listener ${msg.ringHost}:${msg.ringPort} ` +
+            'is plain ws:// (its hello has no ringCert)',
         );
       }
       return msg;

@@ -89,7 +89,8 @@ export async function runSteps(run: JobRun): Promise<boolean> {
       if (r.msg.step !== run.done || r.msg.generation !== g)
         throw new WolfpackError(
           'E_PROTOCOL',
-          `rank ${r.msg.rank} finished step ${r.msg.step} (generation ${r.msg.generation}), expected ${run.done} (${g})`,
+          `rank ${r.msg.rank} finished step ${r.msg.step} (generation ${r.msg.generation}), ` +
+            `expected ${run.done} (${g})`,
         );
       run.acc.allreduceMs += r.msg.timings.allreduce;
       run.acc.totalMs += r.msg.timings.data + r.msg.timings.compute + r.msg.timings.allreduce + r.msg.timings.update;
@@ -107,7 +108,8 @@ export async function runSteps(run: JobRun): Promise<boolean> {
       if (run.badInARow >= maxBadSteps) {
         throw new WolfpackError(
           'E_DIVERGED',
-          `training diverged: ${run.badInARow} steps in a row had a non-finite loss or gradient (last on rank(s) ${ranks.join(', ')}); ` +
+          `training diverged: ${run.badInARow} steps in a row had a non-finite loss or gradient ` +
+            `(last on rank(s) ${ranks.join(', ')}); ` +
             'lower --lr or check the data',
           { step: d.step, ranks },
         );

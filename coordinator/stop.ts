@@ -24,7 +24,9 @@ export function stopReason(signal: AbortSignal): string {
   return 'aborted';
 }
 
-/** A promise that rejects with StopRequested once `signal` aborts (never settles otherwise); undefined without a signal. */
+/**
+ * A promise that rejects with StopRequested once `signal` aborts (never settles otherwise); undefined without a signal.
+ */
 export function whenStopped(signal: AbortSignal | undefined): Promise<never> | undefined {
   if (!signal) return undefined;
   const p = new Promise<never>((_, reject) => {
@@ -36,7 +38,9 @@ export function whenStopped(signal: AbortSignal | undefined): Promise<never> | u
   return p;
 }
 
-/** The figures of an epoch stopped part way, kept in train-state.json so that its metrics line counts the whole epoch. */
+/**
+ * The figures of an epoch stopped part way, kept in train-state.json so that its metrics line counts the whole epoch.
+ */
 export interface PartialEpoch {
   lossSum: number;
   lastLoss: number | null;

@@ -116,7 +116,8 @@ function prettyStream(): { write(line: string): void } {
         .map(([k, v]) => `${k}=${typeof v === 'string' ? v : JSON.stringify(v)}`)
         .join(' ');
       process.stderr.write(
-        `${t} ${LEVELS[Number(rec.level)] ?? rec.level} ${who ? `[${who}] ` : ''}${String(rec.msg ?? '')}${extra ? ' ' + extra : ''}\n`,
+        `${t} ${LEVELS[Number(rec.level)] ?? rec.level} ` +
+          `${who ? `[${who}] ` : ''}${String(rec.msg ?? '')}${extra ? ' ' + extra : ''}\n`,
       );
     },
   };

@@ -336,7 +336,8 @@ export class StepFeatureCache {
     const slot = SLOT_HEADER + dim;
     const per = Math.ceil(this.config.globalBatch / world);
     const size = exchangeSize(dim, this.config.globalBatch, world);
-    if (this.exchange?.length !== size) this.exchange = new Float32Array(size); // world changes when the ring is re-formed
+    // world changes when the ring is re-formed
+    if (this.exchange?.length !== size) this.exchange = new Float32Array(size);
     const buf = this.exchange;
     buf.fill(0);
     f.computedAt.slice(0, per).forEach((k, n) => {

@@ -44,7 +44,9 @@ export class WorkerSession {
   rank = 0;
   private world = 1;
   private generation = -1;
-  /** A generation whose ring failed here: none of its remaining steps or evaluations run (the coordinator aborts it). */
+  /**
+   * A generation whose ring failed here: none of its remaining steps or evaluations run (the coordinator aborts it).
+   */
   private broken: number | undefined;
   private link: Link | undefined;
   private collective = 0; // numbers the collectives of the current ring, so tags never collide

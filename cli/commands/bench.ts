@@ -57,19 +57,30 @@ import type { Command } from '../wolfpack.js';
 import { num, oneOf, parse, str } from '../../shared/config/args.js';
 
 const USAGE = [
-  `wolfpack bench model [--backend ${BACKENDS.join('|')}] [--image-size 224] [--batch 8] [--reps 3] [--threads 2] [--no-peer] [--json]`,
+  `wolfpack bench model [--backend ${BACKENDS.join('|')}] [--image-size 224] [--batch 8] [--reps 3] [--threads 2] ` +
+    '[--no-peer] [--json]',
   '       wolfpack bench allreduce --workers N --elements E [--reps 5] [--warmup 2] [--json]',
-  '       wolfpack bench allreduce-vs-gloo [--rounds 3] [--json]   (N=2,3,4 at 25,557,032 and 4,098 floats, Gloo, raw TCP)',
+  '       wolfpack bench allreduce-vs-gloo [--rounds 3] [--json]   ' +
+    '(N=2,3,4 at 25,557,032 and 4,098 floats, Gloo, raw TCP)',
   '       wolfpack bench rawtcp [--bytes 102228128] [--duplex] [--json]',
   '       wolfpack bench curve [--procs 2,4] [--png bench/results/allreduce-curve.png] [--json]',
-  '       wolfpack bench scaling [--freeze backbone|none] [--repeats 2] [--image-size 64] [--batch-per-worker 18] [--workers 1,2] [--json]',
-  `       wolfpack bench tta [--target 0.7] [--max-epochs 12] [--views 2] [--variants ${TTA_VARIANTS.join(',')}] [--no-peer] [--json]`,
+  '       wolfpack bench scaling [--freeze backbone|none] [--repeats 2] [--image-size 64] [--batch-per-worker 18] ' +
+    '[--workers 1,2] [--json]',
+  `       wolfpack bench tta [--target 0.7] [--max-epochs 12] [--views 2] [--variants ${TTA_VARIANTS.join(',')}] ` +
+    '[--no-peer] [--json]',
   '       wolfpack bench memory [--skip-peak] [--json]',
-  `       wolfpack bench cluster [--workers 2,4,8] [--link-mbit 500] [--compute-ms 2400] [--steps 3] [--warmup 1] [--schedule ${SCHEDULES.join('|')}|none,overlap] [--bucket-mb 25] [--inflight 1-4] [--wire ${WIRE_FORMATS.join('|')}] [--layout-scale 1] [--net ${CLUSTER_NETS.join('|')}] [--json]   (root; compute modelled; --link-mbit 0: unshaped; --bucket-mb: MiB, overlap only; --json: one line per N and schedule)`,
-  '       wolfpack bench webgpu [--batch 32] [--image-size 224] [--reps 5] [--width 64] [--software] [--profile] [--python PY] [--json]   (webgpu beside PyTorch CUDA on the same GPU)',
+  '       wolfpack bench cluster [--workers 2,4,8] [--link-mbit 500] [--compute-ms 2400] [--steps 3] [--warmup 1] ' +
+    `[--schedule ${SCHEDULES.join('|')}|none,overlap] [--bucket-mb 25] [--inflight 1-4] ` +
+    `[--wire ${WIRE_FORMATS.join('|')}] [--layout-scale 1] [--net ${CLUSTER_NETS.join('|')}] [--json]   ` +
+    '(root; compute modelled; --link-mbit 0: unshaped; --bucket-mb: MiB, overlap only; ' +
+    '--json: one line per N and schedule)',
+  '       wolfpack bench webgpu [--batch 32] [--image-size 224] [--reps 5] [--width 64] [--software] [--profile] ' +
+    '[--python PY] [--json]   (webgpu beside PyTorch CUDA on the same GPU)',
   `       ${CHAOS_USAGE}`,
-  '       wolfpack bench all [--quick] [--out bench/results]   (every benchmark above with its peer; markdown, JSON and PNG in --out)',
-  '       wolfpack bench all --backend webgpu [bench webgpu flags] [--out bench/results]   (a GPU host: bench webgpu into --out/webgpu-latest.{md,json})',
+  '       wolfpack bench all [--quick] [--out bench/results]   ' +
+    '(every benchmark above with its peer; markdown, JSON and PNG in --out)',
+  '       wolfpack bench all --backend webgpu [bench webgpu flags] [--out bench/results]   ' +
+    '(a GPU host: bench webgpu into --out/webgpu-latest.{md,json})',
 ].join('\n');
 
 export interface ModelComparison {
@@ -101,7 +112,8 @@ async function compareModel(opts: {
 }): Promise<ModelComparison> {
   const logger = createLogger({ base: { component: 'bench' } });
   progress(
-    `ResNet-50 on wolfpack (${opts.backend}): ${opts.imageSize}x${opts.imageSize}, batch ${opts.batch}, ${opts.reps} reps after 1 warm-up`,
+    `ResNet-50 on wolfpack (${opts.backend}): ${opts.imageSize}x${opts.imageSize}, ` +
+      `batch ${opts.batch}, ${opts.reps} reps after 1 warm-up`,
   );
   const wolfpack = await benchModel({
     backend: opts.backend,
@@ -142,7 +154,10 @@ function modelTable(c: ModelComparison, markdown: boolean): string {
   const rows = [
     ['forward (eval)', fmt(w.forward_img_s), fmt(p?.forward_img_s), fmt(c.ratio.forward, 3)],
     [
-      `full fine-tuning step${w.full_finetune_batch !== undefined && w.full_finetune_batch !== w.batch ? ` (batch ${w.full_finetune_batch})` : ''}`,
+      'full fine-tuning step' +
+        (w.full_finetune_batch !== undefined && w.full_finetune_batch !== w.batch
+          ? ` (batch ${w.full_finetune_batch})`
+          : ''),
       fmt(w.full_finetune_img_s),
       fmt(p?.full_finetune_img_s),
       fmt(c.ratio.full_finetune, 3),
@@ -165,8 +180,10 @@ function renderTable(head: string[], rows: string[][], markdown: boolean): strin
 
 function allreduceLine(r: AllreduceBenchResult): string {
   return (
-    `N=${r.procs} ${r.elems.toLocaleString('en-US')} floats (${(r.bytes / 1e6).toFixed(2)} MB): median ${(r.median_s * 1e3).toFixed(3)} ms over ` +
-    `${r.reps} reps, algbw ${r.algbw_MBps.toFixed(1)} MB/s, busbw ${r.busbw_MBps.toFixed(1)} MB/s, verified ${String(r.verified)}`
+    `N=${r.procs} ${r.elems.toLocaleString('en-US')} floats (${(r.bytes / 1e6).toFixed(2)} MB): ` +
+    `median ${(r.median_s * 1e3).toFixed(3)} ms over ` +
+    `${r.reps} reps, algbw ${r.algbw_MBps.toFixed(1)} MB/s, busbw ${r.busbw_MBps.toFixed(1)} MB/s, ` +
+    `verified ${String(r.verified)}`
   );
 }
 
@@ -302,8 +319,13 @@ async function clusterRuns(argv: string[], each?: (r: ClusterRunResult) => void)
       results.push(r);
       crossCheckSchedules(results);
       progress(
-        `N=${workers} --schedule ${schedule}${r.buckets !== null ? ` (${r.buckets} buckets of <= ${r.bucket_mb} MiB, ${r.inflight} in flight)` : ''}: step ${(r.step_s * 1e3).toFixed(0)} ms, exposed all-reduce ${(r.exposed_allreduce_s * 1e3).toFixed(0)} ms, efficiency ${(r.efficiency * 100).toFixed(1)}%` +
-          `${r.efficiency_on_paper === null ? '' : ` (on paper ${(r.efficiency_on_paper * 100).toFixed(1)}%)`}, load ${r.load1_before.toFixed(2)} -> ${r.load1_after.toFixed(2)}` +
+        `N=${workers} --schedule ${schedule}` +
+          `${r.buckets !== null ? ` (${r.buckets} buckets of <= ${r.bucket_mb} MiB, ${r.inflight} in flight)` : ''}: ` +
+          `step ${(r.step_s * 1e3).toFixed(0)} ms, ` +
+          `exposed all-reduce ${(r.exposed_allreduce_s * 1e3).toFixed(0)} ms, ` +
+          `efficiency ${(r.efficiency * 100).toFixed(1)}%` +
+          `${r.efficiency_on_paper === null ? '' : ` (on paper ${(r.efficiency_on_paper * 100).toFixed(1)}%)`}, ` +
+          `load ${r.load1_before.toFixed(2)} -> ${r.load1_after.toFixed(2)}` +
           `${r.same_bits_as_none === undefined ? '' : `, same bits as --schedule none: ${r.same_bits_as_none}`}`,
       );
       each?.(r);
@@ -361,7 +383,8 @@ async function runRawTcp(argv: string[]): Promise<number> {
   emit(
     values.json === true,
     r,
-    `$ ${commandLine(['rawtcp', ...argv])}\n${(bytes / 1e6).toFixed(2)} MB over loopback TCP${r.duplex ? ', both ways at once' : ''}: ` +
+    `$ ${commandLine(['rawtcp', ...argv])}\n` +
+      `${(bytes / 1e6).toFixed(2)} MB over loopback TCP${r.duplex ? ', both ways at once' : ''}: ` +
       `${(r.seconds * 1e3).toFixed(1)} ms, ${r.MBps.toFixed(0)} MB/s${r.duplex ? ' per direction' : ''}\n`,
   );
   return 0;
@@ -638,7 +661,10 @@ export const bench: Command = {
       default:
         throw new WolfpackError(
           'E_USAGE',
-          `expected a benchmark (model, allreduce, allreduce-vs-gloo, rawtcp, curve, scaling, tta, memory, cluster, webgpu, chaos or all), got ${sub === undefined ? 'nothing' : `'${sub}'`}\nusage: ${USAGE}`,
+          'expected a benchmark ' +
+            '(model, allreduce, allreduce-vs-gloo, rawtcp, curve, scaling, tta, memory, cluster, webgpu, ' +
+            'chaos or all), ' +
+            `got ${sub === undefined ? 'nothing' : `'${sub}'`}\nusage: ${USAGE}`,
         );
     }
   },

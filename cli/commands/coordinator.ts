@@ -36,8 +36,10 @@ export const coordinator: Command = {
   usage: 'wolfpack coordinator --workers N --data DIR --weights FILE [--host ADDR] [--port 7070] [flags below]',
   flags: [...TRAINING_FLAGS, ...COORDINATOR_SECURITY_SPECS, HEALTH_SPEC, ...LOG_FLAGS, CONFIG_SPEC],
   examples: [
-    'wolfpack coordinator --workers 4 --host 0.0.0.0 --token-file token --data data/Canidae --weights data/resnet50.ckpt',
-    '  # then on each GPU host: wolfpack worker --connect ws://COORDINATOR:7070 --token-file token --ring-bind 0.0.0.0 --advertise HOST_IP',
+    'wolfpack coordinator --workers 4 --host 0.0.0.0 --token-file token ' +
+      '--data data/Canidae --weights data/resnet50.ckpt',
+    '  # then on each GPU host: wolfpack worker --connect ws://COORDINATOR:7070 --token-file token ' +
+      '--ring-bind 0.0.0.0 --advertise HOST_IP',
     'wolfpack coordinator --resume runs/latest --host 0.0.0.0 --token-file token   # continue a stopped run',
   ],
   async run(argv) {

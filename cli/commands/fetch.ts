@@ -34,13 +34,16 @@ export const DATASETS: Record<string, Source & { folder: string }> = {
 /** Starting checkpoints by --weights name (MindSpore's ResNet-50 trained on CIFAR-10, as in the lab). */
 export const WEIGHTS: Record<string, Source> = {
   resnet50: {
-    url: 'https://download.mindspore.cn/model_zoo/official/cv/resnet/resnet50_v1.5_ascend_0.3.0_cifar10_official_classification_20200718/resnet50.ckpt',
+    url:
+      'https://download.mindspore.cn/model_zoo/official/cv/resnet/' +
+      'resnet50_v1.5_ascend_0.3.0_cifar10_official_classification_20200718/resnet50.ckpt',
     file: 'resnet50.ckpt',
   },
 };
 
 const USAGE =
-  `wolfpack fetch [--dataset ${Object.keys(DATASETS).join('|')}|none] [--weights ${Object.keys(WEIGHTS).join('|')}|none] ` +
+  `wolfpack fetch [--dataset ${Object.keys(DATASETS).join('|')}|none] ` +
+  `[--weights ${Object.keys(WEIGHTS).join('|')}|none] ` +
   '[--dir data] [--url-dataset URL] [--url-weights URL]';
 
 export interface FetchOptions {
@@ -118,7 +121,8 @@ export async function runFetch(opts: FetchOptions, out: ProgressStream, err: Pro
     const split = await scanSplit(folder);
     const skipped = split.train.skipped.length + split.val.skipped.length;
     say(
-      `  classes: ${split.classes.join(', ')}; train ${split.train.samples.length} images, val ${split.val.samples.length} images` +
+      `  classes: ${split.classes.join(', ')}; ` +
+        `train ${split.train.samples.length} images, val ${split.val.samples.length} images` +
         (skipped > 0 ? `; ${skipped} unreadable files will be skipped` : ''),
     );
     result.data = folder;

@@ -144,7 +144,8 @@ function evalReport(classes: string[], confusion: number[][], correct: number, t
 
 export const predict: Command = {
   summary:
-    'Classify images (files, folders, or an NCHW .npy tensor) with a trained checkpoint; with --eval, score an ImageFolder split.',
+    'Classify images (files, folders, or an NCHW .npy tensor) with a trained checkpoint; ' +
+    'with --eval, score an ImageFolder split.',
   usage: USAGE,
   flags: PREDICT_SPECS,
   examples: [
@@ -187,7 +188,8 @@ export const predict: Command = {
     if (classNames && classNames.length !== k) {
       throw new WolfpackError(
         'E_USAGE',
-        `${classArg !== undefined ? '--classes' : run!.file} names ${classNames.length} class(es) but ${weights} has a ${k}-class head`,
+        `${classArg !== undefined ? '--classes' : run!.file} names ${classNames.length} class(es) ` +
+          `but ${weights} has a ${k}-class head`,
       );
     }
     if (inputTensor !== undefined && values['image-size'] !== undefined) {
@@ -201,7 +203,8 @@ export const predict: Command = {
     ) {
       throw new WolfpackError(
         'E_DATA',
-        `--eval ${evalDir}: its classes (${set.classes.join(', ')}) are not the model's (${names.join(', ')}), in label order`,
+        `--eval ${evalDir}: its classes (${set.classes.join(', ')}) ` +
+          `are not the model's (${names.join(', ')}), in label order`,
       );
     }
     const paths = set ? set.samples.map((x) => x.path) : (await Promise.all(positionals.map(imagesOf))).flat();

@@ -22,7 +22,8 @@ const TOKEN_FILE: FlagSpec = {
   kind: 'string',
   value: 'FILE',
   describe:
-    'the shared secret (or WOLFPACK_TOKEN) that authenticates workers and ring links; required to listen beyond loopback',
+    'the shared secret (or WOLFPACK_TOKEN) that authenticates workers and ring links; ' +
+    'required to listen beyond loopback',
 };
 const HANDSHAKE_TIMEOUT: FlagSpec = {
   name: 'handshake-timeout',
@@ -79,7 +80,8 @@ export const CONFIG_SPEC: FlagSpec = {
   kind: 'string',
   value: 'FILE',
   describe:
-    'JSON or YAML file of flags; precedence: flags, then WOLFPACK_* variables, then the file, then defaults (docs/CONFIG.md)',
+    'JSON or YAML file of flags; precedence: flags, then WOLFPACK_* variables, then the file, ' +
+    'then defaults (docs/CONFIG.md)',
 };
 
 /** The parser options of `train`, `demo` and `coordinator`: the job's table plus logging. */
@@ -185,7 +187,8 @@ export function featureCacheFrom(
   if (augment === 'none' && views > 0)
     throw new WolfpackError(
       'E_USAGE',
-      '--views K applies to --augment train (K augmentation draws per sample); with --augment none every epoch sees the same view',
+      '--views K applies to --augment train (K augmentation draws per sample); ' +
+        'with --augment none every epoch sees the same view',
     );
   if (cacheFeatures) {
     const freeze = f('freeze');
@@ -193,13 +196,17 @@ export function featureCacheFrom(
     if (freeze !== 'backbone' || bn !== 'frozen') {
       throw new WolfpackError(
         'E_USAGE',
-        `--cache-features needs --freeze backbone and --bn frozen (got --freeze ${String(freeze)} --bn ${String(bn)}): otherwise the backbone's output changes every step`,
+        '--cache-features needs --freeze backbone and --bn frozen ' +
+          `(got --freeze ${String(freeze)} --bn ${String(bn)}): ` +
+          "otherwise the backbone's output changes every step",
       );
     }
     if (augment === 'train' && views === 0) {
       throw new WolfpackError(
         'E_USAGE',
-        '--cache-features with --augment train needs --views K (K augmentation draws per sample, reused every K epochs) or --augment none: otherwise no feature is ever seen twice',
+        '--cache-features with --augment train needs --views K ' +
+          '(K augmentation draws per sample, reused every K epochs) or --augment none: ' +
+          'otherwise no feature is ever seen twice',
       );
     }
   }

@@ -80,7 +80,8 @@ export async function trainLocally(
           progress: terminalProgress(),
           events: fanOut(events, hold, healthEvents(health), reports),
           stop: stop.signal,
-          // Local workers are not restarted: once too few are left, wait only --timeout (or --rejoin-timeout) for one started by hand.
+          // Local workers are not restarted: once too few are left, wait only --timeout (or --rejoin-timeout) for one
+          // started by hand.
           rejoinTimeoutMs: o.rejoinTimeoutMs ?? o.timeoutMs,
           onListening: (port) =>
             workers.start(

@@ -33,7 +33,8 @@ const WORKER_SPECS: readonly FlagSpec[] = [
     value: 'INDEX',
     min: 0,
     describe:
-      'which GPU this worker uses, on a host with several: the webgpu adapter, or for tensorflow-gpu the CUDA device (CUDA_VISIBLE_DEVICES)',
+      'which GPU this worker uses, on a host with several: the webgpu adapter, ' +
+      'or for tensorflow-gpu the CUDA device (CUDA_VISIBLE_DEVICES)',
   },
   {
     name: 'webgpu-optimizer',
@@ -41,7 +42,8 @@ const WORKER_SPECS: readonly FlagSpec[] = [
     choices: ['gpu', 'host'],
     default: 'gpu',
     describe:
-      'where a webgpu worker runs Momentum: one GPU kernel (fastest), or the same JS loop as every other backend (for rings that mix backends)',
+      'where a webgpu worker runs Momentum: one GPU kernel (fastest), ' +
+      'or the same JS loop as every other backend (for rings that mix backends)',
   },
   {
     name: 'ring-bind',
@@ -76,7 +78,8 @@ export const worker: Command = {
   flags: WORKER_SPECS,
   examples: [
     "wolfpack worker --connect ws://127.0.0.1:7070                     # a worker on the coordinator's machine",
-    'wolfpack worker --connect ws://10.0.0.1:7070 --token-file token --ring-bind 0.0.0.0 --advertise 10.0.0.2 --backend tensorflow-gpu',
+    'wolfpack worker --connect ws://10.0.0.1:7070 --token-file token --ring-bind 0.0.0.0 --advertise 10.0.0.2 ' +
+      '--backend tensorflow-gpu',
   ],
   async run(argv) {
     const { values } = parse(argv, parserOptions(WORKER_SPECS.filter((s) => s !== CONFIG_SPEC)));

@@ -33,7 +33,10 @@ export interface StepEvent {
   images_per_s: number;
   /** The ranks' all-reduce time over their step time, summed over ranks (as an epoch's allreduce_share). */
   allreduce_share: number;
-  /** Per rank: its share of the batch, its step time (data + compute + all-reduce + update), its all-reduce time and images/s. */
+  /**
+   * Per rank: its share of the batch, its step time (data + compute + all-reduce + update), its all-reduce time and
+   * images/s.
+   */
   ranks: { rank: number; samples: number; step_ms: number; allreduce_ms: number; images_per_s: number }[];
 }
 

@@ -69,7 +69,10 @@ export interface DashboardOptions {
   state?: DashboardState;
   /** Default MAX_DASHBOARD_CLIENTS. */
   maxClients?: number;
-  /** Limits on connections that have not completed an allowed request (default: security.handshakeTimeoutMs and admission.ts's constants). */
+  /**
+   * Limits on connections that have not completed an allowed request (default: security.handshakeTimeoutMs and
+   * admission.ts's constants).
+   */
   admission?: AdmissionLimits;
 }
 
@@ -268,7 +271,8 @@ export class DashboardServer {
       this.reply(
         res,
         403,
-        `dashboard: Host '${req.headers.host ?? ''}' refused: without a shared token the dashboard answers loopback names only\n`,
+        `dashboard: Host '${req.headers.host ?? ''}' refused: ` +
+          'without a shared token the dashboard answers loopback names only\n',
       );
       return false;
     }
@@ -280,7 +284,8 @@ export class DashboardServer {
       res.statusCode = 303;
       res.setHeader(
         'set-cookie',
-        `${SESSION_COOKIE}=${this.session}; HttpOnly; SameSite=Strict; Path=/${this.url.startsWith('https') ? '; Secure' : ''}`,
+        `${SESSION_COOKIE}=${this.session}; HttpOnly; SameSite=Strict; ` +
+          `Path=/${this.url.startsWith('https') ? '; Secure' : ''}`,
       );
       res.setHeader('location', url.pathname + (rest.size > 0 ? `?${rest.toString()}` : ''));
       res.end();
@@ -299,12 +304,16 @@ export class DashboardServer {
     this.reply(
       res,
       401,
-      `this dashboard needs the job's shared token (--token-file or WOLFPACK_TOKEN): open ${this.url}?token=TOKEN once\n`,
+      "this dashboard needs the job's shared token (--token-file or WOLFPACK_TOKEN): " +
+        `open ${this.url}?token=TOKEN once\n`,
     );
     return false;
   }
 
-  /** A refused request on a connection that is not admitted yet: logged by the guard, and the connection closes after the answer. */
+  /**
+   * A refused request on a connection that is not admitted yet: logged by the guard, and the connection closes after
+   * the answer.
+   */
   private refuse(req: IncomingMessage, res: ServerResponse, reason: string): void {
     if (this.guard.refused(req.socket, 'request', reason)) res.setHeader('connection', 'close');
   }

@@ -120,7 +120,8 @@ function checkCover(buckets: readonly Bucket[], length: number): void {
     if (b.begin !== at || b.end <= b.begin) {
       throw new WolfpackError(
         'E_USAGE',
-        `bucketedAllReduce: buckets must cover [0, ${length}) without gaps or overlaps; found [${b.begin}, ${b.end}) at ${at}`,
+        `bucketedAllReduce: buckets must cover [0, ${length}) without gaps or overlaps; ` +
+          `found [${b.begin}, ${b.end}) at ${at}`,
       );
     }
     at = b.end;

@@ -1,7 +1,8 @@
 // The Link: what a collective algorithm needs from a transport, and nothing more (Gloo's `pair`).
 // A rank's Link sends messages to its right neighbour and receives messages from its left neighbour.
 // Algorithms in shared/allreduce/ run over this interface only; transports (shared/transport/ring/, the WebSocket
-// ring, and shared/transport/memory-link.ts, in one process for tests) implement it. Algorithm bugs and wire bugs live in different files.
+// ring, and shared/transport/memory-link.ts, in one process for tests) implement it. Algorithm bugs and wire bugs
+// live in different files.
 //
 // Contract, which every implementation must keep and the ring relies on:
 //  - A message is one Float32Array payload plus a tag, an integer in [0, MAX_TAG]. Tags identify messages;

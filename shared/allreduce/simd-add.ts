@@ -102,8 +102,8 @@ const simdBuffers = new WeakMap<ArrayBufferLike, SimdBuffer>();
 
 /**
  * A zero-filled Float32Array of `length` elements backed by its own WebAssembly.Memory, with 2 x
- * MAX_SLOT_PAIRS receive slots and a packing slot of `slotElems` after the data; null where WebAssembly SIMD or the memory cannot
- * be had.
+ * MAX_SLOT_PAIRS receive slots and a packing slot of `slotElems` after the data; null where WebAssembly SIMD or the
+ * memory cannot be had.
  */
 export function allocSimdBuffer(length: number, slotElems: number): Float32Array | null {
   const mod = simdModule();

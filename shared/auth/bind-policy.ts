@@ -29,7 +29,8 @@ export function checkBind(host: string, secret: SharedSecret | undefined, what: 
   if (secret !== undefined || isLoopbackHost(host)) return;
   throw new WolfpackError(
     'E_USAGE',
-    `${what} ${host}: refusing to listen beyond loopback without a shared token (anyone who can reach the port could join ` +
+    `${what} ${host}: refusing to listen beyond loopback without a shared token ` +
+      `(anyone who can reach the port could join ` +
       `the job and read its weights and images); ${TOKEN_HELP}. Without a token, listen on 127.0.0.1 only.`,
   );
 }

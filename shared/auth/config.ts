@@ -31,7 +31,9 @@ export interface CoordinatorSecurity {
   secret?: SharedSecret;
   /** Certificate and key: the coordinator serves wss://. */
   tls?: TlsServerMaterial;
-  /** Time from TCP accept to proof on the coordinator's and the dashboard's ports, ms (default ADMISSION_DEADLINE_MS). */
+  /**
+   * Time from TCP accept to proof on the coordinator's and the dashboard's ports, ms (default ADMISSION_DEADLINE_MS).
+   */
   handshakeTimeoutMs?: number;
 }
 
@@ -57,7 +59,8 @@ function handshakeTimeoutMs(flags: SecurityFlags, env: NodeJS.ProcessEnv): numbe
   if (!Number.isFinite(s) || s <= 0 || s > 3600) {
     throw new WolfpackError(
       'E_USAGE',
-      `--handshake-timeout (or WOLFPACK_HANDSHAKE_TIMEOUT) must be a number of seconds in (0, 3600], got ${JSON.stringify(v)}`,
+      `--handshake-timeout (or WOLFPACK_HANDSHAKE_TIMEOUT) must be a number of seconds in (0, 3600], ` +
+        `got ${JSON.stringify(v)}`,
     );
   }
   return Math.round(s * 1000);
@@ -74,7 +77,8 @@ export function coordinatorSecurity(
   if ((cert === undefined) !== (key === undefined)) {
     throw new WolfpackError(
       'E_USAGE',
-      `TLS needs both a certificate and its key: got ${cert === undefined ? 'a key (--tls-key) but no --tls-cert' : 'a certificate (--tls-cert) but no --tls-key'}`,
+      `TLS needs both a certificate and its key: got ` +
+        `${cert === undefined ? 'a key (--tls-key) but no --tls-cert' : 'a certificate (--tls-cert) but no --tls-key'}`,
     );
   }
   const out: CoordinatorSecurity = {};

@@ -2,7 +2,8 @@
 //
 //   coordinator                                   worker
 //   authChallenge {scheme, nonce: Ns}     ---->   (Ns: 32 fresh random bytes, hex)
-//                                         <----   authProof {nonce: Nc, proof: HMAC(K, 'wolfpack-v1|client|Ns|Nc|coordinator')}
+//                                         <----   authProof {nonce: Nc,
+//                                                            proof: HMAC(K, 'wolfpack-v1|client|Ns|Nc|coordinator')}
 //   check proof (timingSafeEqual)
 //   authOk {proof: HMAC(K, 'wolfpack-v1|server|Ns|Nc|coordinator')} ---->  check proof
 //                                         <----   hello ...
@@ -143,7 +144,8 @@ export async function authenticateToCoordinator(
       ch.close(CLOSE_AUTH, 'this worker requires authentication');
       throw authError(
         peer,
-        `has no token, but this worker has one (${secret.source}): refusing to join a coordinator that cannot prove it holds the token; ${TOKEN_HELP}`,
+        `has no token, but this worker has one (${secret.source}): ` +
+          `refusing to join a coordinator that cannot prove it holds the token; ${TOKEN_HELP}`,
       );
     }
     return;

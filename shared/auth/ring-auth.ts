@@ -152,7 +152,8 @@ export class RingHelloVerifier {
 
   /** the ring listener's verifyHello: throws E_AUTH naming the peer and the reason. */
   readonly verify = async (hello: RingHello, req?: IncomingMessage): Promise<void> => {
-    const peer = `ring hello from rank ${hello.rank}${req?.socket.remoteAddress ? ` at ${req.socket.remoteAddress}` : ''}`;
+    const peer =
+      `ring hello from rank ${hello.rank}` + (req?.socket.remoteAddress ? ` at ${req.socket.remoteAddress}` : '');
     const auth = parseAuth(hello.auth);
     if (typeof auth === 'string') throw authError(peer, `${auth}; ${TOKEN_HELP}`);
     if (this.expected === undefined || auth.gen > this.expected.generation) {
@@ -162,7 +163,8 @@ export class RingHelloVerifier {
           throw authError(peer, `this worker did not learn its job within ${this.jobWaitMs} ms`);
         throw authError(
           peer,
-          `ring generation ${auth.gen} is not known here (this worker is at generation ${this.expected?.generation ?? before?.generation}; ` +
+          `ring generation ${auth.gen} is not known here ` +
+            `(this worker is at generation ${this.expected?.generation ?? before?.generation}; ` +
             `waited ${this.jobWaitMs} ms)`,
         );
       }
@@ -172,7 +174,8 @@ export class RingHelloVerifier {
     if (Math.abs(now - auth.ts) > this.windowMs) {
       throw authError(
         peer,
-        `its timestamp is ${Math.round((now - auth.ts) / 1000)} s off this host's clock (limit ${this.windowMs / 1000} s): stale, replayed, or clocks out of sync`,
+        `its timestamp is ${Math.round((now - auth.ts) / 1000)} s off this host's clock ` +
+          `(limit ${this.windowMs / 1000} s): stale, replayed, or clocks out of sync`,
       );
     }
     // Constant-time check of the proof before anything that depends on the claimed job or generation.

@@ -23,7 +23,8 @@ export function cudaDeviceEnv(index: number | undefined, env: NodeJS.ProcessEnv)
   if (chosen === undefined)
     throw new WolfpackError(
       'E_BACKEND',
-      `--gpu ${index}: CUDA_VISIBLE_DEVICES=${visible} gives this process ${list.length} GPU(s); valid indices are 0..${list.length - 1}`,
+      `--gpu ${index}: CUDA_VISIBLE_DEVICES=${visible} gives this process ${list.length} GPU(s); ` +
+        `valid indices are 0..${list.length - 1}`,
     );
   out.CUDA_VISIBLE_DEVICES = chosen;
   return out;

@@ -26,7 +26,10 @@ export const LEGACY_UTIL_CHECKS: Record<string, (v: unknown) => boolean> = {
   isUndefined: (v) => v === undefined,
 };
 
-/** Adds to `util` (default: node:util, the object CommonJS modules get) each legacy check it lacks; returns the names added. */
+/**
+ * Adds to `util` (default: node:util, the object CommonJS modules get) each legacy check it lacks; returns the names
+ * added.
+ */
 export function restoreLegacyUtilChecks(
   util: Record<string, unknown> = require('node:util') as Record<string, unknown>,
 ): string[] {

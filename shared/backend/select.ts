@@ -128,7 +128,8 @@ export async function selectBackend(
         logger?.warn(
           { backend: name, skipped, NVIDIA_VISIBLE_DEVICES: gpu },
           `a GPU is reserved for this process (NVIDIA_VISIBLE_DEVICES=${gpu}) ` +
-            `but no GPU backend started, so it trains on ${name}, far slower: ${skipped.map((s) => `${s.backend}: ${s.reason}`).join('; ')}`,
+            `but no GPU backend started, so it trains on ${name}, far slower: ` +
+            `${skipped.map((s) => `${s.backend}: ${s.reason}`).join('; ')}`,
         );
       }
       return { backend: name, tfName, skipped };

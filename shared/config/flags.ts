@@ -23,7 +23,10 @@ export interface FlagSpec {
   max?: number;
   /** One sentence (or two) on what the flag does. */
   describe: string;
-  /** The option's name in the library API (`train({ batchSize })`), where it has one; kind seconds maps to milliseconds there. */
+  /**
+   * The option's name in the library API (`train({ batchSize })`), where it has one; kind seconds maps to milliseconds
+   * there.
+   */
   api?: string;
 }
 

@@ -96,9 +96,12 @@ async function textLayer(
   const fit = (s: string): string => (s.length <= maxChars ? s : s.slice(0, Math.max(1, maxChars - 1)) + '\u2026');
   const texts = labels.map(
     (l) =>
-      `<text x="${l.left + 3}" y="${l.top + Math.round(layout.bar * 0.78)}" font-family="DejaVu Sans, sans-serif" font-size="${fontSize}" fill="white">${escapeXml(fit(l.text))}</text>`,
+      `<text x="${l.left + 3}" y="${l.top + Math.round(layout.bar * 0.78)}" ` +
+      `font-family="DejaVu Sans, sans-serif" font-size="${fontSize}" fill="white">${escapeXml(fit(l.text))}</text>`,
   );
-  const svg = `<svg xmlns="http://www.w3.org/2000/svg" width="${layout.width}" height="${layout.height}">${texts.join('')}</svg>`;
+  const svg =
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${layout.width}" ` +
+    `height="${layout.height}">${texts.join('')}</svg>`;
   try {
     return await sharp(Buffer.from(svg)).png().toBuffer();
   } catch (e) {

@@ -63,7 +63,8 @@ export function randomResizedCropParams(
   if (!(scale[0] <= scale[1]) || !(ratio[0] <= ratio[1]) || !(ratio[0] > 0)) {
     throw new WolfpackError(
       'E_USAGE',
-      `randomResizedCropParams: scale and ratio must be [min, max] ranges, got scale=${String(scale)} ratio=${String(ratio)}`,
+      `randomResizedCropParams: scale and ratio must be [min, max] ranges, ` +
+        `got scale=${String(scale)} ratio=${String(ratio)}`,
     );
   }
   const area = width * height;

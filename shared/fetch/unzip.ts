@@ -130,7 +130,8 @@ async function extractEntry(zip: string, z: OpenZip, e: OpenZip['entries'][numbe
   if (entry.method !== 0 && entry.method !== 8) {
     throw corrupt(
       zip,
-      `entry '${entry.name}' uses compression method ${entry.method}; wolfpack unpacks only stored (0) and deflate (8) entries, ` +
+      `entry '${entry.name}' uses compression method ${entry.method}; ` +
+        `wolfpack unpacks only stored (0) and deflate (8) entries, ` +
         'unpack this zip with another tool',
       { entry: entry.name, method: entry.method },
     );

@@ -161,7 +161,9 @@ export function checkHealth(path: string, maxAgeS: number, now: number = Date.no
     return { ok: false, reason: `${path} is not a wolfpack health file (no state, healthy and updated)` };
   }
   const age = Math.max(0, (now - updated) / 1000);
-  const what = `${record.role} ${record.state}${record.detail ? ` (${record.detail})` : ''} since ${record.since}, pid ${record.pid}, updated ${age.toFixed(1)} s ago`;
+  const what =
+    `${record.role} ${record.state}${record.detail ? ` (${record.detail})` : ''} since ${record.since}, ` +
+    `pid ${record.pid}, updated ${age.toFixed(1)} s ago`;
   if (!record.healthy) return { ok: false, reason: `unhealthy: ${what}`, record };
   if (age > maxAgeS)
     return { ok: false, reason: `stale: ${what}, more than ${maxAgeS} s (the process is gone or stuck)`, record };

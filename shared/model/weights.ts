@@ -205,7 +205,8 @@ export function initModel(config: ModelConfig, seed: number): ModelState {
     const dst = state.params.subarray(slot.offset, slot.offset + slot.size);
     const s = slot.spec;
     if (s.role === 'conv') {
-      const [kh, kw, , out] = s.shape as [number, number, number, number]; // fan_out, as torchvision initialises ResNets
+      // fan_out, as torchvision initialises ResNets
+      const [kh, kw, , out] = s.shape as [number, number, number, number];
       normalFill(dst, Math.sqrt(2 / (kh * kw * out)), seed * 7919 + k++);
     } else if (s.role === 'bn.gamma') dst.fill(1);
     else if (s.role === 'fc.weight') normalFill(dst, 0.01, seed * 7919 + k++);

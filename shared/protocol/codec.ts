@@ -55,7 +55,8 @@ function checkFields(msg: Record<string, unknown>): void {
     const v = msg[field];
     const bad = (want: string) =>
       protocolError(
-        `message ${type}: field '${field}' must be ${want}, got ${v === undefined ? 'nothing' : JSON.stringify(v)?.slice(0, 60)}`,
+        `message ${type}: field '${field}' must be ${want}, ` +
+          `got ${v === undefined ? 'nothing' : JSON.stringify(v)?.slice(0, 60)}`,
       );
     if (Array.isArray(kind)) {
       if (!kind.includes(v as string)) throw bad(`one of ${kind.join(', ')}`);

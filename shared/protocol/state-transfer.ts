@@ -80,7 +80,8 @@ export async function receiveState(
       throw new WolfpackError(
         'E_PROTOCOL',
         `state part ${part.kind} from ${from}: ${data.length} floats at ${part.offset} (of ${part.total}) ` +
-          `are outside the expected [${want.begin}, ${want.end}) of ${dst.length}, or more than the ${left[part.kind]} still expected`,
+          `are outside the expected [${want.begin}, ${want.end}) of ${dst.length}, ` +
+          `or more than the ${left[part.kind]} still expected`,
       );
     }
     dst.set(data, part.offset);

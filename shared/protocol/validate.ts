@@ -55,7 +55,8 @@ function finite(type: string, field: string, v: unknown, min = -Infinity, max = 
     throw bad(
       type,
       field,
-      `must be a finite number${min > -Infinity ? ` >= ${min}` : ''}${max < Infinity ? ` <= ${max}` : ''}, got ${show(v)}`,
+      `must be a finite number${min > -Infinity ? ` >= ${min}` : ''}${max < Infinity ? ` <= ${max}` : ''}, ` +
+        `got ${show(v)}`,
     );
   }
   return v;
@@ -117,7 +118,9 @@ function jobConfig(type: string, v: unknown): void {
     throw bad(
       type,
       f('cacheFeatures'),
-      `needs freeze 'backbone' and bn 'frozen' (features of a trained backbone or batch-statistics BatchNorm change every step), got freeze ${show(c.freeze)}, bn ${show(c.bn)}`,
+      "needs freeze 'backbone' and bn 'frozen' " +
+        '(features of a trained backbone or batch-statistics BatchNorm change every step), ' +
+        `got freeze ${show(c.freeze)}, bn ${show(c.bn)}`,
     );
   }
 }

@@ -101,7 +101,8 @@ function panel(
   const ys = (v: number) => box.y + box.h - ((v - yRange[0]) / (yRange[1] - yRange[0])) * box.h;
   const out: string[] = [];
   out.push(
-    `<rect x="${box.x}" y="${box.y}" width="${box.w}" height="${box.h}" fill="#ffffff" stroke="#333333" stroke-width="1"/>`,
+    `<rect x="${box.x}" y="${box.y}" width="${box.w}" height="${box.h}" fill="#ffffff" stroke="#333333" ` +
+      `stroke-width="1"/>`,
   );
   for (const v of niceTicks(yRange[0], yRange[1]).filter((t) => t >= yRange[0] && t <= yRange[1])) {
     const y = ys(v).toFixed(1);
@@ -119,7 +120,8 @@ function panel(
   }
   out.push(`<text x="${box.x + box.w / 2}" y="${box.y + box.h + 36}" text-anchor="middle">${esc(xLabel)}</text>`);
   out.push(
-    `<text transform="translate(${box.x - 48} ${box.y + box.h / 2}) rotate(-90)" text-anchor="middle">${esc(yLabel)}</text>`,
+    `<text transform="translate(${box.x - 48} ${box.y + box.h / 2}) rotate(-90)" ` +
+      `text-anchor="middle">${esc(yLabel)}</text>`,
   );
   for (const s of series) {
     // A null value breaks the line; each run of values is one polyline.
@@ -127,7 +129,8 @@ function panel(
     const flush = () => {
       if (run.length > 1) {
         out.push(
-          `<polyline points="${run.join(' ')}" fill="none" stroke="${s.color}" stroke-width="2.5" stroke-linejoin="round"${s.dash ? ` stroke-dasharray="${s.dash}"` : ''}/>`,
+          `<polyline points="${run.join(' ')}" fill="none" stroke="${s.color}" stroke-width="2.5" ` +
+            `stroke-linejoin="round"${s.dash ? ` stroke-dasharray="${s.dash}"` : ''}/>`,
         );
       }
       run = [];
@@ -149,7 +152,8 @@ function panel(
     lx -= 36 + s.label.length * 7 + 18;
     const y = box.y - 10;
     out.push(
-      `<line x1="${lx}" y1="${y}" x2="${lx + 28}" y2="${y}" stroke="${s.color}" stroke-width="2.5"${s.dash ? ` stroke-dasharray="${s.dash}"` : ''}/>`,
+      `<line x1="${lx}" y1="${y}" x2="${lx + 28}" y2="${y}" stroke="${s.color}" ` +
+        `stroke-width="2.5"${s.dash ? ` stroke-dasharray="${s.dash}"` : ''}/>`,
     );
     out.push(`<text x="${lx + 34}" y="${y}" dy="0.35em">${esc(s.label)}</text>`);
   }

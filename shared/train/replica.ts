@@ -209,7 +209,8 @@ export class Replica implements TrainingReplica, FeatureTraining {
     if (this.options.freeze !== 'backbone' || this.options.bn !== 'frozen') {
       throw new WolfpackError(
         'E_USAGE',
-        `Replica.${what}: needs --freeze backbone and --bn frozen (got freeze ${this.options.freeze}, bn ${this.options.bn})`,
+        `Replica.${what}: needs --freeze backbone and --bn frozen ` +
+          `(got freeze ${this.options.freeze}, bn ${this.options.bn})`,
       );
     }
   }
@@ -245,7 +246,8 @@ export class Replica implements TrainingReplica, FeatureTraining {
     if (features.length < count * dim || labels.length < count) {
       throw new WolfpackError(
         'E_USAGE',
-        `Replica.computeHeadGradients: ${count} samples need ${count * dim} features and ${count} labels, got ${features.length} and ${labels.length}`,
+        `Replica.computeHeadGradients: ${count} samples need ${count * dim} features and ${count} labels, ` +
+          `got ${features.length} and ${labels.length}`,
       );
     }
     const f = tf.tensor2d(features.subarray(0, count * dim), [count, dim]);

@@ -1,7 +1,7 @@
 // A data-parallel replica for the webgpu backend, with shared/train/replica.ts's interface and
 // results, arranged for a GPU:
-//  - the forward pass is shared/model/forward.ts's with shared/model/webgpu/resnet-kernels.ts's kernels: each BatchNorm fused
-//    with its ReLU / shortcut addition, and a one-dispatch global average pool;
+//  - the forward pass is shared/model/forward.ts's with shared/model/webgpu/resnet-kernels.ts's kernels: each
+//    BatchNorm fused with its ReLU / shortcut addition, and a one-dispatch global average pool;
 //  - trained parameters live in one flat GPU buffer (webgpu-flat-params.ts): gradients are gathered there by
 //    buffer copies and read back for the ring all-reduce in ONE transfer together with the loss, the
 //    logits, the batch statistics and a non-finite flag (Replica reads ~270 tensors one by one);

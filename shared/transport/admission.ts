@@ -225,7 +225,8 @@ export class AdmissionGuard {
       this.note(
         group,
         'address cap',
-        `${mine} connections from this address are already waiting to prove themselves (cap ${this.maxPendingPerAddress})`,
+        `${mine} connections from this address are already waiting to prove themselves ` +
+          `(cap ${this.maxPendingPerAddress})`,
       );
       socket.destroy();
       return;
@@ -250,7 +251,8 @@ export class AdmissionGuard {
         this.refuse(
           oldest,
           'evicted',
-          `closed to make room: ${this.open.size} connections were waiting to prove themselves (cap ${this.maxPending}), ${busiest.size} from this address`,
+          `closed to make room: ${this.open.size} connections were waiting to prove themselves ` +
+            `(cap ${this.maxPending}), ${busiest.size} from this address`,
         );
       }
     }
@@ -388,7 +390,9 @@ export class AdmissionGuard {
           address,
           reason,
           kind,
-          summary: `further refusals from ${address === '*' ? 'other addresses' : 'this address'} are counted and logged every ${Math.round(this.logIntervalMs / 1000)} s`,
+          summary:
+            `further refusals from ${address === '*' ? 'other addresses' : 'this address'} ` +
+            `are counted and logged every ${Math.round(this.logIntervalMs / 1000)} s`,
         },
         'connection refused',
       );

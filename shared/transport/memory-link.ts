@@ -196,7 +196,8 @@ class MemoryLink implements Link {
     if (msg.snapshot !== null && !sameBits(msg.data, msg.snapshot)) {
       const err = new WolfpackError(
         'E_PROTOCOL',
-        `memory link ${this.left.rank}->${this.rank}: buffer of message ${formatTag(msg.tag)} changed before its send resolved`,
+        `memory link ${this.left.rank}->${this.rank}: ` +
+          `buffer of message ${formatTag(msg.tag)} changed before its send resolved`,
       );
       msg.reject(err);
       p.reject(err);

@@ -87,7 +87,8 @@ export function toFloat32(t: HostTensor): Float32Array {
   if (t.bytes.byteLength !== n * size) {
     throw new WolfpackError(
       'E_WEIGHTS',
-      `toFloat32: a ${t.dtype} tensor of shape [${t.shape.join(',')}] needs ${n * size} bytes, found ${t.bytes.byteLength}`,
+      `toFloat32: a ${t.dtype} tensor of shape [${t.shape.join(',')}] needs ${n * size} bytes, ` +
+        `found ${t.bytes.byteLength}`,
     );
   }
   const out = new Float32Array(n);

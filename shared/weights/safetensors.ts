@@ -81,7 +81,8 @@ export function parseSafetensors(buf: Uint8Array, file: string): SafetensorsCont
   for (const e of entries) {
     if (e.begin < covered) {
       throw corrupt(
-        `tensors '${previous?.name}' [${previous?.begin},${previous?.end}] and '${e.name}' [${e.begin},${e.end}] overlap`,
+        `tensors '${previous?.name}' [${previous?.begin},${previous?.end}] ` +
+          `and '${e.name}' [${e.begin},${e.end}] overlap`,
         e.name,
       );
     }

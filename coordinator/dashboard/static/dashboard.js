@@ -8,7 +8,9 @@
 const SVG = 'http://www.w3.org/2000/svg';
 /** Step points kept in the page; past this the older half is thinned (as the server does). */
 const MAX_POINTS = 20000;
-const COLORS = { loss: '#1f77b4', epochLoss: '#ff7f0e', acc: '#2ca02c', speed: '#9467bd', grid: '#e4e7ec', axis: '#98a2b3' };
+const COLORS = {
+  loss: '#1f77b4', epochLoss: '#ff7f0e', acc: '#2ca02c', speed: '#9467bd', grid: '#e4e7ec', axis: '#98a2b3',
+};
 
 const state = {
   status: 'starting', message: '', job: {}, generation: null, ring: [], workers: new Map(), steps: [], stepsPerEpoch: 0,
@@ -87,7 +89,9 @@ function drawChart(svg, series, opts) {
   for (const t of xt) svg.append(el('text', { x: X(t), y: H - m.b + 16, 'text-anchor': 'middle' }, label(t)));
   for (const v of opts.vlines ?? []) {
     if (v.x < x0 || v.x > x1) continue;
-    svg.append(el('line', { x1: X(v.x), x2: X(v.x), y1: m.t, y2: H - m.b, stroke: COLORS.axis, 'stroke-dasharray': '3 3' }));
+    svg.append(el('line', {
+      x1: X(v.x), x2: X(v.x), y1: m.t, y2: H - m.b, stroke: COLORS.axis, 'stroke-dasharray': '3 3',
+    }));
     if (v.text) svg.append(el('text', { x: X(v.x) - 3, y: m.t + 10, 'text-anchor': 'end' }, v.text));
   }
   svg.append(el('line', { x1: m.l, x2: W - m.r, y1: H - m.b, y2: H - m.b, stroke: COLORS.axis }));
@@ -97,7 +101,12 @@ function drawChart(svg, series, opts) {
   for (const s of series) {
     let run = [];
     const flush = () => {
-      if (run.length > 1) svg.append(el('polyline', { points: run.join(' '), fill: 'none', stroke: s.color, 'stroke-width': s.width ?? 1.5, 'stroke-linejoin': 'round' }));
+      if (run.length > 1) {
+        svg.append(el('polyline', {
+          points: run.join(' '), fill: 'none', stroke: s.color, 'stroke-width': s.width ?? 1.5,
+          'stroke-linejoin': 'round',
+        }));
+      }
       run = [];
     };
     for (const [x, y] of s.points) {
@@ -106,10 +115,16 @@ function drawChart(svg, series, opts) {
     }
     flush();
     if (s.dots || s.points.length === 1) {
-      for (const [x, y] of s.points) if (y !== null && Number.isFinite(y)) svg.append(el('circle', { cx: X(x), cy: Y(y), r: 3, fill: s.color }));
+      for (const [x, y] of s.points) {
+        if (y !== null && Number.isFinite(y)) svg.append(el('circle', { cx: X(x), cy: Y(y), r: 3, fill: s.color }));
+      }
     }
   }
-  if (opts.ring) svg.append(el('circle', { cx: X(opts.ring.x), cy: Y(opts.ring.y), r: 7, fill: 'none', stroke: COLORS.acc, 'stroke-width': 2 }));
+  if (opts.ring) {
+    svg.append(el('circle', {
+      cx: X(opts.ring.x), cy: Y(opts.ring.y), r: 7, fill: 'none', stroke: COLORS.acc, 'stroke-width': 2,
+    }));
+  }
   // Legend, top left.
   let lx = m.l + 4;
   for (const s of series) {
@@ -123,7 +138,9 @@ function drawChart(svg, series, opts) {
 function drawLoss() {
   const pts = state.steps.map((p) => [p[0], p[3]]);
   const epochMean = state.epochs.map((e) => [e.epoch * state.stepsPerEpoch, e.train_loss]);
-  const vlines = state.stepsPerEpoch > 0 ? state.epochs.map((e) => ({ x: e.epoch * state.stepsPerEpoch, text: `e${e.epoch}` })) : [];
+  const vlines = state.stepsPerEpoch > 0
+    ? state.epochs.map((e) => ({ x: e.epoch * state.stepsPerEpoch, text: `e${e.epoch}` }))
+    : [];
   drawChart($('loss-chart'), [
     { name: 'loss per step', color: COLORS.loss, points: pts },
     { name: 'epoch mean', color: COLORS.epochLoss, points: state.stepsPerEpoch > 0 ? epochMean : [], dots: true },
@@ -133,7 +150,8 @@ function drawLoss() {
 function drawAccuracy() {
   const acc = state.epochs.map((e) => [e.epoch, e.val_accuracy]);
   const best = state.best ? { x: state.best.epoch, y: state.best.accuracy } : undefined;
-  drawChart($('acc-chart'), [{ name: 'val accuracy (ring: best)', color: COLORS.acc, points: acc, dots: true, width: 2 }],
+  drawChart($('acc-chart'),
+    [{ name: 'val accuracy (ring: best)', color: COLORS.acc, points: acc, dots: true, width: 2 }],
     { xLabel: 'epoch', integerX: true, xMin: 0, yMin: 0, yMax: 1, ring: best, empty: 'waiting for the first epoch' });
 }
 
@@ -151,7 +169,8 @@ function ago(ms) {
 function drawWorkers() {
   const body = $('workers').tBodies[0];
   const rows = [...state.workers.values()].sort((a, b) =>
-    (a.state === 'in ring' ? 0 : 1) - (b.state === 'in ring' ? 0 : 1) || state.ring.indexOf(a.memberId) - state.ring.indexOf(b.memberId));
+    (a.state === 'in ring' ? 0 : 1) - (b.state === 'in ring' ? 0 : 1) ||
+    state.ring.indexOf(a.memberId) - state.ring.indexOf(b.memberId));
   body.replaceChildren();
   if (rows.length === 0) {
     const tr = html('tr');
@@ -166,7 +185,8 @@ function drawWorkers() {
     tr.dataset.memberId = w.memberId;
     const rank = w.state === 'in ring' ? String(state.ring.indexOf(w.memberId)) : '-';
     tr.append(html('td', rank, 'num'), html('td', w.host), html('td', String(w.pid), 'num'), html('td', w.backend),
-      html('td', fmt(w.images_per_s, 1), 'num'), html('td', w.state === 'in ring' ? ago(w.lastHeartbeat) : '-', 'num heartbeat'));
+      html('td', fmt(w.images_per_s, 1), 'num'),
+      html('td', w.state === 'in ring' ? ago(w.lastHeartbeat) : '-', 'num heartbeat'));
     const st = html('td');
     st.append(html('span', w.state, `badge ${w.state.replace(' ', '-')}`));
     tr.append(st);
@@ -188,7 +208,9 @@ function drawRing() {
   const r = Math.min(W, H) / 2 - 42;
   svg.append(el('text', { x: 8, y: 16 }, `generation ${state.generation}, ${members.length} worker(s)`));
   const defs = el('defs');
-  const marker = el('marker', { id: 'arrow', viewBox: '0 0 10 10', refX: 9, refY: 5, markerWidth: 7, markerHeight: 7, orient: 'auto-start-reverse' });
+  const marker = el('marker', {
+    id: 'arrow', viewBox: '0 0 10 10', refX: 9, refY: 5, markerWidth: 7, markerHeight: 7, orient: 'auto-start-reverse',
+  });
   marker.append(el('path', { d: 'M 0 0 L 10 5 L 0 10 z', fill: COLORS.axis }));
   defs.append(marker);
   svg.append(defs);
@@ -204,16 +226,22 @@ function drawRing() {
       const a0 = -Math.PI / 2 + span * i + gap;
       const a1 = -Math.PI / 2 + span * (i + 1) - gap;
       if (a1 <= a0) continue;
-      const d = `M ${cx + r * Math.cos(a0)} ${cy + r * Math.sin(a0)} A ${r} ${r} 0 ${a1 - a0 > Math.PI ? 1 : 0} 1 ${cx + r * Math.cos(a1)} ${cy + r * Math.sin(a1)}`;
-      svg.append(el('path', { d, fill: 'none', stroke: COLORS.axis, 'stroke-width': 1.5, 'marker-end': 'url(#arrow)' }));
+      const d = `M ${cx + r * Math.cos(a0)} ${cy + r * Math.sin(a0)} ` +
+        `A ${r} ${r} 0 ${a1 - a0 > Math.PI ? 1 : 0} 1 ${cx + r * Math.cos(a1)} ${cy + r * Math.sin(a1)}`;
+      svg.append(el('path', {
+        d, fill: 'none', stroke: COLORS.axis, 'stroke-width': 1.5, 'marker-end': 'url(#arrow)',
+      }));
     }
   }
   members.forEach((m, i) => {
     const [x, y] = at(i);
     svg.append(el('circle', { cx: x, cy: y, r: 15, fill: COLORS.loss }));
-    svg.append(el('text', { x, y: y + 4, 'text-anchor': 'middle', fill: '#fff', style: 'fill:#fff;font-weight:600' }, `r${i}`));
+    svg.append(el('text', {
+      x, y: y + 4, 'text-anchor': 'middle', fill: '#fff', style: 'fill:#fff;font-weight:600',
+    }, `r${i}`));
     const below = y >= cy;
-    svg.append(el('text', { x, y: below ? y + 30 : y - 21, 'text-anchor': 'middle' }, `${m.host}/pid ${m.pid} (${m.backend})`));
+    svg.append(el('text', { x, y: below ? y + 30 : y - 21, 'text-anchor': 'middle' },
+      `${m.host}/pid ${m.pid} (${m.backend})`));
   });
 }
 
@@ -256,7 +284,9 @@ function drawHeader() {
   $('summary').textContent = parts.join(' · ');
   const last = state.steps.at(-1);
   const lastEpoch = state.epochs.at(-1);
-  $('stat-epoch').textContent = last ? `${last[1]}${j.epochs ? ` / ${j.epochs}` : ''}` : (lastEpoch ? String(lastEpoch.epoch) : '-');
+  $('stat-epoch').textContent = last
+    ? `${last[1]}${j.epochs ? ` / ${j.epochs}` : ''}`
+    : (lastEpoch ? String(lastEpoch.epoch) : '-');
   $('stat-step').textContent = last ? `${last[2]} / ${state.stepsPerEpoch}` : '-';
   $('stat-loss').textContent = last ? fmt(last[3]) : '-';
   $('stat-speed').textContent = last ? fmt(last[4], 1) : '-';
@@ -268,7 +298,10 @@ function drawHeader() {
 // Redraws are batched to one per animation frame, whatever the rate of updates.
 const dirty = new Set();
 let scheduled = false;
-const DRAW = { header: drawHeader, loss: drawLoss, acc: drawAccuracy, speed: drawSpeed, workers: drawWorkers, ring: drawRing, events: drawEvents };
+const DRAW = {
+  header: drawHeader, loss: drawLoss, acc: drawAccuracy, speed: drawSpeed, workers: drawWorkers, ring: drawRing,
+  events: drawEvents,
+};
 function redraw(...parts) {
   for (const p of parts) dirty.add(p);
   if (scheduled) return;
@@ -295,8 +328,10 @@ function thin(steps) {
 const handlers = {
   snapshot(d) {
     state.skew = d.now - Date.now();
-    Object.assign(state, { status: d.status, message: d.message, job: d.job, generation: d.generation, ring: d.ring, steps: d.steps,
-      stepsPerEpoch: d.stepsPerEpoch, epochs: d.epochs, events: d.events, best: d.best });
+    Object.assign(state, {
+      status: d.status, message: d.message, job: d.job, generation: d.generation, ring: d.ring, steps: d.steps,
+      stepsPerEpoch: d.stepsPerEpoch, epochs: d.epochs, events: d.events, best: d.best,
+    });
     state.workers = new Map(d.workers.map((w) => [w.memberId, w]));
     redraw(...Object.keys(DRAW));
   },

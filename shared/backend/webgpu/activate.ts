@@ -174,7 +174,8 @@ export function selectGpuByIndex(
   if (index >= gpus.length) {
     throw new WolfpackError(
       'E_BACKEND',
-      `--gpu ${index}: this host has ${gpus.length} GPU(s) on the PCI bus${gpus.length ? ` (${gpus.join(', ')})` : ''}; ` +
+      `--gpu ${index}: ` +
+        `this host has ${gpus.length} GPU(s) on the PCI bus${gpus.length ? ` (${gpus.join(', ')})` : ''}; ` +
         `valid indices are 0..${Math.max(0, gpus.length - 1)}`,
     );
   }
@@ -216,7 +217,8 @@ async function loadDawn(): Promise<Dawn> {
   } catch (e) {
     throw new WolfpackError(
       'E_BACKEND',
-      `the optional package 'webgpu' (Dawn for Node) is not installed or cannot load: ${(e as Error).message.split('\n')[0]}`,
+      `the optional package 'webgpu' (Dawn for Node) is not installed or cannot load: ` +
+        `${(e as Error).message.split('\n')[0]}`,
     );
   }
 }

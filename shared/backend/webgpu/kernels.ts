@@ -73,9 +73,11 @@ function filterGradKernel(s: FilterGradShape, splits: number, chunk: number): Ra
   const key = `wp_conv_dw_${Object.values(s).join('_')}_${splits}_${chunk}`;
   const loadA = pointwise
     ? vecA
-      ? `fn loadA4(k : i32, m : i32) -> vec4<f32> { if (m >= M) { return vec4<f32>(0.0); } return x4[(k * CI + m) / 4]; }`
+      ? `fn loadA4(k : i32, m : i32) -> vec4<f32> { ` +
+        `if (m >= M) { return vec4<f32>(0.0); } return x4[(k * CI + m) / 4]; }`
       : `fn loadA1(k : i32, m : i32) -> f32 { if (m >= M) { return 0.0; } return x[k * CI + m]; }
-         fn loadA4(k : i32, m : i32) -> vec4<f32> { return vec4<f32>(loadA1(k, m), loadA1(k, m + 1), loadA1(k, m + 2), loadA1(k, m + 3)); }`
+         fn loadA4(k : i32, m : i32) -> vec4<f32> { ` +
+        `return vec4<f32>(loadA1(k, m), loadA1(k, m + 1), loadA1(k, m + 2), loadA1(k, m + 3)); }`
     : `fn xIndex(k : i32, m : i32) -> i32 {
         let ci = m % CI; let t = m / CI; let kw = t % KW; let kh = t / KW;
         let ow = k % OW; let t2 = k / OW; let oh = t2 % OH; let n = t2 / OH;
@@ -95,12 +97,15 @@ function filterGradKernel(s: FilterGradShape, splits: number, chunk: number): Ra
             let i = xIndex(k, m); if (i < 0) { return 0.0; }
             return x[i];
           }
-          fn loadA4(k : i32, m : i32) -> vec4<f32> { return vec4<f32>(loadA1(k, m), loadA1(k, m + 1), loadA1(k, m + 2), loadA1(k, m + 3)); }`
+          fn loadA4(k : i32, m : i32) -> vec4<f32> { ` +
+            `return vec4<f32>(loadA1(k, m), loadA1(k, m + 1), loadA1(k, m + 2), loadA1(k, m + 3)); }`
       }`;
   const loadB = vecB
-    ? `fn loadB4(k : i32, n : i32) -> vec4<f32> { if (n >= NN) { return vec4<f32>(0.0); } return dy4[(k * NN + n) / 4]; }`
+    ? `fn loadB4(k : i32, n : i32) -> vec4<f32> { ` +
+      `if (n >= NN) { return vec4<f32>(0.0); } return dy4[(k * NN + n) / 4]; }`
     : `fn loadB1(k : i32, n : i32) -> f32 { if (n >= NN) { return 0.0; } return dy[k * NN + n]; }
-       fn loadB4(k : i32, n : i32) -> vec4<f32> { return vec4<f32>(loadB1(k, n), loadB1(k, n + 1), loadB1(k, n + 2), loadB1(k, n + 3)); }`;
+       fn loadB4(k : i32, n : i32) -> vec4<f32> { ` +
+      `return vec4<f32>(loadB1(k, n), loadB1(k, n + 1), loadB1(k, n + 2), loadB1(k, n + 3)); }`;
   const code = (): string => `
 ${bindingDecls(['partial'], [vecA ? 'x4' : 'x', vecB ? 'dy4' : 'dy'], (n) => (n.endsWith('4') ? 'vec4<f32>' : 'f32'))}
 const M = ${M}; const NN = ${NN}; const K = ${K}; const KCHUNK = ${chunk};

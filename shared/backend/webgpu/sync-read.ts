@@ -75,7 +75,8 @@ export function spinDawn(done: () => boolean, timeoutMs = 300_000, what = 'a GPU
       throw new WolfpackError(
         'E_BACKEND',
         `webgpu: ${what} did not complete within ${timeoutMs / 1000} s ` +
-          `(${pendingTicks.size} Dawn tick(s) pending; is installTickCapture() installed before the device was created?)`,
+          `(${pendingTicks.size} Dawn tick(s) pending; ` +
+          `is installTickCapture() installed before the device was created?)`,
       );
     }
   }

@@ -54,7 +54,10 @@ export function reducePlan(rows: number, channels: number, target = TARGET_WORKG
   return { rows, cv, cg, lanes, chunks: Math.ceil(rows / chunkRows), chunkRows, blocks };
 }
 
-/** Sums each lane's (s1, s2) over the workgroup's LANES lanes, then runs `body` on lane 0 with the sums in sA[tid], sB[tid]. */
+/**
+ * Sums each lane's (s1, s2) over the workgroup's LANES lanes, then runs `body` on lane 0 with the sums in sA[tid],
+ * sB[tid].
+ */
 const reduceTail = (body: string): string => `
   sA[tid] = s1; sB[tid] = s2;
   workgroupBarrier();
@@ -70,9 +73,12 @@ const REDUCE_TAIL = reduceTail(`partial[(chunk * 2) * CV + cv] = sA[tid];
     partial[(chunk * 2 + 1) * CV + cv] = sB[tid];`);
 
 function reduceHeader(p: ReducePlan): string {
-  return `const CV = ${p.cv}; const CG = ${p.cg}; const LANES = ${p.lanes}; const ROWS = ${p.rows}; const CHUNK_ROWS = ${p.chunkRows};
+  return (
+    `const CV = ${p.cv}; const CG = ${p.cg}; const LANES = ${p.lanes}; const ROWS = ${p.rows}; ` +
+    `const CHUNK_ROWS = ${p.chunkRows};
 var<workgroup> sA : array<${V4}, 256>;
-var<workgroup> sB : array<${V4}, 256>;`;
+var<workgroup> sB : array<${V4}, 256>;`
+  );
 }
 
 const REDUCE_PROLOGUE = `
@@ -142,8 +148,10 @@ function finalizeKernel(
     name,
     key: `wp_bn_${name}_${cg}_${consts}_${JSON.stringify(p)}`,
     workgroups: [Math.ceil(p.cv / cg), 1, 1],
-    code: () => `${bindingDecls(outputs, ['partial', ...inputs], () => V4)}
-const CV = ${p.cv}; const CG = ${cg}; const LANES = ${lanes}; const CHUNKS = ${p.chunks}; const ROWS = ${p.rows}; ${consts}
+    code: () =>
+      `${bindingDecls(outputs, ['partial', ...inputs], () => V4)}
+const CV = ${p.cv}; const CG = ${cg}; const LANES = ${lanes}; const CHUNKS = ${p.chunks}; ` +
+      `const ROWS = ${p.rows}; ${consts}
 var<workgroup> sA : array<${V4}, 256>;
 var<workgroup> sB : array<${V4}, 256>;
 @compute @workgroup_size(256, 1, 1)
@@ -151,7 +159,8 @@ fn main(@builtin(local_invocation_id) lid : vec3<u32>, @builtin(workgroup_id) wi
   let tid = i32(lid.x); let lane = tid / CG; let cv0 = i32(wid.x) * CG + tid % CG;
   let live = cv0 < CV; let cv = min(cv0, CV - 1);
   var s1 = vec4<f32>(0.0); var s2 = vec4<f32>(0.0);
-  for (var c = lane; c < CHUNKS; c = c + LANES) { s1 = s1 + partial[(c * 2) * CV + cv]; s2 = s2 + partial[(c * 2 + 1) * CV + cv]; }${reduceTail(`let t1 = sA[tid]; let t2 = sB[tid];
+  for (var c = lane; c < CHUNKS; c = c + LANES) { s1 = s1 + partial[(c * 2) * CV + cv]; ` +
+      `s2 = s2 + partial[(c * 2 + 1) * CV + cv]; }${reduceTail(`let t1 = sA[tid]; let t2 = sB[tid];
     ${finish}`)}
 }`,
   };
@@ -164,7 +173,8 @@ function statsFinalizeKernel(p: ReducePlan, eps: number): RawKernel {
     p,
     ['moments', 'mean', 'varUnbiased'],
     ['x'],
-    `const EPS = ${eps.toExponential(9)}; const INV_M = ${(1 / m).toExponential(9)}; const UNBIAS = ${(m > 1 ? m / (m - 1) : 1).toExponential(9)};`,
+    `const EPS = ${eps.toExponential(9)}; const INV_M = ${(1 / m).toExponential(9)}; ` +
+      `const UNBIAS = ${(m > 1 ? m / (m - 1) : 1).toExponential(9)};`,
     `let d = t1 * INV_M;
     let v = max((t2 - t1 * d) * INV_M, vec4<f32>(0.0));
     let mu = x[cv] + d;
@@ -230,8 +240,10 @@ function gradApplyKernel(rows: number, cv: number, relu: boolean, residual: bool
     name: 'BnGradApply',
     key: `wp_bn_gapply_${rows}_${cv}_${relu}_${residual}_${g[0]}`,
     workgroups: g,
-    code: () => `${bindingDecls(residual ? ['dx', 'dr'] : ['dx'], ins, () => V4)}
-const UNITS = ${units}; const CV = ${cv}; const GX = ${g[0]}; const M = ${rows}.0; const INV_M = ${(1 / rows).toExponential(9)};
+    code: () =>
+      `${bindingDecls(residual ? ['dx', 'dr'] : ['dx'], ins, () => V4)}
+const UNITS = ${units}; const CV = ${cv}; const GX = ${g[0]}; const M = ${rows}.0; ` +
+      `const INV_M = ${(1 / rows).toExponential(9)};
 ${PER_ELEMENT_MAIN}
   let c = i % CV;
   ${relu ? 'let g = select(vec4<f32>(0.0), dy[i], y[i] > vec4<f32>(0.0));' : 'let g = dy[i];'}

@@ -16,8 +16,10 @@ function avgPoolKernel(n: number, hw: number, cv: number): RawKernel {
     name: 'GlobalAvgPool',
     key: `wp_gap_${n}_${hw}_${cv}_${g[0]}`,
     workgroups: g,
-    code: () => `${bindingDecls(['y'], ['x'], () => 'vec4<f32>')}
-const UNITS = ${n * cv}; const HW = ${hw}; const CV = ${cv}; const GX = ${g[0]}; const INV = ${(1 / hw).toExponential(9)};
+    code: () =>
+      `${bindingDecls(['y'], ['x'], () => 'vec4<f32>')}
+const UNITS = ${n * cv}; const HW = ${hw}; const CV = ${cv}; const GX = ${g[0]}; ` +
+      `const INV = ${(1 / hw).toExponential(9)};
 ${PER_ELEMENT_MAIN}
   let b = i / CV; let c = i % CV;
   var s = vec4<f32>(0.0);
@@ -34,8 +36,10 @@ function avgPoolGradKernel(n: number, hw: number, cv: number): RawKernel {
     name: 'GlobalAvgPoolGrad',
     key: `wp_gapg_${n}_${hw}_${cv}_${g[0]}`,
     workgroups: g,
-    code: () => `${bindingDecls(['dx'], ['dy'], () => 'vec4<f32>')}
-const UNITS = ${units}; const HW = ${hw}; const CV = ${cv}; const GX = ${g[0]}; const INV = ${(1 / hw).toExponential(9)};
+    code: () =>
+      `${bindingDecls(['dx'], ['dy'], () => 'vec4<f32>')}
+const UNITS = ${units}; const HW = ${hw}; const CV = ${cv}; const GX = ${g[0]}; ` +
+      `const INV = ${(1 / hw).toExponential(9)};
 ${PER_ELEMENT_MAIN}
   dx[i] = dy[(i / (HW * CV)) * CV + i % CV] * INV;
 }`,

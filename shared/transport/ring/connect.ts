@@ -52,7 +52,8 @@ export async function connectRing(url: string, hello: RingHello, opts: RingConne
   if (u.protocol === 'wss:' && (opts.pin === undefined || !FINGERPRINT_PATTERN.test(opts.pin))) {
     throw new WolfpackError(
       'E_USAGE',
-      `ring URL ${url} is wss:// but no certificate fingerprint (64 hex digits) to pin was given: got ${JSON.stringify(opts.pin)}`,
+      `ring URL ${url} is wss:// but no certificate fingerprint (64 hex digits) to pin was given: ` +
+        `got ${JSON.stringify(opts.pin)}`,
     );
   }
   if (u.protocol === 'ws:' && opts.pin !== undefined)

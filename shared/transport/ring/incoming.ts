@@ -186,7 +186,10 @@ export class RingIncoming {
     const got = certificateFingerprint(raw);
     const want = this.pin ?? '';
     if (got.length === want.length && timingSafeEqual(Buffer.from(got), Buffer.from(want))) return null;
-    return `the listener's certificate (sha256 ${got.slice(0, 16)}...) is not the one the coordinator announced (sha256 ${want.slice(0, 16)}...)`;
+    return (
+      `the listener's certificate (sha256 ${got.slice(0, 16)}...) is not the one the coordinator announced ` +
+      `(sha256 ${want.slice(0, 16)}...)`
+    );
   }
 
   /** @internal resolves on the welcome; rejects with the reason otherwise (ECONNREFUSED: code kept). */
@@ -236,7 +239,8 @@ export class RingIncoming {
           this.pending.set(tag, p);
           this.fail(
             'E_PROTOCOL',
-            `message ${formatTag(this.parked.keys().next().value as number)} arrived before the expected message ${formatTag(tag)}`,
+            `message ${formatTag(this.parked.keys().next().value as number)} ` +
+              `arrived before the expected message ${formatTag(tag)}`,
           );
           return;
         }
@@ -275,7 +279,8 @@ export class RingIncoming {
         this.pending.set(tag, p);
         this.fail(
           'E_PROTOCOL',
-          `message ${formatTag(this.parked.keys().next().value as number)} arrived while message ${formatTag(tag)} was expected`,
+          `message ${formatTag(this.parked.keys().next().value as number)} ` +
+            `arrived while message ${formatTag(tag)} was expected`,
         );
         return;
       }
@@ -509,7 +514,8 @@ export class RingIncoming {
     if (this.ordered && this.pending.size > 0 && this.pending.keys().next().value !== tag) {
       return this.fail(
         'E_PROTOCOL',
-        `message ${formatTag(tag)} arrived while message ${formatTag(this.pending.keys().next().value as number)} was expected`,
+        `message ${formatTag(tag)} ` +
+          `arrived while message ${formatTag(this.pending.keys().next().value as number)} was expected`,
       );
     }
     if (p !== undefined) {
@@ -600,7 +606,8 @@ export class RingIncoming {
       const why = this.phase === Phase.Open ? 'closed the ring connection' : 'refused the ring connection';
       this.fail(
         ecode,
-        `left neighbour (rank ${this.peerRank}) at ${this.url.host} ${why} (code ${code}${reason ? `, ${reason}` : ''})`,
+        `left neighbour (rank ${this.peerRank}) at ${this.url.host} ${why} ` +
+          `(code ${code}${reason ? `, ${reason}` : ''})`,
         code === 1005 ? 1000 : code,
       );
     }

@@ -46,7 +46,9 @@ export interface RingListenOptions {
   maxChunkBytes?: number;
   /** Bytes handed to the socket and not yet written (default DEFAULT_MAX_IN_FLIGHT_BYTES). */
   maxInFlightBytes?: number;
-  /** Time from TCP accept to a valid hello, ms (default ADMISSION_DEADLINE_MS); a connection that misses it is closed. */
+  /**
+   * Time from TCP accept to a valid hello, ms (default ADMISSION_DEADLINE_MS); a connection that misses it is closed.
+   */
   helloTimeoutMs?: number;
   /** Caps on connections that have not sent a valid hello yet (default: shared/transport/admission.ts's constants). */
   admission?: Omit<AdmissionLimits, 'deadlineMs'>;

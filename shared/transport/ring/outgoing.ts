@@ -48,7 +48,8 @@ export class RingOutgoing {
     ws.on('close', (code: number, reason: Buffer) => {
       this.fail(
         'E_WORKER',
-        `right neighbour (rank ${hello.rank}) closed the ring connection (code ${code}${reason.length ? `, ${reason.toString()}` : ''})`,
+        `right neighbour (rank ${hello.rank}) closed the ring connection ` +
+          `(code ${code}${reason.length ? `, ${reason.toString()}` : ''})`,
         false,
       );
     });
