@@ -16,6 +16,7 @@ import { runJob, type JobOptions, type JobResult } from '../coordinator/job.js';
 import { LocalWorkers, parseGpuList } from '../coordinator/local-workers.js';
 import { fanOut, guardEvents, type JobEvents } from '../coordinator/dashboard/events.js';
 import { DashboardServer, runWithDashboard } from '../coordinator/dashboard/server.js';
+import { jobSummary } from '../coordinator/dashboard/state.js';
 import { reportEvents, STEPS_FILE } from '../coordinator/reports.js';
 
 export interface TrainOptions {
@@ -235,18 +236,7 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
           port: dashboardPort,
           security,
           logger,
-          job: {
-            epochs: o.epochs,
-            batchSize: o.batchSize,
-            workers: o.workers,
-            lr: o.lr,
-            momentum: o.momentum,
-            imageSize: o.imageSize,
-            freeze: o.freeze,
-            bn: o.bn,
-            out: o.out,
-            data: o.data,
-          },
+          job: jobSummary(o),
         });
   if (dashboard) {
     try {

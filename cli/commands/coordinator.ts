@@ -24,10 +24,10 @@ import {
   securityFlagsFrom,
   terminalProgress,
   TRAIN_FLAGS,
+  printerFrom,
 } from './train-flags.js';
 import { DEFAULT_OUT } from '../../coordinator/checkpoints.js';
 import { HEALTH_FLAGS, HEALTH_SPEC, healthEvents, healthFileFrom, withHealth } from './health-flags.js';
-import { createPrinter, jsonRequested } from '../../shared/log.js';
 import { describeStop } from '../../coordinator/stop.js';
 import { stopOnSignals } from '../stop-signals.js';
 
@@ -58,9 +58,7 @@ export const coordinator: Command = {
     const hold = holdFrom(values, o, logger);
     const reports = reportsFrom(values, o, logger);
     const health = healthFileFrom(values, 'coordinator', logger);
-    const print = createPrinter(
-      jsonRequested(values['log-format'] === undefined ? [] : ['--log-format', String(values['log-format'])]),
-    );
+    const print = printerFrom(values);
     const dashboard = await dashboardFrom(values, o, security, logger);
     const stop = stopOnSignals((line) => logger.warn(line));
     try {

@@ -3,7 +3,7 @@ import { existsSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import type { BackendChoice } from '../../shared/backend/select.js';
 import { WolfpackError } from '../../shared/errors.js';
-import { createLogger, type LogFormat } from '../../shared/log.js';
+import { createLogger, createPrinter, jsonRequested, type LogFormat } from '../../shared/log.js';
 import type { JobOptions } from '../../coordinator/job.js';
 import { num, oneOf, optStr, type Options } from '../../shared/config/args.js';
 import { flagValue, parserOptions, specIndex, type FlagSpec } from '../../shared/config/flags.js';
@@ -12,6 +12,7 @@ import type { SecurityFlags } from '../../shared/auth/config.js';
 import type { CoordinatorSecurity } from '../../shared/auth/config.js';
 import type { Logger } from '../../shared/log.js';
 import { DashboardServer } from '../../coordinator/dashboard/server.js';
+import { jobSummary } from '../../coordinator/dashboard/state.js';
 import type { JobEvents } from '../../coordinator/dashboard/events.js';
 import { DEFAULT_HOLD_TIMEOUT_MS, holdFileEvents, parseHoldPoints } from '../../coordinator/hold.js';
 import { reportEvents } from '../../coordinator/reports.js';
@@ -237,18 +238,7 @@ export async function dashboardFrom(
     port,
     security,
     logger,
-    job: {
-      epochs: o.epochs,
-      batchSize: o.batchSize,
-      workers: o.workers,
-      lr: o.lr,
-      momentum: o.momentum,
-      imageSize: o.imageSize,
-      freeze: o.freeze,
-      bn: o.bn,
-      out: o.out,
-      data: o.data,
-    },
+    job: jobSummary(o),
   });
 }
 
@@ -292,4 +282,10 @@ export function terminalProgress(): ((line: string) => void) | undefined {
   return (line: string) => {
     process.stdout.write(`\r\x1b[K${line}`);
   };
+}
+
+/** The printer of the job's lines: JSON when --log-format json asks for it, as the logs are. */
+export function printerFrom(values: Record<string, unknown>): (line: string) => void {
+  const format = values['log-format'];
+  return createPrinter(jsonRequested(format === undefined ? [] : ['--log-format', String(format)]));
 }

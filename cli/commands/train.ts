@@ -23,10 +23,10 @@ import {
   terminalProgress,
   TRAIN_FLAGS,
   TRAIN_USAGE,
+  printerFrom,
 } from './train-flags.js';
 import { DEFAULT_OUT } from '../../coordinator/checkpoints.js';
 import { HEALTH_FLAGS, HEALTH_SPEC, healthEvents, healthFileFrom, withHealth } from './health-flags.js';
-import { createPrinter, jsonRequested } from '../../shared/log.js';
 import { describeStop } from '../../coordinator/stop.js';
 import { stopOnSignals } from '../stop-signals.js';
 
@@ -62,9 +62,7 @@ export async function trainLocally(
   const hold = holdFrom(values, o, logger);
   const reports = reportsFrom(values, o, logger);
   const health = healthFileFrom(values, 'coordinator', logger);
-  const print = createPrinter(
-    jsonRequested(values['log-format'] === undefined ? [] : ['--log-format', String(values['log-format'])]),
-  );
+  const print = printerFrom(values);
   const dashboard = await dashboardFrom(values, o, security, logger);
   const workers = new LocalWorkers(logger);
   // The local workers run in their own process group: Ctrl-C reaches this process alone, which stops them in order.

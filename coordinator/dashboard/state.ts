@@ -28,6 +28,12 @@ export interface JobSummary {
   data?: string;
 }
 
+/** The settings the dashboard shows, picked from a job's options (and nothing else of them). */
+export function jobSummary(o: JobSummary): JobSummary {
+  const { epochs, batchSize, workers, lr, momentum, imageSize, freeze, bn, out, data } = o;
+  return { epochs, batchSize, workers, lr, momentum, imageSize, freeze, bn, out, data };
+}
+
 /** One plotted step: [global step, epoch, step in epoch, loss (null when skipped), images/s, time ms]. */
 export type StepPoint = [number, number, number, number | null, number, number];
 
