@@ -217,7 +217,10 @@ export function checkTrainOptions(options: TrainOptions): Checked {
  */
 export async function train(options: TrainOptions): Promise<TrainResult> {
   const o = checkTrainOptions(options);
-  const gpus = parseGpuList(option(options as unknown as Record<string, unknown>, 'gpus') as string | undefined);
+  const gpus = parseGpuList(
+    option(options as unknown as Record<string, unknown>, 'gpus') as string | undefined,
+    'train(): options.gpus',
+  );
   const dashboardPort = option(options as unknown as Record<string, unknown>, 'dashboardPort') as number | undefined;
   const logger = options.logger ?? silentLogger();
   const flags = options.security ?? {};

@@ -9,14 +9,14 @@ import type { Logger } from '../shared/log.js';
  * `--gpus 0,1,2,3`: the GPU indices local workers take in turn (worker k: entry k mod n), each passed on as
  * the worker's `--gpu`. Undefined or empty: none chosen (every worker uses its backend's default device).
  */
-export function parseGpuList(text: string | undefined): number[] | undefined {
+export function parseGpuList(text: string | undefined, what = '--gpus'): number[] | undefined {
   if (text === undefined || text.trim() === '') return undefined;
   const parts = text.split(',').map((s) => s.trim());
   const bad = parts.find((s) => !/^\d+$/.test(s) || !Number.isSafeInteger(Number(s)));
   if (bad !== undefined)
     throw new WolfpackError(
       'E_USAGE',
-      `--gpus: expected GPU indices separated by commas, such as 0,1,2,3; '${bad}' in '${text}' is not one`,
+      `${what}: expected GPU indices separated by commas, such as 0,1,2,3; '${bad}' in '${text}' is not one`,
       { option: 'gpus' },
     );
   return parts.map(Number);

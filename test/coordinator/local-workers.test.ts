@@ -11,6 +11,10 @@ t.test('parseGpuList', async (t) => {
   t.same(parseGpuList(' 1 , 0 '), [1, 0]);
   t.equal(parseGpuList(undefined), undefined);
   t.equal(parseGpuList(''), undefined);
+  t.throws(() => parseGpuList('a', 'train(): options.gpus'), {
+    code: 'E_USAGE',
+    message: /^train\(\): options\.gpus: expected GPU indices/,
+  });
   for (const bad of ['0,,1', 'a', '1.5', '-1', '0;1'])
     t.throws(
       () => parseGpuList(bad),
