@@ -57,6 +57,9 @@ missing=()
 for t in podman:podman debootstrap:debootstrap docker-compose:docker-compose; do
   command -v "${t%%:*}" >/dev/null || missing+=("${t#*:}")
 done
+# the compose files' `init: true` runs podman's init, catatonit: only a Recommends of podman, so
+# --no-install-recommends leaves it out ("container-init binary not found on the host")
+[ -x /usr/libexec/podman/catatonit ] || missing+=(catatonit)
 if [ ${#missing[@]} -gt 0 ]; then
   say "installing ${missing[*]}"
   apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null \
