@@ -60,6 +60,9 @@ done
 # the compose files' `init: true` runs podman's init, catatonit: only a Recommends of podman, so
 # --no-install-recommends leaves it out ("container-init binary not found on the host")
 [ -x /usr/libexec/podman/catatonit ] || missing+=(catatonit)
+# compose's services find each other by name: podman's CNI networks need the dnsname plugin for that, also a
+# Recommends left out ("getaddrinfo ENOTFOUND coordinator")
+[ -x /usr/lib/cni/dnsname ] || missing+=(golang-github-containernetworking-plugin-dnsname)
 if [ ${#missing[@]} -gt 0 ]; then
   say "installing ${missing[*]}"
   apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null \
