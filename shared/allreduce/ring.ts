@@ -44,6 +44,17 @@ import { simdWireFor } from './wire-simd.js';
  */
 export const DEFAULT_CHUNK_ELEMS = 1 << 20;
 
+/**
+ * The chunk size as users set it (`--chunk-kib`): KiB of float32 values in one message, 1 .. MAX_CHUNK_KIB
+ * (the ring buffer's receive slots hold DEFAULT_CHUNK_ELEMS). A 16-bit wire sends half the bytes.
+ */
+export const MAX_CHUNK_KIB = (DEFAULT_CHUNK_ELEMS * 4) / 1024;
+
+/** Elements in a chunk of `kib` KiB of float32. */
+export function chunkElemsOfKib(kib: number): number {
+  return kib * 256;
+}
+
 export interface RingOptions {
   /** Most elements in one message (default DEFAULT_CHUNK_ELEMS). */
   chunkElems?: number;
@@ -221,16 +232,27 @@ export async function ringAllReduce(
   // The SIMD paths, when buf lives in a ring buffer whose slots hold a whole chunk.
   const simdInfo = simdBufferOf(buf);
   const simdWire = codec ? simdWireFor(codec.format, buf, simdInfo, chunkElems) : null;
-  /** Sends `data`, the message of n values that goes to the right neighbour as `tag`. */
-  const send = (tag: number, data: Float32Array, n: number): void => {
+  /**
+   * Sends `data`, the message of n values that goes to the right neighbour as `tag`; `release` gets it
+   * back once sent (never after a failed send: the transport may still hold it).
+   */
+  const send = (tag: number, data: Float32Array, n: number, release?: (msg: Float32Array) => void): void => {
     outstanding++;
     stats.bytesSent += 4 * wireElems(n);
     stats.messagesSent++;
-    link.send(tag, data).then(onSent, onSendFailed);
+    const sent =
+      release === undefined
+        ? onSent
+        : () => {
+            release(data);
+            onSent();
+          };
+    link.send(tag, data).then(sent, onSendFailed);
   };
   const sendRegion = (tag: number, off: number, n: number): void => {
     if (!codec) send(tag, buf.subarray(off, off + n), n);
-    else send(tag, simdWire ? simdWire.pack(buf, off, n) : codec.pack(buf, off, n), n);
+    else if (simdWire) send(tag, simdWire.pack(buf, off, n), n, simdWire.release);
+    else send(tag, codec.pack(buf, off, n), n);
   };
   const ignore = (): void => undefined;
 
@@ -273,7 +295,7 @@ export async function ringAllReduce(
           if (fwd >= 0) sendRegion(fwd, off, n);
         } else {
           simdWire.unpack(buf, off, slot, n, false);
-          if (fwd >= 0) send(fwd, simdWire.slotCopy(slot, n), n);
+          if (fwd >= 0) send(fwd, simdWire.slotCopy(slot, n), n, simdWire.release);
         }
       });
     } else if (codec) {

@@ -6,6 +6,7 @@
 // adds the slot into the buffer in place. f32x4.add rounds each lane like a scalar float32 add, so both
 // paths give the same bits.
 import { WIRE_SIMD_WASM } from './wire-simd-module.js';
+import { MessagePool } from './message-pool.js';
 
 /** dst[off .. off+n) += src[0 .. n), unrolled by four (about 1.3x a plain loop in V8). */
 export function addInto(dst: Float32Array, off: number, src: Float32Array, n: number): void {
@@ -93,6 +94,8 @@ export interface SimdBuffer {
   slotElems: number;
   /** End of the data region, bytes. */
   dataEnd: number;
+  /** Buffers for the 16-bit messages the ring sends (message-pool.ts). */
+  sendPool: MessagePool;
 }
 
 /** All-reduces a ring buffer can have in flight at once (bucketedAllReduce's `inflight`): one slot pair each. */
@@ -128,6 +131,7 @@ export function allocSimdBuffer(length: number, slotElems: number): Float32Array
     scratch: dataEnd + slotCount * slotBytes,
     slotElems,
     dataEnd,
+    sendPool: new MessagePool(),
   });
   return new Float32Array(mem.buffer, 0, length);
 }

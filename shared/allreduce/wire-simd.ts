@@ -32,16 +32,23 @@ export class SimdWire {
     return new Float32Array(this.memory, this.simd.slots[slot]!, Math.ceil(n / 2));
   }
 
-  /** A copy of the message of n values in receive slot `slot`, to send on as it came. */
+  /** A copy of the message of n values in receive slot `slot`, to send on as it came; release() it once sent. */
   slotCopy(slot: number, n: number): Float32Array {
-    return this.slot(slot, n).slice();
+    const from = this.slot(slot, n);
+    const out = this.simd.sendPool.take(from.length);
+    out.set(from);
+    return out;
   }
 
-  /** buf[off, off + n) as a message of n 16-bit words, in a new Float32Array (the odd word's pad is zero). */
+  /**
+   * buf[off, off + n) as a message of n 16-bit words (the odd word's pad is zero), in a buffer of the send
+   * pool: release() it once sent.
+   */
   pack(buf: Float32Array, off: number, n: number): Float32Array {
     const n8 = n >>> 3;
-    const out = new Float32Array(Math.ceil(n / 2));
-    const words = new Uint16Array(out.buffer);
+    const out = this.simd.sendPool.take(Math.ceil(n / 2));
+    const words = new Uint16Array(out.buffer, out.byteOffset, 2 * out.length);
+    if (n & 1) words[n] = 0;
     if (n8 > 0) {
       this.packKernel(buf.byteOffset + 4 * off, this.simd.scratch, n8);
       words.set(new Uint16Array(this.memory, this.simd.scratch, 8 * n8));
@@ -49,6 +56,11 @@ export class SimdWire {
     if (8 * n8 < n) this.encode(buf.subarray(off + 8 * n8, off + n), words.subarray(8 * n8, n));
     return out;
   }
+
+  /** Hands a message from pack() or slotCopy() back once the link no longer reads it. */
+  readonly release = (msg: Float32Array): void => {
+    this.simd.sendPool.give(msg);
+  };
 
   /** buf[off + i] += (add) or = (!add) value i of the message of n values in receive slot `slot`. */
   unpack(buf: Float32Array, off: number, slot: number, n: number, add: boolean): void {
