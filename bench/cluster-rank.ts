@@ -18,7 +18,7 @@ import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { bucketedAllReduce } from '../shared/allreduce/buckets.js';
-import { createRingBuffer, ringAllReduce } from '../shared/allreduce/ring.js';
+import { chunkElemsOfKib, createRingBuffer, ringAllReduce } from '../shared/allreduce/ring.js';
 import type { Link } from '../shared/allreduce/link.js';
 import { isWolfpackError } from '../shared/errors.js';
 import { connectRing, listenRing, wsLink } from '../shared/transport/ring/index.js';
@@ -166,10 +166,11 @@ async function runRank(host: string): Promise<void> {
   const buf = createRingBuffer(total);
   buf.fill(rank + 1);
   let ringStep = 0;
+  const chunk = setup.chunkKib !== undefined ? { chunkElems: chunkElemsOfKib(setup.chunkKib) } : {};
   const allReduce = async (region: Float32Array, wire = setup.wire) =>
     link === null
       ? { bytesSent: 0, bytesReceived: 0, messagesSent: 0, messagesReceived: 0 }
-      : ringAllReduce(region, rank, size, link, { step: ringStep++, wire });
+      : ringAllReduce(region, rank, size, link, { step: ringStep++, wire, ...chunk });
   const bar = new Float32Array(1);
   const barrier = async (): Promise<void> => {
     await allReduce(bar, 'fp32');
@@ -187,6 +188,7 @@ async function runRank(host: string): Promise<void> {
       ready,
       step,
       wire: setup.wire,
+      ...chunk,
       ...(setup.inflight !== undefined ? { inflight: setup.inflight } : {}),
     });
   };

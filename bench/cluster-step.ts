@@ -22,7 +22,7 @@
 // The step records when each phase ended, so that the caller can report the all-reduce time the
 // backward pass did not hide (exposed) beside the whole step.
 import { reverseBuckets, type Bucket } from '../shared/allreduce/buckets.js';
-import type { RingStats } from '../shared/allreduce/ring.js';
+import { MAX_CHUNK_KIB, type RingStats } from '../shared/allreduce/ring.js';
 import { WolfpackError } from '../shared/errors.js';
 import { MAX_SLOT_PAIRS } from '../shared/allreduce/simd-add.js';
 
@@ -42,6 +42,12 @@ export interface ScheduleOptions {
   bucketMb?: number;
   /** --inflight: buckets all-reduced at once (bucketedAllReduce's inflight): 1 (default: one after another) to 4. */
   inflight?: number;
+  /**
+   * --chunk-kib: the most KiB of float32 in one ring message (RingOptions.chunkElems = 256 x this; default
+   * DEFAULT_CHUNK_ELEMS, 4096 KiB). Each hop forwards a whole message, so on a slow link a big one adds its
+   * transfer time to every one of a bucket's 2(N-1) hops.
+   */
+  chunkKib?: number;
   wire: WireFormat;
 }
 
@@ -66,6 +72,11 @@ export function checkScheduleOptions(o: ScheduleOptions): void {
     throw new WolfpackError(
       'E_USAGE',
       `--inflight must be an integer from 1 to ${MAX_SLOT_PAIRS}, got ${String(o.inflight)}`,
+    );
+  if (o.chunkKib !== undefined && !(Number.isSafeInteger(o.chunkKib) && o.chunkKib >= 1 && o.chunkKib <= MAX_CHUNK_KIB))
+    throw new WolfpackError(
+      'E_USAGE',
+      `--chunk-kib must be an integer from 1 to ${MAX_CHUNK_KIB}, got ${String(o.chunkKib)}`,
     );
   if (o.bucketMb !== undefined && !(Number.isFinite(o.bucketMb) && o.bucketMb > 0)) {
     throw new WolfpackError('E_USAGE', `--bucket-mb must be a positive number, got ${o.bucketMb}`);

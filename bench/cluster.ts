@@ -30,6 +30,7 @@
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import os from 'node:os';
+import { MAX_CHUNK_KIB } from '../shared/allreduce/ring.js';
 import { resnet50Spec } from '../shared/model/spec.js';
 import { ParamLayout } from '../shared/model/state.js';
 import { distPath } from '../shared/paths.js';
@@ -69,6 +70,8 @@ export interface ClusterBenchOptions {
   schedule?: GradScheduleKind;
   bucketMb?: number;
   inflight?: number;
+  /** --chunk-kib: KiB of float32 in one ring message (default: the ring's, 4096). */
+  chunkKib?: number;
   wire?: WireFormat;
   /** Every gradient tensor scaled by this (1: the real ResNet-50), at least one float each. */
   layoutScale?: number;
@@ -94,6 +97,8 @@ export interface ClusterRunResult {
   buckets: number | null;
   /** --schedule overlap: buckets all-reduced at once (1 or 2); null otherwise. */
   inflight: number | null;
+  /** KiB of float32 in one ring message (--chunk-kib). */
+  chunk_kib: number;
   wire: WireFormat;
   layout_scale: number;
   layers: number;
@@ -268,6 +273,7 @@ export async function runClusterBench(opts: ClusterBenchOptions): Promise<Cluste
     wire,
     ...(opts.bucketMb !== undefined ? { bucketMb: opts.bucketMb } : {}),
     ...(opts.inflight !== undefined ? { inflight: opts.inflight } : {}),
+    ...(opts.chunkKib !== undefined ? { chunkKib: opts.chunkKib } : {}),
   });
   if (net === 'netns') {
     const why = netlabUnavailable();
@@ -332,6 +338,7 @@ export async function runClusterBench(opts: ClusterBenchOptions): Promise<Cluste
         wire,
         ...(opts.bucketMb !== undefined ? { bucketMb: opts.bucketMb } : {}),
         ...(opts.inflight !== undefined ? { inflight: opts.inflight } : {}),
+        ...(opts.chunkKib !== undefined ? { chunkKib: opts.chunkKib } : {}),
         iface: lab !== null ? 'eth0' : null,
         machineStats: i === 0,
         connectTimeoutMs: Math.max(1000, Math.min(30_000, deadline - Date.now())),
@@ -376,6 +383,7 @@ export async function runClusterBench(opts: ClusterBenchOptions): Promise<Cluste
       bucket_mb: schedule === 'overlap' ? (opts.bucketMb ?? DEFAULT_BUCKET_MB) : null,
       buckets: schedule === 'overlap' ? gradBuckets(layerSizes, opts.bucketMb ?? DEFAULT_BUCKET_MB).length : null,
       inflight: schedule === 'overlap' ? (opts.inflight ?? 1) : null,
+      chunk_kib: opts.chunkKib ?? MAX_CHUNK_KIB,
       wire,
       layout_scale: scale,
       layers: layerSizes.length,

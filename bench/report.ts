@@ -2,6 +2,7 @@
 // it, the machine and how busy it was, and the figures beside the peer's with their ratio
 // (wolfpack's speed over the peer's: above 1, wolfpack is faster). `wolfpack bench all` writes this to
 // bench/results/latest.md; BENCHMARKS.md quotes it.
+import { MAX_CHUNK_KIB } from '../shared/allreduce/ring.js';
 import type { AllreduceComparison, CurveResult } from './allreduce-compare.js';
 import { COMPUTE_MODELLED_NOTE, type ClusterRunResult } from './cluster.js';
 import type { MachineInfo, QuietRecord } from './machine.js';
@@ -259,7 +260,9 @@ export function clusterSection(rs: ClusterRunResult[], command: string): string 
     xs.some((x) => x === null) || xs.length === 0 ? null : Math.max(...(xs as number[]));
   const rows = rs.map((r) => [
     `N=${r.workers}`,
-    r.schedule === 'overlap' ? `overlap (${r.buckets ?? '?'} buckets <= ${r.bucket_mb ?? '?'} MiB)` : r.schedule,
+    (r.schedule === 'overlap'
+      ? `overlap (${r.buckets ?? '?'} buckets <= ${r.bucket_mb ?? '?'} MiB, ${r.inflight ?? 1} in flight)`
+      : r.schedule) + (r.chunk_kib !== MAX_CHUNK_KIB ? `, ${r.chunk_kib} KiB messages` : ''),
     r.net === 'loopback' ? 'loopback' : r.link_mbit === null ? 'unshaped' : `${r.link_mbit} Mbit/s`,
     fmt(r.compute_ms, 0),
     fmt(r.step_s * 1e3, 0),

@@ -2,6 +2,7 @@
 // table, `--help` and docs/CONFIG.md describe them from it, and the library's train() checks its options
 // against it (api/train.ts). A spec's `api` name is the JobOptions / TrainOptions field it sets; kind
 // `seconds` flags are milliseconds there (--timeout 30 is timeoutMs 30000).
+import { MAX_CHUNK_KIB } from '../shared/allreduce/ring.js';
 import { WIRE_FORMATS } from '../shared/allreduce/wire.js';
 import { BACKENDS } from '../shared/backend/select.js';
 import { DEFAULT_OUT } from './checkpoints.js';
@@ -158,6 +159,19 @@ export const JOB_FLAGS: readonly FlagSpec[] = [
     describe:
       'what the gradient all-reduce sends between workers: float32, ' +
       'or 16-bit bf16/fp16 (half the bytes; sums stay float32; for slow links, see docs/DESIGN.md)',
+  },
+  {
+    name: 'chunk-kib',
+    kind: 'int',
+    value: 'KIB',
+    min: 1,
+    max: MAX_CHUNK_KIB,
+    default: MAX_CHUNK_KIB,
+    api: 'chunkKib',
+    describe:
+      'the most KiB of float32 values in one all-reduce message (half that on a 16-bit wire); ' +
+      'each hop of the ring forwards whole messages, so on links slower than about 1 Gbit/s smaller ones ' +
+      '(1024) finish sooner (docs/DESIGN.md)',
   },
 ];
 

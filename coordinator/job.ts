@@ -68,6 +68,8 @@ export interface JobOptions {
   featureCacheMb?: number;
   /** What the gradient all-reduce sends between workers (default fp32). */
   wire?: 'fp32' | 'bf16' | 'fp16';
+  /** KiB of float32 values in one all-reduce message (default 4096, the ring's DEFAULT_CHUNK_ELEMS). */
+  chunkKib?: number;
   logger: Logger;
   /** The lab's human-readable lines (stdout). */
   print: (line: string) => void;

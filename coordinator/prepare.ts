@@ -12,7 +12,7 @@ import { readWeightsFile } from '../shared/weights/read.js';
 import { readCkpt } from '../shared/weights/ckpt.js';
 import { modelFromTensors } from '../shared/model/weights.js';
 import type { ModelState } from '../shared/model/state.js';
-import { DEFAULT_CHUNK_ELEMS } from '../shared/allreduce/ring.js';
+import { chunkElemsOfKib, DEFAULT_CHUNK_ELEMS } from '../shared/allreduce/ring.js';
 import type { JobConfig, SampleRef } from '../shared/protocol/messages.js';
 import { BlobStore } from './blob-store.js';
 import type { TrainState } from './checkpoints.js';
@@ -89,7 +89,7 @@ export async function prepare(opts: JobOptions, log: Logger): Promise<Prepared> 
     momentum: opts.momentum,
     seed: opts.seed,
     globalBatch: opts.batchSize,
-    chunkElems: DEFAULT_CHUNK_ELEMS,
+    chunkElems: opts.chunkKib !== undefined ? chunkElemsOfKib(opts.chunkKib) : DEFAULT_CHUNK_ELEMS,
     // only the fields that were set, so a default job's config is unchanged
     ...(opts.augment !== undefined ? { augment: opts.augment } : {}),
     ...(opts.views !== undefined ? { views: opts.views } : {}),

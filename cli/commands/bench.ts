@@ -14,6 +14,7 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import { join, relative } from 'node:path';
 import { runAllreduceBench, runRawTcpBench, type AllreduceBenchResult } from '../../bench/allreduce.js';
 import { MAX_SLOT_PAIRS } from '../../shared/allreduce/simd-add.js';
+import { chunkElemsOfKib, MAX_CHUNK_KIB } from '../../shared/allreduce/ring.js';
 import { allreduceCurve, compareAllreduce, CURVE_SIZES } from '../../bench/allreduce-compare.js';
 import { CHAOS_FLAGS, CHAOS_USAGE, chaosOptionsFrom, chaosTable, runChaos } from '../../bench/chaos.js';
 import {
@@ -59,7 +60,7 @@ import { num, oneOf, parse, str } from '../../shared/config/args.js';
 const USAGE = [
   `wolfpack bench model [--backend ${BACKENDS.join('|')}] [--image-size 224] [--batch 8] [--reps 3] [--threads 2] ` +
     '[--no-peer] [--json]',
-  '       wolfpack bench allreduce --workers N --elements E [--reps 5] [--warmup 2] [--json]',
+  '       wolfpack bench allreduce --workers N --elements E [--reps 5] [--warmup 2] [--chunk-kib 4096] [--json]',
   '       wolfpack bench allreduce-vs-gloo [--rounds 3] [--json]   ' +
     '(N=2,3,4 at 25,557,032 and 4,098 floats, Gloo, raw TCP)',
   '       wolfpack bench rawtcp [--bytes 102228128] [--duplex] [--json]',
@@ -70,7 +71,7 @@ const USAGE = [
     '[--no-peer] [--json]',
   '       wolfpack bench memory [--skip-peak] [--json]',
   '       wolfpack bench cluster [--workers 2,4,8] [--link-mbit 500] [--compute-ms 2400] [--steps 3] [--warmup 1] ' +
-    `[--schedule ${SCHEDULES.join('|')}|none,overlap] [--bucket-mb 25] [--inflight 1-4] ` +
+    `[--schedule ${SCHEDULES.join('|')}|none,overlap] [--bucket-mb 25] [--inflight 1-4] [--chunk-kib 4096] ` +
     `[--wire ${WIRE_FORMATS.join('|')}] [--layout-scale 1] [--net ${CLUSTER_NETS.join('|')}] [--json]   ` +
     '(root; compute modelled; --link-mbit 0: unshaped; --bucket-mb: MiB, overlap only; ' +
     '--json: one line per N and schedule)',
@@ -229,6 +230,7 @@ async function runAllreduce(argv: string[]): Promise<number> {
     elements: { type: 'string' },
     reps: { type: 'string' },
     warmup: { type: 'string' },
+    'chunk-kib': { type: 'string' },
     json: { type: 'boolean' },
   });
   if (values.workers === undefined || values.elements === undefined) {
@@ -238,7 +240,17 @@ async function runAllreduce(argv: string[]): Promise<number> {
   const elements = num(values, 'elements', 0, { int: true, min: 1, max: 1 << 30 });
   const reps = num(values, 'reps', 5, { int: true, min: 1, max: 10_000 });
   const warmup = num(values, 'warmup', 2, { int: true, min: 0, max: 10_000 });
-  const r = await runAllreduceBench({ workers, elements, reps, warmup });
+  const chunkKib =
+    values['chunk-kib'] !== undefined
+      ? num(values, 'chunk-kib', MAX_CHUNK_KIB, { int: true, min: 1, max: MAX_CHUNK_KIB })
+      : undefined;
+  const r = await runAllreduceBench({
+    workers,
+    elements,
+    reps,
+    warmup,
+    ...(chunkKib !== undefined ? { chunkElems: chunkElemsOfKib(chunkKib) } : {}),
+  });
   if (values.json === true) {
     process.stdout.write(JSON.stringify(stripRanks(r)) + '\n');
   } else {
@@ -247,19 +259,32 @@ async function runAllreduce(argv: string[]): Promise<number> {
   return r.verified ? 0 : 1;
 }
 
-/** The `bench cluster` runs `bench all` makes: the issue's reference point, T = 2.4 s on 500 Mbit/s links. */
-const clusterAllArgv = (steps: number): string[] => [
-  '--workers',
-  '2,4,8',
-  '--link-mbit',
-  '500',
-  '--compute-ms',
-  '2400',
-  '--steps',
-  String(steps),
-  '--warmup',
-  '1',
-];
+/**
+ * The `bench cluster` runs `bench all` makes, at the issue's reference point (T = 2.4 s on 500 Mbit/s links):
+ * today's design (float32, no overlap), then the tuned one beside its baseline from the same run (bf16 wire,
+ * 10 MiB buckets, 2 in flight, 1 MiB messages; BENCHMARKS.md has the sweep that chose them).
+ */
+const clusterAllArgvs = (steps: number): string[][] => {
+  const common = ['--link-mbit', '500', '--compute-ms', '2400', '--steps', String(steps), '--warmup', '1'];
+  return [
+    ['--workers', '2,4,8', ...common],
+    [
+      '--workers',
+      '4,8',
+      ...common,
+      '--schedule',
+      'none,overlap',
+      '--wire',
+      'bf16',
+      '--bucket-mb',
+      '10',
+      '--inflight',
+      '2',
+      '--chunk-kib',
+      '1024',
+    ],
+  ];
+};
 
 async function clusterRuns(argv: string[], each?: (r: ClusterRunResult) => void): Promise<ClusterRunResult[]> {
   const { values } = parse(argv, {
@@ -271,6 +296,7 @@ async function clusterRuns(argv: string[], each?: (r: ClusterRunResult) => void)
     schedule: { type: 'string' },
     'bucket-mb': { type: 'string' },
     inflight: { type: 'string' },
+    'chunk-kib': { type: 'string' },
     wire: { type: 'string' },
     'layout-scale': { type: 'string' },
     net: { type: 'string' },
@@ -283,6 +309,9 @@ async function clusterRuns(argv: string[], each?: (r: ClusterRunResult) => void)
     steps: num(values, 'steps', 3, { int: true, min: 1, max: 1000 }),
     warmup: num(values, 'warmup', 1, { int: true, min: 0, max: 1000 }),
     wire: oneOf(values, 'wire', WIRE_FORMATS, 'fp32'),
+    ...(values['chunk-kib'] !== undefined
+      ? { chunkKib: num(values, 'chunk-kib', MAX_CHUNK_KIB, { int: true, min: 1, max: MAX_CHUNK_KIB }) }
+      : {}),
     layoutScale: num(values, 'layout-scale', 1, { min: 1e-6, max: 1 }),
     net,
     progress,
@@ -320,7 +349,8 @@ async function clusterRuns(argv: string[], each?: (r: ClusterRunResult) => void)
       crossCheckSchedules(results);
       progress(
         `N=${workers} --schedule ${schedule}` +
-          `${r.buckets !== null ? ` (${r.buckets} buckets of <= ${r.bucket_mb} MiB, ${r.inflight} in flight)` : ''}: ` +
+          `${r.buckets !== null ? ` (${r.buckets} buckets of <= ${r.bucket_mb} MiB, ${r.inflight} in flight)` : ''}` +
+          `${r.chunk_kib !== MAX_CHUNK_KIB ? `, ${r.chunk_kib} KiB messages` : ''}: ` +
           `step ${(r.step_s * 1e3).toFixed(0)} ms, ` +
           `exposed all-reduce ${(r.exposed_allreduce_s * 1e3).toFixed(0)} ms, ` +
           `efficiency ${(r.efficiency * 100).toFixed(1)}%` +
@@ -565,8 +595,13 @@ async function runAll(argv: string[]): Promise<number> {
   );
   const clusterSkipped = clusterUnavailable();
   if (clusterSkipped !== undefined) progress(`simulated cluster skipped: ${clusterSkipped}`);
-  const clusterArgv = clusterAllArgv(quick ? 1 : 3);
-  const cluster = clusterSkipped === undefined ? await timed('simulated cluster', () => clusterRuns(clusterArgv)) : [];
+  const clusterArgvs = clusterAllArgvs(quick ? 1 : 3);
+  const clusterSets: ClusterRunResult[][] = [];
+  if (clusterSkipped === undefined)
+    await timed('simulated cluster', async () => {
+      for (const argv of clusterArgvs) clusterSets.push(await clusterRuns(argv));
+    });
+  const cluster = clusterSets.flat();
   const seconds = (performance.now() - started) / 1000;
 
   const md = [
@@ -603,7 +638,7 @@ async function runAll(argv: string[]): Promise<number> {
     `## Simulated cluster: modelled compute, real ring on shaped links (${machine.cpu_model}, ${machine.cores} cores)`,
     '',
     clusterSkipped === undefined
-      ? clusterSection(cluster, commandLine(['cluster', ...clusterArgv]))
+      ? clusterSets.map((rs, i) => clusterSection(rs, commandLine(['cluster', ...clusterArgvs[i]!]))).join('\n')
       : `Skipped: ${clusterSkipped}.\n`,
   ].join('\n');
   const all = {

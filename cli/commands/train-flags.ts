@@ -172,6 +172,7 @@ export function jobOptionsFrom(
     holdTimeoutMs: f('hold-timeout') as number,
     backend: f('backend') as BackendChoice,
     wire: f('wire') as JobOptions['wire'],
+    chunkKib: f('chunk-kib') as number,
   };
 }
 

@@ -3,7 +3,8 @@
 // config, and the weights stay close to a float32 run's over the whole model (each hop rounds, so a gradient
 // whose ranks' parts nearly cancel can differ a lot relative to itself: a per-tensor bound would not hold).
 // The head alone trains (--freeze backbone --bn frozen, a steady recipe): full fine-tuning of the tiny job at
-// its lr is chaotic enough that any rounding sends runs apart, which would say nothing about the wire.
+// its lr is chaotic enough that any rounding sends runs apart, which would say nothing about the wire. Smaller
+// messages (--chunk-kib) give the same bits.
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
@@ -17,8 +18,8 @@ t.setTimeout(600_000);
 t.test('--wire bf16 and fp16 train with identical replicas, close to float32', async (t) => {
   const job = await makeTinyJob();
   t.teardown(job.cleanup);
-  const run = async (wire: string, workers: number) => {
-    const out = join(job.dir, `${wire}-${workers}`);
+  const run = async (wire: string, workers: number, extra: string[] = []) => {
+    const out = join(job.dir, `${wire}-${workers}${extra.join('')}`);
     const r = await runCli(
       [
         'train',
@@ -35,6 +36,7 @@ t.test('--wire bf16 and fp16 train with identical replicas, close to float32', a
           '0.01',
           '--wire',
           wire,
+          ...extra,
         ]),
       ],
       300_000,
@@ -81,5 +83,17 @@ t.test('--wire bf16 and fp16 train with identical replicas, close to float32', a
     );
     const [a, b] = [loss(out), loss(refOut)];
     t.ok(Math.abs(a - b) <= 0.05 * b, `last epoch's train loss ${a.toFixed(4)} vs float32's ${b.toFixed(4)}`);
+    if (wire !== 'bf16') continue;
+    // Smaller messages change how the gradients travel, never their sums: the same bits as the default size.
+    const small = await run(wire, workers, ['--chunk-kib', '1']);
+    const smallState = JSON.parse(readFileSync(join(small, 'train-state.json'), 'utf8')) as {
+      config: { chunkElems: number };
+    };
+    t.equal(smallState.config.chunkElems, 256, '--chunk-kib 1: 256 values a message, in the job config');
+    const [w, ws] = [await weights(out), await weights(small)];
+    t.ok(
+      Buffer.from(ws.buffer).equals(Buffer.from(w.buffer)),
+      `--chunk-kib 1: the same weights, bit for bit, as 4096 KiB messages (${w.length} values)`,
+    );
   }
 });
