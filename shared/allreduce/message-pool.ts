@@ -1,7 +1,7 @@
 // Reusable buffers for the messages the 16-bit wire builds (packed partial sums, forwarded all-gather
 // chunks). A new typed array per message costs more than the copy into it: V8 zero-fills it, and a large
 // one is fresh memory from the kernel, so every page faults on first touch and is returned at the next
-// garbage collection. Profiled in `bench cluster` (N=8, bf16), allocating was most of the ring's CPU.
+// garbage collection. Profiled in `bench cluster` (N=8, bf16), it was the ring's largest CPU cost.
 // The ring hands a message back once the link says its bytes may be reused (Link.send resolves).
 
 /** Smallest buffer the pool hands out, bytes; capacities are powers of two from here. */
