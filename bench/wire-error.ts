@@ -12,6 +12,7 @@ import { createRingBuffer, ringAllReduce } from '../shared/allreduce/ring.js';
 import type { WireFormat } from '../shared/allreduce/wire.js';
 import { selectBackend } from '../shared/backend/select.js';
 import { initModel } from '../shared/model/weights.js';
+import { maxRelToScale, relL2 } from '../shared/weights/compare.js';
 import { Replica } from '../shared/train/replica.js';
 import { createMemoryRing } from '../shared/transport/memory-link.js';
 import { median } from './machine.js';
@@ -26,18 +27,7 @@ interface TensorError {
 }
 
 function tensorError(name: string, a: Float32Array, ref: Float32Array): TensorError {
-  let d2 = 0;
-  let r2 = 0;
-  let dMax = 0;
-  let rMax = 0;
-  for (let i = 0; i < ref.length; i++) {
-    const d = a[i]! - ref[i]!;
-    d2 += d * d;
-    r2 += ref[i]! * ref[i]!;
-    dMax = Math.max(dMax, Math.abs(d));
-    rMax = Math.max(rMax, Math.abs(ref[i]!));
-  }
-  return { name, size: ref.length, l2: r2 > 0 ? Math.sqrt(d2 / r2) : 0, maxAbs: rMax > 0 ? dMax / rMax : 0 };
+  return { name, size: ref.length, l2: relL2(a, ref), maxAbs: maxRelToScale(a, ref) };
 }
 
 /** Random images, a different draw for each seed (the values set the gradients, not what they cost). */

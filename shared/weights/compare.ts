@@ -10,6 +10,19 @@ export async function readCkptFloats(file: string): Promise<Map<string, Float32A
   return new Map([...m].map(([k, v]) => [k, toFloat32(v)]));
 }
 
+/** ||a - b|| / max(||b||, tiny), in float64: the relative L2 error of `a` against `b`. */
+export function relL2(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  if (a.length !== b.length) throw new Error(`length ${a.length} != ${b.length}`);
+  let num = 0;
+  let den = 0;
+  for (let i = 0; i < a.length; i++) {
+    const d = a[i]! - b[i]!;
+    num += d * d;
+    den += b[i]! * b[i]!;
+  }
+  return Math.sqrt(num) / Math.max(Math.sqrt(den), 1e-30);
+}
+
 /** max |a-b| / max |b| (error relative to the tensor's scale; a scale below `floor` counts as `floor`). */
 export function maxRelToScale(a: ArrayLike<number>, b: ArrayLike<number>, floor = 1e-30): number {
   if (a.length !== b.length) throw new Error(`length ${a.length} != ${b.length}`);
