@@ -1,10 +1,10 @@
 // The 16-bit wire's error on a real model's gradients, after one step: N replicas compute one full
 // fine-tuning step of ResNet-50 (randomly initialised as in `bench model`: torchvision flavour, 2 classes,
-// BatchNorm in training mode) on their own shard of a batch of random images, the ring all-reduce sums the
-// N gradient buffers in float32, bf16 and fp16 (N ranks over the in-process memory ring), and every
-// parameter tensor's error against the float32 sum is reported: the L2 relative error ||g16 - g32|| / ||g32||
-// and the largest element's error relative to the tensor's largest |g32|, as min / median / max over the
-// tensors, with the worst tensor named.
+// BatchNorm in training mode) on their own draw of random images (bench/synthetic-batch.ts), the ring
+// all-reduce sums the N gradient buffers in float32, bf16 and fp16 (N ranks over the in-process memory
+// ring), and every parameter tensor's error against the float32 sum is reported: the L2 relative error
+// ||g16 - g32|| / ||g32|| and the largest element's error relative to the tensor's largest |g32|, as
+// min / median / max over the tensors, with the worst tensor named.
 //   node --import tsx bench/wire-error.ts [--workers 4] [--batch-per-worker 4] [--image-size 64]
 import { basename } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -16,6 +16,7 @@ import { maxRelToScale, relL2 } from '../shared/weights/compare.js';
 import { Replica } from '../shared/train/replica.js';
 import { createMemoryRing } from '../shared/transport/memory-link.js';
 import { median } from './machine.js';
+import { syntheticBatch } from './synthetic-batch.js';
 
 interface TensorError {
   name: string;
@@ -28,17 +29,6 @@ interface TensorError {
 
 function tensorError(name: string, a: Float32Array, ref: Float32Array): TensorError {
   return { name, size: ref.length, l2: relL2(a, ref), maxAbs: maxRelToScale(a, ref) };
-}
-
-/** Random images, a different draw for each seed (the values set the gradients, not what they cost). */
-function randomBatch(count: number, size: number, seed: number) {
-  const images = new Float32Array(count * size * size * 3);
-  let s = (seed * 2654435761) >>> 0 || 1;
-  for (let i = 0; i < images.length; i++) {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    images[i] = (s / 2147483648 - 1) * 1.7;
-  }
-  return { images, labels: Int32Array.from({ length: count }, (_, i) => (i + seed) % 2), count, size };
 }
 
 async function main(): Promise<void> {
@@ -54,7 +44,9 @@ async function main(): Promise<void> {
   const grads: Float32Array[] = [];
   try {
     for (let r = 0; r < workers; r++) {
-      await replica.computeGradients(randomBatch(perWorker, imageSize, r + 1), workers * perWorker);
+      // each replica its own draw of random images
+      const batch = syntheticBatch(perWorker, imageSize, 2, Math.imul(r + 1, 2654435761));
+      await replica.computeGradients(batch, workers * perWorker);
       grads.push(Float32Array.from(replica.reduce.grads(replica.buffer)));
     }
   } finally {
