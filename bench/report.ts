@@ -253,6 +253,15 @@ export function memorySection(m: MemoryResult): string {
   );
 }
 
+/** A cluster run's schedule as its report row and progress line name it: buckets, in flight, message size. */
+export function scheduleLabel(r: ClusterRunResult): string {
+  const buckets =
+    r.schedule === 'overlap'
+      ? `overlap (${r.buckets ?? '?'} buckets <= ${r.bucket_mb ?? '?'} MiB, ${r.inflight ?? 1} in flight)`
+      : r.schedule;
+  return buckets + (r.chunk_kib !== MAX_CHUNK_KIB ? `, ${r.chunk_kib} KiB messages` : '');
+}
+
 /** The simulated cluster runs (`wolfpack bench cluster`), one row per N, with the command and the load. */
 export function clusterSection(rs: ClusterRunResult[], command: string): string {
   const mb = (v: number | null) => (v === null ? '-' : (v / 1e6).toFixed(1));
@@ -260,9 +269,7 @@ export function clusterSection(rs: ClusterRunResult[], command: string): string 
     xs.some((x) => x === null) || xs.length === 0 ? null : Math.max(...(xs as number[]));
   const rows = rs.map((r) => [
     `N=${r.workers}`,
-    (r.schedule === 'overlap'
-      ? `overlap (${r.buckets ?? '?'} buckets <= ${r.bucket_mb ?? '?'} MiB, ${r.inflight ?? 1} in flight)`
-      : r.schedule) + (r.chunk_kib !== MAX_CHUNK_KIB ? `, ${r.chunk_kib} KiB messages` : ''),
+    scheduleLabel(r),
     r.net === 'loopback' ? 'loopback' : r.link_mbit === null ? 'unshaped' : `${r.link_mbit} Mbit/s`,
     fmt(r.compute_ms, 0),
     fmt(r.step_s * 1e3, 0),

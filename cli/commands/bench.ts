@@ -33,6 +33,7 @@ import { benchModel, benchPeer, type ModelBenchResult, type PeerModelResult, typ
 import {
   allreduceSection,
   clusterSection,
+  scheduleLabel,
   curveSection,
   fmt,
   machineLine,
@@ -224,6 +225,13 @@ async function runModel(argv: string[]): Promise<number> {
   return 0;
 }
 
+/** --chunk-kib of `bench allreduce` and `bench cluster`, checked as `train` checks it; undefined when not given. */
+function chunkKibFrom(values: Record<string, unknown>): number | undefined {
+  return values['chunk-kib'] === undefined
+    ? undefined
+    : num(values, 'chunk-kib', MAX_CHUNK_KIB, { int: true, min: 1, max: MAX_CHUNK_KIB });
+}
+
 async function runAllreduce(argv: string[]): Promise<number> {
   const { values } = parse(argv, {
     workers: { type: 'string' },
@@ -240,10 +248,7 @@ async function runAllreduce(argv: string[]): Promise<number> {
   const elements = num(values, 'elements', 0, { int: true, min: 1, max: 1 << 30 });
   const reps = num(values, 'reps', 5, { int: true, min: 1, max: 10_000 });
   const warmup = num(values, 'warmup', 2, { int: true, min: 0, max: 10_000 });
-  const chunkKib =
-    values['chunk-kib'] !== undefined
-      ? num(values, 'chunk-kib', MAX_CHUNK_KIB, { int: true, min: 1, max: MAX_CHUNK_KIB })
-      : undefined;
+  const chunkKib = chunkKibFrom(values);
   const r = await runAllreduceBench({
     workers,
     elements,
@@ -309,9 +314,7 @@ async function clusterRuns(argv: string[], each?: (r: ClusterRunResult) => void)
     steps: num(values, 'steps', 3, { int: true, min: 1, max: 1000 }),
     warmup: num(values, 'warmup', 1, { int: true, min: 0, max: 1000 }),
     wire: oneOf(values, 'wire', WIRE_FORMATS, 'fp32'),
-    ...(values['chunk-kib'] !== undefined
-      ? { chunkKib: num(values, 'chunk-kib', MAX_CHUNK_KIB, { int: true, min: 1, max: MAX_CHUNK_KIB }) }
-      : {}),
+    ...(values['chunk-kib'] !== undefined ? { chunkKib: chunkKibFrom(values) } : {}),
     layoutScale: num(values, 'layout-scale', 1, { min: 1e-6, max: 1 }),
     net,
     progress,
@@ -348,9 +351,7 @@ async function clusterRuns(argv: string[], each?: (r: ClusterRunResult) => void)
       results.push(r);
       crossCheckSchedules(results);
       progress(
-        `N=${workers} --schedule ${schedule}` +
-          `${r.buckets !== null ? ` (${r.buckets} buckets of <= ${r.bucket_mb} MiB, ${r.inflight} in flight)` : ''}` +
-          `${r.chunk_kib !== MAX_CHUNK_KIB ? `, ${r.chunk_kib} KiB messages` : ''}: ` +
+        `N=${workers} --schedule ${scheduleLabel(r)}: ` +
           `step ${(r.step_s * 1e3).toFixed(0)} ms, ` +
           `exposed all-reduce ${(r.exposed_allreduce_s * 1e3).toFixed(0)} ms, ` +
           `efficiency ${(r.efficiency * 100).toFixed(1)}%` +
