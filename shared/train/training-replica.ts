@@ -3,6 +3,7 @@
 // state for checksums and checkpoints. Two implementations: Replica (TF.js ops on any backend,
 // replica.ts) and WebGpuReplica (flat GPU buffers and fused kernels, webgpu-replica.ts);
 // createReplica picks one for the active backend.
+import type { Bucket } from '../allreduce/buckets.js';
 import type { ModelState } from '../model/state.js';
 import type { ReduceLayout } from './reduce-buffer.js';
 import type { Batch, StepMetrics, TrainOptions } from './replica.js';
@@ -20,8 +21,10 @@ export interface TrainingReplica {
   /**
    * Fills `buffer` with this replica's share of the step: gradients of the mean loss over the GLOBAL
    * batch restricted to its samples, its batch statistics weighted by count/globalBatch, and metrics.
+   * With `stream`, a replica that can may hand over buckets of gradients before it resolves (the webgpu
+   * replica, on a replayed step); every bucket is final once it resolves.
    */
-  computeGradients(batch: Batch, globalBatch: number): Promise<void>;
+  computeGradients(batch: Batch, globalBatch: number, stream?: GradientStream): Promise<void>;
   /** Applies the reduced buffer (the same on every replica): Momentum, moving statistics, metrics. */
   applyReduced(): StepMetrics;
   /** Logits in evaluation mode (moving statistics), [count, K] row-major. */
@@ -33,6 +36,14 @@ export interface TrainingReplica {
   dispose(): void;
   /** Head-only training on cached backbone features (--cache-features), where this replica offers it. */
   readonly featureTraining?: FeatureTraining;
+}
+
+/** Gradients handed over bucket by bucket while a step computes them (DDP's overlap with the backward pass). */
+export interface GradientStream {
+  /** Ranges of the gradient region of `buffer` (ReduceLayout.grads), in the order the backward pass finishes them. */
+  readonly buckets: readonly Bucket[];
+  /** Bucket k's gradients are final in `buffer`: called in order k = 0, 1, ..., each at most once. */
+  landed(k: number): void;
 }
 
 /** Training the head alone on backbone features computed once (worker/feature-cache.ts). */

@@ -2,12 +2,15 @@
 // Float32Arrays (shared/model/state.ts), with the Momentum accumulators and the gradients beside it:
 //  - gradients are gathered into the flat gradient buffer with buffer copies (no dispatches), so a
 //    step reads them back (for the ring all-reduce) in one transfer, together with any small tensors;
+//  - or read back bucket by bucket while the backward pass runs (gradReader, for a replayed step);
+//  - the all-reduced gradients go up through mapped staging buffers (staging.ts), not queue.writeBuffer;
 //  - the Momentum update of the whole model is one dispatch over the flat buffers;
 //  - the per-parameter tensors the forward pass uses are refreshed from the flat buffer by copies.
 import { tf } from '../backend/tf.js';
 import { grid } from '../backend/webgpu/kernels.js';
 import { PER_ELEMENT_MAIN, dispatchOnBuffers, type RawKernel } from '../backend/webgpu/raw.js';
 import { readBuffersAsync, readBuffersSync, type ReadPart } from '../backend/webgpu/sync-read.js';
+import { MappedUpload, RangeReader } from '../backend/webgpu/staging.js';
 import { BufferUsage, type GpuBuffer, type WebGpuBackend } from '../backend/webgpu/types.js';
 import { WolfpackError } from '../errors.js';
 
@@ -105,6 +108,7 @@ export class FlatGpuParams {
   private readonly flagGroups: number;
   private readonly tensors = new Map<string, tf.Tensor>();
   private readonly hyperData = new Float32Array(4);
+  private readonly gradUpload: MappedUpload;
 
   constructor(slots: readonly FlatSlot[], params: Float32Array, accum: Float32Array) {
     this.b = tf.backend() as WebGpuBackend;
@@ -135,6 +139,7 @@ export class FlatGpuParams {
     this.hyper = dev.createBuffer({ size: 16, usage: BufferUsage.UNIFORM | BufferUsage.COPY_DST });
     this.flagGroups = nonFiniteKernel(this.count).groups;
     this.flags = dev.createBuffer({ size: Math.max(16, this.flagGroups * 4), usage });
+    this.gradUpload = new MappedUpload(this.b, this.count * 4);
     this.upload(params, accum);
     for (const s of slots) {
       const info = this.b.makeTensorInfo(s.shape, 'float32');
@@ -209,6 +214,20 @@ export class FlatGpuParams {
     };
   }
 
+  /** The flat gradient buffer, as the destination of gather()'s copies (CapturedStep.hoistCopiesInto). */
+  get gradBuffer(): GpuBuffer {
+    return this.grad;
+  }
+
+  /** Staging buffers reading back `ranges` of the flat gradients, in floats from the first trained one. */
+  gradReader(ranges: readonly { begin: number; end: number }[]): RangeReader {
+    return new RangeReader(
+      this.b,
+      this.grad,
+      ranges.map((r) => ({ begin: r.begin * 4, end: r.end * 4 })),
+    );
+  }
+
   /** Reads GPU ranges (these buffers' and tensors') in one transfer, asynchronously. */
   readParts<T>(parts: ReadPart[], use: (bytes: ArrayBuffer) => T): Promise<T> {
     return readBuffersAsync(this.b, parts, use);
@@ -223,7 +242,7 @@ export class FlatGpuParams {
   writeGrads(grads: Float32Array): void {
     if (grads.length < this.count)
       throw new WolfpackError('E_BACKEND', `FlatGpuParams.writeGrads: ${grads.length} values for ${this.count}`);
-    this.b.device.queue.writeBuffer(this.grad, 0, grads.subarray(0, this.count));
+    this.gradUpload.write(this.grad, 0, grads.subarray(0, this.count));
   }
 
   /** One Momentum step over every parameter: one dispatch, submitted at once. */
@@ -264,5 +283,6 @@ export class FlatGpuParams {
     this.b.endComputePassEncoder();
     if (this.b.commandEncoder) this.b.submitQueue();
     for (const buf of [this.w, this.accum, this.grad, this.hyper, this.flags]) buf.destroy();
+    this.gradUpload.dispose();
   }
 }

@@ -9,7 +9,10 @@
 //    params are refreshed by syncHost()) or Replica's JS loop followed by one upload ('host': the same
 //    bits as replicas on other backends);
 //  - with `capture` (the default) the step's GPU work is recorded once per batch shape and replayed
-//    from then on without TF.js (shared/backend/webgpu/capture.ts): the same dispatches, the same bits.
+//    from then on without TF.js (shared/backend/webgpu/capture.ts): the same dispatches, the same bits;
+//  - a replayed step given a GradientStream reads its gradients back bucket by bucket: each gradient is
+//    copied into the flat buffer right after the dispatch that finishes it, the replay is submitted in
+//    pieces, and bucket k is mapped (and handed to the all-reduce) while the GPU computes the rest.
 import { tf } from '../backend/tf.js';
 import { createRingBuffer } from '../allreduce/ring.js';
 import { backbone, forward, head } from '../model/forward.js';
@@ -30,9 +33,11 @@ import {
 } from './replica.js';
 import { FlatGpuParams } from './webgpu-flat-params.js';
 import { webGpuForwardKernels } from '../model/webgpu/resnet-kernels.js';
-import type { TrainingReplica } from './training-replica.js';
+import type { GradientStream, TrainingReplica } from './training-replica.js';
+import type { Bucket } from '../allreduce/buckets.js';
+import type { RangeReader } from '../backend/webgpu/staging.js';
 import type { ReadPart } from '../backend/webgpu/sync-read.js';
-import { captureStep, type CapturedStep } from '../backend/webgpu/capture.js';
+import { captureStep, type CapturedStep, type ReplayCut } from '../backend/webgpu/capture.js';
 import type { GpuBuffer, WebGpuBackend } from '../backend/webgpu/types.js';
 import type { BnSpec } from '../model/spec.js';
 import type { Logger } from '../log.js';
@@ -66,11 +71,20 @@ export interface WebGpuReplicaOptions {
   cpuClock?: () => number;
 }
 
-/** What a step leaves on the GPU for the host, in the order it is read back. */
+/** What a step leaves on the GPU for the host, in the order it is read back (the gradients last). */
 interface StepOutputs {
   parts: ReadPart[];
+  /** The flat gradients, when they are read back (hostGradients). */
+  grads: ReadPart | undefined;
   flagCount: number;
   stats: { bn: BnSpec; size: number }[];
+}
+
+/** How a capture's replay hands over one stream's buckets: where each is cut, and its staging buffers. */
+interface StreamPlan {
+  buckets: readonly Bucket[];
+  after: number[];
+  reader: RangeReader;
 }
 
 export class WebGpuReplica implements TrainingReplica {
@@ -94,7 +108,7 @@ export class WebGpuReplica implements TrainingReplica {
   lastStep: 'plain' | 'recorded' | 'replayed' = 'plain';
   /** Why capture is off for this replica, once it fell back. */
   captureOff: string | undefined;
-  private captured: { key: string; step: CapturedStep; outputs: StepOutputs } | undefined;
+  private captured: { key: string; step: CapturedStep; outputs: StepOutputs; stream?: StreamPlan } | undefined;
   private lastKey: string | undefined;
   private readonly logger: Pick<Logger, 'warn'> | undefined;
   private readonly cpuClock: (() => number) | undefined;
@@ -128,8 +142,11 @@ export class WebGpuReplica implements TrainingReplica {
 
   private readonly lookup = (name: string): tf.Tensor => this.flat.get(name) ?? this.tensors.get(name);
 
-  /** As Replica.computeGradients: fills `buffer` (gradients only when hostGradients). */
-  async computeGradients(batch: Batch, globalBatch: number): Promise<void> {
+  /**
+   * As Replica.computeGradients: fills `buffer` (gradients only when hostGradients). With `stream`, a
+   * replayed step hands over its gradients bucket by bucket as the GPU finishes them.
+   */
+  async computeGradients(batch: Batch, globalBatch: number, stream?: GradientStream): Promise<void> {
     const buf = this.buffer;
     buf.subarray(this.reduce.statsOffset).fill(0);
     if (batch.count === 0) {
@@ -141,16 +158,20 @@ export class WebGpuReplica implements TrainingReplica {
     const t0 = performance.now();
     const c0 = this.cpuClock?.() ?? 0;
     if (this.captured?.key === key) {
-      this.captured.step.replay({
-        images: batch.images.subarray(0, batch.count * batch.size * batch.size * 3),
-        labels: batch.labels.subarray(0, batch.count),
-      });
+      const streamed = stream && this.gpu.hostGradients ? this.streamCuts(this.captured, stream) : undefined;
+      this.captured.step.replay(
+        {
+          images: batch.images.subarray(0, batch.count * batch.size * batch.size * 3),
+          labels: batch.labels.subarray(0, batch.count),
+        },
+        streamed?.cuts,
+      );
       this.lastStep = 'replayed';
       this.lastKey = key;
       const t1 = performance.now();
       this.timings.record = t1 - t0;
       this.timings.recordCpu = (this.cpuClock?.() ?? 0) - c0;
-      await this.readBack(this.captured.outputs, batch, globalBatch);
+      await Promise.all([this.readBack(this.captured.outputs, batch, globalBatch, !!streamed), streamed?.landed]);
       this.timings.read = performance.now() - t1;
       return;
     }
@@ -231,15 +252,54 @@ export class WebGpuReplica implements TrainingReplica {
     const { grads: gradPart, flags: flagPart } = this.flat.gradParts();
     const parts: ReadPart[] = [flagPart, this.flat.tensorPart(result.value), this.flat.tensorPart(logits!)];
     for (const s of statsOut) parts.push(this.flat.tensorPart(s.mean), this.flat.tensorPart(s.variance));
-    if (this.gpu.hostGradients) parts.push(gradPart);
-    return { parts, flagCount: flagPart.size / 4, stats: statsOut.map((s) => ({ bn: s.bn, size: s.mean.size })) };
+    return {
+      parts,
+      grads: this.gpu.hostGradients ? gradPart : undefined,
+      flagCount: flagPart.size / 4,
+      stats: statsOut.map((s) => ({ bn: s.bn, size: s.mean.size })),
+    };
   }
 
-  /** Reads a step's outputs back in one transfer and fills `buffer` from them. */
-  private readBack(outputs: StepOutputs, batch: Batch, globalBatch: number): Promise<void> {
+  /**
+   * The replay cuts that read `stream`'s buckets back as the GPU finishes them, and a promise that
+   * settles once each has landed in `buffer` and been handed over, in order. The capture is
+   * rearranged for it once (CapturedStep.hoistCopiesInto) and its staging buffers are kept.
+   */
+  private streamCuts(
+    captured: NonNullable<WebGpuReplica['captured']>,
+    stream: GradientStream,
+  ): { cuts: ReplayCut[]; landed: Promise<void> } {
+    if (captured.stream?.buckets !== stream.buckets) {
+      captured.stream?.reader.dispose();
+      const grad = this.flat.gradBuffer;
+      captured.step.hoistCopiesInto(grad);
+      let last = 0;
+      const after = stream.buckets.map(
+        (k) => (last = Math.max(last, captured.step.completedAt(grad, k.begin * 4, k.end * 4))),
+      );
+      captured.stream = { buckets: stream.buckets, after, reader: this.flat.gradReader(stream.buckets) };
+    }
+    const plan = captured.stream;
+    const grads = this.reduce.grads(this.buffer);
+    const cuts: ReplayCut[] = [];
+    let landed = Promise.resolve();
+    plan.buckets.forEach((k, i) => {
+      const { cut, read } = plan.reader.cut(i, plan.after[i]!, (bytes) => grads.set(new Float32Array(bytes), k.begin));
+      cuts.push(cut);
+      landed = Promise.all([landed, read]).then(() => stream.landed(i));
+    });
+    return { cuts, landed };
+  }
+
+  /**
+   * Reads a step's outputs back in one transfer and fills `buffer` from them; the gradients too unless
+   * they are `streamed` (read back by the replay's cuts).
+   */
+  private readBack(outputs: StepOutputs, batch: Batch, globalBatch: number, streamed = false): Promise<void> {
     const buf = this.buffer;
     const classes = this.state.layout.net.config.numClasses;
-    return this.flat.readParts(outputs.parts, (bytes) => {
+    const grads = streamed ? undefined : outputs.grads;
+    return this.flat.readParts(grads ? [...outputs.parts, grads] : outputs.parts, (bytes) => {
       let off = 0;
       const take = (n: number): Float32Array => {
         const v = new Float32Array(bytes, off, n);
@@ -257,7 +317,7 @@ export class WebGpuReplica implements TrainingReplica {
       } else {
         off += outputs.stats.reduce((n, s) => n + s.size * 8, 0);
       }
-      if (this.gpu.hostGradients) this.reduce.grads(buf).set(take(this.flat.count));
+      if (grads) this.reduce.grads(buf).set(take(this.flat.count));
       const finite = flags.every((f) => f === 0);
       this.localNonFinite = this.reduce.writeMetrics(buf, {
         lossSum,
@@ -283,7 +343,15 @@ export class WebGpuReplica implements TrainingReplica {
 
   /** The current capture's size: dispatches and copies a replay encodes, bytes of uniforms and constants. */
   get captureInfo():
-    | { key: string; dispatches: number; copies: number; bytes: number; lastReplay: CapturedStep['lastReplay'] }
+    | {
+        key: string;
+        dispatches: number;
+        copies: number;
+        bytes: number;
+        lastReplay: CapturedStep['lastReplay'];
+        /** With a gradient stream: after how many of the commands each bucket's read-back is submitted. */
+        stream?: { after: readonly number[] };
+      }
     | undefined {
     const c = this.captured;
     return (
@@ -293,11 +361,13 @@ export class WebGpuReplica implements TrainingReplica {
         copies: c.step.copies,
         bytes: c.step.capturedBytes,
         lastReplay: c.step.lastReplay,
+        ...(c.stream ? { stream: { after: c.stream.after } } : {}),
       }
     );
   }
 
   private dropCapture(): void {
+    this.captured?.stream?.reader.dispose();
     this.captured?.step.dispose();
     this.captured = undefined;
   }

@@ -12,7 +12,9 @@ import { splitK } from '../../shared/backend/webgpu/kernels.js';
 import { checkKernelErrors, dispatchStats, resetDispatchStats } from '../../shared/backend/webgpu/raw.js';
 import { captureStep } from '../../shared/backend/webgpu/capture.js';
 import { readBuffersSync } from '../../shared/backend/webgpu/sync-read.js';
-import type { GpuBuffer, WebGpuBackend } from '../../shared/backend/webgpu/types.js';
+import { BufferUsage, type GpuBuffer, type WebGpuBackend } from '../../shared/backend/webgpu/types.js';
+import { MappedUpload } from '../../shared/backend/webgpu/staging.js';
+import { reverseBuckets } from '../../shared/allreduce/buckets.js';
 import { WebGpuReplica } from '../../shared/train/webgpu-replica.js';
 import { FlatGpuParams } from '../../shared/train/webgpu-flat-params.js';
 import { globalAvgPoolWebGpu, webGpuForwardKernels } from '../../shared/model/webgpu/resnet-kernels.js';
@@ -620,19 +622,37 @@ t.test('webgpu backend against cpu', { skip: why ?? false }, async (t) => {
       });
       const partial: Batch = { ...full(9), count: 3 };
       const batches = [full(0), full(1), partial, full(2), full(3)];
-      const run = async (capture: boolean) => {
+      type Landing = { k: number; values: Float32Array };
+      const run = async (capture: boolean, bucketElems?: number) => {
         const state = fresh();
         const r = new WebGpuReplica(state, opts, undefined, { capture });
-        const steps: { buffer: Float32Array; mode: string; tensors: number; pooled: number }[] = [];
+        const steps: { buffer: Float32Array; mode: string; tensors: number; pooled: number; landings: Landing[] }[] =
+          [];
         const pool = (tf.backend() as WebGpuBackend).bufferManager;
         let logits: Float32Array | undefined;
+        // The worker's buckets (worker/gradient-buckets.ts): last layers first, cut at parameter boundaries.
+        const buckets =
+          bucketElems === undefined
+            ? undefined
+            : reverseBuckets(
+                r.reduce.statsOffset,
+                bucketElems,
+                state.layout.trainable.map((s) => s.offset),
+              );
         for (const [i, batch] of batches.entries()) {
-          await r.computeGradients(batch, 8);
+          const landings: Landing[] = [];
+          const stream = buckets && {
+            buckets,
+            // what the all-reduce would start on: the bucket's values at the moment it is handed over
+            landed: (k: number) => landings.push({ k, values: r.buffer.slice(buckets[k]!.begin, buckets[k]!.end) }),
+          };
+          await r.computeGradients(batch, 8, stream);
           steps.push({
             buffer: Float32Array.from(r.buffer),
             mode: r.lastStep,
             tensors: tf.memory().numTensors,
             pooled: pool.numUsedBuffers + pool.numFreeBuffers,
+            landings,
           });
           t.equal(r.applyReduced().skipped, false);
           if (i === 1) logits = await r.predict(batch);
@@ -645,6 +665,8 @@ t.test('webgpu backend against cpu', { skip: why ?? false }, async (t) => {
           accum: Float32Array.from(r.accum),
           stats: Float32Array.from(state.stats),
           off: r.captureOff,
+          capture: r.captureInfo,
+          buckets,
         };
         r.dispose();
         return result;
@@ -680,7 +702,76 @@ t.test('webgpu backend against cpu', { skip: why ?? false }, async (t) => {
       );
       t.equal(captured.steps[4]!.tensors, captured.steps[3]!.tensors, 'a replay makes no tensors');
       t.equal(captured.steps[4]!.pooled, captured.steps[3]!.pooled, 'nor GPU buffers');
+
+      // Gradients streamed bucket by bucket (about 1/6 of the model each): the same bits, handed over in order.
+      const streamed = await run(true, Math.ceil(fresh().layout.paramCount / 6));
+      const buckets = streamed.buckets!;
+      t.ok(buckets.length >= 4, `${buckets.length} buckets`);
+      streamed.steps.forEach((s, i) => {
+        t.ok(sameBits(s.buffer, plain.steps[i]!.buffer), `streamed step ${i} (${s.mode}): the same bits`);
+        if (s.mode !== 'replayed') {
+          t.same(
+            s.landings,
+            [],
+            `step ${i} (${s.mode}) hands over nothing early: its buckets are final when it resolves`,
+          );
+          return;
+        }
+        t.same(
+          s.landings.map((l) => l.k),
+          buckets.map((_, k) => k),
+          `replayed step ${i}: every bucket handed over once, in order`,
+        );
+        t.ok(
+          s.landings.every((l) =>
+            sameBits(l.values, plain.steps[i]!.buffer.subarray(buckets[l.k]!.begin, buckets[l.k]!.end)),
+          ),
+          `replayed step ${i}: each bucket held its final gradients when it was handed over`,
+        );
+      });
+      // Where the replay submits each bucket's read-back: the last layers' gradients are final early in
+      // the backward pass, once their gathering copies are moved up to the dispatches that finish them.
+      const stream = streamed.capture!.stream!;
+      const total = streamed.capture!.dispatches + streamed.capture!.copies;
+      t.ok(
+        stream.after.every((a, k) => a >= (stream.after[k - 1] ?? 0) && a <= total),
+        `cuts in order: ${stream.after.join(', ')} of ${total} commands`,
+      );
+      t.ok(
+        stream.after[0]! < 0.6 * total,
+        `the first bucket is read back after ${stream.after[0]} of ${total} commands`,
+      );
+      t.ok(
+        stream.after[buckets.length - 2]! < stream.after[buckets.length - 1]!,
+        'the last bucket (the stem) is final later than the one before',
+      );
       await checkKernelErrors();
     },
   );
+
+  t.test('MappedUpload: uploads in turn through mapped staging buffers, each arriving whole', async (t) => {
+    await tf.setBackend('webgpu');
+    const b = tf.backend() as WebGpuBackend;
+    const n = 1000;
+    const dst = b.device.createBuffer({
+      size: n * 4,
+      usage: BufferUsage.STORAGE | BufferUsage.COPY_SRC | BufferUsage.COPY_DST,
+    });
+    const up = new MappedUpload(b, n * 4, 2);
+    // Five uploads through two staging buffers: the third waits for the first to be mapped again.
+    for (let i = 0; i < 5; i++) {
+      const data = values(n, 90 + i);
+      up.write(dst, 0, data);
+      const back = readBuffersSync(b, [{ buffer: dst, size: n * 4 }], (ab) => new Float32Array(ab.slice(0)));
+      t.ok(sameBits(back, data), `upload ${i}: the same bits`);
+    }
+    up.write(dst, 400, values(100, 7));
+    const back = readBuffersSync(b, [{ buffer: dst, size: n * 4 }], (ab) => new Float32Array(ab.slice(0)));
+    t.ok(sameBits(back.subarray(100, 200), values(100, 7)), 'at an offset');
+    t.ok(sameBits(back.subarray(0, 100), values(n, 94).subarray(0, 100)), 'the rest untouched');
+    t.throws(() => up.write(dst, 0, new Float32Array(n + 1)), /4004 bytes for a 4000-byte staging buffer/);
+    up.dispose();
+    dst.destroy();
+    await checkKernelErrors();
+  });
 });

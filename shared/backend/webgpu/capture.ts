@@ -57,6 +57,19 @@ function copyOp(src: GpuBuffer | null, srcOffset: number, dst: GpuBuffer, dstOff
   return { pipeline: null, bindGroup: null, x: 0, y: 0, z: 0, src, srcOffset, dst, dstOffset, size };
 }
 
+/**
+ * A point of a replay where the commands so far are submitted, so that the host can act on their results
+ * (map a staging buffer) while the GPU runs the rest of the step.
+ */
+export interface ReplayCut {
+  /** Submit after this many recorded commands (CapturedStep.completedAt), 0 .. dispatches + copies. */
+  after: number;
+  /** Adds commands at the end of that submission (a copy into a staging buffer). */
+  encode(enc: GpuCommandEncoder): void;
+  /** Runs once they are submitted (mapAsync of the staging buffer). */
+  submitted(): void;
+}
+
 /** A step input: the tensor whose upload each replay replaces with new data of the same size. */
 export interface CaptureInput {
   name: string;
@@ -410,6 +423,8 @@ export class CapturedStep {
   private readonly slots: InputSlot[];
   private readonly held: GpuBuffer[];
   private readonly heldSet: Set<GpuBuffer>;
+  /** Buffers each recorded bind group holds. */
+  private readonly bound: Map<unknown, GpuBuffer[]>;
   /**
    * CPU milliseconds of the last replay's parts: submitting TF.js's pending work, writing the
    * inputs, encoding the commands, submitting them.
@@ -420,6 +435,7 @@ export class CapturedStep {
   constructor(b: WebGpuBackend, rec: Recorder) {
     this.b = b;
     this.ops = rec.ops;
+    this.bound = rec.bindGroups;
     this.slots = rec.slots.map(({ name, bytes, buffer }) => ({ name, bytes, buffer }));
     this.dispatches = rec.ops.filter((o) => o.pipeline !== null).length;
     this.copies = rec.ops.length - this.dispatches;
@@ -444,7 +460,7 @@ export class CapturedStep {
     // Every buffer the ops touch, held until dispose.
     const touched = new Set<GpuBuffer>();
     for (const op of this.ops) {
-      if (op.pipeline !== null) for (const buf of rec.bindGroups.get(op.bindGroup) ?? []) touched.add(buf);
+      if (op.pipeline !== null) for (const buf of this.boundBy(op)) touched.add(buf);
       else {
         touched.add(op.src!);
         touched.add(op.dst!);
@@ -466,12 +482,69 @@ export class CapturedStep {
     return this.heldSet.has(buffer);
   }
 
+  private boundBy(op: Op): readonly GpuBuffer[] {
+    return this.bound.get(op.bindGroup) ?? [];
+  }
+
+  /** Whether `op` may write `copy`'s source, or read or write its destination range. */
+  private orderedBefore(op: Op, copy: Op): boolean {
+    if (op.pipeline !== null) {
+      const buffers = this.boundBy(op);
+      return buffers.includes(copy.src!) || buffers.includes(copy.dst!);
+    }
+    if (op.dst === copy.src || op.src === copy.dst) return true;
+    return op.dst === copy.dst && op.dstOffset < copy.dstOffset + copy.size && copy.dstOffset < op.dstOffset + op.size;
+  }
+
+  /**
+   * Moves each copy into `dst` to just after the last command before it that may write its source or
+   * touch its destination range: a gradient gathered into a flat buffer at the end of the backward pass
+   * is then gathered as soon as the dispatch that finishes it has run (DDP's per-parameter hook), and
+   * the ranges of `dst` that the backward pass finishes first are complete early in the stream. The
+   * order of dependent commands is kept, so a replay computes the same bits. Idempotent.
+   */
+  hoistCopiesInto(dst: GpuBuffer): void {
+    const out: Op[] = [];
+    for (const op of this.ops) {
+      if (op.pipeline !== null || op.dst !== dst) {
+        out.push(op);
+        continue;
+      }
+      let at = out.length;
+      while (at > 0 && !this.orderedBefore(out[at - 1]!, op)) at--;
+      out.splice(at, 0, op);
+    }
+    this.ops.splice(0, this.ops.length, ...out);
+  }
+
+  /**
+   * How many of the recorded commands a replay must have run for the bytes [begin, end) of `dst` to
+   * be final: one past the last copy into that range. Valid where, within the step, only copies write
+   * those bytes (later dispatches may read them).
+   */
+  completedAt(dst: GpuBuffer, begin: number, end: number): number {
+    for (let i = this.ops.length - 1; i >= 0; i--) {
+      const op = this.ops[i]!;
+      if (op.pipeline === null && op.dst === dst && op.dstOffset < end && begin < op.dstOffset + op.size) return i + 1;
+    }
+    return 0;
+  }
+
   /**
    * Runs the step again with new input data (by name, each exactly as many bytes as recorded). Work
-   * TF.js recorded and has not submitted yet (e.g. the last update's copies) is submitted first.
+   * TF.js recorded and has not submitted yet (e.g. the last update's copies) is submitted first. With
+   * `cuts` (in order of `after`) the commands go to the GPU in several submissions, each cut's own
+   * commands closing its submission.
    */
-  replay(inputs: Record<string, ArrayBufferView>): void {
+  replay(inputs: Record<string, ArrayBufferView>, cuts: readonly ReplayCut[] = []): void {
     if (this.disposed) throw new WolfpackError('E_BACKEND', 'CapturedStep.replay after dispose');
+    cuts.forEach((c, i) => {
+      if (!(c.after >= (cuts[i - 1]?.after ?? 0) && c.after <= this.ops.length))
+        throw new WolfpackError(
+          'E_BACKEND',
+          `CapturedStep.replay: cut ${i} after ${c.after} commands (the step has ${this.ops.length}; cuts in order)`,
+        );
+    });
     const b = this.b;
     const t0 = performance.now();
     b.endComputePassEncoder();
@@ -489,10 +562,28 @@ export class CapturedStep {
       queue.writeBuffer(s.buffer, 0, data);
     }
     const t2 = performance.now();
-    const enc = b.device.createCommandEncoder();
-    const ops = this.ops;
+    let submitMs = 0;
+    let enc = b.device.createCommandEncoder();
     let pass: GpuComputePass | null = null;
     let pipeline: GpuPipeline | null = null;
+    let next = 0;
+    const submitCuts = (done: number): void => {
+      while (next < cuts.length && cuts[next]!.after <= done) {
+        if (pass !== null) {
+          pass.end();
+          pass = null;
+        }
+        const cut = cuts[next++]!;
+        cut.encode(enc);
+        const s0 = performance.now();
+        queue.submit([enc.finish()]);
+        submitMs += performance.now() - s0;
+        cut.submitted();
+        enc = b.device.createCommandEncoder();
+      }
+    };
+    const ops = this.ops;
+    submitCuts(0);
     for (let i = 0; i < ops.length; i++) {
       const op = ops[i]!;
       if (op.pipeline !== null) {
@@ -513,16 +604,17 @@ export class CapturedStep {
         }
         enc.copyBufferToBuffer(op.src!, op.srcOffset, op.dst!, op.dstOffset, op.size);
       }
+      if (next < cuts.length) submitCuts(i + 1);
     }
-    if (pass !== null) pass.end();
+    if (pass !== null) (pass as GpuComputePass).end();
     const commands = enc.finish();
     const t3 = performance.now();
     queue.submit([commands]);
     const r = this.lastReplay;
     r.flush = t1 - t0;
     r.inputs = t2 - t1;
-    r.encode = t3 - t2;
-    r.submit = performance.now() - t3;
+    r.encode = t3 - t2 - submitMs;
+    r.submit = performance.now() - t3 + submitMs;
     noteDispatches('CapturedStep', this.dispatches);
   }
 
