@@ -105,6 +105,11 @@ export interface TrainOptions {
    * Smaller messages (1024) finish sooner on links slower than about 1 Gbit/s: each hop forwards whole ones.
    */
   chunkKib?: number;
+  /**
+   * All-reduce the gradients in buckets of about this many MiB, last layers first, each as soon as it is
+   * computed (default 0: the whole buffer in one all-reduce). The sums are the same bits either way.
+   */
+  bucketMb?: number;
   /** Longest wait for replacements once fewer than minWorkers are left, ms (default joinTimeoutMs). */
   rejoinTimeoutMs?: number;
   /**
@@ -196,6 +201,7 @@ export function checkTrainOptions(options: TrainOptions): Checked {
     'port',
     'wire',
     'chunkKib',
+    'bucketMb',
   ] as const;
   const rest = Object.fromEntries(plain.map((name) => [name, option(o, name)])) as Pick<
     Checked,

@@ -21,7 +21,7 @@
 //
 // The step records when each phase ended, so that the caller can report the all-reduce time the
 // backward pass did not hide (exposed) beside the whole step.
-import { reverseBuckets, type Bucket } from '../shared/allreduce/buckets.js';
+import { bucketElemsOfMb, reverseBuckets, type Bucket } from '../shared/allreduce/buckets.js';
 import { MAX_CHUNK_KIB, type RingStats } from '../shared/allreduce/ring.js';
 import { WolfpackError } from '../shared/errors.js';
 import { MAX_SLOT_PAIRS } from '../shared/allreduce/simd-add.js';
@@ -143,11 +143,6 @@ export interface GradSchedule {
   finish(): Promise<{ bytesSent: number; commStart: number }>;
 }
 
-/** Bucket size in float32 elements for --bucket-mb (MiB). */
-export function bucketElems(bucketMb: number): number {
-  return Math.max(1, Math.round((bucketMb * 1024 * 1024) / 4));
-}
-
 /** The overlap schedule's buckets over layers in buffer order: reverseBuckets with the layer boundaries as cuts. */
 export function gradBuckets(layerSizes: readonly number[], bucketMb = DEFAULT_BUCKET_MB): Bucket[] {
   const cuts: number[] = [];
@@ -156,7 +151,7 @@ export function gradBuckets(layerSizes: readonly number[], bucketMb = DEFAULT_BU
     cuts.push(at);
     at += s;
   }
-  return reverseBuckets(at, bucketElems(bucketMb), cuts);
+  return reverseBuckets(at, bucketElemsOfMb(bucketMb), cuts);
 }
 
 /**

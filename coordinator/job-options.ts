@@ -173,6 +173,18 @@ export const JOB_FLAGS: readonly FlagSpec[] = [
       'each hop of the ring forwards whole messages, so on links slower than about 1 Gbit/s smaller ones ' +
       '(1024) finish sooner (docs/DESIGN.md)',
   },
+  {
+    name: 'bucket-mb',
+    kind: 'number',
+    value: 'MB',
+    min: 0,
+    max: 1e4,
+    default: 0,
+    api: 'bucketMb',
+    describe:
+      'all-reduce the gradients in buckets of about MB MiB, last layers first, each as soon as it is computed ' +
+      '(webgpu workers read them back while the backward pass runs; DDP uses 25); 0: the whole buffer at once',
+  },
 ];
 
 /** Where the run's files go, and resuming. */

@@ -70,6 +70,8 @@ export interface JobOptions {
   wire?: 'fp32' | 'bf16' | 'fp16';
   /** KiB of float32 values in one all-reduce message (default 4096, the ring's DEFAULT_CHUNK_ELEMS). */
   chunkKib?: number;
+  /** MiB of gradients in one all-reduce bucket; 0 or unset: the whole buffer at once. */
+  bucketMb?: number;
   logger: Logger;
   /** The lab's human-readable lines (stdout). */
   print: (line: string) => void;

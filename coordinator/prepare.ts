@@ -13,6 +13,7 @@ import { readCkpt } from '../shared/weights/ckpt.js';
 import { modelFromTensors } from '../shared/model/weights.js';
 import type { ModelState } from '../shared/model/state.js';
 import { chunkElemsOfKib, DEFAULT_CHUNK_ELEMS } from '../shared/allreduce/ring.js';
+import { bucketElemsOfMb } from '../shared/allreduce/buckets.js';
 import type { JobConfig, SampleRef } from '../shared/protocol/messages.js';
 import { BlobStore } from './blob-store.js';
 import type { TrainState } from './checkpoints.js';
@@ -96,6 +97,7 @@ export async function prepare(opts: JobOptions, log: Logger): Promise<Prepared> 
     ...(opts.cacheFeatures !== undefined ? { cacheFeatures: opts.cacheFeatures } : {}),
     ...(opts.featureCacheMb !== undefined ? { featureCacheMb: opts.featureCacheMb } : {}),
     ...(opts.wire !== undefined && opts.wire !== 'fp32' ? { wire: opts.wire } : {}),
+    ...(opts.bucketMb ? { bucketElems: bucketElemsOfMb(opts.bucketMb) } : {}),
   };
   return {
     state,

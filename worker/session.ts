@@ -24,6 +24,8 @@ import { createReplica } from '../shared/train/create-replica.js';
 import type { TrainingReplica } from '../shared/train/training-replica.js';
 import { tf } from '../shared/backend/tf.js';
 import { ImageCache, loadBatch } from './batch-loader.js';
+import { computeAndReduce, gradientBuckets } from './gradient-reduce.js';
+import type { Bucket } from '../shared/allreduce/buckets.js';
 import { receiveWeights } from './connect.js';
 import { exchangeSize, stepLoadOptions, StepFeatureCache, type StepBatch, type StepFeatures } from './feature-cache.js';
 
@@ -254,6 +256,21 @@ export class WorkerSession {
     );
   }
 
+  /** The step all-reduce's buckets (--bucket-mb), cut once for the replica's layout; undefined: none. */
+  private buckets: { for: TrainingReplica; buckets: Bucket[] } | undefined;
+
+  private gradientBuckets(): Bucket[] | undefined {
+    const replica = this.replica;
+    const elems = this.config.bucketElems;
+    if (elems === undefined || replica === undefined) return undefined;
+    if (this.buckets?.for !== replica)
+      this.buckets = {
+        for: replica,
+        buckets: gradientBuckets(this.state!.layout, this.config.freeze, replica.reduce, elems),
+      };
+    return this.buckets.buckets;
+  }
+
   private async runStep(msg: MessageOf<'step'>): Promise<void> {
     const replica = this.replica!;
     const t0 = performance.now();
@@ -265,42 +282,36 @@ export class WorkerSession {
     const fc = this.featureCache();
     let cached = 0;
     let computed: StepFeatures | undefined;
-    if (fc !== undefined && replica.featureTraining !== undefined) {
-      computed = await fc.features(replica.featureTraining, msg.samples, msg.epoch, batch);
-      cached = computed.cached;
-      await replica.featureTraining.computeHeadGradients(
-        computed.features,
-        computed.labels,
-        msg.samples.length,
-        this.config.globalBatch,
-      );
-    } else {
-      await replica.computeGradients(batch, this.config.globalBatch);
-    }
-    const nonFinite = replica.localNonFinite;
-    if (nonFinite) this.log.warn({ step: msg.step }, 'non-finite loss or gradient on this replica');
-    const t2 = performance.now();
     const link = this.ringLink(`step ${msg.step}`);
-    if (link) {
-      const wire = this.config.wire ?? 'fp32';
-      const chunkElems = this.config.chunkElems;
-      if (wire === 'fp32') {
-        await ringAllReduce(replica.buffer, this.rank, this.world, link, { step: this.collective++, chunkElems });
-      } else {
-        // 16 bits on the wire for the gradients only: the BatchNorm statistics (sums of squares overflow fp16),
-        // the counts and the non-finite flag after them stay float32, in a second all-reduce.
-        const g = replica.reduce.statsOffset;
-        await ringAllReduce(replica.buffer.subarray(0, g), this.rank, this.world, link, {
-          step: this.collective++,
-          chunkElems,
-          wire,
-        });
-        await ringAllReduce(replica.buffer.subarray(g), this.rank, this.world, link, {
-          step: this.collective++,
-          chunkElems,
-        });
-      }
-    }
+    const t2 = await computeAndReduce(
+      replica.buffer,
+      replica.reduce.statsOffset,
+      async (stream) => {
+        if (fc !== undefined && replica.featureTraining !== undefined) {
+          computed = await fc.features(replica.featureTraining, msg.samples, msg.epoch, batch);
+          cached = computed.cached;
+          await replica.featureTraining.computeHeadGradients(
+            computed.features,
+            computed.labels,
+            msg.samples.length,
+            this.config.globalBatch,
+          );
+        } else {
+          await replica.computeGradients(batch, this.config.globalBatch, stream);
+        }
+        if (replica.localNonFinite) this.log.warn({ step: msg.step }, 'non-finite loss or gradient on this replica');
+      },
+      link && {
+        rank: this.rank,
+        world: this.world,
+        link,
+        chunkElems: this.config.chunkElems,
+        wire: this.config.wire ?? 'fp32',
+        take: (count) => (this.collective += count) - count,
+      },
+      this.gradientBuckets(),
+    );
+    const nonFinite = replica.localNonFinite;
     // every rank shares the features it computed this step, so all ranks have them all
     // (a rank without the cache, e.g. on webgpu, takes part with an empty buffer: collectives must pair up)
     if (this.config.cacheFeatures === true && link) {

@@ -173,6 +173,7 @@ export function jobOptionsFrom(
     backend: f('backend') as BackendChoice,
     wire: f('wire') as JobOptions['wire'],
     chunkKib: f('chunk-kib') as number,
+    bucketMb: f('bucket-mb') as number,
   };
 }
 

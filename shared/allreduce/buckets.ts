@@ -16,6 +16,11 @@ export interface Bucket {
   end: number;
 }
 
+/** Bucket size in float32 elements for a size in MiB (--bucket-mb). */
+export function bucketElemsOfMb(bucketMb: number): number {
+  return Math.max(1, Math.round((bucketMb * 1024 * 1024) / 4));
+}
+
 /** DDP's default bucket size (25 MiB), in float32 elements. */
 export const DEFAULT_BUCKET_ELEMS = (25 * 1024 * 1024) / 4;
 

@@ -31,6 +31,8 @@ export interface JobConfig {
   featureCacheMb?: number;
   /** What the gradient all-reduce sends between ranks (shared/allreduce/wire.ts); absent: fp32. */
   wire?: 'fp32' | 'bf16' | 'fp16';
+  /** Float32 values of gradients in one all-reduce bucket (worker/gradient-reduce.ts); absent: all at once. */
+  bucketElems?: number;
 }
 
 /** A sample assigned to a worker: image content hash, label, index in the data set (for its draws). */

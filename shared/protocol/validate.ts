@@ -114,6 +114,7 @@ function jobConfig(type: string, v: unknown): void {
     throw bad(type, f('cacheFeatures'), `must be a boolean, got ${show(c.cacheFeatures)}`);
   if (c.featureCacheMb !== undefined) finite(type, f('featureCacheMb'), c.featureCacheMb, 1, 1 << 24);
   if (c.wire !== undefined) oneOf(type, f('wire'), c.wire, ['fp32', 'bf16', 'fp16']);
+  if (c.bucketElems !== undefined) int(type, f('bucketElems'), c.bucketElems, 1);
   if (c.cacheFeatures === true && (c.freeze !== 'backbone' || c.bn !== 'frozen')) {
     throw bad(
       type,

@@ -4,7 +4,7 @@
 // whose ranks' parts nearly cancel can differ a lot relative to itself: a per-tensor bound would not hold).
 // The head alone trains (--freeze backbone --bn frozen, a steady recipe): full fine-tuning of the tiny job at
 // its lr is chaotic enough that any rounding sends runs apart, which would say nothing about the wire. Smaller
-// messages (--chunk-kib) give the same bits.
+// messages (--chunk-kib) and buckets (--bucket-mb) give the same bits.
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
@@ -84,16 +84,19 @@ t.test('--wire bf16 and fp16 train with identical replicas, close to float32', a
     const [a, b] = [loss(out), loss(refOut)];
     t.ok(Math.abs(a - b) <= 0.05 * b, `last epoch's train loss ${a.toFixed(4)} vs float32's ${b.toFixed(4)}`);
     if (wire !== 'bf16') continue;
-    // Smaller messages change how the gradients travel, never their sums: the same bits as the default size.
-    const small = await run(wire, workers, ['--chunk-kib', '1']);
+    // Smaller messages, and the gradients in buckets, change how the gradients travel, never their sums:
+    // the same bits as the default size in one all-reduce.
+    const small = await run(wire, workers, ['--chunk-kib', '1', '--bucket-mb', '0.005']);
     const smallState = JSON.parse(readFileSync(join(small, 'train-state.json'), 'utf8')) as {
-      config: { chunkElems: number };
+      config: { chunkElems: number; bucketElems?: number };
     };
     t.equal(smallState.config.chunkElems, 256, '--chunk-kib 1: 256 values a message, in the job config');
+    t.equal(smallState.config.bucketElems, 1311, '--bucket-mb 0.005: buckets of 1311 values, in the job config');
     const [w, ws] = [await weights(out), await weights(small)];
     t.ok(
       Buffer.from(ws.buffer).equals(Buffer.from(w.buffer)),
-      `--chunk-kib 1: the same weights, bit for bit, as 4096 KiB messages (${w.length} values)`,
+      `--chunk-kib 1 --bucket-mb 0.005: the same weights, bit for bit, as 4096 KiB messages in one all-reduce ` +
+        `(${w.length} values)`,
     );
   }
 });
