@@ -11,9 +11,10 @@
 //                    (`captured`: the CPU time to launch a replayed step beside TF.js's recording time)
 // Timed like bench/model.ts and the PyTorch peer: warm-up runs, then the median of `reps` runs.
 //   node --import tsx bench/webgpu.ts [--batch 32] [--image-size 224] [--reps 5] [--phases LIST]
-//        [--classes 1000] [--software] [--out FILE] [--dx-mm] [--submit-batch N]
+//        [--classes 1000] [--software] [--out FILE] [--dx-mm] [--dx-gemm] [--submit-batch N]
 // --dx-mm uses TF.js's tiled Conv2DBackpropInput (WEBGPU_USE_NAIVE_CONV2D_TRANSPOSE=false) for the
-// convolutions that are not 1x1 stride 1; --submit-batch sets WEBGPU_DEFERRED_SUBMIT_BATCH_SIZE.
+// convolutions that are not 1x1 stride 1, --dx-gemm wolfpack's implicit GEMM for them (inputGradGemm);
+// --submit-batch sets WEBGPU_DEFERRED_SUBMIT_BATCH_SIZE.
 // prints one JSON object (and writes it to FILE after every phase, so a cut-off run keeps its part).
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { Session } from 'node:inspector/promises';
@@ -23,6 +24,7 @@ import { tf } from '../shared/backend/tf.js';
 import { activateWebGpu, type WebGpuAdapterReport } from '../shared/backend/webgpu/activate.js';
 import { profileGpu, type GpuProfile } from '../shared/backend/webgpu/profile.js';
 import { countTfjsDispatches, dispatchStats, resetDispatchStats } from '../shared/backend/webgpu/raw.js';
+import { inputGradGemm } from '../shared/backend/webgpu/kernels.js';
 import { WebGpuReplica, type WebGpuReplicaOptions } from '../shared/train/webgpu-replica.js';
 import type { WebGpuBackend } from '../shared/backend/webgpu/types.js';
 import type { ModelState } from '../shared/model/state.js';
@@ -30,6 +32,7 @@ import { initModel } from '../shared/model/weights.js';
 import { Replica } from '../shared/train/replica.js';
 import { median, round, timeRuns } from './machine.js';
 import { syntheticBatch } from './synthetic-batch.js';
+import { bucketElemsOfMb } from '../shared/allreduce/buckets.js';
 
 /** In the order they run: the slow stock training step last, so a time limit cuts it first. */
 export const PHASES = [
@@ -58,6 +61,8 @@ export interface WebGpuBenchOptions {
   out?: string;
   /** TF.js's tiled (matrix-product) Conv2DBackpropInput instead of its direct one. */
   dxMatMul?: boolean;
+  /** wolfpack's implicit-GEMM Conv2DBackpropInput (shared/backend/webgpu/kernels.ts's inputGradGemm). */
+  dxGemm?: boolean;
   /** Dispatches per submitted command buffer (TF.js default 15). */
   submitBatch?: number;
   progress?: (line: string) => void;
@@ -82,6 +87,21 @@ export interface PhaseResult {
   record_cpu_runs_ms?: number[];
   /** The same step captured once and replayed (WebGpuReplica's `capture`), measured after it. */
   captured?: CapturedPhase;
+  /** Captured and replayed with the gradients handed over in 25 MiB buckets (train --bucket-mb 25). */
+  streamed?: StreamedPhase;
+}
+
+export interface StreamedPhase {
+  img_s: number;
+  median_s: number;
+  buckets: number;
+  /** When each bucket was handed over (an all-reduce could start on it), ms after the step began, median. */
+  bucket_ms: number[];
+  /** When the step's whole read-back had ended, ms after it began, median. */
+  done_ms: number;
+  /** bucket_ms[0] / done_ms: how early in the step the first bucket's all-reduce can start. */
+  first_over_done: number;
+  split_ms: { record: number; read: number; update: number };
 }
 
 export interface CapturedPhase {
@@ -210,6 +230,7 @@ export async function benchWebGpu(opts: WebGpuBenchOptions = {}): Promise<WebGpu
   tf.env().set('PROD', true);
   result.adapter = await activateWebGpu({ allowSoftwareGpu: opts.software ?? false });
   if (opts.dxMatMul) tf.env().set('WEBGPU_USE_NAIVE_CONV2D_TRANSPOSE', false);
+  inputGradGemm.enabled = opts.dxGemm ?? false;
   if (opts.submitBatch) tf.env().set('WEBGPU_DEFERRED_SUBMIT_BATCH_SIZE', opts.submitBatch);
   const backend = tf.backend() as WebGpuBackend;
   countTfjsDispatches(backend);
@@ -217,6 +238,7 @@ export async function benchWebGpu(opts: WebGpuBenchOptions = {}): Promise<WebGpu
     WEBGPU_DEFERRED_SUBMIT_BATCH_SIZE: tf.env().get('WEBGPU_DEFERRED_SUBMIT_BATCH_SIZE'),
     WEBGPU_CPU_FORWARD: tf.env().get('WEBGPU_CPU_FORWARD'),
     WEBGPU_USE_NAIVE_CONV2D_TRANSPOSE: tf.env().get('WEBGPU_USE_NAIVE_CONV2D_TRANSPOSE'),
+    dx_gemm: inputGradGemm.enabled,
     timestamp_query: backend.supportTimestampQuery,
     limits: Object.fromEntries(
       ['maxStorageBufferBindingSize', 'maxBufferSize', 'maxComputeWorkgroupStorageSize'].map((k) => [
@@ -288,8 +310,9 @@ export async function benchWebGpu(opts: WebGpuBenchOptions = {}): Promise<WebGpu
     key: 'fused_ddp' | 'fused_single' | 'fused_host',
     o: WebGpuReplicaOptions,
   ): Promise<void> => {
-    const timed = async (capture: boolean) => {
-      const r = new WebGpuReplica(fresh(), trainOpts, undefined, {
+    const timed = async (capture: boolean, bucketElems?: number) => {
+      const state = fresh();
+      const r = new WebGpuReplica(state, trainOpts, undefined, {
         ...o,
         capture,
         ...(threadCpuMs ? { cpuClock: threadCpuMs } : {}),
@@ -297,10 +320,20 @@ export async function benchWebGpu(opts: WebGpuBenchOptions = {}): Promise<WebGpu
       const settle = settleBeforeStep ? () => backend.device.queue.onSubmittedWorkDone() : async () => {};
       const splits: { record: number; read: number; update: number; recordCpu: number }[] = [];
       const launches: { flush: number; inputs: number; encode: number; submit: number }[] = [];
+      // With buckets: when each was handed over, ms after the step began, and when the step's read-back ended.
+      const buckets = bucketElems === undefined ? undefined : r.reduce.gradientBuckets(bucketElems);
+      const landings: { at: number[]; done: number }[] = [];
       try {
         const step = async (): Promise<void> => {
           await settle();
-          await r.computeGradients(batch, batchSize);
+          const t0 = performance.now();
+          const at: number[] = [];
+          await r.computeGradients(
+            batch,
+            batchSize,
+            buckets && { buckets, landed: () => at.push(performance.now() - t0) },
+          );
+          landings.push({ at, done: performance.now() - t0 });
           if (r.applyReduced().skipped) throw new Error('non-finite step');
           splits.push({ ...r.timings });
           launches.push({ ...(r.captureInfo?.lastReplay ?? { flush: 0, inputs: 0, encode: 0, submit: 0 }) });
@@ -321,10 +354,16 @@ export async function benchWebGpu(opts: WebGpuBenchOptions = {}): Promise<WebGpu
           submit: median(lt.map((l) => l.submit)),
         };
         const cpu = tail.map((s) => round(s.recordCpu, 2));
+        const landed = landings.slice(2, 2 + reps);
         return {
           res,
           split,
           parts,
+          buckets: buckets && {
+            count: buckets.length,
+            bucket_ms: buckets.map((_, k) => round(median(landed.map((l) => l.at[k] ?? NaN)), 2)),
+            done_ms: round(median(landed.map((l) => l.done)), 2),
+          },
           records: tail.map((s) => round(s.record, 2)),
           cpu,
           info: r.captureInfo,
@@ -362,6 +401,19 @@ export async function benchWebGpu(opts: WebGpuBenchOptions = {}): Promise<WebGpu
         ? { capture: { dispatches: cap.info.dispatches, copies: cap.info.copies, bytes: cap.info.bytes } }
         : {}),
       ...(cap.off ? { fallback: cap.off } : {}),
+    };
+    if (!o.hostGradients) return;
+    // The gradients handed over bucket by bucket (train --bucket-mb 25, DDP's default) as the GPU finishes them.
+    const streamed = await timed(true, bucketElemsOfMb(25));
+    const b = streamed.buckets!;
+    result.train[key]!.streamed = {
+      img_s: streamed.res.img_s,
+      median_s: streamed.res.median_s,
+      buckets: b.count,
+      bucket_ms: b.bucket_ms,
+      done_ms: b.done_ms,
+      first_over_done: round(b.bucket_ms[0]! / b.done_ms, 4),
+      split_ms: streamed.split,
     };
   };
   await phase('train-fused-ddp', () => fusedTrain('fused_ddp', { optimizer: 'gpu', hostGradients: true }));
@@ -468,6 +520,7 @@ async function main(argv: string[]): Promise<void> {
       software: { type: 'boolean' },
       out: { type: 'string' },
       'dx-mm': { type: 'boolean' },
+      'dx-gemm': { type: 'boolean' },
       'submit-batch': { type: 'string' },
     },
   });
@@ -492,6 +545,7 @@ async function main(argv: string[]): Promise<void> {
     software: values.software,
     out: values.out,
     dxMatMul: values['dx-mm'],
+    dxGemm: values['dx-gemm'],
     submitBatch: int(values['submit-batch'], 'submit-batch'),
   });
   process.stdout.write(`${JSON.stringify(r)}\n`);

@@ -9,12 +9,10 @@
 //    from the same layout, and a bucket's values are summed in the order the whole buffer's ring would
 //    sum them (bucketPartition), so the result is the same bits with buckets as without.
 import type { Bucket } from '../shared/allreduce/buckets.js';
-import { bucketedAllReduce, reverseBuckets } from '../shared/allreduce/buckets.js';
+import { bucketedAllReduce } from '../shared/allreduce/buckets.js';
 import type { Link } from '../shared/allreduce/link.js';
 import { ringAllReduce } from '../shared/allreduce/ring.js';
 import type { WireFormat } from '../shared/allreduce/wire.js';
-import type { Freeze, ParamLayout } from '../shared/model/state.js';
-import type { ReduceLayout } from '../shared/train/reduce-buffer.js';
 import type { GradientStream } from '../shared/train/training-replica.js';
 
 /** A rank's place in the ring for a step's all-reduce. */
@@ -26,21 +24,6 @@ export interface StepRing {
   wire: WireFormat;
   /** Takes `count` consecutive collective numbers and returns the first. */
   take(count: number): number;
-}
-
-/**
- * Buckets of about `bucketElems` over the gradient region of the reduce buffer, last layers first,
- * cut at the trained parameters' boundaries (a parameter is never split between two buckets unless it
- * is larger than a bucket).
- */
-export function gradientBuckets(
-  layout: ParamLayout,
-  freeze: Freeze,
-  reduce: ReduceLayout,
-  bucketElems: number,
-): Bucket[] {
-  const cuts = layout.trainableFor(freeze).map((s) => s.offset - reduce.gradBegin);
-  return reverseBuckets(reduce.statsOffset, bucketElems, cuts);
 }
 
 /**

@@ -24,7 +24,7 @@ import { createReplica } from '../shared/train/create-replica.js';
 import type { TrainingReplica } from '../shared/train/training-replica.js';
 import { tf } from '../shared/backend/tf.js';
 import { ImageCache, loadBatch } from './batch-loader.js';
-import { computeAndReduce, gradientBuckets } from './gradient-reduce.js';
+import { computeAndReduce } from './gradient-reduce.js';
 import type { Bucket } from '../shared/allreduce/buckets.js';
 import { receiveWeights } from './connect.js';
 import { exchangeSize, stepLoadOptions, StepFeatureCache, type StepBatch, type StepFeatures } from './feature-cache.js';
@@ -266,7 +266,7 @@ export class WorkerSession {
     if (this.buckets?.for !== replica)
       this.buckets = {
         for: replica,
-        buckets: gradientBuckets(this.state!.layout, this.config.freeze, replica.reduce, elems),
+        buckets: replica.reduce.gradientBuckets(elems),
       };
     return this.buckets.buckets;
   }

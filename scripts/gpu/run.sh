@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # On a GPU host, from the repository root, after scripts/gpu/build.sh (or with .gpu/ copied there):
 # `wolfpack bench webgpu` (bench/webgpu-compare.ts, bundled: wolfpack's ResNet-50 on webgpu and PyTorch's
-# on CUDA, same GPU, same run), then two experiments with bench/webgpu.ts (TF.js's tiled input gradient,
-# a larger submit batch). Writes into $OUT (default ./gpu-out): webgpu-latest.{md,json}, webgpu-{dxmm,submit64}.json,
+# on CUDA, same GPU, same run), then three experiments with bench/webgpu.ts (TF.js's tiled input gradient,
+# wolfpack's implicit-GEMM one, a larger submit batch). Writes into $OUT (default ./gpu-out):
+# webgpu-latest.{md,json}, webgpu-{dxmm,dxgemm,submit64}.json,
 # env.txt, log.txt (progress and every stderr). Never stops at a failed part.
 # Seen on an H100 (2026-11): about 95 s in all.
 #   usage: OUT=dir scripts/gpu/run.sh [BATCH=32]
@@ -43,4 +44,5 @@ timeout "${MAIN_LIMIT:-330}" node "$G/bench-webgpu-compare.mjs" --batch "$batch"
   >/dev/null 2>>"$OUT/log.txt"
 stamp "compare: exit $?"
 bench dxmm 60 --dx-mm --phases forward-fused,train-fused-single,profile-gpu --reps 3
+bench dxgemm 60 --dx-gemm --phases train-fused-single,profile-gpu --reps 3
 bench submit64 45 --submit-batch 64 --phases train-fused-single,forward-fused --reps 3

@@ -3,6 +3,7 @@
 // Every part is pre-scaled by the worker's share of the global batch (gradients by 1/B, statistics
 // by n/B), so the ring's plain SUM yields the global-batch mean gradient and the sample-weighted mean
 // of the replicas' batch statistics: all replicas then apply the same update and stay identical.
+import { reverseBuckets, type Bucket } from '../allreduce/buckets.js';
 import type { BnSpec } from '../model/spec.js';
 import type { Freeze, ParamLayout } from '../model/state.js';
 
@@ -33,6 +34,19 @@ export class ReduceLayout {
     this.statsSize = bn === 'train' ? layout.statCount : 0;
     this.metricsOffset = this.statsOffset + this.statsSize;
     this.size = this.metricsOffset + METRIC_COUNT;
+    this.paramStarts = layout.trainableFor(freeze).map((s) => s.offset - r.begin);
+  }
+
+  /** Where each trained parameter's gradient starts in the gradient region. */
+  private readonly paramStarts: readonly number[];
+
+  /**
+   * Buckets of about `bucketElems` over the gradient region, last layers first (the order the backward
+   * pass finishes them), cut at the parameters' boundaries: a parameter is split between buckets only
+   * when it is larger than one.
+   */
+  gradientBuckets(bucketElems: number): Bucket[] {
+    return reverseBuckets(this.statsOffset, bucketElems, this.paramStarts);
   }
 
   grads(buf: Float32Array): Float32Array {

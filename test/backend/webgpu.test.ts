@@ -8,13 +8,12 @@ import t from 'tap';
 import { tf } from '../../shared/backend/tf.js';
 import { activateWebGpu, diagnoseVulkan, selectGpuByIndex } from '../../shared/backend/webgpu/activate.js';
 import { batchNormTrainWebGpu } from '../../shared/model/webgpu/batchnorm.js';
-import { splitK } from '../../shared/backend/webgpu/kernels.js';
+import { inputGradGemm, splitK } from '../../shared/backend/webgpu/kernels.js';
 import { checkKernelErrors, dispatchStats, resetDispatchStats } from '../../shared/backend/webgpu/raw.js';
 import { captureStep } from '../../shared/backend/webgpu/capture.js';
 import { readBuffersSync } from '../../shared/backend/webgpu/sync-read.js';
 import { BufferUsage, type GpuBuffer, type WebGpuBackend } from '../../shared/backend/webgpu/types.js';
 import { MappedUpload } from '../../shared/backend/webgpu/staging.js';
-import { reverseBuckets } from '../../shared/allreduce/buckets.js';
 import { WebGpuReplica } from '../../shared/train/webgpu-replica.js';
 import { FlatGpuParams } from '../../shared/train/webgpu-flat-params.js';
 import { globalAvgPoolWebGpu, webGpuForwardKernels } from '../../shared/model/webgpu/resnet-kernels.js';
@@ -149,6 +148,17 @@ t.test('webgpu backend against cpu', { skip: why ?? false }, async (t) => {
           [0, 0],
         ],
       },
+      {
+        x: [2, 8, 8, 8],
+        w: [3, 3, 8, 12],
+        s: 2,
+        pad: [
+          [0, 0],
+          [1, 1],
+          [1, 1],
+          [0, 0],
+        ],
+      }, // ResNet-50 v1.5's downsampling 3x3 (MindSpore pads explicitly)
       { x: [4, 32, 32, 8], w: [3, 3, 8, 16], s: 1, pad: 'same' }, // k = 4096: split over workgroups
       { x: [4, 32, 32, 12], w: [1, 1, 12, 20], s: 1, pad: 'valid' },
     ];
@@ -187,6 +197,19 @@ t.test('webgpu backend against cpu', { skip: why ?? false }, async (t) => {
       const label = `x ${c.x} w ${c.w} stride ${c.s} pad ${JSON.stringify(c.pad)}`;
       t.ok(maxRelToScale(got[0]!, ref[0]!) < TOL, `dx ${label}: ${maxRelToScale(got[0]!, ref[0]!).toExponential(2)}`);
       t.ok(maxRelToScale(got[1]!, ref[1]!) < TOL, `dW ${label}: ${maxRelToScale(got[1]!, ref[1]!).toExponential(2)}`);
+      // wolfpack's implicit-GEMM input gradient (--dx-gemm), where it applies: not a plain matrix product
+      if (c.w[0] === 1 && c.s === 1) continue;
+      inputGradGemm.enabled = true;
+      resetDispatchStats();
+      const gemm = await on('webgpu', run).finally(() => {
+        inputGradGemm.enabled = false;
+        dispatchStats.enabled = false;
+      });
+      t.equal(dispatchStats.byName.get('ConvInputGradGemm'), 1, `dx ${label}: one implicit-GEMM dispatch`);
+      t.ok(
+        maxRelToScale(gemm[0]!, ref[0]!) < TOL,
+        `dx ${label}, implicit GEMM: ${maxRelToScale(gemm[0]!, ref[0]!).toExponential(2)}`,
+      );
     }
   });
 
@@ -630,15 +653,8 @@ t.test('webgpu backend against cpu', { skip: why ?? false }, async (t) => {
           [];
         const pool = (tf.backend() as WebGpuBackend).bufferManager;
         let logits: Float32Array | undefined;
-        // The worker's buckets (worker/gradient-buckets.ts): last layers first, cut at parameter boundaries.
-        const buckets =
-          bucketElems === undefined
-            ? undefined
-            : reverseBuckets(
-                r.reduce.statsOffset,
-                bucketElems,
-                state.layout.trainable.map((s) => s.offset),
-              );
+        // The worker's buckets (--bucket-mb): last layers first, cut at parameter boundaries.
+        const buckets = bucketElems === undefined ? undefined : r.reduce.gradientBuckets(bucketElems);
         for (const [i, batch] of batches.entries()) {
           const landings: Landing[] = [];
           const stream = buckets && {

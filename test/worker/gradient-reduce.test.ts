@@ -11,7 +11,7 @@ import { ParamLayout } from '../../shared/model/state.js';
 import { ReduceLayout } from '../../shared/train/reduce-buffer.js';
 import type { GradientStream } from '../../shared/train/training-replica.js';
 import { connectRing, listenRing, wsLink } from '../../shared/transport/ring/index.js';
-import { computeAndReduce, gradientBuckets, type StepRing } from '../../worker/gradient-reduce.js';
+import { computeAndReduce, type StepRing } from '../../worker/gradient-reduce.js';
 import { reverseBuckets } from '../../shared/allreduce/buckets.js';
 import { xorshiftRng } from '../helpers/numerics.js';
 
@@ -149,7 +149,7 @@ t.test('buckets over a real layout: parameter boundaries, last layers first, the
   for (const freeze of ['none', 'backbone'] as const) {
     const reduce = new ReduceLayout(layout, freeze, 'train');
     const elems = Math.ceil(layout.paramCount / 7);
-    const buckets = gradientBuckets(layout, freeze, reduce, elems);
+    const buckets = reduce.gradientBuckets(elems);
     const starts = new Set(layout.trainableFor(freeze).map((s) => s.offset - reduce.gradBegin));
     t.equal(buckets[0]!.end, reduce.statsOffset, `${freeze}: the first bucket ends the gradient region`);
     t.equal(buckets.at(-1)!.begin, 0, `${freeze}: the last one starts it`);

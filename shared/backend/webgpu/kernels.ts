@@ -47,7 +47,7 @@ export function splitK(m: number, n: number, k: number, target = TARGET_WORKGROU
   return { splits: Math.ceil(k / chunk), chunk };
 }
 
-interface FilterGradShape {
+interface ConvShape {
   N: number;
   H: number;
   W: number;
@@ -63,7 +63,55 @@ interface FilterGradShape {
   PL: number;
 }
 
-function filterGradKernel(s: FilterGradShape, splits: number, chunk: number): RawKernel {
+/**
+ * The tiled product C[s, m, n] = sum over k in split s of A[k, m] * B[k, n] (needs constants M, NN, K,
+ * KCHUNK and functions loadA4(k, m) / loadB4(k, n), four consecutive m / n, and store(s, m, n, v)):
+ * 16x16 threads, each 4x4 of a 64x64 tile, 16-deep slices of k staged in shared memory.
+ */
+const TILED_GEMM_MAIN = `var<workgroup> As : array<vec4<f32>, 256>;
+var<workgroup> Bs : array<vec4<f32>, 256>;
+@compute @workgroup_size(16, 16, 1)
+fn main(@builtin(local_invocation_id) lid : vec3<u32>, @builtin(workgroup_id) wid : vec3<u32>) {
+  let tx = i32(lid.x); let ty = i32(lid.y); let tid = ty * 16 + tx;
+  let n0 = i32(wid.x) * 64; let m0 = i32(wid.y) * 64; let s = i32(wid.z);
+  let kBegin = s * KCHUNK; let kEnd = min(kBegin + KCHUNK, K);
+  let lk = tid / 16; let lv = tid % 16;
+  var acc0 = vec4<f32>(0.0); var acc1 = vec4<f32>(0.0); var acc2 = vec4<f32>(0.0); var acc3 = vec4<f32>(0.0);
+  for (var k0 = kBegin; k0 < kEnd; k0 = k0 + 16) {
+    let k = k0 + lk;
+    var av = vec4<f32>(0.0); var bv = vec4<f32>(0.0);
+    if (k < kEnd) { av = loadA4(k, m0 + lv * 4); bv = loadB4(k, n0 + lv * 4); }
+    As[lk * 16 + lv] = av; Bs[lk * 16 + lv] = bv;
+    workgroupBarrier();
+    for (var kk = 0; kk < 16; kk = kk + 1) {
+      let a = As[kk * 16 + ty]; let b = Bs[kk * 16 + tx];
+      acc0 = acc0 + a.x * b; acc1 = acc1 + a.y * b; acc2 = acc2 + a.z * b; acc3 = acc3 + a.w * b;
+    }
+    workgroupBarrier();
+  }
+  let m = m0 + ty * 4; let n = n0 + tx * 4;
+  store(s, m, n, acc0); store(s, m + 1, n, acc1); store(s, m + 2, n, acc2); store(s, m + 3, n, acc3);
+}`;
+
+function convShape(info: tf.backend_util.Conv2DInfo): ConvShape {
+  return {
+    N: info.batchSize,
+    H: info.inHeight,
+    W: info.inWidth,
+    CI: info.inChannels,
+    OH: info.outHeight,
+    OW: info.outWidth,
+    CO: info.outChannels,
+    KH: info.filterHeight,
+    KW: info.filterWidth,
+    SH: info.strideHeight,
+    SW: info.strideWidth,
+    PT: info.padInfo.top,
+    PL: info.padInfo.left,
+  };
+}
+
+function filterGradKernel(s: ConvShape, splits: number, chunk: number): RawKernel {
   const M = s.KH * s.KW * s.CI;
   const NN = s.CO;
   const K = s.N * s.OH * s.OW;
@@ -111,8 +159,6 @@ ${bindingDecls(['partial'], [vecA ? 'x4' : 'x', vecB ? 'dy4' : 'dy'], (n) => (n.
 const M = ${M}; const NN = ${NN}; const K = ${K}; const KCHUNK = ${chunk};
 const H = ${s.H}; const W = ${s.W}; const CI = ${s.CI}; const OH = ${s.OH}; const OW = ${s.OW};
 const KW = ${s.KW}; const SH = ${s.SH}; const SW = ${s.SW}; const PT = ${s.PT}; const PL = ${s.PL};
-var<workgroup> As : array<vec4<f32>, 256>;
-var<workgroup> Bs : array<vec4<f32>, 256>;
 ${loadA}
 ${loadB}
 fn store(s : i32, m : i32, n : i32, v : vec4<f32>) {
@@ -120,29 +166,55 @@ fn store(s : i32, m : i32, n : i32, v : vec4<f32>) {
   let base = (s * M + m) * NN + n;
   for (var j = 0; j < 4; j = j + 1) { if (n + j < NN) { partial[base + j] = v[j]; } }
 }
-@compute @workgroup_size(16, 16, 1)
-fn main(@builtin(local_invocation_id) lid : vec3<u32>, @builtin(workgroup_id) wid : vec3<u32>) {
-  let tx = i32(lid.x); let ty = i32(lid.y); let tid = ty * 16 + tx;
-  let n0 = i32(wid.x) * 64; let m0 = i32(wid.y) * 64; let s = i32(wid.z);
-  let kBegin = s * KCHUNK; let kEnd = min(kBegin + KCHUNK, K);
-  let lk = tid / 16; let lv = tid % 16;
-  var acc0 = vec4<f32>(0.0); var acc1 = vec4<f32>(0.0); var acc2 = vec4<f32>(0.0); var acc3 = vec4<f32>(0.0);
-  for (var k0 = kBegin; k0 < kEnd; k0 = k0 + 16) {
-    let k = k0 + lk;
-    var av = vec4<f32>(0.0); var bv = vec4<f32>(0.0);
-    if (k < kEnd) { av = loadA4(k, m0 + lv * 4); bv = loadB4(k, n0 + lv * 4); }
-    As[lk * 16 + lv] = av; Bs[lk * 16 + lv] = bv;
-    workgroupBarrier();
-    for (var kk = 0; kk < 16; kk = kk + 1) {
-      let a = As[kk * 16 + ty]; let b = Bs[kk * 16 + tx];
-      acc0 = acc0 + a.x * b; acc1 = acc1 + a.y * b; acc2 = acc2 + a.z * b; acc3 = acc3 + a.w * b;
-    }
-    workgroupBarrier();
-  }
-  let m = m0 + ty * 4; let n = n0 + tx * 4;
-  store(s, m, n, acc0); store(s, m + 1, n, acc1); store(s, m + 2, n, acc2); store(s, m + 3, n, acc3);
-}`;
+${TILED_GEMM_MAIN}
+`;
   return { name: 'ConvFilterGradGemm', key, code, workgroups: [Math.ceil(NN / TILE), Math.ceil(M / TILE), splits] };
+}
+
+/**
+ * The input gradient of a convolution as an implicit GEMM: dx[m, ci] = sum over k of A[k, m] * B[k, ci]
+ * with m = (image, in row, in col), k = (kh, kw, co), A[k, m] the dy value that input position m
+ * contributed to through filter tap (kh, kw), zero where none did (padding, or between a stride's
+ * steps), read straight from dy, and B[k, ci] = filter[kh, kw, ci, co]. One dispatch; the tiles of
+ * TILED_GEMM_MAIN with all of k in one split.
+ */
+function inputGradKernel(s: ConvShape): RawKernel {
+  const M = s.N * s.H * s.W;
+  const K = s.KH * s.KW * s.CO;
+  const key = `wp_conv_dx_${Object.values(s).join('_')}`;
+  const code = (): string => `
+${bindingDecls(['dx'], ['dy', 'w'], () => 'f32')}
+const M = ${M}; const NN = ${s.CI}; const K = ${K}; const KCHUNK = ${K};
+const H = ${s.H}; const W = ${s.W}; const CI = ${s.CI}; const OH = ${s.OH}; const OW = ${s.OW}; const CO = ${s.CO};
+const KW = ${s.KW}; const SH = ${s.SH}; const SW = ${s.SW}; const PT = ${s.PT}; const PL = ${s.PL};
+fn loadA1(k : i32, m : i32) -> f32 {
+  if (m >= M) { return 0.0; }
+  let co = k % CO; let t = k / CO; let kw = t % KW; let kh = t / KW;
+  let iw = m % W; let t2 = m / W; let ih = t2 % H; let n = t2 / H;
+  let oy = ih + PT - kh; let ox = iw + PL - kw;
+  if (oy < 0 || ox < 0 || oy % SH != 0 || ox % SW != 0) { return 0.0; }
+  let oh = oy / SH; let ow = ox / SW;
+  if (oh >= OH || ow >= OW) { return 0.0; }
+  return dy[((n * OH + oh) * OW + ow) * CO + co];
+}
+fn loadA4(k : i32, m : i32) -> vec4<f32> {
+  return vec4<f32>(loadA1(k, m), loadA1(k, m + 1), loadA1(k, m + 2), loadA1(k, m + 3));
+}
+fn loadB1(k : i32, n : i32) -> f32 {
+  if (n >= NN) { return 0.0; }
+  let co = k % CO; let t = k / CO;
+  return w[(t * CI + n) * CO + co];
+}
+fn loadB4(k : i32, n : i32) -> vec4<f32> {
+  return vec4<f32>(loadB1(k, n), loadB1(k, n + 1), loadB1(k, n + 2), loadB1(k, n + 3));
+}
+fn store(s : i32, m : i32, n : i32, v : vec4<f32>) {
+  if (m >= M) { return; }
+  for (var j = 0; j < 4; j = j + 1) { if (n + j < NN) { dx[m * NN + n + j] = v[j]; } }
+}
+${TILED_GEMM_MAIN}
+`;
+  return { name: 'ConvInputGradGemm', key, code, workgroups: [Math.ceil(s.CI / TILE), Math.ceil(M / TILE), 1] };
 }
 
 /** out[i] = sum over s of partial[s, i] (i < size), in order of s. */
@@ -183,21 +255,7 @@ export function conv2dBackpropFilterWebGpu(args: KernelArgs): Info {
     false,
     'channelsLast',
   );
-  const s: FilterGradShape = {
-    N: info.batchSize,
-    H: info.inHeight,
-    W: info.inWidth,
-    CI: info.inChannels,
-    OH: info.outHeight,
-    OW: info.outWidth,
-    CO: info.outChannels,
-    KH: info.filterHeight,
-    KW: info.filterWidth,
-    SH: info.strideHeight,
-    SW: info.strideWidth,
-    PT: info.padInfo.top,
-    PL: info.padInfo.left,
-  };
+  const s = convShape(info);
   const M = s.KH * s.KW * s.CI;
   const K = s.N * s.OH * s.OW;
   const { splits, chunk } = splitK(M, s.CO, K);
@@ -218,7 +276,17 @@ function kernelFunc(name: string): (args: KernelArgs) => Info {
 
 let stockBackpropInput: ((args: KernelArgs) => Info) | undefined;
 
-/** Conv2DBackpropInput: 1x1 stride 1 unpadded as dy . W^T on TF.js's matmul, else TF.js's kernel. */
+/**
+ * Whether the input gradients that are not a plain matrix product (3x3, strided) run as wolfpack's
+ * implicit GEMM (inputGradKernel) rather than TF.js's direct kernel. Off by default until a GPU run
+ * shows it faster (`bench/webgpu.ts --dx-gemm`, scripts/gpu/run.sh); lavapipe checks its numerics.
+ */
+export const inputGradGemm = { enabled: false };
+
+/**
+ * Conv2DBackpropInput: 1x1 stride 1 unpadded as dy . W^T on TF.js's matmul; others TF.js's kernel, or
+ * the implicit GEMM above when inputGradGemm is enabled.
+ */
 export function conv2dBackpropInputWebGpu(args: KernelArgs): Info {
   const backend = args.backend as DisposableBackend;
   const { dy, filter } = args.inputs as { dy: Info; filter: Info };
@@ -231,7 +299,9 @@ export function conv2dBackpropInputWebGpu(args: KernelArgs): Info {
     attrs.pad === 0 ||
     (Array.isArray(attrs.pad) && attrs.pad.every((p) => p[0] === 0 && p[1] === 0));
   if (attrs.dataFormat !== 'NHWC' || KH !== 1 || KW !== 1 || strides[0] !== 1 || strides[1] !== 1 || !unpadded) {
-    return stockBackpropInput!(args);
+    return inputGradGemm.enabled && attrs.dataFormat === 'NHWC'
+      ? conv2dBackpropInputGemm(backend, dy, filter, attrs)
+      : stockBackpropInput!(args);
   }
   const rows = attrs.inputShape[0] * attrs.inputShape[1] * attrs.inputShape[2];
   const reshape = kernelFunc('Reshape');
@@ -250,6 +320,27 @@ export function conv2dBackpropInputWebGpu(args: KernelArgs): Info {
     backend.disposeData(dy2.dataId);
     backend.disposeData(w2.dataId);
   }
+}
+
+function conv2dBackpropInputGemm(
+  backend: DisposableBackend,
+  dy: Info,
+  filter: Info,
+  attrs: ConvAttrs & { inputShape: [number, number, number, number] },
+): Info {
+  const info = tf.backend_util.computeConv2DInfo(
+    attrs.inputShape,
+    filter.shape as [number, number, number, number],
+    attrs.strides,
+    1,
+    attrs.pad,
+    attrs.dimRoundingMode,
+    false,
+    'channelsLast',
+  );
+  const s = convShape(info);
+  const [dx] = runRaw(backend, inputGradKernel(s), [dy, filter], [{ shape: attrs.inputShape }]);
+  return dx;
 }
 
 function replace(kernelName: string, fn: (args: KernelArgs) => Info): void {
