@@ -49,8 +49,14 @@ class BucketFeed implements GradientStream {
     });
   }
 
+  /** Buckets handed over before the computation was done. */
+  early = 0;
+
   landed(k: number): void {
-    if (k < this.buckets.length) this.landings[k]!.resolve();
+    if (k < this.buckets.length) {
+      this.landings[k]!.resolve();
+      this.early++;
+    }
   }
 
   readonly ready = (k: number): Promise<void> => this.landings[k]!.promise;
@@ -66,10 +72,15 @@ class BucketFeed implements GradientStream {
   }
 }
 
+/** When a step's computation ended (performance.now()), and how many buckets it handed over before that. */
+export interface ReduceTimes {
+  computed: number;
+  early: number;
+}
+
 /**
  * Runs `compute` (which fills `buffer`, and may hand over buckets through the stream it is given) and
- * all-reduces `buffer` on `ring` (none: one rank, nothing to reduce). Resolves when both are done, with
- * the time `compute` resolved (performance.now()).
+ * all-reduces `buffer` on `ring` (none: one rank, nothing to reduce). Resolves when both are done.
  */
 export async function computeAndReduce(
   buffer: Float32Array,
@@ -77,15 +88,16 @@ export async function computeAndReduce(
   compute: (stream?: GradientStream) => Promise<void>,
   ring: StepRing | undefined,
   buckets: readonly Bucket[] | undefined,
-): Promise<number> {
+): Promise<ReduceTimes> {
   if (!ring) {
     await compute();
-    return performance.now();
+    return { computed: performance.now(), early: 0 };
   }
   const { rank, world, link, chunkElems, wire } = ring;
   const grads = buffer.subarray(0, statsOffset);
   const rest = buffer.subarray(statsOffset);
   let computed: number;
+  let early = 0;
   if (buckets) {
     // On a float32 wire the rest is one more bucket of the same all-reduce (so each value is summed in
     // the order of the whole-buffer ring); a 16-bit one carries the gradients only.
@@ -107,18 +119,19 @@ export async function computeAndReduce(
       throw e;
     }
     computed = performance.now();
+    early = feed.early;
     feed.landAll();
     await reducing;
-    if (wire === 'fp32') return computed;
+    if (wire === 'fp32') return { computed, early };
   } else {
     await compute();
     computed = performance.now();
     if (wire === 'fp32') {
       await ringAllReduce(buffer, rank, world, link, { step: ring.take(1), chunkElems });
-      return computed;
+      return { computed, early };
     }
     await ringAllReduce(grads, rank, world, link, { step: ring.take(1), chunkElems, wire });
   }
   await ringAllReduce(rest, rank, world, link, { step: ring.take(1), chunkElems });
-  return computed;
+  return { computed, early };
 }

@@ -283,7 +283,7 @@ export class WorkerSession {
     let cached = 0;
     let computed: StepFeatures | undefined;
     const link = this.ringLink(`step ${msg.step}`);
-    const t2 = await computeAndReduce(
+    const { computed: t2, early } = await computeAndReduce(
       replica.buffer,
       replica.reduce.statsOffset,
       async (stream) => {
@@ -337,6 +337,8 @@ export class WorkerSession {
         samples: msg.samples.length,
         cached,
         timings: { data: t1 - t0, compute: t2 - t1, allreduce: t3 - t2, update: t4 - t3 },
+        // buckets (--bucket-mb) whose all-reduce could start before the computation ended
+        ...(early > 0 ? { bucketsEarly: early } : {}),
         numTensors: tf.memory().numTensors,
         rss: process.memoryUsage.rss(),
       },

@@ -57,12 +57,14 @@ const ringOf = (rank: number, link: Link, wire: StepRing['wire']): StepRing => {
 for (const wire of ['fp32', 'bf16'] as const) {
   t.test(`${wire}: bucket by bucket, during compute, the same bits as the whole buffer after it`, async (t) => {
     const buckets = reverseBuckets(GRADS, 70_000);
-    const run = async (bucketed: boolean): Promise<{ bufs: Float32Array[]; firstSummedInCompute: boolean[] }> => {
+    const run = async (
+      bucketed: boolean,
+    ): Promise<{ bufs: Float32Array[]; firstSummedInCompute: boolean[]; early: number[] }> => {
       const links = await wsRing(N);
       t.teardown(() => links.forEach((l) => l.close()));
       const bufs = data.map(() => createRingBuffer(GRADS + REST, { maxChunkElems: 1 << 14 }));
       const firstSummedInCompute = bufs.map(() => false);
-      await Promise.all(
+      const times = await Promise.all(
         bufs.map((buf, rank) =>
           computeAndReduce(
             buf,
@@ -92,7 +94,7 @@ for (const wire of ['fp32', 'bf16'] as const) {
         ),
       );
       for (const l of links) l.close();
-      return { bufs, firstSummedInCompute };
+      return { bufs, firstSummedInCompute, early: times.map((r) => r.early) };
     };
     const whole = await run(false);
     const inBuckets = await run(true);
@@ -101,6 +103,8 @@ for (const wire of ['fp32', 'bf16'] as const) {
       [true, true, true],
       'every rank had bucket 0 summed before its compute ended',
     );
+    t.same(inBuckets.early, [5, 5, 5], 'each rank reports the 5 buckets it handed over during compute');
+    t.same(whole.early, [0, 0, 0]);
     t.ok(
       inBuckets.bufs.every((b, rank) => same(b, whole.bufs[rank]!)),
       `${buckets.length} buckets: every rank has the bits of the whole-buffer all-reduce`,
