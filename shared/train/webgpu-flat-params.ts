@@ -214,7 +214,7 @@ export class FlatGpuParams {
     };
   }
 
-  /** The flat gradient buffer, as the destination of gather()'s copies (CapturedStep.hoistCopiesInto). */
+  /** The flat gradient buffer, as the destination of gather()'s copies (CapturedStep.groupCopiesInto). */
   get gradBuffer(): GpuBuffer {
     return this.grad;
   }

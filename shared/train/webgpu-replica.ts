@@ -263,7 +263,7 @@ export class WebGpuReplica implements TrainingReplica {
   /**
    * The replay cuts that read `stream`'s buckets back as the GPU finishes them, and a promise that
    * settles once each has landed in `buffer` and been handed over, in order. The capture is
-   * rearranged for it once (CapturedStep.hoistCopiesInto) and its staging buffers are kept.
+   * rearranged for it once (CapturedStep.groupCopiesInto) and its staging buffers are kept.
    */
   private streamCuts(
     captured: NonNullable<WebGpuReplica['captured']>,
@@ -271,11 +271,9 @@ export class WebGpuReplica implements TrainingReplica {
   ): { cuts: ReplayCut[]; landed: Promise<void> } {
     if (captured.stream?.buckets !== stream.buckets) {
       captured.stream?.reader.dispose();
-      const grad = this.flat.gradBuffer;
-      captured.step.hoistCopiesInto(grad);
-      let last = 0;
-      const after = stream.buckets.map(
-        (k) => (last = Math.max(last, captured.step.completedAt(grad, k.begin * 4, k.end * 4))),
+      const after = captured.step.groupCopiesInto(
+        this.flat.gradBuffer,
+        stream.buckets.map((k) => ({ begin: k.begin * 4, end: k.end * 4 })),
       );
       captured.stream = { buckets: stream.buckets, after, reader: this.flat.gradReader(stream.buckets) };
     }

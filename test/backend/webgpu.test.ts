@@ -13,7 +13,7 @@ import { checkKernelErrors, dispatchStats, resetDispatchStats } from '../../shar
 import { captureStep } from '../../shared/backend/webgpu/capture.js';
 import { readBuffersSync } from '../../shared/backend/webgpu/sync-read.js';
 import { BufferUsage, type GpuBuffer, type WebGpuBackend } from '../../shared/backend/webgpu/types.js';
-import { MappedUpload } from '../../shared/backend/webgpu/staging.js';
+import { MappedUpload, RangeReader } from '../../shared/backend/webgpu/staging.js';
 import { WebGpuReplica } from '../../shared/train/webgpu-replica.js';
 import { FlatGpuParams } from '../../shared/train/webgpu-flat-params.js';
 import { globalAvgPoolWebGpu, webGpuForwardKernels } from '../../shared/model/webgpu/resnet-kernels.js';
@@ -632,6 +632,70 @@ t.test('webgpu backend against cpu', { skip: why ?? false }, async (t) => {
       await checkKernelErrors();
     },
   );
+
+  t.test('step capture: copies grouped by range, moved up to their sources, replayed in pieces', async (t) => {
+    await tf.setBackend('webgpu');
+    const b = tf.backend() as WebGpuBackend;
+    const n = 64;
+    const usage = BufferUsage.STORAGE | BufferUsage.COPY_SRC | BufferUsage.COPY_DST;
+    const dst = b.device.createBuffer({ size: 2 * n * 4, usage });
+    const other = b.device.createBuffer({ size: n * 4, usage });
+    const bufferOf = (x: tf.Tensor): GpuBuffer => b.tensorMap.get(x.dataId)!.resource as GpuBuffer;
+    const copy = (src: GpuBuffer, dstBuffer: GpuBuffer, srcOffset: number, dstOffset: number): void => {
+      b.ensureCommandEncoderReady();
+      b.endComputePassEncoder();
+      b.commandEncoder!.copyBufferToBuffer(src, srcOffset, dstBuffer, dstOffset, n * 4);
+    };
+    const x = tf.tensor1d(values(n, 1));
+    // a, its copy into range 0, a read of range 0 (which must stay after that copy), then c and its copy.
+    const { result, step, why } = captureStep(b, [{ name: 'x', tensor: x }], () => {
+      const a = tf.keep(tf.add(x, 1));
+      copy(bufferOf(a), dst, 0, 0);
+      copy(dst, other, 0, 0);
+      const c = tf.keep(tf.tidy(() => tf.mul(tf.exp(tf.sqrt(tf.abs(x))), 3)));
+      copy(bufferOf(c), dst, 0, n * 4);
+      return [a, c];
+    });
+    t.equal(why, undefined, 'captured');
+    const total = step!.dispatches + step!.copies;
+    const ranges = [
+      { begin: 0, end: n * 4 },
+      { begin: n * 4, end: 2 * n * 4 },
+    ];
+    t.same(
+      step!.groupCopiesInto(dst, [ranges[1]!, ranges[0]!]),
+      [total, total],
+      'range 1 first: range 0 cannot wait for it (its reader comes earlier), so nothing moves',
+    );
+    const cuts = step!.groupCopiesInto(dst, ranges);
+    t.ok(cuts[0]! < total - 2 && cuts[1] === total, `range 0 is complete after ${cuts[0]} of ${total} commands`);
+    const reader = new RangeReader(b, dst, ranges);
+    const got: Float32Array[] = [];
+    const order: number[] = [];
+    const pieces = ranges.map((_, k) =>
+      reader.cut(k, cuts[k]!, (bytes) => {
+        got[k] = new Float32Array(bytes.slice(0));
+        order.push(k);
+      }),
+    );
+    const input = values(n, 2);
+    step!.replay({ x: input }, [pieces[0]!.cut, pieces[1]!.cut]);
+    await Promise.all(pieces.map((p) => p.read));
+    const [wantA, wantC] = tf.tidy(() => {
+      const y = tf.tensor1d(input);
+      return [tf.add(y, 1), tf.mul(tf.exp(tf.sqrt(tf.abs(y))), 3)].map((v) => v.dataSync() as Float32Array);
+    });
+    t.same(order, [0, 1], 'read back range by range, in order');
+    t.ok(sameBits(got[0]!, wantA!) && sameBits(got[1]!, wantC!), "each range read back holds the replay's values");
+    const again = readBuffersSync(b, [{ buffer: other, size: n * 4 }], (ab) => new Float32Array(ab.slice(0)));
+    t.ok(sameBits(again, wantA!), 'the read of range 0 still came after its copy');
+    reader.dispose();
+    step!.dispose();
+    tf.dispose([x, ...result]);
+    dst.destroy();
+    other.destroy();
+    await checkKernelErrors();
+  });
 
   t.test(
     'WebGpuReplica with capture: the same bits as without, over steps, a partial batch and an evaluation',

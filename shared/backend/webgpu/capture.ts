@@ -62,7 +62,7 @@ function copyOp(src: GpuBuffer | null, srcOffset: number, dst: GpuBuffer, dstOff
  * (map a staging buffer) while the GPU runs the rest of the step.
  */
 export interface ReplayCut {
-  /** Submit after this many recorded commands (CapturedStep.completedAt), 0 .. dispatches + copies. */
+  /** Submit after this many recorded commands (CapturedStep.groupCopiesInto), 0 .. dispatches + copies. */
   after: number;
   /** Adds commands at the end of that submission (a copy into a staging buffer). */
   encode(enc: GpuCommandEncoder): void;
@@ -497,37 +497,73 @@ export class CapturedStep {
   }
 
   /**
-   * Moves each copy into `dst` to just after the last command before it that may write its source or
-   * touch its destination range: a gradient gathered into a flat buffer at the end of the backward pass
-   * is then gathered as soon as the dispatch that finishes it has run (DDP's per-parameter hook), and
-   * the ranges of `dst` that the backward pass finishes first are complete early in the stream. The
-   * order of dependent commands is kept, so a replay computes the same bits. Idempotent.
+   * Rearranges the recorded commands so that the copies into each of `ranges` of `dst` (bytes, in the
+   * order given) run together, as early as their sources allow: right after the last command that may
+   * write one of their sources or touch their destinations, and not before the group of the range
+   * before. A gradient gathered into a flat buffer at the end of the backward pass is then gathered
+   * once the dispatches that finish its bucket have run (DDP's bucket-ready hook), in one group with
+   * the rest of its bucket. Dependent commands keep their order, so a replay computes the same bits.
+   * Returns after how many commands each range is complete: the replay's cuts (ReplayCut.after). Where
+   * a group cannot move (a command after it must stay after it but comes before where its sources are
+   * ready), nothing is rearranged and each range is complete after its last copy. The copies into `dst`
+   * must write disjoint bytes.
    */
-  hoistCopiesInto(dst: GpuBuffer): void {
+  groupCopiesInto(dst: GpuBuffer, ranges: readonly { begin: number; end: number }[]): number[] {
+    const ops = this.ops;
+    const overlaps = (op: Op, begin: number, end: number): boolean =>
+      op.dstOffset < end && begin < op.dstOffset + op.size;
+    const group = new Map<number, number>(); // op index -> range index
+    ops.forEach((op, i) => {
+      if (op.pipeline !== null || op.dst !== dst) return;
+      const k = ranges.findIndex((r) => overlaps(op, r.begin, r.end));
+      if (k >= 0) group.set(i, k);
+    });
+    const moved = [...group.keys()];
+    for (const i of moved)
+      for (const j of moved)
+        if (i < j && overlaps(ops[i]!, ops[j]!.dstOffset, ops[j]!.dstOffset + ops[j]!.size))
+          throw new WolfpackError('E_BACKEND', 'CapturedStep.groupCopiesInto: two copies write the same bytes');
+    // Where each group may go: after its copies' last earlier dependency, before their first later one.
+    const lo = ranges.map(() => 0);
+    const hi = ranges.map(() => ops.length);
+    for (const [i, k] of group) {
+      let j = i - 1;
+      while (j >= 0 && (group.has(j) || !this.orderedBefore(ops[j]!, ops[i]!))) j--;
+      lo[k] = Math.max(lo[k]!, j + 1);
+      j = i + 1;
+      while (j < ops.length && (group.has(j) || !this.orderedBefore(ops[j]!, ops[i]!))) j++;
+      hi[k] = Math.min(hi[k]!, j);
+    }
+    const at = ranges.map(() => 0);
+    let feasible = true;
+    ranges.forEach((_, k) => {
+      at[k] = Math.max(lo[k]!, at[k - 1] ?? 0);
+      if (at[k]! > hi[k]!) feasible = false;
+    });
+    const cuts: number[] = ranges.map(() => 0);
+    if (!feasible) {
+      let last = 0;
+      ranges.forEach((_, k) => {
+        for (let i = ops.length - 1; i >= 0; i--)
+          if (group.get(i) === k) {
+            last = Math.max(last, i + 1);
+            break;
+          }
+        cuts[k] = last;
+      });
+      return cuts;
+    }
     const out: Op[] = [];
-    for (const op of this.ops) {
-      if (op.pipeline !== null || op.dst !== dst) {
-        out.push(op);
-        continue;
+    let next = 0; // the next group to place
+    for (let j = 0; j <= ops.length; j++) {
+      while (next < ranges.length && at[next] === j) {
+        for (const [i, k] of group) if (k === next) out.push(ops[i]!);
+        cuts[next++] = out.length;
       }
-      let at = out.length;
-      while (at > 0 && !this.orderedBefore(out[at - 1]!, op)) at--;
-      out.splice(at, 0, op);
+      if (j < ops.length && !group.has(j)) out.push(ops[j]!);
     }
-    this.ops.splice(0, this.ops.length, ...out);
-  }
-
-  /**
-   * How many of the recorded commands a replay must have run for the bytes [begin, end) of `dst` to
-   * be final: one past the last copy into that range. Valid where, within the step, only copies write
-   * those bytes (later dispatches may read them).
-   */
-  completedAt(dst: GpuBuffer, begin: number, end: number): number {
-    for (let i = this.ops.length - 1; i >= 0; i--) {
-      const op = this.ops[i]!;
-      if (op.pipeline === null && op.dst === dst && op.dstOffset < end && begin < op.dstOffset + op.size) return i + 1;
-    }
-    return 0;
+    ops.splice(0, ops.length, ...out);
+    return cuts;
   }
 
   /**
