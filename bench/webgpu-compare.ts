@@ -159,13 +159,17 @@ export async function compareWebGpu(opts: WebGpuCompareOptions = {}): Promise<We
   const ratios: Record<string, number> = {};
   if (torch.ok) {
     const t = torch.result;
-    const put = (key: string, ours: PhaseResult | undefined, theirs: number | undefined): void => {
+    const put = (key: string, ours: { img_s: number } | undefined, theirs: number | undefined): void => {
       if (ours && theirs) ratios[key] = round(ours.img_s / theirs, 3);
     };
     for (const setting of ['fp32', 'default'] as const) {
       put(`forward_vs_${setting}`, wolfpack.forward.fused, t[setting]?.forward.img_s);
       put(`train_ddp_vs_${setting}`, wolfpack.train.fused_ddp, t[setting]?.train.img_s);
       put(`train_single_vs_${setting}`, wolfpack.train.fused_single, t[setting]?.train.img_s);
+      // what a worker runs by default: the step captured and replayed (and with --bucket-mb 25, streamed)
+      put(`train_ddp_captured_vs_${setting}`, wolfpack.train.fused_ddp?.captured, t[setting]?.train.img_s);
+      put(`train_ddp_streamed_vs_${setting}`, wolfpack.train.fused_ddp?.streamed, t[setting]?.train.img_s);
+      put(`train_single_captured_vs_${setting}`, wolfpack.train.fused_single?.captured, t[setting]?.train.img_s);
     }
   }
   return { bench: 'wolfpack_vs_torch_webgpu', machine: machineInfo(), gpu: nvidiaSmi(), wolfpack, torch, ratios };
@@ -182,11 +186,29 @@ export function webgpuSection(c: WebGpuComparison, command: string): string {
   ]
     .filter(Boolean)
     .join('; ');
-  const rows: [string, PhaseResult | undefined, 'forward' | 'train'][] = [
+  // Captured rows: what a worker runs by default (dispatches: those of the step recorded through TF.js).
+  const captured = (r: PhaseResult | undefined, c: { img_s: number } | undefined) =>
+    r && c ? { img_s: c.img_s, dispatches: r.dispatches } : undefined;
+  const rows: [string, { img_s: number; dispatches: number } | undefined, 'forward' | 'train'][] = [
     ['forward, TF.js ops (Replica.predict)', w.forward.stock, 'forward'],
     ['forward, fused (WebGpuReplica.predict)', w.forward.fused, 'forward'],
     ['training step, fused, gradients read back for the ring (a worker of a pack)', w.train.fused_ddp, 'train'],
+    [
+      'the same, captured and replayed (a worker of a pack, as it runs)',
+      captured(w.train.fused_ddp, w.train.fused_ddp?.captured),
+      'train',
+    ],
+    [
+      'the same, gradients read back in 25 MiB buckets (train --bucket-mb 25)',
+      captured(w.train.fused_ddp, w.train.fused_ddp?.streamed),
+      'train',
+    ],
     ['training step, fused, one worker (no read-back)', w.train.fused_single, 'train'],
+    [
+      'the same, captured and replayed (one worker, as it runs)',
+      captured(w.train.fused_single, w.train.fused_single?.captured),
+      'train',
+    ],
     ['training step, TF.js ops (Replica)', w.train.stock, 'train'],
   ];
   const body = rows
@@ -258,6 +280,14 @@ export function webgpuSection(c: WebGpuComparison, command: string): string {
             `; ${fmt(c.img_s, 1)} images/s against ${fmt(r.img_s, 1)}.`,
     );
   }
+  const streamed = w.train.fused_ddp?.streamed;
+  if (streamed)
+    out.push(
+      '',
+      `Gradients in ${streamed.buckets} buckets of 25 MiB: handed to the ring at ` +
+        `${streamed.bucket_ms.map((ms) => fmt(ms, 1)).join(', ')} ms of a step whose read-back ends at ` +
+        `${fmt(streamed.done_ms, 1)} ms (the first at ${fmt(streamed.first_over_done, 3)} of it).`,
+    );
   const prof = w.gpu_profile?.fused_step;
   if (prof?.supported && prof.byKernel.length > 0) {
     out.push(

@@ -63,6 +63,17 @@ t.test(
     const md = readFileSync(join(out, 'webgpu-latest.md'), 'utf8');
     t.match(md, /\| forward, fused \(WebGpuReplica\.predict\) \| [\d.]+ \| \d+ \| - \| - \|/);
     t.match(md, /stem width 4, not the real network/);
+    t.match(
+      md,
+      /\| the same, captured and replayed \(a worker of a pack, as it runs\) \| [\d.]+ \| \d+ \| - \| - \|/,
+      'the captured step as a worker runs it has its own row',
+    );
+    const streamed = c.wolfpack.train.fused_ddp!.streamed!;
+    t.ok(
+      streamed.img_s > 0 && streamed.buckets >= 1 && streamed.bucket_ms.length === streamed.buckets,
+      `the step with its gradients in buckets: ${streamed.buckets} handed over at ${streamed.bucket_ms.join(', ')} ms`,
+    );
+    t.match(md, /Gradients in \d+ buckets of 25 MiB: handed to the ring at/);
     t.same(JSON.parse(readFileSync(join(out, 'webgpu-latest.json'), 'utf8')).wolfpack.batch, 2);
   },
 );
