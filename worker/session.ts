@@ -224,7 +224,10 @@ export class WorkerSession {
     }
     this.replica?.dispose();
     const trainOptions = { lr: config.lr, momentum: config.momentum, freeze: config.freeze, bn: config.bn };
-    this.replica = createReplica(state, trainOptions, accum, { webgpuOptimizer: this.webgpuOptimizer });
+    this.replica = createReplica(state, trainOptions, accum, {
+      webgpuOptimizer: this.webgpuOptimizer,
+      logger: this.log,
+    });
     this.lastStep = msg.lastStep;
     await this.ch.send({ type: 'ready', rank, generation });
     this.onRing(rank);

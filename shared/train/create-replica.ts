@@ -1,6 +1,7 @@
 // The replica for the active TF.js backend: on webgpu the flat-buffer, fused-kernel WebGpuReplica,
 // elsewhere Replica (TF.js ops).
 import { tf } from '../backend/tf.js';
+import type { Logger } from '../log.js';
 import type { ModelState } from '../model/state.js';
 import { Replica, type TrainOptions } from './replica.js';
 import type { TrainingReplica } from './training-replica.js';
@@ -13,6 +14,8 @@ export interface ReplicaChoice {
    * checksums catch a mismatch).
    */
   webgpuOptimizer?: 'gpu' | 'host';
+  /** Where a webgpu replica says that step capture fell back (default: a process warning). */
+  logger?: Pick<Logger, 'warn'>;
 }
 
 export function createReplica(
@@ -22,6 +25,9 @@ export function createReplica(
   choice: ReplicaChoice = {},
 ): TrainingReplica {
   return tf.getBackend() === 'webgpu'
-    ? new WebGpuReplica(state, options, accum, { optimizer: choice.webgpuOptimizer ?? 'gpu' })
+    ? new WebGpuReplica(state, options, accum, {
+        optimizer: choice.webgpuOptimizer ?? 'gpu',
+        ...(choice.logger ? { logger: choice.logger } : {}),
+      })
     : new Replica(state, options, accum);
 }
