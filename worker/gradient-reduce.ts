@@ -32,6 +32,8 @@ export interface StepRing {
  */
 class BucketFeed implements GradientStream {
   private readonly landings: { promise: Promise<void>; resolve: () => void; reject: (e: unknown) => void }[];
+  /** Buckets handed over before the computation was done. */
+  early = 0;
 
   constructor(
     readonly buckets: readonly Bucket[],
@@ -48,9 +50,6 @@ class BucketFeed implements GradientStream {
       return { promise, resolve, reject };
     });
   }
-
-  /** Buckets handed over before the computation was done. */
-  early = 0;
 
   landed(k: number): void {
     if (k < this.buckets.length) {
