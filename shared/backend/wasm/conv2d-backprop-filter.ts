@@ -6,6 +6,7 @@
 //    channels swapped) and dy as a [OH, OW, N, Co] filter, a stride-1 convolution dilated by the
 //    forward stride gives dW as [Ci, KH, KW, Co]; a transpose turns it into HWIO.
 import { tf } from '../tf.js';
+import { nhwcConvInfo, type ConvAttrs, type Shape4 } from '../conv-attrs.js';
 import { WolfpackError } from '../../errors.js';
 
 type Info = tf.TensorInfo;
@@ -20,12 +21,8 @@ function kernel(name: string): (args: KernelArgs) => Info {
   return k.kernelFunc as unknown as (args: KernelArgs) => Info;
 }
 
-export interface BackpropFilterAttrs {
-  strides: number | [number, number];
-  pad: 'valid' | 'same' | number | tf.backend_util.ExplicitPadding;
-  dataFormat: 'NHWC' | 'NCHW';
-  dimRoundingMode?: 'floor' | 'round' | 'ceil';
-  filterShape: [number, number, number, number];
+export interface BackpropFilterAttrs extends ConvAttrs {
+  filterShape: Shape4;
 }
 
 /** Conv2DBackpropFilter for the wasm backend, from Transpose, Reshape, Slice, BatchMatMul and Conv2D. */
@@ -35,16 +32,7 @@ export function conv2dBackpropFilterWasm(args: KernelArgs): Info {
   const attrs = args.attrs as unknown as BackpropFilterAttrs;
   if (attrs.dataFormat !== 'NHWC')
     throw new WolfpackError('E_BACKEND', 'Conv2DBackpropFilter (wasm): only NHWC is supported');
-  const info = tf.backend_util.computeConv2DInfo(
-    x.shape as [number, number, number, number],
-    attrs.filterShape,
-    attrs.strides,
-    1,
-    attrs.pad,
-    attrs.dimRoundingMode,
-    false,
-    'channelsLast',
-  );
+  const info = nhwcConvInfo(x.shape as [number, number, number, number], attrs.filterShape, attrs);
   const {
     batchSize: N,
     inHeight: H,

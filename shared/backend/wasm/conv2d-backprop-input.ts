@@ -6,6 +6,7 @@
 //    convolution with the filter rotated by 180 degrees and its channels swapped ("full" padding).
 // Anything else (dilations, NCHW) falls back to the native kernel.
 import { tf } from '../tf.js';
+import { nhwcConvInfo, type ConvAttrs, type Shape4 } from '../conv-attrs.js';
 import type { WasmHeapBackend } from './heap.js';
 import { WolfpackError } from '../../errors.js';
 
@@ -16,12 +17,8 @@ interface DisposableBackend extends tf.KernelBackend {
   disposeData(dataId: object, force?: boolean): boolean;
 }
 
-interface BackpropInputAttrs {
-  strides: number | [number, number];
-  pad: 'valid' | 'same' | number | tf.backend_util.ExplicitPadding;
-  dataFormat: 'NHWC' | 'NCHW';
-  dimRoundingMode?: 'floor' | 'round' | 'ceil';
-  inputShape: [number, number, number, number];
+interface BackpropInputAttrs extends ConvAttrs {
+  inputShape: Shape4;
 }
 
 function kernel(name: string): KernelFn {
@@ -37,16 +34,7 @@ export function conv2dBackpropInputWasm(args: KernelArgs): Info {
   const { dy, filter } = args.inputs as { dy: Info; filter: Info };
   const attrs = args.attrs as unknown as BackpropInputAttrs;
   if (attrs.dataFormat !== 'NHWC' || !native) return native!(args);
-  const info = tf.backend_util.computeConv2DInfo(
-    attrs.inputShape,
-    filter.shape as [number, number, number, number],
-    attrs.strides,
-    1,
-    attrs.pad,
-    attrs.dimRoundingMode,
-    false,
-    'channelsLast',
-  );
+  const info = nhwcConvInfo(attrs.inputShape, filter.shape as [number, number, number, number], attrs);
   const [N, H, W, Ci] = attrs.inputShape;
   const {
     filterHeight: KH,

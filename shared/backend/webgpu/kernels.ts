@@ -11,6 +11,7 @@
 // Conv2DBackpropInput: 1x1 stride-1 unpadded convolutions (most of ResNet-50) become one matrix
 // product dx = dy . W^T on TF.js's tiled matmul; other shapes keep TF.js's kernel.
 import { tf } from '../tf.js';
+import { nhwcConvInfo, type ConvAttrs } from '../conv-attrs.js';
 import { PER_ELEMENT_MAIN, bindingDecls, runRaw, type RawKernel } from './raw.js';
 import { WolfpackError } from '../../errors.js';
 
@@ -18,13 +19,6 @@ type Info = tf.TensorInfo;
 type KernelArgs = { inputs: tf.NamedTensorInfoMap; backend: tf.KernelBackend; attrs?: tf.NamedAttrMap };
 interface DisposableBackend extends tf.KernelBackend {
   disposeData(dataId: object, force?: boolean): boolean;
-}
-
-interface ConvAttrs {
-  strides: number | [number, number];
-  pad: 'valid' | 'same' | number | tf.backend_util.ExplicitPadding;
-  dataFormat: 'NHWC' | 'NCHW';
-  dimRoundingMode?: 'floor' | 'round' | 'ceil';
 }
 
 /** Workgroups the split-k product aims for (an H100 runs ~1000 such 256-thread groups at once). */
@@ -245,16 +239,7 @@ export function conv2dBackpropFilterWebGpu(args: KernelArgs): Info {
   const attrs = args.attrs as unknown as ConvAttrs & { filterShape: [number, number, number, number] };
   if (attrs.dataFormat !== 'NHWC')
     throw new WolfpackError('E_BACKEND', 'Conv2DBackpropFilter (webgpu): only NHWC is supported');
-  const info = tf.backend_util.computeConv2DInfo(
-    x.shape as [number, number, number, number],
-    attrs.filterShape,
-    attrs.strides,
-    1,
-    attrs.pad,
-    attrs.dimRoundingMode,
-    false,
-    'channelsLast',
-  );
+  const info = nhwcConvInfo(x.shape as [number, number, number, number], attrs.filterShape, attrs);
   const s = convShape(info);
   const M = s.KH * s.KW * s.CI;
   const K = s.N * s.OH * s.OW;
@@ -328,16 +313,7 @@ function conv2dBackpropInputGemm(
   filter: Info,
   attrs: ConvAttrs & { inputShape: [number, number, number, number] },
 ): Info {
-  const info = tf.backend_util.computeConv2DInfo(
-    attrs.inputShape,
-    filter.shape as [number, number, number, number],
-    attrs.strides,
-    1,
-    attrs.pad,
-    attrs.dimRoundingMode,
-    false,
-    'channelsLast',
-  );
+  const info = nhwcConvInfo(attrs.inputShape, filter.shape as [number, number, number, number], attrs);
   const s = convShape(info);
   const [dx] = runRaw(backend, inputGradKernel(s), [dy, filter], [{ shape: attrs.inputShape }]);
   return dx;
