@@ -4,30 +4,9 @@
 // in fp32 and bf16.
 import t from 'tap';
 import { bucketedAllReduce, reverseBuckets } from '../../shared/allreduce/buckets.js';
-import type { Link } from '../../shared/allreduce/link.js';
 import { createRingBuffer } from '../../shared/allreduce/ring.js';
-import { connectRing, listenRing, wsLink } from '../../shared/transport/ring/index.js';
+import { wsRing } from '../helpers/ws-ring.js';
 import { xorshiftRng } from '../helpers/numerics.js';
-
-async function wsRing(n: number, ordered: boolean): Promise<Link[]> {
-  const listeners = await Promise.all(Array.from({ length: n }, () => listenRing({ host: '127.0.0.1', port: 0 })));
-  const links = await Promise.all(
-    listeners.map(async (l, rank) => {
-      const left = listeners[(rank + n - 1) % n]!;
-      const [out, inc] = await Promise.all([
-        l.accept({ rank: (rank + 1) % n, jobId: 'buckets-ws' }, 10_000),
-        connectRing(
-          `ws://127.0.0.1:${left.port}`,
-          { rank, size: n, jobId: 'buckets-ws' },
-          { timeoutMs: 10_000, ordered },
-        ),
-      ]);
-      return wsLink(out, inc);
-    }),
-  );
-  await Promise.all(listeners.map((l) => l.close()));
-  return links;
-}
 
 const same = (a: Float32Array, b: Float32Array): boolean =>
   Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(Buffer.from(b.buffer, b.byteOffset, b.byteLength));
@@ -44,7 +23,7 @@ for (const wire of ['fp32', 'bf16'] as const) {
       [1, true],
       [3, false],
     ] as const) {
-      const links = await wsRing(n, ordered);
+      const links = await wsRing(n, { ordered, jobId: 'buckets-ws' });
       t.teardown(() => links.forEach((l) => l.close()));
       const bufs = orig.map((a) => {
         const b = createRingBuffer(len, { maxChunkElems: 1 << 16 });

@@ -10,28 +10,12 @@ import { resnet50Spec } from '../../shared/model/spec.js';
 import { ParamLayout } from '../../shared/model/state.js';
 import { ReduceLayout } from '../../shared/train/reduce-buffer.js';
 import type { GradientStream } from '../../shared/train/training-replica.js';
-import { connectRing, listenRing, wsLink } from '../../shared/transport/ring/index.js';
+import { wsRing } from '../helpers/ws-ring.js';
 import { computeAndReduce, type StepRing } from '../../worker/gradient-reduce.js';
 import { reverseBuckets } from '../../shared/allreduce/buckets.js';
 import { xorshiftRng } from '../helpers/numerics.js';
 
 const N = 3;
-
-async function wsRing(n: number): Promise<Link[]> {
-  const listeners = await Promise.all(Array.from({ length: n }, () => listenRing({ host: '127.0.0.1', port: 0 })));
-  const links = await Promise.all(
-    listeners.map(async (l, rank) => {
-      const left = listeners[(rank + n - 1) % n]!;
-      const [out, inc] = await Promise.all([
-        l.accept({ rank: (rank + 1) % n, jobId: 'gradient-reduce' }, 10_000),
-        connectRing(`ws://127.0.0.1:${left.port}`, { rank, size: n, jobId: 'gradient-reduce' }, { timeoutMs: 10_000 }),
-      ]);
-      return wsLink(out, inc);
-    }),
-  );
-  await Promise.all(listeners.map((l) => l.close()));
-  return links;
-}
 
 const same = (a: Float32Array, b: Float32Array): boolean =>
   Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(Buffer.from(b.buffer, b.byteOffset, b.byteLength));
@@ -60,7 +44,7 @@ for (const wire of ['fp32', 'bf16'] as const) {
     const run = async (
       bucketed: boolean,
     ): Promise<{ bufs: Float32Array[]; firstSummedInCompute: boolean[]; early: number[] }> => {
-      const links = await wsRing(N);
+      const links = await wsRing(N, { jobId: 'gradient-reduce' });
       t.teardown(() => links.forEach((l) => l.close()));
       const bufs = data.map(() => createRingBuffer(GRADS + REST, { maxChunkElems: 1 << 14 }));
       const firstSummedInCompute = bufs.map(() => false);
@@ -124,7 +108,7 @@ for (const wire of ['fp32', 'bf16'] as const) {
 }
 
 t.test('a compute that fails after handing over a bucket fails the step', async (t) => {
-  const links = await wsRing(N);
+  const links = await wsRing(N, { jobId: 'gradient-reduce' });
   t.teardown(() => links.forEach((l) => l.close()));
   const buckets = reverseBuckets(GRADS, 100_000);
   const results = await Promise.allSettled(
