@@ -32,7 +32,7 @@ import { initModel } from '../shared/model/weights.js';
 import { Replica } from '../shared/train/replica.js';
 import { median, round, timeRuns } from './machine.js';
 import { syntheticBatch } from './synthetic-batch.js';
-import { bucketElemsOfMb } from '../shared/allreduce/buckets.js';
+import { DEFAULT_BUCKET_ELEMS } from '../shared/allreduce/buckets.js';
 
 /** In the order they run: the slow stock training step last, so a time limit cuts it first. */
 export const PHASES = [
@@ -311,8 +311,7 @@ export async function benchWebGpu(opts: WebGpuBenchOptions = {}): Promise<WebGpu
     o: WebGpuReplicaOptions,
   ): Promise<void> => {
     const timed = async (capture: boolean, bucketElems?: number) => {
-      const state = fresh();
-      const r = new WebGpuReplica(state, trainOpts, undefined, {
+      const r = new WebGpuReplica(fresh(), trainOpts, undefined, {
         ...o,
         capture,
         ...(threadCpuMs ? { cpuClock: threadCpuMs } : {}),
@@ -402,9 +401,10 @@ export async function benchWebGpu(opts: WebGpuBenchOptions = {}): Promise<WebGpu
         : {}),
       ...(cap.off ? { fallback: cap.off } : {}),
     };
-    if (!o.hostGradients) return;
+    // Only where the gradients are read back for the ring with the GPU update (what a worker of a pack runs).
+    if (key !== 'fused_ddp') return;
     // The gradients handed over bucket by bucket (train --bucket-mb 25, DDP's default) as the GPU finishes them.
-    const streamed = await timed(true, bucketElemsOfMb(25));
+    const streamed = await timed(true, DEFAULT_BUCKET_ELEMS);
     const b = streamed.buckets!;
     result.train[key]!.streamed = {
       img_s: streamed.res.img_s,
