@@ -57,6 +57,11 @@ function copyOp(src: GpuBuffer | null, srcOffset: number, dst: GpuBuffer, dstOff
   return { pipeline: null, bindGroup: null, x: 0, y: 0, z: 0, src, srcOffset, dst, dstOffset, size };
 }
 
+/** Whether copy `op` writes any of the bytes [begin, end) of its destination. */
+function writesInto(op: Op, begin: number, end: number): boolean {
+  return op.dstOffset < end && begin < op.dstOffset + op.size;
+}
+
 /**
  * A point of a replay where the commands so far are submitted, so that the host can act on their results
  * (map a staging buffer) while the GPU runs the rest of the step.
@@ -493,7 +498,7 @@ export class CapturedStep {
       return buffers.includes(copy.src!) || buffers.includes(copy.dst!);
     }
     if (op.dst === copy.src || op.src === copy.dst) return true;
-    return op.dst === copy.dst && op.dstOffset < copy.dstOffset + copy.size && copy.dstOffset < op.dstOffset + op.size;
+    return op.dst === copy.dst && writesInto(op, copy.dstOffset, copy.dstOffset + copy.size);
   }
 
   /**
@@ -510,18 +515,16 @@ export class CapturedStep {
    */
   groupCopiesInto(dst: GpuBuffer, ranges: readonly { begin: number; end: number }[]): number[] {
     const ops = this.ops;
-    const overlaps = (op: Op, begin: number, end: number): boolean =>
-      op.dstOffset < end && begin < op.dstOffset + op.size;
     const group = new Map<number, number>(); // op index -> range index
     ops.forEach((op, i) => {
       if (op.pipeline !== null || op.dst !== dst) return;
-      const k = ranges.findIndex((r) => overlaps(op, r.begin, r.end));
+      const k = ranges.findIndex((r) => writesInto(op, r.begin, r.end));
       if (k >= 0) group.set(i, k);
     });
     const moved = [...group.keys()];
     for (const i of moved)
       for (const j of moved)
-        if (i < j && overlaps(ops[i]!, ops[j]!.dstOffset, ops[j]!.dstOffset + ops[j]!.size))
+        if (i < j && writesInto(ops[i]!, ops[j]!.dstOffset, ops[j]!.dstOffset + ops[j]!.size))
           throw new WolfpackError('E_BACKEND', 'CapturedStep.groupCopiesInto: two copies write the same bytes');
     // Where each group may go: after its copies' last earlier dependency, before their first later one.
     const lo = ranges.map(() => 0);
@@ -575,7 +578,7 @@ export class CapturedStep {
   replay(inputs: Record<string, ArrayBufferView>, cuts: readonly ReplayCut[] = []): void {
     if (this.disposed) throw new WolfpackError('E_BACKEND', 'CapturedStep.replay after dispose');
     cuts.forEach((c, i) => {
-      if (!(c.after >= (cuts[i - 1]?.after ?? 0) && c.after <= this.ops.length))
+      if (!(Number.isSafeInteger(c.after) && c.after >= (cuts[i - 1]?.after ?? 0) && c.after <= this.ops.length))
         throw new WolfpackError(
           'E_BACKEND',
           `CapturedStep.replay: cut ${i} after ${c.after} commands (the step has ${this.ops.length}; cuts in order)`,
@@ -602,26 +605,24 @@ export class CapturedStep {
     let enc = b.device.createCommandEncoder();
     let pass: GpuComputePass | null = null;
     let pipeline: GpuPipeline | null = null;
-    let next = 0;
-    const submitCuts = (done: number): void => {
-      while (next < cuts.length && cuts[next]!.after <= done) {
+    const ops = this.ops;
+    let next = 0; // the next cut
+    for (let i = 0; i <= ops.length; i++) {
+      // The cuts after i commands: each closes a submission with its own commands.
+      for (; next < cuts.length && cuts[next]!.after === i; next++) {
         if (pass !== null) {
           pass.end();
           pass = null;
         }
-        const cut = cuts[next++]!;
-        cut.encode(enc);
+        cuts[next]!.encode(enc);
         const s0 = performance.now();
         queue.submit([enc.finish()]);
         submitMs += performance.now() - s0;
-        cut.submitted();
+        cuts[next]!.submitted();
         enc = b.device.createCommandEncoder();
       }
-    };
-    const ops = this.ops;
-    submitCuts(0);
-    for (let i = 0; i < ops.length; i++) {
-      const op = ops[i]!;
+      const op = ops[i];
+      if (op === undefined) break;
       if (op.pipeline !== null) {
         if (pass === null) {
           pass = enc.beginComputePass();
@@ -640,9 +641,8 @@ export class CapturedStep {
         }
         enc.copyBufferToBuffer(op.src!, op.srcOffset, op.dst!, op.dstOffset, op.size);
       }
-      if (next < cuts.length) submitCuts(i + 1);
     }
-    if (pass !== null) (pass as GpuComputePass).end();
+    if (pass !== null) pass.end();
     const commands = enc.finish();
     const t3 = performance.now();
     queue.submit([commands]);
