@@ -11,7 +11,7 @@ import { grid } from '../backend/webgpu/kernels.js';
 import { PER_ELEMENT_MAIN, dispatchOnBuffers, type RawKernel } from '../backend/webgpu/raw.js';
 import { readBuffersAsync, readBuffersSync, type ReadPart } from '../backend/webgpu/sync-read.js';
 import { MappedUpload, RangeReader } from '../backend/webgpu/staging.js';
-import { BufferUsage, type GpuBuffer, type WebGpuBackend } from '../backend/webgpu/types.js';
+import { BufferUsage, type ByteRange, type GpuBuffer, type WebGpuBackend } from '../backend/webgpu/types.js';
 import { WolfpackError } from '../errors.js';
 
 export interface FlatSlot {
@@ -219,13 +219,9 @@ export class FlatGpuParams {
     return this.grad;
   }
 
-  /** Staging buffers reading back `ranges` of the flat gradients, in floats from the first trained one. */
-  gradReader(ranges: readonly { begin: number; end: number }[]): RangeReader {
-    return new RangeReader(
-      this.b,
-      this.grad,
-      ranges.map((r) => ({ begin: r.begin * 4, end: r.end * 4 })),
-    );
+  /** Staging buffers reading back byte `ranges` of the flat gradient buffer. */
+  gradReader(ranges: readonly ByteRange[]): RangeReader {
+    return new RangeReader(this.b, this.grad, ranges);
   }
 
   /** Reads GPU ranges (these buffers' and tensors') in one transfer, asynchronously. */

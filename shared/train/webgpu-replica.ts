@@ -271,11 +271,10 @@ export class WebGpuReplica implements TrainingReplica {
   ): { cuts: ReplayCut[]; landed: Promise<void> } {
     if (captured.stream?.buckets !== stream.buckets) {
       captured.stream?.reader.dispose();
-      const after = captured.step.groupCopiesInto(
-        this.flat.gradBuffer,
-        stream.buckets.map((k) => ({ begin: k.begin * 4, end: k.end * 4 })),
-      );
-      captured.stream = { buckets: stream.buckets, after, reader: this.flat.gradReader(stream.buckets) };
+      // the buckets in bytes of the flat gradient buffer (it holds the gradient region of `buffer`)
+      const bytes = stream.buckets.map((k) => ({ begin: k.begin * 4, end: k.end * 4 }));
+      const after = captured.step.groupCopiesInto(this.flat.gradBuffer, bytes);
+      captured.stream = { buckets: stream.buckets, after, reader: this.flat.gradReader(bytes) };
     }
     const plan = captured.stream;
     const grads = this.reduce.grads(this.buffer);

@@ -27,6 +27,7 @@ import { tf } from '../tf.js';
 import { noteDispatches } from './raw.js';
 import {
   BufferUsage,
+  type ByteRange,
   type GpuBuffer,
   type GpuCommandEncoder,
   type GpuComputePass,
@@ -513,7 +514,7 @@ export class CapturedStep {
    * ready), nothing is rearranged and each range is complete after its last copy. The copies into `dst`
    * must write disjoint bytes.
    */
-  groupCopiesInto(dst: GpuBuffer, ranges: readonly { begin: number; end: number }[]): number[] {
+  groupCopiesInto(dst: GpuBuffer, ranges: readonly ByteRange[]): number[] {
     const ops = this.ops;
     const group = new Map<number, number>(); // op index -> range index
     ops.forEach((op, i) => {

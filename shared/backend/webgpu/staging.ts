@@ -9,16 +9,10 @@
 //    next upload.
 import { spinDawn } from './sync-read.js';
 import type { ReplayCut } from './capture.js';
-import { BufferUsage, MapMode, type GpuBuffer, type WebGpuBackend } from './types.js';
+import { BufferUsage, MapMode, type ByteRange, type GpuBuffer, type WebGpuBackend } from './types.js';
 import { WolfpackError } from '../../errors.js';
 
-/** A byte range [begin, end) of a buffer; both multiples of 4. */
-export interface ByteRange {
-  begin: number;
-  end: number;
-}
-
-/** Ranges of one GPU buffer, each read back through its own staging buffer. */
+/** Ranges of one GPU buffer (bytes, multiples of 4), each read back through its own staging buffer. */
 export class RangeReader {
   private readonly staging: GpuBuffer[];
 

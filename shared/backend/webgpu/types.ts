@@ -15,6 +15,12 @@ export const BufferUsage = {
 } as const;
 export const MapMode = { READ: 0x1, WRITE: 0x2 } as const;
 
+/** A byte range [begin, end) of a buffer. */
+export interface ByteRange {
+  begin: number;
+  end: number;
+}
+
 export interface GpuBuffer {
   readonly size: number;
   readonly usage: number;
