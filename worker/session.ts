@@ -25,7 +25,6 @@ import type { TrainingReplica } from '../shared/train/training-replica.js';
 import { tf } from '../shared/backend/tf.js';
 import { ImageCache, loadBatch } from './batch-loader.js';
 import { computeAndReduce } from './gradient-reduce.js';
-import type { Bucket } from '../shared/allreduce/buckets.js';
 import { receiveWeights } from './connect.js';
 import { exchangeSize, stepLoadOptions, StepFeatureCache, type StepBatch, type StepFeatures } from './feature-cache.js';
 
@@ -259,21 +258,6 @@ export class WorkerSession {
     );
   }
 
-  /** The step all-reduce's buckets (--bucket-mb), cut once for the replica's layout; undefined: none. */
-  private buckets: { for: TrainingReplica; buckets: Bucket[] } | undefined;
-
-  private gradientBuckets(): Bucket[] | undefined {
-    const replica = this.replica;
-    const elems = this.config.bucketElems;
-    if (elems === undefined || replica === undefined) return undefined;
-    if (this.buckets?.for !== replica)
-      this.buckets = {
-        for: replica,
-        buckets: replica.reduce.gradientBuckets(elems),
-      };
-    return this.buckets.buckets;
-  }
-
   private async runStep(msg: MessageOf<'step'>): Promise<void> {
     const replica = this.replica!;
     const t0 = performance.now();
@@ -312,7 +296,7 @@ export class WorkerSession {
         wire: this.config.wire ?? 'fp32',
         take: (count) => (this.collective += count) - count,
       },
-      this.gradientBuckets(),
+      this.config.bucketElems === undefined ? undefined : replica.reduce.gradientBuckets(this.config.bucketElems),
     );
     const nonFinite = replica.localNonFinite;
     // every rank shares the features it computed this step, so all ranks have them all

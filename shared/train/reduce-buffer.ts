@@ -39,14 +39,21 @@ export class ReduceLayout {
 
   /** Where each trained parameter's gradient starts in the gradient region. */
   private readonly paramStarts: readonly number[];
+  private lastBuckets: { elems: number; buckets: readonly Bucket[] } | undefined;
 
   /**
    * Buckets of about `bucketElems` over the gradient region, last layers first (the order the backward
    * pass finishes them), cut at the parameters' boundaries: a parameter is split between buckets only
-   * when it is larger than one.
+   * when it is larger than one. The same array for the same size, step after step: a webgpu replica
+   * keeps its read-back plan for as long as it is given the same buckets.
    */
-  gradientBuckets(bucketElems: number): Bucket[] {
-    return reverseBuckets(this.statsOffset, bucketElems, this.paramStarts);
+  gradientBuckets(bucketElems: number): readonly Bucket[] {
+    if (this.lastBuckets?.elems !== bucketElems)
+      this.lastBuckets = {
+        elems: bucketElems,
+        buckets: reverseBuckets(this.statsOffset, bucketElems, this.paramStarts),
+      };
+    return this.lastBuckets.buckets;
   }
 
   grads(buf: Float32Array): Float32Array {

@@ -138,6 +138,11 @@ t.test('buckets over a real layout: parameter boundaries, last layers first, the
     const reduce = new ReduceLayout(layout, freeze, 'train');
     const elems = Math.ceil(layout.paramCount / 7);
     const buckets = reduce.gradientBuckets(elems);
+    t.equal(
+      reduce.gradientBuckets(elems),
+      buckets,
+      `${freeze}: the same array at every step (a webgpu replica's plan)`,
+    );
     const starts = new Set(layout.trainableFor(freeze).map((s) => s.offset - reduce.gradBegin));
     t.equal(buckets[0]!.end, reduce.statsOffset, `${freeze}: the first bucket ends the gradient region`);
     t.equal(buckets.at(-1)!.begin, 0, `${freeze}: the last one starts it`);
